@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Config is a loaded, validated and defaulted config.hcl. Every path in it is
+// absolute (relative paths in the file are resolved against the file's
+// directory). Durations and sizes are parsed.
+type Config struct {
+	File    string // absolute path of the file it was loaded from
+	Log     Log
+	DataDir string
+	Socket  Socket
+	API     API
+	Auth    Auth
+	Store   Store
+	// Apps in file order; AppByName indexes them.
+	Apps []*App
+	// Notifications holds one entry per known type: the four built-in types
+	// (with DESIGN.md defaults when the file has no block for them) plus any
+	// type the file declares. Keyed by type name.
+	Notifications map[string]*Notification
+	Plugins       Plugins
+	Retry         Retry
+	Metrics       Metrics
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
+	ShutdownTimeout time.Duration
+}
+
+// AppByName returns the app block with that label, or nil.
+func (c *Config) AppByName(name string) *App {
+	for _, a := range c.Apps {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// Log is the log {} block.
+type Log struct {
+	Level  string // trace | debug | info | warn | error
+	Format string // text | json
+}
+
+// Socket is the socket {} block.
+type Socket struct {
+	Path string
+	Mode os.FileMode
+}
+
+// API is the api {} block (the app API, HTTP over TCP).
+type API struct {
+	Address     string
+	TLSCertFile string // empty: plain HTTP (only on a loopback address)
+	TLSKeyFile  string
+}
+
+// Auth is the auth {} block: how app API bearer tokens are verified.
+type Auth struct {
+	Issuer          string
+	Audience        string
+	HS256SecretFile string
+	PublicKeyFile   string
+}
+
+// Store is the store "kind" {} block.
+type Store struct {
+	Kind     string // bolt | jetstream
+	Path     string // bolt
+	URL      string // jetstream
+	Replicas int    // jetstream
+}
+
+// App is an app "name" {} block: push credentials for one mobile app.
+type App struct {
+	Name string
+	APNS *APNS // nil when the block is absent
+	FCM  *FCM  // nil when the block is absent
+}
+
+// APNS is an app's apns {} block.
+type APNS struct {
+	Topic        string
+	KeyFile      string // token auth (.p8) ...
+	KeyID        string
+	TeamID       string
+	CertFile     string // ... or certificate auth (.p12 or .pem)
+	CertPassword string
+	Endpoint     string // base URL; empty: Apple's host by device environment
+	CAFile       string
+	Connections  int
+}
+
+// FCM is an app's fcm {} block.
+type FCM struct {
+	ProjectID       string
+	CredentialsFile string
+	Endpoint        string // base URL; empty: Google's host
+	CAFile          string
+}
+
+// Notification is a notification "type" {} block.
+type Notification struct {
+	Type     string
+	Default  relay.Setting // the workspace setting when the workspace never set one
+	TTL      time.Duration
+	Priority relay.Priority
+	Category string   // APNs category for actionable types
+	Actions  []string // offered answers; non-empty means actionable
+	Seal     bool     // seal title/body/data to the device's public key
+}
+
+// Actionable reports whether alerts of this type offer answers.
+func (n *Notification) Actionable() bool { return len(n.Actions) > 0 }
+
+// Plugins is the plugins {} block.
+type Plugins struct {
+	Dir         string
+	Timeout     time.Duration
+	MemoryLimit int64  // bytes
+	OnError     string // skip | suppress
+}
+
+// Retry is the retry {} block.
+type Retry struct {
+	Initial time.Duration
+	Max     time.Duration
+	Jitter  float64
+}
+
+// Metrics is the metrics {} block.
+type Metrics struct {
+	Address string // empty: no metrics listener
+}

@@ -1,0 +1,83 @@
+// Package store defines how edgerelay keeps its state: events, their
+// decisions and delivery jobs, devices, workspace settings and user
+// preferences. Backends live in subpackages (store/bolt embedded; a cluster
+// backend later) and implement Store.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Record is an event with everything the relay learned about it.
+type Record struct {
+	Event      relay.Event     `json:"event"`
+	ReceivedAt time.Time       `json:"received_at"`
+	Decision   *relay.Decision `json:"decision,omitempty"` // nil until decided
+	Alert      *relay.Alert    `json:"alert,omitempty"`    // rendered alert, set with the decision when delivering
+	Jobs       []relay.Job     `json:"jobs,omitempty"`     // one per target device, in device id order
+}
+
+// Store is implemented by each backend.
+//
+// # Notes
+//
+//   - All methods are safe for concurrent use.
+//   - Writes are durable (fsync'd or replicated) when they return nil.
+//     Backends group concurrent writes into one commit, so many callers
+//     writing at once do not each pay for an fsync.
+//   - Maps passed in are not retained; maps and slices returned are the
+//     caller's.
+type Store interface {
+	// AddEvents stores events not seen before. It returns one error per
+	// event, in order: nil when stored, relay.ErrDuplicate when an event
+	// with the same (workspace, id) exists. The second result is a failure
+	// of the store itself, in which case nothing was stored.
+	AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error)
+	// Event returns the record of an event, or relay.ErrNotFound.
+	Event(ctx context.Context, key relay.EventKey) (*Record, error)
+	// Decide records an event's decision, its rendered alert (nil unless
+	// delivering) and its jobs, atomically. The event leaves the undecided
+	// set.
+	Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error
+	// Undecided calls fn for every stored event not yet decided, oldest
+	// first (crash recovery). fn returning an error stops the walk.
+	Undecided(ctx context.Context, fn func(relay.Event) error) error
+
+	// UpdateJobs stores new states of existing jobs (matched by event and
+	// device id); jobs of unknown events are ignored.
+	UpdateJobs(ctx context.Context, jobs []relay.Job) error
+	// OpenJobs calls fn for every job that is not in a final state
+	// (pending or deferred), for recovery after a restart.
+	OpenJobs(ctx context.Context, fn func(relay.Job) error) error
+
+	// PutDevice registers or replaces a device (keyed by workspace, user,
+	// device id).
+	PutDevice(ctx context.Context, d relay.Device) error
+	// Device returns one device, or relay.ErrNotFound.
+	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
+	// Devices returns a user's devices ordered by id.
+	Devices(ctx context.Context, workspace, user string) ([]relay.Device, error)
+	// DeleteDevice removes a device; relay.ErrNotFound if absent.
+	DeleteDevice(ctx context.Context, workspace, user, id string) error
+	// RemoveDeviceToken removes a device only if its token is still token
+	// (a device re-registered with a new token keeps it). It reports
+	// whether it removed the device.
+	RemoveDeviceToken(ctx context.Context, workspace, user, id, token string) (bool, error)
+
+	// Settings returns a workspace's explicit settings (types never set
+	// are absent).
+	Settings(ctx context.Context, workspace string) (map[string]relay.Setting, error)
+	// PutSettings merges settings into a workspace's settings.
+	PutSettings(ctx context.Context, workspace string, s map[string]relay.Setting) error
+	// Preferences returns a user's explicit preferences.
+	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
+	// PutPreferences merges preferences into a user's preferences.
+	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
+
+	// Close flushes and closes the store. It must succeed even when ctx is
+	// done.
+	Close(ctx context.Context) error
+}
