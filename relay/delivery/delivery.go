@@ -1,0 +1,145 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Notifier sends one alert to one device.
+//
+// # Notes
+//
+//   - Notify is safe for concurrent use and makes exactly one delivery attempt
+//     as far as the caller can tell (a provider SDK may retry inside it, but
+//     never past ctx's deadline or the alert's ExpiresAt).
+//   - It returns nil when the provider accepted the push, an error wrapping
+//     relay.ErrExpired when the alert expired before it could be sent, and a
+//     *Error otherwise. Callers inspect the error with Classify or errors.As.
+//   - Notify does not modify d or a.
+type Notifier interface {
+	Notify(ctx context.Context, d relay.Device, a *relay.Alert) error
+}
+
+// Outcome says what the caller should do after a failed send. The zero value
+// means no outcome (a nil error).
+type Outcome int
+
+// Outcomes of a failed send.
+const (
+	// Retry: a transient failure; send again later, after RetryAfter if set.
+	Retry Outcome = iota + 1
+	// DropToken: the device token is dead; remove the device, never retry.
+	DropToken
+	// Permanent: this message can never be delivered as it is; do not retry.
+	Permanent
+	// ConfigError: the relay's provider configuration (key, certificate,
+	// topic, project) is wrong; retrying will not help until an operator
+	// fixes it. Callers may keep the message queued until it expires.
+	ConfigError
+)
+
+// String returns the outcome's lowercase name.
+func (o Outcome) String() string {
+	switch o {
+	case Retry:
+		return "retry"
+	case DropToken:
+		return "drop-token"
+	case Permanent:
+		return "permanent"
+	case ConfigError:
+		return "config-error"
+	}
+	return "none"
+}
+
+// Error is a failed send, classified.
+type Error struct {
+	Provider    string        // "apns" or "fcm"
+	Status      int           // HTTP status, 0 when no response came back
+	Reason      string        // the provider's reason or error code, e.g. "Unregistered"
+	Outcome     Outcome       // what to do next
+	RetryAfter  time.Duration // the provider's hint (0: use the caller's backoff)
+	TokenDeadAt time.Time     // APNs 410: when the token stopped being valid (zero: unknown)
+	Err         error         // the underlying error, if any
+}
+
+// Error describes the failure, e.g.
+// "apns: 410 Unregistered (drop-token)".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Provider)
+	b.WriteString(":")
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " %d", e.Status)
+	}
+	if e.Reason != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Reason)
+	}
+	fmt.Fprintf(&b, " (%s", e.Outcome)
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+	}
+	b.WriteString(")")
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes a DropToken error match relay.ErrUnregistered.
+func (e *Error) Is(target error) bool {
+	return target == relay.ErrUnregistered && e.Outcome == DropToken
+}
+
+// Retryable reports whether the send may be tried again.
+func (e *Error) Retryable() bool { return e.Outcome == Retry }
+
+// Classify says what to do after err. A *Error (anywhere in the chain) gives
+// its own Outcome and RetryAfter. Otherwise: nil has no outcome (0);
+// relay.ErrExpired is Permanent; relay.ErrUnregistered is DropToken;
+// context deadlines, cancellations and any other error (transport failures)
+// are Retry.
+func Classify(err error) (Outcome, time.Duration) {
+	if err == nil {
+		return 0, 0
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return de.Outcome, de.RetryAfter
+	}
+	switch {
+	case errors.Is(err, relay.ErrExpired):
+		return Permanent, 0
+	case errors.Is(err, relay.ErrUnregistered):
+		return DropToken, 0
+	}
+	return Retry, 0
+}
+
+// SendTimeout bounds one provider attempt when neither the caller's context
+// nor the alert's expiry is sooner.
+const SendTimeout = 30 * time.Second
+
+// Deadline returns the deadline of one send started at now: the earliest of
+// ctx's deadline, the alert's ExpiresAt (when set) and now+max.
+func Deadline(ctx context.Context, now time.Time, expiresAt time.Time, max time.Duration) time.Time {
+	dl := now.Add(max)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	if !expiresAt.IsZero() && expiresAt.Before(dl) {
+		dl = expiresAt
+	}
+	return dl
+}

@@ -1,0 +1,77 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+func TestClassify(t *testing.T) {
+	dead := &Error{Provider: "apns", Status: 410, Reason: "Unregistered", Outcome: DropToken}
+	tests := []struct {
+		name    string
+		err     error
+		outcome Outcome
+		after   time.Duration
+	}{
+		{"nil", nil, 0, 0},
+		{"drop token", dead, DropToken, 0},
+		{"wrapped error", fmt.Errorf("send: %w", &Error{Outcome: Retry, RetryAfter: time.Minute}), Retry, time.Minute},
+		{"config", &Error{Outcome: ConfigError}, ConfigError, 0},
+		{"deadline", context.DeadlineExceeded, Retry, 0},
+		{"canceled", fmt.Errorf("push: %w", context.Canceled), Retry, 0},
+		{"expired", fmt.Errorf("send: %w", relay.ErrExpired), Permanent, 0},
+		{"unregistered", relay.ErrUnregistered, DropToken, 0},
+		{"other", errors.New("connection reset"), Retry, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, after := Classify(tc.err)
+			if o != tc.outcome || after != tc.after {
+				t.Fatalf("Classify = %v, %v; want %v, %v", o, after, tc.outcome, tc.after)
+			}
+		})
+	}
+}
+
+func TestErrorIsUnregistered(t *testing.T) {
+	inner := errors.New("boom")
+	e := &Error{Provider: "fcm", Status: 404, Reason: "UNREGISTERED", Outcome: DropToken, Err: inner}
+	if !errors.Is(e, relay.ErrUnregistered) || !errors.Is(fmt.Errorf("x: %w", e), relay.ErrUnregistered) {
+		t.Fatal("DropToken error does not match relay.ErrUnregistered")
+	}
+	if !errors.Is(e, inner) {
+		t.Fatal("Unwrap lost the inner error")
+	}
+	if errors.Is(&Error{Outcome: Retry}, relay.ErrUnregistered) {
+		t.Fatal("Retry error matches relay.ErrUnregistered")
+	}
+	want := "fcm: 404 UNREGISTERED (drop-token): boom"
+	if e.Error() != want {
+		t.Fatalf("Error() = %q, want %q", e.Error(), want)
+	}
+	r := &Error{Provider: "apns", Status: 429, Reason: "TooManyRequests", Outcome: Retry, RetryAfter: 2 * time.Second}
+	if got := r.Error(); got != "apns: 429 TooManyRequests (retry, retry after 2s)" {
+		t.Fatalf("Error() = %q", got)
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	bg := context.Background()
+	if got := Deadline(bg, now, time.Time{}, SendTimeout); !got.Equal(now.Add(SendTimeout)) {
+		t.Fatalf("no expiry: %v", got)
+	}
+	if got := Deadline(bg, now, now.Add(time.Second), SendTimeout); !got.Equal(now.Add(time.Second)) {
+		t.Fatalf("expiry sooner: %v", got)
+	}
+	ctx, cancel := context.WithDeadline(bg, now.Add(2*time.Second))
+	defer cancel()
+	if got := Deadline(ctx, now, now.Add(time.Minute), SendTimeout); !got.Equal(now.Add(2 * time.Second)) {
+		t.Fatalf("ctx sooner: %v", got)
+	}
+}
