@@ -1,0 +1,372 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// Policy judges an event the baseline would deliver. The daemon adapts the
+// plugin engine to it; nil means no plugins.
+type Policy interface {
+	Evaluate(ctx context.Context, in PolicyInput) (PolicyResult, error)
+}
+
+// PolicyInput is what the plugins see.
+type PolicyInput struct {
+	Now         time.Time
+	Event       relay.Event
+	Baseline    relay.Decision
+	Settings    map[string]relay.Setting
+	Preferences map[string]bool
+	Devices     []relay.Device
+}
+
+// PolicyResult is what the plugin chain decided.
+type PolicyResult struct {
+	Verdict    relay.Verdict
+	Reason     string
+	DeferUntil time.Time
+	Plugins    []relay.PluginDecision
+	// Apply changes the rendered alert (the plugins' "set"); nil: no change.
+	Apply func(*relay.Alert)
+	// Devices narrows the target devices; nil: all.
+	Devices []string
+}
+
+// Queue is where decided jobs go.
+type Queue interface {
+	Add(items ...*queue.Item) error
+}
+
+// Options configure a Pipeline.
+type Options struct {
+	Config   *config.Config
+	Store    store.Store
+	Queue    Queue
+	Policy   Policy // optional
+	Logger   hclog.Logger
+	Deciders int // concurrent deciders; default 2×GOMAXPROCS
+	// Backlog is how many accepted events may wait for a decider before
+	// Accept blocks (backpressure on the socket).
+	Backlog int
+	Now     func() time.Time
+	// OnAccepted, when set, is called for each event accepted.
+	OnAccepted func(relay.Event)
+}
+
+// Pipeline accepts events and decides them.
+type Pipeline struct {
+	opts Options
+	log  hclog.Logger
+	in   chan relay.Event
+	// sendable reports whether an app has a provider for a platform.
+	sendable func(app string, p relay.Platform) bool
+}
+
+// New returns a pipeline; Run starts its deciders.
+func New(opts Options) *Pipeline {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Deciders <= 0 {
+		opts.Deciders = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.Backlog <= 0 {
+		opts.Backlog = 4096
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog)}
+	p.sendable = func(app string, pl relay.Platform) bool {
+		a := opts.Config.AppByName(app)
+		if a == nil {
+			return false
+		}
+		return (pl == relay.PlatformIOS && a.APNS != nil) || (pl == relay.PlatformAndroid && a.FCM != nil)
+	}
+	return p
+}
+
+// Accept fills each event's defaults and stores the events durably. It
+// returns one error per event: nil (accepted), relay.ErrDuplicate, or why it
+// was rejected. Accepted events are queued for a decider; when the deciders
+// are behind, Accept waits (the socket slows down rather than memory
+// growing).
+func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, error) {
+	now := p.opts.Now()
+	errs := make([]error, len(events))
+	ok := make([]relay.Event, 0, len(events))
+	idx := make([]int, 0, len(events))
+	for i := range events {
+		ev := events[i]
+		if err := p.fill(&ev, now); err != nil {
+			errs[i] = err
+			continue
+		}
+		ok = append(ok, ev)
+		idx = append(idx, i)
+	}
+	if len(ok) == 0 {
+		return errs, nil
+	}
+	res, err := p.opts.Store.AddEvents(ctx, ok, now)
+	if err != nil {
+		return nil, fmt.Errorf("store events: %w", err)
+	}
+	for k, e := range res {
+		errs[idx[k]] = e
+		if e != nil {
+			continue
+		}
+		if p.opts.OnAccepted != nil {
+			p.opts.OnAccepted(ok[k])
+		}
+		select {
+		case p.in <- ok[k]:
+		case <-ctx.Done():
+			// Stored but not decided: Recover decides it after a restart.
+		}
+	}
+	return errs, nil
+}
+
+// fill applies the notification type's defaults.
+func (p *Pipeline) fill(ev *relay.Event, now time.Time) error {
+	n := p.opts.Config.Notifications[ev.Type]
+	if n == nil {
+		return fmt.Errorf("field %q: unknown notification type %q", "type", ev.Type)
+	}
+	if ev.Priority == "" {
+		ev.Priority = n.Priority
+	}
+	if ev.ExpiresAt.IsZero() {
+		ev.ExpiresAt = now.Add(n.TTL)
+	}
+	if len(ev.Actions) == 0 && n.Actionable() {
+		ev.Actions = slices.Clone(n.Actions)
+	}
+	return nil
+}
+
+// Run decides queued events until ctx is done.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range p.opts.Deciders {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-p.in:
+					if err := p.Decide(ctx, ev); err != nil && ctx.Err() == nil {
+						p.log.Error("decide event", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// Recover re-queues open jobs and decides events left undecided by a
+// previous run. Call it after opening the store and before accepting new
+// events.
+func (p *Pipeline) Recover(ctx context.Context) (jobs, events int, err error) {
+	type owner struct {
+		user  string
+		alert *relay.Alert
+	}
+	owners := map[relay.EventKey]owner{}
+	err = p.opts.Store.OpenJobs(ctx, func(j relay.Job) error {
+		o, ok := owners[j.Event]
+		if !ok {
+			rec, err := p.opts.Store.Event(ctx, j.Event)
+			if err != nil {
+				return fmt.Errorf("load event %s: %w", j.Event, err)
+			}
+			o = owner{user: rec.Event.User, alert: rec.Alert}
+			owners[j.Event] = o
+		}
+		if o.alert == nil {
+			return nil
+		}
+		d, err := p.opts.Store.Device(ctx, j.Event.Workspace, o.user, j.DeviceID)
+		if err != nil {
+			j.State, j.LastError, j.UpdatedAt = relay.StateFailed, "device no longer registered", p.opts.Now()
+			return p.opts.Store.UpdateJobs(ctx, []relay.Job{j})
+		}
+		jobs++
+		return p.opts.Queue.Add(&queue.Item{Job: j, Alert: o.alert, Device: d})
+	})
+	if err != nil {
+		return jobs, events, fmt.Errorf("recover jobs: %w", err)
+	}
+	var pending []relay.Event
+	err = p.opts.Store.Undecided(ctx, func(ev relay.Event) error {
+		pending = append(pending, ev)
+		return nil
+	})
+	if err != nil {
+		return jobs, events, fmt.Errorf("recover events: %w", err)
+	}
+	for _, ev := range pending {
+		if err := p.Decide(ctx, ev); err != nil {
+			return jobs, events, fmt.Errorf("recover event %s: %w", ev.Key(), err)
+		}
+		events++
+	}
+	return jobs, events, nil
+}
+
+// Decide runs the decision chain for one stored event, records it and queues
+// its jobs.
+func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
+	now := p.opts.Now()
+	n := p.opts.Config.Notifications[ev.Type]
+	if n == nil {
+		return p.opts.Store.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "unknown_type"}, nil, nil)
+	}
+	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
+	if err != nil {
+		return fmt.Errorf("load settings: %w", err)
+	}
+	prefs, err := p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
+	if err != nil {
+		return fmt.Errorf("load preferences: %w", err)
+	}
+	all, err := p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	if err != nil {
+		return fmt.Errorf("load devices: %w", err)
+	}
+	devices := all[:0:0]
+	for _, d := range all {
+		if p.sendable(d.App, d.Platform) {
+			devices = append(devices, d)
+		}
+	}
+
+	setting, ok := settings[ev.Type]
+	if !ok {
+		setting = n.Default
+	}
+	var pref *bool
+	if v, ok := prefs[ev.Type]; ok {
+		pref = &v
+	}
+	dec := relay.Baseline(setting, pref)
+	dec.Plugins = []relay.PluginDecision{}
+	alert := p.render(ev, n)
+
+	state := relay.StatePending
+	switch {
+	case ev.Expired(now):
+		dec = relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonExpired, Enforced: dec.Enforced, Plugins: dec.Plugins}
+		state = relay.StateExpired
+	case dec.Verdict == relay.VerdictSuppress:
+		state = relay.StateSuppressed
+	case p.opts.Policy != nil:
+		res, err := p.opts.Policy.Evaluate(ctx, PolicyInput{Now: now, Event: ev, Baseline: dec, Settings: settings, Preferences: prefs, Devices: devices})
+		if err != nil {
+			return fmt.Errorf("evaluate policies: %w", err)
+		}
+		dec.Plugins = res.Plugins
+		if res.Verdict != "" {
+			dec.Verdict = res.Verdict
+			if res.Reason != "" {
+				dec.Reason = res.Reason
+			}
+		}
+		if res.Apply != nil {
+			res.Apply(alert)
+		}
+		if res.Devices != nil {
+			devices = slices.DeleteFunc(devices, func(d relay.Device) bool { return !slices.Contains(res.Devices, d.ID) })
+		}
+		switch dec.Verdict {
+		case relay.VerdictSuppress:
+			state = relay.StateSuppressed
+		case relay.VerdictDefer:
+			state = relay.StateDeferred
+			dec.DeferUntil = res.DeferUntil
+			if !dec.DeferUntil.Before(ev.ExpiresAt) {
+				// A defer to or past expiry is never delivered.
+				state = relay.StateExpired
+			}
+		}
+	}
+
+	jobs := make([]relay.Job, 0, len(devices))
+	for _, d := range devices {
+		j := relay.Job{Event: ev.Key(), DeviceID: d.ID, Platform: d.Platform, State: state,
+			ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+		if state == relay.StateDeferred {
+			j.NextAt = dec.DeferUntil
+		}
+		jobs = append(jobs, j)
+	}
+	var storedAlert *relay.Alert
+	if !state.Final() {
+		storedAlert = alert
+	}
+	if err := p.opts.Store.Decide(ctx, ev.Key(), dec, storedAlert, jobs); err != nil {
+		return fmt.Errorf("record decision: %w", err)
+	}
+	if state.Final() {
+		return nil
+	}
+	items := make([]*queue.Item, len(jobs))
+	for i := range jobs {
+		items[i] = &queue.Item{Job: jobs[i], Alert: alert, Device: devices[i]}
+	}
+	if err := p.opts.Queue.Add(items...); err != nil {
+		return fmt.Errorf("queue jobs: %w", err)
+	}
+	return nil
+}
+
+// render builds the alert every device of the event gets.
+func (p *Pipeline) render(ev relay.Event, n *config.Notification) *relay.Alert {
+	a := &relay.Alert{
+		EventID:    ev.ID,
+		Workspace:  ev.Workspace,
+		Type:       ev.Type,
+		Title:      ev.Title,
+		Body:       ev.Body,
+		Data:       ev.Data,
+		Actions:    ev.Actions,
+		Priority:   ev.Priority,
+		CollapseID: CollapseID(ev.Key()),
+		ExpiresAt:  ev.ExpiresAt,
+	}
+	if len(a.Actions) > 0 {
+		a.Category = n.Category
+	}
+	switch ev.Type {
+	case relay.TypeIdentityVerification, relay.TypeNewTrustedDevice:
+		a.InterruptionLevel = "time-sensitive"
+	}
+	return a
+}
+
+// CollapseID is the stable collapse id of an event: the same on every
+// attempt and after a restart, so a duplicate replaces the first copy on the
+// phone. 32 hex characters (APNs allows 64 bytes).
+func CollapseID(k relay.EventKey) string {
+	h := sha256.Sum256([]byte(k.Workspace + "\x00" + k.ID))
+	return hex.EncodeToString(h[:16])
+}
