@@ -1,0 +1,53 @@
+// Package bolt is edgerelay's embedded store: store.Store on a single bbolt
+// file (go.etcd.io/bbolt), for a relay running on one machine.
+//
+// It owns the file and its layout, and nothing else: it does not decide,
+// schedule or deliver, and it never prunes old events (nothing in
+// store.Store asks it to).
+//
+// # Durability
+//
+// Every write goes through bbolt's DB.Batch, so concurrent callers share one
+// transaction and one fsync'd commit (group commit). A write method returns
+// only after that commit, so whatever it reported as stored survives a crash
+// of the process or the machine. NoSync stays false. Batch may run a write
+// function more than once (when another function of the same batch fails),
+// so every write function here is idempotent: it resets its results at the
+// start of each run, and reports ordinary outcomes (duplicate, not found)
+// through those results, never by returning an error.
+//
+// # Layout
+//
+// Keys join their parts with a NUL byte. No part may be empty or contain
+// NUL (writes and reads reject such parts with an error naming the field),
+// so a key maps to exactly one tuple and a prefix "a\x00b\x00" matches only
+// the children of (a, b). Byte order of keys is Go string order, so device
+// ids come back sorted.
+//
+//	bucket     key                       value
+//	events     ws \0 id                  0x01, 8-byte big-endian undecided seq, JSON {event, received_at}
+//	decisions  ws \0 id                  JSON {decision, alert}
+//	undecided  8-byte big-endian seq     ws \0 id           (walked oldest first)
+//	jobs_open  ws \0 id \0 device        job value           (pending, deferred)
+//	jobs_done  ws \0 id \0 device        job value           (final states)
+//	devices    ws \0 user \0 device      JSON relay.Device
+//	settings   ws                        JSON {type: setting}
+//	prefs      ws \0 user                JSON {type: bool}
+//
+// A job lives in exactly one of jobs_open and jobs_done, chosen by
+// relay.DeliveryState.Final, so OpenJobs reads only open jobs and never
+// scans finished ones. A job value holds what its key does not: platform,
+// state, attempts, last error and times (see codec.go).
+//
+// Events are immutable once stored; Decide writes the decisions bucket, the
+// event's jobs and removes its undecided entry in one transaction.
+//
+// # Walks
+//
+// Undecided and OpenJobs read in chunks of a few hundred entries, each in
+// its own short read transaction, and call fn outside any transaction. So
+// fn may write to the store (Decide, UpdateJobs) without deadlocking bbolt's
+// remap, and ctx and Close are checked between entries. A walk is not a
+// snapshot: entries added during it may or may not be seen, entries removed
+// before it reaches them are not.
+package bolt

@@ -1,0 +1,299 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// walkChunk is how many entries a walk reads per read transaction.
+const walkChunk = 512
+
+// AddEvents stores events not seen before, in one group commit shared with
+// concurrent writers, and returns when that commit is on disk. The result
+// for an event is nil (stored), relay.ErrDuplicate (its (workspace, id) was
+// stored before, by an earlier call or earlier in events), or an error
+// naming an invalid workspace or id. ctx is checked once before queueing:
+// once queued, the write commits whatever ctx does.
+func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("add events: %w", err)
+	}
+	defer leave()
+
+	results := make([]error, len(events))
+	keys := make([][]byte, len(events))
+	values := make([][]byte, len(events))
+	valid := 0
+	for i := range events {
+		e := &events[i]
+		if err := checkEventKey(e.Key()); err != nil {
+			results[i] = fmt.Errorf("event %d: %w", i, err)
+			continue
+		}
+		v, err := encodeEvent(*e, receivedAt)
+		if err != nil {
+			results[i] = fmt.Errorf("event %s: %w", e.Key(), err)
+			continue
+		}
+		keys[i], values[i] = eventKey(e.Key()), v
+		valid++
+	}
+	if valid == 0 {
+		return results, nil
+	}
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		evb, und := tx.Bucket(bucketEvents), tx.Bucket(bucketUndecided)
+		for i, k := range keys {
+			if k == nil {
+				continue
+			}
+			results[i] = nil // reset: Batch may run this function again
+			if evb.Get(k) != nil {
+				results[i] = relay.ErrDuplicate
+				continue
+			}
+			seq, err := und.NextSequence()
+			if err != nil {
+				return fmt.Errorf("next sequence: %w", err)
+			}
+			setEventSeq(values[i], seq)
+			if err := evb.Put(k, values[i]); err != nil {
+				return fmt.Errorf("put event: %w", err)
+			}
+			if err := und.Put(seqKey(seq), k); err != nil {
+				return fmt.Errorf("put undecided: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add events: %w", err)
+	}
+	return results, nil
+}
+
+// Event returns the record of an event with its jobs in device id order,
+// or an error wrapping relay.ErrNotFound.
+func (s *Store) Event(ctx context.Context, key relay.EventKey) (*store.Record, error) {
+	if err := checkEventKey(key); err != nil {
+		return nil, fmt.Errorf("get event: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get event %s: %w", key, err)
+	}
+	defer leave()
+
+	var rec *store.Record
+	k := eventKey(key)
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketEvents).Get(k)
+		if v == nil {
+			return relay.ErrNotFound
+		}
+		ev, err := decodeEvent(v)
+		if err != nil {
+			return err
+		}
+		rec = &store.Record{Event: ev.Event, ReceivedAt: ev.ReceivedAt}
+		if v := tx.Bucket(bucketDecisions).Get(k); v != nil {
+			dv, err := decodeDecision(v)
+			if err != nil {
+				return err
+			}
+			rec.Decision, rec.Alert = &dv.Decision, dv.Alert
+		}
+		prefix := prefixKey(key.Workspace, key.ID)
+		for _, name := range [][]byte{bucketJobsOpen, bucketJobsDone} {
+			c := tx.Bucket(name).Cursor()
+			for jk, jv := c.Seek(prefix); jk != nil && bytes.HasPrefix(jk, prefix); jk, jv = c.Next() {
+				j, err := decodeJob(jk, jv)
+				if err != nil {
+					return err
+				}
+				rec.Jobs = append(rec.Jobs, j)
+			}
+		}
+		slices.SortFunc(rec.Jobs, func(a, b relay.Job) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get event %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// Decide records an event's decision, alert and jobs in one commit and
+// removes the event from the undecided set. Jobs replace any the event had.
+// A job whose Event is zero takes key; any other Event must equal key. It
+// fails with relay.ErrNotFound for an unknown event.
+func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error {
+	if err := checkEventKey(key); err != nil {
+		return fmt.Errorf("decide event: %w", err)
+	}
+	type put struct {
+		key, value []byte
+		bucket     []byte
+	}
+	puts := make([]put, len(jobs))
+	seen := make(map[string]bool, len(jobs))
+	for i := range jobs {
+		j := jobs[i]
+		if j.Event == (relay.EventKey{}) {
+			j.Event = key
+		}
+		if j.Event != key {
+			return fmt.Errorf("decide event %s: job %d: event %s is not the decided event", key, i, j.Event)
+		}
+		if err := checkPart("device_id", j.DeviceID); err != nil {
+			return fmt.Errorf("decide event %s: job %d: %w", key, i, err)
+		}
+		if seen[j.DeviceID] {
+			return fmt.Errorf("decide event %s: job %d: device_id %q: appears twice", key, i, j.DeviceID)
+		}
+		seen[j.DeviceID] = true
+		v, err := encodeJob(&j)
+		if err != nil {
+			return fmt.Errorf("decide event %s: %w", key, err)
+		}
+		puts[i] = put{key: jobKey(key, j.DeviceID), value: v, bucket: jobBucket(j.State)}
+	}
+	dv, err := encodeDecision(d, alert)
+	if err != nil {
+		return fmt.Errorf("decide event %s: %w", key, err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return fmt.Errorf("decide event %s: %w", key, err)
+	}
+	defer leave()
+
+	k := eventKey(key)
+	prefix := prefixKey(key.Workspace, key.ID)
+	var found bool
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		ev := tx.Bucket(bucketEvents).Get(k)
+		found = ev != nil
+		if !found {
+			return nil
+		}
+		seq, err := eventSeq(ev)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUndecided).Delete(seqKey(seq)); err != nil {
+			return fmt.Errorf("delete undecided: %w", err)
+		}
+		if err := tx.Bucket(bucketDecisions).Put(k, dv); err != nil {
+			return fmt.Errorf("put decision: %w", err)
+		}
+		for _, name := range [][]byte{bucketJobsOpen, bucketJobsDone} {
+			if err := deletePrefix(tx.Bucket(name), prefix); err != nil {
+				return err
+			}
+		}
+		for _, p := range puts {
+			if err := tx.Bucket(p.bucket).Put(p.key, p.value); err != nil {
+				return fmt.Errorf("put job: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("decide event %s: %w", key, err)
+	}
+	if !found {
+		return fmt.Errorf("decide event %s: %w", key, relay.ErrNotFound)
+	}
+	return nil
+}
+
+// jobBucket returns the bucket a job in state st lives in.
+func jobBucket(st relay.DeliveryState) []byte {
+	if st.Final() {
+		return bucketJobsDone
+	}
+	return bucketJobsOpen
+}
+
+// deletePrefix deletes every key of b starting with prefix.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("delete %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Undecided calls fn for every stored event not yet decided, oldest first.
+// It reads in chunks and calls fn outside any transaction, so fn may call
+// Decide. It stops at fn's first error (returned as is), when ctx is done,
+// or with relay.ErrClosed when the store closes.
+func (s *Store) Undecided(ctx context.Context, fn func(relay.Event) error) error {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return fmt.Errorf("walk undecided: %w", err)
+	}
+	defer leave()
+
+	var after []byte // last seq key seen
+	chunk := make([]relay.Event, 0, walkChunk)
+	for {
+		chunk = chunk[:0]
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			evb := tx.Bucket(bucketEvents)
+			c := tx.Bucket(bucketUndecided).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(chunk) < walkChunk; k, v = c.Next() {
+				after = bytes.Clone(k)
+				ev := evb.Get(v)
+				if ev == nil {
+					ek, _ := splitEventKey(v)
+					return fmt.Errorf("undecided entry %x: event %s missing", k, ek)
+				}
+				d, err := decodeEvent(ev)
+				if err != nil {
+					return err
+				}
+				chunk = append(chunk, d.Event)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("walk undecided: %w", err)
+		}
+		for _, e := range chunk {
+			if err := s.stopped(ctx); err != nil {
+				return fmt.Errorf("walk undecided: %w", err)
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < walkChunk {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Defaults for Options fields left zero.
+const (
+	// DefaultLockTimeout is how long Open waits for another process to
+	// release the file.
+	DefaultLockTimeout = 2 * time.Second
+	// DefaultMaxBatchDelay is how long a write waits for others to join its
+	// commit. Concurrent writers also batch up behind a commit in progress,
+	// so this stays short to keep a lone writer's latency low.
+	DefaultMaxBatchDelay = 2 * time.Millisecond
+	// DefaultMaxBatchSize is how many write calls one commit takes at most.
+	DefaultMaxBatchSize = 1000
+)
+
+// Options configures Open. Zero fields take the Default* values.
+type Options struct {
+	// Logger receives the store's few log lines; nil discards them.
+	Logger hclog.Logger
+	// LockTimeout bounds the wait for the file lock held by another process.
+	LockTimeout time.Duration
+	// MaxBatchDelay and MaxBatchSize tune group commit (bbolt DB.Batch).
+	MaxBatchDelay time.Duration
+	MaxBatchSize  int
+}
+
+// Bucket names (see doc.go for the layout).
+var (
+	bucketEvents    = []byte("events")
+	bucketDecisions = []byte("decisions")
+	bucketUndecided = []byte("undecided")
+	bucketJobsOpen  = []byte("jobs_open")
+	bucketJobsDone  = []byte("jobs_done")
+	bucketDevices   = []byte("devices")
+	bucketSettings  = []byte("settings")
+	bucketPrefs     = []byte("prefs")
+)
+
+var allBuckets = [][]byte{
+	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
+	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs,
+}
+
+// Store is a store.Store on one bbolt file. Its methods are safe for
+// concurrent use. Open it with Open and release it with Close.
+type Store struct {
+	db   *bbolt.DB
+	path string
+	log  hclog.Logger
+
+	mu       sync.RWMutex // guards closed and wg.Add
+	closed   bool
+	wg       sync.WaitGroup // calls in flight
+	done     chan struct{}  // closed by Close: walks stop
+	once     sync.Once
+	closeErr error
+}
+
+// Open opens (creating if needed) the store file at path. Missing parent
+// directories are created with mode 0700 and a new file with mode 0600. If
+// another process holds the file, Open gives up after opts.LockTimeout.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.MaxBatchDelay <= 0 {
+		opts.MaxBatchDelay = DefaultMaxBatchDelay
+	}
+	if opts.MaxBatchSize <= 0 {
+		opts.MaxBatchSize = DefaultMaxBatchSize
+	}
+	if path == "" {
+		return nil, errors.New("open store: path is empty")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:      opts.LockTimeout,
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store: store %s is locked by another relayd (waited %s): %w", path, opts.LockTimeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db.MaxBatchDelay = opts.MaxBatchDelay
+	db.MaxBatchSize = opts.MaxBatchSize
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
+	}
+	opts.Logger.Debug("store opened", "path", path)
+	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{})}, nil
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close waits for calls in flight (pending batches commit; walks stop at
+// their next entry with relay.ErrClosed), then closes the file. Calls after
+// Close fail with relay.ErrClosed. It ignores ctx, as store.Store requires,
+// and is safe to call more than once.
+func (s *Store) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.once.Do(func() {
+		s.wg.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
+			return
+		}
+		s.log.Debug("store closed", "path", s.path)
+	})
+	return s.closeErr
+}
+
+// enter registers a call in flight; the caller must call the returned func
+// when done. It fails when ctx is done or the store is closed.
+func (s *Store) enter(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, relay.ErrClosed
+	}
+	s.wg.Add(1)
+	return s.wg.Done, nil
+}
+
+// stopped reports why a walk must stop, or nil.
+func (s *Store) stopped(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return relay.ErrClosed
+	default:
+		return ctx.Err()
+	}
+}
