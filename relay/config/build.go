@@ -1,0 +1,494 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Limits checked by validation.
+const (
+	maxSocketPath      = 107 // sun_path is 108 bytes including the NUL
+	maxAPNSConnections = 64
+	maxReplicas        = 5 // JetStream's limit
+	minMemoryLimit     = 64 << 10 // one wasm page
+	maxMemoryLimit     = 4 << 30  // the wasm32 address space
+)
+
+var (
+	typeNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	appNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// builder turns a decoded fileSchema into a Config, collecting every problem.
+type builder struct {
+	dir        string // absolute directory of the config file
+	checkFiles bool
+	diags      hcl.Diagnostics
+}
+
+func (b *builder) errorf(r hcl.Range, summary, format string, args ...any) {
+	rng := r
+	b.diags = append(b.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  &rng,
+	})
+}
+
+// isSet reports whether gohcl captured a range, i.e. the item is in the file.
+func isSet(r hcl.Range) bool { return r.Filename != "" }
+
+// failed reports whether an error was already reported inside r (say, gohcl
+// could not convert the attribute's value), so r gets no second complaint.
+func (b *builder) failed(r hcl.Range) bool {
+	if !isSet(r) {
+		return false
+	}
+	for _, d := range b.diags {
+		if d.Severity == hcl.DiagError && d.Subject != nil && d.Subject.Filename == r.Filename &&
+			d.Subject.Start.Byte >= r.Start.Byte && d.Subject.End.Byte <= r.End.Byte {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve makes p absolute against the config file's directory; "" stays "".
+func (b *builder) resolve(p string) string {
+	if p == "" {
+		return ""
+	}
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(b.dir, p)
+}
+
+// require reports a missing or empty required string attribute. It reports
+// at the attribute when present (empty or null), else at the block.
+func (b *builder) require(v *string, r, block hcl.Range, name, why string) bool {
+	if v != nil && *v != "" {
+		return true
+	}
+	if b.failed(r) {
+		return false
+	}
+	if isSet(r) {
+		b.errorf(r, "Missing required value", "%s must not be empty%s", name, why)
+	} else {
+		b.errorf(block, "Missing required attribute", "%s is required%s", name, why)
+	}
+	return false
+}
+
+// str assigns a plain string attribute.
+func str(v *string, dst *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// path assigns a path attribute, resolved. Empty means "not set" unless
+// nonEmpty, in which case it is an error.
+func (b *builder) path(v *string, r hcl.Range, name string, nonEmpty bool, dst *string) {
+	if v == nil {
+		return
+	}
+	if *v == "" && nonEmpty {
+		b.errorf(r, "Invalid path", "%s must not be empty (leave the attribute out for the default)", name)
+		return
+	}
+	*dst = b.resolve(*v)
+}
+
+// file assigns a path attribute naming a file that must exist (checked only
+// by Load).
+func (b *builder) file(v *string, r hcl.Range, name string, dst *string) {
+	if v == nil {
+		return
+	}
+	*dst = b.resolve(*v)
+	if *dst == "" || !b.checkFiles {
+		return
+	}
+	fi, err := os.Stat(*dst)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		b.errorf(r, "Missing file", "%s: %s does not exist", name, *dst)
+	case err != nil:
+		b.errorf(r, "Unreadable file", "%s: %s: %v", name, *dst, err)
+	case fi.IsDir():
+		b.errorf(r, "Missing file", "%s: %s is a directory, not a file", name, *dst)
+	}
+}
+
+func (b *builder) duration(v *string, r hcl.Range, name string, dst *time.Duration) {
+	if v == nil {
+		return
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil {
+		b.errorf(r, "Invalid duration", `%s = %q: not a duration; use Go syntax such as "250ms", "5m" or "24h"`, name, *v)
+		return
+	}
+	if d <= 0 {
+		b.errorf(r, "Invalid duration", "%s = %q: must be greater than zero", name, *v)
+		return
+	}
+	*dst = d
+}
+
+func (b *builder) enum(v *string, r hcl.Range, name string, allowed []string, dst *string) {
+	if v == nil {
+		return
+	}
+	for _, a := range allowed {
+		if *v == a {
+			*dst = a
+			return
+		}
+	}
+	b.errorf(r, "Invalid value", "%s = %q: must be one of %s", name, *v, strings.Join(allowed, ", "))
+}
+
+func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
+	c := Default()
+	c.DataDir = b.resolve(c.DataDir)
+	c.Socket.Path = b.resolve(c.Socket.Path)
+	c.Plugins.Dir = b.resolve(c.Plugins.Dir)
+
+	b.path(s.DataDir, s.DataDirR, "data_dir", true, &c.DataDir)
+	b.duration(s.ShutdownTimeout, s.ShutdownR, "shutdown_timeout", &c.ShutdownTimeout)
+	if l := s.Log; l != nil {
+		b.enum(l.Level, l.LevelR, "log.level", []string{"trace", "debug", "info", "warn", "error"}, &c.Log.Level)
+		b.enum(l.Format, l.FormatR, "log.format", []string{"text", "json"}, &c.Log.Format)
+	}
+	b.socket(s.Socket, top, &c.Socket)
+	b.api(s.API, &c.API)
+	b.auth(s.Auth, &c.Auth)
+	b.store(s.Store, c)
+	b.apps(s.Apps, top, c)
+	b.notifications(s.Notifications, c)
+	b.plugins(s.Plugins, &c.Plugins)
+	b.retry(s.Retry, &c.Retry)
+	if m := s.Metrics; m != nil && m.Address != nil && *m.Address != "" {
+		if b.address(*m.Address, m.AddressR, "metrics.address") {
+			c.Metrics.Address = *m.Address
+		}
+	}
+	return c
+}
+
+func (b *builder) socket(s *socketBlock, top hcl.Range, dst *Socket) {
+	pathR := top
+	if s != nil {
+		b.path(s.Path, s.PathR, "socket.path", true, &dst.Path)
+		if isSet(s.PathR) {
+			pathR = s.PathR
+		}
+		if s.Mode != nil {
+			if m, ok := parseMode(*s.Mode); ok {
+				dst.Mode = m
+			} else {
+				b.errorf(s.ModeR, "Invalid file mode", `socket.mode = %q: must be an octal permission string such as "0660" (at most "0777")`, *s.Mode)
+			}
+		}
+	}
+	if len(dst.Path) > maxSocketPath && !b.failed(pathR) {
+		b.errorf(pathR, "Socket path too long", "socket.path: %s is %d bytes; a Unix socket path may have at most %d", dst.Path, len(dst.Path), maxSocketPath)
+	}
+}
+
+func (b *builder) api(a *apiBlock, dst *API) {
+	addrR := hcl.Range{}
+	if a != nil {
+		addrR = a.Def
+		if a.Address != nil {
+			addrR = a.AddressR
+			if *a.Address == "" {
+				b.errorf(a.AddressR, "Invalid address", "api.address must not be empty")
+			} else if b.address(*a.Address, a.AddressR, "api.address") {
+				dst.Address = *a.Address
+			}
+		}
+		if t := a.TLS; t != nil {
+			b.file(t.CertFile, t.CertFileR, "api.tls.cert_file", &dst.TLSCertFile)
+			b.file(t.KeyFile, t.KeyFileR, "api.tls.key_file", &dst.TLSKeyFile)
+			if dst.TLSCertFile != "" && dst.TLSKeyFile == "" {
+				b.require(t.KeyFile, t.KeyFileR, t.Def, "api.tls.key_file", " when cert_file is set")
+			}
+			if dst.TLSKeyFile != "" && dst.TLSCertFile == "" {
+				b.require(t.CertFile, t.CertFileR, t.Def, "api.tls.cert_file", " when key_file is set")
+			}
+		}
+	}
+	if dst.TLSCertFile == "" && dst.TLSKeyFile == "" && !b.failed(addrR) {
+		host, _, err := splitHostPort(dst.Address)
+		if err == nil && !isLoopback(host) {
+			b.errorf(addrR, "Plain HTTP refused", "api.address = %q: plain HTTP refused unless the address is loopback; set api.tls { cert_file, key_file } or listen on 127.0.0.1", dst.Address)
+		}
+	}
+}
+
+func (b *builder) auth(a *authBlock, dst *Auth) {
+	if a == nil {
+		return
+	}
+	if b.require(a.Issuer, a.IssuerR, a.Def, "auth.issuer", "") {
+		dst.Issuer = *a.Issuer
+	}
+	if b.require(a.Audience, a.AudienceR, a.Def, "auth.audience", "") {
+		dst.Audience = *a.Audience
+	}
+	b.file(a.HS256Secret, a.HS256R, "auth.hs256_secret_file", &dst.HS256SecretFile)
+	b.file(a.PublicKey, a.PublicKeyR, "auth.public_key_file", &dst.PublicKeyFile)
+	switch {
+	case dst.HS256SecretFile != "" && dst.PublicKeyFile != "":
+		b.errorf(a.PublicKeyR, "Conflicting attributes", "auth: set exactly one of hs256_secret_file and public_key_file, not both")
+	case dst.HS256SecretFile == "" && dst.PublicKeyFile == "" && !b.failed(a.HS256R) && !b.failed(a.PublicKeyR):
+		b.errorf(a.Def, "Missing required attribute", "auth: set exactly one of hs256_secret_file (HS256) or public_key_file (EdDSA or RS256)")
+	}
+}
+
+func (b *builder) store(s *storeBlock, c *Config) {
+	dst := &c.Store
+	if s != nil {
+		switch s.Kind {
+		case StoreBolt:
+			dst.Kind = StoreBolt
+			b.path(s.Path, s.PathR, "store.path", true, &dst.Path)
+			if s.URL != nil {
+				b.errorf(s.URLR, "Unsupported attribute", `store.url is only valid in store "jetstream"`)
+			}
+			if s.Replicas != nil {
+				b.errorf(s.ReplicasR, "Unsupported attribute", `store.replicas is only valid in store "jetstream"`)
+			}
+		case StoreJetStream:
+			dst.Kind = StoreJetStream
+			if s.Path != nil {
+				b.errorf(s.PathR, "Unsupported attribute", `store.path is only valid in store "bolt"`)
+			}
+			if b.require(s.URL, s.URLR, s.Def, "store.url", ` in store "jetstream"`) {
+				if err := checkNATSURLs(*s.URL); err != nil {
+					b.errorf(s.URLR, "Invalid URL", "store.url = %q: %v", *s.URL, err)
+				} else {
+					dst.URL = *s.URL
+				}
+			}
+			dst.Replicas = defaultJetStreamReplicas
+			if s.Replicas != nil {
+				if *s.Replicas < 1 || *s.Replicas > maxReplicas {
+					b.errorf(s.ReplicasR, "Invalid value", "store.replicas = %d: must be between 1 and %d", *s.Replicas, maxReplicas)
+				} else {
+					dst.Replicas = *s.Replicas
+				}
+			}
+		default:
+			b.errorf(s.KindR, "Invalid store kind", `store %q: kind must be "bolt" or "jetstream"`, s.Kind)
+		}
+	}
+	if dst.Kind == StoreBolt && dst.Path == "" {
+		dst.Path = filepath.Join(c.DataDir, DefaultStoreFile)
+	}
+}
+
+func (b *builder) apps(blocks []*appBlock, top hcl.Range, c *Config) {
+	if len(blocks) == 0 {
+		b.errorf(top, "Missing app block", `at least one app "NAME" { apns { … } fcm { … } } block is required`)
+		return
+	}
+	seen := map[string]hcl.Range{}
+	for _, ab := range blocks {
+		if !appNameRE.MatchString(ab.Name) {
+			b.errorf(ab.NameR, "Invalid app name", `app %q: the name must match %s`, ab.Name, appNameRE)
+			continue
+		}
+		if first, dup := seen[ab.Name]; dup {
+			b.errorf(ab.Def, "Duplicate app block", "app %q is already defined at %s", ab.Name, first)
+			continue
+		}
+		seen[ab.Name] = ab.Def
+		app := &App{Name: ab.Name}
+		if ab.APNS == nil && ab.FCM == nil {
+			b.errorf(ab.Def, "Missing provider", "app.%s: needs an apns block, an fcm block or both", ab.Name)
+		}
+		if ab.APNS != nil {
+			app.APNS = b.apns(ab.APNS, "app."+ab.Name+".apns")
+		}
+		if ab.FCM != nil {
+			app.FCM = b.fcm(ab.FCM, "app."+ab.Name+".fcm")
+		}
+		c.Apps = append(c.Apps, app)
+	}
+}
+
+func (b *builder) apns(a *apnsBlock, name string) *APNS {
+	dst := &APNS{Connections: defaultAPNSConnections}
+	if b.require(a.Topic, a.TopicR, a.Def, name+".topic", "") {
+		dst.Topic = *a.Topic
+	}
+	b.file(a.KeyFile, a.KeyFileR, name+".key_file", &dst.KeyFile)
+	str(a.KeyID, &dst.KeyID)
+	str(a.TeamID, &dst.TeamID)
+	b.file(a.CertFile, a.CertFileR, name+".cert_file", &dst.CertFile)
+	str(a.CertPassword, &dst.CertPassword)
+	b.file(a.CAFile, a.CAFileR, name+".ca_file", &dst.CAFile)
+	b.endpoint(a.Endpoint, a.EndpointR, name+".endpoint", &dst.Endpoint)
+
+	token := dst.KeyFile != "" || dst.KeyID != "" || dst.TeamID != ""
+	cert := dst.CertFile != ""
+	switch {
+	case token && cert:
+		b.errorf(a.CertFileR, "Conflicting attributes", "%s: use either token auth (key_file, key_id, team_id) or certificate auth (cert_file), not both", name)
+	case token:
+		const why = " for token auth (with key_file, key_id, team_id)"
+		b.require(a.KeyFile, a.KeyFileR, a.Def, name+".key_file", why)
+		b.require(a.KeyID, a.KeyIDR, a.Def, name+".key_id", why)
+		b.require(a.TeamID, a.TeamIDR, a.Def, name+".team_id", why)
+	case !cert && !b.failed(a.KeyFileR) && !b.failed(a.CertFileR) && !b.failed(a.KeyIDR) && !b.failed(a.TeamIDR):
+		b.errorf(a.Def, "Missing credentials", "%s: set key_file, key_id and team_id (token auth) or cert_file (certificate auth)", name)
+	}
+	if dst.CertPassword != "" && !cert {
+		b.errorf(a.CertPasswordR, "Unsupported attribute", "%s.cert_password is only valid with cert_file", name)
+	}
+	if a.Connections != nil {
+		if n := *a.Connections; n < 1 || n > maxAPNSConnections {
+			b.errorf(a.ConnectionsR, "Invalid value", "%s.connections = %d: must be between 1 and %d", name, n, maxAPNSConnections)
+		} else {
+			dst.Connections = n
+		}
+	}
+	return dst
+}
+
+func (b *builder) fcm(f *fcmBlock, name string) *FCM {
+	dst := &FCM{}
+	if b.require(f.ProjectID, f.ProjectIDR, f.Def, name+".project_id", "") {
+		dst.ProjectID = *f.ProjectID
+	}
+	if b.require(f.Credentials, f.CredentialsR, f.Def, name+".credentials_file", "") {
+		b.file(f.Credentials, f.CredentialsR, name+".credentials_file", &dst.CredentialsFile)
+	}
+	b.file(f.CAFile, f.CAFileR, name+".ca_file", &dst.CAFile)
+	b.endpoint(f.Endpoint, f.EndpointR, name+".endpoint", &dst.Endpoint)
+	return dst
+}
+
+func (b *builder) endpoint(v *string, r hcl.Range, name string, dst *string) {
+	if v == nil || *v == "" {
+		return
+	}
+	u, err := checkBaseURL(*v)
+	if err != nil {
+		b.errorf(r, "Invalid endpoint", "%s = %q: %v", name, *v, err)
+		return
+	}
+	*dst = u
+}
+
+func (b *builder) notifications(blocks []*notificationBlock, c *Config) {
+	seen := map[string]hcl.Range{}
+	for _, nb := range blocks {
+		if !typeNameRE.MatchString(nb.Type) {
+			b.errorf(nb.TypeR, "Invalid notification type", "notification %q: the type must match %s", nb.Type, typeNameRE)
+			continue
+		}
+		if first, dup := seen[nb.Type]; dup {
+			b.errorf(nb.Def, "Duplicate notification block", "notification %q is already defined at %s", nb.Type, first)
+			continue
+		}
+		seen[nb.Type] = nb.Def
+		n := newNotification(nb.Type)
+		if builtin, ok := c.Notifications[nb.Type]; ok {
+			cp := *builtin
+			cp.Actions = append([]string(nil), builtin.Actions...)
+			n = &cp
+		}
+		name := "notification." + nb.Type
+		if nb.Default != nil {
+			var s string
+			b.enum(nb.Default, nb.DefaultR, name+".default", []string{"enabled", "disabled", "enforced"}, &s)
+			if s != "" {
+				n.Default = relay.Setting(s)
+			}
+		}
+		b.duration(nb.TTL, nb.TTLR, name+".ttl", &n.TTL)
+		if nb.Priority != nil {
+			var s string
+			b.enum(nb.Priority, nb.PriorityR, name+".priority", []string{"high", "normal"}, &s)
+			if s != "" {
+				n.Priority = relay.Priority(s)
+			}
+		}
+		str(nb.Category, &n.Category)
+		if nb.Actions != nil {
+			if err := checkActions(*nb.Actions); err != nil {
+				b.errorf(nb.ActionsR, "Invalid actions", "%s.actions: %v", name, err)
+			} else {
+				n.Actions = append([]string{}, *nb.Actions...)
+			}
+		}
+		if nb.Seal != nil {
+			n.Seal = *nb.Seal
+		}
+		c.Notifications[nb.Type] = n
+	}
+}
+
+func (b *builder) plugins(p *pluginsBlock, dst *Plugins) {
+	if p == nil {
+		return
+	}
+	b.path(p.Dir, p.DirR, "plugins.dir", true, &dst.Dir)
+	b.duration(p.Timeout, p.TimeoutR, "plugins.timeout", &dst.Timeout)
+	if p.MemoryLimit != nil {
+		n, err := parseSize(*p.MemoryLimit)
+		switch {
+		case err != nil:
+			b.errorf(p.MemoryLimitR, "Invalid size", `plugins.memory_limit = %q: %v; use a byte count or a size such as "512KiB", "32MiB", "1GiB"`, *p.MemoryLimit, err)
+		case n < minMemoryLimit || n > maxMemoryLimit:
+			b.errorf(p.MemoryLimitR, "Invalid size", "plugins.memory_limit = %q: must be between 64KiB and 4GiB", *p.MemoryLimit)
+		default:
+			dst.MemoryLimit = n
+		}
+	}
+	b.enum(p.OnError, p.OnErrorR, "plugins.on_error", []string{OnErrorSkip, OnErrorSuppress}, &dst.OnError)
+}
+
+func (b *builder) retry(r *retryBlock, dst *Retry) {
+	if r == nil {
+		return
+	}
+	b.duration(r.Initial, r.InitialR, "retry.initial", &dst.Initial)
+	b.duration(r.Max, r.MaxR, "retry.max", &dst.Max)
+	if r.Jitter != nil {
+		if j := *r.Jitter; j < 0 || j > 1 || j != j {
+			b.errorf(r.JitterR, "Invalid value", "retry.jitter = %v: must be between 0 and 1", j)
+		} else {
+			dst.Jitter = j
+		}
+	}
+	if dst.Max < dst.Initial && !b.failed(r.MaxR) && !b.failed(r.InitialR) {
+		rng := r.MaxR
+		if !isSet(rng) {
+			rng = r.InitialR
+		}
+		b.errorf(rng, "Invalid retry policy", "retry.max (%s) must be at least retry.initial (%s)", dst.Max, dst.Initial)
+	}
+}
+
+func (b *builder) address(addr string, r hcl.Range, name string) bool {
+	if _, _, err := splitHostPort(addr); err != nil {
+		b.errorf(r, "Invalid address", "%s = %q: %v", name, addr, err)
+		return false
+	}
+	return true
+}

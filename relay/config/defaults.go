@@ -1,0 +1,86 @@
+package config
+
+import (
+	"os"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Default returns the configuration used for everything a file leaves out.
+// It is the one place defaults live. Paths in it are relative, as they would
+// be written in a file; [Load] and [Parse] resolve them against the config
+// file's directory. Store.Path is empty here: it defaults to
+// <data_dir>/relay.db, which depends on the data_dir the file chooses.
+// The result has no apps; a file must declare at least one.
+func Default() *Config {
+	return &Config{
+		Log:     Log{Level: "info", Format: "text"},
+		DataDir: "./data",
+		Socket:  Socket{Path: "./run/relayd.sock", Mode: os.FileMode(0o660)},
+		API:     API{Address: "127.0.0.1:8480"},
+		Store:   Store{Kind: StoreBolt},
+		Notifications: map[string]*Notification{
+			relay.TypeIdentityVerification: {
+				Type: relay.TypeIdentityVerification, Default: relay.SettingEnabled,
+				TTL: 2 * time.Minute, Priority: relay.PriorityHigh,
+				Category: "APPROVE_DENY", Actions: []string{"approve", "deny"}, Seal: true,
+			},
+			relay.TypeNewTrustedDevice: {
+				Type: relay.TypeNewTrustedDevice, Default: relay.SettingEnabled,
+				TTL: 10 * time.Minute, Priority: relay.PriorityHigh,
+				Category: "APPROVE_DENY", Actions: []string{"approve", "deny"},
+			},
+			relay.TypeAccountShared: {
+				Type: relay.TypeAccountShared, Default: relay.SettingEnabled,
+				TTL: 24 * time.Hour, Priority: relay.PriorityNormal,
+			},
+			relay.TypeOTPReceived: {
+				Type: relay.TypeOTPReceived, Default: relay.SettingEnabled,
+				TTL: 5 * time.Minute, Priority: relay.PriorityHigh, Seal: true,
+			},
+		},
+		Plugins: Plugins{
+			Dir:         "./build/policies",
+			Timeout:     250 * time.Millisecond,
+			MemoryLimit: 32 << 20,
+			OnError:     OnErrorSkip,
+		},
+		Retry:           Retry{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2},
+		Metrics:         Metrics{Address: ""},
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// DefaultStoreFile is the bolt file name under data_dir when store "bolt"
+// has no path.
+const DefaultStoreFile = "relay.db"
+
+// defaultAPNSConnections is apns.connections when the block leaves it out.
+const defaultAPNSConnections = 2
+
+// defaultJetStreamReplicas is store "jetstream" replicas when left out.
+const defaultJetStreamReplicas = 1
+
+// newNotification returns the defaults of a notification type the file
+// declares that is not one of the built-in four.
+func newNotification(name string) *Notification {
+	return &Notification{
+		Type:     name,
+		Default:  relay.SettingEnabled,
+		TTL:      5 * time.Minute,
+		Priority: relay.PriorityNormal,
+	}
+}
+
+// Store kinds.
+const (
+	StoreBolt      = "bolt"
+	StoreJetStream = "jetstream"
+)
+
+// Plugin failure handling (plugins.on_error).
+const (
+	OnErrorSkip     = "skip"     // ignore the failed plugin, continue the chain
+	OnErrorSuppress = "suppress" // treat the failure as a suppress verdict
+)
