@@ -1,0 +1,105 @@
+// Command relayd is the edgerelay daemon: events in on a Unix socket,
+// decided by workspace settings, user preferences and policy plugins, out to
+// APNs and FCM.
+//
+//	relayd -config config.hcl          run
+//	relayd -config config.hcl -check   validate the config and exit
+//
+// Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once);
+// SIGHUP reloads policy plugins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/daemon"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
+	cfgPath := fs.String("config", "config.hcl", "path to the config file")
+	check := fs.Bool("check", false, "validate the config and exit (non-zero on any error)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("relayd", version)
+		return 0
+	}
+
+	loader := config.NewLoader()
+	cfg, diags := loader.Load(*cfgPath)
+	if len(diags) > 0 {
+		loader.WriteDiagnostics(os.Stderr, diags)
+	}
+	if diags.HasErrors() {
+		fmt.Fprintf(os.Stderr, "relayd: configuration file %s is invalid (%d errors)\n", *cfgPath, countErrors(diags))
+		return 1
+	}
+	if *check {
+		fmt.Printf("relayd: configuration file %s is valid\n", *cfgPath)
+		return 0
+	}
+
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "relayd",
+		Level:      hclog.LevelFromString(cfg.Log.Level),
+		JSONFormat: cfg.Log.Format == "json",
+		Output:     os.Stderr,
+	})
+	log.Info("starting", "version", version, "config", cfg.File)
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	d := daemon.New(cfg, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("relayd failed", "error", err)
+				return 1
+			}
+			return 0
+		case s := <-sigs:
+			log.Info("shutting down; in-flight sends drain", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
+			cancel(errors.New(s.String()))
+			go func() {
+				// A second signal stops at once: queued work is on disk.
+				<-sigs
+				log.Warn("second signal: exiting now")
+				os.Exit(1)
+			}()
+		case <-hup:
+			log.Info("SIGHUP: reloading policy plugins")
+			d.Reload()
+		}
+	}
+}
+
+func countErrors(diags interface{ Errs() []error }) int { return len(diags.Errs()) }

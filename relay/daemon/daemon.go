@@ -1,0 +1,237 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/delivery/apns"
+	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
+	"github.com/edgerelay/edgerelay/relay/ingest"
+	"github.com/edgerelay/edgerelay/relay/pipeline"
+	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/bolt"
+)
+
+// Daemon is a running relayd.
+type Daemon struct {
+	cfg     *config.Config
+	log     hclog.Logger
+	metrics *metrics
+	ready   chan struct{}
+}
+
+// New returns a daemon for cfg. It opens nothing; Run does.
+func New(cfg *config.Config, log hclog.Logger) *Daemon {
+	return &Daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{})}
+}
+
+// Ready is closed once the socket accepts events.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Run opens everything, serves until ctx is done, then shuts down in order
+// and returns. A non-nil error means relayd could not start or a part
+// failed.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	cfg := d.cfg
+	st, err := d.openStore()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if cerr := st.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		}
+		d.log.Info("store closed")
+	}()
+
+	lanes, err := d.openProviders(ctx)
+	if err != nil {
+		return err
+	}
+	q := queue.New(queue.Options{
+		Store:        st,
+		Lanes:        lanes,
+		Backoff:      queue.Backoff{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Jitter: cfg.Retry.Jitter},
+		Logger:       d.log.Named("queue"),
+		DrainTimeout: cfg.ShutdownTimeout,
+		OnOutcome:    d.metrics.outcome,
+	})
+	pl := pipeline.New(pipeline.Options{
+		Config: cfg,
+		Store:  st,
+		Queue:  q,
+		Logger: d.log.Named("pipeline"),
+	})
+	jobs, events, err := pl.Recover(ctx)
+	if err != nil {
+		return err
+	}
+	if jobs > 0 || events > 0 {
+		d.log.Info("recovered work from the previous run", "open_jobs", jobs, "undecided_events", events)
+	}
+
+	srv := ingest.New(ingest.Options{
+		Path:      cfg.Socket.Path,
+		Mode:      cfg.Socket.Mode,
+		Acceptor:  &countingAcceptor{next: pl, m: d.metrics},
+		Store:     st,
+		KnownType: func(t string) bool { return cfg.Notifications[t] != nil },
+		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
+		Logger:    d.log.Named("ingest"),
+	})
+	srv.Handle("GET /v1/queue", queueHandler(q, d.metrics))
+
+	// Three stages stop one after the other: the socket first (no new
+	// events), then the deciders, then the queue drains in-flight sends.
+	decideCtx, stopDeciders := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDeciders()
+	sendCtx, stopSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSends()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer stopSends()
+		return q.Run(sendCtx)
+	})
+	g.Go(func() error {
+		defer stopDeciders()
+		return pl.Run(decideCtx)
+	})
+	g.Go(func() error {
+		err := srv.Run(gctx)
+		stopDeciders()
+		if err != nil {
+			return fmt.Errorf("socket api: %w", err)
+		}
+		return nil
+	})
+	if cfg.Metrics.Address != "" {
+		g.Go(func() error { return d.serveMetrics(gctx) })
+	}
+	g.Go(func() error {
+		select {
+		case <-srv.Ready():
+			d.log.Info("relayd ready", "socket", cfg.Socket.Path, "store", cfg.Store.Path, "apps", len(cfg.Apps))
+			close(d.ready)
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	err = g.Wait()
+	d.log.Info("relayd stopped", "queued_jobs", q.Len())
+	return err
+}
+
+func (d *Daemon) openStore() (store.Store, error) {
+	switch d.cfg.Store.Kind {
+	case "", "bolt":
+		path := d.cfg.Store.Path
+		if path == "" {
+			path = filepath.Join(d.cfg.DataDir, "relay.db")
+		}
+		st, err := bolt.Open(path, bolt.Options{Logger: d.log.Named("store")})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("open store: backend %q is not available in this build", d.cfg.Store.Kind)
+}
+
+// openProviders builds one lane per app and platform.
+func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, error) {
+	lanes := map[string]queue.Lane{}
+	for _, a := range d.cfg.Apps {
+		if a.APNS != nil {
+			c, err := apns.New(a.APNS, apns.Options{Logger: d.log.Named("apns").With(relay.LogKeyApp, a.Name)})
+			if err != nil {
+				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
+			}
+			lanes[queue.LaneKey(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: c, Concurrency: 256 * max(a.APNS.Connections, 1)}
+		}
+		if a.FCM != nil {
+			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
+			if err != nil {
+				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
+			}
+			lanes[queue.LaneKey(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: c, Concurrency: 100}
+		}
+	}
+	return lanes, nil
+}
+
+func (d *Daemon) serveMetrics(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", d.cfg.Metrics.Address)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	})
+	defer stop()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// countingAcceptor counts socket results for metrics.
+type countingAcceptor struct {
+	next ingest.Acceptor
+	m    *metrics
+}
+
+func (c *countingAcceptor) Accept(ctx context.Context, events []relay.Event) ([]error, error) {
+	errs, err := c.next.Accept(ctx, events)
+	if err != nil {
+		return errs, err
+	}
+	for _, e := range errs {
+		switch {
+		case e == nil:
+			c.m.events.WithLabelValues("accepted").Inc()
+		case errors.Is(e, relay.ErrDuplicate):
+			c.m.events.WithLabelValues("duplicate").Inc()
+		default:
+			c.m.events.WithLabelValues("rejected").Inc()
+		}
+	}
+	return errs, nil
+}
+
+func queueHandler(q *queue.Queue, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stats := q.Stats()
+		total := 0
+		for _, s := range stats {
+			total += s.Depth
+			m.queueDepth.WithLabelValues(s.Lane).Set(float64(s.Depth))
+			m.dueAge.WithLabelValues(s.Lane).Set(s.OldestAge.Seconds())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"depth": total, "lanes": stats})
+	})
+}
+
+// Reload re-reads the policy plugin directory (SIGHUP).
+func (d *Daemon) Reload() {}
