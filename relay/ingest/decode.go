@@ -1,0 +1,719 @@
+package ingest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Decoding errors that concern a whole event or batch rather than a field.
+var (
+	// ErrEventTooLarge: one event is larger than relay.MaxEventBytes.
+	ErrEventTooLarge = fmt.Errorf("event larger than %d bytes", relay.MaxEventBytes)
+	// ErrTooManyEvents: a batch holds more than relay.MaxBatchEvents events.
+	ErrTooManyEvents = fmt.Errorf("batch has more than %d events", relay.MaxBatchEvents)
+)
+
+// FieldError explains why an event (or an admin request body) was rejected,
+// naming the field at fault.
+type FieldError struct {
+	// Field is the JSON name of the field at fault ("user", "data",
+	// "actions"); empty when the fault is not in one field (not JSON, not an
+	// object, trailing data).
+	Field string
+	// Reason says what is wrong, in lowercase, without the field's name.
+	Reason string
+}
+
+// Reasons with a message of their own shape.
+const (
+	reasonUnknownField = "unknown field"
+	reasonMissingField = "missing required field"
+)
+
+// Error returns `unknown field "foo"`, `missing required field "user"`, or
+// `field "title": <reason>` (just the reason when Field is empty).
+func (e *FieldError) Error() string {
+	switch {
+	case e.Reason == reasonUnknownField || e.Reason == reasonMissingField:
+		return fmt.Sprintf("%s %q", e.Reason, e.Field)
+	case e.Field == "":
+		return e.Reason
+	}
+	return fmt.Sprintf("field %q: %s", e.Field, e.Reason)
+}
+
+// Line is one event of an NDJSON batch.
+type Line struct {
+	// N is the event's line number in the body, counting from 1 and
+	// counting blank lines too.
+	N int
+	// Event holds the decoded event; when Err is set it holds the fields
+	// decoded before the fault (often the id), possibly none.
+	Event relay.Event
+	// Err is nil when the line is a valid event, ErrEventTooLarge, or a
+	// *FieldError.
+	Err error
+}
+
+// DecodeBatch reads an NDJSON batch: one event per line, blank lines
+// ignored, a trailing "\r" allowed. Each line is decoded with DecodeEvent;
+// a bad line yields a Line with Err set and decoding goes on. A line longer
+// than relay.MaxEventBytes is skipped with ErrEventTooLarge. It fails as a
+// whole only with ErrTooManyEvents (more than relay.MaxBatchEvents events)
+// or when reading r fails (the error wraps r's error).
+//
+// knownType reports whether a notification type is known; nil accepts any
+// well-formed type.
+func DecodeBatch(r io.Reader, knownType func(string) bool) ([]Line, error) {
+	br := bufio.NewReaderSize(r, relay.MaxEventBytes+2) // room for "\r\n"
+	var (
+		lines []Line
+		n     int
+	)
+	for {
+		b, err := br.ReadSlice('\n')
+		if len(b) == 0 && errors.Is(err, io.EOF) {
+			return lines, nil
+		}
+		n++
+		if errors.Is(err, bufio.ErrBufferFull) {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("read batch line %d: %w", n, err)
+			}
+			if len(lines) == relay.MaxBatchEvents {
+				return nil, ErrTooManyEvents
+			}
+			lines = append(lines, Line{N: n, Err: ErrEventTooLarge})
+			if err != nil {
+				return lines, nil
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read batch line %d: %w", n, err)
+		}
+		b = trimNewline(b)
+		if !blank(b) {
+			if len(lines) == relay.MaxBatchEvents {
+				return nil, ErrTooManyEvents
+			}
+			ev, derr := DecodeEvent(b, knownType)
+			lines = append(lines, Line{N: n, Event: ev, Err: derr})
+		}
+		if err != nil { // io.EOF after a last line without "\n"
+			return lines, nil
+		}
+	}
+}
+
+func trimNewline(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == '\n' {
+		b = b[:len(b)-1]
+	}
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func blank(b []byte) bool {
+	for _, c := range b {
+		if !isSpace(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeEvent decodes and validates one JSON event (DESIGN.md "Event").
+//
+// Decoding is strict: unknown and duplicate fields, wrong types, invalid
+// UTF-8, unpaired surrogate escapes and data after the object are errors.
+// null stands for an absent field. id, workspace, user and type are
+// required; ids are 1 to relay.MaxIDLen printable characters; title, body,
+// data and actions are bounded by relay's Max* limits; priority is high or
+// normal; times are RFC 3339 and expires_at may not be before occurred_at.
+// Defaults (expires_at, priority) are not filled here.
+//
+// knownType reports whether a notification type is known; nil accepts any
+// type that is a well-formed id. The error is ErrEventTooLarge or a
+// *FieldError; on error the returned event holds the fields decoded before
+// the fault.
+func DecodeEvent(data []byte, knownType func(string) bool) (relay.Event, error) {
+	var ev relay.Event
+	if len(data) > relay.MaxEventBytes {
+		return ev, ErrEventTooLarge
+	}
+	d := decoder{data: data}
+	if err := d.event(&ev); err != nil {
+		return ev, err
+	}
+	return ev, validateEvent(&ev, d.seen, knownType)
+}
+
+// Bits of decoder.seen, one per field.
+const (
+	fID uint16 = 1 << iota
+	fWorkspace
+	fUser
+	fType
+	fTitle
+	fBody
+	fData
+	fActions
+	fPriority
+	fOccurredAt
+	fExpiresAt
+)
+
+type decoder struct {
+	data []byte
+	pos  int
+	seen uint16 // fields present (null counts as absent)
+	dup  uint16 // fields met, to refuse duplicates
+}
+
+func (d *decoder) syntax(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Reason: fmt.Sprintf("invalid JSON at byte %d: ", d.pos) + fmt.Sprintf(format, args...)}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func (d *decoder) skipSpace() {
+	for d.pos < len(d.data) && isSpace(d.data[d.pos]) {
+		d.pos++
+	}
+}
+
+// peek returns the next non-space byte, or 0 at the end.
+func (d *decoder) peek() byte {
+	d.skipSpace()
+	if d.pos < len(d.data) {
+		return d.data[d.pos]
+	}
+	return 0
+}
+
+// kind names the JSON value starting with c, for "expected X, got Y".
+func kind(c byte) string {
+	switch {
+	case c == '"':
+		return "string"
+	case c == '{':
+		return "object"
+	case c == '[':
+		return "array"
+	case c == 't' || c == 'f':
+		return "boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "number"
+	case c == 0:
+		return "end of input"
+	}
+	return fmt.Sprintf("invalid character %q", c)
+}
+
+func (d *decoder) event(ev *relay.Event) error {
+	c := d.peek()
+	if c != '{' {
+		if c == 0 {
+			return &FieldError{Reason: "empty event: expected a JSON object"}
+		}
+		return &FieldError{Reason: "expected a JSON object, got " + kind(c)}
+	}
+	d.pos++
+	if d.peek() == '}' {
+		d.pos++
+	} else {
+		for {
+			if c := d.peek(); c != '"' {
+				return d.syntax("", "expected a field name, got %s", kind(c))
+			}
+			key, err := d.str("")
+			if err != nil {
+				return err
+			}
+			if c := d.peek(); c != ':' {
+				return d.syntax(key, "expected ':' after field name, got %s", kind(c))
+			}
+			d.pos++
+			if err := d.field(ev, key); err != nil {
+				return err
+			}
+			c := d.peek()
+			if c == '}' {
+				d.pos++
+				break
+			}
+			if c != ',' {
+				return d.syntax("", "expected ',' or '}' after field %q, got %s", key, kind(c))
+			}
+			d.pos++
+		}
+	}
+	if d.peek() != 0 {
+		return &FieldError{Reason: fmt.Sprintf("unexpected data after the event object at byte %d", d.pos)}
+	}
+	return nil
+}
+
+func (d *decoder) field(ev *relay.Event, key string) error {
+	var bit uint16
+	switch key {
+	case "id":
+		bit = fID
+	case "workspace":
+		bit = fWorkspace
+	case "user":
+		bit = fUser
+	case "type":
+		bit = fType
+	case "title":
+		bit = fTitle
+	case "body":
+		bit = fBody
+	case "data":
+		bit = fData
+	case "actions":
+		bit = fActions
+	case "priority":
+		bit = fPriority
+	case "occurred_at":
+		bit = fOccurredAt
+	case "expires_at":
+		bit = fExpiresAt
+	default:
+		return &FieldError{Field: key, Reason: reasonUnknownField}
+	}
+	if d.dup&bit != 0 {
+		return &FieldError{Field: key, Reason: "duplicate field"}
+	}
+	d.dup |= bit
+	if d.peek() == 'n' {
+		return d.null(key)
+	}
+	d.seen |= bit
+	switch bit {
+	case fID:
+		return d.strField(key, &ev.ID)
+	case fWorkspace:
+		return d.strField(key, &ev.Workspace)
+	case fUser:
+		return d.strField(key, &ev.User)
+	case fType:
+		return d.strField(key, &ev.Type)
+	case fTitle:
+		return d.strField(key, &ev.Title)
+	case fBody:
+		return d.strField(key, &ev.Body)
+	case fPriority:
+		var s string
+		err := d.strField(key, &s)
+		ev.Priority = relay.Priority(s)
+		return err
+	case fOccurredAt:
+		return d.timeField(key, &ev.OccurredAt)
+	case fExpiresAt:
+		return d.timeField(key, &ev.ExpiresAt)
+	case fData:
+		return d.dataField(key, ev)
+	default: // fActions
+		return d.actionsField(key, ev)
+	}
+}
+
+func (d *decoder) null(field string) error {
+	if len(d.data)-d.pos >= 4 && string(d.data[d.pos:d.pos+4]) == "null" {
+		d.pos += 4
+		return nil
+	}
+	return d.syntax(field, "invalid literal")
+}
+
+func (d *decoder) strField(field string, dst *string) error {
+	if c := d.peek(); c != '"' {
+		return &FieldError{Field: field, Reason: "expected string, got " + kind(c)}
+	}
+	s, err := d.str(field)
+	*dst = s
+	return err
+}
+
+func (d *decoder) timeField(field string, dst *time.Time) error {
+	var s string
+	if err := d.strField(field, &s); err != nil {
+		return err
+	}
+	if err := dst.UnmarshalText([]byte(s)); err != nil {
+		*dst = time.Time{}
+		return &FieldError{Field: field, Reason: "expected an RFC 3339 time like \"2026-11-27T10:00:00Z\", got " + quoteShort(s)}
+	}
+	return nil
+}
+
+func (d *decoder) dataField(field string, ev *relay.Event) error {
+	if c := d.peek(); c != '{' {
+		return &FieldError{Field: field, Reason: "expected object, got " + kind(c)}
+	}
+	d.pos++
+	if d.peek() == '}' {
+		d.pos++
+		return nil
+	}
+	m := make(map[string]string, 4)
+	ev.Data = m
+	for {
+		if c := d.peek(); c != '"' {
+			return d.syntax(field, "expected a key, got %s", kind(c))
+		}
+		k, err := d.str(field)
+		if err != nil {
+			return err
+		}
+		if c := d.peek(); c != ':' {
+			return d.syntax(field, "expected ':' after key %s, got %s", quoteShort(k), kind(c))
+		}
+		d.pos++
+		if _, ok := m[k]; ok {
+			return &FieldError{Field: field, Reason: "duplicate key " + quoteShort(k)}
+		}
+		if len(m) == relay.MaxDataEntries {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("more than %d entries", relay.MaxDataEntries)}
+		}
+		if c := d.peek(); c != '"' {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("value of key %s: expected string, got %s", quoteShort(k), kind(c))}
+		}
+		v, err := d.str(field)
+		if err != nil {
+			return err
+		}
+		m[k] = v
+		c := d.peek()
+		if c == '}' {
+			d.pos++
+			return nil
+		}
+		if c != ',' {
+			return d.syntax(field, "expected ',' or '}' in object, got %s", kind(c))
+		}
+		d.pos++
+	}
+}
+
+func (d *decoder) actionsField(field string, ev *relay.Event) error {
+	if c := d.peek(); c != '[' {
+		return &FieldError{Field: field, Reason: "expected array of strings, got " + kind(c)}
+	}
+	d.pos++
+	if d.peek() == ']' {
+		d.pos++
+		return nil
+	}
+	for i := 0; ; i++ {
+		if len(ev.Actions) == relay.MaxActions {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("more than %d actions", relay.MaxActions)}
+		}
+		if c := d.peek(); c != '"' {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("item %d: expected string, got %s", i, kind(c))}
+		}
+		s, err := d.str(field)
+		if err != nil {
+			return err
+		}
+		ev.Actions = append(ev.Actions, s)
+		c := d.peek()
+		if c == ']' {
+			d.pos++
+			return nil
+		}
+		if c != ',' {
+			return d.syntax(field, "expected ',' or ']' in array, got %s", kind(c))
+		}
+		d.pos++
+	}
+}
+
+// str decodes the JSON string at d.pos (which is '"'). field names the
+// field for errors.
+func (d *decoder) str(field string) (string, error) {
+	start := d.pos + 1
+	i := start
+	ascii := true
+	for ; i < len(d.data); i++ {
+		c := d.data[i]
+		if c == '"' {
+			seg := d.data[start:i]
+			if !ascii && !utf8.Valid(seg) {
+				d.pos = start
+				return "", d.syntax(field, "invalid UTF-8 in string")
+			}
+			d.pos = i + 1
+			return string(seg), nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			d.pos = i
+			return "", d.syntax(field, "control character %U in string (escape it)", rune(c))
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	return d.strSlow(field, start, i)
+}
+
+// strSlow decodes a string with escapes; data[start:i] is plain text.
+func (d *decoder) strSlow(field string, start, i int) (string, error) {
+	buf := make([]byte, 0, i-start+16)
+	buf = append(buf, d.data[start:i]...)
+	if !utf8.Valid(buf) {
+		d.pos = start
+		return "", d.syntax(field, "invalid UTF-8 in string")
+	}
+	for i < len(d.data) {
+		c := d.data[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return string(buf), nil
+		case c == '\\':
+			if i+1 >= len(d.data) {
+				d.pos = i
+				return "", d.syntax(field, "unterminated string")
+			}
+			e := d.data[i+1]
+			i += 2
+			switch e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := hex4(d.data, i)
+				if !ok {
+					d.pos = i - 2
+					return "", d.syntax(field, "invalid \\u escape")
+				}
+				i += 4
+				if utf16IsSurrogate(r) {
+					r2, ok := rune(0), false
+					if r < 0xDC00 && i+6 <= len(d.data) && d.data[i] == '\\' && d.data[i+1] == 'u' {
+						r2, ok = hex4(d.data, i+2)
+						ok = ok && r2 >= 0xDC00 && r2 <= 0xDFFF
+					}
+					if !ok {
+						d.pos = i - 6
+						return "", d.syntax(field, "unpaired surrogate in \\u escape")
+					}
+					i += 6
+					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+				}
+				buf = utf8.AppendRune(buf, r)
+			default:
+				d.pos = i - 2
+				return "", d.syntax(field, "invalid escape %q", "\\"+string(rune(e)))
+			}
+		case c < 0x20:
+			d.pos = i
+			return "", d.syntax(field, "control character %U in string (escape it)", rune(c))
+		case c < utf8.RuneSelf:
+			buf = append(buf, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(d.data[i:])
+			if r == utf8.RuneError && size == 1 {
+				d.pos = i
+				return "", d.syntax(field, "invalid UTF-8 in string")
+			}
+			buf = append(buf, d.data[i:i+size]...)
+			i += size
+		}
+	}
+	d.pos = len(d.data)
+	return "", d.syntax(field, "unterminated string")
+}
+
+func utf16IsSurrogate(r rune) bool { return r >= 0xD800 && r <= 0xDFFF }
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// quoteShort quotes s for an error message, cut to 64 characters.
+func quoteShort(s string) string {
+	const max = 64
+	if utf8.RuneCountInString(s) > max {
+		n := 0
+		for i := range s {
+			if n == max {
+				return strconv.Quote(s[:i]) + "..."
+			}
+			n++
+		}
+	}
+	return strconv.Quote(s)
+}
+
+func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) error {
+	for _, f := range [...]struct {
+		bit  uint16
+		name string
+	}{{fID, "id"}, {fWorkspace, "workspace"}, {fUser, "user"}, {fType, "type"}} {
+		if seen&f.bit == 0 {
+			return &FieldError{Field: f.name, Reason: reasonMissingField}
+		}
+	}
+	if err := checkName("id", ev.ID); err != nil {
+		return err
+	}
+	if err := checkName("workspace", ev.Workspace); err != nil {
+		return err
+	}
+	if err := checkName("user", ev.User); err != nil {
+		return err
+	}
+	if knownType != nil {
+		if !knownType(ev.Type) {
+			return &FieldError{Field: "type", Reason: "unknown notification type " + quoteShort(ev.Type)}
+		}
+	} else if err := checkName("type", ev.Type); err != nil {
+		return err
+	}
+	if err := checkText("title", ev.Title, relay.MaxTitleLen, false); err != nil {
+		return err
+	}
+	if err := checkText("body", ev.Body, relay.MaxBodyLen, true); err != nil {
+		return err
+	}
+	for k, v := range ev.Data {
+		if err := checkLen("data", "key "+quoteShort(k), k, relay.MaxDataKeyLen); err != nil {
+			return err
+		}
+		if r, ok := firstNotPrintable(k); ok {
+			return &FieldError{Field: "data", Reason: fmt.Sprintf("key %s contains non-printable character %U", quoteShort(k), r)}
+		}
+		if utf8.RuneCountInString(v) > relay.MaxDataValueLen {
+			return &FieldError{Field: "data", Reason: fmt.Sprintf("value of key %s is longer than %d characters", quoteShort(k), relay.MaxDataValueLen)}
+		}
+		for _, r := range v {
+			if r == 0 {
+				return &FieldError{Field: "data", Reason: fmt.Sprintf("value of key %s contains NUL", quoteShort(k))}
+			}
+		}
+	}
+	for i, a := range ev.Actions {
+		if err := checkLen("actions", fmt.Sprintf("item %d", i), a, relay.MaxActionLen); err != nil {
+			return err
+		}
+		if r, ok := firstNotPrintable(a); ok {
+			return &FieldError{Field: "actions", Reason: fmt.Sprintf("item %d contains non-printable character %U", i, r)}
+		}
+		for _, b := range ev.Actions[:i] {
+			if a == b {
+				return &FieldError{Field: "actions", Reason: "duplicate action " + quoteShort(a)}
+			}
+		}
+	}
+	if seen&fPriority != 0 && !ev.Priority.Valid() {
+		return &FieldError{Field: "priority", Reason: `must be "high" or "normal", got ` + quoteShort(string(ev.Priority))}
+	}
+	if !ev.OccurredAt.IsZero() && !ev.ExpiresAt.IsZero() && ev.ExpiresAt.Before(ev.OccurredAt) {
+		return &FieldError{Field: "expires_at", Reason: "before occurred_at"}
+	}
+	return nil
+}
+
+// checkName validates an identifier: 1 to relay.MaxIDLen printable
+// characters.
+func checkName(field, s string) error {
+	if err := checkLen(field, "", s, relay.MaxIDLen); err != nil {
+		return err
+	}
+	if r, ok := firstNotPrintable(s); ok {
+		return &FieldError{Field: field, Reason: fmt.Sprintf("contains non-printable character %U", r)}
+	}
+	return nil
+}
+
+func checkLen(field, what, s string, max int) error {
+	prefix := ""
+	if what != "" {
+		prefix = what + " "
+	}
+	if s == "" {
+		return &FieldError{Field: field, Reason: prefix + "must not be empty"}
+	}
+	if len(s) > max && utf8.RuneCountInString(s) > max {
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%sis longer than %d characters", prefix, max)}
+	}
+	return nil
+}
+
+// checkText bounds a visible text; it may hold no control characters
+// except, when multiline, newlines and tabs.
+func checkText(field, s string, max int, multiline bool) error {
+	if len(s) > max && utf8.RuneCountInString(s) > max {
+		return &FieldError{Field: field, Reason: fmt.Sprintf("is longer than %d characters", max)}
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\r' || r == '\t')) {
+			return &FieldError{Field: field, Reason: fmt.Sprintf("contains control character %U", r)}
+		}
+	}
+	return nil
+}
+
+func firstNotPrintable(s string) (rune, bool) {
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			if r < 0x20 || r == 0x7f {
+				return r, true
+			}
+			continue
+		}
+		if !unicode.IsPrint(r) {
+			return r, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,15 @@
+// Package ingest owns the local socket API (DESIGN.md "Local socket API"):
+// HTTP/1.1 over a Unix socket, trusted by the socket file's permissions.
+//
+// It owns the socket file (stale-socket hygiene, mode, removal on
+// shutdown), the strict event decoder ([DecodeEvent], [DecodeBatch]) with
+// its size limits and field-naming errors, POST /v1/events, GET
+// /v1/events/{workspace}/{id}, the admin endpoints for workspace settings,
+// devices and user preferences, /healthz and /readyz, and the JSON error
+// shape `{"error":{"code","message"}}` on every route it serves.
+//
+// It must not decide, schedule or deliver: validated events go to an
+// [Acceptor] (the daemon's pipeline), which fills defaults and stores them
+// durably. Routes owned by other parts (queue, dead letters, plugins, the
+// actions stream, metrics) are added by the daemon with [Server.Handle].
+package ingest

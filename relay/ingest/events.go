@@ -1,0 +1,268 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// Event statuses in a Result.
+const (
+	StatusAccepted  = "accepted"
+	StatusDuplicate = "duplicate"
+	StatusRejected  = "rejected"
+)
+
+// Media types POST /v1/events accepts.
+const (
+	MediaTypeJSON   = "application/json"     // one event
+	MediaTypeNDJSON = "application/x-ndjson" // a batch, one event per line
+)
+
+// Results is the 202 answer of POST /v1/events: one Result per event, in
+// body order.
+type Results struct {
+	Results []Result `json:"results"`
+}
+
+// Result is the outcome of one posted event.
+type Result struct {
+	// Line is the event's line in an NDJSON body (absent for a single
+	// event).
+	Line int `json:"line,omitempty"`
+	// ID is the event's id, or "" when the line was too broken to tell.
+	ID string `json:"id"`
+	// Status is StatusAccepted, StatusDuplicate or StatusRejected.
+	Status string `json:"status"`
+	// Error says why a rejected event was rejected.
+	Error string `json:"error,omitempty"`
+}
+
+// EventStatus is the answer of GET /v1/events/{workspace}/{id}.
+type EventStatus struct {
+	ID         string    `json:"id"`
+	Workspace  string    `json:"workspace"`
+	User       string    `json:"user"`
+	Type       string    `json:"type"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Decision is null until the event is decided.
+	Decision   *relay.Decision `json:"decision"`
+	Deliveries []Delivery      `json:"deliveries"`
+}
+
+// Delivery is one (event, device) job in an EventStatus.
+type Delivery struct {
+	DeviceID  string              `json:"device_id"`
+	Platform  relay.Platform      `json:"platform"`
+	State     relay.DeliveryState `json:"state"`
+	Attempts  int                 `json:"attempts"`
+	LastError string              `json:"last_error"`
+	UpdatedAt time.Time           `json:"updated_at"`
+}
+
+func (s *Server) knownType() func(string) bool {
+	types := s.opts.Types()
+	return func(t string) bool {
+		_, ok := types[t]
+		return ok
+	}
+}
+
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil && ct != "" {
+		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, fmt.Sprintf("bad Content-Type %q: use %s (one event) or %s (a batch)", ct, MediaTypeJSON, MediaTypeNDJSON))
+		return
+	}
+	switch mt {
+	case MediaTypeJSON:
+		s.postEvent(w, r)
+	case MediaTypeNDJSON:
+		s.postBatch(w, r)
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q not supported: use %s (one event) or %s (a batch)", ct, MediaTypeJSON, MediaTypeNDJSON))
+	}
+}
+
+// postEvent handles one application/json event.
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, relay.MaxEventBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("read body: %v", err))
+		return
+	}
+	if len(body) > relay.MaxEventBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, ErrEventTooLarge.Error())
+		return
+	}
+	ev, err := DecodeEvent(body, s.knownType())
+	if err != nil {
+		s.logRejected(ev, 0, err)
+		writeJSON(w, http.StatusBadRequest, ErrorBody{
+			Error:   ErrorDetail{Code: CodeBadRequest, Message: err.Error()},
+			Results: []Result{{ID: ev.ID, Status: StatusRejected, Error: err.Error()}},
+		})
+		return
+	}
+	errs, ok := s.accept(r.Context(), w, []relay.Event{ev})
+	if !ok {
+		return
+	}
+	res := result(ev.ID, 0, errs[0])
+	if res.Status == StatusRejected {
+		s.logRejected(ev, 0, errs[0])
+		writeJSON(w, http.StatusBadRequest, ErrorBody{
+			Error:   ErrorDetail{Code: CodeBadRequest, Message: res.Error},
+			Results: []Result{res},
+		})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Results{Results: []Result{res}})
+}
+
+// postBatch handles an application/x-ndjson batch.
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBatchBytes)
+	lines, err := DecodeBatch(body, s.knownType())
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrTooManyEvents):
+		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, err.Error()+": split it")
+		return
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, fmt.Sprintf("batch body larger than %d bytes", tooBig.Limit))
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	case len(lines) == 0:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "no events in body")
+		return
+	}
+	valid := make([]relay.Event, 0, len(lines))
+	for _, l := range lines {
+		if l.Err == nil {
+			valid = append(valid, l.Event)
+		} else {
+			s.logRejected(l.Event, l.N, l.Err)
+		}
+	}
+	var errs []error
+	if len(valid) > 0 {
+		var ok bool
+		if errs, ok = s.accept(r.Context(), w, valid); !ok {
+			return
+		}
+	}
+	results := make([]Result, len(lines))
+	accepted := 0
+	for i, l := range lines {
+		if l.Err != nil {
+			results[i] = Result{Line: l.N, ID: l.Event.ID, Status: StatusRejected, Error: l.Err.Error()}
+			continue
+		}
+		results[i] = result(l.Event.ID, l.N, errs[0])
+		switch results[i].Status {
+		case StatusAccepted:
+			accepted++
+		case StatusRejected:
+			s.logRejected(l.Event, l.N, errs[0])
+		}
+		errs = errs[1:]
+	}
+	s.log.Debug("batch posted", "events", len(lines), "accepted", accepted)
+	writeJSON(w, http.StatusAccepted, Results{Results: results})
+}
+
+// accept hands events to the Acceptor. On failure it answers the request
+// and returns false.
+func (s *Server) accept(ctx context.Context, w http.ResponseWriter, events []relay.Event) ([]error, bool) {
+	errs, err := s.opts.Acceptor.Accept(ctx, events)
+	if err != nil {
+		s.log.Error("accept events", "events", len(events), relay.LogKeyError, err)
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("events not stored: %v", err))
+		return nil, false
+	}
+	if len(errs) != len(events) {
+		s.log.Error("acceptor returned wrong number of results", "events", len(events), "results", len(errs))
+		writeError(w, http.StatusInternalServerError, CodeInternal, "events in unknown state: internal error")
+		return nil, false
+	}
+	return errs, true
+}
+
+func result(id string, line int, err error) Result {
+	switch {
+	case err == nil:
+		return Result{Line: line, ID: id, Status: StatusAccepted}
+	case errors.Is(err, relay.ErrDuplicate):
+		return Result{Line: line, ID: id, Status: StatusDuplicate}
+	}
+	return Result{Line: line, ID: id, Status: StatusRejected, Error: err.Error()}
+}
+
+func (s *Server) logRejected(ev relay.Event, line int, err error) {
+	if !s.log.IsDebug() {
+		return
+	}
+	s.log.Debug("event rejected", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace, "line", line, relay.LogKeyError, err)
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	key := relay.EventKey{Workspace: r.PathValue("workspace"), ID: r.PathValue("id")}
+	rec, err := s.opts.Store.Event(r.Context(), key)
+	if errors.Is(err, relay.ErrNotFound) {
+		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("event %q not found in workspace %q", key.ID, key.Workspace))
+		return
+	}
+	if err != nil {
+		s.storeError(w, "read event", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, eventStatus(rec))
+}
+
+func eventStatus(rec *store.Record) EventStatus {
+	st := EventStatus{
+		ID:         rec.Event.ID,
+		Workspace:  rec.Event.Workspace,
+		User:       rec.Event.User,
+		Type:       rec.Event.Type,
+		ExpiresAt:  rec.Event.ExpiresAt,
+		ReceivedAt: rec.ReceivedAt,
+		Deliveries: make([]Delivery, 0, len(rec.Jobs)),
+	}
+	if rec.Decision != nil {
+		d := *rec.Decision
+		if d.Plugins == nil {
+			d.Plugins = []relay.PluginDecision{}
+		}
+		st.Decision = &d
+	}
+	for _, j := range rec.Jobs {
+		st.Deliveries = append(st.Deliveries, Delivery{
+			DeviceID:  j.DeviceID,
+			Platform:  j.Platform,
+			State:     j.State,
+			Attempts:  j.Attempts,
+			LastError: j.LastError,
+			UpdatedAt: j.UpdatedAt,
+		})
+	}
+	return st
+}
+
+// storeError answers a failed store call with 503 and logs it.
+func (s *Server) storeError(w http.ResponseWriter, what string, err error) {
+	s.log.Error("store failed", "op", what, relay.LogKeyError, err)
+	writeError(w, http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("%s: %v", what, err))
+}

@@ -1,0 +1,390 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// Acceptor takes validated events from the socket API. The daemon's
+// pipeline implements it: it fills defaults, stores the events durably and
+// schedules their decision.
+//
+// # Notes
+//
+//   - Accept is called concurrently, once per request, with the valid
+//     events of the request in body order; events is the callee's to keep.
+//   - The ctx is the request's: it is not cancelled when the server starts
+//     draining, only when the client goes away or the drain deadline passes.
+type Acceptor interface {
+	// Accept returns one error per event, in order: nil when accepted
+	// (durably stored), relay.ErrDuplicate (possibly wrapped) when an event
+	// with the same (workspace, id) was accepted before, any other error
+	// to reject that event with the error's message. The second result is
+	// a failure of the whole call (the store is down): nothing was
+	// accepted and the request is answered 503.
+	Accept(ctx context.Context, events []relay.Event) ([]error, error)
+}
+
+// AcceptorFunc adapts a function to the Acceptor interface.
+type AcceptorFunc func(ctx context.Context, events []relay.Event) ([]error, error)
+
+// Accept calls f.
+func (f AcceptorFunc) Accept(ctx context.Context, events []relay.Event) ([]error, error) {
+	return f(ctx, events)
+}
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMode              os.FileMode = 0o660
+	DefaultReadHeaderTimeout             = 5 * time.Second
+	DefaultReadTimeout                   = 60 * time.Second
+	DefaultIdleTimeout                   = 2 * time.Minute
+	DefaultDrainTimeout                  = 10 * time.Second
+	// DefaultMaxBatchBytes fits the largest legal batch: relay.MaxBatchEvents
+	// events of relay.MaxEventBytes each with "\r\n", plus 1 MiB of blank
+	// lines and slack (about 161 MiB). The batch is streamed, so memory use
+	// follows the decoded events, not this cap.
+	DefaultMaxBatchBytes int64 = relay.MaxBatchEvents*(relay.MaxEventBytes+2) + 1<<20
+	// maxAdminBodyBytes bounds admin request bodies.
+	maxAdminBodyBytes = 64 << 10
+)
+
+// Options configure a Server. Path, Acceptor, Store and Types are
+// required; Run reports the first one missing.
+type Options struct {
+	// Path is the socket file. Its parent directory is created if missing.
+	Path string
+	// Mode is applied to the socket file after listening (DefaultMode if
+	// zero): the file permissions are the API's only access control.
+	Mode os.FileMode
+	// Acceptor receives validated events.
+	Acceptor Acceptor
+	// Store serves GET /v1/events/... and the admin endpoints.
+	Store store.Store
+	// Types returns every known notification type (config's notification
+	// blocks) with the setting a workspace has when it never chose one. It
+	// is called once per request, so it may follow config reloads; the map
+	// is only read.
+	Types func() map[string]relay.Setting
+	// KnownApp reports whether an app name is declared in config (device
+	// registration). nil accepts any app name that is a valid id.
+	KnownApp func(string) bool
+	// Readiness reports why the daemon is not ready (nil: ready); /readyz
+	// answers 503 with its message. nil means ready while listening. The
+	// server is never ready once draining.
+	Readiness func() error
+	// Logger receives the server's logs; it is named "ingest". nil: no logs.
+	Logger hclog.Logger
+
+	// MaxBatchBytes caps an NDJSON body (DefaultMaxBatchBytes if zero).
+	MaxBatchBytes int64
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are the http.Server's
+	// (Default* if zero). ReadTimeout bounds reading a whole request,
+	// including its body.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
+	// DrainTimeout bounds how long Run waits, once its ctx is done, for
+	// requests in flight to finish before closing their connections
+	// (DefaultDrainTimeout if zero).
+	DrainTimeout time.Duration
+}
+
+// Server serves the socket API. Create it with New, add routes with Handle,
+// then Run it once.
+type Server struct {
+	opts     Options
+	log      hclog.Logger
+	mux      *http.ServeMux
+	ready    chan struct{}
+	draining atomic.Bool
+	running  atomic.Bool
+}
+
+// New returns a server for opts. It does no I/O and starts nothing.
+func New(opts Options) *Server {
+	if opts.Mode == 0 {
+		opts.Mode = DefaultMode
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Server{
+		opts:  opts,
+		log:   log.Named("ingest"),
+		mux:   http.NewServeMux(),
+		ready: make(chan struct{}),
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("POST /v1/events", s.postEvents)
+	s.mux.HandleFunc("GET /v1/events/{workspace}/{id}", s.getEvent)
+	s.mux.HandleFunc("GET /v1/workspaces/{ws}/settings", s.getSettings)
+	s.mux.HandleFunc("PUT /v1/workspaces/{ws}/settings", s.putSettings)
+	s.mux.HandleFunc("GET /v1/workspaces/{ws}/users/{user}/devices", s.listDevices)
+	s.mux.HandleFunc("GET /v1/workspaces/{ws}/users/{user}/devices/{device_id}", s.getDevice)
+	s.mux.HandleFunc("PUT /v1/workspaces/{ws}/users/{user}/devices/{device_id}", s.putDevice)
+	s.mux.HandleFunc("DELETE /v1/workspaces/{ws}/users/{user}/devices/{device_id}", s.deleteDevice)
+	s.mux.HandleFunc("GET /v1/workspaces/{ws}/users/{user}/preferences", s.getPreferences)
+	s.mux.HandleFunc("PUT /v1/workspaces/{ws}/users/{user}/preferences", s.putPreferences)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+}
+
+// Handle adds a route, with a Go 1.22 http.ServeMux pattern such as
+// "GET /v1/queue". Call it before Run. It panics, as http.ServeMux does,
+// when the pattern conflicts with another route.
+//
+// Handlers are wrapped like the built-in routes: a panic answers 500 and
+// is logged. The http.ResponseWriter given to h implements http.Flusher and
+// works with http.ResponseController. A long-lived response (a
+// Server-Sent Events stream) must lift the server's read deadline, or its
+// request context is cancelled after ReadTimeout:
+//
+//	http.NewResponseController(w).SetReadDeadline(time.Time{})
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// Ready returns a channel closed once the server listens on its socket.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Path returns the socket path.
+func (s *Server) Path() string { return s.opts.Path }
+
+// ServeHTTP serves one request of the socket API: the routes, JSON 404 and
+// 405 answers, and panic recovery. Run uses it; tests may too.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &responseWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler { //nolint:errorlint // sentinel value, compared as net/http does
+				panic(v)
+			}
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !rw.wrote {
+				writeError(rw, http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}
+	}()
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// No route: ask the mux whether another method would match, and
+		// answer in JSON instead of its text.
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			rw.Header().Set("Allow", rec.header.Get("Allow"))
+			writeError(rw, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		writeError(rw, http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+		return
+	}
+	h.ServeHTTP(rw, r)
+}
+
+// Run listens on the socket and serves until ctx is done. Then it stops
+// accepting connections, lets requests in flight finish (up to
+// DrainTimeout, then closes their connections), removes the socket file
+// and returns nil. It fails if the options are incomplete, the socket path
+// is in use by a live server, or exists and is not a socket. Run may be
+// called once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("run ingest server: already run")
+	}
+	if err := s.check(); err != nil {
+		return fmt.Errorf("run ingest server: %w", err)
+	}
+	l, err := s.listen()
+	if err != nil {
+		return err
+	}
+	// Request contexts outlive ctx while draining; they end when Run
+	// closes the remaining connections.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- srv.Serve(l) })
+	s.log.Info("listening", "path", s.opts.Path, "mode", fmt.Sprintf("%#o", s.opts.Mode))
+	close(s.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		serveErr <- err
+		runErr = fmt.Errorf("serve socket %s: %w", s.opts.Path, err)
+	}
+	s.draining.Store(true)
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DrainTimeout)
+	if err := srv.Shutdown(drainCtx); err != nil {
+		s.log.Warn("drain deadline passed, closing connections", "timeout", s.opts.DrainTimeout)
+		cancelBase()
+		_ = srv.Close()
+	}
+	cancelDrain()
+	wg.Wait()
+	if err := <-serveErr; runErr == nil && err != nil && !errors.Is(err, http.ErrServerClosed) {
+		runErr = fmt.Errorf("serve socket %s: %w", s.opts.Path, err)
+	}
+	if err := os.Remove(s.opts.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		runErr = errors.Join(runErr, fmt.Errorf("remove socket: %w", err))
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+func (s *Server) check() error {
+	switch {
+	case s.opts.Path == "":
+		return errors.New("no socket path")
+	case s.opts.Acceptor == nil:
+		return errors.New("no acceptor")
+	case s.opts.Store == nil:
+		return errors.New("no store")
+	case s.opts.Types == nil:
+		return errors.New("no notification types")
+	}
+	return nil
+}
+
+// listen prepares the socket path (creating its directory, replacing a
+// stale socket left by a crash), listens and applies the mode.
+func (s *Server) listen() (net.Listener, error) {
+	path := s.opts.Path
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket path %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("socket %s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+		s.log.Info("removed stale socket", "path", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("check socket path: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on socket: %w", err)
+	}
+	if err := os.Chmod(path, s.opts.Mode); err != nil {
+		return nil, errors.Join(fmt.Errorf("chmod socket: %w", err), l.Close())
+	}
+	return l, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "shutting down")
+		return
+	}
+	if s.opts.Readiness != nil {
+		if err := s.opts.Readiness(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "not ready: "+err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// responseWriter records whether the header was written, so a panic after
+// it is only logged.
+type responseWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher.
+func (w *responseWriter) Flush() {
+	w.wrote = true
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// statusRecorder captures the mux's 404 or 405 answer.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header { return r.header }
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
