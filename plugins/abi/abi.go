@@ -2,6 +2,7 @@ package abi
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -299,10 +300,12 @@ func (o *Output) Validate() error {
 			if k == "" {
 				return fieldErr("set.data", "empty key")
 			}
-			if err := checkString("set.data key "+truncate(k), k, MaxDataKeyLen); err != nil {
+			if err := checkString("set.data key", k, MaxDataKeyLen); err != nil {
+				err.(*FieldError).Field += " " + strconv.Quote(truncate(k))
 				return err
 			}
-			if err := checkString("set.data."+truncate(k), v, MaxDataValueLen); err != nil {
+			if err := checkString("set.data", v, MaxDataValueLen); err != nil {
+				err.(*FieldError).Field += "." + truncate(k)
 				return err
 			}
 		}
@@ -311,11 +314,11 @@ func (o *Output) Validate() error {
 		return fieldErr("devices", "%d entries, max %d", len(o.Devices), MaxDevices)
 	}
 	for i, d := range o.Devices {
-		name := fmt.Sprintf("devices[%d]", i)
 		if d == "" {
-			return fieldErr(name, "empty device id")
+			return fieldErr(fmt.Sprintf("devices[%d]", i), "empty device id")
 		}
-		if err := checkString(name, d, MaxDeviceIDLen); err != nil {
+		if err := checkString("devices", d, MaxDeviceIDLen); err != nil {
+			err.(*FieldError).Field = fmt.Sprintf("devices[%d]", i)
 			return err
 		}
 	}

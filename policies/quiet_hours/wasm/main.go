@@ -1,0 +1,15 @@
+//go:build wasip1
+
+// Command wasm is the quiet_hours plugin module.
+package main
+
+import (
+	_ "time/tzdata" // wasip1 has no zoneinfo on disk
+
+	quiethours "github.com/edgerelay/edgerelay/policies/quiet_hours"
+	"github.com/edgerelay/edgerelay/plugins/sdk"
+)
+
+func init() { sdk.HandleConfig(quiethours.ParseConfig, quiethours.Evaluate) }
+
+func main() {}
