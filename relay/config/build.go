@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 const (
 	maxSocketPath      = 107 // sun_path is 108 bytes including the NUL
 	maxAPNSConnections = 64
-	maxReplicas        = 5 // JetStream's limit
+	maxReplicas        = 5        // JetStream's limit
 	minMemoryLimit     = 64 << 10 // one wasm page
 	maxMemoryLimit     = 4 << 30  // the wasm32 address space
 )
@@ -433,7 +434,10 @@ func (b *builder) notifications(blocks []*notificationBlock, c *Config) {
 			if err := checkActions(*nb.Actions); err != nil {
 				b.errorf(nb.ActionsR, "Invalid actions", "%s.actions: %v", name, err)
 			} else {
-				n.Actions = append([]string{}, *nb.Actions...)
+				n.Actions = nil // an empty list makes a type non-actionable
+				if len(*nb.Actions) > 0 {
+					n.Actions = append([]string{}, *nb.Actions...)
+				}
 			}
 		}
 		if nb.Seal != nil {
@@ -491,4 +495,43 @@ func (b *builder) address(addr string, r hcl.Range, name string) bool {
 		return false
 	}
 	return true
+}
+
+// dropFailed clears every schema attribute whose value gohcl could not
+// decode (it may leave a zero value behind), so validation treats it as
+// unusable rather than as an empty value, and reports it only once.
+func (b *builder) dropFailed(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			b.dropFailed(v.Elem())
+		}
+		return
+	case reflect.Slice:
+		for i := range v.Len() {
+			b.dropFailed(v.Index(i))
+		}
+		return
+	case reflect.Struct:
+	default:
+		return
+	}
+	t := v.Type()
+	ranges := map[string]hcl.Range{}
+	for i := range t.NumField() {
+		if name, kind, _ := strings.Cut(t.Field(i).Tag.Get("hcl"), ","); kind == "attr_range" {
+			ranges[name] = v.Field(i).Interface().(hcl.Range)
+		}
+	}
+	for i := range t.NumField() {
+		name, kind, _ := strings.Cut(t.Field(i).Tag.Get("hcl"), ",")
+		switch kind {
+		case "optional":
+			if b.failed(ranges[name]) {
+				v.Field(i).SetZero()
+			}
+		case "block":
+			b.dropFailed(v.Field(i))
+		}
+	}
 }

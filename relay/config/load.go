@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
@@ -87,6 +88,7 @@ func (l *Loader) decode(f *hcl.File, diags hcl.Diagnostics, filename string, che
 	var s fileSchema
 	diags = append(diags, gohcl.DecodeBody(f.Body, nil, &s)...)
 	b := &builder{dir: filepath.Dir(abs), checkFiles: checkFiles, diags: diags}
+	b.dropFailed(reflect.ValueOf(&s))
 	cfg := b.build(&s, f.Body.MissingItemRange())
 	cfg.File = abs
 	diags = sortDiags(b.diags)
