@@ -85,12 +85,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("recovered work from the previous run", "open_jobs", jobs, "undecided_events", events)
 	}
 
+	defaults := make(map[string]relay.Setting, len(cfg.Notifications))
+	for t, n := range cfg.Notifications {
+		defaults[t] = n.Default
+	}
 	srv := ingest.New(ingest.Options{
 		Path:      cfg.Socket.Path,
 		Mode:      cfg.Socket.Mode,
 		Acceptor:  &countingAcceptor{next: pl, m: d.metrics},
 		Store:     st,
 		KnownType: func(t string) bool { return cfg.Notifications[t] != nil },
+		Types:     func() map[string]relay.Setting { return defaults },
 		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
 		Logger:    d.log.Named("ingest"),
 	})

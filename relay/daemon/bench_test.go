@@ -1,0 +1,308 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/pipeline"
+	"github.com/edgerelay/edgerelay/relay/relaytest"
+)
+
+// benchEvents is the number of events per end-to-end run (override with
+// EDGERELAY_BENCH_EVENTS).
+func benchEvents() int {
+	if n, err := strconv.Atoi(os.Getenv("EDGERELAY_BENCH_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 20_000
+}
+
+// loadResult is one end-to-end run's numbers.
+type loadResult struct {
+	name          string
+	events        int
+	deliveries    int
+	acceptPerSec  float64
+	deliverPerSec float64
+	p50, p99      time.Duration
+	cpuPer1k      float64 // relayd CPU seconds per 1,000 deliveries
+	peakRSSMiB    float64
+}
+
+// BenchmarkEndToEnd loads relayd (a subprocess) through its socket and
+// measures what reaches the APNs and FCM fakes, then pushes the same number
+// of notifications with a bare apns2 client to the same fake for comparison.
+// Run with: make bench (go test -run '^$' -bench BenchmarkEndToEnd -benchtime 1x ./relay/daemon/).
+func BenchmarkEndToEnd(b *testing.B) {
+	n := benchEvents()
+	var results []loadResult
+	for _, sc := range []struct {
+		name    string
+		latency time.Duration
+		android bool
+	}{
+		{"apns+fcm/latency=0ms", 0, true},
+		{"apns+fcm/latency=20ms", 20 * time.Millisecond, true},
+		{"apns-only/latency=0ms", 0, false},
+	} {
+		b.Run(sc.name, func(b *testing.B) {
+			var r loadResult
+			for range b.N {
+				r = runLoad(b, sc.name, n, sc.latency, sc.android)
+			}
+			b.ReportMetric(r.acceptPerSec, "accepted/s")
+			b.ReportMetric(r.deliverPerSec, "deliveries/s")
+			b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(r.cpuPer1k, "cpu-s/1k-deliveries")
+			b.ReportMetric(r.peakRSSMiB, "peak-rss-MiB")
+			results = append(results, r)
+		})
+	}
+	var bare loadResult
+	b.Run("bare-apns2/latency=0ms", func(b *testing.B) {
+		for range b.N {
+			bare = runBareAPNs(b, n)
+		}
+		b.ReportMetric(bare.deliverPerSec, "deliveries/s")
+		b.ReportMetric(float64(bare.p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(bare.p99.Microseconds())/1000, "p99-ms")
+	})
+	if len(results) == 0 {
+		return
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-24s %8s %10s %12s %14s %9s %9s %14s %10s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-s/1k-del", "peak-RSS")
+	for _, r := range append(results, bare) {
+		fmt.Fprintf(&sb, "%-24s %8d %10d %12.0f %14.0f %9s %9s %14.3f %8.1fMiB\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k, r.peakRSSMiB)
+	}
+	for _, r := range results {
+		if strings.HasPrefix(r.name, "apns-only") && bare.deliverPerSec > 0 {
+			fmt.Fprintf(&sb, "relay/bare ratio (APNs deliveries/s, same fake, 0ms): %.2f\n", r.deliverPerSec/bare.deliverPerSec)
+		}
+	}
+	b.Log(sb.String())
+	fmt.Fprint(os.Stderr, sb.String())
+}
+
+func runLoad(b *testing.B, name string, n int, latency time.Duration, android bool) loadResult {
+	b.StopTimer()
+	h := newHarness(b, harnessOptions{logLevel: "warn"})
+	h.start()
+	defer h.stop(syscall.SIGTERM)
+	const users = 50
+	for u := range users {
+		user := fmt.Sprintf("u-%d", u)
+		ios := hexToken(user)
+		h.put("/v1/workspaces/bench/users/"+user+"/devices/iphone", map[string]string{"platform": "ios", "token": ios, "app": "demo"})
+		if android {
+			h.put("/v1/workspaces/bench/users/"+user+"/devices/pixel", map[string]string{"platform": "android", "token": "fcm-" + user, "app": "demo"})
+		}
+	}
+	if latency > 0 {
+		h.APNs.Script("", relaytest.Rule{Latency: latency})
+		h.FCM.Script("", relaytest.Rule{Latency: latency})
+	}
+	perEvent := 1
+	if android {
+		perEvent = 2
+	}
+	cpu0 := procCPU(b, h.pid())
+
+	// Posters send NDJSON batches of 50; each event's send time is kept to
+	// measure socket-to-fake latency.
+	const batch, posters = 50, 8
+	sent := make([]time.Time, n)
+	var next atomic.Int64
+	types := []string{relay.TypeOTPReceived, relay.TypeAccountShared, relay.TypeNewTrustedDevice, relay.TypeIdentityVerification}
+	start := time.Now()
+	b.StartTimer()
+	var wg sync.WaitGroup
+	for range posters {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			for {
+				lo := int(next.Add(batch)) - batch
+				if lo >= n {
+					return
+				}
+				hi := min(lo+batch, n)
+				buf.Reset()
+				for i := lo; i < hi; i++ {
+					fmt.Fprintf(&buf, `{"id":"e-%d","workspace":"bench","user":"u-%d","type":%q,"title":"Sign-in","body":"Approve sign-in from 203.0.113.9?"}`+"\n", i, i%users, types[i%len(types)])
+				}
+				now := time.Now()
+				for i := lo; i < hi; i++ {
+					sent[i] = now
+				}
+				code, body := h.do("POST", "/v1/events", "application/x-ndjson", buf.Bytes())
+				if code != 202 || bytes.Contains(body, []byte(`"rejected"`)) {
+					b.Errorf("post: %d %s", code, body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	accepted := time.Since(start)
+	want := n * perEvent
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	apnsPushes, err := h.APNs.WaitForPushes(ctx, n)
+	if err != nil {
+		b.Fatalf("APNs: %v (got %d of %d)", err, len(h.APNs.Pushes()), n)
+	}
+	var fcmPushes []relaytest.Push
+	if android {
+		if fcmPushes, err = h.FCM.WaitForPushes(ctx, n); err != nil {
+			b.Fatalf("FCM: %v", err)
+		}
+	}
+	b.StopTimer()
+	all := append(apnsPushes, fcmPushes...)
+	last := start
+	for _, p := range all {
+		if p.Time.After(last) {
+			last = p.Time
+		}
+	}
+	cpu := procCPU(b, h.pid()) - cpu0
+	rss := peakRSS(b, h.pid())
+
+	// Latency: collapse id → event index.
+	index := make(map[string]int, n)
+	for i := range n {
+		index[pipeline.CollapseID(relay.EventKey{Workspace: "bench", ID: fmt.Sprintf("e-%d", i)})] = i
+	}
+	lat := make([]time.Duration, 0, len(all))
+	for _, p := range all {
+		if i, ok := index[p.CollapseID()]; ok {
+			lat = append(lat, p.Time.Sub(sent[i]))
+		}
+	}
+	slices.Sort(lat)
+	return loadResult{
+		name: name, events: n, deliveries: len(all),
+		acceptPerSec:  float64(n) / accepted.Seconds(),
+		deliverPerSec: float64(want) / last.Sub(start).Seconds(),
+		p50:           pct(lat, 0.50), p99: pct(lat, 0.99),
+		cpuPer1k:   cpu.Seconds() / float64(len(all)) * 1000,
+		peakRSSMiB: rss,
+	}
+}
+
+// runBareAPNs pushes n notifications with a plain apns2 client (256 in
+// flight) to a fresh fake, the same way relayd's APNs lane does.
+func runBareAPNs(b *testing.B, n int) loadResult {
+	b.StopTimer()
+	h := newHarness(b, harnessOptions{})
+	keyPEM, err := os.ReadFile(h.dir + "/AuthKey.p8")
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := token.AuthKeyFromBytes(keyPEM)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: keyID, TeamID: teamID})
+	client.Host = h.APNs.URL
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(h.APNs.CAFile)
+	pool.AppendCertsFromPEM(caPEM)
+	client.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	var next atomic.Int64
+	lat := make([]time.Duration, n)
+	start := time.Now()
+	b.StartTimer()
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				payload, _ := json.Marshal(map[string]any{"aps": map[string]any{"alert": map[string]string{"title": "Sign-in", "body": "Approve sign-in from 203.0.113.9?"}}})
+				t0 := time.Now()
+				res, err := client.PushWithContext(context.Background(), &apns2.Notification{
+					DeviceToken: hexToken(strconv.Itoa(i % 50)), Topic: topic, Payload: payload,
+					CollapseID: strconv.Itoa(i), Priority: apns2.PriorityHigh, Expiration: time.Now().Add(time.Hour),
+				})
+				if err != nil || !res.Sent() {
+					b.Errorf("push: %v %+v", err, res)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	return loadResult{name: "bare-apns2/latency=0ms", events: n, deliveries: n,
+		deliverPerSec: float64(n) / took.Seconds(), p50: pct(lat, 0.5), p99: pct(lat, 0.99)}
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+func (h *harness) pid() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cmd.Process.Pid
+}
+
+// procCPU returns a process's user+system CPU time from /proc.
+func procCPU(tb testing.TB, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	rest := string(data[bytes.LastIndexByte(data, ')')+2:])
+	f := strings.Fields(rest)
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// peakRSS returns a process's peak resident set size (VmHWM) in MiB.
+func peakRSS(tb testing.TB, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
