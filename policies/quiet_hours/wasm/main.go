@@ -6,8 +6,8 @@ package main
 import (
 	_ "time/tzdata" // wasip1 has no zoneinfo on disk
 
-	quiethours "github.com/edgerelay/edgerelay/policies/quiet_hours"
 	"github.com/edgerelay/edgerelay/plugins/sdk"
+	quiethours "github.com/edgerelay/edgerelay/policies/quiet_hours"
 )
 
 func init() { sdk.HandleConfig(quiethours.ParseConfig, quiethours.Evaluate) }

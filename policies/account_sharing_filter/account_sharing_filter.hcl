@@ -1,0 +1,9 @@
+# account_sharing_filter: no alert for shares from allow-listed internal owners.
+order    = 10
+types    = ["account_shared"]
+on_error = "skip"
+mode     = "enforce"
+
+config {
+  internal_owners = ["@corp.example"]
+}

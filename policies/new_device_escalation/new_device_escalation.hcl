@@ -1,0 +1,12 @@
+# new_device_escalation: sign-ins and new devices from a country outside the
+# user's usual ones are escalated (interruption level, clear title).
+order    = 30
+types    = ["identity_verification", "new_trusted_device"]
+on_error = "skip"
+mode     = "enforce"
+
+config {
+  usual   = {}            # e.g. { "u-42" = ["FR", "DE"] }
+  default = ["US"]
+  level   = "time-sensitive"
+}

@@ -1,0 +1,9 @@
+# otp_redaction: a one-time code never shows on the lock screen.
+order    = 40
+types    = ["otp_received"]
+on_error = "suppress"    # fail closed: better no OTP alert than a leaked code
+mode     = "enforce"
+
+config {
+  body = "Tap to view your code for {account}"
+}

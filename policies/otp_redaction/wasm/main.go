@@ -1,0 +1,13 @@
+//go:build wasip1
+
+// Command wasm is the otp_redaction plugin module.
+package main
+
+import (
+	"github.com/edgerelay/edgerelay/plugins/sdk"
+	otpredaction "github.com/edgerelay/edgerelay/policies/otp_redaction"
+)
+
+func init() { sdk.HandleConfig(otpredaction.ParseConfig, otpredaction.Evaluate) }
+
+func main() {}
