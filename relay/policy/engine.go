@@ -1,0 +1,262 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMemoryLimit = 64 << 20 // bytes of linear memory per instance
+	DefaultTimeout     = 500 * time.Millisecond
+	// MaxModuleBytes caps the size of a .wasm file the engine will compile.
+	MaxModuleBytes = 32 << 20
+	// MaxInputBytes caps the input handed to relay_evaluate.
+	MaxInputBytes = 256 << 10
+	// MaxOutputBytes caps the output a plugin may return.
+	MaxOutputBytes = 64 << 10
+	// stderrBytes is the size of each instance's stdout/stderr ring buffer.
+	stderrBytes = 4 << 10
+	// stderrInError is how much of the captured stderr an error carries.
+	stderrInError = 300
+)
+
+// Options configure an Engine.
+type Options struct {
+	// CacheDir holds wazero's on-disk compilation cache (created with mode
+	// 0700). Empty: compile in memory only. The cached files are machine code
+	// the daemon will run, so the directory must be owned by the daemon.
+	CacheDir string
+	// MemoryLimit caps each instance's linear memory, in bytes (rounded down
+	// to 64 KiB pages). Zero: DefaultMemoryLimit.
+	MemoryLimit int64
+	// Timeout bounds every guest call (a kill switch, not a latency goal).
+	// Zero: DefaultTimeout.
+	Timeout time.Duration
+	// Logger receives load and failure messages. Nil: no logging.
+	Logger hclog.Logger
+	// MaxConcurrent caps concurrent evaluations across all plugins. Zero:
+	// GOMAXPROCS. Deadlines are wall-clock, so more evaluations than cores
+	// lets healthy calls be killed.
+	MaxConcurrent int
+	// PoolSize caps the idle instances kept per plugin. Zero: MaxConcurrent.
+	PoolSize int
+	// Prewarm is how many instances Load creates before returning (at least
+	// one, which also checks the ABI version). Zero: 1.
+	Prewarm int
+
+	// noMmap switches the mmap-backed memory allocator off (tests measure the
+	// difference).
+	noMmap bool
+}
+
+// Engine owns one wazero runtime, its compilation cache and the plugins
+// loaded into it.
+//
+// # Notes
+//
+//   - Engine is safe for concurrent use.
+//   - Close closes every plugin the engine loaded.
+type Engine struct {
+	opts    Options
+	log     hclog.Logger
+	rt      wazero.Runtime
+	cache   wazero.CompilationCache
+	sem     chan struct{}
+	pages   uint32
+	instCtx context.Context // carries the memory allocator
+
+	mu      sync.Mutex
+	plugins map[*Plugin]struct{}
+	closed  bool
+}
+
+// Open creates the runtime (deadlines enforced, memory capped, compilation
+// cache on disk when opts.CacheDir is set) and instantiates WASI preview 1,
+// the only host module plugins may import.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.MemoryLimit == 0 {
+		opts.MemoryLimit = DefaultMemoryLimit
+	}
+	if opts.MemoryLimit < 1<<16 {
+		return nil, fmt.Errorf("open policy engine: memory limit %d bytes is below one 64 KiB page", opts.MemoryLimit)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = runtime.GOMAXPROCS(0)
+	}
+	if opts.PoolSize <= 0 {
+		opts.PoolSize = opts.MaxConcurrent
+	}
+	if opts.Prewarm <= 0 {
+		opts.Prewarm = 1
+	}
+	pages := opts.MemoryLimit >> 16
+	if pages > 65536 {
+		pages = 65536
+	}
+	e := &Engine{
+		opts:    opts,
+		log:     opts.Logger,
+		sem:     make(chan struct{}, opts.MaxConcurrent),
+		pages:   uint32(pages),
+		plugins: make(map[*Plugin]struct{}),
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(e.pages)
+	if opts.CacheDir != "" {
+		if err := prepareCacheDir(opts.CacheDir, e.log); err != nil {
+			return nil, fmt.Errorf("open policy engine: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("open compilation cache %s: %w", opts.CacheDir, err)
+		}
+		e.cache = c
+		rc = rc.WithCompilationCache(c)
+	}
+	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
+		return nil, errors.Join(fmt.Errorf("instantiate wasi: %w", err), e.closeRuntime(ctx))
+	}
+	e.instCtx = context.Background()
+	if alloc := newMmapAllocator(); alloc != nil && !opts.noMmap {
+		e.instCtx = experimental.WithMemoryAllocator(e.instCtx, alloc)
+	}
+	return e, nil
+}
+
+// Timeout returns the per-call deadline in effect.
+func (e *Engine) Timeout() time.Duration { return e.opts.Timeout }
+
+// Close closes every plugin (waiting for their in-flight evaluations), then
+// the runtime and the compilation cache. It succeeds even with a done ctx.
+func (e *Engine) Close(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	ps := make([]*Plugin, 0, len(e.plugins))
+	for p := range e.plugins {
+		ps = append(ps, p)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.Close(ctx))
+	}
+	errs = append(errs, e.closeRuntime(ctx))
+	return errors.Join(errs...)
+}
+
+func (e *Engine) closeRuntime(ctx context.Context) error {
+	var errs []error
+	if err := e.rt.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close wasm runtime: %w", err))
+	}
+	if e.cache != nil {
+		if err := e.cache.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close compilation cache: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) track(p *Plugin) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return relay.ErrClosed
+	}
+	e.plugins[p] = struct{}{}
+	return nil
+}
+
+func (e *Engine) untrack(p *Plugin) {
+	e.mu.Lock()
+	delete(e.plugins, p)
+	e.mu.Unlock()
+}
+
+// acquire takes an evaluation slot, or fails when ctx ends first.
+func (e *Engine) acquire(ctx context.Context) error {
+	select {
+	case e.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case e.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) release() { <-e.sem }
+
+// prepareCacheDir creates dir with mode 0700 and removes compilation caches
+// left behind by other wazero versions.
+func prepareCacheDir(dir string, log hclog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create cache dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("chmod cache dir %s: %w", dir, err)
+	}
+	keep := "wazero-" + wazeroVersion() + "-" + runtime.GOARCH + "-" + runtime.GOOS
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read cache dir %s: %w", dir, err)
+	}
+	for _, ent := range entries {
+		name := ent.Name()
+		if !ent.IsDir() || !strings.HasPrefix(name, "wazero-") || name == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			log.Warn("cannot prune old compilation cache", "dir", name, relay.LogKeyError, err)
+			continue
+		}
+		log.Info("pruned compilation cache of another wazero version", "dir", name)
+	}
+	return nil
+}
+
+// wazeroVersion mirrors how wazero names its cache directory.
+func wazeroVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if strings.Contains(dep.Path, "github.com/tetratelabs/wazero") {
+				if dep.Version != "" && dep.Version != "(devel)" {
+					return dep.Version
+				}
+			}
+		}
+	}
+	return "dev"
+}

@@ -1,0 +1,445 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+func openEngine(tb testing.TB, opts Options) *Engine {
+	tb.Helper()
+	if opts.Timeout == 0 {
+		opts.Timeout = 300 * time.Millisecond
+	}
+	if opts.MemoryLimit == 0 {
+		opts.MemoryLimit = 32 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	e, err := Open(context.Background(), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := e.Close(context.Background()); err != nil {
+			tb.Error(err)
+		}
+	})
+	return e
+}
+
+func mustLoad(tb testing.TB, e *Engine, name string, wasm []byte) *Plugin {
+	tb.Helper()
+	p, err := e.Load(name, wasm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func TestEvaluateEcho(t *testing.T) {
+	e := openEngine(t, Options{})
+	p := mustLoad(t, e, "echo", echoPlugin())
+	if len(p.Hash()) != 64 {
+		t.Fatalf("hash %q", p.Hash())
+	}
+	for _, in := range []string{`{"a":1}`, strings.Repeat("x", 3000), `{}`} {
+		out, err := p.EvaluateRaw(context.Background(), []byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != in {
+			t.Fatalf("echo: got %d bytes, want %d", len(out), len(in))
+		}
+	}
+	if s := p.Stats(); s.Calls != 3 || s.Failures != 0 || s.Instances != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	if _, err := p.EvaluateRaw(context.Background(), nil); err == nil {
+		t.Fatal("empty input accepted")
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	e := openEngine(t, Options{MemoryLimit: 16 << 16})
+	foreign := func() []byte {
+		m := newMod()
+		m.importFunc("env", "foo", noT, noT)
+		m.memory(1, -1)
+		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
+		return m.bytes()
+	}
+	missing := func() []byte {
+		return abiMod(1).bytes()
+	}
+	badSig := func() []byte {
+		m := abiMod(1)
+		m.fn("relay_evaluate", i32T, i32T, nil, i32c(0))
+		return m.bytes()
+	}
+	noMemory := func() []byte {
+		m := newMod()
+		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
+		return m.bytes()
+	}
+	bigMin := func() []byte {
+		m := newMod().memory(100, -1)
+		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
+		return m.bytes()
+	}
+	initTrap := func() []byte {
+		m := abiMod(1)
+		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
+		m.fn("_initialize", noT, noT, nil, []byte{opUnreachable})
+		return m.bytes()
+	}
+	tests := []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"garbage", []byte("not wasm at all"), "compile policy x"},
+		{"truncated", echoPlugin()[:40], "compile policy x"},
+		{"missing export", missing(), `plugin x: missing export "relay_evaluate"`},
+		{"wrong abi", func() []byte {
+			m := abiMod(2)
+			m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
+			return m.bytes()
+		}(), "unsupported ABI version 2"},
+		{"foreign import", foreign(), "plugin x imports env.foo: only wasi_snapshot_preview1 is allowed"},
+		{"bad signature", badSig(), `export "relay_evaluate" has signature (i32) -> (i32), want (i32,i32) -> (i64)`},
+		{"no memory", noMemory(), `missing export "memory"`},
+		{"memory min over limit", bigMin(), "min 100 pages (6 Mi) over limit of 16 pages"},
+		{"initialize traps", initTrap(), "instantiate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := e.Load("x", tc.wasm)
+			if err == nil {
+				p.Close(context.Background())
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
+	e.mu.Lock()
+	n := len(e.plugins)
+	e.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d plugins tracked after failed loads", n)
+	}
+}
+
+// misbehaving returns hand-built guests that fail in each way, with the
+// kind of failure expected.
+func misbehaving() []struct {
+	name string
+	wasm []byte
+	in   string
+	kind FailureKind
+} {
+	ev := func(code ...[]byte) []byte {
+		m := abiMod(1)
+		m.fn("relay_evaluate", ppT, i64T, nil, code...)
+		return m.bytes()
+	}
+	grow := ev([]byte{opBlock, blockEmpty, opLoop, blockEmpty}, i32c(1), []byte{opMemoryGrow, 0x00},
+		i32c(-1), []byte{opI32Eq, opBrIf, 1, opBr, 0, opEnd, opEnd, opUnreachable}, i64c(0))
+	recursion := func() []byte {
+		m := abiMod(1)
+		m.fn("relay_evaluate", ppT, i64T, nil, call(3), i64c(0))
+		m.fn("", noT, noT, nil, call(3))
+		return m.bytes()
+	}()
+	exit := func() []byte {
+		m := newMod()
+		exitFn := m.importFunc("wasi_snapshot_preview1", "proc_exit", i32T, noT)
+		m.memory(1, -1)
+		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+		m.fn("relay_evaluate", ppT, i64T, nil, i32c(3), call(exitFn), i64c(0))
+		return m.bytes()
+	}()
+	stderr := func() []byte {
+		msg := "guest says: something broke"
+		m := newMod()
+		fdWrite := m.importFunc("wasi_snapshot_preview1", "fd_write", []byte{tI32, tI32, tI32, tI32}, i32T)
+		m.memory(1, -1)
+		m.dataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).dataAt(64, []byte(msg))
+		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+		m.fn("relay_evaluate", ppT, i64T, nil, i32c(2), i32c(16), i32c(1), i32c(32), call(fdWrite),
+			[]byte{opDrop, opUnreachable})
+		return m.bytes()
+	}()
+	return []struct {
+		name string
+		wasm []byte
+		in   string
+		kind FailureKind
+	}{
+		{"infinite loop", ev([]byte{opLoop, blockEmpty, opBr, 0, opEnd}, i64c(0)), "{}", KindTimeout},
+		{"unreachable", ev([]byte{opUnreachable}), "{}", KindTrap},
+		{"stderr", stderr, "{}", KindTrap},
+		{"grow to limit", grow, "{}", KindMemory},
+		{"output out of bounds", ev(i64c(0x7fff0000<<32 | 16)), "{}", KindBadOutput},
+		{"empty output", ev(i64c(16 << 32)), "{}", KindBadOutput},
+		{"output too large", ev(i64c(MaxOutputBytes + 1)), "{}", KindBadOutput},
+		{"proc_exit", exit, "{}", KindExit},
+		{"recursion", recursion, "{}", KindStackOverflow},
+	}
+}
+
+func TestMisbehavingPlugins(t *testing.T) {
+	e := openEngine(t, Options{Timeout: 200 * time.Millisecond, MaxConcurrent: 4})
+	good := mustLoad(t, e, "good", constPlugin(`{"verdict":"allow"}`))
+	type tcase struct {
+		name string
+		wasm []byte
+		in   string
+		kind FailureKind
+	}
+	var cases []tcase
+	for _, c := range misbehaving() {
+		cases = append(cases, tcase(c))
+	}
+	if gb := needGo(t); gb != nil {
+		for _, c := range []struct {
+			in   string
+			kind FailureKind
+		}{
+			{`{"x":"loop"}`, KindTimeout},
+			{`{"x":"panic"}`, KindPanic},
+			{`{"x":"exit"}`, KindExit},
+			// Go keeps its goroutine stacks in linear memory: deep recursion
+			// runs into the memory limit or the deadline, whichever first.
+			{`{"x":"recurse"}`, KindTimeout},
+		} {
+			cases = append(cases, tcase{name: "go " + c.in, wasm: gb, in: c.in, kind: c.kind})
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustLoad(t, e, "bad", tc.wasm)
+			defer p.Close(context.Background())
+			// Another plugin keeps evaluating while this one misbehaves.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var goodErr error
+			var goodCalls int
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := good.EvaluateRaw(context.Background(), []byte(`{}`)); err != nil {
+						goodErr = err
+						return
+					}
+					goodCalls++
+				}
+			}()
+			start := time.Now()
+			_, err := p.EvaluateRaw(context.Background(), []byte(tc.in))
+			took := time.Since(start)
+			close(stop)
+			wg.Wait()
+			if goodErr != nil {
+				t.Fatalf("good plugin failed meanwhile: %v", goodErr)
+			}
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v (%T) is not *Error", err, err)
+			}
+			t.Logf("%v after %v (good plugin: %d calls meanwhile)", err, took, goodCalls)
+			if pe.Kind != tc.kind && !(tc.in == `{"x":"recurse"}` && (pe.Kind == KindMemory || pe.Kind == KindStackOverflow)) {
+				t.Fatalf("kind %s, want %s", pe.Kind, tc.kind)
+			}
+			wantSentinel := relay.ErrPolicyTrap
+			if pe.Kind == KindTimeout {
+				wantSentinel = relay.ErrPolicyTimeout
+			}
+			if !errors.Is(err, wantSentinel) || pe.Plugin != "bad" {
+				t.Fatalf("error %v does not match %v or name the plugin", err, wantSentinel)
+			}
+			if took > 20*e.Timeout() {
+				t.Errorf("took %v, deadline %v", took, e.Timeout())
+			}
+			if s := p.Stats(); s.Failures != 1 || s.Discarded != 1 || s.Instances != 0 {
+				t.Fatalf("stats after failure %+v", s)
+			}
+			if tc.name == "stderr" && !strings.Contains(pe.Stderr, "something broke") {
+				t.Fatalf("stderr %q", pe.Stderr)
+			}
+			if strings.HasPrefix(tc.name, "go ") {
+				// The next event gets a fresh instance that works.
+				out, err := p.EvaluateRaw(context.Background(), []byte(`{"x":"fine"}`))
+				if err != nil || !strings.Contains(string(out), "allow") {
+					t.Fatalf("after failure: %s, %v", out, err)
+				}
+			}
+		})
+	}
+}
+
+// TestMemoryBombHostHeap measures what a standard-Go guest that allocates
+// until its 128 MiB limit costs the host, with and without the mmap
+// allocator.
+func TestMemoryBombHostHeap(t *testing.T) {
+	gb := needGo(t)
+	for _, noMmap := range []bool{false, true} {
+		t.Run(map[bool]string{false: "mmap", true: "default allocator"}[noMmap], func(t *testing.T) {
+			if noMmap && testing.Short() {
+				t.Skip("slow")
+			}
+			e := openEngine(t, Options{MemoryLimit: 128 << 20, Timeout: 20 * time.Second, noMmap: noMmap})
+			p := mustLoad(t, e, "bomb", gb)
+			defer p.Close(context.Background())
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			_, err := p.EvaluateRaw(context.Background(), []byte(`{"x":"bomb"}`))
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Kind != KindMemory {
+				t.Fatalf("error %v, want kind memory", err)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%s: %v; host allocated %d MiB, heapSys %d -> %d MiB",
+				t.Name(), took, alloc>>20, before.HeapSys>>20, after.HeapSys>>20)
+			if !noMmap && newMmapAllocator() != nil && alloc > 32<<20 {
+				t.Errorf("with the mmap allocator the host allocated %d MiB", alloc>>20)
+			}
+		})
+	}
+}
+
+func TestConcurrentEvaluateAndClose(t *testing.T) {
+	e := openEngine(t, Options{MaxConcurrent: 2, PoolSize: 2})
+	p := mustLoad(t, e, "echo", echoPlugin())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var okCalls, closedCalls int
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				_, err := p.EvaluateRaw(context.Background(), []byte(`{"n":1}`))
+				mu.Lock()
+				switch {
+				case err == nil:
+					okCalls++
+				case errors.Is(err, relay.ErrClosed):
+					closedCalls++
+				default:
+					t.Error(err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for {
+		mu.Lock()
+		n := okCalls
+		mu.Unlock()
+		if n > 100 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if s := p.Stats(); s.Instances != 0 {
+		t.Fatalf("instances alive after close: %+v", s)
+	}
+	t.Logf("ok %d, closed %d", okCalls, closedCalls)
+}
+
+func TestSemaphoreHonoursContext(t *testing.T) {
+	e := openEngine(t, Options{MaxConcurrent: 1})
+	p := mustLoad(t, e, "echo", echoPlugin())
+	e.sem <- struct{}{} // occupy the only slot
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := p.EvaluateRaw(ctx, []byte(`{}`))
+	<-e.sem
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v", err)
+	}
+	if s := p.Stats(); s.Failures != 0 {
+		t.Fatalf("a caller giving up counted as plugin failure: %+v", s)
+	}
+}
+
+func TestCacheDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	old := filepath.Join(dir, "wazero-v0.0.1-"+runtime.GOARCH+"-"+runtime.GOOS)
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := openEngine(t, Options{CacheDir: dir})
+	mustLoad(t, e, "echo", echoPlugin())
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("cache dir: %v %v", st.Mode(), err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("old cache not pruned: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "wazero-") {
+		t.Fatalf("cache dir entries %v", ents)
+	}
+}
+
+func TestRing(t *testing.T) {
+	r := newRing(8)
+	r.Write([]byte("hello"))
+	if got := r.Tail(300); got != "hello" {
+		t.Fatal(got)
+	}
+	r.Write([]byte(" world!"))
+	if got := r.Tail(300); got != "o world!" {
+		t.Fatal(got)
+	}
+	if got := r.Tail(3); got != "ld!" {
+		t.Fatal(got)
+	}
+	r.Write([]byte("0123456789abc"))
+	if got := r.Tail(8); got != "56789abc" {
+		t.Fatal(got)
+	}
+	r.Reset()
+	if got := r.Tail(8); got != "" {
+		t.Fatal(got)
+	}
+}

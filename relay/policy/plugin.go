@@ -1,0 +1,424 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// ABI version 1 names (DESIGN.md "Plugin ABI").
+const (
+	abiVersion        = 1
+	exportMemory      = "memory"
+	exportABIVersion  = "relay_abi_version"
+	exportAlloc       = "relay_alloc"
+	exportEvaluate    = "relay_evaluate"
+	exportInitialize  = "_initialize"
+	wasiModule        = "wasi_snapshot_preview1"
+	minInitTimeout    = 2 * time.Second
+	initTimeoutFactor = 5
+)
+
+// Plugin is one compiled version of a plugin with its pool of instances.
+//
+// # Notes
+//
+//   - Plugin is safe for concurrent use; an instance is used by one
+//     goroutine at a time and discarded after any error.
+//   - A Plugin never changes: a new version of the file is a new Plugin.
+type Plugin struct {
+	name     string
+	hash     string
+	size     int
+	loadedAt time.Time
+	eng      *Engine
+	compiled wazero.CompiledModule
+
+	mu     sync.RWMutex // read: an evaluation in flight; write: Close
+	closed bool         // guarded by mu
+
+	poolMu sync.Mutex
+	idle   []*instance
+
+	calls     atomic.Uint64
+	failures  atomic.Uint64
+	timeouts  atomic.Uint64
+	discarded atomic.Uint64
+	live      atomic.Int64
+}
+
+// Stats are a plugin version's counters.
+type Stats struct {
+	Calls     uint64 // evaluations attempted
+	Failures  uint64 // evaluations that failed (all kinds)
+	Timeouts  uint64 // failures of kind timeout
+	Discarded uint64 // instances thrown away after a failure
+	Instances int64  // instances alive (idle or in use)
+}
+
+// Name returns the plugin's name (its file name without .wasm).
+func (p *Plugin) Name() string { return p.name }
+
+// Hash returns the hex sha256 of the plugin's .wasm bytes.
+func (p *Plugin) Hash() string { return p.hash }
+
+// LoadedAt returns when the plugin finished loading.
+func (p *Plugin) LoadedAt() time.Time { return p.loadedAt }
+
+// Stats returns the plugin's counters.
+func (p *Plugin) Stats() Stats {
+	return Stats{
+		Calls:     p.calls.Load(),
+		Failures:  p.failures.Load(),
+		Timeouts:  p.timeouts.Load(),
+		Discarded: p.discarded.Load(),
+		Instances: p.live.Load(),
+	}
+}
+
+type instance struct {
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	eval   api.Function
+	out    *ring
+	stack  [2]uint64
+	bufPtr uint32
+	bufCap uint32
+}
+
+// Load compiles wasm, checks it against ABI version 1 (exports and their
+// signatures, imports only from wasi_snapshot_preview1, relay_abi_version()
+// == 1) and pre-warms its instance pool. Expensive (milliseconds to a
+// second for a cold standard-Go module): call it off the hot path.
+func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
+	ctx := context.Background()
+	if len(wasm) > MaxModuleBytes {
+		return nil, fmt.Errorf("load policy %s: module is %d bytes, limit %d", name, len(wasm), MaxModuleBytes)
+	}
+	start := time.Now()
+	sum := sha256.Sum256(wasm)
+	code, err := harden(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: %w", name, err)
+	}
+	compiled, err := e.rt.CompileModule(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy %s: %w", name, err)
+	}
+	if err := validate(name, compiled); err != nil {
+		return nil, errors.Join(err, compiled.Close(ctx))
+	}
+	p := &Plugin{
+		name:     name,
+		hash:     hex.EncodeToString(sum[:]),
+		size:     len(wasm),
+		eng:      e,
+		compiled: compiled,
+	}
+	if err := e.track(p); err != nil {
+		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), compiled.Close(ctx))
+	}
+	if err := p.prewarm(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), p.Close(ctx))
+	}
+	p.loadedAt = time.Now()
+	e.log.Debug("loaded policy", relay.LogKeyPolicy, name, "hash", p.hash[:12],
+		"bytes", len(wasm), "took", p.loadedAt.Sub(start))
+	return p, nil
+}
+
+// validate checks the compiled module's imports and exports against ABI v1.
+func validate(name string, m wazero.CompiledModule) error {
+	for _, f := range m.ImportedFunctions() {
+		mod, fn, _ := f.Import()
+		if mod != wasiModule {
+			return fmt.Errorf("plugin %s imports %s.%s: only %s is allowed", name, mod, fn, wasiModule)
+		}
+	}
+	for _, mem := range m.ImportedMemories() {
+		mod, n, _ := mem.Import()
+		return fmt.Errorf("plugin %s imports memory %s.%s: a plugin must export its own memory", name, mod, n)
+	}
+	// A declared maximum above the limit is clamped by wazero v1.12 (a
+	// declared minimum above it fails to compile).
+	if _, ok := m.ExportedMemories()[exportMemory]; !ok {
+		return fmt.Errorf("plugin %s: missing export %q (memory)", name, exportMemory)
+	}
+	fns := m.ExportedFunctions()
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	want := []struct {
+		name            string
+		params, results []api.ValueType
+		optional        bool
+	}{
+		{exportABIVersion, nil, []api.ValueType{i32}, false},
+		{exportAlloc, []api.ValueType{i32}, []api.ValueType{i32}, false},
+		{exportEvaluate, []api.ValueType{i32, i32}, []api.ValueType{i64}, false},
+		{exportInitialize, nil, nil, true},
+	}
+	for _, w := range want {
+		def, ok := fns[w.name]
+		if !ok {
+			if w.optional {
+				continue
+			}
+			return fmt.Errorf("plugin %s: missing export %q", name, w.name)
+		}
+		if !slices.Equal(def.ParamTypes(), w.params) || !slices.Equal(def.ResultTypes(), w.results) {
+			return fmt.Errorf("plugin %s: export %q has signature %s, want %s", name, w.name,
+				signature(def.ParamTypes(), def.ResultTypes()), signature(w.params, w.results))
+		}
+	}
+	return nil
+}
+
+func signature(params, results []api.ValueType) string {
+	list := func(ts []api.ValueType) string {
+		var b bytes.Buffer
+		b.WriteByte('(')
+		for i, t := range ts {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(api.ValueTypeName(t))
+		}
+		b.WriteByte(')')
+		return b.String()
+	}
+	return list(params) + " -> " + list(results)
+}
+
+// prewarm creates the first instance (checking the ABI version) and fills
+// the pool up to the engine's Prewarm count.
+func (p *Plugin) prewarm(ctx context.Context) error {
+	first, err := p.newInstance(ctx)
+	if err != nil {
+		return err
+	}
+	insts := []*instance{first}
+	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
+	res, err := first.mod.ExportedFunction(exportABIVersion).Call(cctx)
+	cancel()
+	if err != nil {
+		p.closeInstance(first)
+		return p.failure(fmt.Errorf("call %s: %w", exportABIVersion, err), first)
+	}
+	if v := int32(uint32(res[0])); v != abiVersion {
+		p.closeInstance(first)
+		return fmt.Errorf("plugin %s: unsupported ABI version %d", p.name, v)
+	}
+	for len(insts) < min(p.eng.opts.Prewarm, p.eng.opts.PoolSize) {
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			for _, in := range insts {
+				p.closeInstance(in)
+			}
+			return err
+		}
+		insts = append(insts, inst)
+	}
+	p.poolMu.Lock()
+	p.idle = append(p.idle, insts...)
+	p.poolMu.Unlock()
+	return nil
+}
+
+// newInstance instantiates the module with no FS, env, args or sockets,
+// running _initialize when the module has one.
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	out := newRing(stderrBytes)
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(exportInitialize).
+		WithStdout(out).
+		WithStderr(out)
+	timeout := max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout)
+	ictx, cancel := context.WithTimeout(p.eng.instCtx, timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel) // the caller giving up ends _initialize too
+	defer stop()
+	mod, err := p.eng.rt.InstantiateModule(ictx, p.compiled, cfg)
+	if err != nil {
+		kind := classify(err, out.Tail(stderrBytes), false)
+		return nil, &Error{Plugin: p.name, Kind: kind, Stderr: out.Excerpt(stderrInError),
+			Err: fmt.Errorf("instantiate: %w", err)}
+	}
+	p.live.Add(1)
+	return &instance{
+		mod:   mod,
+		mem:   mod.ExportedMemory(exportMemory),
+		alloc: mod.ExportedFunction(exportAlloc),
+		eval:  mod.ExportedFunction(exportEvaluate),
+		out:   out,
+	}, nil
+}
+
+func (p *Plugin) closeInstance(inst *instance) {
+	_ = inst.mod.Close(context.Background())
+	p.live.Add(-1)
+}
+
+// failure wraps a guest error as *Error, naming its kind, and attaches what
+// the guest printed.
+func (p *Plugin) failure(err error, inst *instance) error {
+	memFull := inst.mem != nil && uint64(inst.mem.Size())+1<<16 > uint64(p.eng.pages)<<16
+	return &Error{Plugin: p.name, Kind: classify(err, inst.out.Tail(stderrBytes), memFull),
+		Stderr: inst.out.Excerpt(stderrInError), Err: err}
+}
+
+// EvaluateRaw runs relay_evaluate once on in and returns a copy of the
+// plugin's output. It waits for one of the engine's evaluation slots (or ctx
+// to end), and bounds the guest call with the engine's Timeout. A guest
+// failure returns *Error (matching relay.ErrPolicyTimeout or
+// relay.ErrPolicyTrap); the instance is discarded. A closed plugin returns
+// an error matching relay.ErrClosed.
+func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
+	if len(in) == 0 || len(in) > MaxInputBytes {
+		return nil, fmt.Errorf("evaluate policy %s: input is %d bytes, want 1..%d", p.name, len(in), MaxInputBytes)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return nil, fmt.Errorf("evaluate policy %s: %w", p.name, relay.ErrClosed)
+	}
+	if err := p.eng.acquire(ctx); err != nil {
+		return nil, fmt.Errorf("evaluate policy %s: wait for a slot: %w", p.name, err)
+	}
+	defer p.eng.release()
+	p.calls.Add(1)
+	inst, err := p.get(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("evaluate policy %s: %w", p.name, ctx.Err())
+		}
+		p.failures.Add(1)
+		return nil, err
+	}
+	out, err := p.call(ctx, inst, in)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The caller gave up: not the plugin's fault, but the
+			// instance was interrupted, so it goes.
+			p.discard(inst)
+			return nil, fmt.Errorf("evaluate policy %s: %w", p.name, ctx.Err())
+		}
+		ferr := p.failure(err, inst)
+		p.discard(inst)
+		p.failures.Add(1)
+		var pe *Error
+		if errors.As(ferr, &pe) && pe.Kind == KindTimeout {
+			p.timeouts.Add(1)
+		}
+		return nil, ferr
+	}
+	p.put(inst)
+	return out, nil
+}
+
+// call is one relay_evaluate round trip on inst.
+func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, error) {
+	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
+	defer cancel()
+	inst.out.Reset()
+	n := uint32(len(in))
+	if n > inst.bufCap {
+		inst.stack[0] = uint64(n)
+		if err := inst.alloc.CallWithStack(cctx, inst.stack[:1]); err != nil {
+			return nil, fmt.Errorf("call %s: %w", exportAlloc, err)
+		}
+		ptr := uint32(inst.stack[0])
+		if ptr == 0 {
+			return nil, badOutput("%s(%d) returned 0", exportAlloc, n)
+		}
+		inst.bufPtr, inst.bufCap = ptr, n
+	}
+	if !inst.mem.Write(inst.bufPtr, in) {
+		return nil, badOutput("%s buffer [%d, +%d) is outside memory of %d bytes",
+			exportAlloc, inst.bufPtr, n, inst.mem.Size())
+	}
+	inst.stack[0], inst.stack[1] = uint64(inst.bufPtr), uint64(n)
+	if err := inst.eval.CallWithStack(cctx, inst.stack[:]); err != nil {
+		return nil, fmt.Errorf("call %s: %w", exportEvaluate, err)
+	}
+	r := inst.stack[0]
+	optr, olen := uint32(r>>32), uint32(r)
+	if olen == 0 {
+		return nil, badOutput("%s returned an empty output", exportEvaluate)
+	}
+	if olen > MaxOutputBytes {
+		return nil, badOutput("%s returned %d bytes, limit %d", exportEvaluate, olen, MaxOutputBytes)
+	}
+	view, ok := inst.mem.Read(optr, olen)
+	if !ok {
+		return nil, badOutput("%s output [%d, +%d) is outside memory of %d bytes",
+			exportEvaluate, optr, olen, inst.mem.Size())
+	}
+	return bytes.Clone(view), nil
+}
+
+func (p *Plugin) get(ctx context.Context) (*instance, error) {
+	p.poolMu.Lock()
+	if n := len(p.idle); n > 0 {
+		inst := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.poolMu.Unlock()
+		return inst, nil
+	}
+	p.poolMu.Unlock()
+	return p.newInstance(ctx)
+}
+
+// put returns a healthy instance to the pool. The caller holds mu.RLock, so
+// the plugin is not closed.
+func (p *Plugin) put(inst *instance) {
+	p.poolMu.Lock()
+	if len(p.idle) < p.eng.opts.PoolSize {
+		p.idle = append(p.idle, inst)
+		p.poolMu.Unlock()
+		return
+	}
+	p.poolMu.Unlock()
+	p.closeInstance(inst)
+}
+
+func (p *Plugin) discard(inst *instance) {
+	p.discarded.Add(1)
+	p.closeInstance(inst)
+}
+
+// Close waits for in-flight evaluations, then closes the idle instances and
+// the compiled module. Later evaluations fail with relay.ErrClosed. Close is
+// idempotent.
+func (p *Plugin) Close(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.poolMu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.poolMu.Unlock()
+	for _, inst := range idle {
+		p.closeInstance(inst)
+	}
+	p.eng.untrack(p)
+	if err := p.compiled.Close(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("close policy %s: %w", p.name, err)
+	}
+	return nil
+}
