@@ -53,7 +53,7 @@ func readObject(w http.ResponseWriter, r *http.Request) (map[string]json.RawMess
 	}
 	d := decoder{data: body}
 	if c := d.peek(); c != '{' {
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "body: expected a JSON object, got "+kind(c))
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "body: expected a JSON object, got "+d.kind())
 		return nil, nil, false
 	}
 	var m map[string]json.RawMessage
@@ -83,11 +83,17 @@ func rawString(field string, raw json.RawMessage) (string, bool, error) {
 		s, err := d.str(field)
 		return s, err == nil, err
 	default:
-		return "", false, &FieldError{Field: field, Reason: "expected string, got " + kind(c)}
+		return "", false, &FieldError{Field: field, Reason: "expected string, got " + d.kind()}
 	}
 }
 
 func (s *Server) effectiveSettings(explicit map[string]relay.Setting) map[string]relay.Setting {
+	if s.opts.Types == nil {
+		if explicit == nil {
+			explicit = map[string]relay.Setting{}
+		}
+		return explicit
+	}
 	types := s.opts.Types()
 	eff := make(map[string]relay.Setting, len(types))
 	for t, def := range types {
@@ -101,7 +107,8 @@ func (s *Server) effectiveSettings(explicit map[string]relay.Setting) map[string
 }
 
 // getSettings answers a workspace's effective settings: every known type,
-// with the workspace's choice or the type's default.
+// with the workspace's choice or the type's default (only the choices when
+// Options.Types is nil).
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
 	p, ok := pathNames(w, r, "ws")
 	if !ok {
@@ -126,10 +133,10 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	types := s.opts.Types()
+	known := s.knownType()
 	set := make(map[string]relay.Setting, len(m))
 	for _, k := range keys {
-		if _, ok := types[k]; !ok {
+		if !known(k) {
 			badRequest(w, &FieldError{Reason: "unknown notification type " + quoteShort(k)})
 			return
 		}
@@ -158,6 +165,12 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) effectivePreferences(explicit map[string]bool) map[string]bool {
+	if s.opts.Types == nil {
+		if explicit == nil {
+			explicit = map[string]bool{}
+		}
+		return explicit
+	}
 	types := s.opts.Types()
 	eff := make(map[string]bool, len(types))
 	for t := range types {
@@ -194,17 +207,17 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	types := s.opts.Types()
+	known := s.knownType()
 	set := make(map[string]bool, len(m))
 	for _, k := range keys {
-		if _, ok := types[k]; !ok {
+		if !known(k) {
 			badRequest(w, &FieldError{Reason: "unknown notification type " + quoteShort(k)})
 			return
 		}
 		var v bool
 		if err := json.Unmarshal(m[k], &v); err != nil || string(m[k]) == "null" {
 			d := decoder{data: m[k]}
-			badRequest(w, &FieldError{Field: k, Reason: "expected boolean, got " + kind(d.peek())})
+			badRequest(w, &FieldError{Field: k, Reason: "expected boolean, got " + d.kind()})
 			return
 		}
 		set[k] = v

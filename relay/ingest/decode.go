@@ -2,9 +2,11 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode"
@@ -177,6 +179,9 @@ const (
 	fExpiresAt
 )
 
+// fieldNames are the JSON names of the fields, by bit number.
+var fieldNames = [...]string{"id", "workspace", "user", "type", "title", "body", "data", "actions", "priority", "occurred_at", "expires_at"}
+
 type decoder struct {
 	data []byte
 	pos  int
@@ -205,8 +210,11 @@ func (d *decoder) peek() byte {
 	return 0
 }
 
-// kind names the JSON value starting with c, for "expected X, got Y".
-func kind(c byte) string {
+// kind names the JSON value at the next non-space byte, for "expected X,
+// got Y".
+func (d *decoder) kind() string {
+	c := d.peek()
+	rest := d.data[d.pos:]
 	switch {
 	case c == '"':
 		return "string"
@@ -214,16 +222,17 @@ func kind(c byte) string {
 		return "object"
 	case c == '[':
 		return "array"
-	case c == 't' || c == 'f':
+	case bytes.HasPrefix(rest, []byte("true")) || bytes.HasPrefix(rest, []byte("false")):
 		return "boolean"
-	case c == 'n':
+	case bytes.HasPrefix(rest, []byte("null")):
 		return "null"
 	case c == '-' || (c >= '0' && c <= '9'):
 		return "number"
-	case c == 0:
+	case c == 0 && len(rest) == 0:
 		return "end of input"
 	}
-	return fmt.Sprintf("invalid character %q", c)
+	r, _ := utf8.DecodeRune(rest)
+	return fmt.Sprintf("invalid character %q", r)
 }
 
 func (d *decoder) event(ev *relay.Event) error {
@@ -232,7 +241,7 @@ func (d *decoder) event(ev *relay.Event) error {
 		if c == 0 {
 			return &FieldError{Reason: "empty event: expected a JSON object"}
 		}
-		return &FieldError{Reason: "expected a JSON object, got " + kind(c)}
+		return &FieldError{Reason: "expected a JSON object, got " + d.kind()}
 	}
 	d.pos++
 	if d.peek() == '}' {
@@ -240,14 +249,14 @@ func (d *decoder) event(ev *relay.Event) error {
 	} else {
 		for {
 			if c := d.peek(); c != '"' {
-				return d.syntax("", "expected a field name, got %s", kind(c))
+				return d.syntax("", "expected a field name, got %s", d.kind())
 			}
-			key, err := d.str("")
+			key, err := d.rawStr("")
 			if err != nil {
 				return err
 			}
 			if c := d.peek(); c != ':' {
-				return d.syntax(key, "expected ':' after field name, got %s", kind(c))
+				return d.syntax(string(key), "expected ':' after field name, got %s", d.kind())
 			}
 			d.pos++
 			if err := d.field(ev, key); err != nil {
@@ -259,7 +268,7 @@ func (d *decoder) event(ev *relay.Event) error {
 				break
 			}
 			if c != ',' {
-				return d.syntax("", "expected ',' or '}' after field %q, got %s", key, kind(c))
+				return d.syntax("", "expected ',' or '}' after field %q, got %s", string(key), d.kind())
 			}
 			d.pos++
 		}
@@ -270,9 +279,9 @@ func (d *decoder) event(ev *relay.Event) error {
 	return nil
 }
 
-func (d *decoder) field(ev *relay.Event, key string) error {
+func (d *decoder) field(ev *relay.Event, rawKey []byte) error {
 	var bit uint16
-	switch key {
+	switch string(rawKey) {
 	case "id":
 		bit = fID
 	case "workspace":
@@ -296,8 +305,9 @@ func (d *decoder) field(ev *relay.Event, key string) error {
 	case "expires_at":
 		bit = fExpiresAt
 	default:
-		return &FieldError{Field: key, Reason: reasonUnknownField}
+		return &FieldError{Field: string(rawKey), Reason: reasonUnknownField}
 	}
+	key := fieldNames[bits.TrailingZeros16(bit)]
 	if d.dup&bit != 0 {
 		return &FieldError{Field: key, Reason: "duplicate field"}
 	}
@@ -345,7 +355,7 @@ func (d *decoder) null(field string) error {
 
 func (d *decoder) strField(field string, dst *string) error {
 	if c := d.peek(); c != '"' {
-		return &FieldError{Field: field, Reason: "expected string, got " + kind(c)}
+		return &FieldError{Field: field, Reason: "expected string, got " + d.kind()}
 	}
 	s, err := d.str(field)
 	*dst = s
@@ -353,20 +363,23 @@ func (d *decoder) strField(field string, dst *string) error {
 }
 
 func (d *decoder) timeField(field string, dst *time.Time) error {
-	var s string
-	if err := d.strField(field, &s); err != nil {
+	if d.peek() != '"' {
+		return &FieldError{Field: field, Reason: "expected string, got " + d.kind()}
+	}
+	b, err := d.rawStr(field)
+	if err != nil {
 		return err
 	}
-	if err := dst.UnmarshalText([]byte(s)); err != nil {
+	if err := dst.UnmarshalText(b); err != nil {
 		*dst = time.Time{}
-		return &FieldError{Field: field, Reason: "expected an RFC 3339 time like \"2026-11-27T10:00:00Z\", got " + quoteShort(s)}
+		return &FieldError{Field: field, Reason: "expected an RFC 3339 time like \"2026-11-27T10:00:00Z\", got " + quoteShort(string(b))}
 	}
 	return nil
 }
 
 func (d *decoder) dataField(field string, ev *relay.Event) error {
 	if c := d.peek(); c != '{' {
-		return &FieldError{Field: field, Reason: "expected object, got " + kind(c)}
+		return &FieldError{Field: field, Reason: "expected object, got " + d.kind()}
 	}
 	d.pos++
 	if d.peek() == '}' {
@@ -377,14 +390,14 @@ func (d *decoder) dataField(field string, ev *relay.Event) error {
 	ev.Data = m
 	for {
 		if c := d.peek(); c != '"' {
-			return d.syntax(field, "expected a key, got %s", kind(c))
+			return d.syntax(field, "expected a key, got %s", d.kind())
 		}
 		k, err := d.str(field)
 		if err != nil {
 			return err
 		}
 		if c := d.peek(); c != ':' {
-			return d.syntax(field, "expected ':' after key %s, got %s", quoteShort(k), kind(c))
+			return d.syntax(field, "expected ':' after key %s, got %s", quoteShort(k), d.kind())
 		}
 		d.pos++
 		if _, ok := m[k]; ok {
@@ -394,7 +407,7 @@ func (d *decoder) dataField(field string, ev *relay.Event) error {
 			return &FieldError{Field: field, Reason: fmt.Sprintf("more than %d entries", relay.MaxDataEntries)}
 		}
 		if c := d.peek(); c != '"' {
-			return &FieldError{Field: field, Reason: fmt.Sprintf("value of key %s: expected string, got %s", quoteShort(k), kind(c))}
+			return &FieldError{Field: field, Reason: fmt.Sprintf("value of key %s: expected string, got %s", quoteShort(k), d.kind())}
 		}
 		v, err := d.str(field)
 		if err != nil {
@@ -407,7 +420,7 @@ func (d *decoder) dataField(field string, ev *relay.Event) error {
 			return nil
 		}
 		if c != ',' {
-			return d.syntax(field, "expected ',' or '}' in object, got %s", kind(c))
+			return d.syntax(field, "expected ',' or '}' in object, got %s", d.kind())
 		}
 		d.pos++
 	}
@@ -415,7 +428,7 @@ func (d *decoder) dataField(field string, ev *relay.Event) error {
 
 func (d *decoder) actionsField(field string, ev *relay.Event) error {
 	if c := d.peek(); c != '[' {
-		return &FieldError{Field: field, Reason: "expected array of strings, got " + kind(c)}
+		return &FieldError{Field: field, Reason: "expected array of strings, got " + d.kind()}
 	}
 	d.pos++
 	if d.peek() == ']' {
@@ -427,7 +440,7 @@ func (d *decoder) actionsField(field string, ev *relay.Event) error {
 			return &FieldError{Field: field, Reason: fmt.Sprintf("more than %d actions", relay.MaxActions)}
 		}
 		if c := d.peek(); c != '"' {
-			return &FieldError{Field: field, Reason: fmt.Sprintf("item %d: expected string, got %s", i, kind(c))}
+			return &FieldError{Field: field, Reason: fmt.Sprintf("item %d: expected string, got %s", i, d.kind())}
 		}
 		s, err := d.str(field)
 		if err != nil {
@@ -440,7 +453,7 @@ func (d *decoder) actionsField(field string, ev *relay.Event) error {
 			return nil
 		}
 		if c != ',' {
-			return d.syntax(field, "expected ',' or ']' in array, got %s", kind(c))
+			return d.syntax(field, "expected ',' or ']' in array, got %s", d.kind())
 		}
 		d.pos++
 	}
@@ -449,6 +462,13 @@ func (d *decoder) actionsField(field string, ev *relay.Event) error {
 // str decodes the JSON string at d.pos (which is '"'). field names the
 // field for errors.
 func (d *decoder) str(field string) (string, error) {
+	b, err := d.rawStr(field)
+	return string(b), err
+}
+
+// rawStr decodes the JSON string at d.pos (which is '"'). The result
+// aliases d.data when the string has no escapes.
+func (d *decoder) rawStr(field string) ([]byte, error) {
 	start := d.pos + 1
 	i := start
 	ascii := true
@@ -458,17 +478,17 @@ func (d *decoder) str(field string) (string, error) {
 			seg := d.data[start:i]
 			if !ascii && !utf8.Valid(seg) {
 				d.pos = start
-				return "", d.syntax(field, "invalid UTF-8 in string")
+				return nil, d.syntax(field, "invalid UTF-8 in string")
 			}
 			d.pos = i + 1
-			return string(seg), nil
+			return seg, nil
 		}
 		if c == '\\' {
 			break
 		}
 		if c < 0x20 {
 			d.pos = i
-			return "", d.syntax(field, "control character %U in string (escape it)", rune(c))
+			return nil, d.syntax(field, "control character %U in string (escape it)", rune(c))
 		}
 		if c >= utf8.RuneSelf {
 			ascii = false
@@ -478,23 +498,23 @@ func (d *decoder) str(field string) (string, error) {
 }
 
 // strSlow decodes a string with escapes; data[start:i] is plain text.
-func (d *decoder) strSlow(field string, start, i int) (string, error) {
+func (d *decoder) strSlow(field string, start, i int) ([]byte, error) {
 	buf := make([]byte, 0, i-start+16)
 	buf = append(buf, d.data[start:i]...)
 	if !utf8.Valid(buf) {
 		d.pos = start
-		return "", d.syntax(field, "invalid UTF-8 in string")
+		return nil, d.syntax(field, "invalid UTF-8 in string")
 	}
 	for i < len(d.data) {
 		c := d.data[i]
 		switch {
 		case c == '"':
 			d.pos = i + 1
-			return string(buf), nil
+			return buf, nil
 		case c == '\\':
 			if i+1 >= len(d.data) {
 				d.pos = i
-				return "", d.syntax(field, "unterminated string")
+				return nil, d.syntax(field, "unterminated string")
 			}
 			e := d.data[i+1]
 			i += 2
@@ -515,7 +535,7 @@ func (d *decoder) strSlow(field string, start, i int) (string, error) {
 				r, ok := hex4(d.data, i)
 				if !ok {
 					d.pos = i - 2
-					return "", d.syntax(field, "invalid \\u escape")
+					return nil, d.syntax(field, "invalid \\u escape")
 				}
 				i += 4
 				if utf16IsSurrogate(r) {
@@ -526,7 +546,7 @@ func (d *decoder) strSlow(field string, start, i int) (string, error) {
 					}
 					if !ok {
 						d.pos = i - 6
-						return "", d.syntax(field, "unpaired surrogate in \\u escape")
+						return nil, d.syntax(field, "unpaired surrogate in \\u escape")
 					}
 					i += 6
 					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
@@ -534,11 +554,11 @@ func (d *decoder) strSlow(field string, start, i int) (string, error) {
 				buf = utf8.AppendRune(buf, r)
 			default:
 				d.pos = i - 2
-				return "", d.syntax(field, "invalid escape %q", "\\"+string(rune(e)))
+				return nil, d.syntax(field, "invalid escape %q", "\\"+string(rune(e)))
 			}
 		case c < 0x20:
 			d.pos = i
-			return "", d.syntax(field, "control character %U in string (escape it)", rune(c))
+			return nil, d.syntax(field, "control character %U in string (escape it)", rune(c))
 		case c < utf8.RuneSelf:
 			buf = append(buf, c)
 			i++
@@ -546,14 +566,14 @@ func (d *decoder) strSlow(field string, start, i int) (string, error) {
 			r, size := utf8.DecodeRune(d.data[i:])
 			if r == utf8.RuneError && size == 1 {
 				d.pos = i
-				return "", d.syntax(field, "invalid UTF-8 in string")
+				return nil, d.syntax(field, "invalid UTF-8 in string")
 			}
 			buf = append(buf, d.data[i:i+size]...)
 			i += size
 		}
 	}
 	d.pos = len(d.data)
-	return "", d.syntax(field, "unterminated string")
+	return nil, d.syntax(field, "unterminated string")
 }
 
 func utf16IsSurrogate(r rune) bool { return r >= 0xD800 && r <= 0xDFFF }

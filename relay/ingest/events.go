@@ -68,7 +68,11 @@ type Delivery struct {
 	UpdatedAt time.Time           `json:"updated_at"`
 }
 
+// knownType returns the type check for one request.
 func (s *Server) knownType() func(string) bool {
+	if s.opts.KnownType != nil {
+		return s.opts.KnownType
+	}
 	types := s.opts.Types()
 	return func(t string) bool {
 		_, ok := types[t]

@@ -63,8 +63,8 @@ const (
 	maxAdminBodyBytes = 64 << 10
 )
 
-// Options configure a Server. Path, Acceptor, Store and Types are
-// required; Run reports the first one missing.
+// Options configure a Server. Path, Acceptor, Store and KnownType or Types
+// are required; Run reports the first one missing.
 type Options struct {
 	// Path is the socket file. Its parent directory is created if missing.
 	Path string
@@ -75,10 +75,15 @@ type Options struct {
 	Acceptor Acceptor
 	// Store serves GET /v1/events/... and the admin endpoints.
 	Store store.Store
+	// KnownType reports whether a notification type is declared in config.
+	// nil: derived from Types.
+	KnownType func(string) bool
 	// Types returns every known notification type (config's notification
 	// blocks) with the setting a workspace has when it never chose one. It
 	// is called once per request, so it may follow config reloads; the map
-	// is only read.
+	// is only read. With Types, the settings and preferences endpoints
+	// answer the effective value of every type; without it, only the
+	// values explicitly set.
 	Types func() map[string]relay.Setting
 	// KnownApp reports whether an app name is declared in config (device
 	// registration). nil accepts any app name that is a valid id.
@@ -87,7 +92,8 @@ type Options struct {
 	// answers 503 with its message. nil means ready while listening. The
 	// server is never ready once draining.
 	Readiness func() error
-	// Logger receives the server's logs; it is named "ingest". nil: no logs.
+	// Logger receives the server's logs (the caller names it, e.g.
+	// "ingest"). nil: no logs.
 	Logger hclog.Logger
 
 	// MaxBatchBytes caps an NDJSON body (DefaultMaxBatchBytes if zero).
@@ -141,7 +147,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts:  opts,
-		log:   log.Named("ingest"),
+		log:   log,
 		mux:   http.NewServeMux(),
 		ready: make(chan struct{}),
 	}
@@ -287,8 +293,8 @@ func (s *Server) check() error {
 		return errors.New("no acceptor")
 	case s.opts.Store == nil:
 		return errors.New("no store")
-	case s.opts.Types == nil:
-		return errors.New("no notification types")
+	case s.opts.KnownType == nil && s.opts.Types == nil:
+		return errors.New("no notification types (KnownType or Types)")
 	}
 	return nil
 }
