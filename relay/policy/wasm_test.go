@@ -67,10 +67,10 @@ func sleb(v int64) []byte {
 	}
 }
 
-func i32c(v int32) []byte { return append([]byte{opI32Const}, sleb(int64(v))...) }
-func i64c(v int64) []byte { return append([]byte{opI64Const}, sleb(v)...) }
-func lget(i uint32) []byte { return append([]byte{opLocalGet}, uleb(uint64(i))...) }
-func call(i uint32) []byte { return append([]byte{opCall}, uleb(uint64(i))...) }
+func i32c(v int32) []byte        { return append([]byte{opI32Const}, sleb(int64(v))...) }
+func i64c(v int64) []byte        { return append([]byte{opI64Const}, sleb(v)...) }
+func lget(i uint32) []byte       { return append([]byte{opLocalGet}, uleb(uint64(i))...) }
+func call(i uint32) []byte       { return append([]byte{opCall}, uleb(uint64(i))...) }
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 func vecOf(items ...[]byte) []byte {
 	return append(uleb(uint64(len(items))), bytes.Join(items, nil)...)
