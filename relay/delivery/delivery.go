@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,3 +145,29 @@ func Deadline(ctx context.Context, now time.Time, expiresAt time.Time, max time.
 	}
 	return dl
 }
+
+// ParseRetryAfter reads a Retry-After header value, in seconds or as an HTTP
+// date, relative to now. It returns 0 for an empty, malformed or past value.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), maxRetryAfter)
+	}
+	return 0
+}
+
+// maxRetryAfter caps a provider's hint so that a bogus value cannot park a
+// message forever.
+const maxRetryAfter = 24 * time.Hour

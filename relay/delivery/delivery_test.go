@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -74,4 +75,40 @@ func TestDeadline(t *testing.T) {
 	if got := Deadline(ctx, now, now.Add(time.Minute), SendTimeout); !got.Equal(now.Add(2 * time.Second)) {
 		t.Fatalf("ctx sooner: %v", got)
 	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"  ", 0},
+		{"120", 2 * time.Minute},
+		{"0", 0},
+		{"-5", 0},
+		{"abc", 0},
+		{"99999999999", 24 * time.Hour},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	}
+	for _, tc := range tests {
+		if got := ParseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "1", "120", "Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1e9"} {
+		f.Add(s)
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, s string) {
+		d := ParseRetryAfter(s, now)
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("ParseRetryAfter(%q) = %v out of range", s, d)
+		}
+	})
 }

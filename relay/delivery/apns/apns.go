@@ -1,0 +1,457 @@
+package apns
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/certificate"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/delivery"
+)
+
+// Provider is the name in delivery errors and logs.
+const Provider = "apns"
+
+// Defaults and limits.
+const (
+	// DefaultConnections is the number of HTTP/2 connections per APNs host
+	// when the config leaves connections at 0.
+	DefaultConnections = 1
+	// DefaultMaxInFlight caps concurrent pushes per connection, under APNs'
+	// usual limit of about 1000 streams.
+	DefaultMaxInFlight = 500
+	// MaxPayload is APNs' size limit for an alert or background payload.
+	MaxPayload = 4096
+	// MaxCollapseID is APNs' limit on apns-collapse-id.
+	MaxCollapseID = 64
+	// tokenRefreshMin is the least time between forced JWT refreshes
+	// (Apple: no more than once every 20 minutes).
+	tokenRefreshMin = 20 * time.Minute
+)
+
+var _ delivery.Notifier = (*Client)(nil)
+
+// Options are a Client's settings beyond the config block.
+type Options struct {
+	// Logger for connection-level events. Nil: no logging.
+	Logger hclog.Logger
+	// MaxInFlight caps concurrent pushes per connection (default
+	// DefaultMaxInFlight).
+	MaxInFlight int
+	// SendTimeout bounds one push when the context and the alert's expiry
+	// allow longer (default delivery.SendTimeout).
+	SendTimeout time.Duration
+}
+
+// Client sends alerts to APNs. It is safe for concurrent use; keep one per
+// app for the life of the process (APNs treats rapid reconnects as abuse).
+type Client struct {
+	topic    string
+	token    *token.Token // nil with certificate auth
+	endpoint *pool        // set when the config names an endpoint
+	prod     *pool        // Apple's hosts, by device environment
+	sandbox  *pool
+	timeout  time.Duration
+	log      hclog.Logger
+
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
+}
+
+// pool is the connections to one host, used round-robin, with a shared
+// in-flight cap.
+type pool struct {
+	clients []*apns2.Client
+	next    atomic.Uint64
+	sem     chan struct{}
+}
+
+// New builds a client from an app's apns block. It reads the key or
+// certificate and the CA file but opens no connection.
+func New(cfg *config.APNS, opts Options) (*Client, error) {
+	if cfg == nil {
+		return nil, errors.New("new apns client: no apns config")
+	}
+	if cfg.Topic == "" {
+		return nil, errors.New("new apns client: topic: must not be empty")
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.SendTimeout <= 0 {
+		opts.SendTimeout = delivery.SendTimeout
+	}
+	conns := cfg.Connections
+	if conns <= 0 {
+		conns = DefaultConnections
+	}
+	c := &Client{topic: cfg.Topic, timeout: opts.SendTimeout, log: opts.Logger.Named(Provider)}
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case cfg.KeyFile != "" && cfg.CertFile != "":
+		return nil, errors.New("new apns client: key_file and cert_file: set one, not both")
+	case cfg.KeyFile != "":
+		if cfg.KeyID == "" {
+			return nil, errors.New("new apns client: key_id: required with key_file")
+		}
+		if cfg.TeamID == "" {
+			return nil, errors.New("new apns client: team_id: required with key_file")
+		}
+		key, err := token.AuthKeyFromFile(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("new apns client: key_file %s: %w", cfg.KeyFile, err)
+		}
+		c.token = &token.Token{AuthKey: key, KeyID: cfg.KeyID, TeamID: cfg.TeamID}
+	case cfg.CertFile != "":
+		var cert tls.Certificate
+		var err error
+		switch strings.ToLower(filepath.Ext(cfg.CertFile)) {
+		case ".p12", ".pfx":
+			cert, err = certificate.FromP12File(cfg.CertFile, cfg.CertPassword)
+		case ".pem", ".crt":
+			cert, err = certificate.FromPemFile(cfg.CertFile, cfg.CertPassword)
+		default:
+			return nil, fmt.Errorf("new apns client: cert_file %s: want a .p12 or .pem file", cfg.CertFile)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("new apns client: cert_file %s: %w", cfg.CertFile, err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{cert}
+	default:
+		return nil, errors.New("new apns client: key_file or cert_file: one is required")
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("new apns client: ca_file: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("new apns client: ca_file %s: no PEM certificate found", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = roots
+	}
+	if cfg.Endpoint != "" {
+		host, err := parseEndpoint(cfg.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("new apns client: endpoint: %w", err)
+		}
+		c.endpoint = c.newPool(host, conns, opts.MaxInFlight, tlsCfg)
+	} else {
+		c.prod = c.newPool(apns2.HostProduction, conns, opts.MaxInFlight, tlsCfg)
+		c.sandbox = c.newPool(apns2.HostDevelopment, conns, opts.MaxInFlight, tlsCfg)
+	}
+	return c, nil
+}
+
+func parseEndpoint(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("%q: want https://host[:port]", s)
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+		return "", fmt.Errorf("%q: must have no path or query", s)
+	}
+	return "https://" + u.Host, nil
+}
+
+func (c *Client) newPool(host string, conns, inFlight int, tlsCfg *tls.Config) *pool {
+	p := &pool{sem: make(chan struct{}, conns*inFlight)}
+	for range conns {
+		tr := &http2.Transport{
+			TLSClientConfig: tlsCfg.Clone(),
+			DialTLSContext:  dialTLS,
+			ReadIdleTimeout: apns2.ReadIdleTimeout,
+			PingTimeout:     apns2.ReadIdleTimeout,
+		}
+		p.clients = append(p.clients, &apns2.Client{
+			Host:       host,
+			Token:      c.token,
+			HTTPClient: &http.Client{Transport: captureTransport{tr}, Timeout: apns2.HTTPClientTimeout},
+		})
+	}
+	return p
+}
+
+func dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	d := &tls.Dialer{
+		NetDialer: &net.Dialer{Timeout: apns2.TLSDialTimeout, KeepAlive: apns2.TCPKeepAlive},
+		Config:    cfg,
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// Close closes idle connections. Pushes in flight are not interrupted.
+func (c *Client) Close() error {
+	for _, p := range []*pool{c.endpoint, c.prod, c.sandbox} {
+		if p == nil {
+			continue
+		}
+		for _, cl := range p.clients {
+			cl.CloseIdleConnections()
+		}
+	}
+	return nil
+}
+
+// pool returns the pool for a device: the configured endpoint, else Apple's
+// sandbox host for sandbox tokens and the production host otherwise.
+func (c *Client) pool(d relay.Device) *pool {
+	switch {
+	case c.endpoint != nil:
+		return c.endpoint
+	case d.Environment == relay.EnvironmentSandbox:
+		return c.sandbox
+	}
+	return c.prod
+}
+
+// Notify sends a to the device's APNs token. See delivery.Notifier. It
+// returns nil when APNs accepted the push, an error wrapping
+// relay.ErrExpired (sending nothing) when a expired, and a *delivery.Error
+// otherwise.
+func (c *Client) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
+	if a == nil {
+		return &delivery.Error{Provider: Provider, Outcome: delivery.Permanent, Err: errors.New("nil alert")}
+	}
+	if d.Token == "" {
+		return &delivery.Error{Provider: Provider, Reason: "MissingDeviceToken", Outcome: delivery.Permanent,
+			Err: errors.New("device has no token")}
+	}
+	now := time.Now()
+	if !a.ExpiresAt.IsZero() && !now.Before(a.ExpiresAt) {
+		return &delivery.Error{Provider: Provider, Reason: "Expired", Outcome: delivery.Permanent,
+			Err: fmt.Errorf("alert expired at %s: %w", a.ExpiresAt.Format(time.RFC3339), relay.ErrExpired)}
+	}
+	n, err := c.notification(d, a)
+	if err != nil {
+		return err
+	}
+	p := c.pool(d)
+	sctx, cancel := context.WithDeadline(ctx, delivery.Deadline(ctx, now, a.ExpiresAt, c.timeout))
+	defer cancel()
+	select {
+	case p.sem <- struct{}{}:
+	case <-sctx.Done():
+		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry,
+			Err: fmt.Errorf("wait for a free stream: %w", sctx.Err())}
+	}
+	defer func() { <-p.sem }()
+	cl := p.clients[p.next.Add(1)%uint64(len(p.clients))]
+
+	capt := &capture{}
+	res, err := cl.PushWithContext(context.WithValue(sctx, captureKey{}, capt), n)
+	if err != nil {
+		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry, Err: fmt.Errorf("push: %w", err)}
+	}
+	if res.StatusCode == http.StatusOK {
+		return nil
+	}
+	e := Classify(res.StatusCode, res.Reason, res.Timestamp.Time)
+	e.RetryAfter = delivery.ParseRetryAfter(capt.retryAfter, time.Now())
+	if e.Reason == apns2.ReasonExpiredProviderToken && c.token != nil {
+		c.refreshToken()
+	}
+	return e
+}
+
+// refreshToken re-signs the shared JWT after APNs called it expired, at most
+// once per tokenRefreshMin.
+func (c *Client) refreshToken() {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if !c.lastRefresh.IsZero() && time.Since(c.lastRefresh) < tokenRefreshMin {
+		return
+	}
+	c.lastRefresh = time.Now()
+	c.token.Lock()
+	defer c.token.Unlock()
+	if _, err := c.token.Generate(); err != nil {
+		c.log.Error("refresh provider token", relay.LogKeyError, err)
+	}
+}
+
+// notification maps an alert to an APNs request.
+func (c *Client) notification(d relay.Device, a *relay.Alert) (*apns2.Notification, error) {
+	if len(a.CollapseID) > MaxCollapseID {
+		return nil, &delivery.Error{Provider: Provider, Reason: apns2.ReasonBadCollapseID, Outcome: delivery.Permanent,
+			Err: fmt.Errorf("collapse id is %d bytes, limit %d", len(a.CollapseID), MaxCollapseID)}
+	}
+	body, err := Payload(a)
+	if err != nil {
+		return nil, &delivery.Error{Provider: Provider, Outcome: delivery.Permanent, Err: err}
+	}
+	if len(body) > MaxPayload {
+		return nil, &delivery.Error{Provider: Provider, Reason: apns2.ReasonPayloadTooLarge, Outcome: delivery.Permanent,
+			Err: fmt.Errorf("payload is %d bytes, limit %d", len(body), MaxPayload)}
+	}
+	n := &apns2.Notification{
+		DeviceToken: d.Token,
+		Topic:       c.topic,
+		CollapseID:  a.CollapseID,
+		Expiration:  a.ExpiresAt,
+		Priority:    apns2.PriorityLow,
+		PushType:    apns2.PushTypeAlert,
+		Payload:     body,
+	}
+	switch {
+	case a.Silent:
+		n.PushType = apns2.PushTypeBackground
+	case a.Priority == relay.PriorityHigh:
+		n.Priority = apns2.PriorityHigh
+	}
+	return n, nil
+}
+
+// Interruption levels APNs knows.
+var interruptionLevels = map[string]bool{"passive": true, "active": true, "time-sensitive": true, "critical": true}
+
+// Payload renders the JSON body APNs receives for a:
+//
+//   - aps.alert {title, body}, sound, category, interruption-level and
+//     mutable-content (set when the alert offers actions or carries data, so
+//     the app's notification service extension can decrypt or enrich it);
+//     for a Silent alert instead aps.content-available = 1 and no alert;
+//   - aps.thread-id;
+//   - the alert's Data as top-level string keys, then "event_id", "type",
+//     "expires_at" (RFC 3339) and, when Silent, "withdraw": "true"; these
+//     keys win over Data keys of the same name, and a Data key "aps" is
+//     dropped.
+func Payload(a *relay.Alert) ([]byte, error) {
+	aps := map[string]any{}
+	if a.Silent {
+		aps["content-available"] = 1
+	} else {
+		alert := map[string]string{}
+		if a.Title != "" {
+			alert["title"] = a.Title
+		}
+		if a.Body != "" {
+			alert["body"] = a.Body
+		}
+		aps["alert"] = alert
+		if a.Sound != "" {
+			aps["sound"] = a.Sound
+		}
+		if a.Category != "" {
+			aps["category"] = a.Category
+		}
+		if interruptionLevels[a.InterruptionLevel] {
+			aps["interruption-level"] = a.InterruptionLevel
+		}
+		if a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0 {
+			aps["mutable-content"] = 1
+		}
+	}
+	if a.ThreadID != "" {
+		aps["thread-id"] = a.ThreadID
+	}
+	root := make(map[string]any, len(a.Data)+5)
+	for k, v := range a.Data {
+		root[k] = v
+	}
+	root["aps"] = aps
+	root["event_id"] = a.EventID
+	root["type"] = a.Type
+	if !a.ExpiresAt.IsZero() {
+		root["expires_at"] = a.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if a.Silent {
+		root["withdraw"] = "true"
+	}
+	b, err := json.Marshal(root)
+	if err != nil {
+		return nil, fmt.Errorf("marshal apns payload: %w", err)
+	}
+	return b, nil
+}
+
+// Classify turns an APNs answer other than 200 into a delivery error:
+//
+//   - 410 Unregistered/ExpiredToken and 400 BadDeviceToken/
+//     DeviceTokenNotForTopic: DropToken (TokenDeadAt = the 410 timestamp);
+//   - BadTopic, MissingTopic, TopicDisallowed, and every 403 but
+//     ExpiredProviderToken: ConfigError;
+//   - 400 IdleTimeout, 403 ExpiredProviderToken, 429, 5xx: Retry;
+//   - any other 4xx (a malformed request): Permanent.
+func Classify(status int, reason string, timestamp time.Time) *delivery.Error {
+	e := &delivery.Error{Provider: Provider, Status: status, Reason: reason}
+	switch reason {
+	case apns2.ReasonUnregistered, apns2.ReasonExpiredToken, apns2.ReasonBadDeviceToken, apns2.ReasonDeviceTokenNotForTopic:
+		e.Outcome = delivery.DropToken
+		if status == http.StatusGone && timestamp.After(time.Unix(0, 0)) {
+			e.TokenDeadAt = timestamp
+		}
+		return e
+	case apns2.ReasonBadTopic, apns2.ReasonMissingTopic, apns2.ReasonTopicDisallowed:
+		e.Outcome = delivery.ConfigError
+		return e
+	case apns2.ReasonIdleTimeout, apns2.ReasonExpiredProviderToken:
+		e.Outcome = delivery.Retry
+		return e
+	}
+	switch {
+	case status == http.StatusGone:
+		e.Outcome = delivery.DropToken
+		if timestamp.After(time.Unix(0, 0)) {
+			e.TokenDeadAt = timestamp
+		}
+	case status == http.StatusForbidden:
+		e.Outcome = delivery.ConfigError
+	case status == http.StatusTooManyRequests || status >= 500 || status == 0:
+		e.Outcome = delivery.Retry
+	default:
+		e.Outcome = delivery.Permanent
+	}
+	return e
+}
+
+// captureTransport records the Retry-After header of each response for the
+// push that asked for it (apns2's Response has no headers).
+type captureTransport struct{ base *http2.Transport }
+
+type captureKey struct{}
+
+type capture struct{ retryAfter string }
+
+func (t captureTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := t.base.RoundTrip(r)
+	if err == nil {
+		if c, ok := r.Context().Value(captureKey{}).(*capture); ok {
+			c.retryAfter = res.Header.Get("Retry-After")
+		}
+	}
+	return res, err
+}
+
+// CloseIdleConnections closes the transport's idle connections.
+func (t captureTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
