@@ -30,8 +30,9 @@ func pathNames(w http.ResponseWriter, r *http.Request, names ...string) ([]strin
 	vals := make([]string, len(names))
 	for i, n := range names {
 		vals[i] = r.PathValue(n)
-		if err := checkName(n, vals[i]); err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, "path parameter "+err.Error())
+		var fe *FieldError
+		if err := checkName(n, vals[i]); errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("path parameter %q: %s", n, fe.Reason))
 			return nil, false
 		}
 	}

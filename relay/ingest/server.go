@@ -220,7 +220,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
-	h.ServeHTTP(rw, r)
+	s.mux.ServeHTTP(rw, r) // sets the path values Handler does not
 }
 
 // Run listens on the socket and serves until ctx is done. Then it stops

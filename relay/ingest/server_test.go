@@ -1,0 +1,596 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+func postJSON(tb testing.TB, ts *testServer, body string) response {
+	tb.Helper()
+	return ts.do(tb, http.MethodPost, "/v1/events", MediaTypeJSON, []byte(body))
+}
+
+func postNDJSON(tb testing.TB, ts *testServer, body string) response {
+	tb.Helper()
+	return ts.do(tb, http.MethodPost, "/v1/events", MediaTypeNDJSON+"; charset=utf-8", []byte(body))
+}
+
+func results(tb testing.TB, r response) []Result {
+	tb.Helper()
+	if r.status != http.StatusAccepted {
+		tb.Fatalf("status %d, want 202; body %s", r.status, r.body)
+	}
+	var res Results
+	r.decode(tb, &res)
+	return res.Results
+}
+
+func TestPostSingleEvent(t *testing.T) {
+	ts := startServer(t, nil)
+	got := results(t, postJSON(t, ts, sampleEvent))
+	if want := []Result{{ID: "evt-123", Status: StatusAccepted}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("results %+v, want %+v", got, want)
+	}
+	rec, err := ts.store.Event(context.Background(), relay.EventKey{Workspace: "acme", ID: "evt-123"})
+	if err != nil || rec.Event.Title != "Code for GitHub" {
+		t.Fatalf("stored %+v, %v", rec, err)
+	}
+	got = results(t, postJSON(t, ts, sampleEvent))
+	if want := []Result{{ID: "evt-123", Status: StatusDuplicate}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("repeat: results %+v, want %+v", got, want)
+	}
+}
+
+func TestPostSingleEventRejected(t *testing.T) {
+	ts := startServer(t, nil)
+	tests := []struct{ name, body, msg string }{
+		{"unknown field", ev(`"foo":1`), `unknown field "foo"`},
+		{"missing user", `{"id":"a","workspace":"w","type":"otp_received"}`, `missing required field "user"`},
+		{"unknown type", `{"id":"a","workspace":"w","user":"u","type":"x"}`, `field "type": unknown notification type "x"`},
+		{"wrong type", ev(`"title":1`), `field "title": expected string, got number`},
+		{"trailing garbage", ev("") + "{}", `unexpected data after the event object at byte 59`},
+		{"expiry", ev(`"occurred_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T09:00:00Z"`), `field "expires_at": before occurred_at`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := postJSON(t, ts, tc.body)
+			r.wantError(t, http.StatusBadRequest, CodeBadRequest, tc.msg)
+			var body ErrorBody
+			r.decode(t, &body)
+			want := []Result{{ID: "a", Status: StatusRejected, Error: tc.msg}}
+			if !reflect.DeepEqual(body.Results, want) {
+				t.Fatalf("results %+v, want %+v", body.Results, want)
+			}
+		})
+	}
+	if n := len(ts.store.events); n != 0 {
+		t.Fatalf("%d events stored", n)
+	}
+}
+
+func TestPostSingleEventTooLarge(t *testing.T) {
+	ts := startServer(t, nil)
+	body := ev(`"body":"` + strings.Repeat("x", relay.MaxEventBytes) + `"`)
+	postJSON(t, ts, body).wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "event larger than 16384 bytes")
+}
+
+func TestPostBatch(t *testing.T) {
+	ts := startServer(t, nil)
+	lines := []string{
+		`{"id":"e1","workspace":"w","user":"u","type":"otp_received"}`,
+		`{"id":"e2","workspace":"w","user":"u","type":"account_shared"}`,
+		`{"id":"e3","workspace":"w","user":"u","type":"otp_received","colour":"red"}`,
+		``,
+		`{"id":"e4","workspace":"w","user":"u","type":"otp_received"}`,
+		`{"id":"e1","workspace":"w","user":"u","type":"otp_received"}`,
+		`{"id":"e5"`,
+	}
+	got := results(t, postNDJSON(t, ts, strings.Join(lines, "\n")+"\n"))
+	want := []Result{
+		{Line: 1, ID: "e1", Status: StatusAccepted},
+		{Line: 2, ID: "e2", Status: StatusAccepted},
+		{Line: 3, ID: "e3", Status: StatusRejected, Error: `unknown field "colour"`},
+		{Line: 5, ID: "e4", Status: StatusAccepted},
+		{Line: 6, ID: "e1", Status: StatusDuplicate},
+		{Line: 7, ID: "e5", Status: StatusRejected, Error: `invalid JSON at byte 10: expected ',' or '}' after field "id", got end of input`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("results\n%+v\nwant\n%+v", got, want)
+	}
+	for _, id := range []string{"e1", "e2", "e4"} {
+		if _, err := ts.store.Event(context.Background(), relay.EventKey{Workspace: "w", ID: id}); err != nil {
+			t.Fatalf("event %s: %v", id, err)
+		}
+	}
+	if len(ts.store.events) != 3 {
+		t.Fatalf("%d events stored, want 3", len(ts.store.events))
+	}
+}
+
+func TestPostBatchAllRejected(t *testing.T) {
+	called := false
+	ts := startServer(t, func(o *Options) {
+		o.Acceptor = AcceptorFunc(func(context.Context, []relay.Event) ([]error, error) {
+			called = true
+			return nil, nil
+		})
+	})
+	got := results(t, postNDJSON(t, ts, "x\n"))
+	if len(got) != 1 || got[0].Status != StatusRejected || got[0].Line != 1 || got[0].ID != "" {
+		t.Fatalf("results %+v", got)
+	}
+	if called {
+		t.Fatal("acceptor called with no valid event")
+	}
+}
+
+func TestPostBatchOversizeLine(t *testing.T) {
+	ts := startServer(t, nil)
+	huge := ev(`"body":"` + strings.Repeat("x", relay.MaxEventBytes) + `"`)
+	got := results(t, postNDJSON(t, ts, ev("")+"\n"+huge+"\n"+`{"id":"b","workspace":"w","user":"u","type":"otp_received"}`))
+	want := []Result{
+		{Line: 1, ID: "a", Status: StatusAccepted},
+		{Line: 2, Status: StatusRejected, Error: "event larger than 16384 bytes"},
+		{Line: 3, ID: "b", Status: StatusAccepted},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("results %+v, want %+v", got, want)
+	}
+}
+
+func TestPostBatchTooMany(t *testing.T) {
+	ts := startServer(t, nil)
+	var b strings.Builder
+	for i := range relay.MaxBatchEvents + 1 {
+		fmt.Fprintf(&b, `{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", i)
+	}
+	postNDJSON(t, ts, b.String()).wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch has more than 10000 events: split it")
+	if len(ts.store.events) != 0 {
+		t.Fatalf("%d events stored from a refused batch", len(ts.store.events))
+	}
+}
+
+func TestPostBatchBodyCap(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.MaxBatchBytes = 1000 })
+	postNDJSON(t, ts, strings.Repeat(ev("")+"\n", 20)).wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch body larger than 1000 bytes")
+}
+
+func TestPostEventsBadRequests(t *testing.T) {
+	ts := startServer(t, nil)
+	postNDJSON(t, ts, "\n \n").wantError(t, http.StatusBadRequest, CodeBadRequest, "no events in body")
+	ts.do(t, http.MethodPost, "/v1/events", "text/plain", []byte(ev(""))).wantError(t, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+		`Content-Type "text/plain" not supported: use application/json (one event) or application/x-ndjson (a batch)`)
+	ts.do(t, http.MethodPost, "/v1/events", "", []byte(ev(""))).wantError(t, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "")
+	ts.do(t, http.MethodPost, "/v1/events", "application/json; =x", []byte(ev(""))).wantError(t, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "")
+}
+
+func TestPostEventsAcceptorErrors(t *testing.T) {
+	var mu sync.Mutex
+	var fail error
+	var reject error
+	ts := startServer(t, func(o *Options) {
+		o.Acceptor = AcceptorFunc(func(_ context.Context, events []relay.Event) ([]error, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if fail != nil {
+				return nil, fail
+			}
+			errs := make([]error, len(events))
+			for i := range errs {
+				errs[i] = reject
+			}
+			return errs, nil
+		})
+	})
+	set := func(f, r error) { mu.Lock(); fail, reject = f, r; mu.Unlock() }
+
+	set(errStoreDown, nil)
+	postJSON(t, ts, ev("")).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "events not stored: disk on fire")
+	postNDJSON(t, ts, ev("")).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "events not stored: disk on fire")
+
+	set(nil, errors.New("event expired before it arrived"))
+	r := postJSON(t, ts, ev(""))
+	r.wantError(t, http.StatusBadRequest, CodeBadRequest, "event expired before it arrived")
+	got := results(t, postNDJSON(t, ts, ev("")))
+	if want := []Result{{Line: 1, ID: "a", Status: StatusRejected, Error: "event expired before it arrived"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("results %+v", got)
+	}
+
+	set(nil, fmt.Errorf("store: %w", relay.ErrDuplicate))
+	got = results(t, postJSON(t, ts, ev("")))
+	if want := []Result{{ID: "a", Status: StatusDuplicate}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("wrapped duplicate: %+v", got)
+	}
+}
+
+func TestPostEventsAcceptorWrongCount(t *testing.T) {
+	ts := startServer(t, func(o *Options) {
+		o.Acceptor = AcceptorFunc(func(context.Context, []relay.Event) ([]error, error) { return nil, nil })
+	})
+	postJSON(t, ts, ev("")).wantError(t, http.StatusInternalServerError, CodeInternal, "")
+}
+
+func TestGetEvent(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.do(t, http.MethodGet, "/v1/events/acme/evt-123", "", nil).wantError(t, http.StatusNotFound, CodeNotFound, `event "evt-123" not found in workspace "acme"`)
+	results(t, postJSON(t, ts, sampleEvent))
+
+	r := ts.do(t, http.MethodGet, "/v1/events/acme/evt-123", "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var raw map[string]json.RawMessage
+	r.decode(t, &raw)
+	for _, k := range []string{"id", "workspace", "user", "type", "expires_at", "decision", "deliveries"} {
+		if _, ok := raw[k]; !ok {
+			t.Fatalf("answer lacks %q: %s", k, r.body)
+		}
+	}
+	if string(raw["decision"]) != "null" || string(raw["deliveries"]) != "[]" {
+		t.Fatalf("undecided event: %s", r.body)
+	}
+
+	now := time.Date(2026, 11, 27, 10, 0, 1, 0, time.UTC)
+	key := relay.EventKey{Workspace: "acme", ID: "evt-123"}
+	err := ts.store.Decide(context.Background(), key,
+		relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled, Plugins: []relay.PluginDecision{{Name: "quiet", Hash: "abc", Verdict: "allow"}}},
+		nil, []relay.Job{{Event: key, DeviceID: "d1", Platform: relay.PlatformIOS, State: relay.StateFailed, Attempts: 3, LastError: "BadTopic", UpdatedAt: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = ts.do(t, http.MethodGet, "/v1/events/acme/evt-123", "", nil)
+	var st EventStatus
+	r.decode(t, &st)
+	want := EventStatus{
+		ID: "evt-123", Workspace: "acme", User: "u-42", Type: "otp_received",
+		ExpiresAt:  time.Date(2026, 11, 27, 10, 5, 0, 0, time.UTC),
+		ReceivedAt: st.ReceivedAt,
+		Decision:   &relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled, Plugins: []relay.PluginDecision{{Name: "quiet", Hash: "abc", Verdict: "allow"}}},
+		Deliveries: []Delivery{{DeviceID: "d1", Platform: relay.PlatformIOS, State: relay.StateFailed, Attempts: 3, LastError: "BadTopic", UpdatedAt: now}},
+	}
+	if !reflect.DeepEqual(st, want) {
+		t.Fatalf("got %+v\nwant %+v", st, want)
+	}
+	// A decision without plugins lists none, not null.
+	if err := ts.store.Decide(context.Background(), key, relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonUserOptOut}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r = ts.do(t, http.MethodGet, "/v1/events/acme/evt-123", "", nil)
+	if !bytes.Contains(r.body, []byte(`"decision":{"verdict":"suppress","reason":"user_opt_out","plugins":[]}`)) {
+		t.Fatalf("body %s", r.body)
+	}
+	// Escaped path segments are unescaped.
+	results(t, postJSON(t, ts, `{"id":"a/b c","workspace":"w","user":"u","type":"otp_received"}`))
+	if r := ts.do(t, http.MethodGet, "/v1/events/w/a%2Fb%20c", "", nil); r.status != http.StatusOK {
+		t.Fatalf("escaped id: %d %s", r.status, r.body)
+	}
+	ts.store.mu.Lock()
+	ts.store.fail = errStoreDown
+	ts.store.mu.Unlock()
+	ts.do(t, http.MethodGet, "/v1/events/acme/evt-123", "", nil).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "read event: disk on fire")
+}
+
+func TestRoutingErrors(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.do(t, http.MethodGet, "/v1/nope", "", nil).wantError(t, http.StatusNotFound, CodeNotFound, "no route for GET /v1/nope")
+	r := ts.do(t, http.MethodDelete, "/v1/events", "", nil)
+	r.wantError(t, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method DELETE not allowed on /v1/events")
+	if allow := r.header.Get("Allow"); allow != "POST" {
+		t.Fatalf("Allow %q", allow)
+	}
+	r = ts.do(t, http.MethodPost, "/v1/workspaces/w/settings", "", nil)
+	r.wantError(t, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "")
+	if allow := r.header.Get("Allow"); allow != "GET, HEAD, PUT" {
+		t.Fatalf("Allow %q", allow)
+	}
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	var mu sync.Mutex
+	var notReady error = errors.New("plugins loading")
+	ts := startServer(t, func(o *Options) {
+		o.Readiness = func() error { mu.Lock(); defer mu.Unlock(); return notReady }
+	})
+	r := ts.do(t, http.MethodGet, "/healthz", "", nil)
+	if r.status != http.StatusOK || string(r.body) != `{"status":"ok"}`+"\n" {
+		t.Fatalf("healthz %d %s", r.status, r.body)
+	}
+	ts.do(t, http.MethodGet, "/readyz", "", nil).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "not ready: plugins loading")
+	mu.Lock()
+	notReady = nil
+	mu.Unlock()
+	if r := ts.do(t, http.MethodGet, "/readyz", "", nil); r.status != http.StatusOK || string(r.body) != `{"status":"ready"}`+"\n" {
+		t.Fatalf("readyz %d %s", r.status, r.body)
+	}
+}
+
+func TestPanicRecovery(t *testing.T) {
+	var logs syncBuffer
+	ts := startServer(t, func(o *Options) {
+		o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+	})
+	ts.Handle("GET /v1/boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("kaboom") }))
+	ts.do(t, http.MethodGet, "/v1/boom", "", nil).wantError(t, http.StatusInternalServerError, CodeInternal, "internal error")
+	if !strings.Contains(logs.String(), "handler panic") || !strings.Contains(logs.String(), "kaboom") {
+		t.Fatalf("panic not logged: %s", logs.String())
+	}
+	// The server still serves.
+	if r := ts.do(t, http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.b.Write(p) }
+func (b *syncBuffer) String() string              { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+// TestHandleStream checks that an added long-lived handler can flush and
+// lift the read deadline, as the actions stream must.
+func TestHandleStream(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.ReadTimeout = 50 * time.Millisecond })
+	ts.Handle("GET /v1/actions/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+			t.Errorf("set read deadline: %v", err)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "id: %d\ndata: x\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				t.Errorf("stream context cancelled: %v", r.Context().Err())
+				return
+			case <-time.After(60 * time.Millisecond): // outlive ReadTimeout
+			}
+		}
+	}))
+	resp, err := ts.client.Get("http://relayd/v1/actions/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var ids []string
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	if strings.Join(ids, ",") != "0,1,2" {
+		t.Fatalf("ids %v, err %v", ids, sc.Err())
+	}
+}
+
+func TestSocketMode(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "nested", "run", "r.sock")
+	ts := startServer(t, func(o *Options) { o.Path = path; o.Mode = 0o600 })
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want a socket with 0600", fi.Mode())
+	}
+	if ts.Path() != path {
+		t.Fatal(ts.Path())
+	}
+	// Default mode.
+	ts2 := startServer(t, nil)
+	if fi, err := os.Lstat(ts2.Path()); err != nil || fi.Mode().Perm() != DefaultMode {
+		t.Fatalf("default mode: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	path := filepath.Join(shortDir(t), "r.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // leaves the file behind, as a crash does
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket not left: %v", err)
+	}
+	ts := startServer(t, func(o *Options) { o.Path = path })
+	if r := ts.do(t, http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+}
+
+func TestSocketPathNotASocket(t *testing.T) {
+	path := filepath.Join(shortDir(t), "r.sock")
+	if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := runOnce(t, Options{Path: path})
+	if err == nil || err.Error() != fmt.Sprintf("socket path %s exists and is not a socket", path) {
+		t.Fatalf("err %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious" {
+		t.Fatal("file was touched")
+	}
+}
+
+func TestSocketInUse(t *testing.T) {
+	ts := startServer(t, nil)
+	err := runOnce(t, Options{Path: ts.Path()})
+	if err == nil || err.Error() != fmt.Sprintf("socket %s is in use by another process", ts.Path()) {
+		t.Fatalf("err %v", err)
+	}
+	if r := ts.do(t, http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
+		t.Fatal("first server disturbed")
+	}
+}
+
+// runOnce runs a server with test defaults for missing options and
+// returns Run's error; it fails the test if Run starts serving.
+func runOnce(tb testing.TB, opts Options) error {
+	tb.Helper()
+	st := newMemStore()
+	if opts.Acceptor == nil {
+		opts.Acceptor = storeAcceptor(st)
+	}
+	if opts.Store == nil {
+		opts.Store = st
+	}
+	if opts.KnownType == nil {
+		opts.KnownType = knownTestType
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := New(opts)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-s.Ready():
+		cancel()
+		<-done
+		tb.Fatal("Run served")
+		return nil
+	}
+}
+
+func TestRunChecksOptions(t *testing.T) {
+	path := filepath.Join(shortDir(t), "r.sock")
+	st := newMemStore()
+	tests := []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "run ingest server: no socket path"},
+		{Options{Path: path}, "run ingest server: no acceptor"},
+		{Options{Path: path, Acceptor: storeAcceptor(st)}, "run ingest server: no store"},
+		{Options{Path: path, Acceptor: storeAcceptor(st), Store: st}, "run ingest server: no notification types (KnownType or Types)"},
+	}
+	for _, tc := range tests {
+		if err := New(tc.opts).Run(context.Background()); err == nil || err.Error() != tc.want {
+			t.Errorf("err %v, want %s", err, tc.want)
+		}
+	}
+	ts := startServer(t, nil)
+	if err := ts.Run(context.Background()); err == nil || err.Error() != "run ingest server: already run" {
+		t.Fatalf("second Run: %v", err)
+	}
+}
+
+// blockingAcceptor blocks each Accept until released (or its ctx ends).
+type blockingAcceptor struct {
+	entered chan struct{}
+	release chan struct{}
+	ctxErr  chan error
+}
+
+func newBlockingAcceptor() *blockingAcceptor {
+	return &blockingAcceptor{entered: make(chan struct{}, 1), release: make(chan struct{}), ctxErr: make(chan error, 1)}
+}
+
+func (a *blockingAcceptor) Accept(ctx context.Context, events []relay.Event) ([]error, error) {
+	a.entered <- struct{}{}
+	select {
+	case <-a.release:
+		return make([]error, len(events)), nil
+	case <-ctx.Done():
+		a.ctxErr <- ctx.Err()
+		return nil, ctx.Err()
+	}
+}
+
+func TestShutdownDrainsInFlight(t *testing.T) {
+	acc := newBlockingAcceptor()
+	ts := startServer(t, func(o *Options) { o.Acceptor = acc })
+	type answer struct {
+		r   response
+		err error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", strings.NewReader(ev("")))
+		req.Header.Set("Content-Type", MediaTypeJSON)
+		resp, err := ts.client.Do(req)
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, err = b.ReadFrom(resp.Body)
+		answers <- answer{r: response{status: resp.StatusCode, body: b.Bytes()}, err: err}
+	}()
+	<-acc.entered
+	ts.cancel()
+	// The listener closes first: the socket file goes away and new
+	// connections are refused, while the request in flight waits.
+	waitFor(t, "socket file removed", func() bool {
+		_, err := os.Lstat(ts.Path())
+		return errors.Is(err, os.ErrNotExist)
+	})
+	select {
+	case err := <-ts.done:
+		t.Fatalf("Run returned %v with a request in flight", err)
+	default:
+	}
+	close(acc.release)
+	a := <-answers
+	if a.err != nil || a.r.status != http.StatusAccepted {
+		t.Fatalf("in-flight request: %v %d %s", a.err, a.r.status, a.r.body)
+	}
+	if err := ts.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if _, err := os.Lstat(ts.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left: %v", err)
+	}
+}
+
+func TestShutdownDrainDeadline(t *testing.T) {
+	acc := newBlockingAcceptor()
+	ts := startServer(t, func(o *Options) { o.Acceptor = acc; o.DrainTimeout = 50 * time.Millisecond })
+	errs := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", strings.NewReader(ev("")))
+		req.Header.Set("Content-Type", MediaTypeJSON)
+		resp, err := ts.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errs <- err
+	}()
+	<-acc.entered
+	if err := ts.stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if err := <-acc.ctxErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("acceptor ctx: %v", err)
+	}
+	if err := <-errs; err == nil {
+		t.Fatal("request past the drain deadline succeeded")
+	}
+	if _, err := os.Lstat(ts.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left: %v", err)
+	}
+}
