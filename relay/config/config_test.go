@@ -47,89 +47,90 @@ func lineOf(t *testing.T, src, at string) int {
 	return strings.Count(src[:i+len(at)], "\n") + 1
 }
 
+// invalidCases each add one mistake to minimalApp. They also seed FuzzParse.
+var invalidCases = []struct {
+	name string
+	src  string // appended to minimalApp unless noApp
+	at   string // text on the line the error must point at
+	want string // text the message must contain (names the attribute)
+}{
+	{"unknown top attribute", `colour = "red"`, "colour", `"colour"`},
+	{"unknown block", `frobnicate {}`, "frobnicate", `"frobnicate"`},
+	{"unknown nested attribute", "log {\n  lvl = \"x\"\n}", "lvl", `"lvl"`},
+	{"unknown attribute in app", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n    region = \"eu\"\n  }\n}", "region", `"region"`},
+	{"duplicate log block", "log {}\nlog {}", "log {}\nlog", "Duplicate log block"},
+	{"log level", `log { level = "loud" }`, "loud", `log.level = "loud": must be one of trace`},
+	{"log format", `log { format = "xml" }`, "xml", "log.format"},
+	{"data_dir empty", `data_dir = ""`, "data_dir", "data_dir must not be empty"},
+	{"shutdown_timeout syntax", `shutdown_timeout = "10 seconds"`, "shutdown_timeout", `shutdown_timeout = "10 seconds": not a duration`},
+	{"shutdown_timeout zero", `shutdown_timeout = "0s"`, "shutdown_timeout", "shutdown_timeout = \"0s\": must be greater than zero"},
+	{"shutdown_timeout negative", `shutdown_timeout = "-1s"`, "shutdown_timeout", "must be greater than zero"},
+	{"socket mode digits", `socket { mode = "0999" }`, "0999", `socket.mode = "0999"`},
+	{"socket mode word", `socket { mode = "rw-rw----" }`, "rw-", "socket.mode"},
+	{"socket mode sticky", `socket { mode = "01777" }`, "01777", "socket.mode"},
+	{"socket path empty", `socket { path = "" }`, "path", "socket.path must not be empty"},
+	{"socket path too long", `socket { path = "/` + strings.Repeat("d", 120) + `" }`, "path", "socket.path: /" + strings.Repeat("d", 120)},
+	{"api address", `api { address = "localhost" }`, "localhost", `api.address = "localhost": must be "host:port"`},
+	{"api port", `api { address = "127.0.0.1:99999" }`, "99999", "api.address"},
+	{"api plain public", `api { address = "0.0.0.0:8480" }`, "0.0.0.0", "plain HTTP refused unless the address is loopback"},
+	{"api plain all interfaces", `api { address = ":8480" }`, ":8480", "plain HTTP refused"},
+	{"api tls without key", "api {\n  address = \"0.0.0.0:8480\"\n  tls { cert_file = \"c.pem\" }\n}", "tls", "api.tls.key_file is required when cert_file is set"},
+	{"api tls empty key", "api {\n  tls {\n    cert_file = \"c.pem\"\n    key_file = \"\"\n  }\n}", "key_file", "api.tls.key_file must not be empty"},
+	{"auth both keys", "auth {\n  issuer = \"u\"\n  audience = \"e\"\n  hs256_secret_file = \"s\"\n  public_key_file = \"k.pem\"\n}", "public_key_file", "exactly one of hs256_secret_file and public_key_file"},
+	{"auth no key", "auth {\n  issuer = \"u\"\n  audience = \"e\"\n}", "auth {", "auth: set exactly one of hs256_secret_file"},
+	{"auth no issuer", "auth {\n  audience = \"e\"\n  hs256_secret_file = \"s\"\n}", "auth {", "auth.issuer is required"},
+	{"auth empty audience", "auth {\n  issuer = \"u\"\n  audience = \"\"\n  hs256_secret_file = \"s\"\n}", "audience", "auth.audience must not be empty"},
+	{"store kind", `store "redis" {}`, "redis", `store "redis": kind must be "bolt" or "jetstream"`},
+	{"store bolt url", `store "bolt" { url = "nats://x:4222" }`, "url", `store.url is only valid in store "jetstream"`},
+	{"store bolt empty path", `store "bolt" { path = "" }`, "path", "store.path must not be empty"},
+	{"store jetstream no url", `store "jetstream" { replicas = 3 }`, "jetstream", "store.url is required"},
+	{"store jetstream url scheme", `store "jetstream" { url = "http://x:4222" }`, "url", `store.url = "http://x:4222"`},
+	{"store jetstream replicas", `store "jetstream" {` + "\n" + `  url = "nats://a:4222,nats://b:4222"` + "\n  replicas = 9\n}", "replicas", "store.replicas = 9: must be between 1 and 5"},
+	{"store jetstream path", `store "jetstream" {` + "\n" + `  url = "nats://a:4222"` + "\n  path = \"x\"\n}", "path", `store.path is only valid in store "bolt"`},
+	{"duplicate store", "store \"bolt\" {}\nstore \"bolt\" {}", "store \"bolt\" {}\nstore", "Duplicate store block"},
+	{"duplicate app", minimalApp, `app "demo"`, `app "demo" is already defined at test.hcl:1`},
+	{"app name", "app \"no spaces\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n  }\n}", "no spaces", `app "no spaces": the name must match`},
+	{"app without providers", `app "empty" {}`, "empty", "app.empty: needs an apns block, an fcm block or both"},
+	{"apns no topic", "app \"x\" {\n  apns {\n    cert_file = \"c.p12\"\n  }\n}", "apns", "app.x.apns.topic is required"},
+	{"apns no credentials", "app \"x\" {\n  apns {\n    topic = \"t\"\n  }\n}", "apns", "app.x.apns: set key_file, key_id and team_id"},
+	{"apns token and cert", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    key_id = \"K\"\n    team_id = \"T\"\n    cert_file = \"c.p12\"\n  }\n}", "cert_file", "app.x.apns: use either token auth"},
+	{"apns token no key_id", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    team_id = \"T\"\n  }\n}", "apns", "app.x.apns.key_id is required for token auth"},
+	{"apns cert_password without cert", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    key_id = \"K\"\n    team_id = \"T\"\n    cert_password = \"pw\"\n  }\n}", "cert_password", "app.x.apns.cert_password is only valid with cert_file"},
+	{"apns endpoint path", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    endpoint = \"https://h:8443/3/device\"\n  }\n}", "endpoint", `app.x.apns.endpoint = "https://h:8443/3/device": must be a base URL with no path`},
+	{"apns endpoint scheme", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    endpoint = \"ftp://h\"\n  }\n}", "endpoint", "app.x.apns.endpoint"},
+	{"apns connections", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    connections = 0\n  }\n}", "connections", "app.x.apns.connections = 0: must be between 1 and 64"},
+	{"apns connections type", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    connections = \"two\"\n  }\n}", "connections", "number is required"},
+	{"fcm no project", "app \"x\" {\n  fcm {\n    credentials_file = \"c\"\n  }\n}", "fcm", "app.x.fcm.project_id is required"},
+	{"fcm no credentials", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n  }\n}", "fcm", "app.x.fcm.credentials_file is required"},
+	{"fcm endpoint query", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n    endpoint = \"https://h:8444?x=1\"\n  }\n}", "endpoint", "app.x.fcm.endpoint"},
+	{"notification type name", `notification "OTP" {}`, "OTP", `notification "OTP": the type must match`},
+	{"notification duplicate", "notification \"otp_received\" {}\nnotification \"otp_received\" {}", "{}\nnotification", `notification "otp_received" is already defined at test.hcl:7`},
+	{"notification default", `notification "otp_received" { default = "on" }`, "default", `notification.otp_received.default = "on": must be one of enabled, disabled, enforced`},
+	{"notification ttl", `notification "pager" { ttl = "soon" }`, "ttl", `notification.pager.ttl = "soon": not a duration`},
+	{"notification priority", `notification "pager" { priority = "urgent" }`, "priority", "notification.pager.priority"},
+	{"notification empty action", `notification "pager" { actions = ["ok", ""] }`, "actions", "notification.pager.actions: action 2 is empty"},
+	{"notification duplicate action", `notification "pager" { actions = ["ok", "ok"] }`, "actions", `notification.pager.actions: action "ok" is listed twice`},
+	{"notification many actions", `notification "pager" { actions = ["a","b","c","d","e","f","g","h","i"] }`, "actions", "notification.pager.actions: 9 actions; at most 8"},
+	{"plugins timeout", `plugins { timeout = "fast" }`, "timeout", "plugins.timeout"},
+	{"plugins memory unit", `plugins { memory_limit = "16MB" }`, "memory_limit", `plugins.memory_limit = "16MB": not a size`},
+	{"plugins memory small", `plugins { memory_limit = "1KiB" }`, "memory_limit", "plugins.memory_limit = \"1KiB\": must be between 64KiB and 4GiB"},
+	{"plugins memory huge", `plugins { memory_limit = "99999999999999999999" }`, "memory_limit", "plugins.memory_limit"},
+	{"plugins on_error", `plugins { on_error = "retry" }`, "on_error", `plugins.on_error = "retry": must be one of skip, suppress`},
+	{"plugins dir empty", `plugins { dir = "" }`, "dir", "plugins.dir must not be empty"},
+	{"retry initial", `retry { initial = "1" }`, "initial", `retry.initial = "1": not a duration`},
+	{"retry max below initial", "retry {\n  initial = \"10s\"\n  max = \"5s\"\n}", "max", "retry.max (5s) must be at least retry.initial (10s)"},
+	{"retry initial above default max", `retry { initial = "10m" }`, "initial", "retry.max (5m0s) must be at least retry.initial (10m0s)"},
+	{"retry jitter high", `retry { jitter = 1.5 }`, "jitter", "retry.jitter = 1.5: must be between 0 and 1"},
+	{"retry jitter negative", `retry { jitter = -0.1 }`, "jitter", "retry.jitter"},
+	{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
+	{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
+	{"syntax", `log {`, "log", "Unclosed configuration block"},
+}
+
 func TestParseInvalid(t *testing.T) {
-	long := strings.Repeat("d", 120)
-	tests := []struct {
-		name string
-		src  string // appended to minimalApp unless noApp
-		at   string // text on the line the error must point at
-		want string // text the message must contain (names the attribute)
-	}{
-		{"unknown top attribute", `colour = "red"`, "colour", `"colour"`},
-		{"unknown block", `frobnicate {}`, "frobnicate", `"frobnicate"`},
-		{"unknown nested attribute", "log {\n  lvl = \"x\"\n}", "lvl", `"lvl"`},
-		{"unknown attribute in app", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n    region = \"eu\"\n  }\n}", "region", `"region"`},
-		{"duplicate log block", "log {}\nlog {}", "log {}\nlog", "Duplicate log block"},
-		{"log level", `log { level = "loud" }`, "loud", `log.level = "loud": must be one of trace`},
-		{"log format", `log { format = "xml" }`, "xml", "log.format"},
-		{"data_dir empty", `data_dir = ""`, "data_dir", "data_dir must not be empty"},
-		{"shutdown_timeout syntax", `shutdown_timeout = "10 seconds"`, "shutdown_timeout", `shutdown_timeout = "10 seconds": not a duration`},
-		{"shutdown_timeout zero", `shutdown_timeout = "0s"`, "shutdown_timeout", "shutdown_timeout = \"0s\": must be greater than zero"},
-		{"shutdown_timeout negative", `shutdown_timeout = "-1s"`, "shutdown_timeout", "must be greater than zero"},
-		{"socket mode digits", `socket { mode = "0999" }`, "0999", `socket.mode = "0999"`},
-		{"socket mode word", `socket { mode = "rw-rw----" }`, "rw-", "socket.mode"},
-		{"socket mode sticky", `socket { mode = "01777" }`, "01777", "socket.mode"},
-		{"socket path empty", `socket { path = "" }`, "path", "socket.path must not be empty"},
-		{"socket path too long", `socket { path = "/` + long + `" }`, "path", "socket.path: /" + long},
-		{"api address", `api { address = "localhost" }`, "localhost", `api.address = "localhost": must be "host:port"`},
-		{"api port", `api { address = "127.0.0.1:99999" }`, "99999", "api.address"},
-		{"api plain public", `api { address = "0.0.0.0:8480" }`, "0.0.0.0", "plain HTTP refused unless the address is loopback"},
-		{"api plain all interfaces", `api { address = ":8480" }`, ":8480", "plain HTTP refused"},
-		{"api tls without key", "api {\n  address = \"0.0.0.0:8480\"\n  tls { cert_file = \"c.pem\" }\n}", "tls", "api.tls.key_file is required when cert_file is set"},
-		{"api tls empty key", "api {\n  tls {\n    cert_file = \"c.pem\"\n    key_file = \"\"\n  }\n}", "key_file", "api.tls.key_file must not be empty"},
-		{"auth both keys", "auth {\n  issuer = \"u\"\n  audience = \"e\"\n  hs256_secret_file = \"s\"\n  public_key_file = \"k.pem\"\n}", "public_key_file", "exactly one of hs256_secret_file and public_key_file"},
-		{"auth no key", "auth {\n  issuer = \"u\"\n  audience = \"e\"\n}", "auth {", "auth: set exactly one of hs256_secret_file"},
-		{"auth no issuer", "auth {\n  audience = \"e\"\n  hs256_secret_file = \"s\"\n}", "auth {", "auth.issuer is required"},
-		{"auth empty audience", "auth {\n  issuer = \"u\"\n  audience = \"\"\n  hs256_secret_file = \"s\"\n}", "audience", "auth.audience must not be empty"},
-		{"store kind", `store "redis" {}`, "redis", `store "redis": kind must be "bolt" or "jetstream"`},
-		{"store bolt url", `store "bolt" { url = "nats://x:4222" }`, "url", `store.url is only valid in store "jetstream"`},
-		{"store bolt empty path", `store "bolt" { path = "" }`, "path", "store.path must not be empty"},
-		{"store jetstream no url", `store "jetstream" { replicas = 3 }`, "jetstream", "store.url is required"},
-		{"store jetstream url scheme", `store "jetstream" { url = "http://x:4222" }`, "url", `store.url = "http://x:4222"`},
-		{"store jetstream replicas", `store "jetstream" {` + "\n" + `  url = "nats://a:4222,nats://b:4222"` + "\n  replicas = 9\n}", "replicas", "store.replicas = 9: must be between 1 and 5"},
-		{"store jetstream path", `store "jetstream" {` + "\n" + `  url = "nats://a:4222"` + "\n  path = \"x\"\n}", "path", `store.path is only valid in store "bolt"`},
-		{"duplicate store", "store \"bolt\" {}\nstore \"bolt\" {}", "store \"bolt\" {}\nstore", "Duplicate store block"},
-		{"duplicate app", minimalApp, `app "demo"`, `app "demo" is already defined at test.hcl:1`},
-		{"app name", "app \"no spaces\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n  }\n}", "no spaces", `app "no spaces": the name must match`},
-		{"app without providers", `app "empty" {}`, "empty", "app.empty: needs an apns block, an fcm block or both"},
-		{"apns no topic", "app \"x\" {\n  apns {\n    cert_file = \"c.p12\"\n  }\n}", "apns", "app.x.apns.topic is required"},
-		{"apns no credentials", "app \"x\" {\n  apns {\n    topic = \"t\"\n  }\n}", "apns", "app.x.apns: set key_file, key_id and team_id"},
-		{"apns token and cert", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    key_id = \"K\"\n    team_id = \"T\"\n    cert_file = \"c.p12\"\n  }\n}", "cert_file", "app.x.apns: use either token auth"},
-		{"apns token no key_id", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    team_id = \"T\"\n  }\n}", "apns", "app.x.apns.key_id is required for token auth"},
-		{"apns cert_password without cert", "app \"x\" {\n  apns {\n    topic = \"t\"\n    key_file = \"k.p8\"\n    key_id = \"K\"\n    team_id = \"T\"\n    cert_password = \"pw\"\n  }\n}", "cert_password", "app.x.apns.cert_password is only valid with cert_file"},
-		{"apns endpoint path", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    endpoint = \"https://h:8443/3/device\"\n  }\n}", "endpoint", `app.x.apns.endpoint = "https://h:8443/3/device": must be a base URL with no path`},
-		{"apns endpoint scheme", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    endpoint = \"ftp://h\"\n  }\n}", "endpoint", "app.x.apns.endpoint"},
-		{"apns connections", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    connections = 0\n  }\n}", "connections", "app.x.apns.connections = 0: must be between 1 and 64"},
-		{"apns connections type", "app \"x\" {\n  apns {\n    topic = \"t\"\n    cert_file = \"c.p12\"\n    connections = \"two\"\n  }\n}", "connections", "number is required"},
-		{"fcm no project", "app \"x\" {\n  fcm {\n    credentials_file = \"c\"\n  }\n}", "fcm", "app.x.fcm.project_id is required"},
-		{"fcm no credentials", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n  }\n}", "fcm", "app.x.fcm.credentials_file is required"},
-		{"fcm endpoint query", "app \"x\" {\n  fcm {\n    project_id = \"p\"\n    credentials_file = \"c\"\n    endpoint = \"https://h:8444?x=1\"\n  }\n}", "endpoint", "app.x.fcm.endpoint"},
-		{"notification type name", `notification "OTP" {}`, "OTP", `notification "OTP": the type must match`},
-		{"notification duplicate", "notification \"otp_received\" {}\nnotification \"otp_received\" {}", "{}\nnotification", `notification "otp_received" is already defined at test.hcl:7`},
-		{"notification default", `notification "otp_received" { default = "on" }`, "default", `notification.otp_received.default = "on": must be one of enabled, disabled, enforced`},
-		{"notification ttl", `notification "pager" { ttl = "soon" }`, "ttl", `notification.pager.ttl = "soon": not a duration`},
-		{"notification priority", `notification "pager" { priority = "urgent" }`, "priority", "notification.pager.priority"},
-		{"notification empty action", `notification "pager" { actions = ["ok", ""] }`, "actions", "notification.pager.actions: action 2 is empty"},
-		{"notification duplicate action", `notification "pager" { actions = ["ok", "ok"] }`, "actions", `notification.pager.actions: action "ok" is listed twice`},
-		{"notification many actions", `notification "pager" { actions = ["a","b","c","d","e","f","g","h","i"] }`, "actions", "notification.pager.actions: 9 actions; at most 8"},
-		{"plugins timeout", `plugins { timeout = "fast" }`, "timeout", "plugins.timeout"},
-		{"plugins memory unit", `plugins { memory_limit = "16MB" }`, "memory_limit", `plugins.memory_limit = "16MB": not a size`},
-		{"plugins memory small", `plugins { memory_limit = "1KiB" }`, "memory_limit", "plugins.memory_limit = \"1KiB\": must be between 64KiB and 4GiB"},
-		{"plugins memory huge", `plugins { memory_limit = "99999999999999999999" }`, "memory_limit", "plugins.memory_limit"},
-		{"plugins on_error", `plugins { on_error = "retry" }`, "on_error", `plugins.on_error = "retry": must be one of skip, suppress`},
-		{"plugins dir empty", `plugins { dir = "" }`, "dir", "plugins.dir must not be empty"},
-		{"retry initial", `retry { initial = "1" }`, "initial", `retry.initial = "1": not a duration`},
-		{"retry max below initial", "retry {\n  initial = \"10s\"\n  max = \"5s\"\n}", "max", "retry.max (5s) must be at least retry.initial (10s)"},
-		{"retry initial above default max", `retry { initial = "10m" }`, "initial", "retry.max (5m0s) must be at least retry.initial (10m0s)"},
-		{"retry jitter high", `retry { jitter = 1.5 }`, "jitter", "retry.jitter = 1.5: must be between 0 and 1"},
-		{"retry jitter negative", `retry { jitter = -0.1 }`, "jitter", "retry.jitter"},
-		{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
-		{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
-		{"syntax", `log {`, "log", "Unclosed configuration block"},
-	}
 	// Further errors expected: gohcl reports an unknown value twice.
 	more := map[string]int{"variables": 1}
-	for _, tc := range tests {
+	for _, tc := range invalidCases {
 		t.Run(tc.name, func(t *testing.T) {
 			src := minimalApp + tc.src + "\n"
 			cfg, diags := Parse([]byte(src), "test.hcl")
@@ -174,15 +175,15 @@ func TestParseDefaults(t *testing.T) {
 		t.Errorf("File = %q", cfg.File)
 	}
 	for got, want := range map[string]string{
-		cfg.DataDir:                          filepath.Join(dir, "data"),
-		cfg.Socket.Path:                      filepath.Join(dir, "run", "relayd.sock"),
-		cfg.Store.Path:                       filepath.Join(dir, "data", "relay.db"),
-		cfg.Plugins.Dir:                      filepath.Join(dir, "build", "policies"),
-		cfg.Apps[0].FCM.CredentialsFile:      filepath.Join(dir, "creds.json"),
-		cfg.Store.Kind:                       StoreBolt,
-		cfg.Plugins.OnError:                  OnErrorSkip,
-		formatSize(cfg.Plugins.MemoryLimit):  "32MiB",
-		cfg.Plugins.Timeout.String():         "250ms",
+		cfg.DataDir:                           filepath.Join(dir, "data"),
+		cfg.Socket.Path:                       filepath.Join(dir, "run", "relayd.sock"),
+		cfg.Store.Path:                        filepath.Join(dir, "data", "relay.db"),
+		cfg.Plugins.Dir:                       filepath.Join(dir, "build", "policies"),
+		cfg.Apps[0].FCM.CredentialsFile:       filepath.Join(dir, "creds.json"),
+		cfg.Store.Kind:                        StoreBolt,
+		cfg.Plugins.OnError:                   OnErrorSkip,
+		formatSize(cfg.Plugins.MemoryLimit):   "32MiB",
+		cfg.Plugins.Timeout.String():          "250ms",
 		string(cfg.Notifications["x"].nilS()): "",
 	} {
 		if got != want {
@@ -472,6 +473,9 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte(minimalApp))
+	for _, tc := range invalidCases {
+		f.Add([]byte(minimalApp + tc.src))
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, diags := Parse(src, "fuzz.hcl")
 		if cfg == nil {

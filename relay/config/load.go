@@ -31,7 +31,8 @@ func Load(path string) (*Config, hcl.Diagnostics) { return NewLoader().Load(path
 // Parse decodes and validates src as if it were the file filename, without
 // touching the filesystem: relative paths are resolved against
 // filepath.Dir(filename) but referenced files are not checked for existence.
-// The returned config is nil when diags has errors.
+// An empty filename stands for "config.hcl" in the working directory. The
+// returned config is nil when diags has errors.
 func Parse(src []byte, filename string) (*Config, hcl.Diagnostics) {
 	return NewLoader().Parse(src, filename)
 }
@@ -46,6 +47,9 @@ func (l *Loader) Load(path string) (*Config, hcl.Diagnostics) {
 
 // Parse is the package-level [Parse] that remembers the parsed source.
 func (l *Loader) Parse(src []byte, filename string) (*Config, hcl.Diagnostics) {
+	if filename == "" {
+		filename = "config.hcl"
+	}
 	p := hclparse.NewParser()
 	l.files = p.Files()
 	f, diags := p.ParseHCL(src, filename)
