@@ -89,8 +89,8 @@ app "demo" {
 # type name declares a new type (defaults: enabled, ttl "5m", normal).
 #   default:  the workspace setting until an admin sets one:
 #             enabled (the user decides) | disabled | enforced (always sent)
-#   ttl:      an event is never delivered after occurred + ttl (unless it
-#             carries its own expires_at)
+#   ttl:      an event without expires_at expires ttl after it is accepted;
+#             nothing is delivered after expiry
 #   priority: high | normal
 #   category: APNs category of actionable alerts
 #   actions:  answers the app offers (approve / deny); non-empty = actionable
