@@ -67,13 +67,6 @@ func StartDevFakes(ctx context.Context, o DevFakesOptions) (*DevFakes, error) {
 	if err := errors.Join(missing...); err != nil {
 		return nil, err
 	}
-	creds, err := WriteDevCredentials(o.Dir, DevCredentialsOptions{
-		ProjectID: o.ProjectID,
-		TokenURI:  "https://" + o.FCMAddr + "/token",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start dev fakes: %w", err)
-	}
 	var outMu sync.Mutex
 	onPush := func(p Push) {
 		line := p.String()
@@ -94,6 +87,15 @@ func StartDevFakes(ctx context.Context, o DevFakesOptions) (*DevFakes, error) {
 	if err != nil {
 		apnsLn.Close()
 		return nil, fmt.Errorf("start dev fakes: listen FCM: %w", err)
+	}
+	creds, err := WriteDevCredentials(o.Dir, DevCredentialsOptions{
+		ProjectID: o.ProjectID,
+		TokenURI:  "https://" + fcmLn.Addr().String() + "/token",
+	})
+	if err != nil {
+		apnsLn.Close()
+		fcmLn.Close()
+		return nil, fmt.Errorf("start dev fakes: %w", err)
 	}
 	d := &DevFakes{Credentials: creds}
 	d.APNs, err = StartFakeAPNs(APNsOptions{
