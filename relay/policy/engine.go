@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -29,7 +30,7 @@ const (
 	// MaxInputBytes caps the input handed to relay_evaluate.
 	MaxInputBytes = 256 << 10
 	// MaxOutputBytes caps the output a plugin may return.
-	MaxOutputBytes = 64 << 10
+	MaxOutputBytes = abi.MaxOutputBytes
 	// stderrBytes is the size of each instance's stdout/stderr ring buffer.
 	stderrBytes = 4 << 10
 	// stderrInError is how much of the captured stderr an error carries.

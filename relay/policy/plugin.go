@@ -15,18 +15,19 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
 )
 
 // ABI version 1 names (DESIGN.md "Plugin ABI").
 const (
-	abiVersion        = 1
-	exportMemory      = "memory"
-	exportABIVersion  = "relay_abi_version"
-	exportAlloc       = "relay_alloc"
-	exportEvaluate    = "relay_evaluate"
-	exportInitialize  = "_initialize"
-	wasiModule        = "wasi_snapshot_preview1"
+	abiVersion        = abi.Version
+	exportMemory      = abi.ExportMemory
+	exportABIVersion  = abi.ExportAbiVersion
+	exportAlloc       = abi.ExportAlloc
+	exportEvaluate    = abi.ExportEvaluate
+	exportInitialize  = abi.ExportInitialize
+	wasiModule        = abi.ImportModule
 	minInitTimeout    = 2 * time.Second
 	initTimeoutFactor = 5
 )
@@ -51,6 +52,8 @@ type Plugin struct {
 
 	poolMu sync.Mutex
 	idle   []*instance
+
+	breaker breaker
 
 	calls     atomic.Uint64
 	failures  atomic.Uint64
@@ -286,6 +289,33 @@ func (p *Plugin) failure(err error, inst *instance) error {
 // relay.ErrPolicyTrap); the instance is discarded. A closed plugin returns
 // an error matching relay.ErrClosed.
 func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
+	return p.evaluate(ctx, in, nil)
+}
+
+// Evaluate encodes in, runs the plugin and decodes and validates its
+// output (abi.DecodeOutput). Output that does not decode or validate is a
+// failure of kind bad_output, like a trap: the instance is discarded.
+func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error) {
+	bp := bufPool.Get().(*[]byte)
+	*bp = abi.AppendInput((*bp)[:0], in)
+	var out abi.Output
+	_, err := p.evaluate(ctx, *bp, func(b []byte) error {
+		if err := abi.DecodeOutput(b, &out); err != nil {
+			return &badOutputError{msg: "decode output: " + err.Error()}
+		}
+		return nil
+	})
+	if cap(*bp) <= 64<<10 {
+		bufPool.Put(bp)
+	}
+	return out, err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// evaluate runs relay_evaluate; check, when set, judges the output while the
+// instance is still held, so a bad output discards the instance.
+func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) error) ([]byte, error) {
 	if len(in) == 0 || len(in) > MaxInputBytes {
 		return nil, fmt.Errorf("evaluate policy %s: input is %d bytes, want 1..%d", p.name, len(in), MaxInputBytes)
 	}
@@ -308,6 +338,14 @@ func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
 		return nil, err
 	}
 	out, err := p.call(ctx, inst, in)
+	if err == nil {
+		if check != nil {
+			err = check(out) // out is a view of guest memory
+			out = nil
+		} else {
+			out = bytes.Clone(out)
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The caller gave up: not the plugin's fault, but the
@@ -328,7 +366,8 @@ func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
 	return out, nil
 }
 
-// call is one relay_evaluate round trip on inst.
+// call is one relay_evaluate round trip on inst. The output is a view of
+// the guest's memory, valid until the next call on inst.
 func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, error) {
 	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
 	defer cancel()
@@ -366,7 +405,7 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 		return nil, badOutput("%s output [%d, +%d) is outside memory of %d bytes",
 			exportEvaluate, optr, olen, inst.mem.Size())
 	}
-	return bytes.Clone(view), nil
+	return view, nil
 }
 
 func (p *Plugin) get(ctx context.Context) (*instance, error) {

@@ -1,0 +1,429 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/plugins/abi"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Circuit-breaker defaults.
+const (
+	DefaultBreakerThreshold = 5                // consecutive failures that open the breaker
+	DefaultBreakerCooldown  = 30 * time.Second // how long it stays open
+)
+
+// Verdicts recorded in relay.PluginDecision besides abi's allow, suppress
+// and defer.
+const (
+	// DecisionError records a failed plugin (the reason names the kind).
+	DecisionError = "error"
+)
+
+// Request is what a Set judges: an accepted event the baseline would
+// deliver, with the context plugins receive.
+type Request struct {
+	Now         time.Time                // the evaluation time; zero: time.Now()
+	Event       *relay.Event             // the event, defaults filled
+	Baseline    relay.Decision           // the baseline decision (plugins run only when it delivers)
+	Settings    map[string]relay.Setting // the workspace's settings by type
+	Preferences map[string]bool          // the user's preferences by type
+	Devices     []relay.Device           // the user's devices
+}
+
+// Result is the decision of the chain.
+type Result struct {
+	Verdict    relay.Verdict // deliver, suppress or defer
+	Reason     string        // the baseline's reason, or the deciding plugin's
+	DeferUntil time.Time     // with VerdictDefer: never after the event's expires_at
+	// Set holds the merged field changes of the plugins that allowed the
+	// event (later plugins win; data entries merge). Nil: no changes.
+	Set *abi.Set
+	// Devices narrows delivery to these device IDs. Nil: all the user's
+	// devices.
+	Devices []string
+	// Plugins lists each plugin that ran (or was skipped by its open
+	// breaker), in order, with the hash of the version that judged.
+	Plugins []relay.PluginDecision
+}
+
+// Decision returns the result as the decision the store records.
+func (r *Result) Decision(enforced bool) relay.Decision {
+	return relay.Decision{Verdict: r.Verdict, Reason: r.Reason, Enforced: enforced,
+		DeferUntil: r.DeferUntil, Plugins: r.Plugins}
+}
+
+// SetOptions configure how a Set runs its chain.
+type SetOptions struct {
+	Logger hclog.Logger
+	// Recent supplies user.recent; nil: no counts.
+	Recent *Recent
+	// OnError is the default for manifests without on_error (plugins.on_error);
+	// "": OnErrorSkip.
+	OnError string
+	// BreakerThreshold and BreakerCooldown configure each plugin's circuit
+	// breaker; zero: the defaults.
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
+}
+
+// Entry is one plugin of a Set with its manifest.
+type Entry struct {
+	Plugin   *Plugin
+	Manifest Manifest
+}
+
+// Set is an immutable, ordered chain of loaded plugins.
+//
+// # Notes
+//
+//   - Set is safe for concurrent use. It never changes; hot reload builds a
+//     new Set and swaps it in.
+//   - Closing the plugins is the caller's business (the Watcher does it).
+type Set struct {
+	opts    SetOptions
+	log     hclog.Logger
+	entries []Entry
+}
+
+// NewSet sorts entries by manifest order, then name, and returns the chain.
+func NewSet(opts SetOptions, entries []Entry) *Set {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.OnError == "" {
+		opts.OnError = OnErrorSkip
+	}
+	if opts.BreakerThreshold <= 0 {
+		opts.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if opts.BreakerCooldown <= 0 {
+		opts.BreakerCooldown = DefaultBreakerCooldown
+	}
+	es := slices.Clone(entries)
+	slices.SortStableFunc(es, func(a, b Entry) int {
+		if a.Manifest.Order != b.Manifest.Order {
+			return a.Manifest.Order - b.Manifest.Order
+		}
+		switch {
+		case a.Plugin.name < b.Plugin.name:
+			return -1
+		case a.Plugin.name > b.Plugin.name:
+			return 1
+		}
+		return 0
+	})
+	return &Set{opts: opts, log: opts.Logger, entries: es}
+}
+
+// Entries returns the chain in order.
+func (s *Set) Entries() []Entry { return slices.Clone(s.entries) }
+
+// Evaluate runs the chain for req and returns the decision. Plugin failures
+// are handled per on_error and recorded, not returned. The error is non-nil
+// only when ctx ends or a plugin of this Set has been closed (a hot reload
+// replaced it: evaluate again on the current Set).
+func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
+	ev := req.Event
+	res := Result{Verdict: req.Baseline.Verdict, Reason: req.Baseline.Reason,
+		DeferUntil: req.Baseline.DeferUntil}
+	if req.Baseline.Verdict != relay.VerdictDeliver || len(s.entries) == 0 {
+		return res, nil
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	enforced := req.Baseline.Enforced
+	var in *abi.Input // built on the first plugin that applies
+	for i := range s.entries {
+		e := &s.entries[i]
+		m := &e.Manifest
+		if !m.applies(ev.Workspace, ev.Type) {
+			continue
+		}
+		p := e.Plugin
+		if in == nil {
+			in = s.input(req, now)
+		}
+		in.Config = m.Config
+		shadow := m.Mode == ModeShadow
+		dec := relay.PluginDecision{Name: p.name, Hash: p.hash, Shadow: shadow}
+		log := s.log.With(relay.LogKeyPolicy, p.name, relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace)
+
+		out, err := s.call(ctx, p, in, now)
+		if err == nil {
+			err = checkDevices(out.Devices, in.User.Devices)
+			if err != nil {
+				p.failures.Add(1)
+				p.breaker.fail(now, s.opts.BreakerThreshold, s.opts.BreakerCooldown)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, relay.ErrClosed) || ctx.Err() != nil {
+				return Result{}, err
+			}
+			dec.Verdict, dec.Reason = DecisionError, failureReason(err)
+			if errors.Is(err, errBreakerOpen) {
+				log.Debug("policy skipped: circuit breaker open")
+			} else {
+				log.Warn("policy failed", relay.LogKeyError, err)
+			}
+			res.Plugins = append(res.Plugins, dec)
+			if shadow {
+				continue
+			}
+			onError := m.OnError
+			if onError == "" {
+				onError = s.opts.OnError
+			}
+			if onError == OnErrorSuppress {
+				if enforced && !m.OverrideEnforced {
+					log.Warn("policy failure would suppress an enforced type: refused")
+					continue
+				}
+				res.Verdict, res.Reason = relay.VerdictSuppress, "policy "+p.name+" failed: "+dec.Reason
+				return res, nil
+			}
+			continue
+		}
+		dec.Verdict, dec.Reason = out.Verdict, out.Reason
+		if shadow {
+			res.Plugins = append(res.Plugins, dec)
+			continue
+		}
+		in.Prior = append(in.Prior, abi.Prior{Plugin: p.name, Verdict: out.Verdict, Reason: out.Reason})
+		switch out.Verdict {
+		case abi.VerdictAllow:
+			res.Plugins = append(res.Plugins, dec)
+			if out.Set != nil {
+				res.Set = mergeSet(res.Set, out.Set)
+				applySet(&in.Event, out.Set)
+			}
+			if out.Devices != nil {
+				res.Devices = slices.Clone(out.Devices)
+				in.User.Devices = slices.DeleteFunc(slices.Clone(in.User.Devices), func(d abi.Device) bool {
+					return !slices.Contains(out.Devices, d.ID)
+				})
+			}
+		case abi.VerdictSuppress, abi.VerdictDefer:
+			if enforced && !m.OverrideEnforced {
+				dec.Reason = refused(dec.Reason)
+				res.Plugins = append(res.Plugins, dec)
+				log.Warn("policy tried to "+out.Verdict+" an enforced type: refused", relay.LogKeyType, ev.Type)
+				continue
+			}
+			res.Plugins = append(res.Plugins, dec)
+			res.Reason = out.Reason
+			if res.Reason == "" {
+				res.Reason = "policy " + p.name
+			}
+			if out.Verdict == abi.VerdictSuppress {
+				res.Verdict = relay.VerdictSuppress
+				return res, nil
+			}
+			until := out.DeferUntil
+			if !ev.ExpiresAt.IsZero() && until.After(ev.ExpiresAt) {
+				until = ev.ExpiresAt
+			}
+			res.Verdict, res.DeferUntil = relay.VerdictDefer, until
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+func refused(reason string) string {
+	if reason == "" {
+		return "refused: type is enforced"
+	}
+	return reason + " (refused: type is enforced)"
+}
+
+var errBreakerOpen = errors.New("circuit breaker open")
+
+// call evaluates one plugin unless its breaker is open, and keeps the
+// breaker's count.
+func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, now time.Time) (abi.Output, error) {
+	if !p.breaker.allow(now) {
+		return abi.Output{}, errBreakerOpen
+	}
+	out, err := p.Evaluate(ctx, in)
+	switch {
+	case err == nil:
+		p.breaker.succeed()
+	case errors.Is(err, relay.ErrClosed) || ctx.Err() != nil:
+	default:
+		if p.breaker.fail(now, s.opts.BreakerThreshold, s.opts.BreakerCooldown) {
+			s.log.Error("policy circuit breaker opened", relay.LogKeyPolicy, p.name,
+				"failures", s.opts.BreakerThreshold, "cooldown", s.opts.BreakerCooldown)
+		}
+	}
+	return out, err
+}
+
+// failureReason is the short reason recorded for a failed plugin.
+func failureReason(err error) string {
+	var pe *Error
+	switch {
+	case errors.As(err, &pe):
+		return string(pe.Kind)
+	case errors.Is(err, errBreakerOpen):
+		return "circuit open"
+	case errors.Is(err, errBadDevices):
+		return string(KindBadOutput)
+	}
+	return "error"
+}
+
+var errBadDevices = errors.New("bad devices")
+
+// checkDevices requires a narrowing to name only the user's devices and
+// leave at least one.
+func checkDevices(narrow []string, have []abi.Device) error {
+	if narrow == nil {
+		return nil
+	}
+	if len(narrow) == 0 {
+		return fmt.Errorf("%w: devices narrows to no device (answer suppress instead)", errBadDevices)
+	}
+	for _, id := range narrow {
+		if !slices.ContainsFunc(have, func(d abi.Device) bool { return d.ID == id }) {
+			return fmt.Errorf("%w: devices: %q is not one of the user's devices", errBadDevices, id)
+		}
+	}
+	return nil
+}
+
+// input builds the abi.Input for req.
+func (s *Set) input(req *Request, now time.Time) *abi.Input {
+	ev := req.Event
+	in := &abi.Input{
+		ABI: abi.Version,
+		Now: now.UTC(),
+		Event: abi.Event{ID: ev.ID, Workspace: ev.Workspace, User: ev.User, Type: ev.Type,
+			Title: ev.Title, Body: ev.Body, Data: ev.Data, Actions: ev.Actions,
+			Priority: string(ev.Priority), OccurredAt: ev.OccurredAt, ExpiresAt: ev.ExpiresAt},
+		Baseline: abi.Baseline{Verdict: string(req.Baseline.Verdict), Reason: req.Baseline.Reason,
+			Enforced: req.Baseline.Enforced},
+	}
+	if len(req.Settings) > 0 {
+		in.Workspace.Settings = make(map[string]string, len(req.Settings))
+		for k, v := range req.Settings {
+			in.Workspace.Settings[k] = string(v)
+		}
+	}
+	in.User.Preferences = req.Preferences
+	in.User.Devices = make([]abi.Device, 0, len(req.Devices))
+	for _, d := range req.Devices {
+		in.User.Devices = append(in.User.Devices, abi.Device{ID: d.ID, Platform: string(d.Platform), App: d.App})
+	}
+	if s.opts.Recent != nil {
+		in.User.Recent = s.opts.Recent.Lookup(ev.Workspace, ev.User, now)
+	}
+	return in
+}
+
+// mergeSet returns a copy of base with add's fields applied over it.
+func mergeSet(base, add *abi.Set) *abi.Set {
+	var out abi.Set
+	if base != nil {
+		out = *base
+		out.Data = nil
+	}
+	applySetFields(&out, add)
+	if base != nil || add.Data != nil {
+		out.Data = make(map[string]string)
+		if base != nil {
+			for k, v := range base.Data {
+				out.Data[k] = v
+			}
+		}
+		for k, v := range add.Data {
+			out.Data[k] = v
+		}
+		if len(out.Data) == 0 {
+			out.Data = nil
+		}
+	}
+	return &out
+}
+
+func applySetFields(dst, src *abi.Set) {
+	for _, f := range []struct{ d, s **string }{
+		{&dst.Title, &src.Title}, {&dst.Body, &src.Body}, {&dst.Priority, &src.Priority},
+		{&dst.InterruptionLevel, &src.InterruptionLevel}, {&dst.Sound, &src.Sound},
+		{&dst.Category, &src.Category}, {&dst.ThreadID, &src.ThreadID},
+	} {
+		if *f.s != nil {
+			v := **f.s
+			*f.d = &v
+		}
+	}
+}
+
+// applySet shows later plugins the event as changed by earlier ones.
+func applySet(ev *abi.Event, s *abi.Set) {
+	if s.Title != nil {
+		ev.Title = *s.Title
+	}
+	if s.Body != nil {
+		ev.Body = *s.Body
+	}
+	if s.Priority != nil {
+		ev.Priority = *s.Priority
+	}
+	if len(s.Data) > 0 {
+		d := make(map[string]string, len(ev.Data)+len(s.Data))
+		for k, v := range ev.Data {
+			d[k] = v
+		}
+		for k, v := range s.Data {
+			d[k] = v
+		}
+		ev.Data = d
+	}
+}
+
+// breaker is a plugin version's circuit breaker: it opens after threshold
+// consecutive failures and lets one call through after the cool-down.
+type breaker struct {
+	mu        sync.Mutex
+	failures  int
+	openUntil time.Time
+}
+
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.openUntil.IsZero() || !now.Before(b.openUntil)
+}
+
+func (b *breaker) succeed() {
+	b.mu.Lock()
+	b.failures, b.openUntil = 0, time.Time{}
+	b.mu.Unlock()
+}
+
+// fail counts a failure and reports whether the breaker opened now.
+func (b *breaker) fail(now time.Time, threshold int, cooldown time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures++
+	if b.failures >= threshold {
+		wasOpen := !b.openUntil.IsZero()
+		b.openUntil = now.Add(cooldown)
+		return !wasOpen
+	}
+	return false
+}
+
+// BreakerOpen reports whether the plugin's circuit breaker is open at now.
+func (p *Plugin) BreakerOpen(now time.Time) bool { return !p.breaker.allow(now) }
