@@ -33,7 +33,7 @@ func (s *Store) PutDevice(ctx context.Context, d relay.Device) error {
 	defer leave()
 
 	k := joinKey(d.Workspace, d.User, d.ID)
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevices).Put(k, v)
 	})
 	if err != nil {
@@ -111,7 +111,7 @@ func (s *Store) DeleteDevice(ctx context.Context, workspace, user, id string) er
 
 	k := joinKey(workspace, user, id)
 	var found bool
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketDevices)
 		found = b.Get(k) != nil
 		if !found {
@@ -143,7 +143,7 @@ func (s *Store) RemoveDeviceToken(ctx context.Context, workspace, user, id, toke
 
 	k := joinKey(workspace, user, id)
 	var removed bool
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		removed = false
 		b := tx.Bucket(bucketDevices)
 		v := b.Get(k)

@@ -51,7 +51,7 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 	if valid == 0 {
 		return results, nil
 	}
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		evb, und := tx.Bucket(bucketEvents), tx.Bucket(bucketUndecided)
 		for i, k := range keys {
 			if k == nil {
@@ -162,11 +162,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 			return fmt.Errorf("decide event %s: job %d: device_id %q: appears twice", key, i, j.DeviceID)
 		}
 		seen[j.DeviceID] = true
-		v, err := encodeJob(&j)
-		if err != nil {
-			return fmt.Errorf("decide event %s: %w", key, err)
-		}
-		puts[i] = put{key: jobKey(key, j.DeviceID), value: v, bucket: jobBucket(j.State)}
+		puts[i] = put{key: jobKey(key, j.DeviceID), value: encodeJob(&j), bucket: jobBucket(j.State)}
 	}
 	dv, err := encodeDecision(d, alert)
 	if err != nil {
@@ -181,7 +177,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 	k := eventKey(key)
 	prefix := prefixKey(key.Workspace, key.ID)
 	var found bool
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		ev := tx.Bucket(bucketEvents).Get(k)
 		found = ev != nil
 		if !found {

@@ -26,11 +26,7 @@ func (s *Store) UpdateJobs(ctx context.Context, jobs []relay.Job) error {
 		if err := checkPart("device_id", j.DeviceID); err != nil {
 			return fmt.Errorf("update jobs: job %d: %w", i, err)
 		}
-		v, err := encodeJob(j)
-		if err != nil {
-			return fmt.Errorf("update jobs: job %d: %w", i, err)
-		}
-		keys[i], values[i] = jobKey(j.Event, j.DeviceID), v
+		keys[i], values[i] = jobKey(j.Event, j.DeviceID), encodeJob(j)
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -41,7 +37,7 @@ func (s *Store) UpdateJobs(ctx context.Context, jobs []relay.Job) error {
 	}
 	defer leave()
 
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	err = s.write(func(tx *bbolt.Tx) error {
 		open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
 		for i, k := range keys {
 			var from *bbolt.Bucket
@@ -91,6 +87,7 @@ func (s *Store) OpenJobs(ctx context.Context, fn func(relay.Job) error) error {
 	for {
 		chunk = chunk[:0]
 		err := s.db.View(func(tx *bbolt.Tx) error {
+			var dec jobDecoder
 			c := tx.Bucket(bucketJobsOpen).Cursor()
 			k, v := c.First()
 			if after != nil {
@@ -100,7 +97,7 @@ func (s *Store) OpenJobs(ctx context.Context, fn func(relay.Job) error) error {
 				}
 			}
 			for ; k != nil && len(chunk) < walkChunk; k, v = c.Next() {
-				j, err := decodeJob(k, v)
+				j, err := dec.decode(k, v)
 				if err != nil {
 					return err
 				}

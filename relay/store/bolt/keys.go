@@ -60,15 +60,6 @@ func eventKey(k relay.EventKey) []byte { return joinKey(k.Workspace, k.ID) }
 
 func jobKey(k relay.EventKey, device string) []byte { return joinKey(k.Workspace, k.ID, device) }
 
-// splitJobKey parses a jobs_* key.
-func splitJobKey(b []byte) (relay.EventKey, string, error) {
-	parts := bytes.SplitN(b, []byte{sep}, 3)
-	if len(parts) != 3 {
-		return relay.EventKey{}, "", fmt.Errorf("job key %q: want 3 parts, got %d", b, len(parts))
-	}
-	return relay.EventKey{Workspace: string(parts[0]), ID: string(parts[1])}, string(parts[2]), nil
-}
-
 // splitEventKey parses an events key.
 func splitEventKey(b []byte) (relay.EventKey, error) {
 	i := bytes.IndexByte(b, sep)

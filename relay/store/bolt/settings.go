@@ -131,7 +131,7 @@ func (s *Store) mergeMap(ctx context.Context, bucket, key []byte, merge func([]b
 		return err
 	}
 	defer leave()
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.write(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucket)
 		v, err := merge(b.Get(key))
 		if err != nil {

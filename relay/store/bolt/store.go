@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -70,6 +71,9 @@ type Store struct {
 	mu       sync.RWMutex // guards closed and wg.Add
 	closed   bool
 	wg       sync.WaitGroup // calls in flight
+	inflight atomic.Int32   // the same count, readable (tests)
+	writers  atomic.Int32   // write calls in flight
+	noSolo   bool           // always batch (benchmarks compare)
 	done     chan struct{}  // closed by Close: walks stop
 	once     sync.Once
 	closeErr error
@@ -161,7 +165,27 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 		return nil, relay.ErrClosed
 	}
 	s.wg.Add(1)
-	return s.wg.Done, nil
+	s.inflight.Add(1)
+	return s.leave, nil
+}
+
+func (s *Store) leave() {
+	s.inflight.Add(-1)
+	s.wg.Done()
+}
+
+// write runs fn in a read-write transaction and returns once it is
+// committed to disk. A lone writer commits at once (db.Update); a writer
+// that finds others in flight joins their group commit (db.Batch), which
+// collects the callers arriving within MaxBatchDelay, or while the commit
+// before it syncs. fn must be idempotent: Batch may run it more than once.
+func (s *Store) write(fn func(*bbolt.Tx) error) error {
+	n := s.writers.Add(1)
+	defer s.writers.Add(-1)
+	if n == 1 && !s.noSolo {
+		return s.db.Update(fn)
+	}
+	return s.db.Batch(fn)
 }
 
 // stopped reports why a walk must stop, or nil.
