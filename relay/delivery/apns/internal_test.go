@@ -1,0 +1,34 @@
+package apns
+
+import (
+	"testing"
+
+	"github.com/sideshow/apns2"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/relaytest"
+)
+
+// Without an endpoint, devices go to Apple's host for their environment.
+func TestHostByEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	creds, err := relaytest.WriteDevCredentials(dir, relaytest.DevCredentialsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(&config.APNS{Topic: "t", KeyFile: creds.APNsKeyFile, KeyID: "k", TeamID: "x", Connections: 3}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for env, want := range map[string]string{"": apns2.HostProduction, relay.EnvironmentProduction: apns2.HostProduction, relay.EnvironmentSandbox: apns2.HostDevelopment} {
+		p := c.pool(relay.Device{Environment: env})
+		if len(p.clients) != 3 || p.clients[0].Host != want || cap(p.sem) != 3*DefaultMaxInFlight {
+			t.Errorf("environment %q: %d clients, host %s, cap %d", env, len(p.clients), p.clients[0].Host, cap(p.sem))
+		}
+		if p.clients[0].Token != c.token || p.clients[1].Token != c.token {
+			t.Error("clients do not share one provider token")
+		}
+	}
+}
