@@ -109,6 +109,7 @@ type FakeAPNs struct {
 
 	mu           sync.Mutex
 	unregistered map[string]time.Time
+	verified     map[string]int64 // bearer -> iat, for tokens whose signature checked out
 }
 
 // NewFakeAPNs starts a FakeAPNs for a test on a random 127.0.0.1 port,
@@ -128,7 +129,7 @@ func NewFakeAPNs(tb testing.TB, opts APNsOptions) *FakeAPNs {
 
 // StartFakeAPNs starts a FakeAPNs as opts say. Call Close when done.
 func StartFakeAPNs(opts APNsOptions) (*FakeAPNs, error) {
-	f := &FakeAPNs{opts: opts, unregistered: map[string]time.Time{}}
+	f := &FakeAPNs{opts: opts, unregistered: map[string]time.Time{}, verified: map[string]int64{}}
 	ca := tls.NoClientCert
 	if opts.RequireClientCert {
 		ca = tls.RequireAnyClientCert
@@ -359,6 +360,16 @@ func (f *FakeAPNs) authenticate(r *http.Request) string {
 	if f.opts.AuthKey == nil {
 		return ""
 	}
+	// Like APNs, verify a token once and then only check its age.
+	f.mu.Lock()
+	iat, seen := f.verified[raw]
+	f.mu.Unlock()
+	if seen {
+		if time.Since(time.Unix(iat, 0)) > apnsTokenMaxAge {
+			return "ExpiredProviderToken"
+		}
+		return ""
+	}
 	t, err := parseJWT(raw)
 	if err != nil {
 		return "InvalidProviderToken"
@@ -369,13 +380,19 @@ func (f *FakeAPNs) authenticate(r *http.Request) string {
 	if err := t.verifyES256(f.opts.AuthKey); err != nil {
 		return "InvalidProviderToken"
 	}
-	iat, ok := t.num("iat")
+	iat, ok = t.num("iat")
 	if !ok {
 		return "InvalidProviderToken"
 	}
 	if time.Since(time.Unix(iat, 0)) > apnsTokenMaxAge {
 		return "ExpiredProviderToken"
 	}
+	f.mu.Lock()
+	if len(f.verified) >= 1024 {
+		clear(f.verified)
+	}
+	f.verified[raw] = iat
+	f.mu.Unlock()
 	return ""
 }
 
