@@ -305,7 +305,7 @@ func (d *decoder) field(ev *relay.Event, rawKey []byte) error {
 	case "expires_at":
 		bit = fExpiresAt
 	default:
-		return &FieldError{Field: string(rawKey), Reason: reasonUnknownField}
+		return &FieldError{Field: shorten(string(rawKey)), Reason: reasonUnknownField}
 	}
 	key := fieldNames[bits.TrailingZeros16(bit)]
 	if d.dup&bit != 0 {
@@ -601,17 +601,26 @@ func hex4(b []byte, i int) (rune, bool) {
 
 // quoteShort quotes s for an error message, cut to 64 characters.
 func quoteShort(s string) string {
-	const max = 64
-	if utf8.RuneCountInString(s) > max {
-		n := 0
-		for i := range s {
-			if n == max {
-				return strconv.Quote(s[:i]) + "..."
-			}
-			n++
-		}
+	if t := shorten(s); len(t) < len(s) {
+		return strconv.Quote(t) + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// shorten cuts s to 64 characters.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == max {
+			return s[:i]
+		}
+		n++
+	}
+	return s
 }
 
 func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) error {

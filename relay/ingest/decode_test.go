@@ -111,6 +111,7 @@ func TestDecodeEventRejects(t *testing.T) {
 		{"number", `42`, `expected a JSON object, got number`},
 		{"unknown field", ev(`"foo":1`), `unknown field "foo"`},
 		{"unknown field case", `{"ID":"a"}`, `unknown field "ID"`},
+		{"long unknown field", `{"` + long(100) + `":"a"}`, `unknown field "` + long(64) + `"`},
 		{"duplicate field", ev(`"id":"b"`), `field "id": duplicate field`},
 		{"missing id", `{"workspace":"w","user":"u","type":"otp_received"}`, `missing required field "id"`},
 		{"missing user", `{"id":"a","workspace":"w","type":"otp_received"}`, `missing required field "user"`},

@@ -119,6 +119,11 @@ type Server struct {
 	ready    chan struct{}
 	draining atomic.Bool
 	running  atomic.Bool
+
+	// handlers is read-locked by every request; Run write-locks it to wait
+	// for handlers still running after the connections are closed.
+	handlers sync.RWMutex
+	stopped  bool // under handlers
 }
 
 // New returns a server for opts. It does no I/O and starts nothing.
@@ -194,6 +199,12 @@ func (s *Server) Path() string { return s.opts.Path }
 // ServeHTTP serves one request of the socket API: the routes, JSON 404 and
 // 405 answers, and panic recovery. Run uses it; tests may too.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handlers.RLock()
+	defer s.handlers.RUnlock()
+	if s.stopped {
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "shutting down")
+		return
+	}
 	rw := &responseWriter{ResponseWriter: w}
 	defer func() {
 		if v := recover(); v != nil {
@@ -225,8 +236,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Run listens on the socket and serves until ctx is done. Then it stops
 // accepting connections, lets requests in flight finish (up to
-// DrainTimeout, then closes their connections), removes the socket file
-// and returns nil. It fails if the options are incomplete, the socket path
+// DrainTimeout; then it cancels their contexts, closes their connections
+// and waits for their handlers to return), removes the socket file and
+// returns nil. It fails if the options are incomplete, the socket path
 // is in use by a live server, or exists and is not a socket. Run may be
 // called once.
 func (s *Server) Run(ctx context.Context) error {
@@ -275,6 +287,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancelDrain()
 	wg.Wait()
+	// Close does not wait for handlers: wait for those still running
+	// (their request contexts are cancelled).
+	s.handlers.Lock()
+	s.stopped = true
+	s.handlers.Unlock()
 	if err := <-serveErr; runErr == nil && err != nil && !errors.Is(err, http.ErrServerClosed) {
 		runErr = fmt.Errorf("serve socket %s: %w", s.opts.Path, err)
 	}
