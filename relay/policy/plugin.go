@@ -112,7 +112,6 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, fmt.Errorf("load policy %s: module is %d bytes, limit %d", name, len(wasm), MaxModuleBytes)
 	}
 	start := time.Now()
-	sum := sha256.Sum256(wasm)
 	code, err := harden(wasm)
 	if err != nil {
 		return nil, fmt.Errorf("load policy %s: %w", name, err)
@@ -126,7 +125,7 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 	}
 	p := &Plugin{
 		name:     name,
-		hash:     hex.EncodeToString(sum[:]),
+		hash:     sha256hex(wasm),
 		size:     len(wasm),
 		eng:      e,
 		compiled: compiled,
@@ -460,4 +459,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 		return fmt.Errorf("close policy %s: %w", p.name, err)
 	}
 	return nil
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -1,0 +1,440 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Watcher defaults.
+const (
+	DefaultDebounce = 200 * time.Millisecond
+	DefaultResync   = 60 * time.Second
+	// maxEvaluateAttempts bounds how often Evaluate restarts a chain whose
+	// Set was replaced under it.
+	maxEvaluateAttempts = 10
+)
+
+// WatcherOptions configure a Watcher.
+type WatcherOptions struct {
+	// Dir is plugins.dir: NAME.wasm files with optional NAME.hcl manifests.
+	Dir string
+	// Engine compiles and runs the plugins. The Watcher does not close it.
+	Engine *Engine
+	// Set configures the chains the Watcher builds.
+	Set SetOptions
+	// Debounce is how long the directory must be quiet before a rescan.
+	Debounce time.Duration
+	// Resync is the period of a full rescan even without events (events
+	// can be lost: network filesystems, inotify overflow).
+	Resync time.Duration
+	Logger hclog.Logger
+}
+
+// PluginInfo describes a loaded plugin for GET /v1/plugins.
+type PluginInfo struct {
+	Name        string    `json:"name"`
+	Hash        string    `json:"hash"`
+	Order       int       `json:"order"`
+	Mode        string    `json:"mode"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	Calls       uint64    `json:"calls"`
+	Failures    uint64    `json:"failures"`
+	Timeouts    uint64    `json:"timeouts"`
+	BreakerOpen bool      `json:"breaker_open,omitempty"`
+	// LastError is why the file on disk is not the version loaded (empty
+	// when they agree).
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Watcher keeps a Set in step with plugins.dir: new, changed and removed
+// files take effect without a restart, and a broken file leaves the
+// previous version running.
+//
+// # Notes
+//
+//   - Evaluate and List are safe for concurrent use and never wait for a
+//     reload: the current Set is swapped atomically.
+//   - Reload and Run's rescans are serialized.
+type Watcher struct {
+	opts WatcherOptions
+	log  hclog.Logger
+	cur  atomic.Pointer[Set]
+
+	reloadMu sync.Mutex // serializes rescans
+	slots    map[string]*slot
+	closed   bool
+
+	stateMu sync.Mutex // guards lastErr for List
+	lastErr map[string]string
+}
+
+// slot is what the watcher knows about one NAME.
+type slot struct {
+	plugin   *Plugin
+	manifest Manifest
+	wasmHash string // of the loaded version
+	manHash  string // of the manifest it was loaded with ("" = none)
+	badKey   string // wasmHash+manHash of the last version that failed to load
+}
+
+// NewWatcher returns a Watcher with an empty Set. It starts nothing and
+// reads nothing: call Reload, then Run.
+func NewWatcher(opts WatcherOptions) *Watcher {
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = DefaultResync
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Set.Logger == nil {
+		opts.Set.Logger = opts.Logger
+	}
+	w := &Watcher{opts: opts, log: opts.Logger, slots: make(map[string]*slot), lastErr: make(map[string]string)}
+	w.cur.Store(NewSet(opts.Set, nil))
+	return w
+}
+
+// Current returns the Set in effect.
+func (w *Watcher) Current() *Set { return w.cur.Load() }
+
+// Evaluate runs the current chain for req. When a reload replaces a plugin
+// mid-chain, it starts over on the new Set, so every decision comes from
+// one consistent Set.
+func (w *Watcher) Evaluate(ctx context.Context, req *Request) (Result, error) {
+	var err error
+	for range maxEvaluateAttempts {
+		var res Result
+		res, err = w.cur.Load().Evaluate(ctx, req)
+		if !errors.Is(err, relay.ErrClosed) || ctx.Err() != nil {
+			return res, err
+		}
+	}
+	return Result{}, fmt.Errorf("evaluate policies: %w", err)
+}
+
+// List describes the loaded plugins in chain order.
+func (w *Watcher) List() []PluginInfo {
+	s := w.cur.Load()
+	now := time.Now()
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	out := make([]PluginInfo, 0, len(s.entries))
+	seen := make(map[string]bool)
+	for _, e := range s.entries {
+		p := e.Plugin
+		st := p.Stats()
+		seen[p.name] = true
+		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
+			LoadedAt: p.loadedAt, Calls: st.Calls, Failures: st.Failures, Timeouts: st.Timeouts,
+			BreakerOpen: p.BreakerOpen(now), LastError: w.lastErr[p.name]})
+	}
+	// Files that never loaded show up with their error.
+	var names []string
+	for n := range w.lastErr {
+		if !seen[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, PluginInfo{Name: n, LastError: w.lastErr[n]})
+	}
+	return out
+}
+
+// Run watches the directory until ctx ends, rescanning after a quiet
+// period following any change, after watcher errors and every Resync. It
+// returns nil when ctx ends, or an error if the directory cannot be watched.
+func (w *Watcher) Run(ctx context.Context) error {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch plugins dir: %w", err)
+	}
+	defer fw.Close()
+	if err := fw.Add(w.opts.Dir); err != nil {
+		return fmt.Errorf("watch plugins dir %s: %w", w.opts.Dir, err)
+	}
+	// Changes between the caller's Reload and the watch starting.
+	_ = w.Reload()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	resync := time.NewTicker(w.opts.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return nil
+			}
+			if relevant(ev.Name) {
+				debounce.Reset(w.opts.Debounce)
+			}
+		case err, ok := <-fw.Errors:
+			if !ok {
+				return nil
+			}
+			w.log.Warn("plugins dir watch error; rescanning", relay.LogKeyError, err)
+			debounce.Reset(w.opts.Debounce)
+		case <-debounce.C:
+			_ = w.Reload()
+		case <-resync.C:
+			_ = w.Reload()
+		}
+	}
+}
+
+// relevant reports whether a change to name can change the plugin set:
+// plugin files, manifests and Kubernetes' ..data symlink.
+func relevant(path string) bool {
+	base := filepath.Base(path)
+	if base == "..data" {
+		return true
+	}
+	if strings.HasPrefix(base, ".") {
+		return false
+	}
+	return strings.HasSuffix(base, ".wasm") || strings.HasSuffix(base, ".hcl")
+}
+
+// fileVersion is one NAME's files as read during a rescan.
+type fileVersion struct {
+	wasm     []byte
+	wasmHash string
+	manSrc   []byte
+	manHash  string
+	manPath  string
+	err      error
+}
+
+// Reload rescans the directory now: it loads new and changed plugins off
+// the hot path, unloads removed ones, swaps in the new Set and then drains
+// and closes the versions it replaced. A file that fails to read, parse,
+// compile or validate keeps its previous version (if any) and its error is
+// logged, kept for List and returned (joined with the others).
+func (w *Watcher) Reload() error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	if w.closed {
+		return relay.ErrClosed
+	}
+	found, err := w.scan()
+	if err != nil {
+		w.log.Error("cannot scan plugins dir", "dir", w.opts.Dir, relay.LogKeyError, err)
+		return err
+	}
+	var errs []error
+	var retired []*Plugin
+	changed := false
+	for name, fv := range found {
+		sl := w.slots[name]
+		if sl != nil && sl.wasmHash == fv.wasmHash && sl.manHash == fv.manHash && fv.err == nil {
+			w.setErr(name, "")
+			continue
+		}
+		key := fv.wasmHash + "/" + fv.manHash
+		if sl != nil && sl.badKey == key && fv.err == nil {
+			continue // the same broken bytes: already reported
+		}
+		ok, err := w.apply(name, sl, fv, &retired)
+		if err != nil {
+			errs = append(errs, err)
+			kept := ""
+			if sl != nil {
+				if sl.plugin != nil {
+					kept = sl.plugin.hash[:12]
+				}
+				sl.badKey = key
+			} else {
+				w.slots[name] = &slot{badKey: key}
+			}
+			w.setErr(name, err.Error())
+			w.log.Error("policy not loaded; keeping the previous version", relay.LogKeyPolicy, name,
+				"kept_hash", kept, relay.LogKeyError, err)
+			continue
+		}
+		if ok {
+			changed = true
+			w.setErr(name, "")
+		}
+	}
+	for name, sl := range w.slots {
+		if _, ok := found[name]; ok {
+			continue
+		}
+		delete(w.slots, name)
+		w.setErr(name, "")
+		if sl.plugin != nil {
+			retired = append(retired, sl.plugin)
+			changed = true
+			w.log.Info("policy unloaded: file removed", relay.LogKeyPolicy, name, "hash", sl.wasmHash[:12])
+		}
+	}
+	if changed {
+		w.publish()
+	}
+	for _, p := range retired {
+		if err := p.Close(context.Background()); err != nil {
+			w.log.Warn("cannot close replaced policy", relay.LogKeyPolicy, p.name, relay.LogKeyError, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// apply loads fv for name into its slot. It reports whether the Set must
+// change; plugins it replaced are appended to retired.
+func (w *Watcher) apply(name string, sl *slot, fv *fileVersion, retired *[]*Plugin) (bool, error) {
+	if fv.err != nil {
+		return false, fv.err
+	}
+	man := &Manifest{Mode: ModeEnforce}
+	if fv.manSrc != nil {
+		m, err := ParseManifest(fv.manPath, fv.manSrc)
+		if err != nil {
+			return false, err
+		}
+		man = m
+	}
+	if sl != nil && sl.plugin != nil && sl.wasmHash == fv.wasmHash {
+		// Only the manifest changed: same plugin, new place in the chain.
+		sl.manifest, sl.manHash, sl.badKey = *man, fv.manHash, ""
+		w.log.Info("policy manifest reloaded", relay.LogKeyPolicy, name)
+		return true, nil
+	}
+	start := time.Now()
+	p, err := w.opts.Engine.Load(name, fv.wasm)
+	if err != nil {
+		return false, err
+	}
+	if sl == nil {
+		sl = &slot{}
+		w.slots[name] = sl
+	}
+	if sl.plugin != nil {
+		*retired = append(*retired, sl.plugin)
+	}
+	sl.plugin, sl.manifest, sl.wasmHash, sl.manHash, sl.badKey = p, *man, fv.wasmHash, fv.manHash, ""
+	w.log.Info("policy loaded", relay.LogKeyPolicy, name, "hash", p.hash[:12], "order", man.Order,
+		"mode", man.Mode, "took", time.Since(start))
+	return true, nil
+}
+
+// publish swaps in a Set built from the slots.
+func (w *Watcher) publish() {
+	var entries []Entry
+	for _, sl := range w.slots {
+		if sl.plugin != nil {
+			entries = append(entries, Entry{Plugin: sl.plugin, Manifest: sl.manifest})
+		}
+	}
+	w.cur.Store(NewSet(w.opts.Set, entries))
+}
+
+func (w *Watcher) setErr(name, msg string) {
+	w.stateMu.Lock()
+	if msg == "" {
+		delete(w.lastErr, name)
+	} else {
+		w.lastErr[name] = msg
+	}
+	w.stateMu.Unlock()
+}
+
+// scan reads every NAME.wasm (following symlinks) and its NAME.hcl.
+func (w *Watcher) scan() (map[string]*fileVersion, error) {
+	ents, err := os.ReadDir(w.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("read plugins dir: %w", err)
+	}
+	found := make(map[string]*fileVersion)
+	for _, ent := range ents {
+		fn := ent.Name()
+		if strings.HasPrefix(fn, ".") || !strings.HasSuffix(fn, ".wasm") {
+			continue
+		}
+		name := strings.TrimSuffix(fn, ".wasm")
+		fv := &fileVersion{}
+		path := filepath.Join(w.opts.Dir, fn)
+		fv.wasm, fv.err = readCapped(path, MaxModuleBytes)
+		if fv.err != nil {
+			if errors.Is(fv.err, os.ErrNotExist) {
+				continue // removed (or a dangling symlink) between ReadDir and here
+			}
+			fv.err = fmt.Errorf("read policy %s: %w", path, fv.err)
+		}
+		sum := sha256.Sum256(fv.wasm)
+		fv.wasmHash = hex.EncodeToString(sum[:])
+		fv.manPath = filepath.Join(w.opts.Dir, name+".hcl")
+		src, err := readCapped(fv.manPath, MaxManifestBytes)
+		switch {
+		case err == nil:
+			fv.manSrc = src
+			ms := sha256.Sum256(src)
+			fv.manHash = hex.EncodeToString(ms[:])
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			if fv.err == nil {
+				fv.err = fmt.Errorf("read manifest %s: %w", fv.manPath, err)
+			}
+		}
+		found[name] = fv
+	}
+	return found, nil
+}
+
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return b, nil
+}
+
+// Close unloads every plugin (after their in-flight evaluations) and stops
+// further reloads. Evaluate afterwards runs an empty chain.
+func (w *Watcher) Close(ctx context.Context) error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.cur.Store(NewSet(w.opts.Set, nil))
+	var errs []error
+	for name, sl := range w.slots {
+		if sl.plugin != nil {
+			errs = append(errs, sl.plugin.Close(ctx))
+		}
+		delete(w.slots, name)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,257 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+func writeFile(tb testing.TB, path string, b []byte) {
+	tb.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// writeAtomic writes via a temp file and rename, as deployers should.
+func writeAtomic(tb testing.TB, path string, b []byte) {
+	tb.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	writeFile(tb, tmp, b)
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// poll waits for cond, failing the test after 10 s.
+func poll(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func info(w *Watcher, name string) PluginInfo {
+	for _, pi := range w.List() {
+		if pi.Name == name {
+			return pi
+		}
+	}
+	return PluginInfo{}
+}
+
+func TestWatcherReload(t *testing.T) {
+	e := openEngine(t, Options{})
+	dir := t.TempDir()
+	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e})
+	defer w.Close(context.Background())
+
+	a := constPlugin(`{"verdict":"allow","set":{"title":"A"}}`)
+	writeFile(t, filepath.Join(dir, "a.wasm"), a)
+	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = 2\n"))
+	writeFile(t, filepath.Join(dir, "b.wasm"), []byte("garbage"))
+	writeFile(t, filepath.Join(dir, ".hidden.wasm"), []byte("garbage"))
+	writeFile(t, filepath.Join(dir, "notes.txt"), []byte("x"))
+	err := w.Reload()
+	if err == nil || !strings.Contains(err.Error(), "compile policy b") {
+		t.Fatalf("reload error %v", err)
+	}
+	if pi := info(w, "a"); pi.Hash != sha256hex(a) || pi.Order != 2 || pi.Mode != ModeEnforce || pi.LastError != "" {
+		t.Fatalf("a: %+v", pi)
+	}
+	if pi := info(w, "b"); pi.Hash != "" || !strings.Contains(pi.LastError, "compile policy b") {
+		t.Fatalf("b: %+v", pi)
+	}
+	res, err := w.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+	if err != nil || len(res.Plugins) != 1 || res.Plugins[0].Hash != sha256hex(a) {
+		t.Fatalf("%+v %v", res, err)
+	}
+
+	// A broken new version keeps the old one.
+	writeFile(t, filepath.Join(dir, "a.wasm"), a[:30])
+	if err := w.Reload(); err == nil {
+		t.Fatal("broken a accepted")
+	}
+	if pi := info(w, "a"); pi.Hash != sha256hex(a) || pi.LastError == "" {
+		t.Fatalf("a after broken write: %+v", pi)
+	}
+	// A broken manifest keeps the old one too.
+	writeFile(t, filepath.Join(dir, "a.wasm"), a)
+	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = \"x\"\n"))
+	if err := w.Reload(); err == nil || !strings.Contains(err.Error(), "a.hcl:1") {
+		t.Fatalf("broken manifest: %v", err)
+	}
+	if pi := info(w, "a"); pi.Order != 2 || pi.LastError == "" {
+		t.Fatalf("a after broken manifest: %+v", pi)
+	}
+	// Fixing the manifest changes the order without reloading the module.
+	old := w.Current().Entries()[0].Plugin
+	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = 7\nmode = \"shadow\"\n"))
+	writeFile(t, filepath.Join(dir, "b.wasm"), constPlugin(`{"verdict":"suppress"}`))
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if pi := info(w, "a"); pi.Order != 7 || pi.Mode != ModeShadow || pi.LastError != "" {
+		t.Fatalf("a: %+v", pi)
+	}
+	if w.Current().Entries()[1].Plugin != old {
+		t.Fatal("manifest change reloaded the module")
+	}
+	res, err = w.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+	if err != nil || res.Verdict != relay.VerdictSuppress || res.Plugins[0].Name != "b" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// Removing a file unloads the plugin and closes it.
+	if err := os.Remove(filepath.Join(dir, "b.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	bp := w.Current().Entries()[0].Plugin
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.List()) != 1 || bp.Stats().Instances != 0 {
+		t.Fatalf("after remove: %+v, b instances %d", w.List(), bp.Stats().Instances)
+	}
+	if _, err := bp.EvaluateRaw(context.Background(), []byte("{}")); !errors.Is(err, relay.ErrClosed) {
+		t.Fatalf("removed plugin still evaluates: %v", err)
+	}
+}
+
+func TestWatcherRun(t *testing.T) {
+	e := openEngine(t, Options{})
+	dir := t.TempDir()
+	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e, Debounce: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		w.Close(context.Background())
+	}()
+	versions := make([][]byte, 4)
+	for i := range versions {
+		versions[i] = constPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
+	}
+	path := filepath.Join(dir, "p.wasm")
+	waitHash := func(b []byte, how string) {
+		poll(t, how, func() bool { return info(w, "p").Hash == sha256hex(b) })
+	}
+	writeAtomic(t, path, versions[0])
+	waitHash(versions[0], "create by rename")
+	writeFile(t, path, versions[1]) // in place
+	waitHash(versions[1], "in-place write")
+
+	// Kubernetes ConfigMap layout: p.wasm -> ..data/p.wasm, ..data -> ..v1,
+	// swapped by renaming a new symlink over ..data.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "unload", func() bool { return len(w.List()) == 0 })
+	for i, v := range []int{2, 3} {
+		d := filepath.Join(dir, fmt.Sprintf("..v%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(d, "p.wasm"), versions[v])
+		tmpLink := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(filepath.Base(d), tmpLink); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmpLink, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := os.Symlink(filepath.Join("..data", "p.wasm"), path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitHash(versions[v], fmt.Sprintf("..data swap %d", i))
+	}
+}
+
+// TestHotReloadHammer swaps a plugin many times while goroutines evaluate:
+// no evaluation fails and each decision names a version that exists, with
+// that version's own answer.
+func TestHotReloadHammer(t *testing.T) {
+	e := openEngine(t, Options{MaxConcurrent: 4})
+	dir := t.TempDir()
+	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e})
+	defer w.Close(context.Background())
+	const swaps = 50
+	reasonOf := make(map[string]string)
+	versions := make([][]byte, swaps+1)
+	for i := range versions {
+		versions[i] = constPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
+		reasonOf[sha256hex(versions[i])] = fmt.Sprintf("v%d", i)
+	}
+	writeFile(t, filepath.Join(dir, "other.wasm"), constPlugin(`{"verdict":"allow","reason":"other"}`))
+	writeFile(t, filepath.Join(dir, "p.wasm"), versions[0])
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	var failed atomic.Value
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := w.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+				if err == nil && len(res.Plugins) != 2 {
+					err = fmt.Errorf("%d plugin decisions", len(res.Plugins))
+				}
+				if err == nil {
+					d := res.Plugins[1]
+					if want, ok := reasonOf[d.Hash]; !ok || d.Reason != want || d.Verdict != "allow" {
+						err = fmt.Errorf("decision %+v does not match its version", d)
+					}
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	for i := 1; i <= swaps; i++ {
+		writeAtomic(t, filepath.Join(dir, "p.wasm"), versions[i])
+		if err := w.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		n := calls.Load()
+		poll(t, "evaluations after a swap", func() bool { return calls.Load() > n+20 || failed.Load() != nil })
+	}
+	close(stop)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	if pi := info(w, "p"); pi.Hash != sha256hex(versions[swaps]) {
+		t.Fatalf("final %+v", pi)
+	}
+	t.Logf("%d evaluations across %d swaps, 0 errors", calls.Load(), swaps)
+}
