@@ -18,12 +18,14 @@ import (
 // events at once, each call durable on return.
 func BenchmarkAddEventsParallel(b *testing.B) {
 	for _, per := range []int{1, 100} {
-		for _, callers := range []int{1, 16, 128} {
-			b.Run(fmt.Sprintf("events=%d/callers=%d", per, callers), func(b *testing.B) {
+		for _, callers := range []int{2, 16, 128} {
+			// RunParallel starts parallelism*GOMAXPROCS goroutines.
+			p := max(1, callers/runtime.GOMAXPROCS(0))
+			b.Run(fmt.Sprintf("events=%d/callers=%d", per, p*runtime.GOMAXPROCS(0)), func(b *testing.B) {
 				s := openTest(b)
 				ctx := context.Background()
 				var next atomic.Int64
-				b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+				b.SetParallelism(p)
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {

@@ -81,7 +81,7 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		var accepted []string
 		sc := bufio.NewScanner(out)
-		want := 1000 + 700*round // kill at a different point each round
+		want := 500 + 300*round // kill at a different point each round
 		for sc.Scan() {
 			line := sc.Text()
 			id, ok := strings.CutPrefix(line, "accepted ")

@@ -799,3 +799,81 @@ func checkDB(tb testing.TB, db *bbolt.DB) {
 		tb.Fatal(err)
 	}
 }
+
+// TestBatchRetry: when another function of the same batch fails, bbolt
+// rolls the batch back and runs the others again. Results must come out as
+// if each ran once.
+func TestBatchRetry(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "relay.db"), Options{MaxBatchDelay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	s.noSolo = true // every write joins a batch
+	ctx := context.Background()
+	injected := errors.New("injected")
+	stop := make(chan struct{})
+	var failures sync.WaitGroup
+	for range 4 {
+		failures.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.db.Batch(func(*bbolt.Tx) error { return injected }); err != injected {
+					t.Errorf("failing batch fn: got %v", err)
+					return
+				}
+			}
+		})
+	}
+	var (
+		mu       sync.Mutex
+		accepted = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	for w := range 20 {
+		wg.Go(func() {
+			for c := range 20 {
+				mine := ev("acme", fmt.Sprintf("w%d-c%d", w, c))
+				batch := []relay.Event{mine, ev("acme", fmt.Sprintf("shared-%d", c)), mine}
+				res, err := s.AddEvents(ctx, batch, t0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res[0] != nil || res[2] != relay.ErrDuplicate || (res[1] != nil && res[1] != relay.ErrDuplicate) {
+					t.Errorf("results %v", res)
+				}
+				mu.Lock()
+				for i, r := range res[:2] {
+					if r == nil {
+						accepted[batch[i].ID]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	failures.Wait()
+	if want := 20*20 + 20; len(accepted) != want {
+		t.Fatalf("accepted %d ids, want %d", len(accepted), want)
+	}
+	for id, n := range accepted {
+		if n != 1 {
+			t.Errorf("%s accepted %d times", id, n)
+		}
+	}
+	n := 0
+	if err := s.Undecided(ctx, func(relay.Event) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(accepted) {
+		t.Fatalf("undecided has %d entries, want %d", n, len(accepted))
+	}
+	checkDB(t, s.db)
+}
