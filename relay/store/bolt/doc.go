@@ -7,10 +7,12 @@
 //
 // # Durability
 //
-// Every write goes through bbolt's DB.Batch, so concurrent callers share one
-// transaction and one fsync'd commit (group commit). A write method returns
-// only after that commit, so whatever it reported as stored survives a crash
-// of the process or the machine. NoSync stays false. Batch may run a write
+// Concurrent writes go through bbolt's DB.Batch, so they share one
+// transaction and one fsync'd commit (group commit); a write that finds no
+// other write in flight commits at once with DB.Update instead of waiting
+// MaxBatchDelay for company. A write method returns only after its commit,
+// so whatever it reported as stored survives a crash of the process or the
+// machine. NoSync stays false. Batch may run a write
 // function more than once (when another function of the same batch fails),
 // so every write function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
@@ -37,7 +39,9 @@
 // A job lives in exactly one of jobs_open and jobs_done, chosen by
 // relay.DeliveryState.Final, so OpenJobs reads only open jobs and never
 // scans finished ones. A job value holds what its key does not: platform,
-// state, attempts, last error and times (see codec.go).
+// state, attempts, last error and times, in a small binary encoding
+// (codec.go; JSON decoding was most of a 1M-job recovery walk). Events,
+// decisions, devices and maps stay JSON.
 //
 // Events are immutable once stored; Decide writes the decisions bucket, the
 // event's jobs and removes its undecided entry in one transaction.
