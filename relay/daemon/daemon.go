@@ -109,12 +109,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer stopSends()
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return q.Run(sendCtx) })
 	g.Go(func() error {
-		defer stopSends()
-		return q.Run(sendCtx)
-	})
-	g.Go(func() error {
-		defer stopDeciders()
+		defer stopSends() // the queue drains once no decider can add jobs
 		return pl.Run(decideCtx)
 	})
 	g.Go(func() error {
@@ -151,7 +148,7 @@ func (d *Daemon) openStore() (store.Store, error) {
 		}
 		st, err := bolt.Open(path, bolt.Options{Logger: d.log.Named("store")})
 		if err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
+			return nil, err
 		}
 		return st, nil
 	}

@@ -125,18 +125,25 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	retry := o.retry
 	if retry == "" {
-		retry = `initial = "100ms"  max = "1s"  jitter = 0.2`
+		retry = "initial = \"100ms\"\n  max = \"1s\"\n  jitter = 0.2"
 	}
 	cfg := fmt.Sprintf(`
 log { level = %q }
 data_dir = "./data"
 shutdown_timeout = "5s"
-socket { path = %q  mode = "0600" }
-store "bolt" { path = "./data/relay.db" }
+socket {
+  path = %q
+  mode = "0600"
+}
+store "bolt" {
+  path = "./data/relay.db"
+}
 app "demo" {
   apns {
     topic = %q
-    key_file = "./AuthKey.p8"  key_id = %q  team_id = %q
+    key_file = "./AuthKey.p8"
+    key_id = %q
+    team_id = %q
     endpoint = %q
     ca_file = %q
   }
@@ -148,8 +155,12 @@ app "demo" {
   }
 }
 notification "identity_verification" { default = "enforced" }
-plugins { dir = "./plugins" }
-retry { %s }
+plugins {
+  dir = "./plugins"
+}
+retry {
+  %s
+}
 %s
 `, o.logLevel, h.sock, topic, keyID, teamID, h.APNs.URL, h.APNs.CAFile, projectID, h.FCM.URL, h.FCM.CAFile, retry, o.extraConfig)
 	h.cfgPath = filepath.Join(dir, "config.hcl")
