@@ -272,7 +272,7 @@ func Message(d relay.Device, a *relay.Alert, now time.Time) *messaging.Message {
 		return m
 	}
 	ac := &messaging.AndroidConfig{CollapseKey: a.CollapseID, Priority: "normal"}
-	if a.Priority == relay.PriorityHigh && !a.Silent || actionable && !a.Silent {
+	if !a.Silent && (a.Priority == relay.PriorityHigh || actionable) {
 		ac.Priority = "high"
 	}
 	if !a.ExpiresAt.IsZero() {
