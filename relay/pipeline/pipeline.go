@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -51,6 +50,11 @@ type Queue interface {
 	Add(items ...*queue.Item) error
 }
 
+// DefaultDeciders is the default number of concurrent deciders. Deciding
+// is I/O-bound (each decision is a durable store commit that waits for a
+// group fsync), so it is well above the number of cores.
+const DefaultDeciders = 64
+
 // Options configure a Pipeline.
 type Options struct {
 	Config   *config.Config
@@ -58,7 +62,7 @@ type Options struct {
 	Queue    Queue
 	Policy   Policy // optional
 	Logger   hclog.Logger
-	Deciders int // concurrent deciders; default 2×GOMAXPROCS
+	Deciders int // concurrent deciders; default DefaultDeciders
 	// Backlog is how many accepted events may wait for a decider before
 	// Accept blocks (backpressure on the socket).
 	Backlog int
@@ -82,7 +86,7 @@ func New(opts Options) *Pipeline {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Deciders <= 0 {
-		opts.Deciders = 2 * runtime.GOMAXPROCS(0)
+		opts.Deciders = DefaultDeciders
 	}
 	if opts.Backlog <= 0 {
 		opts.Backlog = 4096
