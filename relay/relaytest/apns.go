@@ -179,10 +179,12 @@ func (f *FakeAPNs) Unregister(token string, at time.Time) {
 	f.unregistered[strings.ToLower(token)] = at
 }
 
-// Pushes returns a copy of every push received so far, in arrival order.
+// Pushes returns a copy of the pushes kept (see ServerOptions.MaxRecorded),
+// in arrival order.
 func (f *FakeAPNs) Pushes() []Push { return f.srv.rec.all() }
 
-// Reset forgets recorded pushes (counters keep counting).
+// Reset forgets recorded pushes and restarts WaitForPushes' count (the
+// request and connection counters keep counting).
 func (f *FakeAPNs) Reset() { f.srv.rec.reset() }
 
 // Requests counts the requests received on the push endpoint.
@@ -191,8 +193,8 @@ func (f *FakeAPNs) Requests() int { return int(f.srv.rec.requests.Load()) }
 // Connections counts the TCP connections accepted.
 func (f *FakeAPNs) Connections() int { return int(f.srv.rec.conns.Load()) }
 
-// WaitForPushes blocks until at least n pushes were recorded, and returns
-// them; it fails when ctx ends first.
+// WaitForPushes blocks until at least n pushes were recorded since start or
+// the last Reset, and returns the pushes kept; it fails when ctx ends first.
 func (f *FakeAPNs) WaitForPushes(ctx context.Context, n int) ([]Push, error) {
 	return f.srv.rec.wait(ctx, n)
 }

@@ -166,10 +166,12 @@ func (f *FakeFCM) IssueToken() string {
 	return tok
 }
 
-// Pushes returns a copy of every send received so far, in arrival order.
+// Pushes returns a copy of the sends kept (see ServerOptions.MaxRecorded),
+// in arrival order.
 func (f *FakeFCM) Pushes() []Push { return f.srv.rec.all() }
 
-// Reset forgets recorded sends (counters keep counting).
+// Reset forgets recorded sends and restarts WaitForPushes' count (the
+// request and connection counters keep counting).
 func (f *FakeFCM) Reset() { f.srv.rec.reset() }
 
 // Requests counts the requests received on the send endpoint.
@@ -181,8 +183,8 @@ func (f *FakeFCM) TokenRequests() int { return int(f.tokenReqs.Load()) }
 // Connections counts the TCP connections accepted.
 func (f *FakeFCM) Connections() int { return int(f.srv.rec.conns.Load()) }
 
-// WaitForPushes blocks until at least n sends were recorded, and returns
-// them; it fails when ctx ends first.
+// WaitForPushes blocks until at least n sends were recorded since start or
+// the last Reset, and returns the sends kept; it fails when ctx ends first.
 func (f *FakeFCM) WaitForPushes(ctx context.Context, n int) ([]Push, error) {
 	return f.srv.rec.wait(ctx, n)
 }

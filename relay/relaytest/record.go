@@ -150,10 +150,16 @@ func str(v any) string {
 	return s
 }
 
-// recorder keeps the pushes a fake received and wakes waiters.
+// DefaultMaxRecorded is how many pushes a fake keeps when
+// ServerOptions.MaxRecorded is 0.
+const DefaultMaxRecorded = 10_000
+
+// recorder keeps the latest pushes a fake received and wakes waiters.
 type recorder struct {
 	mu      sync.Mutex
 	pushes  []Push
+	total   int // pushes since start or the last reset
+	max     int
 	changed chan struct{}
 	onPush  func(Push)
 
@@ -161,13 +167,22 @@ type recorder struct {
 	conns    atomic.Int64
 }
 
-func newRecorder(onPush func(Push)) *recorder {
-	return &recorder{changed: make(chan struct{}), onPush: onPush}
+func newRecorder(max int, onPush func(Push)) *recorder {
+	if max <= 0 {
+		max = DefaultMaxRecorded
+	}
+	return &recorder{changed: make(chan struct{}), onPush: onPush, max: max}
 }
 
 func (r *recorder) add(p Push) {
 	r.mu.Lock()
+	if len(r.pushes) >= r.max {
+		n := copy(r.pushes, r.pushes[len(r.pushes)-r.max/2:])
+		clear(r.pushes[n:])
+		r.pushes = r.pushes[:n]
+	}
 	r.pushes = append(r.pushes, p)
+	r.total++
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
@@ -186,18 +201,20 @@ func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pushes = nil
+	r.total = 0
 }
 
-// wait blocks until at least n pushes are recorded or ctx ends.
+// wait blocks until at least n pushes were recorded since start or the last
+// reset, or ctx ends; it returns the pushes kept.
 func (r *recorder) wait(ctx context.Context, n int) ([]Push, error) {
 	for {
 		r.mu.Lock()
-		if len(r.pushes) >= n {
+		if r.total >= n {
 			out := append([]Push(nil), r.pushes...)
 			r.mu.Unlock()
 			return out, nil
 		}
-		ch, have := r.changed, len(r.pushes)
+		ch, have := r.changed, r.total
 		r.mu.Unlock()
 		select {
 		case <-ch:

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -584,4 +585,24 @@ func (s *syncBuffer) String() string {
 	s.lock()
 	defer func() { <-s.mu }()
 	return s.b.String()
+}
+
+func TestRecorderKeepsLatest(t *testing.T) {
+	r := newRecorder(4, nil)
+	for i := range 10 {
+		r.add(Push{Token: strconv.Itoa(i)})
+	}
+	got := r.all()
+	if len(got) > 4 || got[len(got)-1].Token != "9" {
+		t.Fatalf("kept %+v", got)
+	}
+	if _, err := r.wait(t.Context(), 10); err != nil {
+		t.Fatal(err)
+	}
+	r.reset()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := r.wait(ctx, 1); err == nil {
+		t.Fatal("wait after reset counted old pushes")
+	}
 }

@@ -31,6 +31,9 @@ type ServerOptions struct {
 	MaxConcurrentStreams int
 	// Seed seeds the random source of probability rules.
 	Seed uint64
+	// MaxRecorded is how many pushes to keep (the oldest half is dropped
+	// when full); 0 means DefaultMaxRecorded.
+	MaxRecorded int
 	// OnPush, when set, is called after each push is recorded (from the
 	// handler's goroutine).
 	OnPush func(Push)
@@ -57,7 +60,7 @@ func startServer(h http.Handler, o ServerOptions, clientAuth tls.ClientAuthType,
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 	}
-	s := &server{closing: make(chan struct{}), rec: newRecorder(o.OnPush), script: newScript(o.Seed)}
+	s := &server{closing: make(chan struct{}), rec: newRecorder(o.MaxRecorded, o.OnPush), script: newScript(o.Seed)}
 	ts := &httptest.Server{
 		Listener:    ln,
 		EnableHTTP2: true,

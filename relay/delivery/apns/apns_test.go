@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sideshow/apns2"
 	"go.uber.org/goleak"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -436,7 +435,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 	c.Close()
-	_ = apns2.HostProduction
 }
 
 func BenchmarkAPNsNotify(b *testing.B) {
@@ -457,4 +455,6 @@ func BenchmarkAPNsNotify(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	b.ReportMetric(float64(e.fake.Connections()), "conns")
 }

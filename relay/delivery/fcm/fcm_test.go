@@ -445,4 +445,6 @@ func BenchmarkFCMNotify(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	b.ReportMetric(float64(e.fake.Connections()), "conns")
 }
