@@ -48,7 +48,7 @@ type DevCredentials struct {
 	Dir string
 
 	APNsKeyFile string            // ECDSA P-256 auth key, PKCS#8 PEM (.p8)
-	APNsKey     *ecdsa.PrivateKey //
+	APNsKey     *ecdsa.PrivateKey // the same key, parsed
 
 	FCMCredentialsFile string          // Google service-account JSON
 	FCMKey             *rsa.PrivateKey // its private_key

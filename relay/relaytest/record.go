@@ -29,7 +29,7 @@ type Push struct {
 // notification.title, android.notification.title or data.title.
 func (p *Push) Title() string { return p.field("title") }
 
-// Body returns the visible body, found like Title.
+// BodyText returns the visible body, found like Title.
 func (p *Push) BodyText() string { return p.field("body") }
 
 // Category returns the APNs aps.category or the FCM data.category /

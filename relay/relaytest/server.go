@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -152,5 +151,3 @@ func bearer(r *http.Request) (string, bool) {
 	}
 	return strings.TrimSpace(h[7:]), true
 }
-
-var errNoTB = errors.New("relaytest: nil testing.TB")
