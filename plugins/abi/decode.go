@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // DecodeInput decodes the JSON document b into in, which it resets first.
@@ -16,47 +17,86 @@ import (
 // its zero value.
 func DecodeInput(b []byte, in *Input) error {
 	*in = Input{}
-	d := &decoder{b: b}
+	d := &decoder{b: clone(b)}
 	if err := d.object("", func(key []byte) error {
-		switch string(key) {
-		case "abi":
+		switch keyID(key) {
+		case 0x36169: // abi
+			if string(key) != "abi" {
+				break
+			}
 			return d.int(&in.ABI, "abi")
-		case "now":
+		case 0x36e77: // now
+			if string(key) != "now" {
+				break
+			}
 			return d.time(&in.Now, "now")
-		case "event":
+		case 0x56574: // event
+			if string(key) != "event" {
+				break
+			}
 			return d.event(&in.Event)
-		case "baseline":
+		case 0x86265: // baseline
+			if string(key) != "baseline" {
+				break
+			}
 			bl := &in.Baseline
 			return d.object("baseline", func(key []byte) error {
-				switch string(key) {
-				case "verdict":
+				switch keyID(key) {
+				case 0x77674: // verdict
+					if string(key) != "verdict" {
+						break
+					}
 					return d.str(&bl.Verdict, "baseline.verdict")
-				case "reason":
+				case 0x6726e: // reason
+					if string(key) != "reason" {
+						break
+					}
 					return d.str(&bl.Reason, "baseline.reason")
-				case "enforced":
+				case 0x86564: // enforced
+					if string(key) != "enforced" {
+						break
+					}
 					return d.bool(&bl.Enforced, "baseline.enforced")
 				}
 				return d.skip("baseline")
 			})
-		case "workspace":
+		case 0x97765: // workspace
+			if string(key) != "workspace" {
+				break
+			}
 			return d.object("workspace", func(key []byte) error {
 				if string(key) == "settings" {
 					return d.stringMap(&in.Workspace.Settings, "workspace.settings")
 				}
 				return d.skip("workspace")
 			})
-		case "user":
+		case 0x47572: // user
+			if string(key) != "user" {
+				break
+			}
 			return d.user(&in.User)
-		case "prior":
+		case 0x57072: // prior
+			if string(key) != "prior" {
+				break
+			}
 			return array(d, &in.Prior, "prior", func(i int) error {
 				var p Prior
 				err := d.object("prior", func(key []byte) error {
-					switch string(key) {
-					case "plugin":
+					switch keyID(key) {
+					case 0x6706e: // plugin
+						if string(key) != "plugin" {
+							break
+						}
 						return d.str(&p.Plugin, "prior.plugin")
-					case "verdict":
+					case 0x77674: // verdict
+						if string(key) != "verdict" {
+							break
+						}
 						return d.str(&p.Verdict, "prior.verdict")
-					case "reason":
+					case 0x6726e: // reason
+						if string(key) != "reason" {
+							break
+						}
 						return d.str(&p.Reason, "prior.reason")
 					}
 					return d.skip("prior")
@@ -64,7 +104,10 @@ func DecodeInput(b []byte, in *Input) error {
 				in.Prior = append(in.Prior, p)
 				return err
 			})
-		case "config":
+		case 0x66367: // config
+			if string(key) != "config" {
+				break
+			}
 			return d.raw(&in.Config, "config")
 		}
 		return d.skip(string(key))
@@ -76,28 +119,61 @@ func DecodeInput(b []byte, in *Input) error {
 
 func (d *decoder) event(e *Event) error {
 	return d.object("event", func(key []byte) error {
-		switch string(key) {
-		case "id":
+		switch keyID(key) {
+		case 0x26964: // id
+			if string(key) != "id" {
+				break
+			}
 			return d.str(&e.ID, "event.id")
-		case "workspace":
+		case 0x97765: // workspace
+			if string(key) != "workspace" {
+				break
+			}
 			return d.str(&e.Workspace, "event.workspace")
-		case "user":
+		case 0x47572: // user
+			if string(key) != "user" {
+				break
+			}
 			return d.str(&e.User, "event.user")
-		case "type":
+		case 0x47465: // type
+			if string(key) != "type" {
+				break
+			}
 			return d.str(&e.Type, "event.type")
-		case "title":
+		case 0x57465: // title
+			if string(key) != "title" {
+				break
+			}
 			return d.str(&e.Title, "event.title")
-		case "body":
+		case 0x46279: // body
+			if string(key) != "body" {
+				break
+			}
 			return d.str(&e.Body, "event.body")
-		case "data":
+		case 0x46461: // data
+			if string(key) != "data" {
+				break
+			}
 			return d.stringMap(&e.Data, "event.data")
-		case "actions":
+		case 0x76173: // actions
+			if string(key) != "actions" {
+				break
+			}
 			return d.strings(&e.Actions, "event.actions")
-		case "priority":
+		case 0x87079: // priority
+			if string(key) != "priority" {
+				break
+			}
 			return d.str(&e.Priority, "event.priority")
-		case "occurred_at":
+		case 0xb6f74: // occurred_at
+			if string(key) != "occurred_at" {
+				break
+			}
 			return d.time(&e.OccurredAt, "event.occurred_at")
-		case "expires_at":
+		case 0xa6574: // expires_at
+			if string(key) != "expires_at" {
+				break
+			}
 			return d.time(&e.ExpiresAt, "event.expires_at")
 		}
 		return d.skip("event")
@@ -106,29 +182,44 @@ func (d *decoder) event(e *Event) error {
 
 func (d *decoder) user(u *User) error {
 	return d.object("user", func(key []byte) error {
-		switch string(key) {
-		case "preferences":
+		switch keyID(key) {
+		case 0xb7073: // preferences
+			if string(key) != "preferences" {
+				break
+			}
 			if d.null() {
 				return nil
 			}
 			u.Preferences = map[string]bool{}
 			return d.object("user.preferences", func(key []byte) error {
-				k := string(key)
+				k := alias(key)
 				var v bool
 				err := d.bool(&v, "user.preferences")
 				u.Preferences[k] = v
 				return err
 			})
-		case "devices":
+		case 0x76473: // devices
+			if string(key) != "devices" {
+				break
+			}
 			return array(d, &u.Devices, "user.devices", func(i int) error {
 				var dev Device
 				err := d.object("user.devices", func(key []byte) error {
-					switch string(key) {
-					case "id":
+					switch keyID(key) {
+					case 0x26964: // id
+						if string(key) != "id" {
+							break
+						}
 						return d.str(&dev.ID, "user.devices.id")
-					case "platform":
+					case 0x8706d: // platform
+						if string(key) != "platform" {
+							break
+						}
 						return d.str(&dev.Platform, "user.devices.platform")
-					case "app":
+					case 0x36170: // app
+						if string(key) != "app" {
+							break
+						}
 						return d.str(&dev.App, "user.devices.app")
 					}
 					return d.skip("user.devices")
@@ -136,21 +227,33 @@ func (d *decoder) user(u *User) error {
 				u.Devices = append(u.Devices, dev)
 				return err
 			})
-		case "recent":
+		case 0x67274: // recent
+			if string(key) != "recent" {
+				break
+			}
 			if d.null() {
 				return nil
 			}
 			u.Recent = map[string]Recent{}
 			return d.object("user.recent", func(key []byte) error {
-				k := string(key)
+				k := alias(key)
 				var r Recent
 				err := d.object("user.recent", func(key []byte) error {
-					switch string(key) {
-					case "1m":
+					switch keyID(key) {
+					case 0x2316d: // 1m
+						if string(key) != "1m" {
+							break
+						}
 						return d.int(&r.M1, "user.recent.1m")
-					case "10m":
+					case 0x3316d: // 10m
+						if string(key) != "10m" {
+							break
+						}
 						return d.int(&r.M10, "user.recent.10m")
-					case "1h":
+					case 0x23168: // 1h
+						if string(key) != "1h" {
+							break
+						}
 						return d.int(&r.H1, "user.recent.1h")
 					}
 					return d.skip("user.recent")
@@ -171,43 +274,82 @@ func DecodeOutput(b []byte, out *Output) error {
 	if len(b) > MaxOutputBytes {
 		return fieldErr("", "output is %d bytes, max %d", len(b), MaxOutputBytes)
 	}
-	d := &decoder{b: b}
+	d := &decoder{b: clone(b)}
 	if err := d.object("", func(key []byte) error {
-		switch string(key) {
-		case "verdict":
+		switch keyID(key) {
+		case 0x77674: // verdict
+			if string(key) != "verdict" {
+				break
+			}
 			return d.str(&out.Verdict, "verdict")
-		case "reason":
+		case 0x6726e: // reason
+			if string(key) != "reason" {
+				break
+			}
 			return d.str(&out.Reason, "reason")
-		case "defer_until":
+		case 0xb646c: // defer_until
+			if string(key) != "defer_until" {
+				break
+			}
 			return d.time(&out.DeferUntil, "defer_until")
-		case "set":
+		case 0x37374: // set
+			if string(key) != "set" {
+				break
+			}
 			if d.null() {
 				return nil
 			}
 			s := &Set{}
 			out.Set = s
 			return d.object("set", func(key []byte) error {
-				switch string(key) {
-				case "title":
+				switch keyID(key) {
+				case 0x57465: // title
+					if string(key) != "title" {
+						break
+					}
 					return d.optStr(&s.Title, "set.title")
-				case "body":
+				case 0x46279: // body
+					if string(key) != "body" {
+						break
+					}
 					return d.optStr(&s.Body, "set.body")
-				case "priority":
+				case 0x87079: // priority
+					if string(key) != "priority" {
+						break
+					}
 					return d.optStr(&s.Priority, "set.priority")
-				case "interruption_level":
+				case 0x12696c: // interruption_level
+					if string(key) != "interruption_level" {
+						break
+					}
 					return d.optStr(&s.InterruptionLevel, "set.interruption_level")
-				case "sound":
+				case 0x57364: // sound
+					if string(key) != "sound" {
+						break
+					}
 					return d.optStr(&s.Sound, "set.sound")
-				case "category":
+				case 0x86379: // category
+					if string(key) != "category" {
+						break
+					}
 					return d.optStr(&s.Category, "set.category")
-				case "thread_id":
+				case 0x97464: // thread_id
+					if string(key) != "thread_id" {
+						break
+					}
 					return d.optStr(&s.ThreadID, "set.thread_id")
-				case "data":
+				case 0x46461: // data
+					if string(key) != "data" {
+						break
+					}
 					return d.stringMap(&s.Data, "set.data")
 				}
 				return fieldErr("set", "field %q is not settable (settable: title, body, priority, interruption_level, sound, category, thread_id, data)", truncate(string(key)))
 			})
-		case "devices":
+		case 0x76473: // devices
+			if string(key) != "devices" {
+				break
+			}
 			return d.strings(&out.Devices, "devices")
 		}
 		return fieldErr("", "unknown field %q (want verdict, reason, defer_until, set, devices)", truncate(string(key)))
@@ -220,12 +362,37 @@ func DecodeOutput(b []byte, out *Output) error {
 	return out.Validate()
 }
 
-// decoder is a cursor over one JSON document.
+// keyID is a cheap switch key for an object key: its length, first and
+// last byte. Switching on it, then confirming with one string comparison,
+// avoids the binary search of runtime string comparisons a string switch
+// compiles to, which costs many branches under wazero's deadline checks.
+func keyID(key []byte) uint32 {
+	if len(key) == 0 || len(key) > 0xffff {
+		return 0
+	}
+	return uint32(len(key))<<16 | uint32(key[0])<<8 | uint32(key[len(key)-1])
+}
+
+// decoder is a cursor over one JSON document. b is owned by the decoder
+// and never written, so strings may alias it.
 type decoder struct {
-	b       []byte
-	i       int
-	depth   int
-	scratch []byte // reused for unescaping
+	b     []byte
+	i     int
+	depth int
+}
+
+func clone(b []byte) []byte {
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
+}
+
+// alias returns b as a string without copying. b must never change.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func (d *decoder) syntax(field, format string, args ...any) error {
@@ -238,6 +405,9 @@ func (d *decoder) syntax(field, format string, args ...any) error {
 }
 
 func (d *decoder) ws() {
+	if d.i < len(d.b) && d.b[d.i] > ' ' {
+		return // compact JSON: no loop, which matters under wazero's deadline checks
+	}
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -296,10 +466,10 @@ func describe(c byte) string {
 // object parses an object (or null), calling field for each key with the
 // cursor on its value. field must consume the value.
 func (d *decoder) object(name string, field func(key []byte) error) error {
-	if d.null() {
-		return nil
-	}
 	if c := d.peek(); c != '{' {
+		if c == 'n' && d.null() {
+			return nil
+		}
 		return d.syntax(name, "expected object, found %s", describe(c))
 	}
 	if d.depth++; d.depth > MaxDepth {
@@ -315,14 +485,21 @@ func (d *decoder) object(name string, field func(key []byte) error) error {
 		if c := d.peek(); c != '"' {
 			return d.syntax(name, "expected object key, found %s", describe(c))
 		}
-		key, err := d.strBytes(name)
-		if err != nil {
-			return err
+		var key []byte
+		b := d.b
+		start := d.i + 1
+		if i := scanSafe(b, start); i+1 < len(b) && b[i] == '"' && b[i+1] == ':' {
+			key, d.i = b[start:i:i], i+2 // fast path: plain key, compact JSON
+		} else {
+			var err error
+			if key, err = d.strBytes(name); err != nil {
+				return err
+			}
+			if c := d.peek(); c != ':' {
+				return d.syntax(name, "expected ':' after object key, found %s", describe(c))
+			}
+			d.i++
 		}
-		if c := d.peek(); c != ':' {
-			return d.syntax(name, "expected ':' after object key, found %s", describe(c))
-		}
-		d.i++
 		if err := field(key); err != nil {
 			return err
 		}
@@ -392,7 +569,7 @@ func (d *decoder) stringMap(dst *map[string]string, name string) error {
 	m := map[string]string{}
 	*dst = m
 	return d.object(name, func(key []byte) error {
-		k := string(key)
+		k := alias(key)
 		var v string
 		err := d.str(&v, name)
 		m[k] = v
@@ -401,19 +578,28 @@ func (d *decoder) stringMap(dst *map[string]string, name string) error {
 }
 
 func (d *decoder) str(dst *string, name string) error {
-	if d.null() {
+	c := d.peek()
+	if c == '"' {
+		// Fast path, inline: no escapes, all ASCII.
+		b := d.b
+		start := d.i + 1
+		if i := scanSafe(b, start); i < len(b) && b[i] == '"' {
+			d.i = i + 1
+			*dst = alias(b[start:i])
+			return nil
+		}
+		s, err := d.strBytes(name)
+		if err != nil {
+			return err
+		}
+		*dst = alias(s)
+		return nil
+	}
+	if c == 'n' && d.null() {
 		*dst = ""
 		return nil
 	}
-	if c := d.peek(); c != '"' {
-		return d.syntax(name, "expected string, found %s", describe(c))
-	}
-	b, err := d.strBytes(name)
-	if err != nil {
-		return err
-	}
-	*dst = string(b)
-	return nil
+	return d.syntax(name, "expected string, found %s", describe(c))
 }
 
 func (d *decoder) optStr(dst **string, name string) error {
@@ -460,7 +646,16 @@ func (d *decoder) int(dst *int, name string) error {
 	if err != nil {
 		return err
 	}
-	lit := string(d.b[start:d.i])
+	digits := d.b[start:d.i]
+	if isInt && len(digits) <= 9 && digits[0] != '-' {
+		n := 0
+		for _, c := range digits {
+			n = n*10 + int(c-'0')
+		}
+		*dst = n
+		return nil
+	}
+	lit := string(digits)
 	if isInt {
 		n, err := strconv.ParseInt(lit, 10, 32)
 		if err != nil {
@@ -542,6 +737,10 @@ func (d *decoder) time(dst *time.Time, name string) error {
 		*dst = time.Time{}
 		return nil
 	}
+	if t, ok := parseUTC(b); ok {
+		*dst = t
+		return nil
+	}
 	t, err := time.Parse(time.RFC3339, string(b))
 	if err != nil {
 		return fieldErr(name, "invalid RFC 3339 time %q", truncate(string(b)))
@@ -550,7 +749,72 @@ func (d *decoder) time(dst *time.Time, name string) error {
 	return nil
 }
 
-// raw captures the next value verbatim into a fresh slice (nil for null).
+// parseUTC is the fast path for what AppendInput writes:
+// "YYYY-MM-DDTHH:MM:SS[.fraction]Z". It reports false for anything else,
+// which time.Parse then handles.
+func parseUTC(b []byte) (time.Time, bool) {
+	n := len(b)
+	if n < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[n-1] != 'Z' {
+		return time.Time{}, false
+	}
+	// All 14 digits checked without a loop: v+6 <= 15 iff 0 <= v <= 9.
+	v := func(i int) uint16 { return uint16(b[i]) - '0' + 6 }
+	if (v(0)|v(1)|v(2)|v(3)|v(5)|v(6)|v(8)|v(9)|v(11)|v(12)|v(14)|v(15)|v(17)|v(18))&^0xf != 0 {
+		return time.Time{}, false
+	}
+	dd := func(i int) int { return int(b[i]-'0')*10 + int(b[i+1]-'0') }
+	year, month, day := dd(0)*100+dd(2), dd(5), dd(8)
+	hour, minute, sec := dd(11), dd(14), dd(17)
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if n > 20 {
+		frac := b[19 : n-1]
+		if len(frac) < 2 || len(frac) > 10 || frac[0] != '.' {
+			return time.Time{}, false
+		}
+		scale := 100_000_000
+		for _, c := range frac[1:] {
+			if c < '0' || c > '9' {
+				return time.Time{}, false
+			}
+			nsec += int(c-'0') * scale
+			scale /= 10
+		}
+	}
+	// Days from civil (H. Hinnant), branch-light on purpose.
+	y := year
+	if month <= 2 {
+		y--
+	}
+	if y < 0 {
+		y -= 399 // floor division below
+	}
+	era := y / 400
+	if y < 0 {
+		y += 399
+	}
+	yoe := y - era*400
+	mp := (month + 9) % 12
+	doy := (153*mp+2)/5 + day - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	days := era*146097 + doe - 719468
+	unix := int64(days)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(unix, int64(nsec)).UTC(), true
+}
+
+func daysIn(month, year int) int {
+	if month == 2 {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 30 + (month+month/8)%2
+}
+
+// raw captures the next value verbatim (nil for null), sharing d.b.
 func (d *decoder) raw(dst *[]byte, name string) error {
 	if d.null() {
 		*dst = nil
@@ -561,7 +825,7 @@ func (d *decoder) raw(dst *[]byte, name string) error {
 	if err := d.skip(name); err != nil {
 		return err
 	}
-	*dst = append([]byte(nil), d.b[start:d.i]...)
+	*dst = d.b[start:d.i:d.i]
 	return nil
 }
 
@@ -593,21 +857,20 @@ func (d *decoder) skip(name string) error {
 }
 
 // strBytes consumes a string starting at the cursor ('"') and returns its
-// unescaped bytes, valid until the next call: a view of the input when no
-// unescaping or repair was needed, else the decoder's scratch buffer.
+// unescaped bytes: a view of d.b when no unescaping or repair was needed
+// (the common case), else a fresh slice. It never writes d.b.
 func (d *decoder) strBytes(name string) ([]byte, error) {
 	b := d.b
 	i := d.i + 1
 	start := i
-	for i < len(b) && safe[b[i]] {
-		i++
-	}
+	i = scanSafe(b, i)
 	if i < len(b) && b[i] == '"' {
 		d.i = i + 1
-		return b[start:i], nil
+		return b[start:i:i], nil
 	}
 	// Slow path: escapes, non-ASCII or errors.
-	out := append(d.scratch[:0], b[start:i]...)
+	out := make([]byte, i-start, len(b)-start)
+	copy(out, b[start:i])
 	for {
 		if i >= len(b) {
 			d.i = i
@@ -617,7 +880,6 @@ func (d *decoder) strBytes(name string) ([]byte, error) {
 		switch {
 		case c == '"':
 			d.i = i + 1
-			d.scratch = out
 			return out, nil
 		case c < 0x20:
 			d.i = i
@@ -684,6 +946,43 @@ func (d *decoder) strBytes(name string) ([]byte, error) {
 			}
 		}
 	}
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// scanSafe returns the index of the first byte at or after i that is not
+// safe[] (a quote, a backslash, a control or non-ASCII byte), or len(b). It
+// tests eight bytes per iteration: under wazero's deadline switch every
+// loop iteration of guest code costs a call, so fewer iterations matter
+// more than fewer instructions.
+func scanSafe(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if special(load64(b, i)) != 0 {
+			break
+		}
+	}
+	for i < len(b) && safe[b[i]] {
+		i++
+	}
+	return i
+}
+
+// load64 reads b[i:i+8] as a uint64 in native byte order (one unaligned
+// load on wasm, amd64 and arm64). The caller checks i+8 <= len(b).
+func load64(b []byte, i int) uint64 {
+	_ = b[i+7]
+	return *(*uint64)(unsafe.Pointer(&b[i]))
+}
+
+// special is non-zero iff one of the 8 bytes in x is '"', '\', below 0x20
+// or at least 0x80. Byte order does not matter.
+func special(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	s := x ^ (lsb * '\\')
+	return ((x-lsb*0x20)&^x | (q-lsb)&^q | (s-lsb)&^s | x) & msb
 }
 
 func hex4(b []byte, i int) (rune, bool) {

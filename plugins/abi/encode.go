@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendInput appends the JSON encoding of in to dst and returns the
@@ -253,6 +254,12 @@ var safe = func() (t [256]bool) {
 	return t
 }()
 
+// load64s is load64 for a string.
+func load64s(s string, i int) uint64 {
+	_ = s[i+7]
+	return *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:])))
+}
+
 const hexDigits = "0123456789abcdef"
 
 // appendString appends s as a JSON string. Control characters, '"' and '\'
@@ -262,6 +269,10 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && special(load64s(s, i)) == 0 {
+			i += 8
+			continue
+		}
 		b := s[i]
 		if safe[b] {
 			i++
