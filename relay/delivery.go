@@ -61,4 +61,5 @@ type Alert struct {
 	CollapseID        string            // stable per event, ≤ 64 bytes
 	ExpiresAt         time.Time         // never delivered after
 	Silent            bool              // background push (no visible alert)
+	MutableContent    bool              // APNs mutable-content: 1 (the app's extension opens a sealed alert)
 }

@@ -77,6 +77,27 @@ type Store interface {
 	// PutPreferences merges preferences into a user's preferences.
 	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
 
+	// RegisterDevice registers or replaces a device like PutDevice and, in
+	// the same transaction, removes every other device of the workspace
+	// holding the same push token (the phone moved to another user or
+	// device id: the token is taken from them). It returns the devices it
+	// removed.
+	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+
+	// AnswerAction stores the first answer to an event, atomically: it
+	// assigns the answer the next sequence number (Seq, AnsweredAt kept as
+	// given) and returns it. If the event was answered before, it stores
+	// nothing and returns the stored answer with an error wrapping
+	// relay.ErrConflict. Sequence numbers grow in commit order.
+	AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error)
+	// Answers returns up to limit answers with Seq > afterSeq, in Seq
+	// order (none: an empty slice).
+	Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error)
+	// PruneAnswers drops answers given before before from the answer log
+	// that Answers reads, oldest first, and returns how many it dropped.
+	// The record that an event was answered (first answer wins) is kept.
+	PruneAnswers(ctx context.Context, before time.Time) (int, error)
+
 	// Close flushes and closes the store. It must succeed even when ctx is
 	// done.
 	Close(ctx context.Context) error

@@ -1,0 +1,249 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// Buckets of the app API's state. They are created by the first write that
+// needs them, so a file written by an older relayd opens unchanged; reads
+// treat a missing bucket as empty.
+//
+//	bucket      key                    value
+//	answers     ws \0 id               JSON relay.Answer (the first answer; kept)
+//	answer_log  8-byte big-endian seq  JSON relay.Answer (pruned by PruneAnswers)
+var (
+	bucketAnswers   = []byte("answers")
+	bucketAnswerLog = []byte("answer_log")
+)
+
+// pruneChunk bounds the log entries one PruneAnswers transaction deletes,
+// so a large prune does not hold the writer for long.
+const pruneChunk = 1000
+
+// maxAnswersLimit caps Answers' limit.
+const maxAnswersLimit = 10_000
+
+// RegisterDevice registers or replaces d and, in the same transaction,
+// removes every other device of d's workspace whose token equals d's (the
+// token was taken by another user or device id). It returns the removed
+// devices.
+func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
+	if err := checkDeviceKey(d.Workspace, d.User, d.ID); err != nil {
+		return nil, fmt.Errorf("register device: %w", err)
+	}
+	if d.Token == "" {
+		return nil, errors.New("register device: token: must not be empty")
+	}
+	v, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
+	}
+	defer leave()
+
+	self := joinKey(d.Workspace, d.User, d.ID)
+	prefix := prefixKey(d.Workspace)
+	// The token as it appears in the JSON value, to skip most devices
+	// without decoding them.
+	needle, _ := json.Marshal(d.Token)
+	var taken []relay.Device
+	err = s.write(func(tx *bbolt.Tx) error {
+		taken = nil
+		b := tx.Bucket(bucketDevices)
+		var drop [][]byte
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if bytes.Equal(k, self) || !bytes.Contains(v, needle) {
+				continue
+			}
+			var o relay.Device
+			if err := json.Unmarshal(v, &o); err != nil {
+				return fmt.Errorf("decode device %q: %w", k, err)
+			}
+			if o.Token == d.Token {
+				taken = append(taken, o)
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return b.Put(self, v)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
+	}
+	return taken, nil
+}
+
+// AnswerAction stores the first answer to a.Event and returns it with its
+// sequence number. A later answer stores nothing and returns the stored
+// one with an error wrapping relay.ErrConflict. Concurrent answers to one
+// event are serialized by bbolt's single writer, so exactly one wins.
+func (s *Store) AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error) {
+	if err := errors.Join(checkEventKey(a.Event), checkPart("user", a.User),
+		checkPart("device_id", a.DeviceID), checkPart("action", a.Action)); err != nil {
+		return relay.Answer{}, fmt.Errorf("answer action: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answer action %s: %w", a.Event, err)
+	}
+	defer leave()
+
+	k := eventKey(a.Event)
+	var (
+		out      relay.Answer
+		conflict bool
+	)
+	err = s.write(func(tx *bbolt.Tx) error {
+		out, conflict = relay.Answer{}, false
+		idx, err := tx.CreateBucketIfNotExists(bucketAnswers)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketAnswers, err)
+		}
+		logb, err := tx.CreateBucketIfNotExists(bucketAnswerLog)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketAnswerLog, err)
+		}
+		if v := idx.Get(k); v != nil {
+			conflict = true
+			if err := json.Unmarshal(v, &out); err != nil {
+				return fmt.Errorf("decode answer %s: %w", a.Event, err)
+			}
+			return nil
+		}
+		seq, err := logb.NextSequence()
+		if err != nil {
+			return fmt.Errorf("next answer sequence: %w", err)
+		}
+		out = a
+		out.Seq = seq
+		v, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		if err := idx.Put(k, v); err != nil {
+			return err
+		}
+		return logb.Put(seqKey(seq), v)
+	})
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answer action %s: %w", a.Event, err)
+	}
+	if conflict {
+		return out, fmt.Errorf("answer action %s: already answered %q: %w", a.Event, out.Action, relay.ErrConflict)
+	}
+	return out, nil
+}
+
+// Answers returns up to limit (at most 10,000) logged answers with
+// Seq > afterSeq, in Seq order.
+func (s *Store) Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list answers: limit %d: must be positive", limit)
+	}
+	limit = min(limit, maxAnswersLimit)
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list answers: %w", err)
+	}
+	defer leave()
+
+	out := []relay.Answer{}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAnswerLog)
+		if b == nil || afterSeq == ^uint64(0) {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(afterSeq + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			var a relay.Answer
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode answer %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list answers: %w", err)
+	}
+	return out, nil
+}
+
+// PruneAnswers deletes log entries answered before before, walking from
+// the oldest sequence number and stopping at the first newer one (answers
+// are logged in time order, give or take clock steps). The answers bucket,
+// which makes later answers conflict, is kept. It returns how many entries
+// it deleted.
+func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune answers: %w", err)
+	}
+	defer leave()
+
+	total := 0
+	for {
+		if err := s.stopped(ctx); err != nil {
+			return total, fmt.Errorf("prune answers: %w", err)
+		}
+		var n int
+		var more bool
+		err := s.write(func(tx *bbolt.Tx) error {
+			n, more = 0, false
+			b := tx.Bucket(bucketAnswerLog)
+			if b == nil {
+				return nil
+			}
+			var drop [][]byte
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(drop) == pruneChunk {
+					more = true
+					break
+				}
+				var a struct {
+					AnsweredAt time.Time `json:"answered_at"`
+				}
+				if err := json.Unmarshal(v, &a); err != nil {
+					return fmt.Errorf("decode answer %d: %w", binary.BigEndian.Uint64(k), err)
+				}
+				if !a.AnsweredAt.Before(before) {
+					break
+				}
+				drop = append(drop, bytes.Clone(k))
+			}
+			for _, k := range drop {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(drop)
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune answers: %w", err)
+		}
+		total += n
+		if !more {
+			return total, nil
+		}
+	}
+}
