@@ -64,6 +64,8 @@ type Options struct {
 	// noMmap switches the mmap-backed memory allocator off (tests measure the
 	// difference).
 	noMmap bool
+	// noHarden compiles modules as they are (benchmarks measure the guards).
+	noHarden bool
 }
 
 // Engine owns one wazero runtime, its compilation cache and the plugins

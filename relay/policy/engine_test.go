@@ -207,6 +207,8 @@ func misbehaving() []struct {
 		{"output too large", ev(i64c(MaxOutputBytes + 1)), "{}", KindBadOutput},
 		{"proc_exit", exit, "{}", KindExit},
 		{"recursion", recursion, "{}", KindStackOverflow},
+		{"call tree", callTree(40), "{}", KindTimeout},
+		{"mutual recursion tree", mutualTree(40), "{}", KindTimeout},
 	}
 }
 

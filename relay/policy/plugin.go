@@ -112,9 +112,12 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, fmt.Errorf("load policy %s: module is %d bytes, limit %d", name, len(wasm), MaxModuleBytes)
 	}
 	start := time.Now()
-	code, err := harden(wasm)
-	if err != nil {
-		return nil, fmt.Errorf("load policy %s: %w", name, err)
+	code := wasm
+	if !e.opts.noHarden {
+		var err error
+		if code, err = harden(wasm); err != nil {
+			return nil, fmt.Errorf("load policy %s: %w", name, err)
+		}
 	}
 	compiled, err := e.rt.CompileModule(ctx, code)
 	if err != nil {
@@ -277,8 +280,12 @@ func (p *Plugin) closeInstance(inst *instance) {
 // the guest printed.
 func (p *Plugin) failure(err error, inst *instance) error {
 	memFull := inst.mem != nil && uint64(inst.mem.Size())+1<<16 > uint64(p.eng.pages)<<16
-	return &Error{Plugin: p.name, Kind: classify(err, inst.out.Tail(stderrBytes), memFull),
-		Stderr: inst.out.Excerpt(stderrInError), Err: err}
+	kind := classify(err, inst.out.Tail(stderrBytes), memFull)
+	if g := inst.mod.ExportedGlobal(depthExport); g != nil && kind == KindTrap && uint32(g.Get()) > maxCallDepth {
+		kind = KindStackOverflow
+		err = fmt.Errorf("call depth over %d: %w", maxCallDepth, err)
+	}
+	return &Error{Plugin: p.name, Kind: kind, Stderr: inst.out.Excerpt(stderrInError), Err: err}
 }
 
 // EvaluateRaw runs relay_evaluate once on in and returns a copy of the
