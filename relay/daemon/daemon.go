@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +22,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
 	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
+	"github.com/edgerelay/edgerelay/relay/policy"
 	"github.com/edgerelay/edgerelay/relay/queue"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
@@ -31,6 +34,7 @@ type Daemon struct {
 	log     hclog.Logger
 	metrics *metrics
 	ready   chan struct{}
+	reload  atomic.Pointer[policy.Watcher] // set while running
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -71,11 +75,52 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		DrainTimeout: cfg.ShutdownTimeout,
 		OnOutcome:    d.metrics.outcome,
 	})
+	engine, err := policy.Open(ctx, policy.Options{
+		CacheDir:    filepath.Join(cfg.DataDir, "wazero-cache"),
+		MemoryLimit: cfg.Plugins.MemoryLimit,
+		Timeout:     cfg.Plugins.Timeout,
+		Logger:      d.log.Named("policy"),
+	})
+	if err != nil {
+		return fmt.Errorf("open policy engine: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if cerr := engine.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close policy engine: %w", cerr))
+		}
+	}()
+	// A missing plugin directory means "no plugins yet": create it so it can
+	// be watched and plugins dropped in later.
+	if err := os.MkdirAll(cfg.Plugins.Dir, 0o755); err != nil {
+		return fmt.Errorf("plugins dir: %w", err)
+	}
+	recent := policy.NewRecent()
+	watcher := policy.NewWatcher(policy.WatcherOptions{
+		Dir:    cfg.Plugins.Dir,
+		Engine: engine,
+		Set:    policy.SetOptions{Recent: recent, OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy")},
+		Logger: d.log.Named("policy.watcher"),
+	})
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		watcher.Close(cctx)
+	}()
+	if err := watcher.Reload(); err != nil {
+		// A broken plugin is logged and skipped; the others load.
+		d.log.Error("some policy plugins did not load", relay.LogKeyError, err)
+	}
+	d.reload.Store(watcher)
+
 	pl := pipeline.New(pipeline.Options{
-		Config: cfg,
-		Store:  st,
-		Queue:  q,
-		Logger: d.log.Named("pipeline"),
+		Config:     cfg,
+		Store:      st,
+		Queue:      q,
+		Policy:     policyAdapter{w: watcher},
+		Logger:     d.log.Named("pipeline"),
+		OnAccepted: func(ev relay.Event) { recent.Record(ev.Workspace, ev.User, ev.Type, time.Now()) },
 	})
 	jobs, events, err := pl.Recover(ctx)
 	if err != nil {
@@ -100,6 +145,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:    d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.metrics))
+	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
+	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 
 	// Three stages stop one after the other: the socket first (no new
 	// events), then the deciders, then the queue drains in-flight sends.
@@ -110,6 +157,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return q.Run(sendCtx) })
+	g.Go(func() error { return watcher.Run(gctx) })
 	g.Go(func() error {
 		defer stopSends() // the queue drains once no decider can add jobs
 		return pl.Run(decideCtx)
@@ -235,5 +283,16 @@ func queueHandler(q *queue.Queue, m *metrics) http.Handler {
 	})
 }
 
-// Reload re-reads the policy plugin directory (SIGHUP).
-func (d *Daemon) Reload() {}
+// Reload re-reads the policy plugin directory (SIGHUP). Settings that
+// cannot change without a restart are not re-read.
+func (d *Daemon) Reload() {
+	w := d.reload.Load()
+	if w == nil {
+		return
+	}
+	if err := w.Reload(); err != nil {
+		d.log.Error("policy reload: some plugins kept their previous version", relay.LogKeyError, err)
+		return
+	}
+	d.log.Info("policy plugins reloaded", "plugins", len(w.List()))
+}

@@ -395,3 +395,7 @@ func accepted(pushes []relaytest.Push) []relaytest.Push {
 	}
 	return out
 }
+
+func collapse(ws, id string) string {
+	return pipeline.CollapseID(relay.EventKey{Workspace: ws, ID: id})
+}

@@ -1,0 +1,97 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/edgerelay/edgerelay/plugins/abi"
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/pipeline"
+	"github.com/edgerelay/edgerelay/relay/policy"
+)
+
+// policyAdapter lets the pipeline run the plugin chain of the watcher.
+type policyAdapter struct {
+	w *policy.Watcher
+}
+
+func (p policyAdapter) Evaluate(ctx context.Context, in pipeline.PolicyInput) (pipeline.PolicyResult, error) {
+	ev := in.Event
+	res, err := p.w.Evaluate(ctx, &policy.Request{
+		Now: in.Now, Event: &ev, Baseline: in.Baseline,
+		Settings: in.Settings, Preferences: in.Preferences, Devices: in.Devices,
+	})
+	if err != nil {
+		return pipeline.PolicyResult{}, err
+	}
+	out := pipeline.PolicyResult{
+		Verdict: res.Verdict, Reason: res.Reason, DeferUntil: res.DeferUntil,
+		Plugins: res.Plugins, Devices: res.Devices,
+	}
+	if set := res.Set; set != nil {
+		out.Apply = func(a *relay.Alert) { applySet(a, set) }
+	}
+	return out, nil
+}
+
+// applySet applies the plugins' field changes to the rendered alert.
+func applySet(a *relay.Alert, s *abi.Set) {
+	if s.Title != nil {
+		a.Title = *s.Title
+	}
+	if s.Body != nil {
+		a.Body = *s.Body
+	}
+	if s.Priority != nil {
+		a.Priority = relay.Priority(*s.Priority)
+	}
+	if s.InterruptionLevel != nil {
+		a.InterruptionLevel = *s.InterruptionLevel
+	}
+	if s.Sound != nil {
+		a.Sound = *s.Sound
+	}
+	if s.Category != nil {
+		a.Category = *s.Category
+	}
+	if s.ThreadID != nil {
+		a.ThreadID = *s.ThreadID
+	}
+	if len(s.Data) > 0 {
+		data := make(map[string]string, len(a.Data)+len(s.Data))
+		for k, v := range a.Data {
+			data[k] = v
+		}
+		for k, v := range s.Data {
+			data[k] = v
+		}
+		a.Data = data
+	}
+}
+
+// pluginsHandler serves GET /v1/plugins.
+func pluginsHandler(w *policy.Watcher) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, http.StatusOK, map[string]any{"plugins": w.List()})
+	})
+}
+
+// reloadHandler serves POST /v1/plugins/reload.
+func reloadHandler(w *policy.Watcher) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		start := time.Now()
+		if err := w.Reload(); err != nil {
+			writeJSON(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "errors": err.Error(), "plugins": w.List()})
+			return
+		}
+		writeJSON(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "plugins": w.List()})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
