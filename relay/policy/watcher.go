@@ -175,9 +175,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	// Changes between the caller's Reload and the watch starting.
 	_ = w.Reload()
+	// The rescan runs Debounce after the first change of a burst; changes
+	// during the wait join it. The timer is not pushed back by later
+	// changes, so a directory that never goes quiet is still rescanned.
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
+	pending := false
+	schedule := func() {
+		if !pending {
+			pending = true
+			debounce.Reset(w.opts.Debounce)
+		}
+	}
 	resync := time.NewTicker(w.opts.Resync)
 	defer resync.Stop()
 	for {
@@ -189,15 +199,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return nil
 			}
 			if relevant(ev.Name) {
-				debounce.Reset(w.opts.Debounce)
+				schedule()
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {
 				return nil
 			}
 			w.log.Warn("plugins dir watch error; rescanning", relay.LogKeyError, err)
-			debounce.Reset(w.opts.Debounce)
+			schedule()
 		case <-debounce.C:
+			pending = false
 			_ = w.Reload()
 		case <-resync.C:
 			_ = w.Reload()
