@@ -36,6 +36,12 @@ Socket API (talks to a running relayd):
   queue                                 queue depth per lane
   health                                /healthz and /readyz
 
+Policy plugins:
+  plugin test FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl] [-enforced]
+                                        run a plugin exactly as relayd would; print the decision and timings
+  plugin new NAME [-dir DIR]            scaffold a Go plugin module that builds and passes its test
+  plugin list | plugin reload           loaded plugins of a running relayd / reload them
+
 Development:
   dev init [-dir DIR]                   write dev credentials (APNs key, FCM service account, CA, JWT secret)
   fakes [-dir DIR]                      run the APNs and FCM fakes named by the config's endpoints
@@ -123,6 +129,8 @@ func run(args []string) int {
 		err = cmdGet(ctx, &g, "/v1/queue")
 	case "health":
 		err = cmdHealth(ctx, &g)
+	case "plugin":
+		err = cmdPlugin(ctx, &g, rest)
 	case "dev":
 		err = cmdDev(ctx, &g, rest)
 	case "fakes":
