@@ -113,6 +113,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Error("some policy plugins did not load", relay.LogKeyError, err)
 	}
 	d.reload.Store(watcher)
+	d.metrics.reg.MustRegister(newPluginCollector(watcher.List))
 
 	pl := pipeline.New(pipeline.Options{
 		Config:     cfg,

@@ -66,6 +66,8 @@ type harness struct {
 	FCM     *relaytest.FakeFCM
 	hc      *http.Client
 
+	metricsAddr string
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -75,6 +77,8 @@ type harness struct {
 type harnessOptions struct {
 	extraConfig string // appended to config.hcl
 	logLevel    string // default debug
+	plugins     string // plugins block body (default: dir only)
+	metrics     bool   // serve metrics on a free port (h.metricsAddr)
 	retry       string // retry block body
 }
 
@@ -127,6 +131,16 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if retry == "" {
 		retry = "initial = \"100ms\"\n  max = \"1s\"\n  jitter = 0.2"
 	}
+	metricsBlock := ""
+	if o.metrics {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.metricsAddr = ln.Addr().String()
+		ln.Close()
+		metricsBlock = fmt.Sprintf("metrics {\n  address = %q\n}", h.metricsAddr)
+	}
 	cfg := fmt.Sprintf(`
 log { level = %q }
 data_dir = "./data"
@@ -157,12 +171,14 @@ app "demo" {
 notification "identity_verification" { default = "enforced" }
 plugins {
   dir = "./plugins"
+  %s
 }
+%s
 retry {
   %s
 }
 %s
-`, o.logLevel, h.sock, topic, keyID, teamID, h.APNs.URL, h.APNs.CAFile, projectID, h.FCM.URL, h.FCM.CAFile, retry, o.extraConfig)
+`, o.logLevel, h.sock, topic, keyID, teamID, h.APNs.URL, h.APNs.CAFile, projectID, h.FCM.URL, h.FCM.CAFile, o.plugins, metricsBlock, retry, o.extraConfig)
 	h.cfgPath = filepath.Join(dir, "config.hcl")
 	writeFile(t, h.cfgPath, []byte(cfg))
 	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy"
 )
 
 // metrics are relayd's Prometheus series.
@@ -48,5 +49,44 @@ func (m *metrics) outcome(j relay.Job, took time.Duration) {
 	m.deliveries.WithLabelValues(string(j.Platform), string(j.State)).Inc()
 	if took > 0 {
 		m.sendTime.WithLabelValues(string(j.Platform)).Observe(took.Seconds())
+	}
+}
+
+// pluginCollector exports each loaded plugin's counters at scrape time.
+type pluginCollector struct {
+	list                           func() []policy.PluginInfo
+	calls, failures, timeouts, brk *prometheus.Desc
+	info                           *prometheus.Desc
+}
+
+func newPluginCollector(list func() []policy.PluginInfo) *pluginCollector {
+	l := []string{"plugin"}
+	return &pluginCollector{
+		list:     list,
+		calls:    prometheus.NewDesc("edgerelay_plugin_calls_total", "Evaluations per policy plugin (current version).", l, nil),
+		failures: prometheus.NewDesc("edgerelay_plugin_failures_total", "Failed evaluations per policy plugin: traps, timeouts, bad output (current version).", l, nil),
+		timeouts: prometheus.NewDesc("edgerelay_plugin_timeouts_total", "Evaluations killed by plugins.timeout (current version).", l, nil),
+		brk:      prometheus.NewDesc("edgerelay_plugin_breaker_open", "1 while the plugin's circuit breaker is open.", l, nil),
+		info:     prometheus.NewDesc("edgerelay_plugin_info", "Loaded policy plugin version.", []string{"plugin", "hash", "mode"}, nil),
+	}
+}
+
+func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.calls, c.failures, c.timeouts, c.brk, c.info} {
+		ch <- d
+	}
+}
+
+func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.list() {
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(p.Calls), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(p.Failures), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(p.Timeouts), p.Name)
+		open := 0.0
+		if p.BreakerOpen {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.brk, prometheus.GaugeValue, open, p.Name)
+		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, p.Name, p.Hash, p.Mode)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,4 +295,98 @@ func TestHotReloadUnderLoad(t *testing.T) {
 		t.Errorf("all events judged by one version (%v): the swaps did not take effect", seen)
 	}
 	t.Logf("events judged per plugin version: %v (%d versions seen)", seen, len(seen))
+}
+
+// TestMisbehavingPluginsEndToEnd: plugins that loop, panic, exhaust memory
+// or recurse without end are each handled per on_error, named in the log and
+// the metrics, and relayd keeps delivering everything else.
+func TestMisbehavingPluginsEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a wasm plugin")
+	}
+	h := newHarness(t, harnessOptions{logLevel: "info", metrics: true, plugins: "timeout = \"200ms\"\n  memory_limit = \"64MiB\""})
+	wasm := filepath.Join(t.TempDir(), "scripted.wasm")
+	buildPlugin(t, "testdata/scripted", wasm)
+	data, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.dir, "plugins")
+	bad := map[string]string{
+		// name: manifest. Each misbehaves on one workspace only.
+		"looper":   "workspaces = [\"ws-loop\"]\non_error = \"suppress\"\nconfig {\n  misbehave = \"loop\"\n}\n",
+		"panicker": "workspaces = [\"ws-panic\"]\non_error = \"skip\"\nconfig {\n  misbehave = \"panic\"\n}\n",
+		"bomber":   "workspaces = [\"ws-bomb\"]\non_error = \"suppress\"\nconfig {\n  misbehave = \"bomb\"\n}\n",
+		"recurser": "workspaces = [\"ws-recurse\"]\non_error = \"skip\"\nconfig {\n  misbehave = \"recurse\"\n}\n",
+	}
+	for name, m := range bad {
+		writeFile(t, filepath.Join(dir, name+".wasm"), data)
+		writeFile(t, filepath.Join(dir, name+".hcl"), []byte(m))
+	}
+	// Files that must be refused at load, leaving the rest running.
+	writeFile(t, filepath.Join(dir, "garbage.wasm"), []byte("\x00asm\x01\x00\x00\x00garbage"))
+	h.start()
+	defer h.stop(syscall.SIGTERM)
+	for _, ws := range []string{"ws-loop", "ws-panic", "ws-bomb", "ws-recurse", "ws-fine"} {
+		h.registerPhones(ws, "u")
+	}
+	type want struct{ ws, verdict, state, plugin string }
+	wants := []want{
+		{"ws-loop", "suppress", "suppressed", "looper"},
+		{"ws-panic", "deliver", "delivered", "panicker"},
+		{"ws-bomb", "suppress", "suppressed", "bomber"},
+		{"ws-recurse", "deliver", "delivered", "recurser"},
+		{"ws-fine", "deliver", "delivered", ""},
+	}
+	for round := range 3 {
+		for _, w := range wants {
+			id := fmt.Sprintf("e-%d", round)
+			if r := h.post(map[string]any{"id": id, "workspace": w.ws, "user": "u", "type": "account_shared", "title": "x"}); r[0].Status != "accepted" {
+				t.Fatalf("%+v", r)
+			}
+		}
+	}
+	for round := range 3 {
+		for _, w := range wants {
+			id := fmt.Sprintf("e-%d", round)
+			waitFor(t, 30*time.Second, func() error { return h.settled(w.ws, id) })
+			_, body := h.do("GET", "/v1/events/"+w.ws+"/"+id, "", nil)
+			v, _ := h.event(w.ws, id)
+			if v.Decision.Verdict != w.verdict {
+				t.Errorf("%s/%s: verdict %s, want %s: %s", w.ws, id, v.Decision.Verdict, w.verdict, body)
+			}
+			for _, d := range v.Deliveries {
+				if d.State != w.state {
+					t.Errorf("%s/%s: %s %s, want %s", w.ws, id, d.DeviceID, d.State, w.state)
+				}
+			}
+			if w.plugin != "" && !strings.Contains(string(body), `"name":"`+w.plugin+`"`) {
+				t.Errorf("%s/%s: decision does not name %s: %s", w.ws, id, w.plugin, body)
+			}
+		}
+	}
+	resp, err := http.Get("http://" + h.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for name := range bad {
+		if !strings.Contains(string(metrics), `edgerelay_plugin_failures_total{plugin="`+name+`"}`) {
+			t.Errorf("metrics do not count failures of %s", name)
+		}
+	}
+	logs := h.logs.String()
+	for _, s := range []string{"looper", "panicker", "bomber", "recurser", "garbage"} {
+		if !strings.Contains(logs, s) {
+			t.Errorf("log never names plugin %s", s)
+		}
+	}
+	code, body := h.do("GET", "/v1/plugins", "", nil)
+	if code != 200 || !strings.Contains(string(body), "garbage") {
+		t.Errorf("GET /v1/plugins should report the refused file with its error: %s", body)
+	}
+	if code, _ := h.do("GET", "/healthz", "", nil); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
 }

@@ -21,7 +21,14 @@ type config struct {
 	DeferSeconds float64  `json:"defer_seconds"`
 	Devices      []string `json:"devices"`
 	Title        string   `json:"title"`
+	// Misbehave: "loop" spins forever, "panic" panics, "bomb" allocates
+	// without limit, "recurse" recurses without end.
+	Misbehave string `json:"misbehave"`
 }
+
+var sink [][]byte
+
+func recurse(n int) int { return recurse(n+1) + 1 }
 
 func parse(raw []byte) (config, error) {
 	var c config
@@ -33,6 +40,20 @@ func parse(raw []byte) (config, error) {
 }
 
 func evaluate(in abi.Input, c config) abi.Output {
+	switch c.Misbehave {
+	case "loop":
+		for i := 0; ; i++ {
+			_ = i
+		}
+	case "panic":
+		panic("scripted panic")
+	case "bomb":
+		for {
+			sink = append(sink, make([]byte, 1<<20))
+		}
+	case "recurse":
+		recurse(0)
+	}
 	out := abi.Output{Verdict: c.Verdict, Reason: c.Reason, Devices: c.Devices}
 	if out.Verdict == "" {
 		out.Verdict = abi.VerdictAllow
