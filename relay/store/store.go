@@ -5,7 +5,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -101,4 +104,98 @@ type Store interface {
 	// Close flushes and closes the store. It must succeed even when ctx is
 	// done.
 	Close(ctx context.Context) error
+}
+
+// DueAt is when an open job is due: its NextAt, or when unset (a fresh
+// pending job) its UpdatedAt. Backends that keep a due index order open
+// jobs by (DueAt, workspace, event id, device id).
+func DueAt(j *relay.Job) time.Time {
+	if !j.NextAt.IsZero() {
+		return j.NextAt
+	}
+	return j.UpdatedAt
+}
+
+// DueCursor is a position in the due order of open jobs: the due time and
+// key of the last job seen. The zero cursor is before every job.
+type DueCursor struct {
+	At  time.Time
+	Job relay.JobKey
+}
+
+// DueJob is an open job with what sending it needs.
+type DueJob struct {
+	Job   relay.Job
+	User  string       // the event's user (devices are keyed by it)
+	Alert *relay.Alert // the event's rendered alert; nil if none was stored
+}
+
+// DueIndex is implemented by stores that keep open jobs ordered by due
+// time, so that a scheduler can keep only the next few in memory and page
+// the rest in as it goes.
+type DueIndex interface {
+	// DueJobs returns up to limit open jobs after cursor in due order
+	// (see DueAt), and the cursor of the last one returned.
+	DueJobs(ctx context.Context, after DueCursor, limit int) ([]DueJob, DueCursor, error)
+	// OpenJobCount returns the number of open (pending or deferred) jobs.
+	OpenJobCount(ctx context.Context) (int, error)
+}
+
+// DeadLetter is a job that failed permanently (state relay.StateFailed),
+// kept for an operator to inspect and replay.
+type DeadLetter struct {
+	ID        string         `json:"id"`
+	Event     relay.EventKey `json:"event"`
+	DeviceID  string         `json:"device_id"`
+	Platform  relay.Platform `json:"platform"`
+	Reason    string         `json:"reason"`
+	Attempts  int            `json:"attempts"`
+	FailedAt  time.Time      `json:"failed_at"`
+	ExpiresAt time.Time      `json:"expires_at"`
+	// ReplayedAt is set once the dead letter was replayed.
+	ReplayedAt time.Time `json:"replayed_at,omitzero"`
+}
+
+// ErrReplayed is returned by ReplayDeadLetter for a dead letter that was
+// replayed before.
+var ErrReplayed = errors.New("dead letter already replayed")
+
+// DeadLetters is implemented by stores that keep dead letters.
+type DeadLetters interface {
+	// FailJob records j (whose state must be relay.StateFailed) and a dead
+	// letter for it in one commit, and returns the dead letter's id.
+	FailJob(ctx context.Context, j relay.Job, reason string) (string, error)
+	// DeadLetters returns up to limit dead letters, newest first, starting
+	// after the one with id after ("" from the newest).
+	DeadLetters(ctx context.Context, after string, limit int) ([]DeadLetter, error)
+	// ReplayDeadLetter re-opens a dead letter's job as a fresh pending job
+	// (no attempts, due now) and marks the dead letter replayed, in one
+	// commit. It fails with relay.ErrNotFound (no such dead letter or job),
+	// ErrReplayed, or relay.ErrExpired (the event expired).
+	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (DueJob, error)
+}
+
+// dueNanos is a due time as the index orders it: Unix nanoseconds, 0 for
+// the zero time and anything before 1970.
+func dueNanos(t time.Time) int64 {
+	if t.IsZero() || t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// CursorOf returns the due cursor of job j.
+func CursorOf(j *relay.Job) DueCursor { return DueCursor{At: DueAt(j), Job: j.Key()} }
+
+// Compare orders cursors as the due index does: by due time (nanoseconds),
+// then workspace, event id and device id.
+func (c DueCursor) Compare(o DueCursor) int {
+	if a, b := dueNanos(c.At), dueNanos(o.At); a != b {
+		return cmp.Compare(a, b)
+	}
+	return cmp.Or(
+		strings.Compare(c.Job.Event.Workspace, o.Job.Event.Workspace),
+		strings.Compare(c.Job.Event.ID, o.Job.Event.ID),
+		strings.Compare(c.Job.DeviceID, o.Job.DeviceID),
+	)
 }

@@ -144,6 +144,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 	type put struct {
 		key, value []byte
 		bucket     []byte
+		job        relay.Job
 	}
 	puts := make([]put, len(jobs))
 	seen := make(map[string]bool, len(jobs))
@@ -162,7 +163,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 			return fmt.Errorf("decide event %s: job %d: device_id %q: appears twice", key, i, j.DeviceID)
 		}
 		seen[j.DeviceID] = true
-		puts[i] = put{key: jobKey(key, j.DeviceID), value: encodeJob(&j), bucket: jobBucket(j.State)}
+		puts[i] = put{key: jobKey(key, j.DeviceID), value: encodeJob(&j), bucket: jobBucket(j.State), job: j}
 	}
 	dv, err := encodeDecision(d, alert)
 	if err != nil {
@@ -193,14 +194,22 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := tx.Bucket(bucketDecisions).Put(k, dv); err != nil {
 			return fmt.Errorf("put decision: %w", err)
 		}
+		if err := deleteDuePrefix(tx, prefix); err != nil {
+			return err
+		}
 		for _, name := range [][]byte{bucketJobsOpen, bucketJobsDone} {
 			if err := deletePrefix(tx.Bucket(name), prefix); err != nil {
 				return err
 			}
 		}
-		for _, p := range puts {
+		for i, p := range puts {
 			if err := tx.Bucket(p.bucket).Put(p.key, p.value); err != nil {
 				return fmt.Errorf("put job: %w", err)
+			}
+			if !jobs[i].State.Final() {
+				if err := putDue(tx, p.key, &p.job); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -38,28 +38,9 @@ func (s *Store) UpdateJobs(ctx context.Context, jobs []relay.Job) error {
 	defer leave()
 
 	err = s.write(func(tx *bbolt.Tx) error {
-		open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
 		for i, k := range keys {
-			var from *bbolt.Bucket
-			switch {
-			case open.Get(k) != nil:
-				from = open
-			case done.Get(k) != nil:
-				from = done
-			default:
-				continue // unknown job
-			}
-			to := open
-			if jobs[i].State.Final() {
-				to = done
-			}
-			if from != to {
-				if err := from.Delete(k); err != nil {
-					return fmt.Errorf("delete job: %w", err)
-				}
-			}
-			if err := to.Put(k, values[i]); err != nil {
-				return fmt.Errorf("put job: %w", err)
+			if _, err := updateJob(tx, k, values[i], &jobs[i]); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -68,6 +49,42 @@ func (s *Store) UpdateJobs(ctx context.Context, jobs []relay.Job) error {
 		return fmt.Errorf("update jobs: %w", err)
 	}
 	return nil
+}
+
+// updateJob stores value v of job j under key k, moving it between the open
+// and done buckets as its state says and keeping the due index in step. It
+// reports false, writing nothing, for an unknown job.
+func updateJob(tx *bbolt.Tx, k, v []byte, j *relay.Job) (bool, error) {
+	open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
+	var from *bbolt.Bucket
+	if old := open.Get(k); old != nil {
+		from = open
+		if err := deleteDue(tx, k, old); err != nil {
+			return false, err
+		}
+	} else if done.Get(k) != nil {
+		from = done
+	} else {
+		return false, nil // unknown job
+	}
+	to := open
+	if j.State.Final() {
+		to = done
+	}
+	if from != to {
+		if err := from.Delete(k); err != nil {
+			return false, fmt.Errorf("delete job: %w", err)
+		}
+	}
+	if err := to.Put(k, v); err != nil {
+		return false, fmt.Errorf("put job: %w", err)
+	}
+	if to == open {
+		if err := putDue(tx, k, j); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // OpenJobs calls fn for every job in a pending or deferred state, in key

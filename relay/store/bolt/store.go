@@ -60,7 +60,7 @@ var (
 
 var allBuckets = [][]byte{
 	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
-	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs,
+	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketJobsDue, bucketDeadLetters,
 }
 
 // Store is a store.Store on one bbolt file. Its methods are safe for

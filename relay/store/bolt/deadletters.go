@@ -1,0 +1,219 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+var _ store.DeadLetters = (*Store)(nil)
+
+// Dead letters: bucket deadletters, key 8-byte big-endian sequence number
+// (the dead letter's id, in decimal), value JSON store.DeadLetter.
+var bucketDeadLetters = []byte("deadletters")
+
+// parseDeadLetterID parses a dead letter id.
+func parseDeadLetterID(id string) ([]byte, error) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("dead letter id %q: must be a positive decimal number", id)
+	}
+	return seqKey(n), nil
+}
+
+// FailJob records j, which must be in state relay.StateFailed, and a dead
+// letter with reason in one commit, and returns the dead letter's id. An
+// unknown job fails with relay.ErrNotFound and writes nothing.
+func (s *Store) FailJob(ctx context.Context, j relay.Job, reason string) (string, error) {
+	if j.State != relay.StateFailed {
+		return "", fmt.Errorf("fail job: state %q: must be %q", j.State, relay.StateFailed)
+	}
+	if err := errors.Join(checkEventKey(j.Event), checkPart("device_id", j.DeviceID)); err != nil {
+		return "", fmt.Errorf("fail job: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return "", fmt.Errorf("fail job: %w", err)
+	}
+	defer leave()
+
+	k, v := jobKey(j.Event, j.DeviceID), encodeJob(&j)
+	var id string
+	err = s.write(func(tx *bbolt.Tx) error {
+		id = ""
+		ok, err := updateJob(tx, k, v, &j)
+		if err != nil || !ok {
+			return err
+		}
+		b := tx.Bucket(bucketDeadLetters)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return fmt.Errorf("next sequence: %w", err)
+		}
+		id = strconv.FormatUint(seq, 10)
+		dl := store.DeadLetter{ID: id, Event: j.Event, DeviceID: j.DeviceID, Platform: j.Platform,
+			Reason: reason, Attempts: j.Attempts, FailedAt: j.UpdatedAt, ExpiresAt: j.ExpiresAt}
+		dv, err := json.Marshal(dl)
+		if err != nil {
+			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		return b.Put(seqKey(seq), dv)
+	})
+	if err != nil {
+		return "", fmt.Errorf("fail job %s/%s: %w", j.Event, j.DeviceID, err)
+	}
+	if id == "" {
+		return "", fmt.Errorf("fail job %s/%s: %w", j.Event, j.DeviceID, relay.ErrNotFound)
+	}
+	return id, nil
+}
+
+// DeadLetters returns up to limit dead letters, newest first, after the one
+// with id after ("" starts at the newest).
+func (s *Store) DeadLetters(ctx context.Context, after string, limit int) ([]store.DeadLetter, error) {
+	var from []byte
+	if after != "" {
+		var err error
+		if from, err = parseDeadLetterID(after); err != nil {
+			return nil, fmt.Errorf("list dead letters: after: %w", err)
+		}
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	defer leave()
+	var out []store.DeadLetter
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketDeadLetters).Cursor()
+		var k, v []byte
+		if from == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(from)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, from) >= 0 {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			var dl store.DeadLetter
+			if err := json.Unmarshal(v, &dl); err != nil {
+				return fmt.Errorf("decode dead letter %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, dl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// ReplayDeadLetter re-opens the dead letter's job as a fresh pending job
+// (no attempts, due at now) and marks the dead letter replayed, in one
+// commit. It fails with relay.ErrNotFound, store.ErrReplayed or
+// relay.ErrExpired (the event's expires_at is not after now).
+func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) (store.DueJob, error) {
+	dk, err := parseDeadLetterID(id)
+	if err != nil {
+		return store.DueJob{}, fmt.Errorf("replay dead letter: %w: %w", relay.ErrNotFound, err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return store.DueJob{}, fmt.Errorf("replay dead letter %s: %w", id, err)
+	}
+	defer leave()
+	var out store.DueJob
+	var outcome error // an ordinary outcome (not found, replayed, expired)
+	err = s.write(func(tx *bbolt.Tx) error {
+		out, outcome = store.DueJob{}, nil
+		err := replayTx(tx, dk, now, &out)
+		if errors.Is(err, relay.ErrNotFound) || errors.Is(err, store.ErrReplayed) || errors.Is(err, relay.ErrExpired) {
+			// Reported through outcome, not by failing the commit: a
+			// failed function makes bbolt re-run its whole batch.
+			outcome, err = err, nil
+		}
+		return err
+	})
+	if err == nil {
+		err = outcome
+	}
+	if err != nil {
+		return store.DueJob{}, fmt.Errorf("replay dead letter %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// replayTx is ReplayDeadLetter's transaction.
+func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *store.DueJob) error {
+	{
+		b := tx.Bucket(bucketDeadLetters)
+		dv := b.Get(dk)
+		if dv == nil {
+			return relay.ErrNotFound
+		}
+		var dl store.DeadLetter
+		if err := json.Unmarshal(dv, &dl); err != nil {
+			return fmt.Errorf("decode dead letter: %w", err)
+		}
+		if !dl.ReplayedAt.IsZero() {
+			return fmt.Errorf("%w at %s", store.ErrReplayed, dl.ReplayedAt.Format(time.RFC3339))
+		}
+		ek := eventKey(dl.Event)
+		ev := tx.Bucket(bucketEvents).Get(ek)
+		if ev == nil {
+			return fmt.Errorf("event %s: %w", dl.Event, relay.ErrNotFound)
+		}
+		evv, err := decodeEvent(ev)
+		if err != nil {
+			return err
+		}
+		if evv.Event.Expired(now) {
+			return fmt.Errorf("event %s expired at %s: %w", dl.Event, evv.Event.ExpiresAt.Format(time.RFC3339), relay.ErrExpired)
+		}
+		jk := jobKey(dl.Event, dl.DeviceID)
+		jv := tx.Bucket(bucketJobsDone).Get(jk)
+		if jv == nil {
+			return fmt.Errorf("job %s/%s is not finished: %w", dl.Event, dl.DeviceID, relay.ErrNotFound)
+		}
+		j, err := decodeJob(jk, jv)
+		if err != nil {
+			return err
+		}
+		j.State, j.Attempts, j.LastError, j.NextAt, j.UpdatedAt = relay.StatePending, 0, "", time.Time{}, now
+		if _, err := updateJob(tx, jk, encodeJob(&j), &j); err != nil {
+			return err
+		}
+		dl.ReplayedAt = now
+		nv, err := json.Marshal(dl)
+		if err != nil {
+			return fmt.Errorf("encode dead letter: %w", err)
+		}
+		if err := b.Put(dk, nv); err != nil {
+			return fmt.Errorf("put dead letter: %w", err)
+		}
+		*out = store.DueJob{Job: j, User: evv.Event.User}
+		if v := tx.Bucket(bucketDecisions).Get(ek); v != nil {
+			d, err := decodeDecision(v)
+			if err != nil {
+				return err
+			}
+			out.Alert = d.Alert
+		}
+		return nil
+	}
+}
