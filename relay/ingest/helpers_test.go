@@ -26,6 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // memStore is an in-memory store.Store for tests.
 type memStore struct {
+	// Store makes memStore satisfy the interface as it grows; methods the
+	// socket API never calls are left to it (calling one panics).
+	store.Store
+
 	mu       sync.Mutex
 	fail     error // returned by every call when set
 	events   map[relay.EventKey]*store.Record
