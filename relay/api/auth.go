@@ -1,0 +1,230 @@
+package api
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
+)
+
+// Roles a token may carry in its "role" claim.
+const (
+	RoleOwner      = "owner"
+	RoleSuperAdmin = "super_admin"
+	RoleAdmin      = "admin"
+	RoleUser       = "user"
+)
+
+// Auth limits.
+const (
+	// Leeway is the clock skew allowed on exp, nbf and iat.
+	Leeway = 30 * time.Second
+	// MinHS256SecretBytes is the shortest HS256 secret accepted.
+	MinHS256SecretBytes = 32
+	// MinRSABits is the smallest RSA key accepted.
+	MinRSABits = 2048
+	// maxTokenLen bounds a bearer token.
+	maxTokenLen = 8 << 10
+)
+
+// Claims are the app API's token claims: the registered ones (iss, aud,
+// exp, nbf, sub) plus the workspace and the role.
+type Claims struct {
+	jwt.RegisteredClaims
+	Workspace string `json:"ws"`
+	Role      string `json:"role"`
+}
+
+// User returns the caller's user id (the sub claim).
+func (c *Claims) User() string { return c.Subject }
+
+// Admin reports whether the role may change workspace settings.
+func (c *Claims) Admin() bool {
+	return c.Role == RoleOwner || c.Role == RoleSuperAdmin || c.Role == RoleAdmin
+}
+
+// Validate checks the claims the app API adds; jwt calls it after the
+// registered claims pass.
+func (c *Claims) Validate() error {
+	for _, f := range []struct{ name, v string }{{"sub", c.Subject}, {"ws", c.Workspace}} {
+		if err := checkID(f.name, f.v); err != nil {
+			return fmt.Errorf("claim %w", err)
+		}
+	}
+	switch c.Role {
+	case RoleOwner, RoleSuperAdmin, RoleAdmin, RoleUser:
+		return nil
+	case "":
+		return errors.New("claim role: missing")
+	}
+	return fmt.Errorf("claim role %q: want owner, super_admin, admin or user", truncate(c.Role))
+}
+
+// Verifier checks app API bearer tokens against the configured key.
+type Verifier struct {
+	parser *jwt.Parser
+	key    any
+	alg    string
+}
+
+// NewVerifier reads the key file named by a (auth.hs256_secret_file or
+// auth.public_key_file) and returns a verifier that accepts only tokens
+// signed with that key's algorithm (HS256, EdDSA or RS256), from a.Issuer
+// for a.Audience, with an exp, at now (with Leeway). now nil means
+// time.Now.
+func NewVerifier(a config.Auth, now func() time.Time) (*Verifier, error) {
+	if now == nil {
+		now = time.Now
+	}
+	v := &Verifier{}
+	switch {
+	case a.HS256SecretFile != "" && a.PublicKeyFile != "":
+		return nil, errors.New("auth: set exactly one of hs256_secret_file and public_key_file")
+	case a.HS256SecretFile != "":
+		b, err := os.ReadFile(a.HS256SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.hs256_secret_file: %w", err)
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) < MinHS256SecretBytes {
+			return nil, fmt.Errorf("auth.hs256_secret_file %s: secret is %d bytes, want at least %d", a.HS256SecretFile, len(b), MinHS256SecretBytes)
+		}
+		v.key, v.alg = b, jwt.SigningMethodHS256.Alg()
+	case a.PublicKeyFile != "":
+		key, alg, err := readPublicKey(a.PublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.public_key_file %s: %w", a.PublicKeyFile, err)
+		}
+		v.key, v.alg = key, alg
+	default:
+		return nil, errors.New("auth: set hs256_secret_file or public_key_file")
+	}
+	if a.Issuer == "" || a.Audience == "" {
+		return nil, errors.New("auth: issuer and audience must be set")
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{v.alg}),
+		jwt.WithIssuer(a.Issuer),
+		jwt.WithAudience(a.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(now),
+		jwt.WithStrictDecoding(),
+	)
+	return v, nil
+}
+
+// Algorithm returns the one JWT algorithm the verifier accepts.
+func (v *Verifier) Algorithm() string { return v.alg }
+
+// Verify parses and checks a token. The error says why it was refused (for
+// logs; never show it the token).
+func (v *Verifier) Verify(raw string) (*Claims, error) {
+	if len(raw) > maxTokenLen {
+		return nil, fmt.Errorf("token is %d bytes, longer than %d", len(raw), maxTokenLen)
+	}
+	c := &Claims{}
+	_, err := v.parser.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
+		// WithValidMethods already refused every other alg; check again
+		// so the key can never meet another algorithm.
+		if t.Method == nil || t.Method.Alg() != v.alg {
+			return nil, fmt.Errorf("algorithm %v not allowed", t.Header["alg"])
+		}
+		return v.key, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// bearer extracts the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Values("Authorization")
+	switch len(h) {
+	case 0:
+		return "", errors.New("no Authorization header")
+	case 1:
+	default:
+		return "", errors.New("more than one Authorization header")
+	}
+	scheme, tok, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", errors.New("Authorization is not a Bearer token")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", errors.New("empty bearer token")
+	}
+	return tok, nil
+}
+
+// readPublicKey reads a PEM public key (PKIX "PUBLIC KEY", PKCS#1 "RSA
+// PUBLIC KEY" or a "CERTIFICATE") and returns it with its algorithm.
+func readPublicKey(path string) (any, string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, "", errors.New("no PEM block")
+	}
+	var key any
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		cert, err = x509.ParseCertificate(block.Bytes)
+		if err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		return nil, "", fmt.Errorf("PEM block %q: want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE", block.Type)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("parse %s: %w", block.Type, err)
+	}
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		return k, jwt.SigningMethodEdDSA.Alg(), nil
+	case *rsa.PublicKey:
+		if k.N.BitLen() < MinRSABits {
+			return nil, "", fmt.Errorf("RSA key is %d bits, want at least %d", k.N.BitLen(), MinRSABits)
+		}
+		return k, jwt.SigningMethodRS256.Alg(), nil
+	}
+	return nil, "", fmt.Errorf("key type %T: want Ed25519 (EdDSA) or RSA (RS256)", key)
+}
+
+// checkID checks an id (path parameter, claim): 1..relay.MaxIDLen bytes of
+// printable ASCII without spaces.
+func checkID(field, s string) error {
+	if s == "" {
+		return &FieldError{Field: field, Reason: "must not be empty"}
+	}
+	if len(s) > relay.MaxIDLen {
+		return &FieldError{Field: field, Reason: fmt.Sprintf("is longer than %d characters", relay.MaxIDLen)}
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '/' {
+			return &FieldError{Field: field, Reason: "must be printable ASCII without spaces or slashes"}
+		}
+	}
+	return nil
+}
