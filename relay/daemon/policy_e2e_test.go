@@ -390,3 +390,35 @@ func TestMisbehavingPluginsEndToEnd(t *testing.T) {
 		t.Errorf("healthz %d", code)
 	}
 }
+
+// TestAssemblyScriptPluginEndToEnd runs the AssemblyScript example plugin
+// (built by `make example-as`, part of `make test`) inside relayd: the ABI
+// is language-neutral.
+func TestAssemblyScriptPluginEndToEnd(t *testing.T) {
+	wasm, err := os.ReadFile("../../build/examples/as_example.wasm")
+	if err != nil {
+		if os.Getenv("EDGERELAY_REQUIRE_EXAMPLES") != "" {
+			t.Fatalf("AssemblyScript example not built (make example-as): %v", err)
+		}
+		t.Skip("build/examples/as_example.wasm missing: run make example-as (make test does)")
+	}
+	h := newHarness(t, harnessOptions{})
+	dir := filepath.Join(h.dir, "plugins")
+	writeFile(t, filepath.Join(dir, "as_example.wasm"), wasm)
+	writeFile(t, filepath.Join(dir, "as_example.hcl"), []byte("types = [\"account_shared\"]\nconfig {\n  internal_owner = \"bot@corp.example\"\n}\n"))
+	h.start()
+	defer h.stop(syscall.SIGTERM)
+	h.registerPhones("acme", "u")
+	h.post(
+		map[string]any{"id": "internal", "workspace": "acme", "user": "u", "type": "account_shared", "data": map[string]string{"owner": "bot@corp.example"}},
+		map[string]any{"id": "external", "workspace": "acme", "user": "u", "type": "account_shared", "data": map[string]string{"owner": "eve@elsewhere.example"}},
+	)
+	for id, want := range map[string]string{"internal": "suppress", "external": "deliver"} {
+		waitFor(t, 10*time.Second, func() error { return h.settled("acme", id) })
+		_, body := h.do("GET", "/v1/events/acme/"+id, "", nil)
+		v, _ := h.event("acme", id)
+		if v.Decision.Verdict != want || !strings.Contains(string(body), `"name":"as_example"`) {
+			t.Errorf("%s: %s, want %s by as_example: %s", id, v.Decision.Verdict, want, body)
+		}
+	}
+}
