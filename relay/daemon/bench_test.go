@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -106,8 +108,25 @@ func BenchmarkEndToEnd(b *testing.B) {
 
 func runLoad(b *testing.B, name string, n int, latency time.Duration, android bool) loadResult {
 	b.StopTimer()
-	h := newHarness(b, harnessOptions{logLevel: "warn"})
+	h := newHarness(b, harnessOptions{logLevel: "warn", metrics: true})
 	h.start()
+	if path := os.Getenv("EDGERELAY_BENCH_CPUPROFILE"); path != "" {
+		// Profile relayd while the load runs.
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=3")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			f, _ := os.Create(path + "." + strings.NewReplacer("/", "_", "=", "").Replace(name))
+			io.Copy(f, resp.Body)
+			f.Close()
+		}()
+	}
 	defer h.stop(syscall.SIGTERM)
 	const users = 50
 	for u := range users {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -229,6 +230,11 @@ func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, erro
 func (d *Daemon) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	// Profiles for operators chasing CPU or memory; same listener as the
+	// metrics, so the same exposure (loopback by default).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	ln, err := net.Listen("tcp", d.cfg.Metrics.Address)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)

@@ -107,8 +107,8 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, dir: dir, sock: filepath.Join(sockDir, "relayd.sock")}
-	h.APNs = relaytest.NewFakeAPNs(t, relaytest.APNsOptions{Topic: topic, AuthKey: &apnsKey.PublicKey, KeyID: keyID, TeamID: teamID})
-	h.FCM = relaytest.NewFakeFCM(t, relaytest.FCMOptions{ProjectID: projectID, ServiceAccountKey: &saKey.PublicKey, ClientEmail: "relay@" + projectID + ".iam.gserviceaccount.com"})
+	h.APNs = relaytest.NewFakeAPNs(t, relaytest.APNsOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, Topic: topic, AuthKey: &apnsKey.PublicKey, KeyID: keyID, TeamID: teamID})
+	h.FCM = relaytest.NewFakeFCM(t, relaytest.FCMOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, ProjectID: projectID, ServiceAccountKey: &saKey.PublicKey, ClientEmail: "relay@" + projectID + ".iam.gserviceaccount.com"})
 	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
 	if err != nil {
 		t.Fatal(err)
