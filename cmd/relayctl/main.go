@@ -35,6 +35,7 @@ Socket API (talks to a running relayd):
   device rm WORKSPACE USER ID
   queue                                 queue depth per lane
   health                                /healthz and /readyz
+  actions tail [-from SEQ] [-json]      follow answers to actionable alerts (resumes after reconnects)
 
 Policy plugins:
   plugin test FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl] [-enforced]
@@ -46,6 +47,7 @@ Development:
   dev init [-dir DIR]                   write dev credentials (APNs key, FCM service account, CA, JWT secret)
   fakes [-dir DIR]                      run the APNs and FCM fakes named by the config's endpoints
   demo [-relayd BIN] [-exit]            start fakes + relayd, register demo phones, send one event of each type
+  token mint -user U -workspace WS -role R [-ttl 1h]   app API token signed with auth.hs256_secret_file
 
 Global flags:
 `
@@ -129,6 +131,10 @@ func run(args []string) int {
 		err = cmdGet(ctx, &g, "/v1/queue")
 	case "health":
 		err = cmdHealth(ctx, &g)
+	case "actions":
+		err = cmdActions(ctx, &g, rest)
+	case "token":
+		err = cmdToken(ctx, &g, rest)
 	case "plugin":
 		err = cmdPlugin(ctx, &g, rest)
 	case "dev":
