@@ -42,6 +42,10 @@ func (s *memStore) RemoveDeviceToken(_ context.Context, _, _, id, _ string) (boo
 	return true, nil
 }
 
+func (s *memStore) Device(_ context.Context, ws, user, id string) (relay.Device, error) {
+	return relay.Device{}, relay.ErrNotFound
+}
+
 func (s *memStore) job(id string) relay.Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
