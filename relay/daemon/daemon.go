@@ -123,6 +123,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Policy:     policyAdapter{w: watcher},
 		Logger:     d.log.Named("pipeline"),
 		OnAccepted: func(ev relay.Event) { recent.Record(ev.Workspace, ev.User, ev.Type, time.Now()) },
+		Admit:      q.Admit, // 503 "queue full" beyond queue.DefaultMaxOpenJobs
 	})
 	jobs, events, err := pl.Recover(ctx)
 	if err != nil {
@@ -147,6 +148,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:    d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.metrics))
+	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
+	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 
@@ -286,7 +289,7 @@ func queueHandler(q *queue.Queue, m *metrics) http.Handler {
 			m.dueAge.WithLabelValues(s.Lane).Set(s.OldestAge.Seconds())
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"depth": total, "lanes": stats})
+		json.NewEncoder(w).Encode(map[string]any{"depth": total, "open_jobs": q.Open(), "lanes": stats})
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -69,6 +70,14 @@ type Options struct {
 	Now     func() time.Time
 	// OnAccepted, when set, is called for each event accepted.
 	OnAccepted func(relay.Event)
+	// Admit, when set, is asked before storing events; its error refuses
+	// the whole call (ingest answers 503), e.g. when the queue is full.
+	Admit func(events int) error
+}
+
+// recoverer is a queue that pages open jobs in from the store itself.
+type recoverer interface {
+	Recover(ctx context.Context) (int, error)
 }
 
 // Pipeline accepts events and decides them.
@@ -126,6 +135,11 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	}
 	if len(ok) == 0 {
 		return errs, nil
+	}
+	if p.opts.Admit != nil {
+		if err := p.opts.Admit(len(ok)); err != nil {
+			return nil, err
+		}
 	}
 	res, err := p.opts.Store.AddEvents(ctx, ok, now)
 	if err != nil {
@@ -191,6 +205,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // previous run. Call it after opening the store and before accepting new
 // events.
 func (p *Pipeline) Recover(ctx context.Context) (jobs, events int, err error) {
+	if r, ok := p.opts.Queue.(recoverer); ok {
+		// The queue pages open jobs in itself, in due order.
+		n, err := r.Recover(ctx)
+		switch {
+		case err == nil:
+			events, err := p.recoverEvents(ctx)
+			return n, events, err
+		case !errors.Is(err, errors.ErrUnsupported):
+			return 0, 0, err
+		}
+	}
 	type owner struct {
 		user  string
 		alert *relay.Alert
@@ -220,21 +245,27 @@ func (p *Pipeline) Recover(ctx context.Context) (jobs, events int, err error) {
 	if err != nil {
 		return jobs, events, fmt.Errorf("recover jobs: %w", err)
 	}
+	events, err = p.recoverEvents(ctx)
+	return jobs, events, err
+}
+
+// recoverEvents decides the events left undecided.
+func (p *Pipeline) recoverEvents(ctx context.Context) (events int, err error) {
 	var pending []relay.Event
 	err = p.opts.Store.Undecided(ctx, func(ev relay.Event) error {
 		pending = append(pending, ev)
 		return nil
 	})
 	if err != nil {
-		return jobs, events, fmt.Errorf("recover events: %w", err)
+		return events, fmt.Errorf("recover events: %w", err)
 	}
 	for _, ev := range pending {
 		if err := p.Decide(ctx, ev); err != nil {
-			return jobs, events, fmt.Errorf("recover event %s: %w", ev.Key(), err)
+			return events, fmt.Errorf("recover event %s: %w", ev.Key(), err)
 		}
 		events++
 	}
-	return jobs, events, nil
+	return events, nil
 }
 
 // Decide runs the decision chain for one stored event, records it and queues
