@@ -34,6 +34,7 @@ Socket API (talks to a running relayd):
   device list WORKSPACE USER
   device rm WORKSPACE USER ID
   queue                                 queue depth per lane
+  dlq list [-limit N] [-after ID] | dlq replay ID   list or replay dead letters
   health                                /healthz and /readyz
   actions tail [-from SEQ] [-json]      follow answers to actionable alerts (resumes after reconnects)
 
@@ -129,6 +130,8 @@ func run(args []string) int {
 		err = cmdDevice(ctx, &g, rest)
 	case "queue":
 		err = cmdGet(ctx, &g, "/v1/queue")
+	case "dlq":
+		err = cmdDLQ(ctx, &g, rest)
 	case "health":
 		err = cmdHealth(ctx, &g)
 	case "actions":
