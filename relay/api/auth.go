@@ -155,14 +155,14 @@ func bearer(r *http.Request) (string, error) {
 	h := r.Header.Values("Authorization")
 	switch len(h) {
 	case 0:
-		return "", errors.New("no Authorization header")
+		return "", errors.New("no authorization header")
 	case 1:
 	default:
-		return "", errors.New("more than one Authorization header")
+		return "", errors.New("more than one authorization header")
 	}
 	scheme, tok, ok := strings.Cut(h[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", errors.New("Authorization is not a Bearer token")
+		return "", errors.New("authorization header is not a Bearer token")
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" {

@@ -138,7 +138,7 @@ func ParseLastEventID(v string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, errors.New("Last-Event-ID must be a decimal sequence number")
+		return 0, errors.New("invalid Last-Event-ID: want a decimal sequence number")
 	}
 	return n, nil
 }
