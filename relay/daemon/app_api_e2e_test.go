@@ -1,8 +1,6 @@
-//go:build appapi_e2e
-
-// These tests need relayd to serve the app API (api.Server on api.address)
-// and the socket's GET /v1/actions/stream, send withdraw pushes and seal
-// alerts. Remove the build tag once the daemon wires them.
+// End-to-end tests of the app API (issue 4): relayd serves it on
+// api.address, streams answers on the socket's GET /v1/actions/stream,
+// sends withdraw pushes and seals alerts.
 
 package daemon_test
 

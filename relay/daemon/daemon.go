@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/api"
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/delivery/apns"
 	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
@@ -150,6 +151,18 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/queue", queueHandler(q, d.metrics))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
 	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
+	hub := api.NewHub()
+	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions")}))
+	var apiSrv *api.Server
+	if appAPIEnabled(cfg) {
+		wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
+		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer})
+		if err != nil {
+			return fmt.Errorf("app api: %w", err)
+		}
+	} else {
+		d.log.Warn("app API disabled: the config has no auth block to verify tokens with")
+	}
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 
@@ -161,6 +174,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer stopSends()
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Open action streams end with the socket, not after its drain timeout.
+	stopHub := context.AfterFunc(gctx, hub.Close)
+	defer stopHub()
+	if apiSrv != nil {
+		g.Go(func() error {
+			if err := apiSrv.Run(gctx); err != nil {
+				return fmt.Errorf("app api: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return q.Run(sendCtx) })
 	g.Go(func() error { return watcher.Run(gctx) })
 	g.Go(func() error {
@@ -217,14 +241,14 @@ func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, erro
 			if err != nil {
 				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
 			}
-			lanes[queue.LaneKey(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: c, Concurrency: 256 * max(a.APNS.Connections, 1)}
+			lanes[queue.LaneKey(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 256 * max(a.APNS.Connections, 1)}
 		}
 		if a.FCM != nil {
 			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
 			if err != nil {
 				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
 			}
-			lanes[queue.LaneKey(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: c, Concurrency: 100}
+			lanes[queue.LaneKey(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 100}
 		}
 	}
 	return lanes, nil

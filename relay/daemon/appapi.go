@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/api"
+	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/delivery"
+	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/seal"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// appAPIEnabled reports whether the config gives the app API a key to
+// verify tokens with; without one the API is not served.
+func appAPIEnabled(cfg *config.Config) bool {
+	return cfg.Auth.HS256SecretFile != "" || cfg.Auth.PublicKeyFile != ""
+}
+
+// withdrawType is the type of the derived events that carry withdraw
+// pushes. It is not a configured notification type, so if relayd stops
+// between storing such an event and deciding it, recovery suppresses it
+// (unknown type) instead of sending anything.
+const withdrawType = "edgerelay.withdraw"
+
+// withdrawer sends the silent "withdraw the prompt" push to a user's other
+// devices once an alert is answered. The push is stored like any delivery
+// (a derived event "<id>~withdraw" with its own jobs), so it survives a
+// restart and shows in GET /v1/events.
+type withdrawer struct {
+	st  store.Store
+	q   *queue.Queue
+	now func() time.Time
+	log interface {
+		Error(string, ...any)
+	}
+}
+
+func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {
+	alert := api.WithdrawAlert(rec, a)
+	ids := api.WithdrawDevices(rec, a)
+	if alert == nil || len(ids) == 0 {
+		return
+	}
+	// The answer is already stored; the withdraw must not depend on the
+	// phone's request staying open.
+	ctx = context.WithoutCancel(ctx)
+	now := w.now()
+	ev := relay.Event{ID: rec.Event.ID + "~withdraw", Workspace: rec.Event.Workspace, User: rec.Event.User,
+		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
+	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
+	if err != nil || (len(errs) > 0 && errs[0] != nil) {
+		if err == nil && errors.Is(errs[0], relay.ErrDuplicate) {
+			return
+		}
+		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, errors.Join(err, errs[0]))
+		return
+	}
+	var jobs []relay.Job
+	var items []*queue.Item
+	for _, id := range ids {
+		d, err := w.st.Device(ctx, ev.Workspace, ev.User, id)
+		if err != nil {
+			continue
+		}
+		j := relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+		jobs = append(jobs, j)
+		items = append(items, &queue.Item{Job: j, Alert: alert, Device: d})
+	}
+	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
+	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
+		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
+		return
+	}
+	if err := w.q.Add(items...); err != nil {
+		w.log.Error("queue withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
+	}
+}
+
+// sealingNotifier seals an alert to the device's public key when the type's
+// notification block says seal = true, so Apple and Google carry only
+// ciphertext. A device without a key gets the plain alert. If sealing fails
+// the send fails permanently: never fall back to plaintext.
+type sealingNotifier struct {
+	next delivery.Notifier
+	cfg  *config.Config
+}
+
+func (s sealingNotifier) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
+	n := s.cfg.Notifications[a.Type]
+	if a.Silent || d.PublicKey == "" || n == nil || !n.Seal {
+		return s.next.Notify(ctx, d, a)
+	}
+	sealed, err := seal.Alert(a, d.PublicKey)
+	if err != nil {
+		return &delivery.Error{Provider: "seal", Reason: "SealFailed", Outcome: delivery.Permanent, Err: err}
+	}
+	return s.next.Notify(ctx, d, sealed)
+}
