@@ -274,6 +274,12 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	fmt.Printf("▶ relayd keeps running on %s — try:\n", cfg.Socket.Path)
 	fmt.Printf(`    echo '{"id":"evt-1","workspace":"%s","user":"%s","type":"otp_received","title":"Code","body":"Tap to copy"}' | bin/relayctl send -`+"\n", ws, user)
 	fmt.Printf("    bin/relayctl event %s evt-1\n", ws)
+	if cfg.Auth.HS256SecretFile != "" {
+		fmt.Println("  Answer the MFA prompt as the phone would (app API), and watch answers as upstream would:")
+		fmt.Printf("    bin/relayctl actions tail &\n")
+		fmt.Printf("    TOKEN=$(bin/relayctl token mint -user %s -workspace %s -role user)\n", user, ws)
+		fmt.Printf("    curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{\"action\":\"approve\",\"device_id\":\"%s\"}' http://%s/v1/events/%s/actions\n", phones[0].id, cfg.API.Address, ids[0])
+	}
 	fmt.Println("  Ctrl-C stops relayd and the fakes.")
 	for {
 		select {
