@@ -71,7 +71,26 @@ type harness struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	logs   *bytes.Buffer
+	logs   *lockedBuffer
+}
+
+// lockedBuffer collects relayd's output; the test reads it while the
+// process still writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type harnessOptions struct {
@@ -206,7 +225,7 @@ func (h *harness) start() {
 	h.t.Helper()
 	h.mu.Lock()
 	cmd := exec.Command(relaydBin, "-config", h.cfgPath)
-	h.logs = &bytes.Buffer{}
+	h.logs = &lockedBuffer{}
 	cmd.Stdout = h.logs
 	cmd.Stderr = h.logs
 	if err := cmd.Start(); err != nil {
