@@ -544,3 +544,83 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("second relayctl replay: %v\n%s", err, out)
 	}
 }
+
+// currentRSS returns a process's resident set size (VmRSS) in MiB.
+func currentRSS(tb testing.TB, pid int) float64 { return procStatus(tb, pid, "VmRSS:") }
+
+// procStatus returns a kB field of /proc/PID/status in MiB.
+func procStatus(tb testing.TB, pid int, field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkOutageRSS measures relayd's memory while APNs is down (every
+// push answered 503) and 200,000 jobs are open (override with
+// EDGERELAY_OUTAGE_JOBS): steady-state RSS over 30 s once all are queued.
+// Run with: go test -run '^$' -bench BenchmarkOutageRSS -benchtime 1x ./relay/daemon/
+func BenchmarkOutageRSS(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("EDGERELAY_OUTAGE_JOBS")); err == nil && v > 0 {
+		n = v
+	}
+	for range b.N {
+		h := newHarness(b, harnessOptions{logLevel: "warn", retry: "initial = \"1s\"\n  max = \"1m\"\n  jitter = 1"})
+		h.start()
+		const users = 200
+		for u := range users {
+			user := fmt.Sprintf("u-%d", u)
+			h.put("/v1/workspaces/acme/users/"+user+"/devices/iphone", map[string]string{"platform": "ios", "token": hexToken(user), "app": "demo"})
+		}
+		h.APNs.Script("", relaytest.Rule{Reason: "ServiceUnavailable"})
+		rss0 := currentRSS(b, h.pid())
+		start := time.Now()
+		events := loadEvents("acme", n, users, time.Now().Add(time.Hour))
+		for i := 0; i < n; i += 5000 {
+			if _, err := h.tryPost(events[i:min(i+5000, n)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitFor(b, 5*time.Minute, func() error {
+			if open, _ := h.queueState(); open < n {
+				return fmt.Errorf("%d of %d jobs open", open, n)
+			}
+			return nil
+		})
+		queued := time.Since(start)
+		var samples []float64
+		depth, anon := 0.0, 0.0
+		for range 30 {
+			time.Sleep(time.Second)
+			samples = append(samples, currentRSS(b, h.pid()))
+			anon = procStatus(b, h.pid(), "RssAnon:")
+			_, lanes := h.queueState()
+			for _, l := range lanes {
+				if l["lane"] == "demo/ios" {
+					depth = max(depth, l["depth"].(float64))
+				}
+			}
+		}
+		peak := peakRSS(b, h.pid())
+		h.stop(syscall.SIGTERM)
+		steady := samples[len(samples)-1]
+		mx := 0.0
+		for _, s := range samples {
+			mx = max(mx, s)
+		}
+		fi, _ := os.Stat(filepath.Join(h.dir, "data", "relay.db"))
+		b.ReportMetric(steady, "steady-rss-MiB")
+		b.ReportMetric(peak, "peak-rss-MiB")
+		b.ReportMetric(anon, "steady-anon-MiB")
+		b.Logf("outage: %d open jobs queued in %v; RSS idle %.0f MiB, steady %.0f MiB (max %.0f over 30 s; anonymous %.0f MiB, the rest is the store's mmap), peak %.0f MiB; max jobs in memory %.0f; APNs requests %d; store %.0f MiB",
+			n, queued.Round(time.Millisecond), rss0, steady, mx, anon, peak, depth, h.APNs.Requests(), float64(fi.Size())/(1<<20))
+	}
+}

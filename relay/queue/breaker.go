@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay/delivery"
@@ -32,6 +33,7 @@ func (s breakerState) String() string {
 type breaker struct {
 	state    breakerState
 	fails    int // consecutive configuration errors
+	outages  int // consecutive retryable failures
 	until    time.Time
 	cooldown time.Duration
 	probing  bool
@@ -63,27 +65,46 @@ func (b *breaker) admit(now time.Time) (until time.Time, probe, hold bool) {
 type answer int
 
 const (
-	noAnswer  answer = iota // no provider answer (expired first, shutdown)
-	answered                // an answer that is not a configuration error
-	configErr               // a configuration error
+	noAnswer    answer = iota // no provider answer (expired first, shutdown)
+	answered                  // an answer that shows the provider works
+	configErr                 // a configuration error
+	unavailable               // a retryable failure (5xx, transport, quota)
 )
 
-// answerOf classifies a send's error for the breaker.
+// answerOf classifies a send's error for the breaker, with a short reason.
 func answerOf(err error) (answer, string) {
-	if o, _ := delivery.Classify(err); o != delivery.ConfigError {
-		return answered, ""
-	}
+	o, _ := delivery.Classify(err)
 	var de *delivery.Error
-	if errors.As(err, &de) && de.Reason != "" {
-		return configErr, de.Provider + ": " + de.Reason
+	isDE := errors.As(err, &de)
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+		if isDE && de.Reason != "" {
+			reason = de.Provider + ": " + de.Reason
+		} else if isDE && de.Status != 0 {
+			reason = fmt.Sprintf("%s: %d", de.Provider, de.Status)
+		}
 	}
-	return configErr, err.Error()
+	switch {
+	case o == delivery.ConfigError:
+		return configErr, reason
+	case o == delivery.Retry && !(isDE && de.Provider == "apns" && de.Status == 429):
+		// APNs 429 is about one device token, not the provider.
+		return unavailable, reason
+	}
+	return answered, reason
 }
 
-// breakerResult feeds a send's answer to its lane's breaker: K consecutive
-// configuration errors open it (one loud ERROR line, OnBreaker), a failed
-// probe opens it again for twice as long (capped), and any other answer
-// closes it.
+// breakerResult feeds a send's answer to its lane's breaker.
+//
+//   - BreakerThreshold consecutive configuration errors open it, with one
+//     loud ERROR line: the operator must fix the key, certificate, topic or
+//     project.
+//   - OutageThreshold consecutive retryable failures (the provider is down)
+//     open it too, with a WARN line: parking the backlog until a probe
+//     succeeds spares the provider, the disk and the CPU a retry storm.
+//   - A failed probe opens it again for twice as long (capped); any answer
+//     that shows the provider works closes it.
 func (q *Queue) breakerResult(l *lane, probe bool, a answer, reason string) {
 	now := q.opts.Now()
 	var changed, open bool
@@ -92,36 +113,51 @@ func (q *Queue) breakerResult(l *lane, probe bool, a answer, reason string) {
 	if probe {
 		b.probing = false
 	}
+	trip := func(why string) {
+		b.cooldown = q.opts.BreakerCooldown
+		b.state, b.until, b.reason = breakerOpen, now.Add(b.cooldown), why
+		changed, open = true, true
+	}
+	if a == unavailable {
+		reason = "provider unavailable: " + reason
+	}
 	switch a {
-	case configErr:
-		b.fails++
-		b.reason = reason
+	case configErr, unavailable:
+		if a == configErr {
+			b.fails++
+			b.outages = 0
+		} else {
+			b.outages++
+			b.fails = 0
+		}
 		switch {
 		case b.state == breakerHalfOpen && probe:
 			b.cooldown = min(2*b.cooldown, q.opts.BreakerMaxCooldown)
-			b.state, b.until = breakerOpen, now.Add(b.cooldown)
-			q.log.Warn("provider configuration error persists: circuit breaker open again", "lane", l.key,
-				"reason", reason, "retry_in", b.cooldown)
+			b.state, b.until, b.reason = breakerOpen, now.Add(b.cooldown), reason
+			q.log.Warn("probe failed: circuit breaker open again", "lane", l.key, "reason", reason, "retry_in", b.cooldown)
 			changed, open = true, true
 		case b.state == breakerClosed && b.fails >= q.opts.BreakerThreshold:
-			b.cooldown = q.opts.BreakerCooldown
-			b.state, b.until = breakerOpen, now.Add(b.cooldown)
+			trip(reason)
 			q.log.Error("PROVIDER CONFIGURATION ERROR: circuit breaker open; deliveries on this lane wait (no attempts spent) until a probe succeeds. Fix the app's key, certificate, topic or project.",
 				"lane", l.key, "reason", reason, "consecutive_errors", b.fails, "retry_in", b.cooldown)
-			changed, open = true, true
+		case b.state == breakerClosed && b.outages >= q.opts.OutageThreshold:
+			trip(reason)
+			q.log.Warn("provider unavailable: circuit breaker open; deliveries on this lane wait on disk until a probe succeeds",
+				"lane", l.key, "reason", reason, "consecutive_failures", b.outages, "retry_in", b.cooldown)
 		}
 	case answered:
-		b.fails = 0
+		b.fails, b.outages = 0, 0
 		if b.state != breakerClosed {
-			q.log.Info("provider accepts the configuration again: circuit breaker closed", "lane", l.key)
+			q.log.Info("provider answers again: circuit breaker closed", "lane", l.key)
 			b.state, b.reason, b.cooldown, b.probing = breakerClosed, "", 0, false
 			changed = true
 		}
 	}
+	why := b.reason
 	q.mu.Unlock()
 	l.signal()
 	if changed && q.opts.OnBreaker != nil {
-		q.opts.OnBreaker(l.key, open, reason)
+		q.opts.OnBreaker(l.key, open, why)
 	}
 }
 

@@ -53,8 +53,11 @@
 // (doubling after each failed probe, up to BreakerMaxCooldown): one ERROR
 // line is logged and Options.OnBreaker called; due jobs are parked until the
 // cool-down ends without spending attempts; then one job is sent as a probe.
-// Any answer that is not a configuration error closes the breaker and the
-// parked jobs flow again.
+// Any answer that shows the provider works closes the breaker and the
+// parked jobs flow again. Options.OutageThreshold consecutive retryable
+// failures (the provider is down: 5xx, transport errors) open the breaker
+// the same way, with a WARN line, so an outage parks the backlog on disk
+// instead of retrying it in a storm.
 //
 // # Dead letters and token removal
 //

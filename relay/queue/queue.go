@@ -25,6 +25,7 @@ const (
 	DefaultMaxInMemory        = 10_000
 	DefaultMaxOpenJobs        = 1_000_000
 	DefaultBreakerThreshold   = 3
+	DefaultOutageThreshold    = 20
 	DefaultBreakerCooldown    = 5 * time.Second
 	DefaultBreakerMaxCooldown = 5 * time.Minute
 )
@@ -83,6 +84,10 @@ type Options struct {
 	// BreakerThreshold is how many consecutive configuration errors open a
 	// lane's circuit breaker.
 	BreakerThreshold int
+	// OutageThreshold is how many consecutive retryable failures (5xx,
+	// transport errors, quota) with no success between them open a lane's
+	// breaker: the provider is down.
+	OutageThreshold int
 	// BreakerCooldown is how long a breaker stays open the first time; it
 	// doubles after each failed probe up to BreakerMaxCooldown.
 	BreakerCooldown    time.Duration
@@ -140,6 +145,9 @@ func New(opts Options) *Queue {
 	}
 	if opts.BreakerThreshold <= 0 {
 		opts.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if opts.OutageThreshold <= 0 {
+		opts.OutageThreshold = DefaultOutageThreshold
 	}
 	if opts.BreakerCooldown <= 0 {
 		opts.BreakerCooldown = DefaultBreakerCooldown
@@ -412,10 +420,8 @@ func (q *Queue) send(ctx context.Context, t task) {
 	default: // Retry, ConfigError
 		now := q.opts.Now()
 		next := now.Add(q.opts.Backoff.Delay(it.Job.Attempts, retryAfter))
-		if outcome == delivery.ConfigError {
-			if until, open := q.breakerUntil(l); open {
-				next = until
-			}
+		if until, open := q.breakerUntil(l); open && until.After(next) {
+			next = until // wait for the breaker's probe
 		}
 		var de *delivery.Error
 		if errors.As(err, &de) && de.Provider == "apns" && de.Status == 429 && de.Reason != "TooManyProviderTokenUpdates" {

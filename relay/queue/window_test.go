@@ -344,6 +344,14 @@ func TestOutageKeepsMemoryBounded(t *testing.T) {
 		if q.Open() != 2000 {
 			t.Fatalf("open = %d, want 2000", q.Open())
 		}
+		// The outage opened the lane's breaker: the backlog waits without a
+		// retry storm (threshold + sends in flight + a probe every cool-down).
+		if got := len(n.sent()); got > DefaultOutageThreshold+8+10 {
+			t.Errorf("%d sends during a 60s outage, want the breaker to stop the retry storm", got)
+		}
+		if s := q.Stats()[0]; s.Breaker != "open" || !strings.Contains(s.BreakerReason, "provider unavailable") {
+			t.Errorf("stats %+v, want breaker open for the outage", s)
+		}
 		n.set(nil)
 		time.Sleep(2 * time.Minute)
 		synctest.Wait()
