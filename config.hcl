@@ -142,7 +142,16 @@ retry {
   jitter  = 0.2
 }
 
-# Prometheus /metrics, /healthz and /readyz. Leave address out (or "") to
+# How much undelivered work relayd keeps. Open jobs wait on disk; the
+# soonest-due in_memory of them are held in memory. At max_open_jobs (e.g.
+# providers unreachable for long) the socket answers 503 "queue full" instead
+# of accepting events it could not keep.
+queue {
+  max_open_jobs = 1000000
+  in_memory     = 10000
+}
+
+# Prometheus /metrics (and /debug/pprof/). Leave address out (or "") to
 # disable the listener.
 metrics {
   address = "127.0.0.1:9480"

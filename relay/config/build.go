@@ -180,6 +180,7 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	b.notifications(s.Notifications, c)
 	b.plugins(s.Plugins, &c.Plugins)
 	b.retry(s.Retry, &c.Retry)
+	b.queue(s.Queue, &c.Queue)
 	if m := s.Metrics; m != nil && m.Address != nil && *m.Address != "" {
 		if b.address(*m.Address, m.AddressR, "metrics.address") {
 			c.Metrics.Address = *m.Address
@@ -486,6 +487,26 @@ func (b *builder) retry(r *retryBlock, dst *Retry) {
 			rng = r.InitialR
 		}
 		b.errorf(rng, "Invalid retry policy", "retry.max (%s) must be at least retry.initial (%s)", dst.Max, dst.Initial)
+	}
+}
+
+func (b *builder) queue(q *queueBlock, dst *Queue) {
+	if q == nil {
+		return
+	}
+	if q.MaxOpenJobs != nil {
+		if n := *q.MaxOpenJobs; n < 1 || n > maxMaxOpenJobs {
+			b.errorf(q.MaxOpenJobsR, "Invalid value", "queue.max_open_jobs = %d: must be between 1 and %d", n, maxMaxOpenJobs)
+		} else {
+			dst.MaxOpenJobs = n
+		}
+	}
+	if q.InMemory != nil {
+		if n := *q.InMemory; n < minQueueInMemory || n > maxQueueInMemory {
+			b.errorf(q.InMemoryR, "Invalid value", "queue.in_memory = %d: must be between %d and %d", n, minQueueInMemory, maxQueueInMemory)
+		} else {
+			dst.InMemory = n
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ type Config struct {
 	Notifications map[string]*Notification
 	Plugins       Plugins
 	Retry         Retry
+	Queue         Queue
 	Metrics       Metrics
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
 	ShutdownTimeout time.Duration
@@ -124,6 +125,16 @@ type Plugins struct {
 	Timeout     time.Duration
 	MemoryLimit int64  // bytes
 	OnError     string // skip | suppress
+}
+
+// Queue is the queue {} block: how much undelivered work relayd keeps.
+type Queue struct {
+	// MaxOpenJobs is the backlog (open delivery jobs, on disk) at which the
+	// socket answers 503 instead of accepting more events.
+	MaxOpenJobs int
+	// InMemory is how many of the soonest-due jobs are kept in memory; the
+	// rest wait on disk and are paged in in due order.
+	InMemory int
 }
 
 // Retry is the retry {} block.

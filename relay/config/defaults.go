@@ -47,6 +47,7 @@ func Default() *Config {
 			OnError:     OnErrorSkip,
 		},
 		Retry:           Retry{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2},
+		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory},
 		Metrics:         Metrics{Address: ""},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -83,4 +84,13 @@ const (
 const (
 	OnErrorSkip     = "skip"     // ignore the failed plugin, continue the chain
 	OnErrorSuppress = "suppress" // treat the failure as a suppress verdict
+)
+
+// Queue defaults and bounds.
+const (
+	DefaultMaxOpenJobs   = 1_000_000
+	DefaultQueueInMemory = 10_000
+	maxMaxOpenJobs       = 1_000_000_000
+	minQueueInMemory     = 100
+	maxQueueInMemory     = 10_000_000
 )

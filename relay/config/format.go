@@ -124,6 +124,9 @@ func (c *Config) format(redact bool) []byte {
 	setStr(b, "memory_limit", formatSize(c.Plugins.MemoryLimit))
 	setStr(b, "on_error", c.Plugins.OnError)
 
+	b = block("queue")
+	b.SetAttributeValue("max_open_jobs", cty.NumberIntVal(int64(c.Queue.MaxOpenJobs)))
+	b.SetAttributeValue("in_memory", cty.NumberIntVal(int64(c.Queue.InMemory)))
 	b = block("retry")
 	setStr(b, "initial", formatDuration(c.Retry.Initial))
 	setStr(b, "max", formatDuration(c.Retry.Max))

@@ -23,6 +23,7 @@ type fileSchema struct {
 	Notifications []*notificationBlock `hcl:"notification,block"`
 	Plugins       *pluginsBlock        `hcl:"plugins,block"`
 	Retry         *retryBlock          `hcl:"retry,block"`
+	Queue         *queueBlock          `hcl:"queue,block"`
 	Metrics       *metricsBlock        `hcl:"metrics,block"`
 }
 
@@ -157,6 +158,13 @@ type retryBlock struct {
 	MaxR     hcl.Range `hcl:"max,attr_range"`
 	Jitter   *float64  `hcl:"jitter,optional"`
 	JitterR  hcl.Range `hcl:"jitter,attr_range"`
+}
+
+type queueBlock struct {
+	MaxOpenJobs  *int      `hcl:"max_open_jobs,optional"`
+	MaxOpenJobsR hcl.Range `hcl:"max_open_jobs,attr_range"`
+	InMemory     *int      `hcl:"in_memory,optional"`
+	InMemoryR    hcl.Range `hcl:"in_memory,attr_range"`
 }
 
 type metricsBlock struct {

@@ -76,6 +76,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:       d.log.Named("queue"),
 		DrainTimeout: cfg.ShutdownTimeout,
 		OnOutcome:    d.metrics.outcome,
+		OnBreaker:    d.metrics.onBreaker,
+		MaxOpenJobs:  cfg.Queue.MaxOpenJobs,
+		MaxInMemory:  cfg.Queue.InMemory,
 	})
 	engine, err := policy.Open(ctx, policy.Options{
 		CacheDir:    filepath.Join(cfg.DataDir, "wazero-cache"),
@@ -115,7 +118,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Error("some policy plugins did not load", relay.LogKeyError, err)
 	}
 	d.reload.Store(watcher)
-	d.metrics.reg.MustRegister(newPluginCollector(watcher.List))
+	d.metrics.reg.MustRegister(newPluginCollector(watcher.List), newQueueCollector(q))
 
 	pl := pipeline.New(pipeline.Options{
 		Config:     cfg,
@@ -148,7 +151,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
 		Logger:    d.log.Named("ingest"),
 	})
-	srv.Handle("GET /v1/queue", queueHandler(q, d.metrics))
+	srv.Handle("GET /v1/queue", queueHandler(q))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
 	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
 	hub := api.NewHub()
@@ -257,6 +260,18 @@ func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, erro
 func (d *Daemon) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	// Probes over TCP, for orchestrators that cannot reach the socket.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-d.ready:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		default:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": "relayd is starting"}})
+		}
+	})
 	// Profiles for operators chasing CPU or memory; same listener as the
 	// metrics, so the same exposure (loopback by default).
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -303,14 +318,12 @@ func (c *countingAcceptor) Accept(ctx context.Context, events []relay.Event) ([]
 	return errs, nil
 }
 
-func queueHandler(q *queue.Queue, m *metrics) http.Handler {
+func queueHandler(q *queue.Queue) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		stats := q.Stats()
 		total := 0
 		for _, s := range stats {
 			total += s.Depth
-			m.queueDepth.WithLabelValues(s.Lane).Set(float64(s.Depth))
-			m.dueAge.WithLabelValues(s.Lane).Set(s.OldestAge.Seconds())
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"depth": total, "open_jobs": q.Open(), "lanes": stats})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/policy"
+	"github.com/edgerelay/edgerelay/relay/queue"
 )
 
 // metrics are relayd's Prometheus series.
@@ -16,8 +17,8 @@ type metrics struct {
 	events     *prometheus.CounterVec   // result: accepted | duplicate | rejected
 	deliveries *prometheus.CounterVec   // platform, state
 	sendTime   *prometheus.HistogramVec // platform
-	queueDepth *prometheus.GaugeVec     // lane
-	dueAge     *prometheus.GaugeVec     // lane
+	breaker    *prometheus.GaugeVec     // lane: 1 while open
+	breakerOps *prometheus.CounterVec   // lane: times opened
 }
 
 func newMetrics() *metrics {
@@ -33,16 +34,25 @@ func newMetrics() *metrics {
 			Name: "edgerelay_send_seconds", Help: "Duration of provider sends that reached a final state.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"platform"}),
-		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "edgerelay_queue_depth", Help: "Open delivery jobs per lane (app/platform).",
+		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgerelay_breaker_open", Help: "1 while a lane's circuit breaker is open (provider configuration error or outage).",
 		}, []string{"lane"}),
-		dueAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "edgerelay_queue_oldest_due_seconds", Help: "Age of the oldest due job per lane.",
+		breakerOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgerelay_breaker_opened_total", Help: "Times a lane's circuit breaker opened.",
 		}, []string{"lane"}),
 	}
-	m.reg.MustRegister(m.events, m.deliveries, m.sendTime, m.queueDepth, m.dueAge,
+	m.reg.MustRegister(m.events, m.deliveries, m.sendTime, m.breaker, m.breakerOps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+func (m *metrics) onBreaker(lane string, open bool, _ string) {
+	if open {
+		m.breaker.WithLabelValues(lane).Set(1)
+		m.breakerOps.WithLabelValues(lane).Inc()
+		return
+	}
+	m.breaker.WithLabelValues(lane).Set(0)
 }
 
 func (m *metrics) outcome(j relay.Job, took time.Duration) {
@@ -88,5 +98,37 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.brk, prometheus.GaugeValue, open, p.Name)
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, p.Name, p.Hash, p.Mode)
+	}
+}
+
+// queueCollector exports the queue's backlog at scrape time.
+type queueCollector struct {
+	q                        *queue.Queue
+	open, depth, due, dueAge *prometheus.Desc
+}
+
+func newQueueCollector(q *queue.Queue) *queueCollector {
+	l := []string{"lane"}
+	return &queueCollector{
+		q:      q,
+		open:   prometheus.NewDesc("edgerelay_queue_open_jobs", "Open delivery jobs, in memory and on disk.", nil, nil),
+		depth:  prometheus.NewDesc("edgerelay_queue_depth", "Jobs held in memory per lane (app/platform), in flight included.", l, nil),
+		due:    prometheus.NewDesc("edgerelay_queue_due", "Jobs due now per lane.", l, nil),
+		dueAge: prometheus.NewDesc("edgerelay_queue_oldest_due_seconds", "Age of the oldest due job per lane.", l, nil),
+	}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.open, c.depth, c.due, c.dueAge} {
+		ch <- d
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(c.q.Open()))
+	for _, s := range c.q.Stats() {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.Depth), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, float64(s.Due), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.dueAge, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Lane)
 	}
 }
