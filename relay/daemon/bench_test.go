@@ -60,15 +60,22 @@ func BenchmarkEndToEnd(b *testing.B) {
 		name    string
 		latency time.Duration
 		android bool
+		rate    int // events/s; 0: as fast as the socket takes them
 	}{
-		{"apns+fcm/latency=0ms", 0, true},
-		{"apns+fcm/latency=20ms", 20 * time.Millisecond, true},
-		{"apns-only/latency=0ms", 0, false},
+		{"apns+fcm/latency=0ms", 0, true, 0},
+		{"apns+fcm/latency=20ms", 20 * time.Millisecond, true, 0},
+		{"apns-only/latency=0ms", 0, false, 0},
+		{"apns+fcm/paced-1000/s", 0, true, 1000},
+		{"apns+fcm/paced-1000/s/20ms", 20 * time.Millisecond, true, 1000},
 	} {
 		b.Run(sc.name, func(b *testing.B) {
 			var r loadResult
 			for range b.N {
-				r = runLoad(b, sc.name, n, sc.latency, sc.android)
+				events := n
+				if sc.rate > 0 {
+					events = min(n, 5*sc.rate) // five seconds of paced load
+				}
+				r = runLoad(b, sc.name, events, sc.latency, sc.android, sc.rate)
 			}
 			b.ReportMetric(r.acceptPerSec, "accepted/s")
 			b.ReportMetric(r.deliverPerSec, "deliveries/s")
@@ -106,7 +113,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	fmt.Fprint(os.Stderr, sb.String())
 }
 
-func runLoad(b *testing.B, name string, n int, latency time.Duration, android bool) loadResult {
+func runLoad(b *testing.B, name string, n int, latency time.Duration, android bool, rate int) loadResult {
 	b.StopTimer()
 	h := newHarness(b, harnessOptions{logLevel: "warn", metrics: true})
 	h.start()
@@ -116,9 +123,9 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 		defer func() { <-done }()
 		go func() {
 			defer close(done)
-			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=3")
+			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=1")
 			if err != nil {
-				b.Error(err)
+				b.Logf("cpu profile: %v", err)
 				return
 			}
 			defer resp.Body.Close()
@@ -149,7 +156,17 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 
 	// Posters send NDJSON batches of 50; each event's send time is kept to
 	// measure socket-to-fake latency.
-	const batch, posters = 50, 8
+	const batch = 50
+	posters := 8
+	var tick <-chan time.Time
+	if rate > 0 {
+		// One poster, one batch per tick: a steady rate below saturation,
+		// where latency means something.
+		posters = 1
+		t := time.NewTicker(time.Second * batch / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
 	sent := make([]time.Time, n)
 	var next atomic.Int64
 	types := []string{relay.TypeOTPReceived, relay.TypeAccountShared, relay.TypeNewTrustedDevice, relay.TypeIdentityVerification}
@@ -165,6 +182,9 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 					return
 				}
 				hi := min(lo+batch, n)
+				if tick != nil {
+					<-tick
+				}
 				buf.Reset()
 				for i := lo; i < hi; i++ {
 					fmt.Fprintf(&buf, `{"id":"e-%d","workspace":"bench","user":"u-%d","type":%q,"title":"Sign-in","body":"Approve sign-in from 203.0.113.9?"}`+"\n", i, i%users, types[i%len(types)])
