@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
@@ -24,6 +26,14 @@ func TestMain(m *testing.M) {
 	relaydBin = bin
 	code := m.Run()
 	cleanup()
+	if code == 0 {
+		// The fakes, clients and streams of every test must be gone.
+		if err := goleak.Find(goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
