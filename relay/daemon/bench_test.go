@@ -123,7 +123,7 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 		defer func() { <-done }()
 		go func() {
 			defer close(done)
-			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=1")
+			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=" + profileSeconds())
 			if err != nil {
 				b.Logf("cpu profile: %v", err)
 				return
@@ -344,4 +344,13 @@ func peakRSS(tb testing.TB, pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// profileSeconds is how long EDGERELAY_BENCH_CPUPROFILE profiles relayd
+// (EDGERELAY_BENCH_PROFILE_SECONDS, default 1).
+func profileSeconds() string {
+	if s := os.Getenv("EDGERELAY_BENCH_PROFILE_SECONDS"); s != "" {
+		return s
+	}
+	return "1"
 }
