@@ -85,6 +85,11 @@ type Pipeline struct {
 	opts Options
 	log  hclog.Logger
 	in   chan relay.Event
+	// stopping is closed when Run's context ends: Accept then stops
+	// waiting for a decider (the events are stored; Recover decides them
+	// at the next start).
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 	// sendable reports whether an app has a provider for a platform.
 	sendable func(app string, p relay.Platform) bool
 }
@@ -103,7 +108,7 @@ func New(opts Options) *Pipeline {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog)}
+	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), stopping: make(chan struct{})}
 	p.sendable = func(app string, pl relay.Platform) bool {
 		a := opts.Config.AppByName(app)
 		if a == nil {
@@ -153,10 +158,13 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		if p.opts.OnAccepted != nil {
 			p.opts.OnAccepted(ok[k])
 		}
+		// Wait for a decider even if the poster hangs up: the event is
+		// accepted, so it must be decided now, not at the next restart.
 		select {
 		case p.in <- ok[k]:
-		case <-ctx.Done():
-			// Stored but not decided: Recover decides it after a restart.
+		case <-p.stopping:
+			// Shutting down: stored but not decided; Recover decides it at
+			// the next start.
 		}
 	}
 	return errs, nil
@@ -182,6 +190,8 @@ func (p *Pipeline) fill(ev *relay.Event, now time.Time) error {
 
 // Run decides queued events until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { p.stoppingOnce.Do(func() { close(p.stopping) }) })
+	defer stop()
 	var wg sync.WaitGroup
 	for range p.opts.Deciders {
 		wg.Go(func() {

@@ -152,3 +152,39 @@ func TestRecoverDecidesUndecidedAndRequeuesOpenJobs(t *testing.T) {
 		t.Fatalf("second Recover = %d jobs, %d events, %v", jobs, events, err)
 	}
 }
+
+// leavingStore cancels the poster's context right after the events are
+// stored, as a client hanging up mid-request would.
+type leavingStore struct {
+	*bolt.Store
+	cancel context.CancelFunc
+}
+
+func (s leavingStore) AddEvents(ctx context.Context, evs []relay.Event, at time.Time) ([]error, error) {
+	defer s.cancel()
+	return s.Store.AddEvents(ctx, evs, at)
+}
+
+// TestAcceptedEventDecidedEvenIfPosterLeaves: an event answered accepted is
+// handed to the deciders even when the poster's context ends right after
+// the store accepted it.
+func TestAcceptedEventDecidedEvenIfPosterLeaves(t *testing.T) {
+	p, st, _ := newPipeline(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	p.opts.Store = leavingStore{Store: st, cancel: cancel}
+	errs, err := p.Accept(ctx, []relay.Event{{ID: "gone", Workspace: "w", User: "u", Type: relay.TypeOTPReceived}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Accept = %v, %v", errs, err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the poster's context should be done by now")
+	}
+	select {
+	case ev := <-p.in:
+		if ev.ID != "gone" {
+			t.Fatalf("got %s", ev.ID)
+		}
+	default:
+		t.Fatal("accepted event was not handed to a decider")
+	}
+}
