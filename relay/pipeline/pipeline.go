@@ -200,15 +200,39 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case ev := <-p.in:
-					if err := p.Decide(ctx, ev); err != nil && ctx.Err() == nil {
-						p.log.Error("decide event", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
-					}
+					p.decideWithRetry(ctx, ev)
 				}
 			}
 		})
 	}
 	wg.Wait()
 	return nil
+}
+
+// decideWithRetry decides an event, trying again a few times when the store
+// fails; an event still undecided after that is decided at the next start
+// (Recover).
+func (p *Pipeline) decideWithRetry(ctx context.Context, ev relay.Event) {
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := p.Decide(ctx, ev)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt == 4 {
+			p.log.Error("decide event: giving up until the next start", relay.LogKeyEventID, ev.ID,
+				relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
+			return
+		}
+		p.log.Warn("decide event: retrying", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace,
+			relay.LogKeyAttempt, attempt, relay.LogKeyError, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 4
+	}
 }
 
 // Recover re-queues open jobs and decides events left undecided by a
