@@ -106,6 +106,10 @@ func Open(path string, opts Options) (*Store, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      opts.LockTimeout,
 		FreelistType: bbolt.FreelistMapType,
+		// The freelist is rebuilt from the pages at open instead of being
+		// written at every commit (as etcd does): cheaper commits, a
+		// slower open of a very large file.
+		NoFreelistSync: true,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: store %s is locked by another relayd (waited %s): %w", path, opts.LockTimeout, err)
