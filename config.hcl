@@ -55,6 +55,9 @@ auth {
 #   store "jetstream" { url = "nats://127.0.0.1:4222"  replicas = 3 }
 store "bolt" {
   path = "./data/relay.db"
+  # How long a finished event (decision, delivery states) is kept after its
+  # expires_at; a repeated (workspace, id) is a duplicate within this window.
+  retention = "168h"
 }
 
 # One app block per mobile app; devices register with "app": "demo".

@@ -296,6 +296,7 @@ func (b *builder) store(s *storeBlock, c *Config) {
 		default:
 			b.errorf(s.KindR, "Invalid store kind", `store %q: kind must be "bolt" or "jetstream"`, s.Kind)
 		}
+		b.duration(s.Retention, s.RetentionR, "store.retention", &dst.Retention)
 	}
 	if dst.Kind == StoreBolt && dst.Path == "" {
 		dst.Path = filepath.Join(c.DataDir, DefaultStoreFile)

@@ -75,6 +75,10 @@ type Store struct {
 	Path     string // bolt
 	URL      string // jetstream
 	Replicas int    // jetstream
+	// Retention is how long a finished event's record (decision, delivery
+	// states) is kept after its expires_at; the idempotency window for
+	// (workspace, id) ends with it.
+	Retention time.Duration
 }
 
 // App is an app "name" {} block: push credentials for one mobile app.

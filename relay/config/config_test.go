@@ -122,6 +122,7 @@ var invalidCases = []struct {
 	{"retry initial above default max", `retry { initial = "10m" }`, "initial", "retry.max (5m0s) must be at least retry.initial (10m0s)"},
 	{"retry jitter high", `retry { jitter = 1.5 }`, "jitter", "retry.jitter = 1.5: must be between 0 and 1"},
 	{"retry jitter negative", `retry { jitter = -0.1 }`, "jitter", "retry.jitter"},
+	{"store retention bad", `store "bolt" { retention = "forever" }`, "retention", "store.retention"},
 	{"queue max_open_jobs zero", `queue { max_open_jobs = 0 }`, "max_open_jobs", "queue.max_open_jobs = 0: must be between 1 and"},
 	{"queue in_memory small", `queue { in_memory = 5 }`, "in_memory", "queue.in_memory = 5: must be between 100 and"},
 	{"queue unknown attribute", `queue { max_bytes = 5 }`, "max_bytes", "max_bytes"},

@@ -19,7 +19,7 @@ func Default() *Config {
 		DataDir: "./data",
 		Socket:  Socket{Path: "./run/relayd.sock", Mode: os.FileMode(0o660)},
 		API:     API{Address: "127.0.0.1:8480"},
-		Store:   Store{Kind: StoreBolt},
+		Store:   Store{Kind: StoreBolt, Retention: DefaultRetention},
 		Notifications: map[string]*Notification{
 			relay.TypeIdentityVerification: {
 				Type: relay.TypeIdentityVerification, Default: relay.SettingEnabled,
@@ -94,3 +94,7 @@ const (
 	minQueueInMemory     = 100
 	maxQueueInMemory     = 10_000_000
 )
+
+// DefaultRetention keeps a finished event's record for a week after it
+// expired.
+const DefaultRetention = 7 * 24 * time.Hour

@@ -64,6 +64,7 @@ func (c *Config) format(redact bool) []byte {
 	if c.Store.Kind == StoreJetStream {
 		b.SetAttributeValue("replicas", cty.NumberIntVal(int64(c.Store.Replicas)))
 	}
+	setStr(b, "retention", formatDuration(c.Store.Retention))
 
 	for _, a := range c.Apps {
 		b = block("app", a.Name)

@@ -69,15 +69,17 @@ type authBlock struct {
 }
 
 type storeBlock struct {
-	Kind      string    `hcl:"kind,label"`
-	KindR     hcl.Range `hcl:"kind,label_range"`
-	Path      *string   `hcl:"path,optional"`
-	PathR     hcl.Range `hcl:"path,attr_range"`
-	URL       *string   `hcl:"url,optional"`
-	URLR      hcl.Range `hcl:"url,attr_range"`
-	Replicas  *int      `hcl:"replicas,optional"`
-	ReplicasR hcl.Range `hcl:"replicas,attr_range"`
-	Def       hcl.Range `hcl:",def_range"`
+	Kind       string    `hcl:"kind,label"`
+	KindR      hcl.Range `hcl:"kind,label_range"`
+	Path       *string   `hcl:"path,optional"`
+	PathR      hcl.Range `hcl:"path,attr_range"`
+	URL        *string   `hcl:"url,optional"`
+	URLR       hcl.Range `hcl:"url,attr_range"`
+	Replicas   *int      `hcl:"replicas,optional"`
+	ReplicasR  hcl.Range `hcl:"replicas,attr_range"`
+	Retention  *string   `hcl:"retention,optional"`
+	RetentionR hcl.Range `hcl:"retention,attr_range"`
+	Def        hcl.Range `hcl:",def_range"`
 }
 
 type appBlock struct {

@@ -205,6 +205,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Address != "" {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
+	if p, ok := st.(eventPruner); ok && cfg.Store.Retention > 0 {
+		g.Go(func() error { return runPruner(gctx, p, cfg.Store.Retention, d.log.Named("store")) })
+	}
 	g.Go(func() error {
 		select {
 		case <-srv.Ready():

@@ -1,0 +1,98 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// pruneEventsChunk is how many events one prune step reads and deletes; each step
+// is its own short transaction, so pruning never holds up deliveries for
+// long.
+const pruneEventsChunk = 512
+
+// PruneEvents deletes events that expired before `before` and are
+// finished — decided, with no open job — together with their decision and
+// finished jobs, so the file stops growing. Once an event's record is gone
+// its (workspace, id) may be accepted again: the idempotency window is the
+// retention. Answers and dead letters have their own retention. It returns
+// how many events it removed.
+func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	total := 0
+	var after []byte // last key read
+	for {
+		if err := s.stopped(ctx); err != nil {
+			return total, err
+		}
+		var keys [][]byte
+		var last []byte
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bucketEvents).Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+			for n := 0; k != nil && n < pruneEventsChunk; k, v = c.Next() {
+				n++
+				last = bytes.Clone(k)
+				ev, err := decodeEvent(v)
+				if err != nil {
+					continue // never delete what cannot be read
+				}
+				if exp := ev.Event.ExpiresAt; !exp.IsZero() && exp.Before(before) {
+					keys = append(keys, bytes.Clone(k))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune events: %w", err)
+		}
+		if len(keys) > 0 {
+			var removed int
+			err := s.write(func(tx *bbolt.Tx) error {
+				removed = 0 // Batch may run fn again
+				events, decisions := tx.Bucket(bucketEvents), tx.Bucket(bucketDecisions)
+				open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
+				for _, k := range keys {
+					if decisions.Get(k) == nil {
+						continue // not decided yet
+					}
+					prefix := append(bytes.Clone(k), sep)
+					if ck, _ := open.Cursor().Seek(prefix); ck != nil && bytes.HasPrefix(ck, prefix) {
+						continue // a job is still open
+					}
+					if err := deletePrefix(done, prefix); err != nil {
+						return err
+					}
+					if err := decisions.Delete(k); err != nil {
+						return err
+					}
+					if err := events.Delete(k); err != nil {
+						return err
+					}
+					removed++
+				}
+				return nil
+			})
+			if err != nil {
+				return total, fmt.Errorf("prune events: %w", err)
+			}
+			total += removed
+		}
+		if last == nil {
+			return total, nil
+		}
+		after = last
+	}
+}
