@@ -1,10 +1,11 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 )
 
 // Error codes of the `{"error":{"code","message"}}` answers. They are
@@ -28,33 +29,20 @@ const (
 )
 
 // ErrorBody is the JSON error answer of every route.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
+type ErrorBody = httpjson.ErrorBody
 
 // ErrorDetail is the "error" object of an ErrorBody.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+type ErrorDetail = httpjson.ErrorDetail
 
+// writeJSON answers v; the app API's answers are per user, so never cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
-	}
-	b = append(b, '\n')
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	w.Header().Set("Cache-Control", "no-store")
+	httpjson.Write(w, status, v)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+	w.Header().Set("Cache-Control", "no-store")
+	httpjson.Error(w, status, code, msg)
 }
 
 // retryAfter formats a wait as whole seconds, at least 1.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
@@ -309,15 +310,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.deny(w, r, nil, http.StatusTooManyRequests, CodeRateLimited, "too many requests from this address", "address rate limit")
 		return
 	}
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
-		rec := &statusRecorder{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if rec.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", rec.header.Get("Allow"))
-			writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+r.Method+" not allowed")
-			return
-		}
+	switch status, allow := httpjson.Unmatched(s.mux, r); status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method "+r.Method+" not allowed")
+		return
+	case http.StatusNotFound:
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint")
 		return
 	}
@@ -393,22 +391,4 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, what string,
 	}
 	s.log.Error(what, "path", truncate(r.URL.Path), relay.LogKeyError, err)
 	writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "temporarily unavailable")
-}
-
-// statusRecorder captures the mux's 404 or 405 answer.
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (r *statusRecorder) Header() http.Header { return r.header }
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return len(b), nil
 }

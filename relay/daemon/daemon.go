@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/delivery/apns"
 	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
@@ -265,14 +265,14 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	// Probes over TCP, for orchestrators that cannot reach the socket.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case <-d.ready:
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			httpjson.Write(w, http.StatusOK, map[string]string{"status": "ready"})
 		default:
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "unavailable", "message": "relayd is starting"}})
+			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "relayd is starting")
 		}
 	})
 	// Profiles for operators chasing CPU or memory; same listener as the
@@ -328,8 +328,7 @@ func queueHandler(q *queue.Queue) http.Handler {
 		for _, s := range stats {
 			total += s.Depth
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"depth": total, "open_jobs": q.Open(), "lanes": stats})
+		httpjson.Write(w, http.StatusOK, map[string]any{"depth": total, "open_jobs": q.Open(), "lanes": stats})
 	})
 }
 

@@ -2,12 +2,12 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
 )
@@ -74,7 +74,7 @@ func applySet(a *relay.Alert, s *abi.Set) {
 // pluginsHandler serves GET /v1/plugins.
 func pluginsHandler(w *policy.Watcher) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, http.StatusOK, map[string]any{"plugins": w.List()})
+		httpjson.Write(rw, http.StatusOK, map[string]any{"plugins": w.List()})
 	})
 }
 
@@ -83,15 +83,9 @@ func reloadHandler(w *policy.Watcher) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
 		start := time.Now()
 		if err := w.Reload(); err != nil {
-			writeJSON(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "errors": err.Error(), "plugins": w.List()})
+			httpjson.Write(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "errors": err.Error(), "plugins": w.List()})
 			return
 		}
-		writeJSON(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "plugins": w.List()})
+		httpjson.Write(rw, http.StatusOK, map[string]any{"reloaded": true, "took": time.Since(start).String(), "plugins": w.List()})
 	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
 }

@@ -1,8 +1,9 @@
 package ingest
 
 import (
-	"encoding/json"
 	"net/http"
+
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 )
 
 // Error codes of the `{"error":{"code","message"}}` answers. They are
@@ -26,28 +27,10 @@ type ErrorBody struct {
 }
 
 // ErrorDetail is the "error" object of an ErrorBody.
-type ErrorDetail struct {
-	// Code is stable: bad_request, not_found, method_not_allowed,
-	// payload_too_large, unsupported_media_type, unavailable, internal.
-	Code string `json:"code"`
-	// Message is for people.
-	Message string `json:"message"`
-}
+type ErrorDetail = httpjson.ErrorDetail
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"encode response"}}`)
-	}
-	b = append(b, '\n')
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+	httpjson.Error(w, status, code, msg)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
@@ -217,17 +218,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
-		// No route: ask the mux whether another method would match, and
-		// answer in JSON instead of its text.
-		rec := &statusRecorder{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if rec.status == http.StatusMethodNotAllowed {
-			rw.Header().Set("Allow", rec.header.Get("Allow"))
-			writeError(rw, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
+	// No route: answer in JSON instead of the mux's text.
+	switch status, allow := httpjson.Unmatched(s.mux, r); status {
+	case http.StatusMethodNotAllowed:
+		rw.Header().Set("Allow", allow)
+		writeError(rw, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+		return
+	case http.StatusNotFound:
 		writeError(rw, http.StatusNotFound, CodeNotFound, "no route for "+r.Method+" "+r.URL.Path)
 		return
 	}
@@ -393,21 +390,3 @@ func (w *responseWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// statusRecorder captures the mux's 404 or 405 answer.
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (r *statusRecorder) Header() http.Header { return r.header }
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return len(b), nil
-}
