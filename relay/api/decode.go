@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/seal"
 )
 
 // Limits on request bodies.
@@ -258,34 +258,24 @@ func decodeDevice(body []byte, knownApp func(string) bool) (deviceRequest, error
 		return d, err
 	}
 	if d.PublicKey != "" {
-		key, err := decodeKey(d.PublicKey)
+		key, err := publicKey(d.PublicKey)
 		if err != nil {
 			return d, err
 		}
-		d.PublicKey = base64.StdEncoding.EncodeToString(key)
+		d.PublicKey = key
 	}
 	return d, nil
 }
 
-// decodeKey decodes an X25519 public key: 32 bytes in base64 (standard or
-// URL alphabet, padded or not).
-func decodeKey(s string) ([]byte, error) {
-	t := strings.TrimRight(s, "=")
-	enc := base64.RawStdEncoding
-	if strings.ContainsAny(t, "-_") {
-		enc = base64.RawURLEncoding
+// publicKey checks a device's X25519 public key the way sealing will use
+// it (relay/seal) and returns it normalized to standard base64.
+func publicKey(b64 string) (string, error) {
+	key, err := seal.NormalizePublicKey(b64)
+	var ke *seal.KeyError
+	if errors.As(err, &ke) {
+		return "", &FieldError{Field: "public_key", Reason: ke.Reason}
 	}
-	b, err := enc.DecodeString(t)
-	if err != nil || len(s)-len(t) > 2 {
-		return nil, &FieldError{Field: "public_key", Reason: "is not base64"}
-	}
-	if len(b) != 32 {
-		return nil, &FieldError{Field: "public_key", Reason: fmt.Sprintf("is %d bytes, want 32 (X25519)", len(b))}
-	}
-	if bytes.Equal(b, make([]byte, 32)) {
-		return nil, &FieldError{Field: "public_key", Reason: "is the all-zero key"}
-	}
-	return b, nil
+	return key, err
 }
 
 // decodePreferences decodes PUT /v1/preferences: {"type": bool, …}, each

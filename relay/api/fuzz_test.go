@@ -48,7 +48,7 @@ func FuzzDecodeDevice(f *testing.F) {
 			t.Fatalf("accepted %+v", d)
 		}
 		if d.PublicKey != "" {
-			if _, err := decodeKey(d.PublicKey); err != nil {
+			if _, err := publicKey(d.PublicKey); err != nil {
 				t.Fatalf("accepted public key %q that does not decode again: %v", d.PublicKey, err)
 			}
 		}

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,13 +10,13 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/seal"
 )
 
 // Limits on device registration.
 const (
 	MaxTokenLen      = 4096 // push token, printable ASCII
 	MaxDeviceNameLen = 256
-	publicKeyLen     = 32 // X25519
 )
 
 // DeviceList is the answer of GET /v1/workspaces/{ws}/users/{user}/devices.
@@ -371,11 +370,11 @@ func (s *Server) decodeDevice(m map[string]json.RawMessage, keys []string) (rela
 		return d, err
 	}
 	if d.PublicKey != "" {
-		key, err := decodeKey(d.PublicKey)
+		key, err := publicKey(d.PublicKey)
 		if err != nil {
 			return d, err
 		}
-		d.PublicKey = base64.StdEncoding.EncodeToString(key)
+		d.PublicKey = key
 	}
 	return d, nil
 }
@@ -395,16 +394,13 @@ func checkToken(t string) error {
 	return nil
 }
 
-// decodeKey decodes a base64 (standard or URL alphabet, padded or not)
-// X25519 public key.
-func decodeKey(s string) ([]byte, error) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil {
-			if len(b) != publicKeyLen {
-				return nil, &FieldError{Field: "public_key", Reason: fmt.Sprintf("must be a %d-byte X25519 key, got %d bytes", publicKeyLen, len(b))}
-			}
-			return b, nil
-		}
+// publicKey checks a device's X25519 public key the way sealing will use
+// it (relay/seal) and returns it normalized to standard base64.
+func publicKey(b64 string) (string, error) {
+	key, err := seal.NormalizePublicKey(b64)
+	var ke *seal.KeyError
+	if errors.As(err, &ke) {
+		return "", &FieldError{Field: "public_key", Reason: ke.Reason}
 	}
-	return nil, &FieldError{Field: "public_key", Reason: "must be base64"}
+	return key, err
 }

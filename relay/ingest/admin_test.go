@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/base64"
 	"net/http"
 	"path/filepath"
@@ -135,9 +137,14 @@ func TestPreferences(t *testing.T) {
 func TestDevices(t *testing.T) {
 	ts := startServer(t, nil)
 	const base = "/v1/workspaces/acme/users/u-42/devices"
-	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(priv.PublicKey().Bytes())
 	before := time.Now().UTC()
-	r := ts.do(t, http.MethodPut, base+"/phone-1", MediaTypeJSON, []byte(`{"platform":"ios","token":"abc123","app":"demo","name":"Ana's iPhone","public_key":"`+strings.TrimRight(base64.URLEncoding.EncodeToString(make([]byte, 32)), "=")+`"}`))
+	// Sent in the URL alphabet without padding; stored normalized.
+	r := ts.do(t, http.MethodPut, base+"/phone-1", MediaTypeJSON, []byte(`{"platform":"ios","token":"abc123","app":"demo","name":"Ana's iPhone","public_key":"`+base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes())+`"}`))
 	if r.status != http.StatusOK {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
@@ -192,8 +199,9 @@ func TestDevices(t *testing.T) {
 		{`{"platform":"ios","token":"` + strings.Repeat("a", MaxTokenLen+1) + `","app":"demo"}`, `field "token": is longer than 4096 characters`},
 		{`{"platform":"ios","token":"abc","app":"other"}`, `field "app": unknown app "other"`},
 		{valid(`,"environment":"staging"`), `field "environment": must be "production" or "sandbox", got "staging"`},
-		{valid(`,"public_key":"!!"`), `field "public_key": must be base64`},
-		{valid(`,"public_key":"` + base64.StdEncoding.EncodeToString(make([]byte, 31)) + `"`), `field "public_key": must be a 32-byte X25519 key, got 31 bytes`},
+		{valid(`,"public_key":"!!"`), `field "public_key": is not base64`},
+		{valid(`,"public_key":"` + base64.StdEncoding.EncodeToString(make([]byte, 31)) + `"`), `field "public_key": is 31 bytes, want 32 (X25519)`},
+		{valid(`,"public_key":"` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"`), `field "public_key": is a low-order X25519 point`},
 		{valid(`,"name":"a\u0000"`), `field "name": contains control character U+0000`},
 		{`"ios"`, `body: expected a JSON object, got string`},
 	}

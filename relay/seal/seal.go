@@ -3,6 +3,7 @@ package seal
 import (
 	"crypto/ecdh"
 	"crypto/hpke"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -55,21 +56,49 @@ type Plain struct {
 // (wrong key, tampered or truncated ciphertext).
 var ErrOpen = errors.New("open sealed alert")
 
+// KeyError says why a device public key cannot be sealed to. Reason reads
+// after the field name: `public_key is not base64`.
+type KeyError struct{ Reason string }
+
+func (e *KeyError) Error() string { return "public key " + e.Reason }
+
 // ParsePublicKey decodes a device's public key: 32 bytes of X25519 in
-// base64 (standard or URL alphabet, padded or not).
+// base64 (standard or URL alphabet, padded or not). It refuses what sealing
+// would refuse later (low-order points such as the all-zero key), so a key
+// accepted at registration can always be sealed to. Errors are *KeyError.
 func ParsePublicKey(b64 string) (*ecdh.PublicKey, error) {
 	raw, err := decodeBase64(b64)
-	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
+	if err != nil || b64 == "" {
+		return nil, &KeyError{Reason: "is not base64"}
 	}
 	if len(raw) != KeySize {
-		return nil, fmt.Errorf("parse public key: %d bytes, want %d (X25519)", len(raw), KeySize)
+		return nil, &KeyError{Reason: fmt.Sprintf("is %d bytes, want %d (X25519)", len(raw), KeySize)}
 	}
 	pk, err := ecdh.X25519().NewPublicKey(raw)
 	if err != nil {
+		return nil, &KeyError{Reason: "is not an X25519 key"}
+	}
+	// X25519 accepts any 32 bytes but yields no shared secret for a
+	// low-order point: try one exchange now rather than at every alert.
+	probe, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
 		return nil, fmt.Errorf("parse public key: %w", err)
 	}
+	if _, err := probe.ECDH(pk); err != nil {
+		return nil, &KeyError{Reason: "is a low-order X25519 point"}
+	}
 	return pk, nil
+}
+
+// NormalizePublicKey checks a device's public key as ParsePublicKey does
+// and returns it in standard base64 with padding, the form devices are
+// stored with.
+func NormalizePublicKey(b64 string) (string, error) {
+	pk, err := ParsePublicKey(b64)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(pk.Bytes()), nil
 }
 
 func decodeBase64(s string) ([]byte, error) {
