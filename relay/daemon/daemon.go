@@ -223,13 +223,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 }
 
 func (d *Daemon) openStore() (store.Store, error) {
-	switch d.cfg.Store.Kind {
-	case "", "bolt":
-		path := d.cfg.Store.Path
-		if path == "" {
-			path = filepath.Join(d.cfg.DataDir, "relay.db")
-		}
-		st, err := bolt.Open(path, bolt.Options{Logger: d.log.Named("store")})
+	// config.Load fills the bolt path (<data_dir>/relay.db by default).
+	if d.cfg.Store.Kind == config.StoreBolt {
+		st, err := bolt.Open(d.cfg.Store.Path, bolt.Options{Logger: d.log.Named("store")})
 		if err != nil {
 			return nil, err
 		}
