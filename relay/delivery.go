@@ -23,9 +23,12 @@ func (s DeliveryState) Final() bool {
 
 // Job is one (event, device) delivery.
 type Job struct {
-	Event     EventKey      `json:"event"`
-	DeviceID  string        `json:"device_id"`
-	Platform  Platform      `json:"platform"`
+	Event    EventKey `json:"event"`
+	DeviceID string   `json:"device_id"`
+	Platform Platform `json:"platform"`
+	// App is the device's app when the job was made: with Platform it
+	// names the lane (provider) that sends the job.
+	App       string        `json:"app,omitempty"`
 	State     DeliveryState `json:"state"`
 	Attempts  int           `json:"attempts"`
 	LastError string        `json:"last_error,omitempty"`
@@ -63,3 +66,10 @@ type Alert struct {
 	Silent            bool              // background push (no visible alert)
 	MutableContent    bool              // APNs mutable-content: 1 (the app's extension opens a sealed alert)
 }
+
+// Lane names the provider connection that sends a device's pushes: one per
+// app and platform. A slow or failing lane never holds up another.
+func Lane(app string, p Platform) string { return app + "/" + string(p) }
+
+// Lane returns the job's lane.
+func (j *Job) Lane() string { return Lane(j.App, j.Platform) }

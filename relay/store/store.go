@@ -1,14 +1,23 @@
-// Package store defines how edgerelay keeps its state: events, their
-// decisions and delivery jobs, devices, workspace settings and user
-// preferences. Backends live in subpackages (store/bolt embedded; a cluster
-// backend later) and implement Store.
+// Package store defines how edgerelay keeps its state, by role: the event
+// log (idempotency and decisions), the directory (devices, settings,
+// preferences), the job schedule (leases, priorities, dead letters) and the
+// answer log. Every backend implements every role in full (Backend); the
+// conformance suite in storetest runs against each of them. Backends live
+// in subpackages: bolt (one embedded file) and jetstream (a cluster on NATS
+// JetStream).
+//
+// # Notes for every method
+//
+//   - Safe for concurrent use, also from several relays sharing one
+//     backend (jetstream).
+//   - Writes are durable (fsync'd or replicated) when they return nil.
+//   - Maps passed in are not retained; maps and slices returned are the
+//     caller's.
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -23,42 +32,43 @@ type Record struct {
 	Jobs       []relay.Job     `json:"jobs,omitempty"`     // one per target device, in device id order
 }
 
-// Store is implemented by each backend.
-//
-// # Notes
-//
-//   - All methods are safe for concurrent use.
-//   - Writes are durable (fsync'd or replicated) when they return nil.
-//     Backends group concurrent writes into one commit, so many callers
-//     writing at once do not each pay for an fsync.
-//   - Maps passed in are not retained; maps and slices returned are the
-//     caller's.
-type Store interface {
+// EventLog keeps accepted events, their idempotency and their decisions.
+type EventLog interface {
 	// AddEvents stores events not seen before. It returns one error per
 	// event, in order: nil when stored, relay.ErrDuplicate when an event
-	// with the same (workspace, id) exists. The second result is a failure
-	// of the store itself, in which case nothing was stored.
+	// with the same (workspace, id) exists (for as long as the event is
+	// retained). The second result is a failure of the store itself, in
+	// which case nothing was stored.
 	AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error)
 	// Event returns the record of an event, or relay.ErrNotFound.
 	Event(ctx context.Context, key relay.EventKey) (*Record, error)
 	// Decide records an event's decision, its rendered alert (nil unless
-	// delivering) and its jobs, atomically. The event leaves the undecided
-	// set.
+	// delivering) and its jobs; the open ones (pending, deferred) enter the
+	// schedule, in the lane of their App and Platform, with the alert's
+	// priority. The first decision wins: deciding an event decided before
+	// writes nothing and returns an error wrapping relay.ErrConflict (two
+	// relays recovering the same event never both schedule it). The event
+	// leaves the undecided set. An unknown event is relay.ErrNotFound.
 	Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error
-	// Undecided calls fn for every stored event not yet decided, oldest
-	// first (crash recovery). fn returning an error stops the walk.
-	Undecided(ctx context.Context, fn func(relay.Event) error) error
+	// Undecided calls fn for stored events not yet decided that were
+	// received before receivedBefore, oldest first (recovery after a crash
+	// or a failed decision). fn returning an error stops the walk.
+	Undecided(ctx context.Context, receivedBefore time.Time, fn func(relay.Event) error) error
+	// PruneEvents removes events (with their decisions and jobs) whose
+	// expiry is before before and whose jobs are all final, and returns how
+	// many it removed. Their ids can be used again afterwards.
+	PruneEvents(ctx context.Context, before time.Time) (int, error)
+}
 
-	// UpdateJobs stores new states of existing jobs (matched by event and
-	// device id); jobs of unknown events are ignored.
-	UpdateJobs(ctx context.Context, jobs []relay.Job) error
-	// OpenJobs calls fn for every job that is not in a final state
-	// (pending or deferred), for recovery after a restart.
-	OpenJobs(ctx context.Context, fn func(relay.Job) error) error
-
-	// PutDevice registers or replaces a device (keyed by workspace, user,
-	// device id).
-	PutDevice(ctx context.Context, d relay.Device) error
+// Directory keeps devices, workspace settings and user preferences. Writes
+// never lose each other: two relays writing the same user's preferences
+// both land (merge), and a device registration is all-or-nothing.
+type Directory interface {
+	// RegisterDevice registers or replaces a device (keyed by workspace,
+	// user, device id) and, in the same write, removes every other device
+	// of the workspace holding the same push token (the phone moved to
+	// another user or device id). It returns the devices it removed.
+	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
 	// Device returns one device, or relay.ErrNotFound.
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
 	// Devices returns a user's devices ordered by id.
@@ -79,66 +89,93 @@ type Store interface {
 	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
 	// PutPreferences merges preferences into a user's preferences.
 	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
-
-	// RegisterDevice registers or replaces a device like PutDevice and, in
-	// the same transaction, removes every other device of the workspace
-	// holding the same push token (the phone moved to another user or
-	// device id: the token is taken from them). It returns the devices it
-	// removed.
-	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
-
-	// AnswerAction stores the first answer to an event, atomically: it
-	// assigns the answer the next sequence number (Seq, AnsweredAt kept as
-	// given) and returns it. If the event was answered before, it stores
-	// nothing and returns the stored answer with an error wrapping
-	// relay.ErrConflict. Sequence numbers grow in commit order.
-	AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error)
-	// Answers returns up to limit answers with Seq > afterSeq, in Seq
-	// order (none: an empty slice).
-	Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error)
-	// PruneAnswers drops answers given before before from the answer log
-	// that Answers reads, oldest first, and returns how many it dropped.
-	// The record that an event was answered (first answer wins) is kept.
-	PruneAnswers(ctx context.Context, before time.Time) (int, error)
-
-	// Close flushes and closes the store. It must succeed even when ctx is
-	// done.
-	Close(ctx context.Context) error
 }
 
-// DueAt is when an open job is due: its NextAt, or when unset (a fresh
-// pending job) its UpdatedAt. Backends that keep a due index order open
-// jobs by (DueAt, workspace, event id, device id).
-func DueAt(j *relay.Job) time.Time {
-	if !j.NextAt.IsZero() {
-		return j.NextAt
-	}
-	return j.UpdatedAt
-}
-
-// DueCursor is a position in the due order of open jobs: the due time and
-// key of the last job seen. The zero cursor is before every job.
-type DueCursor struct {
-	At  time.Time
-	Job relay.JobKey
-}
-
-// DueJob is an open job with what sending it needs.
-type DueJob struct {
+// Leased is an open job the schedule handed to one relay until its lease
+// ends, with what sending it needs.
+type Leased struct {
 	Job   relay.Job
-	User  string       // the event's user (devices are keyed by it)
+	User  string       // the event's user
 	Alert *relay.Alert // the event's rendered alert; nil if none was stored
+	// Device is the job's device as registered now; zero (ID "") when it
+	// is no longer registered.
+	Device relay.Device
+	// Ticket is the backend's proof of this lease; Settle checks it. Pass
+	// it back unchanged.
+	Ticket any
 }
 
-// DueIndex is implemented by stores that keep open jobs ordered by due
-// time, so that a scheduler can keep only the next few in memory and page
-// the rest in as it goes.
-type DueIndex interface {
-	// DueJobs returns up to limit open jobs after cursor in due order
-	// (see DueAt), and the cursor of the last one returned.
-	DueJobs(ctx context.Context, after DueCursor, limit int) ([]DueJob, DueCursor, error)
-	// OpenJobCount returns the number of open (pending or deferred) jobs.
-	OpenJobCount(ctx context.Context) (int, error)
+// LeaseRequest asks the schedule for work.
+type LeaseRequest struct {
+	Lane  string        // relay.Lane(app, platform)
+	Owner string        // the relay asking (its name), shown in LaneStats
+	Now   time.Time     // jobs due at or before Now may be leased
+	TTL   time.Duration // a lease not settled within TTL returns the job to the schedule, for any relay
+	Max   int           // at most this many jobs
+	// Wait lets a backend that can be told of new work block up to Wait
+	// when no job is due (jetstream). Backends that cannot, return at once.
+	Wait time.Duration
+}
+
+// Schedule is the durable job schedule: a job enters it when its event is
+// decided (EventLog.Decide) and leaves it in a final state. A relay leases
+// due jobs, sends them and settles each lease; a lease not settled in time
+// makes the job available again. Priority comes first, then due time:
+// every due high-priority job of a lane is leased before any normal one.
+type Schedule interface {
+	// Lease leases up to Max due jobs of a lane, high priority first, then
+	// in due order. next is when the lane's next job becomes due, when the
+	// backend knows it (zero: no open job, or unknown — ask again later).
+	Lease(ctx context.Context, req LeaseRequest) (jobs []Leased, next time.Time, err error)
+	// Settle records a leased job's new state, ending the lease: a final
+	// state closes the job (StateFailed also records a dead letter, with
+	// the job's LastError as the reason); an open state schedules it again
+	// at its NextAt (a retry, a parked job). Attempts and LastError are
+	// stored either way. If the lease was lost (it expired and the job was
+	// leased again or settled by another relay), nothing is written and
+	// the error wraps ErrLeaseLost.
+	Settle(ctx context.Context, l Leased, j relay.Job) error
+	// OpenJobs counts open jobs by priority, across all relays.
+	OpenJobs(ctx context.Context) (OpenCounts, error)
+	// LaneStats describes each lane that has open jobs.
+	LaneStats(ctx context.Context, now time.Time) ([]LaneStats, error)
+
+	// DeadLetters returns up to limit dead letters, newest first, starting
+	// after the one with id after ("" from the newest).
+	DeadLetters(ctx context.Context, after string, limit int) ([]DeadLetter, error)
+	// ReplayDeadLetter re-opens a dead letter's job as a fresh pending job
+	// (no attempts, due at now) and marks the dead letter replayed, in one
+	// write, and returns the job. It fails with relay.ErrNotFound (no such
+	// dead letter or job), ErrReplayed, or relay.ErrExpired.
+	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (relay.Job, error)
+}
+
+// ErrLeaseLost is returned by Settle when the lease ended before it was
+// settled and the job is no longer this relay's to settle.
+var ErrLeaseLost = errors.New("lease lost")
+
+// OpenCounts is the number of open jobs by priority.
+type OpenCounts struct {
+	High   int `json:"high"`
+	Normal int `json:"normal"`
+}
+
+// Total is the number of open jobs.
+func (c OpenCounts) Total() int { return c.High + c.Normal }
+
+// LaneStats describes one lane's part of the schedule.
+type LaneStats struct {
+	Lane   string `json:"lane"`
+	High   int    `json:"high"`   // open high-priority jobs
+	Normal int    `json:"normal"` // open normal-priority jobs
+	Leased int    `json:"leased"` // of which leased now
+	// Due is how many are due now and not leased (the lane's backlog).
+	Due int `json:"due"`
+	// OldestDue is the due time of the lane's longest-waiting due job
+	// (zero: none due).
+	OldestDue time.Time `json:"oldest_due,omitzero"`
+	// Owners counts the lane's leases by relay, where the backend knows.
+	Owners map[string]int `json:"owners,omitempty"`
 }
 
 // DeadLetter is a job that failed permanently (state relay.StateFailed),
@@ -160,42 +197,52 @@ type DeadLetter struct {
 // replayed before.
 var ErrReplayed = errors.New("dead letter already replayed")
 
-// DeadLetters is implemented by stores that keep dead letters.
-type DeadLetters interface {
-	// FailJob records j (whose state must be relay.StateFailed) and a dead
-	// letter for it in one commit, and returns the dead letter's id.
-	FailJob(ctx context.Context, j relay.Job, reason string) (string, error)
-	// DeadLetters returns up to limit dead letters, newest first, starting
-	// after the one with id after ("" from the newest).
-	DeadLetters(ctx context.Context, after string, limit int) ([]DeadLetter, error)
-	// ReplayDeadLetter re-opens a dead letter's job as a fresh pending job
-	// (no attempts, due now) and marks the dead letter replayed, in one
-	// commit. It fails with relay.ErrNotFound (no such dead letter or job),
-	// ErrReplayed, or relay.ErrExpired (the event expired).
-	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (DueJob, error)
+// AnswerLog keeps the answers to actionable alerts, first answer wins, in
+// one order that every relay shares (the actions stream's ids).
+type AnswerLog interface {
+	// AnswerAction stores the first answer to an event, atomically: it
+	// assigns the answer the next sequence number (Seq, AnsweredAt kept as
+	// given) and returns it. If the event was answered before, it stores
+	// nothing and returns the stored answer with an error wrapping
+	// relay.ErrConflict. Sequence numbers grow in commit order.
+	AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error)
+	// Answers returns up to limit answers with Seq > afterSeq, in Seq
+	// order (none: an empty slice).
+	Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error)
+	// PruneAnswers drops answers given before before from the answer log
+	// that Answers reads, oldest first, and returns how many it dropped.
+	// The record that an event was answered (first answer wins) is kept
+	// as long as the event.
+	PruneAnswers(ctx context.Context, before time.Time) (int, error)
 }
 
-// dueNanos is a due time as the index orders it: Unix nanoseconds, 0 for
-// the zero time and anything before 1970.
-func dueNanos(t time.Time) int64 {
-	if t.IsZero() || t.Before(time.Unix(0, 0)) {
-		return 0
-	}
-	return t.UnixNano()
+// Backend is a whole store: every role, and Close.
+type Backend interface {
+	EventLog
+	Directory
+	Schedule
+	AnswerLog
+	// Ping reports whether the backend can serve writes now (/readyz).
+	Ping(ctx context.Context) error
+	// Close flushes and closes the store. It must succeed even when ctx is
+	// done.
+	Close(ctx context.Context) error
 }
 
-// CursorOf returns the due cursor of job j.
-func CursorOf(j *relay.Job) DueCursor { return DueCursor{At: DueAt(j), Job: j.Key()} }
-
-// Compare orders cursors as the due index does: by due time (nanoseconds),
-// then workspace, event id and device id.
-func (c DueCursor) Compare(o DueCursor) int {
-	if a, b := dueNanos(c.At), dueNanos(o.At); a != b {
-		return cmp.Compare(a, b)
+// DueAt is when an open job is due: its NextAt, or when unset (a fresh
+// pending job) its UpdatedAt.
+func DueAt(j *relay.Job) time.Time {
+	if !j.NextAt.IsZero() {
+		return j.NextAt
 	}
-	return cmp.Or(
-		strings.Compare(c.Job.Event.Workspace, o.Job.Event.Workspace),
-		strings.Compare(c.Job.Event.ID, o.Job.Event.ID),
-		strings.Compare(c.Job.DeviceID, o.Job.DeviceID),
-	)
+	return j.UpdatedAt
+}
+
+// PriorityOf is the schedule priority of a job with alert a: high only when
+// the alert says so.
+func PriorityOf(a *relay.Alert) relay.Priority {
+	if a != nil && a.Priority == relay.PriorityHigh {
+		return relay.PriorityHigh
+	}
+	return relay.PriorityNormal
 }

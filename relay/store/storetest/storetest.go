@@ -1,0 +1,765 @@
+// Package storetest is the conformance suite every store backend passes:
+// the behaviour of store.Backend's roles, checked the same way on the bolt
+// file and on JetStream. A backend's own tests call Run.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// Harness opens backends for the suite.
+type Harness struct {
+	// Open returns a new, empty backend; the suite closes it.
+	Open func(t *testing.T) store.Backend
+	// OpenPeer, when set, returns a second handle on the state of b, as a
+	// second relay of a cluster sees it (closed by the suite). Without it,
+	// cross-relay tests use b itself.
+	OpenPeer func(t *testing.T, b store.Backend) store.Backend
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"EventsIdempotent", testEventsIdempotent},
+		{"EventsConcurrentDuplicates", testEventsConcurrentDuplicates},
+		{"DecideFirstWins", testDecideFirstWins},
+		{"Undecided", testUndecided},
+		{"PruneEvents", testPruneEvents},
+		{"Devices", testDevices},
+		{"RegisterDeviceTakesToken", testRegisterDeviceTakesToken},
+		{"SettingsAndPreferences", testSettingsAndPreferences},
+		{"PreferencesFromTwoRelays", testPreferencesFromTwoRelays},
+		{"LeasePriorityThenDue", testLeasePriorityThenDue},
+		{"LeaseCarriesWhatSendingNeeds", testLeaseCarries},
+		{"LeaseExclusive", testLeaseExclusive},
+		{"LeaseExpires", testLeaseExpires},
+		{"SettleRetryAndFinal", testSettleRetryAndFinal},
+		{"DeadLettersAndReplay", testDeadLetters},
+		{"CountsAndLaneStats", testCountsAndLaneStats},
+		{"Answers", testAnswers},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+func (h Harness) open(t *testing.T) store.Backend {
+	t.Helper()
+	b := h.Open(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return b
+}
+
+func (h Harness) peer(t *testing.T, b store.Backend) store.Backend {
+	t.Helper()
+	if h.OpenPeer == nil {
+		return b
+	}
+	p := h.OpenPeer(t, b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			t.Errorf("close peer: %v", err)
+		}
+	})
+	return p
+}
+
+const (
+	ws   = "acme"
+	user = "u-42"
+	app  = "demo"
+)
+
+var ctx = context.Background()
+
+// event returns an event of type typ expiring in 10 minutes.
+func event(id string, prio relay.Priority) relay.Event {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return relay.Event{ID: id, Workspace: ws, User: user, Type: relay.TypeOTPReceived,
+		Title: "Code", Body: "Tap to copy", Data: map[string]string{"account": "github"},
+		Priority: prio, OccurredAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+}
+
+func add(t *testing.T, b store.EventLog, evs ...relay.Event) {
+	t.Helper()
+	res, err := b.AddEvents(ctx, evs, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range res {
+		if e != nil {
+			t.Fatalf("event %s: %v", evs[i].ID, e)
+		}
+	}
+}
+
+func device(id string, p relay.Platform) relay.Device {
+	return relay.Device{Workspace: ws, User: user, ID: id, Platform: p, Token: "tok-" + id, App: app,
+		UpdatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+func register(t *testing.T, b store.Directory, ds ...relay.Device) {
+	t.Helper()
+	for _, d := range ds {
+		if _, err := b.RegisterDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func alertOf(ev relay.Event) *relay.Alert {
+	return &relay.Alert{EventID: ev.ID, Workspace: ev.Workspace, Type: ev.Type, Title: ev.Title, Body: ev.Body,
+		Priority: ev.Priority, CollapseID: "c-" + ev.ID, ExpiresAt: ev.ExpiresAt}
+}
+
+// schedule adds ev, registers its devices and decides it with one pending
+// job per device, due at due (zero: now).
+func schedule(t *testing.T, b store.Backend, ev relay.Event, due time.Time, devs ...relay.Device) {
+	t.Helper()
+	add(t, b, ev)
+	register(t, b, devs...)
+	now := time.Now()
+	var jobs []relay.Job
+	for _, d := range devs {
+		j := relay.Job{Event: ev.Key(), DeviceID: d.ID, Platform: d.Platform, App: d.App, State: relay.StatePending,
+			ExpiresAt: ev.ExpiresAt, UpdatedAt: now, NextAt: due}
+		if !due.IsZero() {
+			j.State = relay.StateDeferred
+		}
+		jobs = append(jobs, j)
+	}
+	d := relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled, Plugins: []relay.PluginDecision{}}
+	if err := b.Decide(ctx, ev.Key(), d, alertOf(ev), jobs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lease(t *testing.T, b store.Schedule, lane, owner string, ttl time.Duration, n int) []store.Leased {
+	t.Helper()
+	got, _, err := b.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: owner, Now: time.Now(), TTL: ttl, Max: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// leaseAll leases until n jobs came or the deadline passed (a cluster
+// backend may hand jobs out a little after they were scheduled).
+func leaseAll(t *testing.T, b store.Schedule, lane, owner string, ttl time.Duration, n int, within time.Duration) []store.Leased {
+	t.Helper()
+	var all []store.Leased
+	deadline := time.Now().Add(within)
+	for len(all) < n && time.Now().Before(deadline) {
+		got, _, err := b.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: owner, Now: time.Now(), TTL: ttl, Max: n - len(all), Wait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, got...)
+		if len(got) == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return all
+}
+
+func ids(ls []store.Leased) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Job.Event.ID + "/" + l.Job.DeviceID
+	}
+	return out
+}
+
+func settle(t *testing.T, b store.Schedule, l store.Leased, state relay.DeliveryState, next time.Time, lastErr string) {
+	t.Helper()
+	j := l.Job
+	j.State, j.NextAt, j.LastError, j.UpdatedAt = state, next, lastErr, time.Now()
+	j.Attempts++
+	if err := b.Settle(ctx, l, j); err != nil {
+		t.Fatalf("settle %s: %v", ids([]store.Leased{l}), err)
+	}
+}
+
+func testEventsIdempotent(t *testing.T, h Harness) {
+	b := h.open(t)
+	e1, e2 := event("evt-1", relay.PriorityHigh), event("evt-2", relay.PriorityNormal)
+	res, err := b.AddEvents(ctx, []relay.Event{e1, e2, e1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != nil || res[1] != nil || !errors.Is(res[2], relay.ErrDuplicate) {
+		t.Fatalf("results %v, want nil, nil, duplicate", res)
+	}
+	p := h.peer(t, b)
+	res, err = p.AddEvents(ctx, []relay.Event{e2}, time.Now())
+	if err != nil || !errors.Is(res[0], relay.ErrDuplicate) {
+		t.Fatalf("second relay: %v %v, want duplicate", res, err)
+	}
+	rec, err := p.Event(ctx, e1.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Event.Title != e1.Title || rec.Event.Data["account"] != "github" || !rec.Event.ExpiresAt.Equal(e1.ExpiresAt) || rec.Decision != nil {
+		t.Fatalf("record %+v", rec)
+	}
+	if _, err := b.Event(ctx, relay.EventKey{Workspace: ws, ID: "nope"}); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("missing event: %v", err)
+	}
+}
+
+func testEventsConcurrentDuplicates(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	const n = 20
+	var accepted sync.Map
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			e := event(fmt.Sprintf("evt-%d", i%n), relay.PriorityHigh)
+			res, err := s.AddEvents(ctx, []relay.Event{e}, time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res[0] == nil {
+				if _, dup := accepted.LoadOrStore(e.ID, true); dup {
+					t.Errorf("%s accepted twice", e.ID)
+				}
+			} else if !errors.Is(res[0], relay.ErrDuplicate) {
+				t.Error(res[0])
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if _, ok := accepted.Load(fmt.Sprintf("evt-%d", i)); !ok {
+			t.Errorf("evt-%d never accepted", i)
+		}
+	}
+}
+
+func testDecideFirstWins(t *testing.T, h Harness) {
+	b := h.open(t)
+	e := event("evt-1", relay.PriorityHigh)
+	d1, d2 := device("d-2", relay.PlatformIOS), device("d-1", relay.PlatformAndroid)
+	schedule(t, b, e, time.Time{}, d1, d2)
+	again := relay.Decision{Verdict: relay.VerdictSuppress, Reason: "late"}
+	if err := h.peer(t, b).Decide(ctx, e.Key(), again, nil, nil); !errors.Is(err, relay.ErrConflict) {
+		t.Fatalf("second decision: %v, want conflict", err)
+	}
+	rec, err := b.Event(ctx, e.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Decision == nil || rec.Decision.Verdict != relay.VerdictDeliver || rec.Alert == nil || rec.Alert.CollapseID != "c-evt-1" {
+		t.Fatalf("record %+v", rec)
+	}
+	if len(rec.Jobs) != 2 || rec.Jobs[0].DeviceID != "d-1" || rec.Jobs[1].DeviceID != "d-2" || rec.Jobs[0].App != app {
+		t.Fatalf("jobs %+v, want d-1, d-2 with app", rec.Jobs)
+	}
+	if err := b.Decide(ctx, relay.EventKey{Workspace: ws, ID: "nope"}, again, nil, nil); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("unknown event: %v", err)
+	}
+}
+
+func testUndecided(t *testing.T, h Harness) {
+	b := h.open(t)
+	for i := range 5 {
+		add(t, b, event(fmt.Sprintf("evt-%d", i), relay.PriorityHigh))
+	}
+	d := relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonUserOptOut}
+	if err := b.Decide(ctx, relay.EventKey{Workspace: ws, ID: "evt-2"}, d, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
+		got = append(got, e.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"evt-0", "evt-1", "evt-3", "evt-4"}; !slices.Equal(got, want) {
+		t.Fatalf("undecided %v, want %v (oldest first)", got, want)
+	}
+	got = nil
+	if err := b.Undecided(ctx, time.Now().Add(-time.Hour), func(e relay.Event) error { got = append(got, e.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("events received an hour ago: %v, want none", got)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := b.Undecided(ctx, time.Now().Add(time.Minute), func(relay.Event) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("stopping walk: %v after %d", err, n)
+	}
+}
+
+func testPruneEvents(t *testing.T, h Harness) {
+	b := h.open(t)
+	old := event("old", relay.PriorityHigh)
+	old.OccurredAt = old.OccurredAt.Add(-2 * time.Hour)
+	old.ExpiresAt = time.Now().Add(-time.Hour)
+	open := event("open", relay.PriorityHigh)
+	add(t, b, old)
+	if err := b.Decide(ctx, old.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "expired"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	schedule(t, b, open, time.Time{}, device("d-1", relay.PlatformIOS))
+	n, err := b.PruneEvents(ctx, time.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	if _, err := b.Event(ctx, old.Key()); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("pruned event: %v", err)
+	}
+	add(t, b, old) // its id may be used again
+	if _, err := b.Event(ctx, open.Key()); err != nil {
+		t.Fatalf("open event pruned: %v", err)
+	}
+}
+
+func testDevices(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	d2, d1 := device("d-2", relay.PlatformIOS), device("d-1", relay.PlatformAndroid)
+	register(t, b, d2, d1)
+	got, err := p.Devices(ctx, ws, user)
+	if err != nil || len(got) != 2 || got[0].ID != "d-1" || got[1].ID != "d-2" || got[1].Token != "tok-d-2" {
+		t.Fatalf("devices %+v %v", got, err)
+	}
+	d, err := p.Device(ctx, ws, user, "d-1")
+	if err != nil || d.Platform != relay.PlatformAndroid || d.App != app {
+		t.Fatalf("device %+v %v", d, err)
+	}
+	if removed, err := b.RemoveDeviceToken(ctx, ws, user, "d-1", "old-token"); err != nil || removed {
+		t.Fatalf("remove with another token: %v %v", removed, err)
+	}
+	if removed, err := p.RemoveDeviceToken(ctx, ws, user, "d-1", "tok-d-1"); err != nil || !removed {
+		t.Fatalf("remove with its token: %v %v", removed, err)
+	}
+	if err := b.DeleteDevice(ctx, ws, user, "d-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteDevice(ctx, ws, user, "d-2"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	if _, err := p.Device(ctx, ws, user, "d-2"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("deleted device: %v", err)
+	}
+	if got, err := b.Devices(ctx, ws, "nobody"); err != nil || len(got) != 0 {
+		t.Fatalf("no devices: %v %v", got, err)
+	}
+}
+
+func testRegisterDeviceTakesToken(t *testing.T, h Harness) {
+	b := h.open(t)
+	d := device("d-1", relay.PlatformIOS)
+	register(t, b, d)
+	moved := d
+	moved.User, moved.ID = "u-7", "phone"
+	taken, err := h.peer(t, b).RegisterDevice(ctx, moved)
+	if err != nil || len(taken) != 1 || taken[0].User != user || taken[0].ID != "d-1" {
+		t.Fatalf("taken %+v %v", taken, err)
+	}
+	if _, err := b.Device(ctx, ws, user, "d-1"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("old holder kept the token: %v", err)
+	}
+	if got, err := b.Device(ctx, ws, "u-7", "phone"); err != nil || got.Token != d.Token {
+		t.Fatalf("new holder %+v %v", got, err)
+	}
+}
+
+func testSettingsAndPreferences(t *testing.T, h Harness) {
+	b := h.open(t)
+	if s, err := b.Settings(ctx, ws); err != nil || len(s) != 0 {
+		t.Fatalf("no settings: %v %v", s, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.PutSettings(ctx, ws, map[string]relay.Setting{relay.TypeOTPReceived: relay.SettingEnforced}))
+	must(b.PutSettings(ctx, ws, map[string]relay.Setting{relay.TypeAccountShared: relay.SettingDisabled}))
+	s, err := h.peer(t, b).Settings(ctx, ws)
+	must(err)
+	if len(s) != 2 || s[relay.TypeOTPReceived] != relay.SettingEnforced || s[relay.TypeAccountShared] != relay.SettingDisabled {
+		t.Fatalf("settings %v, want both merged", s)
+	}
+	must(b.PutPreferences(ctx, ws, user, map[string]bool{relay.TypeOTPReceived: false}))
+	must(b.PutPreferences(ctx, ws, user, map[string]bool{relay.TypeAccountShared: true, relay.TypeOTPReceived: true}))
+	pr, err := b.Preferences(ctx, ws, user)
+	must(err)
+	if len(pr) != 2 || !pr[relay.TypeOTPReceived] || !pr[relay.TypeAccountShared] {
+		t.Fatalf("preferences %v", pr)
+	}
+}
+
+func testPreferencesFromTwoRelays(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	types := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
+	var wg sync.WaitGroup
+	for i, typ := range types {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			if err := s.PutPreferences(ctx, ws, user, map[string]bool{typ: true}); err != nil {
+				t.Error(err)
+			}
+			if err := s.PutSettings(ctx, ws, map[string]relay.Setting{typ: relay.SettingEnforced}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	pr, err := b.Preferences(ctx, ws, user)
+	if err != nil || len(pr) != len(types) {
+		t.Fatalf("preferences %v %v: concurrent writes from two relays were lost", pr, err)
+	}
+	st, err := p.Settings(ctx, ws)
+	if err != nil || len(st) != len(types) {
+		t.Fatalf("settings %v %v: concurrent writes from two relays were lost", st, err)
+	}
+}
+
+func testLeasePriorityThenDue(t *testing.T, h Harness) {
+	b := h.open(t)
+	ios, android := device("d-ios", relay.PlatformIOS), device("d-android", relay.PlatformAndroid)
+	lane := relay.Lane(app, relay.PlatformIOS)
+	for i := range 3 {
+		schedule(t, b, event(fmt.Sprintf("n%d", i), relay.PriorityNormal), time.Time{}, ios)
+		time.Sleep(2 * time.Millisecond) // distinct due times
+	}
+	schedule(t, b, event("h0", relay.PriorityHigh), time.Time{}, ios, android)
+	schedule(t, b, event("later", relay.PriorityHigh), time.Now().Add(time.Hour), ios)
+	got := leaseAll(t, b, lane, "r1", time.Minute, 4, 5*time.Second)
+	want := []string{"h0/d-ios", "n0/d-ios", "n1/d-ios", "n2/d-ios"}
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("leased %v, want %v (high first, then due order; nothing not due, nothing of another lane)", ids(got), want)
+	}
+	if more := lease(t, b, lane, "r1", time.Minute, 10); len(more) != 0 {
+		t.Fatalf("leased again %v while leased or not due", ids(more))
+	}
+	if other := leaseAll(t, b, relay.Lane(app, relay.PlatformAndroid), "r1", time.Minute, 1, 5*time.Second); !slices.Equal(ids(other), []string{"h0/d-android"}) {
+		t.Fatalf("android lane %v", ids(other))
+	}
+}
+
+func testLeaseCarries(t *testing.T, h Harness) {
+	b := h.open(t)
+	d := device("d-1", relay.PlatformIOS)
+	d.PublicKey = ""
+	e := event("evt-1", relay.PriorityHigh)
+	schedule(t, b, e, time.Time{}, d)
+	got := leaseAll(t, h.peer(t, b), relay.Lane(app, relay.PlatformIOS), "r2", time.Minute, 1, 5*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("leased %v", ids(got))
+	}
+	l := got[0]
+	if l.User != user || l.Alert == nil || l.Alert.CollapseID != "c-evt-1" || l.Device.Token != "tok-d-1" ||
+		l.Job.App != app || l.Job.State != relay.StatePending || !l.Job.ExpiresAt.Equal(e.ExpiresAt) {
+		t.Fatalf("lease %+v", l)
+	}
+	// A device removed after the decision leases with a zero device.
+	schedule(t, b, event("evt-2", relay.PriorityHigh), time.Time{}, device("d-2", relay.PlatformIOS))
+	if err := b.DeleteDevice(ctx, ws, user, "d-2"); err != nil {
+		t.Fatal(err)
+	}
+	got = leaseAll(t, b, relay.Lane(app, relay.PlatformIOS), "r1", time.Minute, 1, 5*time.Second)
+	if len(got) != 1 || got[0].Device.ID != "" || got[0].Job.DeviceID != "d-2" {
+		t.Fatalf("lease of a removed device %+v", got)
+	}
+}
+
+func testLeaseExclusive(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	const n = 60
+	devs := []relay.Device{device("d-1", relay.PlatformIOS), device("d-2", relay.PlatformIOS)}
+	for i := range n / 2 {
+		schedule(t, b, event(fmt.Sprintf("evt-%02d", i), relay.PriorityNormal), time.Time{}, devs...)
+	}
+	lane := relay.Lane(app, relay.PlatformIOS)
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		s, owner := b, fmt.Sprintf("r%d", w)
+		if w%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				got, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: owner, Now: time.Now(), TTL: time.Minute, Max: 7, Wait: 50 * time.Millisecond})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, id := range ids(got) {
+					if o, dup := seen[id]; dup {
+						t.Errorf("%s leased by %s and %s", id, o, owner)
+					}
+					seen[id] = owner
+				}
+				done := len(seen) == n
+				mu.Unlock()
+				if done {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("%d of %d jobs leased", len(seen), n)
+	}
+}
+
+func testLeaseExpires(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	schedule(t, b, event("evt-1", relay.PriorityHigh), time.Time{}, device("d-1", relay.PlatformIOS))
+	lane := relay.Lane(app, relay.PlatformIOS)
+	first := leaseAll(t, b, lane, "dead-relay", time.Second, 1, 5*time.Second)
+	if len(first) != 1 {
+		t.Fatalf("leased %v", ids(first))
+	}
+	if got := lease(t, p, lane, "r2", time.Minute, 1); len(got) != 0 {
+		t.Fatalf("leased %v while another relay holds it", ids(got))
+	}
+	// The lease ends: any relay may take the job.
+	second := leaseAll(t, p, lane, "r2", time.Minute, 1, 10*time.Second)
+	if len(second) != 1 || second[0].Job.DeviceID != "d-1" {
+		t.Fatalf("after the lease ended: %v", ids(second))
+	}
+	j := first[0].Job
+	j.State, j.UpdatedAt = relay.StateDelivered, time.Now()
+	if err := b.Settle(ctx, first[0], j); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("settle of a lost lease: %v, want ErrLeaseLost", err)
+	}
+	settle(t, p, second[0], relay.StateDelivered, time.Time{}, "")
+	rec, err := b.Event(ctx, j.Event)
+	if err != nil || rec.Jobs[0].State != relay.StateDelivered || rec.Jobs[0].Attempts != 1 {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+}
+
+func testSettleRetryAndFinal(t *testing.T, h Harness) {
+	b := h.open(t)
+	e := event("evt-1", relay.PriorityHigh)
+	schedule(t, b, e, time.Time{}, device("d-1", relay.PlatformIOS))
+	lane := relay.Lane(app, relay.PlatformIOS)
+	got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("leased %v", ids(got))
+	}
+	settle(t, b, got[0], relay.StatePending, time.Now().Add(700*time.Millisecond), "503 ServiceUnavailable")
+	rec, err := b.Event(ctx, e.Key())
+	if err != nil || rec.Jobs[0].Attempts != 1 || rec.Jobs[0].LastError != "503 ServiceUnavailable" || rec.Jobs[0].State != relay.StatePending {
+		t.Fatalf("after retry: %+v %v", rec.Jobs, err)
+	}
+	if early := lease(t, b, lane, "r1", time.Minute, 1); len(early) != 0 {
+		t.Fatalf("leased %v before its retry time", ids(early))
+	}
+	got = leaseAll(t, b, lane, "r1", time.Minute, 1, 10*time.Second)
+	if len(got) != 1 || got[0].Job.Attempts != 1 {
+		t.Fatalf("retry lease %+v", got)
+	}
+	settle(t, b, got[0], relay.StateDelivered, time.Time{}, "")
+	rec, err = b.Event(ctx, e.Key())
+	if err != nil || rec.Jobs[0].State != relay.StateDelivered || rec.Jobs[0].Attempts != 2 {
+		t.Fatalf("after delivery: %+v %v", rec.Jobs, err)
+	}
+	if c, err := b.OpenJobs(ctx); err != nil || c.Total() != 0 {
+		t.Fatalf("open jobs %+v %v, want none", c, err)
+	}
+	if more := lease(t, b, lane, "r1", time.Minute, 1); len(more) != 0 {
+		t.Fatalf("delivered job leased again: %v", ids(more))
+	}
+}
+
+func testDeadLetters(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	lane := relay.Lane(app, relay.PlatformIOS)
+	for _, id := range []string{"evt-1", "evt-2"} {
+		schedule(t, b, event(id, relay.PriorityHigh), time.Time{}, device("d-1", relay.PlatformIOS))
+	}
+	got := leaseAll(t, b, lane, "r1", time.Minute, 2, 5*time.Second)
+	if len(got) != 2 {
+		t.Fatalf("leased %v", ids(got))
+	}
+	for _, l := range got {
+		settle(t, b, l, relay.StateFailed, time.Time{}, "400 BadTopic")
+	}
+	dls, err := p.DeadLetters(ctx, "", 10)
+	if err != nil || len(dls) != 2 {
+		t.Fatalf("dead letters %+v %v", dls, err)
+	}
+	if dls[0].Event.ID != "evt-2" || dls[0].Reason != "400 BadTopic" || dls[0].Attempts != 1 || dls[0].DeviceID != "d-1" {
+		t.Fatalf("newest dead letter %+v", dls[0])
+	}
+	page, err := b.DeadLetters(ctx, dls[0].ID, 10)
+	if err != nil || len(page) != 1 || page[0].ID != dls[1].ID {
+		t.Fatalf("page after %s: %+v %v", dls[0].ID, page, err)
+	}
+	j, err := p.ReplayDeadLetter(ctx, dls[1].ID, time.Now())
+	if err != nil || j.Event.ID != "evt-1" || j.State != relay.StatePending || j.Attempts != 0 {
+		t.Fatalf("replay %+v %v", j, err)
+	}
+	if _, err := b.ReplayDeadLetter(ctx, dls[1].ID, time.Now()); !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("replay twice: %v", err)
+	}
+	if _, err := b.ReplayDeadLetter(ctx, "no-such-id", time.Now()); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("replay unknown: %v", err)
+	}
+	again := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+	if !slices.Equal(ids(again), []string{"evt-1/d-1"}) {
+		t.Fatalf("replayed job not leased: %v", ids(again))
+	}
+	dls, _ = b.DeadLetters(ctx, "", 10)
+	if len(dls) != 2 || dls[1].ReplayedAt.IsZero() {
+		t.Fatalf("replayed dead letter not marked: %+v", dls)
+	}
+}
+
+func testCountsAndLaneStats(t *testing.T, h Harness) {
+	b := h.open(t)
+	ios, android := device("d-ios", relay.PlatformIOS), device("d-android", relay.PlatformAndroid)
+	schedule(t, b, event("h", relay.PriorityHigh), time.Time{}, ios, android)
+	schedule(t, b, event("n1", relay.PriorityNormal), time.Time{}, ios)
+	schedule(t, b, event("n2", relay.PriorityNormal), time.Now().Add(time.Hour), ios)
+	p := h.peer(t, b)
+	var c store.OpenCounts
+	var err error
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err = p.OpenJobs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (c == store.OpenCounts{High: 2, Normal: 2}) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c != (store.OpenCounts{High: 2, Normal: 2}) {
+		t.Fatalf("open %+v, want 2 high, 2 normal", c)
+	}
+	leaseAll(t, b, relay.Lane(app, relay.PlatformIOS), "r1", time.Minute, 1, 5*time.Second)
+	stats, err := p.LaneStats(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byLane := map[string]store.LaneStats{}
+	for _, s := range stats {
+		byLane[s.Lane] = s
+	}
+	is, an := byLane[relay.Lane(app, relay.PlatformIOS)], byLane[relay.Lane(app, relay.PlatformAndroid)]
+	if is.High != 1 || is.Normal != 2 || is.Leased != 1 || an.High != 1 || an.Normal != 0 {
+		t.Fatalf("lane stats %+v", stats)
+	}
+	if is.Due != 1 || is.OldestDue.IsZero() {
+		t.Fatalf("ios lane: %d due (oldest %v), want 1 (one leased, one not due)", is.Due, is.OldestDue)
+	}
+}
+
+func testAnswers(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 6 {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			a := relay.Answer{Event: relay.EventKey{Workspace: ws, ID: "evt-1"}, User: user, DeviceID: fmt.Sprintf("d-%d", i),
+				Action: "approve", AnsweredAt: now}
+			got, err := s.AnswerAction(ctx, a)
+			switch {
+			case err == nil:
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			case errors.Is(err, relay.ErrConflict):
+				if got.Seq == 0 || got.Event.ID != "evt-1" {
+					t.Errorf("conflict returns the stored answer, got %+v", got)
+				}
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d answers won, want 1", wins)
+	}
+	for i := 2; i <= 4; i++ {
+		a := relay.Answer{Event: relay.EventKey{Workspace: ws, ID: fmt.Sprintf("evt-%d", i)}, User: user, DeviceID: "d-1",
+			Action: "deny", AnsweredAt: now.Add(time.Duration(i) * time.Second)}
+		if _, err := b.AnswerAction(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := p.Answers(ctx, 0, 100)
+	if err != nil || len(all) != 4 {
+		t.Fatalf("answers %+v %v", all, err)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Seq <= all[i-1].Seq {
+			t.Fatalf("sequence not increasing: %+v", all)
+		}
+	}
+	page, err := b.Answers(ctx, all[1].Seq, 1)
+	if err != nil || len(page) != 1 || page[0].Seq != all[2].Seq {
+		t.Fatalf("page after %d: %+v %v", all[1].Seq, page, err)
+	}
+	n, err := b.PruneAnswers(ctx, now.Add(3*time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d %v, want 2", n, err)
+	}
+	rest, _ := p.Answers(ctx, 0, 100)
+	if len(rest) != 2 || rest[0].Seq != all[2].Seq {
+		t.Fatalf("after prune %+v", rest)
+	}
+	// Pruning the log does not forget that evt-1 was answered.
+	if _, err := b.AnswerAction(ctx, relay.Answer{Event: relay.EventKey{Workspace: ws, ID: "evt-1"}, User: user, DeviceID: "d-9",
+		Action: "deny", AnsweredAt: now}); !errors.Is(err, relay.ErrConflict) {
+		t.Fatalf("answer after prune: %v, want conflict", err)
+	}
+}
