@@ -3,13 +3,10 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
 )
@@ -89,49 +86,4 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 }
 
-// BenchmarkOpenJobs walks 1,000,000 open jobs, as recovery does after a
-// restart. One op is one full walk.
-func BenchmarkOpenJobs(b *testing.B) {
-	const n = 1_000_000
-	path := filepath.Join(b.TempDir(), "relay.db")
-	s := openAt(b, path)
-	fillOpenJobs(b, s.db, n)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		count := 0
-		err := s.OpenJobs(context.Background(), func(relay.Job) error { count++; return nil })
-		if err != nil {
-			b.Fatal(err)
-		}
-		if count != n {
-			b.Fatalf("walked %d jobs, want %d", count, n)
-		}
-	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-}
 
-// fillOpenJobs writes n open jobs directly (Decide would take minutes),
-// with the keys and values Decide would write.
-func fillOpenJobs(tb testing.TB, db *bbolt.DB, n int) {
-	tb.Helper()
-	const perTx = 50_000
-	for i := 0; i < n; i += perTx {
-		err := db.Update(func(tx *bbolt.Tx) error {
-			bk := tx.Bucket(bucketJobsOpen)
-			bk.FillPercent = 0.9 // keys arrive in order
-			for j := i; j < min(i+perTx, n); j++ {
-				k := relay.EventKey{Workspace: "acme", ID: fmt.Sprintf("evt-%08d", j/2)}
-				jb := job(k, fmt.Sprintf("device-%d", j%2), relay.StatePending)
-				jb.NextAt = t0.Add(time.Duration(j) * time.Millisecond)
-				if err := bk.Put(jobKey(k, jb.DeviceID), encodeJob(&jb)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
-}

@@ -88,10 +88,14 @@ func decodeDecision(b []byte) (decisionValue, error) {
 //	attempts: varint
 //	next_at, expires_at, updated_at: 0 for the zero time, else 1, varint
 //	    Unix seconds, uvarint nanoseconds (times come back in UTC)
-const jobFormat = 1
+//	app: uvarint length + bytes (format 2; format 1 values have none)
+const (
+	jobFormatV1 = 1
+	jobFormat   = 2
+)
 
 func encodeJob(j *relay.Job) []byte {
-	b := make([]byte, 0, 1+3+len(j.Platform)+len(j.State)+len(j.LastError)+3*15+4)
+	b := make([]byte, 0, 1+4+len(j.Platform)+len(j.State)+len(j.LastError)+len(j.App)+3*15+4)
 	b = append(b, jobFormat)
 	b = appendString(b, string(j.Platform))
 	b = appendString(b, string(j.State))
@@ -100,7 +104,7 @@ func encodeJob(j *relay.Job) []byte {
 	for _, t := range []time.Time{j.NextAt, j.ExpiresAt, j.UpdatedAt} {
 		b = appendTime(b, t)
 	}
-	return b
+	return appendString(b, j.App)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -158,7 +162,8 @@ var errCorrupt = errors.New("corrupt job value")
 
 func decodeJobValue(j *relay.Job, v []byte) error {
 	r := byteReader{b: v}
-	if f := r.byte(); f != jobFormat {
+	f := r.byte()
+	if f != jobFormat && f != jobFormatV1 {
 		return fmt.Errorf("%w: unknown format %d", errCorrupt, f)
 	}
 	j.Platform = relay.Platform(intern(r.bytes()))
@@ -166,6 +171,9 @@ func decodeJobValue(j *relay.Job, v []byte) error {
 	j.LastError = string(r.bytes())
 	j.Attempts = int(r.varint())
 	j.NextAt, j.ExpiresAt, j.UpdatedAt = r.time(), r.time(), r.time()
+	if f == jobFormat {
+		j.App = intern(r.bytes())
+	}
 	if r.err != nil {
 		return r.err
 	}

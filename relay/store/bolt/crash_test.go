@@ -112,7 +112,7 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		checkDB(t, s.db)
 		undecided := map[string]bool{}
-		err = s.Undecided(context.Background(), func(e relay.Event) error {
+		err = s.Undecided(context.Background(), farFuture, func(e relay.Event) error {
 			undecided[e.ID] = true
 			return nil
 		})
@@ -134,7 +134,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Logf("round %d: %d accepted, %d stored", round, len(accepted), len(undecided))
 		// Decide everything so the next round's child starts from a
 		// non-empty, partly decided file.
-		err = s.Undecided(context.Background(), func(e relay.Event) error {
+		err = s.Undecided(context.Background(), farFuture, func(e relay.Event) error {
 			return s.Decide(context.Background(), e.Key(), relay.Decision{Verdict: relay.VerdictSuppress}, nil, nil)
 		})
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -15,68 +14,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
-
-var _ store.DeadLetters = (*Store)(nil)
-
-// Dead letters: bucket deadletters, key 8-byte big-endian sequence number
-// (the dead letter's id, in decimal), value JSON store.DeadLetter.
-var bucketDeadLetters = []byte("deadletters")
-
-// parseDeadLetterID parses a dead letter id.
-func parseDeadLetterID(id string) ([]byte, error) {
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil || n == 0 {
-		return nil, fmt.Errorf("dead letter id %q: must be a positive decimal number", id)
-	}
-	return seqKey(n), nil
-}
-
-// FailJob records j, which must be in state relay.StateFailed, and a dead
-// letter with reason in one commit, and returns the dead letter's id. An
-// unknown job fails with relay.ErrNotFound and writes nothing.
-func (s *Store) FailJob(ctx context.Context, j relay.Job, reason string) (string, error) {
-	if j.State != relay.StateFailed {
-		return "", fmt.Errorf("fail job: state %q: must be %q", j.State, relay.StateFailed)
-	}
-	if err := errors.Join(checkEventKey(j.Event), checkPart("device_id", j.DeviceID)); err != nil {
-		return "", fmt.Errorf("fail job: %w", err)
-	}
-	leave, err := s.enter(ctx)
-	if err != nil {
-		return "", fmt.Errorf("fail job: %w", err)
-	}
-	defer leave()
-
-	k, v := jobKey(j.Event, j.DeviceID), encodeJob(&j)
-	var id string
-	err = s.write(func(tx *bbolt.Tx) error {
-		id = ""
-		ok, err := updateJob(tx, k, v, &j)
-		if err != nil || !ok {
-			return err
-		}
-		b := tx.Bucket(bucketDeadLetters)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return fmt.Errorf("next sequence: %w", err)
-		}
-		id = strconv.FormatUint(seq, 10)
-		dl := store.DeadLetter{ID: id, Event: j.Event, DeviceID: j.DeviceID, Platform: j.Platform,
-			Reason: reason, Attempts: j.Attempts, FailedAt: j.UpdatedAt, ExpiresAt: j.ExpiresAt}
-		dv, err := json.Marshal(dl)
-		if err != nil {
-			return fmt.Errorf("encode dead letter: %w", err)
-		}
-		return b.Put(seqKey(seq), dv)
-	})
-	if err != nil {
-		return "", fmt.Errorf("fail job %s/%s: %w", j.Event, j.DeviceID, err)
-	}
-	if id == "" {
-		return "", fmt.Errorf("fail job %s/%s: %w", j.Event, j.DeviceID, relay.ErrNotFound)
-	}
-	return id, nil
-}
 
 // DeadLetters returns up to limit dead letters, newest first, after the one
 // with id after ("" starts at the newest).
@@ -127,20 +64,20 @@ func (s *Store) DeadLetters(ctx context.Context, after string, limit int) ([]sto
 // (no attempts, due at now) and marks the dead letter replayed, in one
 // commit. It fails with relay.ErrNotFound, store.ErrReplayed or
 // relay.ErrExpired (the event's expires_at is not after now).
-func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) (store.DueJob, error) {
+func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) (relay.Job, error) {
 	dk, err := parseDeadLetterID(id)
 	if err != nil {
-		return store.DueJob{}, fmt.Errorf("replay dead letter: %w: %w", relay.ErrNotFound, err)
+		return relay.Job{}, fmt.Errorf("replay dead letter: %w: %w", relay.ErrNotFound, err)
 	}
 	leave, err := s.enter(ctx)
 	if err != nil {
-		return store.DueJob{}, fmt.Errorf("replay dead letter %s: %w", id, err)
+		return relay.Job{}, fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	defer leave()
-	var out store.DueJob
+	var out relay.Job
 	var outcome error // an ordinary outcome (not found, replayed, expired)
 	err = s.write(func(tx *bbolt.Tx) error {
-		out, outcome = store.DueJob{}, nil
+		out, outcome = relay.Job{}, nil
 		err := replayTx(tx, dk, now, &out)
 		if errors.Is(err, relay.ErrNotFound) || errors.Is(err, store.ErrReplayed) || errors.Is(err, relay.ErrExpired) {
 			// Reported through outcome, not by failing the commit: a
@@ -153,13 +90,13 @@ func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) 
 		err = outcome
 	}
 	if err != nil {
-		return store.DueJob{}, fmt.Errorf("replay dead letter %s: %w", id, err)
+		return relay.Job{}, fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	return out, nil
 }
 
 // replayTx is ReplayDeadLetter's transaction.
-func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *store.DueJob) error {
+func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *relay.Job) error {
 	{
 		b := tx.Bucket(bucketDeadLetters)
 		dv := b.Get(dk)
@@ -195,7 +132,19 @@ func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *store.DueJob) error {
 			return err
 		}
 		j.State, j.Attempts, j.LastError, j.NextAt, j.UpdatedAt = relay.StatePending, 0, "", time.Time{}, now
+		scheduleLane(tx, &j)
 		if _, err := updateJob(tx, jk, encodeJob(&j), &j); err != nil {
+			return err
+		}
+		var alert *relay.Alert
+		if v := tx.Bucket(bucketDecisions).Get(ek); v != nil {
+			d, err := decodeDecision(v)
+			if err != nil {
+				return err
+			}
+			alert = d.Alert
+		}
+		if err := schedule(tx, jk, &j, rankOf(alert)); err != nil {
 			return err
 		}
 		dl.ReplayedAt = now
@@ -206,14 +155,7 @@ func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *store.DueJob) error {
 		if err := b.Put(dk, nv); err != nil {
 			return fmt.Errorf("put dead letter: %w", err)
 		}
-		*out = store.DueJob{Job: j, User: evv.Event.User}
-		if v := tx.Bucket(bucketDecisions).Get(ek); v != nil {
-			d, err := decodeDecision(v)
-			if err != nil {
-				return err
-			}
-			out.Alert = d.Alert
-		}
+		*out = j
 		return nil
 	}
 }

@@ -176,12 +176,16 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 	defer leave()
 
 	k := eventKey(key)
-	prefix := prefixKey(key.Workspace, key.ID)
-	var found bool
+	rank := rankOf(alert)
+	var found, decided bool
 	err = s.write(func(tx *bbolt.Tx) error {
 		ev := tx.Bucket(bucketEvents).Get(k)
-		found = ev != nil
+		found, decided = ev != nil, false
 		if !found {
+			return nil
+		}
+		if tx.Bucket(bucketDecisions).Get(k) != nil {
+			decided = true // the first decision wins
 			return nil
 		}
 		seq, err := eventSeq(ev)
@@ -194,20 +198,17 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := tx.Bucket(bucketDecisions).Put(k, dv); err != nil {
 			return fmt.Errorf("put decision: %w", err)
 		}
-		if err := deleteDuePrefix(tx, prefix); err != nil {
-			return err
-		}
-		for _, name := range [][]byte{bucketJobsOpen, bucketJobsDone} {
-			if err := deletePrefix(tx.Bucket(name), prefix); err != nil {
-				return err
-			}
-		}
 		for i, p := range puts {
+			j := p.job
+			if !j.State.Final() && j.App == "" {
+				scheduleLane(tx, &j)
+				p.value = encodeJob(&j)
+			}
 			if err := tx.Bucket(p.bucket).Put(p.key, p.value); err != nil {
 				return fmt.Errorf("put job: %w", err)
 			}
 			if !jobs[i].State.Final() {
-				if err := putDue(tx, p.key, &p.job); err != nil {
+				if err := schedule(tx, p.key, &j, rank); err != nil {
 					return err
 				}
 			}
@@ -216,6 +217,9 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 	})
 	if err != nil {
 		return fmt.Errorf("decide event %s: %w", key, err)
+	}
+	if decided {
+		return fmt.Errorf("decide event %s: decided before: %w", key, relay.ErrConflict)
 	}
 	if !found {
 		return fmt.Errorf("decide event %s: %w", key, relay.ErrNotFound)
@@ -250,7 +254,7 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
 // It reads in chunks and calls fn outside any transaction, so fn may call
 // Decide. It stops at fn's first error (returned as is), when ctx is done,
 // or with relay.ErrClosed when the store closes.
-func (s *Store) Undecided(ctx context.Context, fn func(relay.Event) error) error {
+func (s *Store) Undecided(ctx context.Context, receivedBefore time.Time, fn func(relay.Event) error) error {
 	leave, err := s.enter(ctx)
 	if err != nil {
 		return fmt.Errorf("walk undecided: %w", err)
@@ -281,6 +285,9 @@ func (s *Store) Undecided(ctx context.Context, fn func(relay.Event) error) error
 				d, err := decodeEvent(ev)
 				if err != nil {
 					return err
+				}
+				if !d.ReceivedAt.Before(receivedBefore) {
+					continue // too new: its decider may still be at work
 				}
 				chunk = append(chunk, d.Event)
 			}

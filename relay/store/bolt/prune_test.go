@@ -59,9 +59,8 @@ func TestPruneEvents(t *testing.T) {
 		}
 	}
 	// The open job is still open, and a pruned id may be accepted again.
-	open := 0
-	if err := s.OpenJobs(ctx, func(relay.Job) error { open++; return nil }); err != nil || open != 1 {
-		t.Fatalf("open jobs after prune: %d, %v", open, err)
+	if open, err := s.OpenJobs(ctx); err != nil || open.Total() != 1 {
+		t.Fatalf("open jobs after prune: %+v, %v", open, err)
 	}
 	errs, err := s.AddEvents(ctx, []relay.Event{ev("done", fresh)}, now)
 	if err != nil || errs[0] != nil {

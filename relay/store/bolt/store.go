@@ -18,7 +18,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
-var _ store.Store = (*Store)(nil)
+var _ store.Backend = (*Store)(nil)
 
 // Defaults for Options fields left zero.
 const (
@@ -60,7 +60,8 @@ var (
 
 var allBuckets = [][]byte{
 	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
-	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketJobsDue, bucketDeadLetters,
+	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketDeadLetters,
+	bucketSched, bucketSchedJobs, bucketSchedLeases, bucketSchedCount,
 }
 
 // Store is a store.Store on one bbolt file. Its methods are safe for
@@ -125,6 +126,17 @@ func Open(path string, opts Options) (*Store, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		migrated, err := migrateSchedule(tx)
+		if err != nil {
+			return fmt.Errorf("build the job schedule: %w", err)
+		}
+		released, err := releaseLeases(tx)
+		if err != nil {
+			return fmt.Errorf("release leases: %w", err)
+		}
+		if migrated > 0 || released > 0 {
+			opts.Logger.Info("job schedule ready", "migrated_jobs", migrated, "released_leases", released)
+		}
 		return nil
 	})
 	if err != nil {
@@ -132,6 +144,19 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	opts.Logger.Debug("store opened", "path", path)
 	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{})}, nil
+}
+
+// Ping reports whether the store can take writes: a write transaction
+// that commits (and so fsyncs) nothing but the check.
+func (s *Store) Ping(ctx context.Context) error {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return s.write(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSchedCount).Delete([]byte("ping"))
+	})
 }
 
 // Path returns the file the store was opened on.

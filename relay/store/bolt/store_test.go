@@ -51,6 +51,9 @@ func openAt(tb testing.TB, path string) *Store {
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
+// farFuture is after every test's receive times: Undecided walks all.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func ev(ws, id string) relay.Event {
 	return relay.Event{
 		ID: id, Workspace: ws, User: "u-42", Type: relay.TypeOTPReceived,
@@ -125,7 +128,7 @@ func TestAddEventsDuplicates(t *testing.T) {
 	}
 	// Only the three first occurrences plus c are undecided, once each.
 	var ids []string
-	if err := s.Undecided(ctx, func(e relay.Event) error { ids = append(ids, e.Key().String()); return nil }); err != nil {
+	if err := s.Undecided(ctx, farFuture, func(e relay.Event) error { ids = append(ids, e.Key().String()); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if w := []string{"acme/a", "acme/b", "other/a", "acme/c"}; !slices.Equal(ids, w) {
@@ -204,7 +207,7 @@ func TestAddEventsConcurrent(t *testing.T) {
 		}
 	}
 	n := 0
-	if err := s.Undecided(ctx, func(relay.Event) error { n++; return nil }); err != nil {
+	if err := s.Undecided(ctx, farFuture, func(relay.Event) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != len(accepted) {
@@ -222,9 +225,12 @@ func job(key relay.EventKey, dev string, st relay.DeliveryState) relay.Job {
 func openJobs(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
-	err := s.OpenJobs(context.Background(), func(j relay.Job) error {
-		out = append(out, j.Event.String()+"#"+j.DeviceID+":"+string(j.State))
-		return nil
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketJobsOpen).ForEach(func(k, v []byte) error {
+			j, err := decodeJob(k, v)
+			out = append(out, j.Event.String()+"#"+j.DeviceID+":"+string(j.State))
+			return err
+		})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -232,105 +238,6 @@ func openJobs(t *testing.T, s *Store) []string {
 	return out
 }
 
-func TestDecideUpdateJobsOpenJobs(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	e1, e2 := ev("acme", "e1"), ev("acme", "e2")
-	mustAdd(t, s, e1, e2)
-	k1, k2 := e1.Key(), e2.Key()
-
-	d := relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled,
-		Plugins: []relay.PluginDecision{{Name: "quiet", Hash: "abc", Verdict: "allow"}}}
-	alert := &relay.Alert{EventID: "e1", Workspace: "acme", Title: "t", Data: map[string]string{"k": "v"}, ExpiresAt: t0.Add(time.Minute)}
-	j1 := []relay.Job{job(k1, "phone-b", relay.StatePending), job(k1, "phone-a", relay.StateDeferred), job(relay.EventKey{}, "phone-c", relay.StateSuppressed)}
-	if err := s.Decide(ctx, k1, d, alert, j1); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := s.Event(ctx, k1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(rec.Decision, &d) || !reflect.DeepEqual(rec.Alert, alert) {
-		t.Fatalf("decision %+v alert %+v", rec.Decision, rec.Alert)
-	}
-	var devs []string
-	for _, j := range rec.Jobs {
-		devs = append(devs, j.DeviceID)
-		if j.Event != k1 {
-			t.Errorf("job %s: event %s", j.DeviceID, j.Event)
-		}
-	}
-	if !slices.Equal(devs, []string{"phone-a", "phone-b", "phone-c"}) {
-		t.Fatalf("jobs not in device order: %v", devs)
-	}
-	if want := job(k1, "phone-a", relay.StateDeferred); !reflect.DeepEqual(rec.Jobs[0], want) {
-		t.Fatalf("job round trip:\n got %+v\nwant %+v", rec.Jobs[0], want)
-	}
-	if got, want := openJobs(t, s), []string{"acme/e1#phone-a:deferred", "acme/e1#phone-b:pending"}; !slices.Equal(got, want) {
-		t.Fatalf("open jobs: got %v, want %v", got, want)
-	}
-
-	// Undecided no longer lists e1.
-	var und []string
-	if err := s.Undecided(ctx, func(e relay.Event) error { und = append(und, e.ID); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(und, []string{"e2"}) {
-		t.Fatalf("undecided: %v", und)
-	}
-
-	// Updates: b delivered (leaves the open set), a retried (stays), c
-	// replayed (re-enters), unknown event and device ignored.
-	b := job(k1, "phone-b", relay.StateDelivered)
-	b.Attempts = 1
-	a := job(k1, "phone-a", relay.StatePending)
-	a.Attempts, a.LastError, a.NextAt = 2, "503 unavailable", t0.Add(time.Minute)
-	c := job(k1, "phone-c", relay.StatePending)
-	err = s.UpdateJobs(ctx, []relay.Job{b, a, c, job(k2, "phone-a", relay.StatePending), job(k1, "phone-z", relay.StatePending)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := openJobs(t, s), []string{"acme/e1#phone-a:pending", "acme/e1#phone-c:pending"}; !slices.Equal(got, want) {
-		t.Fatalf("open jobs after update: got %v, want %v", got, want)
-	}
-	rec, err = s.Event(ctx, k1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rec.Jobs) != 3 || !reflect.DeepEqual(rec.Jobs[0], a) || !reflect.DeepEqual(rec.Jobs[1], b) {
-		t.Fatalf("jobs after update: %+v", rec.Jobs)
-	}
-	c.State = relay.StateExpired
-	if err := s.UpdateJobs(ctx, []relay.Job{c}); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := openJobs(t, s), []string{"acme/e1#phone-a:pending"}; !slices.Equal(got, want) {
-		t.Fatalf("open jobs after expiry: got %v, want %v", got, want)
-	}
-
-	// Deciding again replaces the jobs, open and done alike.
-	if err := s.Decide(ctx, k1, relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonUserOptOut}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	rec, err = s.Event(ctx, k1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rec.Jobs) != 0 || rec.Alert != nil || rec.Decision.Verdict != relay.VerdictSuppress {
-		t.Fatalf("redecided record: %+v", rec)
-	}
-	if got := openJobs(t, s); len(got) != 0 {
-		t.Fatalf("open jobs after redecide: %v", got)
-	}
-	// Decide with a deferred decision on e2.
-	dd := relay.Decision{Verdict: relay.VerdictDefer, Reason: "quiet_hours", DeferUntil: t0.Add(time.Hour), Plugins: []relay.PluginDecision{}}
-	if err := s.Decide(ctx, k2, dd, nil, []relay.Job{job(k2, "p", relay.StateDeferred)}); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := openJobs(t, s), []string{"acme/e2#p:deferred"}; !slices.Equal(got, want) {
-		t.Fatalf("open jobs: got %v, want %v", got, want)
-	}
-}
 
 func TestDecideErrors(t *testing.T) {
 	s := openTest(t)
@@ -369,9 +276,6 @@ func TestDecideErrors(t *testing.T) {
 	if rec.Decision != nil || len(rec.Jobs) != 0 {
 		t.Fatalf("record changed: %+v", rec)
 	}
-	if err := s.UpdateJobs(ctx, []relay.Job{job(relay.EventKey{Workspace: "a", ID: "b"}, "c\x00", relay.StatePending)}); err == nil || !strings.Contains(err.Error(), "NUL") {
-		t.Fatalf("update jobs with NUL: %v", err)
-	}
 }
 
 func TestUndecidedOrderAndWalks(t *testing.T) {
@@ -391,7 +295,7 @@ func TestUndecidedOrderAndWalks(t *testing.T) {
 	}
 	// Decide every third event while walking: fn may write.
 	var got []string
-	err := s.Undecided(ctx, func(e relay.Event) error {
+	err := s.Undecided(ctx, farFuture, func(e relay.Event) error {
 		got = append(got, e.ID)
 		if len(got)%3 == 0 {
 			return s.Decide(ctx, e.Key(), relay.Decision{Verdict: relay.VerdictSuppress}, nil, nil)
@@ -412,7 +316,7 @@ func TestUndecidedOrderAndWalks(t *testing.T) {
 	}
 	got = got[:0]
 	stop := errors.New("stop")
-	err = s.Undecided(ctx, func(e relay.Event) error {
+	err = s.Undecided(ctx, farFuture, func(e relay.Event) error {
 		got = append(got, e.ID)
 		if len(got) == walkChunk+1 {
 			return stop
@@ -427,50 +331,12 @@ func TestUndecidedOrderAndWalks(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	calls := 0
-	err = s.Undecided(cctx, func(relay.Event) error { calls++; cancel(); return nil })
+	err = s.Undecided(cctx, farFuture, func(relay.Event) error { calls++; cancel(); return nil })
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("canceled walk: err %v after %d calls", err, calls)
 	}
-	if err := s.OpenJobs(cctx, func(relay.Job) error { return nil }); !errors.Is(err, context.Canceled) {
-		t.Fatalf("OpenJobs with done ctx: %v", err)
-	}
 }
 
-func TestOpenJobsManyWithUpdates(t *testing.T) {
-	s := openTest(t)
-	ctx := context.Background()
-	const events, per = 400, 3 // 1200 jobs: more than two chunks
-	for i := range events {
-		e := ev("acme", fmt.Sprintf("e%04d", i))
-		mustAdd(t, s, e)
-		var jobs []relay.Job
-		for d := range per {
-			jobs = append(jobs, job(e.Key(), fmt.Sprintf("d%d", d), relay.StatePending))
-		}
-		if err := s.Decide(ctx, e.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, jobs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Finish every job while walking; each must be seen exactly once.
-	seen := map[relay.JobKey]bool{}
-	err := s.OpenJobs(ctx, func(j relay.Job) error {
-		if seen[j.Key()] {
-			t.Errorf("job %v seen twice", j.Key())
-		}
-		seen[j.Key()] = true
-		j.State = relay.StateDelivered
-		return s.UpdateJobs(ctx, []relay.Job{j})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(seen) != events*per {
-		t.Fatalf("saw %d jobs, want %d", len(seen), events*per)
-	}
-	if got := openJobs(t, s); len(got) != 0 {
-		t.Fatalf("%d jobs still open", len(got))
-	}
-}
 
 func TestDevices(t *testing.T) {
 	s := openTest(t)
@@ -672,7 +538,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("record after reopen: %+v", rec)
 	}
 	var und []string
-	if err := s.Undecided(ctx, func(e relay.Event) error { und = append(und, e.ID); return nil }); err != nil {
+	if err := s.Undecided(ctx, farFuture, func(e relay.Event) error { und = append(und, e.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(und, []string{"e2"}) {
@@ -693,7 +559,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	// New events continue after the old ones in the undecided order.
 	mustAdd(t, s, ev("acme", "e0"))
 	und = und[:0]
-	if err := s.Undecided(ctx, func(e relay.Event) error { und = append(und, e.ID); return nil }); err != nil {
+	if err := s.Undecided(ctx, farFuture, func(e relay.Event) error { und = append(und, e.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(und, []string{"e2", "e0"}) {
@@ -745,7 +611,7 @@ func TestCloseWaitsAndStopsWalks(t *testing.T) {
 
 	var closeErr = make(chan error, 1)
 	var writeRes = make(chan error, 1)
-	walkErr := s.Undecided(ctx, func(relay.Event) error {
+	walkErr := s.Undecided(ctx, farFuture, func(relay.Event) error {
 		// A write queued before Close must commit.
 		started := make(chan struct{})
 		go func() {
@@ -869,7 +735,7 @@ func TestBatchRetry(t *testing.T) {
 		}
 	}
 	n := 0
-	if err := s.Undecided(ctx, func(relay.Event) error { n++; return nil }); err != nil {
+	if err := s.Undecided(ctx, farFuture, func(relay.Event) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != len(accepted) {

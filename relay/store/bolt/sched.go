@@ -1,0 +1,596 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// The schedule (see doc.go for the layout):
+//
+//	sched        lane \0 rank due job-key   owner of the lease, or empty
+//	sched_jobs   job-key                    its sched key
+//	sched_leases lane \0 job-key            its sched key while leased
+//	sched_count  lane \0 rank               8-byte big-endian open jobs
+//
+// rank is 0 for high priority, 1 for normal, so a cursor over a lane's keys
+// meets every high-priority job before any normal one, each in due order
+// (due: 8-byte big-endian Unix nanoseconds). A lease rewrites the job's key
+// with due = the lease's end, so it is not leased again before then; if the
+// lease is not settled by then, any Lease takes the job again.
+var (
+	bucketSched       = []byte("sched")
+	bucketSchedJobs   = []byte("sched_jobs")
+	bucketSchedLeases = []byte("sched_leases")
+	bucketSchedCount  = []byte("sched_count")
+)
+
+const (
+	rankHigh   byte = 0
+	rankNormal byte = 1
+)
+
+func rankOf(a *relay.Alert) byte {
+	if store.PriorityOf(a) == relay.PriorityHigh {
+		return rankHigh
+	}
+	return rankNormal
+}
+
+// lanePrefix is the sched key prefix of a lane's jobs of one rank.
+func lanePrefix(lane string, rank byte) []byte {
+	b := make([]byte, 0, len(lane)+2+dueLen+64)
+	b = append(b, lane...)
+	return append(b, sep, rank)
+}
+
+// dueLen is the length of the due time in a sched key.
+const dueLen = 8
+
+func dueNanos(t time.Time) uint64 {
+	if t.IsZero() || t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return uint64(t.UnixNano())
+}
+
+func schedKey(lane string, rank byte, due time.Time, jk []byte) []byte {
+	b := lanePrefix(lane, rank)
+	b = binary.BigEndian.AppendUint64(b, dueNanos(due))
+	return append(b, jk...)
+}
+
+// parseSchedKey splits a sched key into its lane prefix (lane \0 rank), due
+// time and job key.
+func parseSchedKey(k []byte) (prefix []byte, due uint64, jk []byte, err error) {
+	i := bytes.IndexByte(k, sep)
+	if i < 0 || len(k) < i+2+dueLen+1 {
+		return nil, 0, nil, fmt.Errorf("%w: sched key %q", errCorrupt, k)
+	}
+	return k[:i+2], binary.BigEndian.Uint64(k[i+2:]), k[i+2+dueLen:], nil
+}
+
+func laneOfPrefix(prefix []byte) string { return string(prefix[:len(prefix)-2]) }
+
+// addCount adds delta to a lane's open job count of one rank.
+func addCount(tx *bbolt.Tx, lane string, rank byte, delta int64) error {
+	b := tx.Bucket(bucketSchedCount)
+	k := append([]byte(lane), sep, rank)
+	var n int64
+	if v := b.Get(k); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += delta
+	if n <= 0 {
+		return b.Delete(k)
+	}
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+// schedule puts the open job j (stored under jk) into the schedule of its
+// lane with rank, due at store.DueAt, replacing any entry it had.
+func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte) error {
+	jobs := tx.Bucket(bucketSchedJobs)
+	if old := jobs.Get(jk); old != nil {
+		if err := unschedule(tx, jk, old, false); err != nil {
+			return err
+		}
+	} else if err := addCount(tx, j.Lane(), rank, 1); err != nil {
+		return err
+	}
+	k := schedKey(j.Lane(), rank, store.DueAt(j), jk)
+	if err := tx.Bucket(bucketSched).Put(k, nil); err != nil {
+		return fmt.Errorf("put sched: %w", err)
+	}
+	return jobs.Put(jk, k)
+}
+
+// unschedule removes job jk's sched entry sk (and its lease); closed also
+// drops it from the counts and the job index.
+func unschedule(tx *bbolt.Tx, jk, sk []byte, closed bool) error {
+	prefix, _, _, err := parseSchedKey(sk)
+	if err != nil {
+		return err
+	}
+	lane := laneOfPrefix(prefix)
+	if err := tx.Bucket(bucketSched).Delete(sk); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketSchedLeases).Delete(append([]byte(lane+"\x00"), jk...)); err != nil {
+		return err
+	}
+	if !closed {
+		return nil
+	}
+	if err := tx.Bucket(bucketSchedJobs).Delete(jk); err != nil {
+		return err
+	}
+	return addCount(tx, lane, prefix[len(prefix)-1], -1)
+}
+
+// scheduleLane returns the lane of job j: its App and Platform, or for a
+// job stored before jobs had an App, its device's app.
+func scheduleLane(tx *bbolt.Tx, j *relay.Job) {
+	if j.App != "" {
+		return
+	}
+	ev := tx.Bucket(bucketEvents).Get(eventKey(j.Event))
+	if ev == nil {
+		return
+	}
+	evv, err := decodeEvent(ev)
+	if err != nil {
+		return
+	}
+	if dv := tx.Bucket(bucketDevices).Get(joinKey(j.Event.Workspace, evv.Event.User, j.DeviceID)); dv != nil {
+		var d relay.Device
+		if json.Unmarshal(dv, &d) == nil {
+			j.App = d.App
+		}
+	}
+}
+
+// Lease leases up to req.Max due jobs of req.Lane to req.Owner: high
+// priority first, then in due order. It writes the leases in one commit.
+func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leased, time.Time, error) {
+	if req.Max <= 0 {
+		return nil, time.Time{}, nil
+	}
+	if err := checkPart("lane", req.Lane); err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease: %w", err)
+	}
+	defer leave()
+	now := dueNanos(req.Now)
+	until := req.Now.Add(req.TTL)
+	var out []store.Leased
+	var next time.Time
+	err = s.write(func(tx *bbolt.Tx) error {
+		out, next = out[:0], time.Time{}
+		sched := tx.Bucket(bucketSched)
+		var found [][]byte
+		for _, rank := range []byte{rankHigh, rankNormal} {
+			prefix := lanePrefix(req.Lane, rank)
+			c := sched.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(found) < req.Max; k, _ = c.Next() {
+				if binary.BigEndian.Uint64(k[len(prefix):]) > now {
+					break
+				}
+				found = append(found, bytes.Clone(k))
+			}
+		}
+		rd := newRecordReader(tx)
+		for _, k := range found {
+			prefix, _, jk, err := parseSchedKey(k)
+			if err != nil {
+				return err
+			}
+			nk := append(bytes.Clone(prefix), binary.BigEndian.AppendUint64(nil, dueNanos(until))...)
+			nk = append(nk, jk...)
+			if err := sched.Delete(k); err != nil {
+				return err
+			}
+			if err := sched.Put(nk, []byte(req.Owner)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketSchedJobs).Put(jk, nk); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketSchedLeases).Put(append([]byte(req.Lane+"\x00"), jk...), nk); err != nil {
+				return err
+			}
+			l, err := rd.leased(jk)
+			if err != nil {
+				return err
+			}
+			l.Ticket = nk
+			out = append(out, l)
+		}
+		for _, rank := range []byte{rankHigh, rankNormal} {
+			prefix := lanePrefix(req.Lane, rank)
+			if k, _ := sched.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+				at := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):])))
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+	}
+	return out, next, nil
+}
+
+// recordReader reads what a lease carries, caching per event and device
+// within one transaction.
+type recordReader struct {
+	tx      *bbolt.Tx
+	dec     jobDecoder
+	owners  map[string]owner
+	devices map[string]relay.Device
+}
+
+type owner struct {
+	user  string
+	alert *relay.Alert
+}
+
+func newRecordReader(tx *bbolt.Tx) *recordReader {
+	return &recordReader{tx: tx, owners: map[string]owner{}, devices: map[string]relay.Device{}}
+}
+
+func (r *recordReader) leased(jk []byte) (store.Leased, error) {
+	v := r.tx.Bucket(bucketJobsOpen).Get(jk)
+	if v == nil {
+		return store.Leased{}, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
+	}
+	j, err := r.dec.decode(jk, v)
+	if err != nil {
+		return store.Leased{}, err
+	}
+	ek := eventKey(j.Event)
+	o, ok := r.owners[string(ek)]
+	if !ok {
+		if ev := r.tx.Bucket(bucketEvents).Get(ek); ev != nil && len(ev) > eventHeaderLen {
+			var eu eventUser
+			if err := json.Unmarshal(ev[eventHeaderLen:], &eu); err != nil {
+				return store.Leased{}, fmt.Errorf("decode event %s: %w", j.Event, err)
+			}
+			o.user = eu.Event.User
+		}
+		if dv := r.tx.Bucket(bucketDecisions).Get(ek); dv != nil {
+			d, err := decodeDecision(dv)
+			if err != nil {
+				return store.Leased{}, err
+			}
+			o.alert = d.Alert
+		}
+		r.owners[string(ek)] = o
+	}
+	l := store.Leased{Job: j, User: o.user, Alert: o.alert}
+	if o.user != "" {
+		dk := joinKey(j.Event.Workspace, o.user, j.DeviceID)
+		d, ok := r.devices[string(dk)]
+		if !ok {
+			if dv := r.tx.Bucket(bucketDevices).Get(dk); dv != nil {
+				if err := json.Unmarshal(dv, &d); err != nil {
+					return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
+				}
+			}
+			r.devices[string(dk)] = d
+		}
+		l.Device = d
+	}
+	return l, nil
+}
+
+// eventUser is the part of an events value a lease needs.
+type eventUser struct {
+	Event struct {
+		User string `json:"user"`
+	} `json:"event"`
+}
+
+// Settle records the new state of a leased job and ends its lease, in one
+// commit (see store.Schedule).
+func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
+	ticket, ok := l.Ticket.([]byte)
+	if !ok {
+		return fmt.Errorf("settle job %s/%s: not a lease of this store", j.Event, j.DeviceID)
+	}
+	if j.Key() != l.Job.Key() {
+		return fmt.Errorf("settle job %s/%s: the lease is for job %s/%s", j.Event, j.DeviceID, l.Job.Event, l.Job.DeviceID)
+	}
+	if err := errors.Join(checkEventKey(j.Event), checkPart("device_id", j.DeviceID)); err != nil {
+		return fmt.Errorf("settle job: %w", err)
+	}
+	j.App, j.Platform = l.Job.App, l.Job.Platform // the lane is the lease's
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
+	}
+	defer leave()
+	jk, jv := jobKey(j.Event, j.DeviceID), encodeJob(&j)
+	var lost bool
+	err = s.write(func(tx *bbolt.Tx) error {
+		lost = false
+		if cur := tx.Bucket(bucketSchedJobs).Get(jk); cur == nil || !bytes.Equal(cur, ticket) {
+			lost = true
+			return nil
+		}
+		if err := unschedule(tx, jk, ticket, j.State.Final()); err != nil {
+			return err
+		}
+		if ok, err := updateJob(tx, jk, jv, &j); err != nil || !ok {
+			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
+		}
+		switch {
+		case j.State == relay.StateFailed:
+			return putDeadLetter(tx, &j)
+		case !j.State.Final():
+			prefix, _, _, err := parseSchedKey(ticket)
+			if err != nil {
+				return err
+			}
+			return schedule(tx, jk, &j, prefix[len(prefix)-1])
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
+	}
+	if lost {
+		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, store.ErrLeaseLost)
+	}
+	return nil
+}
+
+// OpenJobs counts open jobs by priority.
+func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return store.OpenCounts{}, fmt.Errorf("count open jobs: %w", err)
+	}
+	defer leave()
+	var c store.OpenCounts
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketSchedCount).ForEach(func(k, v []byte) error {
+			if len(v) != 8 || len(k) < 2 {
+				return fmt.Errorf("%w: count %q", errCorrupt, k)
+			}
+			n := int(binary.BigEndian.Uint64(v))
+			if k[len(k)-1] == rankHigh {
+				c.High += n
+			} else {
+				c.Normal += n
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return store.OpenCounts{}, fmt.Errorf("count open jobs: %w", err)
+	}
+	return c, nil
+}
+
+// maxStatsScan bounds how many due entries LaneStats reads per lane and
+// rank; beyond it Due is a lower bound.
+const maxStatsScan = 100_000
+
+// LaneStats describes each lane with open jobs.
+func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lane stats: %w", err)
+	}
+	defer leave()
+	byLane := map[string]*store.LaneStats{}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		get := func(lane string) *store.LaneStats {
+			st := byLane[lane]
+			if st == nil {
+				st = &store.LaneStats{Lane: lane}
+				byLane[lane] = st
+			}
+			return st
+		}
+		err := tx.Bucket(bucketSchedCount).ForEach(func(k, v []byte) error {
+			if len(v) != 8 || len(k) < 2 {
+				return fmt.Errorf("%w: count %q", errCorrupt, k)
+			}
+			st := get(string(k[:len(k)-2]))
+			if k[len(k)-1] == rankHigh {
+				st.High = int(binary.BigEndian.Uint64(v))
+			} else {
+				st.Normal = int(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		sched := tx.Bucket(bucketSched)
+		nowN := dueNanos(now)
+		for lane, st := range byLane {
+			for _, rank := range []byte{rankHigh, rankNormal} {
+				prefix := lanePrefix(lane, rank)
+				c := sched.Cursor()
+				n := 0
+				for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxStatsScan; k, v = c.Next() {
+					due := binary.BigEndian.Uint64(k[len(prefix):])
+					if due > nowN {
+						break
+					}
+					n++
+					_ = v
+					st.Due++
+					at := time.Unix(0, int64(due))
+					if st.OldestDue.IsZero() || at.Before(st.OldestDue) {
+						st.OldestDue = at
+					}
+				}
+			}
+		}
+		c := tx.Bucket(bucketSchedLeases).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			i := bytes.IndexByte(k, sep)
+			if i < 0 {
+				return fmt.Errorf("%w: lease key %q", errCorrupt, k)
+			}
+			_, due, _, err := parseSchedKey(v)
+			if err != nil {
+				return err
+			}
+			if due <= nowN {
+				continue // ended; counted as due above
+			}
+			st := get(string(k[:i]))
+			st.Leased++
+			if st.Owners == nil {
+				st.Owners = map[string]int{}
+			}
+			st.Owners[string(sched.Get(v))]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lane stats: %w", err)
+	}
+	out := make([]store.LaneStats, 0, len(byLane))
+	for _, st := range byLane {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b store.LaneStats) int { return cmpString(a.Lane, b.Lane) })
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// releaseLeases ends every lease at open: a bolt file has one relay at a
+// time (the file lock), so any lease left in it belongs to a relay that
+// stopped, and its jobs are due again at once.
+func releaseLeases(tx *bbolt.Tx) (int, error) {
+	leases := tx.Bucket(bucketSchedLeases)
+	type lease struct{ k, sk []byte }
+	var all []lease
+	if err := leases.ForEach(func(k, v []byte) error {
+		all = append(all, lease{bytes.Clone(k), bytes.Clone(v)})
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
+	for _, l := range all {
+		prefix, _, jk, err := parseSchedKey(l.sk)
+		if err != nil {
+			return 0, err
+		}
+		if err := leases.Delete(l.k); err != nil {
+			return 0, err
+		}
+		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, l.sk) {
+			continue // settled meanwhile
+		}
+		nk := append(append(bytes.Clone(prefix), make([]byte, dueLen)...), jk...)
+		if err := sched.Delete(l.sk); err != nil {
+			return 0, err
+		}
+		if err := sched.Put(nk, nil); err != nil {
+			return 0, err
+		}
+		if err := jobs.Put(jk, nk); err != nil {
+			return 0, err
+		}
+	}
+	return len(all), nil
+}
+
+// migrateSchedule builds the schedule of a file written before it existed
+// (open jobs indexed only by due time, in bucket jobs_due): each open job
+// enters its lane's schedule with its alert's priority.
+func migrateSchedule(tx *bbolt.Tx) (int, error) {
+	old := []byte("jobs_due")
+	if tx.Bucket(old) == nil {
+		return 0, nil
+	}
+	type kv struct{ k, v []byte }
+	var open []kv
+	if err := tx.Bucket(bucketJobsOpen).ForEach(func(k, v []byte) error {
+		open = append(open, kv{bytes.Clone(k), bytes.Clone(v)})
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	rd := newRecordReader(tx)
+	for _, e := range open {
+		j, err := decodeJob(e.k, e.v)
+		if err != nil {
+			return 0, err
+		}
+		scheduleLane(tx, &j)
+		if err := tx.Bucket(bucketJobsOpen).Put(e.k, encodeJob(&j)); err != nil {
+			return 0, err
+		}
+		l, err := rd.leased(e.k)
+		if err != nil {
+			return 0, err
+		}
+		if err := schedule(tx, e.k, &j, rankOf(l.Alert)); err != nil {
+			return 0, err
+		}
+	}
+	return len(open), tx.DeleteBucket(old)
+}
+
+// Dead letters: bucket deadletters, key 8-byte big-endian sequence number
+// (the dead letter's id, in decimal), value JSON store.DeadLetter.
+var bucketDeadLetters = []byte("deadletters")
+
+// parseDeadLetterID parses a dead letter id.
+func parseDeadLetterID(id string) ([]byte, error) {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("dead letter id %q: must be a positive decimal number", id)
+	}
+	return seqKey(n), nil
+}
+
+// putDeadLetter records a dead letter for the failed job j.
+func putDeadLetter(tx *bbolt.Tx, j *relay.Job) error {
+	b := tx.Bucket(bucketDeadLetters)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return fmt.Errorf("next sequence: %w", err)
+	}
+	dl := store.DeadLetter{ID: strconv.FormatUint(seq, 10), Event: j.Event, DeviceID: j.DeviceID, Platform: j.Platform,
+		Reason: j.LastError, Attempts: j.Attempts, FailedAt: j.UpdatedAt, ExpiresAt: j.ExpiresAt}
+	dv, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	return b.Put(seqKey(seq), dv)
+}
