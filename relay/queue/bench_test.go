@@ -37,7 +37,7 @@ func buildBacklog(b *testing.B, path string, n int) {
 	now := time.Now()
 	const devices = 10
 	for d := range devices {
-		if err := st.PutDevice(ctx, relay.Device{Workspace: "ws", User: "u", ID: fmt.Sprintf("d%d", d), Platform: relay.PlatformIOS, App: "demo", Token: fmt.Sprintf("t%d", d)}); err != nil {
+		if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "ws", User: "u", ID: fmt.Sprintf("d%d", d), Platform: relay.PlatformIOS, App: "demo", Token: fmt.Sprintf("t%d", d)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -65,7 +65,7 @@ func buildBacklog(b *testing.B, path string, n int) {
 					at := now.Add(time.Duration(k) * time.Microsecond)
 					jobs := make([]relay.Job, devices)
 					for d := range jobs {
-						jobs[d] = relay.Job{DeviceID: fmt.Sprintf("d%d", d), Platform: relay.PlatformIOS, State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: at}
+						jobs[d] = relay.Job{DeviceID: fmt.Sprintf("d%d", d), Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: at}
 					}
 					a := &relay.Alert{EventID: e.ID, Workspace: "ws", Type: e.Type, Title: e.Title, Body: e.Body, ExpiresAt: e.ExpiresAt, CollapseID: e.ID}
 					if err := st.Decide(ctx, e.Key(), relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enabled"}, a, jobs); err != nil {
@@ -93,11 +93,9 @@ func (f *firstSend) Notify(ctx context.Context, _ relay.Device, _ *relay.Alert) 
 }
 
 // BenchmarkStartup measures a start on a store with 1,000,000 open jobs:
-// from opening the store to the first send, and to a full in-memory window
-// (MaxInMemory/2 jobs paged in). For comparison it also times the old
-// recovery walk over every open job (store.OpenJobs). The store is built
-// in a temporary directory first (about a minute for 1M jobs); run with
-// -benchtime 1x.
+// from opening the store to the first send, and to the first lease of
+// every lane slot. The store is built in a temporary directory first
+// (about a minute for 1M jobs); run with -benchtime 1x.
 func BenchmarkStartup(b *testing.B) {
 	n := startupJobs()
 	path := filepath.Join(b.TempDir(), "relay.db")
@@ -108,69 +106,33 @@ func BenchmarkStartup(b *testing.B) {
 		b.Logf("store file: %.0f MiB", float64(fi.Size())/(1<<20))
 	}
 	b.ResetTimer()
-	var toFirst, toWindow, toCount time.Duration
+	var toOpen, toFirst time.Duration
 	for range b.N {
 		start := time.Now()
 		st, err := bolt.Open(path, bolt.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
+		toOpen += time.Since(start)
 		n1 := &firstSend{first: make(chan struct{})}
-		q := New(Options{Store: st, Lanes: map[string]Lane{LaneKey("demo", relay.PlatformIOS): {Notifier: n1, Concurrency: 64}},
+		q := New(Options{Schedule: st, Devices: st, Lanes: map[string]Lane{relay.Lane("demo", relay.PlatformIOS): {Notifier: n1, Concurrency: 64}},
 			DrainTimeout: time.Millisecond})
-		open, err := q.Recover(context.Background())
-		if err != nil || open != n {
-			b.Fatalf("Recover = %d, %v; want %d", open, err, n)
+		if open := q.Open(); open != 0 {
+			b.Fatalf("open before Run: %d", open)
 		}
-		toCount += time.Since(start)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { q.Run(ctx); close(done) }()
 		<-n1.first
 		toFirst += time.Since(start)
-		for q.InMemory() < DefaultMaxInMemory/2 {
-			time.Sleep(time.Millisecond)
-		}
-		toWindow += time.Since(start)
 		cancel()
 		<-done
+		if open := q.Open(); open != n {
+			b.Fatalf("open jobs %d, want %d", open, n)
+		}
 		st.Close(context.Background())
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(toCount.Milliseconds())/float64(b.N), "ms-to-count")
+	b.ReportMetric(float64(toOpen.Milliseconds())/float64(b.N), "ms-to-open")
 	b.ReportMetric(float64(toFirst.Milliseconds())/float64(b.N), "ms-to-first-send")
-	b.ReportMetric(float64(toWindow.Milliseconds())/float64(b.N), "ms-to-window")
-
-	// The old recovery: walk every open job, load its event once and its
-	// device, and keep an item for each in memory.
-	st, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close(context.Background())
-	ctx := context.Background()
-	start := time.Now()
-	alerts := map[relay.EventKey]*relay.Alert{}
-	var items []*Item
-	err = st.OpenJobs(ctx, func(j relay.Job) error {
-		a, ok := alerts[j.Event]
-		if !ok {
-			rec, err := st.Event(ctx, j.Event)
-			if err != nil {
-				return err
-			}
-			a = rec.Alert
-			alerts[j.Event] = a
-		}
-		d, err := st.Device(ctx, j.Event.Workspace, "u", j.DeviceID)
-		if err != nil {
-			return err
-		}
-		items = append(items, &Item{Job: j, Alert: a, Device: d})
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("for comparison, the old recovery (every open job loaded into memory) took %v for %d jobs", time.Since(start).Round(time.Millisecond), len(items))
 }

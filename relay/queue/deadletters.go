@@ -38,10 +38,6 @@ type ReplayResult struct {
 // given as after.
 func (q *Queue) DeadLettersHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if q.dead == nil {
-			writeError(w, http.StatusNotImplemented, "not_implemented", "the store keeps no dead letters")
-			return
-		}
 		limit := DefaultDeadLetterLimit
 		if v := r.URL.Query().Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
@@ -58,7 +54,7 @@ func (q *Queue) DeadLettersHandler() http.Handler {
 				return
 			}
 		}
-		list, err := q.dead.DeadLetters(r.Context(), after, limit)
+		list, err := q.opts.Schedule.DeadLetters(r.Context(), after, limit)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
@@ -80,10 +76,6 @@ func (q *Queue) DeadLettersHandler() http.Handler {
 // the device is gone.
 func (q *Queue) ReplayHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if q.dead == nil {
-			writeError(w, http.StatusNotImplemented, "not_implemented", "the store keeps no dead letters")
-			return
-		}
 		id := r.PathValue("id")
 		res, err := q.Replay(r.Context(), id)
 		switch {
@@ -99,41 +91,22 @@ func (q *Queue) ReplayHandler() http.Handler {
 	})
 }
 
-// errCannotSend: a replayed job cannot be sent (device or provider gone).
+// errCannotSend: a replayed job cannot be sent (no provider for its lane).
 var errCannotSend = errors.New("cannot send")
 
-// Replay re-queues dead letter id as a fresh pending job.
+// Replay re-opens dead letter id as a fresh pending job, due now.
 func (q *Queue) Replay(ctx context.Context, id string) (ReplayResult, error) {
-	dj, err := q.dead.ReplayDeadLetter(ctx, id, q.opts.Now())
+	j, err := q.opts.Schedule.ReplayDeadLetter(ctx, id, q.opts.Now())
 	if err != nil {
 		return ReplayResult{}, err
 	}
-	j := dj.Job
 	res := ReplayResult{ID: id, Event: j.Event, DeviceID: j.DeviceID, State: j.State}
-	d, err := q.opts.Store.Device(ctx, j.Event.Workspace, dj.User, j.DeviceID)
-	var why error
-	switch {
-	case errors.Is(err, relay.ErrNotFound):
-		why = fmt.Errorf("replay dead letter %s: %w: device %s is no longer registered", id, errCannotSend, j.DeviceID)
-	case err != nil:
-		why = fmt.Errorf("replay dead letter %s: %w", id, err)
-	case dj.Alert == nil:
-		why = fmt.Errorf("replay dead letter %s: %w: event has no stored alert", id, errCannotSend)
-	default:
-		if err := q.Add(&Item{Job: j, Alert: dj.Alert, Device: d, index: -1}); err != nil {
-			why = fmt.Errorf("replay dead letter %s: %w: %w", id, errCannotSend, err)
-		}
-	}
-	if why != nil {
-		// The job was re-opened; close it again so it does not linger.
-		j.State, j.LastError, j.UpdatedAt = relay.StateFailed, why.Error(), q.opts.Now()
-		if err := q.opts.Store.UpdateJobs(ctx, []relay.Job{j}); err != nil {
-			return res, errors.Join(why, err)
-		}
-		return res, why
-	}
+	q.Scheduled(j.Lane(), "", 0)
 	q.log.Info("dead letter replayed", "dead_letter", id, relay.LogKeyEventID, j.Event.ID,
-		relay.LogKeyWorkspace, j.Event.Workspace, relay.LogKeyDevice, j.DeviceID)
+		relay.LogKeyWorkspace, j.Event.Workspace, relay.LogKeyDevice, j.DeviceID, "lane", j.Lane())
+	if q.lanes[j.Lane()] == nil {
+		return res, fmt.Errorf("replay dead letter %s: %w: no provider for lane %s on this relay; the job waits in the schedule", id, errCannotSend, j.Lane())
+	}
 	return res, nil
 }
 

@@ -1,7 +1,10 @@
-// Package queue schedules delivery jobs: it keeps open (event, device) jobs
-// ordered by due time, wakes when the next one is due (no polling), sends
-// it through the notifier of the device's app and platform (its lane) with
-// bounded concurrency, and records each outcome in the store.
+// Package queue sends the jobs of the store's schedule (store.Schedule):
+// each lane (an app and platform, relay.Lane) leases due jobs, high
+// priority first, sends them through its notifier with bounded
+// concurrency and settles each lease with the outcome. The schedule is the
+// only state: the queue holds nothing but the sends in flight, so several
+// relays on one shared store (jetstream) share the work, and a relay that
+// dies leaves its leased jobs to the others once the leases end.
 //
 // # States
 //
@@ -17,24 +20,23 @@
 //	                                    └─► token_removed  (the provider says the token is dead)
 //	suppressed, expired at decision time: final, never queued (package pipeline).
 //
-// pending and deferred are open; the others are final. "In flight" is not
-// stored: it is a lease held by the running process. A job in flight when
-// the process dies is still open (pending) in the store, so the next start
-// sends it again (at-least-once; the stable collapse id makes a duplicate
-// replace the first copy on the phone). A job is due at next_at, or, when
-// that is unset, at the time it became pending: the due index of the store
-// (store.DueIndex) orders open jobs that way, and a restart resumes in that
-// order.
+// pending and deferred are open; the others are final. "In flight" is a
+// lease (Options.LeaseTTL): a job whose relay dies mid-send is leased again
+// once the lease ends, by any relay (at-least-once; the stable collapse id
+// makes a duplicate replace the first copy on the phone). A send never
+// runs past its lease. A job is due at next_at, or, when that is unset, at
+// the time it became pending; within a lane every due high-priority job
+// goes before any normal one, so a flood of account_shared never delays a
+// sign-in.
 //
-// # Memory
+// # Memory and backpressure
 //
-// With a store that keeps the due index, the queue holds at most
-// Options.MaxInMemory waiting jobs (plus the sends in flight). When more are
-// open, the latest-due are dropped from memory — they are on disk — and a
-// pager reads the next ones in due order whenever the window falls below
-// half. A provider outage therefore grows the store, not the heap. Admit
-// refuses new events once Options.MaxOpenJobs jobs are open (ingest answers
-// 503), so the relay never accepts what it cannot keep.
+// Nothing waits in memory: a lane leases at most as many jobs as it has
+// free send slots. A provider outage grows the store, not the heap. Admit
+// refuses new normal-priority events once the schedule holds
+// (1-HighReserve) × Options.MaxOpenJobs open jobs, and high-priority ones
+// at MaxOpenJobs (ingest answers 503), so the relay never accepts what it
+// cannot keep and sign-ins get through a backlog of shares.
 //
 // # Retries
 //
@@ -51,8 +53,9 @@
 // them only burns attempts. After Options.BreakerThreshold consecutive
 // configuration errors a lane's breaker opens for Options.BreakerCooldown
 // (doubling after each failed probe, up to BreakerMaxCooldown): one ERROR
-// line is logged and Options.OnBreaker called; due jobs are parked until the
-// cool-down ends without spending attempts; then one job is sent as a probe.
+// line is logged and Options.OnBreaker called; the lane leases nothing until
+// the cool-down ends (its jobs wait in the schedule, no attempts spent);
+// then one job is sent as a probe.
 // Any answer that shows the provider works closes the breaker and the
 // parked jobs flow again. Options.OutageThreshold consecutive retryable
 // failures (the provider is down: 5xx, transport errors) open the breaker
@@ -62,12 +65,12 @@
 // # Dead letters and token removal
 //
 // A permanent failure (a message the provider will never accept) becomes a
-// dead letter (store.DeadLetters) with its reason; DeadLettersHandler and
+// dead letter (store.Schedule.Settle) with its reason; DeadLettersHandler and
 // ReplayHandler serve GET /v1/deadletters and POST
 // /v1/deadletters/{id}/replay. A dead token removes the device, unless the
 // device re-registered with a new token meanwhile: then the job is sent
 // again to the new token.
 //
-// The queue does not decide what to send: jobs arrive already decided
-// (package pipeline) and durable in the store.
+// The queue does not decide what to send: jobs enter the schedule already
+// decided (package pipeline), and Scheduled wakes their lane at once.
 package queue

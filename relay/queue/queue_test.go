@@ -3,6 +3,9 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -12,71 +15,93 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/delivery"
+	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// memStore records job updates and device removals.
-type memStore struct {
-	mu      sync.Mutex
-	jobs    map[relay.JobKey]relay.Job
-	removed []string
-}
+var (
+	iosLane     = relay.Lane("demo", relay.PlatformIOS)
+	androidLane = relay.Lane("demo", relay.PlatformAndroid)
+)
 
-func (s *memStore) UpdateJobs(_ context.Context, jobs []relay.Job) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jobs == nil {
-		s.jobs = map[relay.JobKey]relay.Job{}
+// openStore opens a bolt store in a temporary directory.
+func openStore(t *testing.T) *bolt.Store {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, j := range jobs {
-		s.jobs[j.Key()] = j
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return st
+}
+
+// schedule stores an event for user u's device and decides it with one job
+// of the given state, due at next (zero: now).
+func schedule(t *testing.T, st *bolt.Store, id string, prio relay.Priority, p relay.Platform, ttl time.Duration, next time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	dev := relay.Device{Workspace: "ws", User: "u", ID: "d-" + string(p), App: "demo", Platform: p, Token: "tok-" + string(p)}
+	if _, err := st.RegisterDevice(ctx, dev); err != nil {
+		t.Fatal(err)
 	}
-	return nil
-}
-
-func (s *memStore) RemoveDeviceToken(_ context.Context, _, _, id, _ string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.removed = append(s.removed, id)
-	return true, nil
-}
-
-func (s *memStore) Device(_ context.Context, ws, user, id string) (relay.Device, error) {
-	return relay.Device{}, relay.ErrNotFound
-}
-
-func (s *memStore) job(id string) relay.Job {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, j := range s.jobs {
-		if k.Event.ID == id {
-			return j
-		}
+	ev := relay.Event{ID: id, Workspace: "ws", User: "u", Type: relay.TypeAccountShared, Priority: prio, OccurredAt: now, ExpiresAt: now.Add(ttl)}
+	if res, err := st.AddEvents(ctx, []relay.Event{ev}, now); err != nil || res[0] != nil {
+		t.Fatalf("add %s: %v %v", id, res, err)
 	}
-	return relay.Job{}
+	j := relay.Job{Event: ev.Key(), DeviceID: dev.ID, Platform: p, App: "demo", State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now, NextAt: next}
+	if !next.IsZero() {
+		j.State = relay.StateDeferred
+	}
+	a := &relay.Alert{EventID: id, Workspace: "ws", Type: ev.Type, Priority: prio, ExpiresAt: ev.ExpiresAt, CollapseID: id}
+	if err := st.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enabled"}, a, []relay.Job{j}); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// notifier answers each send with the next scripted error.
+// job returns the stored state of event id's only job.
+func job(t *testing.T, st *bolt.Store, id string) relay.Job {
+	t.Helper()
+	rec, err := st.Event(context.Background(), relay.EventKey{Workspace: "ws", ID: id})
+	if err != nil || len(rec.Jobs) != 1 {
+		t.Fatalf("event %s: %+v %v", id, rec, err)
+	}
+	return rec.Jobs[0]
+}
+
+// notifier answers each send with the next scripted error; block, when
+// set, holds every send until it is closed or the send's context ends.
 type notifier struct {
 	mu    sync.Mutex
 	errs  []error
 	sends []time.Time
+	ids   []string
+	block chan struct{}
 }
 
 func (n *notifier) Notify(ctx context.Context, _ relay.Device, a *relay.Alert) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	now := time.Now()
 	if !now.Before(a.ExpiresAt) {
 		panic("send after expiry")
 	}
 	n.sends = append(n.sends, now)
-	if len(n.errs) == 0 {
-		return nil
+	n.ids = append(n.ids, a.EventID)
+	var err error
+	if len(n.errs) > 0 {
+		err, n.errs = n.errs[0], n.errs[1:]
 	}
-	err := n.errs[0]
-	n.errs = n.errs[1:]
+	block := n.block
+	n.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return err
 }
 
@@ -86,37 +111,41 @@ func (n *notifier) count() int {
 	return len(n.sends)
 }
 
-func item(id string, now time.Time, ttl time.Duration) *Item {
-	return &Item{
-		Job:    relay.Job{Event: relay.EventKey{Workspace: "ws", ID: id}, DeviceID: "d1", Platform: relay.PlatformIOS, State: relay.StatePending, ExpiresAt: now.Add(ttl)},
-		Alert:  &relay.Alert{EventID: id, ExpiresAt: now.Add(ttl)},
-		Device: relay.Device{Workspace: "ws", User: "u", ID: "d1", App: "demo", Platform: relay.PlatformIOS, Token: "t"},
-	}
+func (n *notifier) order() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.ids)
 }
 
-// run starts a queue inside the synctest bubble and returns a stop func.
-func run(t *testing.T, st *memStore, n *notifier, b Backoff) (*Queue, func()) {
-	q := New(Options{Store: st, Lanes: map[string]Lane{LaneKey("demo", relay.PlatformIOS): {Notifier: n, Concurrency: 2}}, Backoff: b})
+// run starts a queue and returns it with a stop func.
+func run(t *testing.T, opts Options) (*Queue, func()) {
+	q := New(opts)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
-	return q, func() { cancel(); <-done }
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return q, stop
+}
+
+func opts(st *bolt.Store, lanes map[string]Lane) Options {
+	return Options{Schedule: st, Devices: st, Lanes: lanes, Backoff: Backoff{Initial: time.Second, Max: time.Minute}}
 }
 
 func TestQueueRetriesThenDelivers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := &memStore{}
+		st := openStore(t)
 		n := &notifier{errs: []error{
 			&delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry},
 			&delivery.Error{Provider: "apns", Status: 429, Outcome: delivery.Retry, RetryAfter: 10 * time.Second},
 		}}
-		q, stop := run(t, st, n, Backoff{Initial: time.Second, Max: time.Minute})
+		schedule(t, st, "e1", relay.PriorityHigh, relay.PlatformIOS, time.Minute, time.Time{})
+		q, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
 		defer stop()
-		start := time.Now()
-		q.Add(item("e1", start, time.Minute))
 		time.Sleep(time.Minute) // fake time inside the bubble
 		synctest.Wait()
-		j := st.job("e1")
+		j := job(t, st, "e1")
 		if j.State != relay.StateDelivered || j.Attempts != 3 {
 			t.Fatalf("job = %+v, want delivered after 3 attempts", j)
 		}
@@ -127,8 +156,8 @@ func TestQueueRetriesThenDelivers(t *testing.T) {
 		if got := n.sends[2].Sub(n.sends[1]); got != 10*time.Second {
 			t.Errorf("second retry after %v, want Retry-After 10s", got)
 		}
-		if q.Len() != 0 {
-			t.Errorf("queue still holds %d jobs", q.Len())
+		if q.Open() != 0 {
+			t.Errorf("queue still counts %d open jobs", q.Open())
 		}
 	})
 }
@@ -151,7 +180,7 @@ func TestQueueOutcomes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := &memStore{}
+				st := openStore(t)
 				var errs []error
 				if tc.err != nil {
 					for range 50 {
@@ -159,20 +188,25 @@ func TestQueueOutcomes(t *testing.T) {
 					}
 				}
 				n := &notifier{errs: errs}
-				q, stop := run(t, st, n, Backoff{Initial: time.Second, Max: time.Minute})
+				schedule(t, st, "e", relay.PriorityNormal, relay.PlatformIOS, tc.ttl, time.Time{})
+				_, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
 				defer stop()
-				q.Add(item("e", time.Now(), tc.ttl))
 				time.Sleep(2 * time.Hour)
 				synctest.Wait()
-				j := st.job("e")
+				j := job(t, st, "e")
 				if j.State != tc.want {
 					t.Fatalf("state = %s (last error %q), want %s", j.State, j.LastError, tc.want)
 				}
-				if got := len(st.removed) > 0; got != tc.drops {
+				_, derr := st.Device(context.Background(), "ws", "u", "d-ios")
+				if got := errors.Is(derr, relay.ErrNotFound); got != tc.drops {
 					t.Errorf("token removed = %v, want %v", got, tc.drops)
 				}
 				if tc.err != nil && tc.want != relay.StateDelivered && j.LastError == "" {
 					t.Errorf("last_error empty for %s", tc.want)
+				}
+				dls, _ := st.DeadLetters(context.Background(), "", 10)
+				if got := len(dls) == 1; got != (tc.want == relay.StateFailed) {
+					t.Errorf("dead letters %+v for state %s", dls, tc.want)
 				}
 			})
 		})
@@ -181,15 +215,12 @@ func TestQueueOutcomes(t *testing.T) {
 
 func TestQueueDeferredWaitsUntilDue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := &memStore{}
+		st := openStore(t)
 		n := &notifier{}
-		q, stop := run(t, st, n, Backoff{Initial: time.Second, Max: time.Minute})
-		defer stop()
 		now := time.Now()
-		it := item("e", now, time.Hour)
-		it.Job.State = relay.StateDeferred
-		it.Job.NextAt = now.Add(10 * time.Minute)
-		q.Add(it)
+		schedule(t, st, "e", relay.PriorityNormal, relay.PlatformIOS, time.Hour, now.Add(10*time.Minute))
+		_, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
+		defer stop()
 		time.Sleep(9 * time.Minute)
 		synctest.Wait()
 		if n.count() != 0 {
@@ -197,8 +228,8 @@ func TestQueueDeferredWaitsUntilDue(t *testing.T) {
 		}
 		time.Sleep(2 * time.Minute)
 		synctest.Wait()
-		if n.count() != 1 || st.job("e").State != relay.StateDelivered {
-			t.Fatalf("deferred job not delivered when due: sends=%d state=%s", n.count(), st.job("e").State)
+		if n.count() != 1 || job(t, st, "e").State != relay.StateDelivered {
+			t.Fatalf("deferred job not delivered when due: sends=%d state=%s", n.count(), job(t, st, "e").State)
 		}
 		if d := n.sends[0].Sub(now); d != 10*time.Minute {
 			t.Errorf("sent after %v, want 10m", d)
@@ -206,22 +237,155 @@ func TestQueueDeferredWaitsUntilDue(t *testing.T) {
 	})
 }
 
-func TestQueueShutdownLeavesUnsentJobsOpen(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		st := &memStore{}
-		n := &notifier{}
-		q, stop := run(t, st, n, Backoff{Initial: time.Second, Max: time.Minute})
-		now := time.Now()
-		it := item("later", now, time.Hour)
-		it.Job.NextAt = now.Add(30 * time.Minute)
-		q.Add(it)
-		synctest.Wait()
-		stop()
-		if n.count() != 0 {
-			t.Fatalf("job due later was sent before shutdown")
+func TestQueueShutdownHandsBackCutSends(t *testing.T) {
+	st := openStore(t)
+	n := &notifier{block: make(chan struct{})}
+	schedule(t, st, "cut", relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Time{})
+	o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}})
+	o.DrainTimeout = 50 * time.Millisecond
+	_, stop := run(t, o)
+	waitFor(t, func() bool { return n.count() == 1 })
+	stop()
+	j := job(t, st, "cut")
+	if j.State != relay.StatePending || j.Attempts != 0 {
+		t.Fatalf("job cut by shutdown: %+v, want pending with no attempt", j)
+	}
+	// The job is due again at once, for any relay.
+	got, _, err := st.Lease(context.Background(), store.LeaseRequest{Lane: iosLane, Owner: "other", Now: time.Now(), TTL: time.Minute, Max: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("lease after shutdown: %v %v", got, err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
 		}
-		if j := st.job("later"); j.State != "" {
-			t.Fatalf("unsent job recorded as %s; it must stay open in the store", j.State)
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An OTP scheduled behind a backlog of normal-priority alerts is sent next.
+func TestQueueHighPriorityJumpsTheBacklog(t *testing.T) {
+	st := openStore(t)
+	n := &notifier{block: make(chan struct{})}
+	for i := range 200 {
+		schedule(t, st, fmt.Sprintf("share-%03d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+	}
+	o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 4}})
+	o.MaxLease = 4
+	q, stop := run(t, o)
+	defer stop()
+	waitFor(t, func() bool { return n.count() == 4 }) // the lane is full
+	schedule(t, st, "otp", relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Time{})
+	q.Scheduled(iosLane, relay.PriorityHigh, 1)
+	close(n.block)
+	waitFor(t, func() bool { return job(t, st, "otp").State == relay.StateDelivered })
+	order := n.order()
+	at := slices.Index(order, "otp")
+	if at < 0 || at > 8 {
+		t.Fatalf("otp sent as number %d of %d (first sends %v); want within the first two lease rounds", at+1, len(order), order[:min(len(order), 12)])
+	}
+}
+
+// A lane whose provider hangs does not hold up another lane.
+func TestQueueLanesIndependent(t *testing.T) {
+	st := openStore(t)
+	slow := &notifier{block: make(chan struct{})}
+	fast := &notifier{}
+	for i := range 20 {
+		schedule(t, st, fmt.Sprintf("i%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+	}
+	schedule(t, st, "a", relay.PriorityNormal, relay.PlatformAndroid, time.Hour, time.Time{})
+	_, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: slow, Concurrency: 2}, androidLane: {Notifier: fast, Concurrency: 2}}))
+	defer func() { close(slow.block); stop() }()
+	waitFor(t, func() bool { return job(t, st, "a").State == relay.StateDelivered })
+	if slow.count() != 2 {
+		t.Fatalf("slow lane started %d sends, want its concurrency (2)", slow.count())
+	}
+}
+
+func TestQueueAdmitRefusesNormalFirst(t *testing.T) {
+	st := openStore(t)
+	for i := range 9 {
+		schedule(t, st, fmt.Sprintf("s%d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Now().Add(time.Hour))
+	}
+	o := opts(st, map[string]Lane{iosLane: {Notifier: &notifier{}}})
+	o.MaxOpenJobs = 10
+	q, stop := run(t, o)
+	defer stop()
+	waitFor(t, func() bool { return q.Open() == 9 })
+	if err := q.Admit(relay.PriorityNormal); !errors.Is(err, ErrFull) {
+		t.Fatalf("normal at 9 of 10: %v, want ErrFull (10%% kept for high priority)", err)
+	}
+	if err := q.Admit(relay.PriorityHigh); err != nil {
+		t.Fatalf("high at 9 of 10: %v, want admitted", err)
+	}
+	schedule(t, st, "otp", relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Now().Add(time.Hour))
+	q.Scheduled(iosLane, relay.PriorityHigh, 1)
+	if err := q.Admit(relay.PriorityHigh); !errors.Is(err, ErrFull) {
+		t.Fatalf("high at 10 of 10: %v, want ErrFull", err)
+	}
+}
+
+// Configuration errors open the breaker: the backlog stays in the schedule
+// with no attempts spent until a probe succeeds.
+func TestQueueBreakerLeavesBacklogInSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		cfgErr := &delivery.Error{Provider: "apns", Status: 403, Reason: "InvalidProviderToken", Outcome: delivery.ConfigError}
+		n := &notifier{errs: []error{cfgErr, cfgErr, cfgErr, cfgErr}}
+		for i := range 30 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 1}})
+		o.BreakerCooldown = time.Minute
+		var mu sync.Mutex
+		var opened []bool
+		o.OnBreaker = func(_ string, open bool, _ string) { mu.Lock(); opened = append(opened, open); mu.Unlock() }
+		_, stop := run(t, o)
+		defer stop()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if c := n.count(); c != 3 {
+			t.Fatalf("%d sends while the breaker is open, want the 3 that opened it", c)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if c := n.count(); c != 30+3+1 {
+			t.Fatalf("%d sends after the cool-downs, want every job sent once the probe succeeded (34)", c)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(opened, []bool{true, true, false}) {
+			t.Fatalf("breaker changes %v, want open, open again (the first probe failed), closed", opened)
 		}
 	})
+}
+
+// A relay that dies holding leases: another relay sends its jobs once the
+// leases end.
+func TestQueueTakesOverExpiredLeases(t *testing.T) {
+	st := openStore(t)
+	for i := range 5 {
+		schedule(t, st, fmt.Sprintf("e%d", i), relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Time{})
+	}
+	held, _, err := st.Lease(context.Background(), store.LeaseRequest{Lane: iosLane, Owner: "dead-relay", Now: time.Now(), TTL: 300 * time.Millisecond, Max: 5})
+	if err != nil || len(held) != 5 {
+		t.Fatalf("lease: %v %v", held, err)
+	}
+	n := &notifier{}
+	o := opts(st, map[string]Lane{iosLane: {Notifier: n}})
+	o.Owner, o.PollInterval = "survivor", 50*time.Millisecond
+	_, stop := run(t, o)
+	defer stop()
+	for i := range 5 {
+		waitFor(t, func() bool { return job(t, st, fmt.Sprintf("e%d", i)).State == relay.StateDelivered })
+	}
+	if c := n.count(); c != 5 {
+		t.Fatalf("%d sends, want 5", c)
+	}
 }
