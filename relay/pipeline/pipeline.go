@@ -14,7 +14,6 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
-	"github.com/edgerelay/edgerelay/relay/queue"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
@@ -46,9 +45,21 @@ type PolicyResult struct {
 	Devices []string
 }
 
-// Queue is where decided jobs go.
+// Store is what the pipeline needs: the event log and the directory.
+type Store interface {
+	store.EventLog
+	Settings(ctx context.Context, workspace string) (map[string]relay.Setting, error)
+	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
+	Devices(ctx context.Context, workspace, user string) ([]relay.Device, error)
+}
+
+// Queue is told of decided jobs (they are in the schedule already) and
+// admits events while the backlog allows.
 type Queue interface {
-	Add(items ...*queue.Item) error
+	// Scheduled wakes the lane of n new jobs of priority p.
+	Scheduled(lane string, p relay.Priority, n int)
+	// Admit fails once the backlog is full for events of priority p.
+	Admit(p relay.Priority) error
 }
 
 // DefaultDeciders is the default number of concurrent deciders. Deciding
@@ -59,7 +70,7 @@ const DefaultDeciders = 64
 // Options configure a Pipeline.
 type Options struct {
 	Config   *config.Config
-	Store    store.Store
+	Store    Store
 	Queue    Queue
 	Policy   Policy // optional
 	Logger   hclog.Logger
@@ -70,15 +81,20 @@ type Options struct {
 	Now     func() time.Time
 	// OnAccepted, when set, is called for each event accepted.
 	OnAccepted func(relay.Event)
-	// Admit, when set, is asked before storing events; its error refuses
-	// the whole call (ingest answers 503), e.g. when the queue is full.
-	Admit func(events int) error
+	// SweepInterval is how often Run looks for accepted events that no
+	// decider took (a decision that failed, a relay that died between
+	// accepting and deciding); default DefaultSweepInterval.
+	SweepInterval time.Duration
+	// SweepAge is how long an event may wait undecided before a sweep
+	// decides it; default DefaultSweepAge.
+	SweepAge time.Duration
 }
 
-// recoverer is a queue that pages open jobs in from the store itself.
-type recoverer interface {
-	Recover(ctx context.Context) (int, error)
-}
+// Defaults for the undecided sweep.
+const (
+	DefaultSweepInterval = 2 * time.Second
+	DefaultSweepAge      = 5 * time.Second
+)
 
 // Pipeline accepts events and decides them.
 type Pipeline struct {
@@ -107,6 +123,12 @@ func New(opts Options) *Pipeline {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	if opts.SweepAge <= 0 {
+		opts.SweepAge = DefaultSweepAge
 	}
 	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), stopping: make(chan struct{})}
 	p.sendable = func(app string, pl relay.Platform) bool {
@@ -141,8 +163,10 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	if len(ok) == 0 {
 		return errs, nil
 	}
-	if p.opts.Admit != nil {
-		if err := p.opts.Admit(len(ok)); err != nil {
+	// Refuse the call (503, retryable) if any event's priority is over the
+	// backlog limit: normal-priority events are refused before high ones.
+	for _, ev := range ok {
+		if err := p.opts.Queue.Admit(ev.Priority); err != nil {
 			return nil, err
 		}
 	}
@@ -193,6 +217,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { p.stoppingOnce.Do(func() { close(p.stopping) }) })
 	defer stop()
 	var wg sync.WaitGroup
+	wg.Go(func() { p.runSweeps(ctx) })
 	for range p.opts.Deciders {
 		wg.Go(func() {
 			for {
@@ -235,67 +260,48 @@ func (p *Pipeline) decideWithRetry(ctx context.Context, ev relay.Event) {
 	}
 }
 
-// Recover re-queues open jobs and decides events left undecided by a
-// previous run. Call it after opening the store and before accepting new
-// events.
-func (p *Pipeline) Recover(ctx context.Context) (jobs, events int, err error) {
-	if r, ok := p.opts.Queue.(recoverer); ok {
-		// The queue pages open jobs in itself, in due order.
-		n, err := r.Recover(ctx)
-		switch {
-		case err == nil:
-			events, err := p.recoverEvents(ctx)
-			return n, events, err
-		case !errors.Is(err, errors.ErrUnsupported):
-			return 0, 0, err
-		}
-	}
-	type owner struct {
-		user  string
-		alert *relay.Alert
-	}
-	owners := map[relay.EventKey]owner{}
-	err = p.opts.Store.OpenJobs(ctx, func(j relay.Job) error {
-		o, ok := owners[j.Event]
-		if !ok {
-			rec, err := p.opts.Store.Event(ctx, j.Event)
-			if err != nil {
-				return fmt.Errorf("load event %s: %w", j.Event, err)
+// runSweeps decides, every SweepInterval, the events accepted more than
+// SweepAge ago and still undecided, until ctx is done.
+func (p *Pipeline) runSweeps(ctx context.Context) {
+	t := time.NewTicker(p.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := p.sweep(ctx, p.opts.Now().Add(-p.opts.SweepAge))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				p.log.Warn("decide undecided events", "decided", n, relay.LogKeyError, err)
+			case n > 0:
+				p.log.Info("decided events no decider had taken", "events", n)
 			}
-			o = owner{user: rec.Event.User, alert: rec.Alert}
-			owners[j.Event] = o
 		}
-		if o.alert == nil {
-			return nil
-		}
-		d, err := p.opts.Store.Device(ctx, j.Event.Workspace, o.user, j.DeviceID)
-		if err != nil {
-			j.State, j.LastError, j.UpdatedAt = relay.StateFailed, "device no longer registered", p.opts.Now()
-			return p.opts.Store.UpdateJobs(ctx, []relay.Job{j})
-		}
-		jobs++
-		return p.opts.Queue.Add(&queue.Item{Job: j, Alert: o.alert, Device: d})
-	})
-	if err != nil {
-		return jobs, events, fmt.Errorf("recover jobs: %w", err)
 	}
-	events, err = p.recoverEvents(ctx)
-	return jobs, events, err
 }
 
-// recoverEvents decides the events left undecided.
-func (p *Pipeline) recoverEvents(ctx context.Context) (events int, err error) {
+// Recover decides the events left undecided by a previous run (or, in a
+// cluster, by a relay that died). Call it after opening the store and
+// before accepting new events. Open jobs need no recovery: they are in the
+// schedule.
+func (p *Pipeline) Recover(ctx context.Context) (events int, err error) {
+	return p.sweep(ctx, p.opts.Now())
+}
+
+// sweep decides the undecided events received before before.
+func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err error) {
 	var pending []relay.Event
-	err = p.opts.Store.Undecided(ctx, func(ev relay.Event) error {
+	err = p.opts.Store.Undecided(ctx, before, func(ev relay.Event) error {
 		pending = append(pending, ev)
 		return nil
 	})
 	if err != nil {
-		return events, fmt.Errorf("recover events: %w", err)
+		return 0, fmt.Errorf("walk undecided events: %w", err)
 	}
 	for _, ev := range pending {
 		if err := p.Decide(ctx, ev); err != nil {
-			return events, fmt.Errorf("recover event %s: %w", ev.Key(), err)
+			return events, fmt.Errorf("decide event %s: %w", ev.Key(), err)
 		}
 		events++
 	}
@@ -308,7 +314,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	now := p.opts.Now()
 	n := p.opts.Config.Notifications[ev.Type]
 	if n == nil {
-		return p.opts.Store.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "unknown_type"}, nil, nil)
+		return ignoreConflict(p.opts.Store.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "unknown_type"}, nil, nil))
 	}
 	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
 	if err != nil {
@@ -381,7 +387,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 
 	jobs := make([]relay.Job, 0, len(devices))
 	for _, d := range devices {
-		j := relay.Job{Event: ev.Key(), DeviceID: d.ID, Platform: d.Platform, State: state,
+		j := relay.Job{Event: ev.Key(), DeviceID: d.ID, Platform: d.Platform, App: d.App, State: state,
 			ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
 		if state == relay.StateDeferred {
 			j.NextAt = dec.DeferUntil
@@ -393,19 +399,36 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		storedAlert = alert
 	}
 	if err := p.opts.Store.Decide(ctx, ev.Key(), dec, storedAlert, jobs); err != nil {
+		if errors.Is(err, relay.ErrConflict) {
+			return nil // decided already (a sweep, or another relay)
+		}
 		return fmt.Errorf("record decision: %w", err)
 	}
 	if state.Final() {
 		return nil
 	}
-	items := make([]*queue.Item, len(jobs))
-	for i := range jobs {
-		items[i] = &queue.Item{Job: jobs[i], Alert: alert, Device: devices[i]}
-	}
-	if err := p.opts.Queue.Add(items...); err != nil {
-		return fmt.Errorf("queue jobs: %w", err)
-	}
+	Scheduled(p.opts.Queue, alert.Priority, jobs)
 	return nil
+}
+
+// Scheduled tells q of the open jobs just decided, per lane.
+func Scheduled(q Queue, prio relay.Priority, jobs []relay.Job) {
+	lanes := map[string]int{}
+	for i := range jobs {
+		if !jobs[i].State.Final() {
+			lanes[jobs[i].Lane()]++
+		}
+	}
+	for lane, n := range lanes {
+		q.Scheduled(lane, prio, n)
+	}
+}
+
+func ignoreConflict(err error) error {
+	if errors.Is(err, relay.ErrConflict) {
+		return nil
+	}
+	return err
 }
 
 // render builds the alert every device of the event gets.

@@ -12,22 +12,43 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
-	"github.com/edgerelay/edgerelay/relay/queue"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// captureQueue records what the pipeline scheduled and refuses
+// normal-priority events when full is set.
 type captureQueue struct {
-	mu    sync.Mutex
-	items []*queue.Item
+	mu        sync.Mutex
+	scheduled map[string]int // lane → jobs
+	full      bool
 }
 
-func (q *captureQueue) Add(items ...*queue.Item) error {
+func (q *captureQueue) Scheduled(lane string, _ relay.Priority, n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.items = append(q.items, items...)
+	if q.scheduled == nil {
+		q.scheduled = map[string]int{}
+	}
+	q.scheduled[lane] += n
+}
+
+func (q *captureQueue) Admit(p relay.Priority) error {
+	if q.full && p != relay.PriorityHigh {
+		return errors.New("queue full")
+	}
 	return nil
+}
+
+func (q *captureQueue) jobs() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, v := range q.scheduled {
+		n += v
+	}
+	return n
 }
 
 func testConfig(t *testing.T) *config.Config {
@@ -61,11 +82,11 @@ func newPipeline(t *testing.T) (*Pipeline, *bolt.Store, *captureQueue) {
 func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
 	p, st, q := newPipeline(t)
 	ctx := t.Context()
-	if err := st.PutDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
 		t.Fatal(err)
 	}
 	// An iPhone of an app with no APNs block gets no job.
-	if err := st.PutDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "iphone", Platform: relay.PlatformIOS, Token: "t2", App: "demo"}); err != nil {
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "iphone", Platform: relay.PlatformIOS, Token: "t2", App: "demo"}); err != nil {
 		t.Fatal(err)
 	}
 	before := time.Now()
@@ -97,10 +118,10 @@ func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
 	if rec.Decision == nil || rec.Decision.Verdict != relay.VerdictDeliver || rec.Decision.Reason != relay.ReasonEnforced {
 		t.Fatalf("decision = %+v", rec.Decision)
 	}
-	if len(q.items) != 1 || q.items[0].Device.ID != "pixel" {
-		t.Fatalf("queued %d items, want the android device only", len(q.items))
+	if len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "pixel" || q.scheduled["demo/android"] != 1 || q.jobs() != 1 {
+		t.Fatalf("jobs %+v, scheduled %v; want the android device only", rec.Jobs, q.scheduled)
 	}
-	a := q.items[0].Alert
+	a := rec.Alert
 	if a.Category != "APPROVE_DENY" || a.InterruptionLevel != "time-sensitive" || a.CollapseID != CollapseID(ev.Key()) {
 		t.Errorf("alert = %+v", a)
 	}
@@ -130,26 +151,91 @@ func TestBaselineMatrix(t *testing.T) {
 	}
 }
 
-func TestRecoverDecidesUndecidedAndRequeuesOpenJobs(t *testing.T) {
+func TestRecoverDecidesUndecided(t *testing.T) {
 	p, st, q := newPipeline(t)
 	ctx := t.Context()
-	st.PutDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"})
+	st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"})
 	// Stored but never decided (as after a crash right after accepting).
 	if _, err := st.AddEvents(ctx, []relay.Event{{ID: "a", Workspace: "w", User: "u", Type: relay.TypeOTPReceived, ExpiresAt: time.Now().Add(time.Hour)}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	jobs, events, err := p.Recover(ctx)
-	if err != nil || jobs != 0 || events != 1 {
-		t.Fatalf("Recover = %d jobs, %d events, %v", jobs, events, err)
+	events, err := p.Recover(ctx)
+	if err != nil || events != 1 {
+		t.Fatalf("Recover = %d events, %v", events, err)
 	}
-	if len(q.items) != 1 {
-		t.Fatalf("%d items queued after recovery, want 1", len(q.items))
+	if q.jobs() != 1 {
+		t.Fatalf("%d jobs scheduled after recovery, want 1", q.jobs())
 	}
-	// A second pipeline over the same store (a restart) finds the open job.
+	// A second pipeline over the same store (a restart) has nothing to do:
+	// the open job is in the schedule.
 	p2 := New(Options{Config: p.opts.Config, Store: st, Queue: &captureQueue{}})
-	jobs, events, err = p2.Recover(ctx)
-	if err != nil || jobs != 1 || events != 0 {
-		t.Fatalf("second Recover = %d jobs, %d events, %v", jobs, events, err)
+	events, err = p2.Recover(ctx)
+	if err != nil || events != 0 {
+		t.Fatalf("second Recover = %d events, %v", events, err)
+	}
+}
+
+// flakyStore fails Decide until ok is set, as a full disk would.
+type flakyStore struct {
+	*bolt.Store
+	mu sync.Mutex
+	ok bool
+}
+
+func (s *flakyStore) Decide(ctx context.Context, k relay.EventKey, d relay.Decision, a *relay.Alert, jobs []relay.Job) error {
+	s.mu.Lock()
+	ok := s.ok
+	s.mu.Unlock()
+	if !ok {
+		return errors.New("write: no space left on device")
+	}
+	return s.Store.Decide(ctx, k, d, a, jobs)
+}
+
+// An event whose decision failed is decided by the sweep once the store
+// works again, without a restart.
+func TestSweepDecidesAfterStoreRecovers(t *testing.T) {
+	_, st, q := newPipeline(t)
+	fs := &flakyStore{Store: st}
+	p := New(Options{Config: testConfig(t), Store: fs, Queue: q, SweepInterval: 20 * time.Millisecond, SweepAge: time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"})
+	errs, err := p.Accept(ctx, []relay.Event{{ID: "mfa", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Accept = %v, %v", errs, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if rec, _ := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "mfa"}); rec.Decision != nil {
+		t.Fatal("decided while the store failed")
+	}
+	fs.mu.Lock()
+	fs.ok = true
+	fs.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "mfa"})
+		if err == nil && rec.Decision != nil && len(rec.Jobs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not decided after the store recovered: %+v %v", rec, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAcceptRefusesNormalPriorityWhenFull(t *testing.T) {
+	p, _, q := newPipeline(t)
+	q.full = true
+	if _, err := p.Accept(t.Context(), []relay.Event{{ID: "s", Workspace: "w", User: "u", Type: relay.TypeAccountShared}}); err == nil {
+		t.Fatal("normal-priority event accepted while the queue is full")
+	}
+	errs, err := p.Accept(t.Context(), []relay.Event{{ID: "o", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("high-priority event refused: %v %v", errs, err)
 	}
 }
 
