@@ -41,12 +41,20 @@ const (
 )
 
 // Options configure a Server. Config and Store are required.
+// Store is what the app API needs of the store: the directory, the answer
+// log and the events answered.
+type Store interface {
+	store.Directory
+	store.AnswerLog
+	Event(ctx context.Context, key relay.EventKey) (*store.Record, error)
+}
+
 type Options struct {
 	// Config supplies api (address, tls), auth (issuer, audience, key
 	// file), notifications (types, defaults, offered actions) and apps.
 	Config *config.Config
 	// Store holds devices, settings, preferences, events and answers.
-	Store store.Store
+	Store Store
 	// Logger receives the server's logs (the caller names it); nil: none.
 	Logger hclog.Logger
 	// Hub, when set, is notified after each stored answer, waking the
@@ -91,7 +99,7 @@ type Options struct {
 type Server struct {
 	opts     Options
 	cfg      *config.Config
-	st       store.Store
+	st       Store
 	log      hclog.Logger
 	now      func() time.Time
 	verifier *Verifier

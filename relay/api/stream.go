@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
-	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // Defaults for StreamOptions fields left zero.
@@ -101,6 +101,11 @@ func NewAnswerEvent(a relay.Answer) AnswerEvent {
 		DeviceID: a.DeviceID, Action: a.Action, AnsweredAt: a.AnsweredAt}
 }
 
+// AnswerReader reads the answer log.
+type AnswerReader interface {
+	Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error)
+}
+
 // StreamHandler serves GET /v1/actions/stream on the socket: Server-Sent
 // Events of stored answers, in sequence order, each
 //
@@ -113,7 +118,7 @@ func NewAnswerEvent(a relay.Answer) AnswerEvent {
 // are stored; without it, every answer in the log. Idle streams get a
 // comment line every Heartbeat. The stream ends when the client goes away,
 // a write stalls past WriteTimeout, the store fails, or the Hub closes.
-func StreamHandler(st store.Store, opts StreamOptions) http.Handler {
+func StreamHandler(st AnswerReader, opts StreamOptions) http.Handler {
 	setDefault(&opts.Heartbeat, DefaultHeartbeat)
 	setDefault(&opts.WriteTimeout, DefaultStreamWriteTimeout)
 	setDefault(&opts.Batch, DefaultStreamBatch)
@@ -124,7 +129,7 @@ func StreamHandler(st store.Store, opts StreamOptions) http.Handler {
 }
 
 type streamHandler struct {
-	st   store.Store
+	st   AnswerReader
 	opts StreamOptions
 	log  hclog.Logger
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -176,6 +177,7 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	b.api(s.API, &c.API)
 	b.auth(s.Auth, &c.Auth)
 	b.store(s.Store, c)
+	b.nats(s.NATS, s.Store, c)
 	b.apps(s.Apps, top, c)
 	b.notifications(s.Notifications, c)
 	b.plugins(s.Plugins, &c.Plugins)
@@ -273,17 +275,33 @@ func (b *builder) store(s *storeBlock, c *Config) {
 			if s.Replicas != nil {
 				b.errorf(s.ReplicasR, "Unsupported attribute", `store.replicas is only valid in store "jetstream"`)
 			}
+			for _, a := range []struct {
+				v    *string
+				r    hcl.Range
+				name string
+			}{{s.CredentialsFile, s.CredentialsFileR, "credentials_file"}, {s.CAFile, s.CAFileR, "ca_file"}, {s.CertFile, s.CertFileR, "cert_file"}, {s.KeyFile, s.KeyFileR, "key_file"}} {
+				if a.v != nil {
+					b.errorf(a.r, "Unsupported attribute", `store.%s is only valid in store "jetstream"`, a.name)
+				}
+			}
 		case StoreJetStream:
 			dst.Kind = StoreJetStream
 			if s.Path != nil {
 				b.errorf(s.PathR, "Unsupported attribute", `store.path is only valid in store "bolt"`)
 			}
-			if b.require(s.URL, s.URLR, s.Def, "store.url", ` in store "jetstream"`) {
+			if s.URL != nil {
 				if err := checkNATSURLs(*s.URL); err != nil {
 					b.errorf(s.URLR, "Invalid URL", "store.url = %q: %v", *s.URL, err)
 				} else {
 					dst.URL = *s.URL
 				}
+			}
+			b.path(s.CredentialsFile, s.CredentialsFileR, "store.credentials_file", true, &dst.CredentialsFile)
+			b.path(s.CAFile, s.CAFileR, "store.ca_file", true, &dst.CAFile)
+			b.path(s.CertFile, s.CertFileR, "store.cert_file", true, &dst.CertFile)
+			b.path(s.KeyFile, s.KeyFileR, "store.key_file", true, &dst.KeyFile)
+			if (dst.CertFile == "") != (dst.KeyFile == "") {
+				b.errorf(s.Def, "Incomplete TLS client identity", "store: set both cert_file and key_file, or neither")
 			}
 			dst.Replicas = defaultJetStreamReplicas
 			if s.Replicas != nil {
@@ -491,9 +509,75 @@ func (b *builder) retry(r *retryBlock, dst *Retry) {
 	}
 }
 
+// nats builds the nats {} block and checks it against the store block.
+func (b *builder) nats(n *natsBlock, sb *storeBlock, c *Config) {
+	js := c.Store.Kind == StoreJetStream
+	if n == nil {
+		if js && sb != nil && sb.URL == nil {
+			b.errorf(sb.Def, "Missing NATS server", `store "jetstream": set url (an existing NATS cluster) or add a nats {} block (a server inside relayd)`)
+		}
+		return
+	}
+	if !js {
+		b.errorf(n.Def, "Unused block", `nats {}: the embedded NATS server is for store "jetstream"; this config uses store %q`, c.Store.Kind)
+		return
+	}
+	dst := &NATS{StoreDir: filepath.Join(c.DataDir, "nats")}
+	if n.Name != nil {
+		if err := checkNATSName(*n.Name); err != nil {
+			b.errorf(n.NameR, "Invalid value", "nats.name = %q: %v", *n.Name, err)
+		}
+		dst.Name = *n.Name
+	}
+	if n.Listen != nil && *n.Listen != "" && b.address(*n.Listen, n.ListenR, "nats.listen") {
+		dst.Listen = *n.Listen
+	}
+	b.path(n.StoreDir, n.StoreDirR, "nats.store_dir", true, &dst.StoreDir)
+	if n.SyncInterval != nil && *n.SyncInterval != "always" {
+		b.duration(n.SyncInterval, n.SyncIntervalR, "nats.sync_interval", &dst.SyncInterval)
+	}
+	if cl := n.Cluster; cl != nil {
+		dst.Cluster = &NATSCluster{Name: "edgerelay"}
+		if cl.Name != nil && *cl.Name != "" {
+			if err := checkNATSName(*cl.Name); err != nil {
+				b.errorf(cl.NameR, "Invalid value", "nats.cluster.name = %q: %v", *cl.Name, err)
+			}
+			dst.Cluster.Name = *cl.Name
+		}
+		if b.require(cl.Listen, cl.ListenR, cl.Def, "nats.cluster.listen", "") && b.address(*cl.Listen, cl.ListenR, "nats.cluster.listen") {
+			dst.Cluster.Listen = *cl.Listen
+		}
+		if cl.Routes != nil {
+			for _, r := range *cl.Routes {
+				u, err := url.Parse(r)
+				if err != nil || (u.Scheme != "nats" && u.Scheme != "nats-route" && u.Scheme != "tls") || u.Host == "" {
+					b.errorf(cl.RoutesR, "Invalid URL", `nats.cluster.routes: %q: want a route URL such as "nats://relay-2:6222"`, r)
+					continue
+				}
+				dst.Cluster.Routes = append(dst.Cluster.Routes, r)
+			}
+		}
+	}
+	if dst.Cluster == nil && c.Store.Replicas > 1 && c.Store.URL == "" && sb != nil {
+		b.errorf(sb.ReplicasR, "Invalid value", "store.replicas = %d: a single embedded NATS server keeps one copy; add nats { cluster {} } with routes to the other relays, or set replicas = 1", c.Store.Replicas)
+	}
+	c.NATS = dst
+}
+
 func (b *builder) queue(q *queueBlock, dst *Queue) {
 	if q == nil {
 		return
+	}
+	if q.Lease != nil {
+		var d time.Duration
+		b.duration(q.Lease, q.LeaseR, "queue.lease", &d)
+		switch {
+		case d == 0:
+		case d < minQueueLease || d > maxQueueLease:
+			b.errorf(q.LeaseR, "Invalid value", "queue.lease = %q: must be between %s and %s", *q.Lease, minQueueLease, maxQueueLease)
+		default:
+			dst.Lease = d
+		}
 	}
 	if q.MaxOpenJobs != nil {
 		if n := *q.MaxOpenJobs; n < 1 || n > maxMaxOpenJobs {

@@ -27,6 +27,7 @@ type Config struct {
 	Plugins       Plugins
 	Retry         Retry
 	Queue         Queue
+	NATS          *NATS // nil: no embedded NATS server
 	Metrics       Metrics
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
 	ShutdownTimeout time.Duration
@@ -73,12 +74,40 @@ type Auth struct {
 type Store struct {
 	Kind     string // bolt | jetstream
 	Path     string // bolt
-	URL      string // jetstream
+	URL      string // jetstream: an existing NATS cluster ("" with a nats {} block: the embedded server)
 	Replicas int    // jetstream
+	// jetstream with URL: TLS and credentials (nats.go options)
+	CredentialsFile string
+	CAFile          string
+	CertFile        string
+	KeyFile         string
 	// Retention is how long a finished event's record (decision, delivery
 	// states) is kept after its expires_at; the idempotency window for
 	// (workspace, id) ends with it.
 	Retention time.Duration
+}
+
+// NATS is the nats {} block: a NATS server (JetStream on) run inside
+// relayd, for store "jetstream".
+type NATS struct {
+	// Name is the server's name, unique in the cluster; it also names this
+	// relay in job leases. Default: the host name.
+	Name string
+	// Listen is the client address ("" = no client port: in-process only).
+	Listen   string
+	StoreDir string
+	// SyncInterval is how often JetStream fsyncs; 0 means every write
+	// (the default), so an accepted event survives a power cut.
+	SyncInterval time.Duration
+	Cluster      *NATSCluster // nil: a single server
+}
+
+// NATSCluster is the nats { cluster {} } block: routes to the other relays'
+// servers.
+type NATSCluster struct {
+	Name   string
+	Listen string
+	Routes []string
 }
 
 // App is an app "name" {} block: push credentials for one mobile app.
@@ -136,9 +165,12 @@ type Queue struct {
 	// MaxOpenJobs is the backlog (open delivery jobs, on disk) at which the
 	// socket answers 503 instead of accepting more events.
 	MaxOpenJobs int
-	// InMemory is how many of the soonest-due jobs are kept in memory; the
-	// rest wait on disk and are paged in in due order.
+	// InMemory is accepted for old config files and ignored: the queue
+	// holds only the sends in flight.
 	InMemory int
+	// Lease is how long a job leased by one relay is its own; a relay that
+	// dies mid-send has its jobs sent by the others after it.
+	Lease time.Duration
 }
 
 // Retry is the retry {} block.

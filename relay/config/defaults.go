@@ -47,7 +47,7 @@ func Default() *Config {
 			OnError:     OnErrorSkip,
 		},
 		Retry:           Retry{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2},
-		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory},
+		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory, Lease: DefaultQueueLease},
 		Metrics:         Metrics{Address: ""},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -90,6 +90,9 @@ const (
 const (
 	DefaultMaxOpenJobs   = 1_000_000
 	DefaultQueueInMemory = 10_000
+	DefaultQueueLease    = 30 * time.Second
+	minQueueLease        = time.Second
+	maxQueueLease        = 10 * time.Minute
 	maxMaxOpenJobs       = 1_000_000_000
 	minQueueInMemory     = 100
 	maxQueueInMemory     = 10_000_000

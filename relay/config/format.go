@@ -64,7 +64,36 @@ func (c *Config) format(redact bool) []byte {
 	if c.Store.Kind == StoreJetStream {
 		b.SetAttributeValue("replicas", cty.NumberIntVal(int64(c.Store.Replicas)))
 	}
+	optStr(b, "credentials_file", c.Store.CredentialsFile)
+	optStr(b, "ca_file", c.Store.CAFile)
+	optStr(b, "cert_file", c.Store.CertFile)
+	optStr(b, "key_file", c.Store.KeyFile)
 	setStr(b, "retention", formatDuration(c.Store.Retention))
+	if n := c.NATS; n != nil {
+		b = block("nats")
+		optStr(b, "name", n.Name)
+		setStr(b, "listen", n.Listen)
+		setStr(b, "store_dir", n.StoreDir)
+		if n.SyncInterval == 0 {
+			setStr(b, "sync_interval", "always")
+		} else {
+			setStr(b, "sync_interval", formatDuration(n.SyncInterval))
+		}
+		if cl := n.Cluster; cl != nil {
+			cb := b.AppendNewBlock("cluster", nil).Body()
+			setStr(cb, "name", cl.Name)
+			setStr(cb, "listen", cl.Listen)
+			routes := make([]cty.Value, len(cl.Routes))
+			for i, r := range cl.Routes {
+				routes[i] = cty.StringVal(r)
+			}
+			if len(routes) == 0 {
+				cb.SetAttributeValue("routes", cty.ListValEmpty(cty.String))
+			} else {
+				cb.SetAttributeValue("routes", cty.ListVal(routes))
+			}
+		}
+	}
 
 	for _, a := range c.Apps {
 		b = block("app", a.Name)
@@ -127,7 +156,7 @@ func (c *Config) format(redact bool) []byte {
 
 	b = block("queue")
 	b.SetAttributeValue("max_open_jobs", cty.NumberIntVal(int64(c.Queue.MaxOpenJobs)))
-	b.SetAttributeValue("in_memory", cty.NumberIntVal(int64(c.Queue.InMemory)))
+	setStr(b, "lease", formatDuration(c.Queue.Lease))
 	b = block("retry")
 	setStr(b, "initial", formatDuration(c.Retry.Initial))
 	setStr(b, "max", formatDuration(c.Retry.Max))

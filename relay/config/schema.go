@@ -19,6 +19,7 @@ type fileSchema struct {
 	API           *apiBlock            `hcl:"api,block"`
 	Auth          *authBlock           `hcl:"auth,block"`
 	Store         *storeBlock          `hcl:"store,block"`
+	NATS          *natsBlock           `hcl:"nats,block"`
 	Apps          []*appBlock          `hcl:"app,block"`
 	Notifications []*notificationBlock `hcl:"notification,block"`
 	Plugins       *pluginsBlock        `hcl:"plugins,block"`
@@ -79,7 +80,39 @@ type storeBlock struct {
 	ReplicasR  hcl.Range `hcl:"replicas,attr_range"`
 	Retention  *string   `hcl:"retention,optional"`
 	RetentionR hcl.Range `hcl:"retention,attr_range"`
-	Def        hcl.Range `hcl:",def_range"`
+	// jetstream, connecting to an existing NATS cluster
+	CredentialsFile  *string   `hcl:"credentials_file,optional"`
+	CredentialsFileR hcl.Range `hcl:"credentials_file,attr_range"`
+	CAFile           *string   `hcl:"ca_file,optional"`
+	CAFileR          hcl.Range `hcl:"ca_file,attr_range"`
+	CertFile         *string   `hcl:"cert_file,optional"`
+	CertFileR        hcl.Range `hcl:"cert_file,attr_range"`
+	KeyFile          *string   `hcl:"key_file,optional"`
+	KeyFileR         hcl.Range `hcl:"key_file,attr_range"`
+	Def              hcl.Range `hcl:",def_range"`
+}
+
+type natsBlock struct {
+	Name          *string           `hcl:"name,optional"`
+	NameR         hcl.Range         `hcl:"name,attr_range"`
+	Listen        *string           `hcl:"listen,optional"`
+	ListenR       hcl.Range         `hcl:"listen,attr_range"`
+	StoreDir      *string           `hcl:"store_dir,optional"`
+	StoreDirR     hcl.Range         `hcl:"store_dir,attr_range"`
+	SyncInterval  *string           `hcl:"sync_interval,optional"`
+	SyncIntervalR hcl.Range         `hcl:"sync_interval,attr_range"`
+	Cluster       *natsClusterBlock `hcl:"cluster,block"`
+	Def           hcl.Range         `hcl:",def_range"`
+}
+
+type natsClusterBlock struct {
+	Name    *string   `hcl:"name,optional"`
+	NameR   hcl.Range `hcl:"name,attr_range"`
+	Listen  *string   `hcl:"listen,optional"`
+	ListenR hcl.Range `hcl:"listen,attr_range"`
+	Routes  *[]string `hcl:"routes,optional"`
+	RoutesR hcl.Range `hcl:"routes,attr_range"`
+	Def     hcl.Range `hcl:",def_range"`
 }
 
 type appBlock struct {
@@ -167,6 +200,8 @@ type queueBlock struct {
 	MaxOpenJobsR hcl.Range `hcl:"max_open_jobs,attr_range"`
 	InMemory     *int      `hcl:"in_memory,optional"`
 	InMemoryR    hcl.Range `hcl:"in_memory,attr_range"`
+	Lease        *string   `hcl:"lease,optional"`
+	LeaseR       hcl.Range `hcl:"lease,attr_range"`
 }
 
 type metricsBlock struct {

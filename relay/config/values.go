@@ -134,6 +134,20 @@ func checkNATSURLs(s string) error {
 	return nil
 }
 
+// checkNATSName validates a NATS server or cluster name: it appears in
+// subjects, so no spaces, dots or wildcards.
+func checkNATSName(s string) error {
+	if s == "" || len(s) > 64 {
+		return fmt.Errorf("must be 1 to 64 characters")
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%q is not allowed: use letters, digits, - and _", r)
+		}
+	}
+	return nil
+}
+
 // checkActions validates a notification's offered answers.
 func checkActions(actions []string) error {
 	if len(actions) > relay.MaxActions {

@@ -9,7 +9,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/api"
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/delivery"
-	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/seal"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
@@ -31,12 +31,19 @@ const withdrawType = "edgerelay.withdraw"
 // (a derived event "<id>~withdraw" with its own jobs), so it survives a
 // restart and shows in GET /v1/events.
 type withdrawer struct {
-	st  store.Store
-	q   *queue.Queue
+	st  withdrawStore
+	q   pipeline.Queue
 	now func() time.Time
 	log interface {
 		Error(string, ...any)
 	}
+}
+
+// withdrawStore is what the withdrawer needs of the store.
+type withdrawStore interface {
+	AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error)
+	Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error
+	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
 }
 
 func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {
@@ -60,24 +67,20 @@ func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Re
 		return
 	}
 	var jobs []relay.Job
-	var items []*queue.Item
 	for _, id := range ids {
 		d, err := w.st.Device(ctx, ev.Workspace, ev.User, id)
 		if err != nil {
 			continue
 		}
-		j := relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
-		jobs = append(jobs, j)
-		items = append(items, &queue.Item{Job: j, Alert: alert, Device: d})
+		jobs = append(jobs, relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, App: d.App,
+			State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now})
 	}
 	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
 	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
 		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
 		return
 	}
-	if err := w.q.Add(items...); err != nil {
-		w.log.Error("queue withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
-	}
+	pipeline.Scheduled(w.q, alert.Priority, jobs)
 }
 
 // sealingNotifier seals an alert to the device's public key when the type's

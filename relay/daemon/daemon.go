@@ -70,7 +70,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	q := queue.New(queue.Options{
-		Store:        st,
+		Schedule:     st,
+		Devices:      st,
+		Owner:        d.nodeName(),
+		LeaseTTL:     cfg.Queue.Lease,
 		Lanes:        lanes,
 		Backoff:      queue.Backoff{Initial: cfg.Retry.Initial, Max: cfg.Retry.Max, Jitter: cfg.Retry.Jitter},
 		Logger:       d.log.Named("queue"),
@@ -78,7 +81,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		OnOutcome:    d.metrics.outcome,
 		OnBreaker:    d.metrics.onBreaker,
 		MaxOpenJobs:  cfg.Queue.MaxOpenJobs,
-		MaxInMemory:  cfg.Queue.InMemory,
 	})
 	engine, err := policy.Open(ctx, policy.Options{
 		CacheDir:    filepath.Join(cfg.DataDir, "wazero-cache"),
@@ -127,14 +129,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Policy:     policyAdapter{w: watcher},
 		Logger:     d.log.Named("pipeline"),
 		OnAccepted: func(ev relay.Event) { recent.Record(ev.Workspace, ev.User, ev.Type, time.Now()) },
-		Admit:      q.Admit, // 503 "queue full" beyond queue.DefaultMaxOpenJobs
 	})
-	jobs, events, err := pl.Recover(ctx)
+	events, err := pl.Recover(ctx)
 	if err != nil {
 		return err
 	}
-	if jobs > 0 || events > 0 {
-		d.log.Info("recovered work from the previous run", "open_jobs", jobs, "undecided_events", events)
+	if events > 0 {
+		d.log.Info("decided events left undecided by a previous run", "events", events)
 	}
 
 	defaults := make(map[string]relay.Setting, len(cfg.Notifications))
@@ -151,7 +152,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
 		Logger:    d.log.Named("ingest"),
 	})
-	srv.Handle("GET /v1/queue", queueHandler(q))
+	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
 	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
 	hub := api.NewHub()
@@ -205,8 +206,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Address != "" {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
-	if p, ok := st.(eventPruner); ok && cfg.Store.Retention > 0 {
-		g.Go(func() error { return runPruner(gctx, p, cfg.Store.Retention, d.log.Named("store")) })
+	if cfg.Store.Retention > 0 {
+		g.Go(func() error { return runPruner(gctx, st, cfg.Store.Retention, d.log.Named("store")) })
 	}
 	g.Go(func() error {
 		select {
@@ -218,11 +219,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return nil
 	})
 	err = g.Wait()
-	d.log.Info("relayd stopped", "queued_jobs", q.Len())
+	d.log.Info("relayd stopped", "open_jobs", q.Open())
 	return err
 }
 
-func (d *Daemon) openStore() (store.Store, error) {
+// nodeName names this relay in job leases and GET /v1/queue: the embedded
+// NATS server's name, else the host name and process id.
+func (d *Daemon) nodeName() string {
+	if d.cfg.NATS != nil && d.cfg.NATS.Name != "" {
+		return d.cfg.NATS.Name
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "relayd"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+func (d *Daemon) openStore() (store.Backend, error) {
 	// config.Load fills the bolt path (<data_dir>/relay.db by default).
 	if d.cfg.Store.Kind == config.StoreBolt {
 		st, err := bolt.Open(d.cfg.Store.Path, bolt.Options{Logger: d.log.Named("store")})
@@ -243,14 +257,14 @@ func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, erro
 			if err != nil {
 				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
 			}
-			lanes[queue.LaneKey(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 256 * max(a.APNS.Connections, 1)}
+			lanes[relay.Lane(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 256 * max(a.APNS.Connections, 1)}
 		}
 		if a.FCM != nil {
 			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
 			if err != nil {
 				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
 			}
-			lanes[queue.LaneKey(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 100}
+			lanes[relay.Lane(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 100}
 		}
 	}
 	return lanes, nil
@@ -317,14 +331,14 @@ func (c *countingAcceptor) Accept(ctx context.Context, events []relay.Event) ([]
 	return errs, nil
 }
 
-func queueHandler(q *queue.Queue) http.Handler {
+func queueHandler(q *queue.Queue, node string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stats := q.Stats()
-		total := 0
-		for _, s := range stats {
-			total += s.Depth
+		stats, err := q.Stats(r.Context())
+		if err != nil {
+			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "read the schedule: "+err.Error())
+			return
 		}
-		httpjson.Write(w, http.StatusOK, map[string]any{"depth": total, "open_jobs": q.Open(), "lanes": stats})
+		httpjson.Write(w, http.StatusOK, map[string]any{"relay": node, "open_jobs": q.Open(), "lanes": stats})
 	})
 }
 

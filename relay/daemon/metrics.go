@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,31 +104,40 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 
 // queueCollector exports the queue's backlog at scrape time.
 type queueCollector struct {
-	q                        *queue.Queue
-	open, depth, due, dueAge *prometheus.Desc
+	q                                  *queue.Queue
+	open, depth, inFlight, due, dueAge *prometheus.Desc
 }
 
 func newQueueCollector(q *queue.Queue) *queueCollector {
 	l := []string{"lane"}
 	return &queueCollector{
-		q:      q,
-		open:   prometheus.NewDesc("edgerelay_queue_open_jobs", "Open delivery jobs, in memory and on disk.", nil, nil),
-		depth:  prometheus.NewDesc("edgerelay_queue_depth", "Jobs held in memory per lane (app/platform), in flight included.", l, nil),
-		due:    prometheus.NewDesc("edgerelay_queue_due", "Jobs due now per lane.", l, nil),
-		dueAge: prometheus.NewDesc("edgerelay_queue_oldest_due_seconds", "Age of the oldest due job per lane.", l, nil),
+		q:        q,
+		open:     prometheus.NewDesc("edgerelay_queue_open_jobs", "Open delivery jobs in the schedule (all relays).", nil, nil),
+		depth:    prometheus.NewDesc("edgerelay_queue_depth", "Open jobs per lane (app/platform) in the schedule, leased ones included.", l, nil),
+		inFlight: prometheus.NewDesc("edgerelay_queue_in_flight", "This relay's sends in flight per lane.", l, nil),
+		due:      prometheus.NewDesc("edgerelay_queue_due", "Jobs due now per lane.", l, nil),
+		dueAge:   prometheus.NewDesc("edgerelay_queue_oldest_due_seconds", "Age of the oldest due job per lane.", l, nil),
 	}
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.open, c.depth, c.due, c.dueAge} {
+	for _, d := range []*prometheus.Desc{c.open, c.depth, c.inFlight, c.due, c.dueAge} {
 		ch <- d
 	}
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(c.q.Open()))
-	for _, s := range c.q.Stats() {
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.Depth), s.Lane)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stats, err := c.q.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.depth, err)
+		return
+	}
+	for _, s := range stats {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.High+s.Normal), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Lane)
 		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, float64(s.Due), s.Lane)
 		ch <- prometheus.MustNewConstMetric(c.dueAge, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Lane)
 	}

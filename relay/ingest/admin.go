@@ -299,11 +299,18 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Workspace, d.User, d.ID = p[0], p[1], p[2]
 	d.UpdatedAt = time.Now().UTC()
-	if err := s.opts.Store.PutDevice(r.Context(), d); err != nil {
+	// The same registration as the app API's: a token registered for
+	// another device of the workspace moves here.
+	taken, err := s.opts.Store.RegisterDevice(r.Context(), d)
+	if err != nil {
 		s.storeError(w, "store device", err)
 		return
 	}
 	s.log.Info("device registered", relay.LogKeyWorkspace, d.Workspace, relay.LogKeyUser, d.User, relay.LogKeyDevice, d.ID, relay.LogKeyPlatform, d.Platform, relay.LogKeyApp, d.App)
+	for _, o := range taken {
+		s.log.Info("device removed: its push token moved to another device", relay.LogKeyWorkspace, o.Workspace,
+			relay.LogKeyUser, o.User, relay.LogKeyDevice, o.ID)
+	}
 	writeJSON(w, http.StatusOK, d)
 }
 

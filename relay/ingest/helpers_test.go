@@ -24,11 +24,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// memStore is an in-memory store.Store for tests.
+// memStore is an in-memory store.Backend for tests.
 type memStore struct {
 	// Store makes memStore satisfy the interface as it grows; methods the
 	// socket API never calls are left to it (calling one panics).
-	store.Store
+	store.Backend
 
 	mu       sync.Mutex
 	fail     error // returned by every call when set
@@ -38,7 +38,7 @@ type memStore struct {
 	prefs    map[[2]string]map[string]bool
 }
 
-var _ store.Store = (*memStore)(nil)
+var _ store.Backend = (*memStore)(nil)
 
 func newMemStore() *memStore {
 	return &memStore{
@@ -91,18 +91,23 @@ func (m *memStore) Decide(_ context.Context, key relay.EventKey, d relay.Decisio
 	return nil
 }
 
-func (m *memStore) Undecided(context.Context, func(relay.Event) error) error { return nil }
-func (m *memStore) UpdateJobs(context.Context, []relay.Job) error            { return nil }
-func (m *memStore) OpenJobs(context.Context, func(relay.Job) error) error    { return nil }
+func (m *memStore) Undecided(context.Context, time.Time, func(relay.Event) error) error { return nil }
 
-func (m *memStore) PutDevice(_ context.Context, d relay.Device) error {
+func (m *memStore) RegisterDevice(_ context.Context, d relay.Device) ([]relay.Device, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
-		return m.fail
+		return nil, m.fail
+	}
+	var taken []relay.Device
+	for k, o := range m.devices {
+		if o.Workspace == d.Workspace && o.Token == d.Token && (o.User != d.User || o.ID != d.ID) {
+			taken = append(taken, o)
+			delete(m.devices, k)
+		}
 	}
 	m.devices[[3]string{d.Workspace, d.User, d.ID}] = d
-	return nil
+	return taken, nil
 }
 
 func (m *memStore) Device(_ context.Context, ws, user, id string) (relay.Device, error) {
@@ -202,7 +207,7 @@ func (m *memStore) PutPreferences(_ context.Context, ws, user string, p map[stri
 func (m *memStore) Close(context.Context) error { return nil }
 
 // storeAcceptor accepts events into a store, as the pipeline does.
-func storeAcceptor(st store.Store) Acceptor {
+func storeAcceptor(st store.Backend) Acceptor {
 	return AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
 		return st.AddEvents(ctx, events, time.Now())
 	})

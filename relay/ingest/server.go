@@ -66,6 +66,13 @@ const (
 
 // Options configure a Server. Path, Acceptor, Store and KnownType or Types
 // are required; Run reports the first one missing.
+// Store is what the socket API needs of the store: the directory and the
+// events' records.
+type Store interface {
+	store.Directory
+	Event(ctx context.Context, key relay.EventKey) (*store.Record, error)
+}
+
 type Options struct {
 	// Path is the socket file. Its parent directory is created if missing.
 	Path string
@@ -75,7 +82,7 @@ type Options struct {
 	// Acceptor receives validated events.
 	Acceptor Acceptor
 	// Store serves GET /v1/events/... and the admin endpoints.
-	Store store.Store
+	Store Store
 	// KnownType reports whether a notification type is declared in config.
 	// nil: derived from Types.
 	KnownType func(string) bool
