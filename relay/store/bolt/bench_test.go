@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-
 	"github.com/edgerelay/edgerelay/relay"
 )
 
@@ -85,5 +84,3 @@ func BenchmarkDecide(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 }
-
-

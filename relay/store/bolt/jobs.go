@@ -35,4 +35,3 @@ func updateJob(tx *bbolt.Tx, k, v []byte, j *relay.Job) (bool, error) {
 	}
 	return true, nil
 }
-

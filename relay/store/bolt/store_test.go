@@ -238,7 +238,6 @@ func openJobs(t *testing.T, s *Store) []string {
 	return out
 }
 
-
 func TestDecideErrors(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -336,7 +335,6 @@ func TestUndecidedOrderAndWalks(t *testing.T) {
 		t.Fatalf("canceled walk: err %v after %d calls", err, calls)
 	}
 }
-
 
 func TestDevices(t *testing.T) {
 	s := openTest(t)
