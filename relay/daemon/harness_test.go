@@ -99,6 +99,13 @@ type harnessOptions struct {
 	plugins     string // plugins block body (default: dir only)
 	metrics     bool   // serve metrics on a free port (h.metricsAddr)
 	retry       string // retry block body
+	// store replaces the store "bolt" block (with any nats {} block).
+	store string
+	// peer, when set, makes this relay share peer's APNs/FCM fakes and
+	// credentials (a second relay of a cluster).
+	peer *harness
+	// apnsConnections sets apns.connections (0: the default).
+	apnsConnections int
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -111,37 +118,19 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 
-	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(apnsKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "AuthKey.p8"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-
-	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &harness{t: t, dir: dir, sock: filepath.Join(sockDir, "relayd.sock")}
-	h.APNs = relaytest.NewFakeAPNs(t, relaytest.APNsOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, Topic: topic, AuthKey: &apnsKey.PublicKey, KeyID: keyID, TeamID: teamID})
-	h.FCM = relaytest.NewFakeFCM(t, relaytest.FCMOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, ProjectID: projectID, ServiceAccountKey: &saKey.PublicKey, ClientEmail: "relay@" + projectID + ".iam.gserviceaccount.com"})
-	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
-	if err != nil {
-		t.Fatal(err)
+	if o.peer != nil {
+		h.APNs, h.FCM = o.peer.APNs, o.peer.FCM
+		for _, f := range []string{"AuthKey.p8", "sa.json"} {
+			b, err := os.ReadFile(filepath.Join(o.peer.dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, f), b)
+		}
+	} else {
+		h.newFakes(t, dir)
 	}
-	sa, _ := json.Marshal(map[string]string{
-		"type":           "service_account",
-		"project_id":     projectID,
-		"private_key_id": "k1",
-		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
-		"client_email":   "relay@" + projectID + ".iam.gserviceaccount.com",
-		"client_id":      "1",
-		"token_uri":      h.FCM.TokenURL,
-	})
-	writeFile(t, filepath.Join(dir, "sa.json"), sa)
 
 	if o.logLevel == "" {
 		o.logLevel = "debug"
@@ -160,6 +149,14 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		ln.Close()
 		metricsBlock = fmt.Sprintf("metrics {\n  address = %q\n}", h.metricsAddr)
 	}
+	storeBlock := o.store
+	if storeBlock == "" {
+		storeBlock = "store \"bolt\" {\n  path = \"./data/relay.db\"\n}"
+	}
+	connections := ""
+	if o.apnsConnections > 0 {
+		connections = fmt.Sprintf("connections = %d", o.apnsConnections)
+	}
 	cfg := fmt.Sprintf(`
 log { level = %q }
 data_dir = "./data"
@@ -168,11 +165,10 @@ socket {
   path = %q
   mode = "0600"
 }
-store "bolt" {
-  path = "./data/relay.db"
-}
+%s
 app "demo" {
   apns {
+    %s
     topic = %q
     key_file = "./AuthKey.p8"
     key_id = %q
@@ -197,7 +193,7 @@ retry {
   %s
 }
 %s
-`, o.logLevel, h.sock, topic, keyID, teamID, h.APNs.URL, h.APNs.CAFile, projectID, h.FCM.URL, h.FCM.CAFile, o.plugins, metricsBlock, retry, o.extraConfig)
+`, o.logLevel, h.sock, storeBlock, connections, topic, keyID, teamID, h.APNs.URL, h.APNs.CAFile, projectID, h.FCM.URL, h.FCM.CAFile, o.plugins, metricsBlock, retry, o.extraConfig)
 	h.cfgPath = filepath.Join(dir, "config.hcl")
 	writeFile(t, h.cfgPath, []byte(cfg))
 	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
@@ -213,6 +209,40 @@ retry {
 	return h
 }
 
+// newFakes starts the APNs and FCM fakes and writes matching credentials
+// into dir.
+func (h *harness) newFakes(t testing.TB, dir string) {
+	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(apnsKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "AuthKey.p8"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.APNs = relaytest.NewFakeAPNs(t, relaytest.APNsOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, Topic: topic, AuthKey: &apnsKey.PublicKey, KeyID: keyID, TeamID: teamID})
+	h.FCM = relaytest.NewFakeFCM(t, relaytest.FCMOptions{ServerOptions: relaytest.ServerOptions{MaxRecorded: 1 << 20}, ProjectID: projectID, ServiceAccountKey: &saKey.PublicKey, ClientEmail: "relay@" + projectID + ".iam.gserviceaccount.com"})
+	saDER, err := x509.MarshalPKCS8PrivateKey(saKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := json.Marshal(map[string]string{
+		"type":           "service_account",
+		"project_id":     projectID,
+		"private_key_id": "k1",
+		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
+		"client_email":   "relay@" + projectID + ".iam.gserviceaccount.com",
+		"client_id":      "1",
+		"token_uri":      h.FCM.TokenURL,
+	})
+	writeFile(t, filepath.Join(dir, "sa.json"), sa)
+}
+
 func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -222,6 +252,12 @@ func writeFile(t testing.TB, path string, data []byte) {
 
 // start runs relayd and waits until its socket is ready.
 func (h *harness) start() {
+	h.t.Helper()
+	h.startWith(30 * time.Second)
+}
+
+// startWith runs relayd and waits up to timeout for its socket.
+func (h *harness) startWith(timeout time.Duration) {
 	h.t.Helper()
 	h.mu.Lock()
 	cmd := exec.Command(relaydBin, "-config", h.cfgPath)
@@ -237,7 +273,7 @@ func (h *harness) start() {
 	h.exited = exited
 	h.mu.Unlock()
 	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := h.hc.Get("http://relayd/readyz")
 		if err == nil {
@@ -252,7 +288,7 @@ func (h *harness) start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("relayd not ready after 30s:\n%s", h.logs.String())
+			h.t.Fatalf("relayd not ready after %v:\n%s", timeout, h.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -100,7 +100,9 @@ const (
 type Pipeline struct {
 	opts Options
 	log  hclog.Logger
-	in   chan relay.Event
+	in   chan relay.Event // accepted normal-priority events
+	// inHigh holds accepted high-priority events; deciders take them first.
+	inHigh chan relay.Event
 	// stopping is closed when Run's context ends: Accept then stops
 	// waiting for a decider (the events are stored; Recover decides them
 	// at the next start).
@@ -130,7 +132,7 @@ func New(opts Options) *Pipeline {
 	if opts.SweepAge <= 0 {
 		opts.SweepAge = DefaultSweepAge
 	}
-	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), stopping: make(chan struct{})}
+	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), inHigh: make(chan relay.Event, opts.Backlog), stopping: make(chan struct{})}
 	p.sendable = func(app string, pl relay.Platform) bool {
 		a := opts.Config.AppByName(app)
 		if a == nil {
@@ -185,13 +187,21 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		// Wait for a decider even if the poster hangs up: the event is
 		// accepted, so it must be decided now, not at the next restart.
 		select {
-		case p.in <- ok[k]:
+		case p.queueFor(ok[k]) <- ok[k]:
 		case <-p.stopping:
 			// Shutting down: stored but not decided; Recover decides it at
 			// the next start.
 		}
 	}
 	return errs, nil
+}
+
+// queueFor returns the decider queue of an accepted event.
+func (p *Pipeline) queueFor(ev relay.Event) chan relay.Event {
+	if ev.Priority == relay.PriorityHigh {
+		return p.inHigh
+	}
+	return p.in
 }
 
 // fill applies the notification type's defaults.
@@ -224,8 +234,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				select {
 				case <-ctx.Done():
 					return
-				case ev := <-p.in:
+				case ev := <-p.inHigh:
 					p.decideWithRetry(ctx, ev)
+				default:
+					// High priority first: a backlog of accepted shares
+					// never delays deciding a sign-in.
+					select {
+					case <-ctx.Done():
+						return
+					case ev := <-p.inHigh:
+						p.decideWithRetry(ctx, ev)
+					case ev := <-p.in:
+						p.decideWithRetry(ctx, ev)
+					}
 				}
 			}
 		})

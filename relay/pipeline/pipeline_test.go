@@ -101,7 +101,7 @@ func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
 	if errs[0] != nil || errs[1] == nil || !errors.Is(errs[2], relay.ErrDuplicate) {
 		t.Fatalf("errs = %v", errs)
 	}
-	ev := <-p.in
+	ev := <-p.inHigh
 	if ev.Priority != relay.PriorityHigh || len(ev.Actions) != 2 {
 		t.Errorf("defaults not filled: %+v", ev)
 	}
@@ -266,7 +266,7 @@ func TestAcceptedEventDecidedEvenIfPosterLeaves(t *testing.T) {
 		t.Fatal("the poster's context should be done by now")
 	}
 	select {
-	case ev := <-p.in:
+	case ev := <-p.queueFor(relay.Event{Type: relay.TypeOTPReceived, Priority: relay.PriorityHigh}):
 		if ev.ID != "gone" {
 			t.Fatalf("got %s", ev.ID)
 		}
