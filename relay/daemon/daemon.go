@@ -37,6 +37,7 @@ type Daemon struct {
 	metrics *metrics
 	ready   chan struct{}
 	reload  atomic.Pointer[policy.Watcher] // set while running
+	health  *health                        // set before ready
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -142,7 +143,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	for t, n := range cfg.Notifications {
 		defaults[t] = n.Default
 	}
+	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health")}
+	d.health = hl
 	srv := ingest.New(ingest.Options{
+		Readiness: hl.err,
 		Path:      cfg.Socket.Path,
 		Mode:      cfg.Socket.Mode,
 		Acceptor:  &countingAcceptor{next: pl, m: d.metrics},
@@ -190,6 +194,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		})
 	}
 	g.Go(func() error { return q.Run(sendCtx) })
+	g.Go(func() error { return hl.run(gctx) })
 	g.Go(func() error { return watcher.Run(gctx) })
 	g.Go(func() error {
 		defer stopSends() // the queue drains once no decider can add jobs
@@ -280,6 +285,10 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case <-d.ready:
+			if err := d.health.err(); err != nil {
+				httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "not ready: "+err.Error())
+				return
+			}
 			httpjson.Write(w, http.StatusOK, map[string]string{"status": "ready"})
 		default:
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "relayd is starting")

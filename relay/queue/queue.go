@@ -635,3 +635,20 @@ func cmpString(a, b string) int {
 	}
 	return 0
 }
+
+// OpenBreakers returns this relay's lanes whose circuit breaker is open or
+// half-open, with the reason it opened.
+func (q *Queue) OpenBreakers() map[string]string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out map[string]string
+	for k, l := range q.lanes {
+		if l.br.state != breakerClosed {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = l.br.reason
+		}
+	}
+	return out
+}
