@@ -1,5 +1,10 @@
 package relay
 
+import (
+	"errors"
+	"fmt"
+)
+
 // Setting is a workspace admin's choice for a notification type.
 type Setting string
 
@@ -47,4 +52,46 @@ func Baseline(s Setting, pref *bool) Decision {
 		return Decision{Verdict: VerdictSuppress, Reason: ReasonUserOptOut}
 	}
 	return Decision{Verdict: VerdictDeliver, Reason: ReasonEnabled}
+}
+
+// ErrLocked: a user tried to turn off a type the workspace enforces.
+var ErrLocked = errors.New("locked by the workspace")
+
+// EffectiveSettings returns the setting of every type in defaults (type →
+// its configured default) for a workspace with the explicit choices given:
+// the choice when there is a valid one, else the default. Types not in
+// defaults are left out.
+func EffectiveSettings(defaults, explicit map[string]Setting) map[string]Setting {
+	eff := make(map[string]Setting, len(defaults))
+	for t, def := range defaults {
+		if v, ok := explicit[t]; ok && v.Valid() {
+			eff[t] = v
+		} else {
+			eff[t] = def
+		}
+	}
+	return eff
+}
+
+// Preference is one type's state for a user: the workspace's setting,
+// whether the user gets the type, and whether the user may change it.
+type Preference struct {
+	Enabled   bool    `json:"enabled"`
+	Workspace Setting `json:"workspace"`
+	Locked    bool    `json:"locked"`
+}
+
+// EffectivePreference combines a workspace setting and a user's explicit
+// preference (nil: never set) by the Baseline rules.
+func EffectivePreference(s Setting, pref *bool) Preference {
+	return Preference{Enabled: Baseline(s, pref).Verdict == VerdictDeliver, Workspace: s, Locked: s != SettingEnabled}
+}
+
+// CheckPreference reports whether a user may set type typ to on under
+// setting s: turning off an enforced type fails with ErrLocked.
+func CheckPreference(typ string, s Setting, on bool) error {
+	if !on && s == SettingEnforced {
+		return fmt.Errorf("%s is enforced by the workspace and cannot be turned off: %w", typ, ErrLocked)
+	}
+	return nil
 }

@@ -19,11 +19,7 @@ type DeviceList struct {
 // Preference is one type's entry in GET /v1/preferences: whether the
 // caller gets it (the effective state), the workspace's setting, and
 // whether the caller may change it (locked: enforced or disabled).
-type Preference struct {
-	Enabled   bool          `json:"enabled"`
-	Workspace relay.Setting `json:"workspace"`
-	Locked    bool          `json:"locked"`
-}
+type Preference = relay.Preference
 
 // Preferences is the answer of GET|PUT /v1/preferences.
 type Preferences struct {
@@ -157,15 +153,7 @@ func (s *Server) effectiveSettings(ctx context.Context, ws string) (map[string]r
 	if err != nil {
 		return nil, err
 	}
-	eff := make(map[string]relay.Setting, len(s.cfg.Notifications))
-	for t, n := range s.cfg.Notifications {
-		if v, ok := explicit[t]; ok && v.Valid() {
-			eff[t] = v
-		} else {
-			eff[t] = n.Default
-		}
-	}
-	return eff, nil
+	return relay.EffectiveSettings(s.cfg.Defaults(), explicit), nil
 }
 
 func (s *Server) knownType(t string) bool { return s.cfg.Notifications[t] != nil }
@@ -187,11 +175,7 @@ func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request, c *Claim
 		if v, ok := prefs[t]; ok {
 			pref = &v
 		}
-		out[t] = Preference{
-			Enabled:   relay.Baseline(st, pref).Verdict == relay.VerdictDeliver,
-			Workspace: st,
-			Locked:    st != relay.SettingEnabled,
-		}
+		out[t] = relay.EffectivePreference(st, pref)
 	}
 	writeJSON(w, http.StatusOK, Preferences{Preferences: out})
 }
@@ -219,7 +203,7 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request, c *Claim
 	}
 	slices.Sort(types)
 	for _, t := range types {
-		if !prefs[t] && settings[t] == relay.SettingEnforced {
+		if err := relay.CheckPreference(t, settings[t], prefs[t]); err != nil {
 			s.deny(w, r, c, http.StatusConflict, CodeLocked,
 				fmt.Sprintf("workspace %s enforces %s; it cannot be turned off", c.Workspace, t), "preference locked: "+t)
 			return

@@ -33,6 +33,16 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// Defaults returns each configured notification type's default setting,
+// the input of relay.EffectiveSettings.
+func (c *Config) Defaults() map[string]relay.Setting {
+	out := make(map[string]relay.Setting, len(c.Notifications))
+	for t, n := range c.Notifications {
+		out[t] = n.Default
+	}
+	return out
+}
+
 // AppByName returns the app block with that label, or nil.
 func (c *Config) AppByName(name string) *App {
 	for _, a := range c.Apps {

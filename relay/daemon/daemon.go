@@ -139,10 +139,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("decided events left undecided by a previous run", "events", events)
 	}
 
-	defaults := make(map[string]relay.Setting, len(cfg.Notifications))
-	for t, n := range cfg.Notifications {
-		defaults[t] = n.Default
-	}
+	defaults := cfg.Defaults()
 	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health")}
 	d.health = hl
 	srv := ingest.New(ingest.Options{

@@ -94,16 +94,7 @@ func (s *Server) effectiveSettings(explicit map[string]relay.Setting) map[string
 		}
 		return explicit
 	}
-	types := s.opts.Types()
-	eff := make(map[string]relay.Setting, len(types))
-	for t, def := range types {
-		if v, ok := explicit[t]; ok {
-			eff[t] = v
-		} else {
-			eff[t] = def
-		}
-	}
-	return eff
+	return relay.EffectiveSettings(s.opts.Types(), explicit)
 }
 
 // getSettings answers a workspace's effective settings: every known type,

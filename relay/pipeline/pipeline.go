@@ -356,10 +356,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 	}
 
-	setting, ok := settings[ev.Type]
-	if !ok {
-		setting = n.Default
-	}
+	setting := relay.EffectiveSettings(map[string]relay.Setting{ev.Type: n.Default}, settings)[ev.Type]
 	var pref *bool
 	if v, ok := prefs[ev.Type]; ok {
 		pref = &v
