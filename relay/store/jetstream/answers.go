@@ -27,42 +27,53 @@ func (s *Store) answerSubject(k relay.EventKey) string {
 // is pruned; PruneAnswers writes it before it deletes a message.
 func (s *Store) AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error) {
 	key := answerKey(a.Event.Workspace, a.Event.ID)
-	var stored relay.Answer
-	rev, err := getJSON(ctx, s.events, key, &stored)
-	if err != nil {
-		return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
-	}
-	if rev != 0 {
-		return stored, fmt.Errorf("answer %s: answered before: %w", a.Event, relay.ErrConflict)
-	}
 	a.Seq = 0
 	b, err := json.Marshal(a)
 	if err != nil {
 		return relay.Answer{}, fmt.Errorf("answer %s: encode: %w", a.Event, err)
 	}
 	subj := s.answerSubject(a.Event)
-	ack, err := s.js.Publish(ctx, subj, b, jetstream.WithExpectLastSequencePerSubject(0))
-	if isWrongLast(err) {
-		msg, gerr := s.answer.GetLastMsgForSubject(ctx, subj)
-		if gerr != nil {
-			return relay.Answer{}, fmt.Errorf("answer %s: answered before, reading that answer: %w", a.Event, gerr)
+	for attempt := range maxCAS {
+		var stored relay.Answer
+		rev, err := getJSON(ctx, s.events, key, &stored)
+		if err != nil {
+			return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
 		}
-		stored, derr := decodeAnswer(msg)
-		if derr != nil {
-			return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, derr)
+		if rev != 0 {
+			return stored, fmt.Errorf("answer %s: answered before: %w", a.Event, relay.ErrConflict)
 		}
-		return stored, fmt.Errorf("answer %s: answered before: %w", a.Event, relay.ErrConflict)
+		ack, err := s.js.Publish(ctx, subj, b, jetstream.WithExpectLastSequencePerSubject(0))
+		if isWrongLast(err) {
+			// A replicated stream also refuses while another answer to
+			// the event is in flight, not yet readable: read again.
+			msg, gerr := s.answer.GetLastMsgForSubject(ctx, subj)
+			if errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				if err := backoff(ctx, attempt); err != nil {
+					return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
+				}
+				continue
+			}
+			if gerr != nil {
+				return relay.Answer{}, fmt.Errorf("answer %s: answered before, reading that answer: %w", a.Event, gerr)
+			}
+			stored, derr := decodeAnswer(msg)
+			if derr != nil {
+				return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, derr)
+			}
+			return stored, fmt.Errorf("answer %s: answered before: %w", a.Event, relay.ErrConflict)
+		}
+		if err != nil {
+			return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
+		}
+		a.Seq = ack.Sequence
+		if _, err := putJSON(ctx, s.events, key, 0, &a); err != nil && !isWrongLast(err) {
+			// The log holds the answer and guards it until pruned; the
+			// prune writes the mark.
+			s.log.Warn("answer: answered mark not written", relay.LogKeyEventID, a.Event.ID, relay.LogKeyError, err)
+		}
+		return a, nil
 	}
-	if err != nil {
-		return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
-	}
-	a.Seq = ack.Sequence
-	if _, err := putJSON(ctx, s.events, key, 0, &a); err != nil && !isWrongLast(err) {
-		// The log holds the answer and guards it until pruned; the prune
-		// writes the mark.
-		s.log.Warn("answer: answered mark not written", relay.LogKeyEventID, a.Event.ID, relay.LogKeyError, err)
-	}
-	return a, nil
+	return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, errTooManyConflicts)
 }
 
 func decodeAnswer(msg *jetstream.RawStreamMsg) (relay.Answer, error) {

@@ -57,7 +57,7 @@ func (r *eventRec) record() *store.Record {
 // acceptedMsg is one message of the undecided index: the keys of one
 // AddEvents call (or a chunk of it).
 type acceptedMsg struct {
-	ReceivedAt time.Time  `json:"received_at"`
+	ReceivedAt time.Time   `json:"received_at"`
 	Keys       [][2]string `json:"keys"` // workspace, id
 }
 

@@ -87,6 +87,12 @@ func (s *Store) consumer(ctx context.Context, lane, prio string) (jetstream.Cons
 	return c, nil
 }
 
+func (s *Store) forgetConsumer(lane, prio string) {
+	s.mu.Lock()
+	delete(s.consumers, laneToken(lane)+"_"+prio)
+	s.mu.Unlock()
+}
+
 // ticket is store.Leased.Ticket: the job's message (by its reply subject,
 // to ack or delay it) and the lease generation the record had when leased.
 type ticket struct {
@@ -147,7 +153,12 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 					out = append(out, l)
 				}
 			}
-			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
+				// A consumer just created, or between leaders: nothing to
+				// lease from it now; it is looked up again next time.
+				s.forgetConsumer(req.Lane, p)
+				break
+			} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 				return out, time.Time{}, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			if n == 0 {
@@ -180,7 +191,8 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 				msgs[i] = append(msgs[i], m)
 			}
 			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
-				!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+				!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
+				!errors.Is(err, nats.ErrNoResponders) {
 				errs[i] = err
 			}
 		})

@@ -351,9 +351,9 @@ func tokenKey(ws, token string) string {
 	h := sha256.Sum256([]byte(token))
 	return "tok." + tok(ws) + "." + hex.EncodeToString(h[:16])
 }
-func settingsKey(ws string) string         { return "set." + tok(ws) }
-func prefsKey(ws, user string) string      { return "pref." + tok(ws) + "." + tok(user) }
-func laneToken(lane string) string         { return tok(lane) }
+func settingsKey(ws string) string    { return "set." + tok(ws) }
+func prefsKey(ws, user string) string { return "pref." + tok(ws) + "." + tok(user) }
+func laneToken(lane string) string    { return tok(lane) }
 func (s *Store) jobSubject(lane, prio string) string {
 	return s.subj.jobs + "." + laneToken(lane) + "." + prio
 }
