@@ -112,16 +112,31 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 		g.Go(func() error {
 			e := events[i]
 			rec := eventRec{Event: e, ReceivedAt: receivedAt.UTC()}
-			rev, err := putJSON(gctx, s.events, eventKey(e.Workspace, e.ID), 0, &rec)
-			switch {
-			case err == nil:
-				revs[i] = rev
-			case isWrongLast(err):
-				res[i] = relay.ErrDuplicate
-			default:
-				return fmt.Errorf("add event %s: %w", e.Key(), err)
+			for attempt := range maxCAS {
+				rev, err := putJSON(gctx, s.events, eventKey(e.Workspace, e.ID), 0, &rec)
+				if err == nil {
+					revs[i] = rev
+					return nil
+				}
+				if !isWrongLast(err) {
+					return fmt.Errorf("add event %s: %w", e.Key(), err)
+				}
+				// A replicated bucket also refuses a create while another
+				// write of the key is in flight: a duplicate only once the
+				// other write is there to read.
+				_, orev, err := s.getEvent(gctx, e.Key())
+				if err != nil {
+					return fmt.Errorf("add event %s: %w", e.Key(), err)
+				}
+				if orev != 0 {
+					res[i] = relay.ErrDuplicate
+					return nil
+				}
+				if err := backoff(gctx, attempt); err != nil {
+					return err
+				}
 			}
-			return nil
+			return fmt.Errorf("add event %s: %w", e.Key(), errTooManyConflicts)
 		})
 	}
 	if err := g.Wait(); err != nil {
