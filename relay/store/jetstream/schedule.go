@@ -172,27 +172,32 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	return out, time.Time{}, nil
 }
 
-// leaseWait blocks up to req.Wait on both priorities' consumers at once
-// for one message each, and leases what came, high first.
+// leaseWait waits up to req.Wait on both priorities' consumers at once,
+// one message each; the first message to come ends the other wait, and
+// what came is leased, high first. (A message the server sends just as
+// its wait is ended is redelivered after the consumers' AckWait.)
 func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer) ([]store.Leased, time.Time, error) {
+	wctx, cancel := context.WithTimeout(ctx, req.Wait)
+	defer cancel()
 	msgs := make([][]jetstream.Msg, len(cons))
 	errs := make([]error, len(cons))
 	var wg sync.WaitGroup
 	for i, c := range cons {
 		wg.Go(func() {
-			wctx, cancel := context.WithTimeout(ctx, req.Wait)
-			defer cancel()
 			batch, err := c.Fetch(1, jetstream.FetchContext(wctx))
 			if err != nil {
-				errs[i] = err
+				if wctx.Err() == nil {
+					errs[i] = err
+				}
 				return
 			}
 			for m := range batch.Messages() {
 				msgs[i] = append(msgs[i], m)
+				cancel()
 			}
 			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
 				!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
-				!errors.Is(err, nats.ErrNoResponders) {
+				!errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrNoResponders) {
 				errs[i] = err
 			}
 		})
