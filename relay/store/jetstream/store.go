@@ -1,0 +1,444 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+var _ store.Backend = (*Store)(nil)
+
+// Defaults for Options.
+const (
+	DefaultPrefix  = "relay"
+	DefaultTimeout = 5 * time.Second
+	// DefaultFetchAckWait is the consumers' AckWait: how long a fetched
+	// job message stays with a relay before it has turned it into a lease
+	// (or put it back). A relay that dies in that moment delays the job
+	// by this much.
+	DefaultFetchAckWait = 30 * time.Second
+)
+
+// Options configure a Store. Either Conn or URL is required.
+type Options struct {
+	// Conn is a connection the caller owns (for example natsd.Server.Conn,
+	// in-process). When set, URL and the connection options are ignored
+	// and Close leaves the connection open.
+	Conn *nats.Conn
+
+	// URL is one or more comma-separated server URLs (nats://, tls://).
+	URL string
+	// Name names the connection on the server (monitoring); relayd passes
+	// its relay name.
+	Name string
+	// TLS: CAFile adds roots to trust for the servers' certificates;
+	// CertFile and KeyFile present a client certificate (mutual TLS).
+	CAFile, CertFile, KeyFile string
+	// CredentialsFile is a NATS user credentials file (JWT and NKey seed,
+	// decentralized auth).
+	CredentialsFile string
+	// NKeySeedFile is a file holding an NKey user seed.
+	NKeySeedFile string
+	// User and Password authenticate with a user name and password (or a
+	// token: Password alone).
+	User, Password string
+
+	// Replicas is the replica count of every stream and bucket: 1, or 3
+	// (a cluster of at least three servers). 0 means 1.
+	Replicas int
+	// Prefix names every stream, bucket and subject of this store
+	// (letters, digits, - and _). Relays sharing a state use the same
+	// prefix; tests use one each. Empty: DefaultPrefix.
+	Prefix string
+	// Timeout bounds each JetStream request whose context has no deadline
+	// (0: DefaultTimeout).
+	Timeout time.Duration
+	// FetchAckWait is the consumers' AckWait (0: DefaultFetchAckWait).
+	FetchAckWait time.Duration
+	// Logger (nil: discarded).
+	Logger hclog.Logger
+}
+
+// Store is store.Backend on NATS JetStream. See the package doc.
+type Store struct {
+	opts   Options
+	log    hclog.Logger
+	nc     *nats.Conn
+	ownsNC bool
+	js     jetstream.JetStream
+
+	events jetstream.KeyValue // ev.*, ans.*, dl.*
+	dir    jetstream.KeyValue // dev.*, tok.*, set.*, pref.*, rc.*
+	jobs   jetstream.Stream   // work queue of job messages
+	answer jetstream.Stream   // the answer log
+	accept jetstream.Stream   // undecided markers
+
+	subj struct{ jobs, answers, accepted string }
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer // by consumer name
+	closed    bool
+}
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Open connects (unless opts.Conn is given), creates the streams, buckets
+// and their settings if missing, and returns the store. Relays may Open
+// the same prefix concurrently. It retries while JetStream is not ready
+// (a cluster still electing its leader) until ctx is done.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if !prefixRE.MatchString(opts.Prefix) {
+		return nil, fmt.Errorf("open jetstream store: prefix %q: only letters, digits, - and _", opts.Prefix)
+	}
+	switch opts.Replicas {
+	case 0:
+		opts.Replicas = 1
+	case 1, 3:
+	default:
+		return nil, fmt.Errorf("open jetstream store: replicas %d: want 1 or 3", opts.Replicas)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.FetchAckWait <= 0 {
+		opts.FetchAckWait = DefaultFetchAckWait
+	}
+	s := &Store{opts: opts, log: opts.Logger, consumers: map[string]jetstream.Consumer{}}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	s.subj.jobs = opts.Prefix + ".jobs"
+	s.subj.answers = opts.Prefix + ".answers"
+	s.subj.accepted = opts.Prefix + ".accepted"
+
+	if opts.Conn != nil {
+		s.nc = opts.Conn
+	} else {
+		nc, err := dial(opts)
+		if err != nil {
+			return nil, err
+		}
+		s.nc, s.ownsNC = nc, true
+	}
+	js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(opts.Timeout))
+	if err != nil {
+		s.closeConn()
+		return nil, fmt.Errorf("open jetstream store: %w", err)
+	}
+	s.js = js
+	for {
+		err = s.setup(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("jetstream not ready, retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			s.closeConn()
+			return nil, fmt.Errorf("open jetstream store %s: %w", opts.Prefix, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return s, nil
+}
+
+// dial connects with the options' URL, TLS and credentials.
+func dial(o Options) (*nats.Conn, error) {
+	if o.URL == "" {
+		return nil, errors.New("open jetstream store: url is required without a connection")
+	}
+	name := o.Name
+	if name == "" {
+		name = "relayd"
+	}
+	nopts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if o.CAFile != "" {
+		nopts = append(nopts, nats.RootCAs(o.CAFile))
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("open jetstream store: cert_file and key_file go together")
+	}
+	if o.CertFile != "" {
+		nopts = append(nopts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	auth := 0
+	if o.CredentialsFile != "" {
+		auth++
+		nopts = append(nopts, nats.UserCredentials(o.CredentialsFile))
+	}
+	if o.NKeySeedFile != "" {
+		auth++
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("open jetstream store: nkey seed %s: %w", o.NKeySeedFile, err)
+		}
+		nopts = append(nopts, opt)
+	}
+	switch {
+	case o.User != "":
+		auth++
+		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
+	case o.Password != "":
+		auth++
+		nopts = append(nopts, nats.Token(o.Password))
+	}
+	if auth > 1 {
+		return nil, errors.New("open jetstream store: choose one of credentials file, nkey seed file, user/password")
+	}
+	nc, err := nats.Connect(o.URL, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("open jetstream store: connect %s: %w", o.URL, err)
+	}
+	return nc, nil
+}
+
+// setup creates or binds every stream and bucket.
+func (s *Store) setup(ctx context.Context) error {
+	p, r := s.opts.Prefix, s.opts.Replicas
+	var err error
+	if s.events, err = s.bucket(ctx, p+"_events", "edgerelay events, answered marks, dead letters"); err != nil {
+		return err
+	}
+	if s.dir, err = s.bucket(ctx, p+"_dir", "edgerelay devices, settings, preferences, recent counts"); err != nil {
+		return err
+	}
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&s.jobs, jetstream.StreamConfig{Name: p + "_jobs", Subjects: []string{s.subj.jobs + ".>"},
+			Description: "edgerelay job schedule: one message per open job, by lane and priority",
+			Retention:   jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: r}},
+		{&s.answer, jetstream.StreamConfig{Name: p + "_answers", Subjects: []string{s.subj.answers + ".>"},
+			Description: "edgerelay answer log: the sequence is the actions stream's id",
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+		{&s.accept, jetstream.StreamConfig{Name: p + "_accepted", Subjects: []string{s.subj.accepted},
+			Description: "edgerelay undecided index: accepted event keys, deleted once decided",
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+	}
+	for _, st := range streams {
+		str, err := s.js.CreateOrUpdateStream(ctx, st.cfg)
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", st.cfg.Name, err)
+		}
+		*st.dst = str
+	}
+	return nil
+}
+
+// bucket binds a KV bucket, creating it if missing. Reads must see every
+// acknowledged write, whichever server a relay talks to, so the bucket's
+// stream has direct get off: a get goes to the stream leader, not to a
+// replica that may lag.
+func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyValue, error) {
+	kv, err := s.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1,
+			Storage: jetstream.FileStorage, Replicas: s.opts.Replicas})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, fmt.Errorf("create bucket %s: %w", name, err)
+		}
+		kv = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", name, err)
+	}
+	str, err := s.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
+	}
+	if cfg := str.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
+		}
+		kv = nil
+	}
+	if kv == nil {
+		if kv, err = s.js.KeyValue(ctx, name); err != nil {
+			return nil, fmt.Errorf("bind bucket %s: %w", name, err)
+		}
+	}
+	return kv, nil
+}
+
+// Ping reports whether the store can serve writes: JetStream answers and
+// the event bucket's stream has a leader.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return fmt.Errorf("ping jetstream: %w", errClosed)
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("ping jetstream: connection %v", st)
+	}
+	str, err := s.js.Stream(ctx, "KV_"+s.opts.Prefix+"_events")
+	if err != nil {
+		return fmt.Errorf("ping jetstream: %w", err)
+	}
+	if ci := str.CachedInfo().Cluster; ci != nil && ci.Leader == "" {
+		return errors.New("ping jetstream: event bucket has no leader")
+	}
+	return nil
+}
+
+// Close ends the store's use of the connection: it closes the connection
+// when Open dialed it. It never fails for a done ctx.
+func (s *Store) Close(context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.closeConn()
+	return nil
+}
+
+func (s *Store) closeConn() {
+	if s.ownsNC && !s.nc.IsClosed() {
+		s.nc.Close()
+	}
+}
+
+var errClosed = errors.New("store closed")
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// ---- keys ----
+
+// tok encodes any string as one subject/key token: base64url, no padding
+// ("=" never appears), so ".", "*", ">" and spaces in ids are harmless.
+// The empty string becomes "_" (not a base64url output of length 1).
+func tok(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+func untok(t string) (string, error) {
+	if t == "_" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	return string(b), err
+}
+
+func eventKey(ws, id string) string  { return "ev." + tok(ws) + "." + tok(id) }
+func answerKey(ws, id string) string { return "ans." + tok(ws) + "." + tok(id) }
+func deadKey(id string) string       { return "dl." + id }
+func deviceKey(ws, user, id string) string {
+	return "dev." + tok(ws) + "." + tok(user) + "." + tok(id)
+}
+func tokenKey(ws, token string) string {
+	h := sha256.Sum256([]byte(token))
+	return "tok." + tok(ws) + "." + hex.EncodeToString(h[:16])
+}
+func settingsKey(ws string) string    { return "set." + tok(ws) }
+func prefsKey(ws, user string) string { return "pref." + tok(ws) + "." + tok(user) }
+func laneToken(lane string) string    { return tok(lane) }
+func (s *Store) jobSubject(lane, prio string) string {
+	return s.subj.jobs + "." + laneToken(lane) + "." + prio
+}
+
+// ---- KV helpers ----
+
+// isWrongLast reports a compare-and-set conflict: the key exists (create)
+// or changed since it was read (update, delete), on one server (10071) or
+// a replicated stream (10164).
+func isWrongLast(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}
+
+// getJSON reads key into v; it returns the revision, 0 when absent.
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if isNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// putJSON writes v at key if the key is still at rev (0: absent). A
+// conflict is reported by isWrongLast(err).
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("encode %s: %w", key, err)
+	}
+	if rev == 0 {
+		return kv.Create(ctx, key, b)
+	}
+	return kv.Update(ctx, key, b, rev)
+}
+
+// maxCAS bounds read-modify-write retries on one key.
+const maxCAS = 100
+
+var errTooManyConflicts = errors.New("too many concurrent writers")
+
+// listKeys lists the keys under a filter (nil when none).
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	l, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list %s: %w", filter, err)
+	}
+	defer l.Stop()
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// jitter sleeps a little before a CAS retry, so that writers racing on one
+// key spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(attempt%8+1) * time.Millisecond
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func splitKey(key string) []string { return strings.Split(key, ".") }
