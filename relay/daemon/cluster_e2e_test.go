@@ -90,7 +90,7 @@ func startCluster(t *testing.T, b backend, o harnessOptions) []*harness {
 // alerts at a slow provider reaches it ahead of at least half of the
 // backlog still undelivered when it was posted.
 func TestPriorityEndToEnd(t *testing.T) {
-	for _, b := range []backend{boltBackend} {
+	for _, b := range []backend{boltBackend, jetstreamBackend(1, 1)} {
 		t.Run(b.name, func(t *testing.T) { testPriority(t, b) })
 	}
 }

@@ -26,8 +26,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
 	"github.com/edgerelay/edgerelay/relay/queue"
-	"github.com/edgerelay/edgerelay/relay/store"
-	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 // Daemon is a running relayd.
@@ -53,15 +51,15 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 // failed.
 func (d *Daemon) Run(ctx context.Context) (err error) {
 	cfg := d.cfg
-	st, err := d.openStore()
+	st, closeStore, err := d.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if cerr := st.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		if cerr := closeStore(cctx); cerr != nil {
+			err = errors.Join(err, cerr)
 		}
 		d.log.Info("store closed")
 	}()
@@ -236,18 +234,6 @@ func (d *Daemon) nodeName() string {
 		host = "relayd"
 	}
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
-}
-
-func (d *Daemon) openStore() (store.Backend, error) {
-	// config.Load fills the bolt path (<data_dir>/relay.db by default).
-	if d.cfg.Store.Kind == config.StoreBolt {
-		st, err := bolt.Open(d.cfg.Store.Path, bolt.Options{Logger: d.log.Named("store")})
-		if err != nil {
-			return nil, err
-		}
-		return st, nil
-	}
-	return nil, fmt.Errorf("open store: backend %q is not available in this build", d.cfg.Store.Kind)
 }
 
 // openProviders builds one lane per app and platform.
