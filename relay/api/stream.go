@@ -78,6 +78,10 @@ type StreamOptions struct {
 	Hub *Hub
 	// Logger receives the stream's logs; nil: none.
 	Logger hclog.Logger
+	// Poll, when set, makes the stream re-read the answer log that often
+	// even when the Hub is quiet: answers given through other relays of a
+	// cluster reach this relay's readers within Poll.
+	Poll time.Duration
 	// Heartbeat, WriteTimeout and Batch: Default* if zero.
 	Heartbeat    time.Duration
 	WriteTimeout time.Duration
@@ -190,6 +194,12 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
 	defer heartbeat.Stop()
+	var poll <-chan time.Time
+	if h.opts.Poll > 0 {
+		t := time.NewTicker(h.opts.Poll)
+		defer t.Stop()
+		poll = t.C
+	}
 	for {
 		// Take the wake-up channel before reading, so an answer stored
 		// after the read still wakes this loop.
@@ -229,6 +239,7 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-wake:
+		case <-poll:
 		case <-heartbeat.C:
 			buf = append(buf, ": ping\n\n"...)
 			if !flush() {

@@ -155,7 +155,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
 	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
 	hub := api.NewHub()
-	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions")}))
+	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions"), Poll: d.streamPoll()}))
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
 		wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
@@ -221,6 +221,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	err = g.Wait()
 	d.log.Info("relayd stopped", "open_jobs", q.Open())
 	return err
+}
+
+// streamPoll is how often an actions stream re-reads the answer log: on a
+// shared store (jetstream) answers also arrive through other relays.
+func (d *Daemon) streamPoll() time.Duration {
+	if d.cfg.Store.Kind == config.StoreJetStream {
+		return 250 * time.Millisecond
+	}
+	return 0
 }
 
 // nodeName names this relay in job leases and GET /v1/queue: the embedded
