@@ -131,7 +131,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {
-		return err
+		// Not fatal: the pipeline's sweeps decide them once the store
+		// answers (a cluster still catching up, a transient error).
+		d.log.Warn("some events left undecided by a previous run are not decided yet; retrying in the background", relay.LogKeyError, err)
 	}
 	if events > 0 {
 		d.log.Info("decided events left undecided by a previous run", "events", events)

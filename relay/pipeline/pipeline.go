@@ -310,7 +310,9 @@ func (p *Pipeline) Recover(ctx context.Context) (events int, err error) {
 	return p.sweep(ctx, p.opts.Now())
 }
 
-// sweep decides the undecided events received before before.
+// sweep decides the undecided events received before before. An event
+// whose decision fails is logged and left for the next sweep; the others
+// go on.
 func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err error) {
 	var pending []relay.Event
 	err = p.opts.Store.Undecided(ctx, before, func(ev relay.Event) error {
@@ -320,11 +322,23 @@ func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err
 	if err != nil {
 		return 0, fmt.Errorf("walk undecided events: %w", err)
 	}
+	var failed int
+	var last error
 	for _, ev := range pending {
+		if ctx.Err() != nil {
+			return events, ctx.Err()
+		}
 		if err := p.Decide(ctx, ev); err != nil {
-			return events, fmt.Errorf("decide event %s: %w", ev.Key(), err)
+			failed++
+			last = fmt.Errorf("decide event %s: %w", ev.Key(), err)
+			p.log.Warn("decide undecided event: left for the next sweep", relay.LogKeyEventID, ev.ID,
+				relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
+			continue
 		}
 		events++
+	}
+	if failed > 0 {
+		return events, fmt.Errorf("%d of %d undecided events could not be decided yet (last: %w)", failed, len(pending), last)
 	}
 	return events, nil
 }
