@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/api"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
 )
@@ -291,4 +294,208 @@ func testClusterKill(t *testing.T, restart bool) {
 	}
 	t.Logf("cluster (restart %v): %d events posted round-robin to 3 relays, one SIGKILLed; %d posts retried on another relay; lost 0; duplicates apns %d fcm %d (same collapse id)",
 		restart, n, refusals, apns.duplicates, fcm.duplicates)
+}
+
+// startClusterWithAPI starts a three-relay cluster, each relay serving the
+// app API on its own port with the same upstream secret.
+func startClusterWithAPI(t *testing.T) ([]*harness, []*appAPI) {
+	t.Helper()
+	b := jetstreamBackend(3, 3)
+	ports := freePorts(t, b.nodes)
+	apiPorts := freePorts(t, b.nodes)
+	hs := make([]*harness, b.nodes)
+	as := make([]*appAPI, b.nodes)
+	for i := range hs {
+		addr := fmt.Sprintf("127.0.0.1:%d", apiPorts[i])
+		o := harnessOptions{logLevel: "warn", store: b.config(i, ports), extraConfig: fmt.Sprintf(`
+api {
+  address = %q
+}
+auth {
+  issuer = "upstream"
+  audience = "edgerelay"
+  hs256_secret_file = "./jwt.secret"
+}
+`, addr)}
+		if i > 0 {
+			o.peer = hs[0]
+		}
+		hs[i] = newHarness(t, o)
+		writeFile(t, filepath.Join(hs[i].dir, "jwt.secret"), e2eSecret)
+		as[i] = &appAPI{t: t, base: "http://" + addr, hc: &http.Client{Timeout: 10 * time.Second}}
+	}
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Go(func() { h.startWith(2 * time.Minute) })
+	}
+	wg.Wait()
+	return hs, as
+}
+
+// TestClusterAcrossRelays: what one relay of a cluster accepts, registers,
+// enforces or answers, the others see.
+func TestClusterAcrossRelays(t *testing.T) {
+	hs, as := startClusterWithAPI(t)
+	for _, h := range hs {
+		defer h.stop(syscall.SIGTERM)
+	}
+	A, B, C := 0, 1, 2
+	admin := as[B].token("acme", "boss", "admin")
+	alice := as[A].token("acme", "alice", "user")
+
+	// A device registered through relay A's app API gets an event posted
+	// to relay B.
+	as[A].must(200, "PUT", "/v1/devices/phone", alice, map[string]string{"platform": "ios", "token": hexToken("alice-phone"), "app": "demo", "environment": "production"})
+	as[A].must(200, "PUT", "/v1/devices/tablet", alice, map[string]string{"platform": "android", "token": hexToken("alice-tablet"), "app": "demo"})
+	if r := hs[B].post(map[string]any{"id": "share-1", "workspace": "acme", "user": "alice", "type": relay.TypeAccountShared, "title": "Shared"}); r[0].Status != "accepted" {
+		t.Fatalf("post to B: %+v", r)
+	}
+	waitFor(t, 30*time.Second, func() error { return hs[C].settled("acme", "share-1") })
+	if v, _ := hs[C].event("acme", "share-1"); len(v.Deliveries) != 2 || v.Deliveries[0].State != "delivered" || v.Deliveries[1].State != "delivered" {
+		t.Fatalf("share-1 as relay C sees it: %+v", v)
+	}
+
+	// An event posted twice, to two relays: the second answer is
+	// duplicate, and it is delivered once.
+	dup := map[string]any{"id": "dup-1", "workspace": "acme", "user": "alice", "type": relay.TypeAccountShared, "title": "Once"}
+	if r := hs[A].post(dup); r[0].Status != "accepted" {
+		t.Fatalf("first post: %+v", r)
+	}
+	if r := hs[C].post(dup); r[0].Status != "duplicate" {
+		t.Fatalf("same event posted to another relay: %+v, want duplicate", r)
+	}
+	waitFor(t, 30*time.Second, func() error { return hs[B].settled("acme", "dup-1") })
+	cid := pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: "dup-1"})
+	time.Sleep(time.Second)
+	n := 0
+	for _, p := range append(hs[0].APNs.Pushes(), hs[0].FCM.Pushes()...) {
+		if p.CollapseID() == cid {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("dup-1 reached the fakes %d times, want once per device (2)", n)
+	}
+
+	// A setting enforced through relay B is honoured by relay C: alice
+	// turned OTPs off (allowed while enabled), the admin enforces them, an
+	// OTP posted to C is delivered anyway and alice cannot turn it off.
+	as[C].must(200, "PUT", "/v1/preferences", alice, map[string]bool{relay.TypeOTPReceived: false})
+	as[B].must(200, "PUT", "/v1/workspace/settings", admin, map[string]string{relay.TypeOTPReceived: "enforced"})
+	if code, body := as[C].do("PUT", "/v1/preferences", alice, map[string]bool{relay.TypeOTPReceived: false}); code != 409 {
+		t.Fatalf("turning off a type enforced through another relay: %d %s", code, body)
+	}
+	hs[C].post(map[string]any{"id": "otp-1", "workspace": "acme", "user": "alice", "type": relay.TypeOTPReceived, "title": "Code", "body": "Tap"})
+	waitFor(t, 30*time.Second, func() error { return hs[C].settled("acme", "otp-1") })
+	if v, _ := hs[A].event("acme", "otp-1"); v.Decision == nil || v.Decision.Reason != "enforced" {
+		t.Fatalf("otp-1 decision %+v, want delivered as enforced", v.Decision)
+	}
+
+	// An answer through relay A appears on relay B's actions stream; a
+	// second answer through relay C is refused.
+	readerB := hs[B].openActions("")
+	hs[A].post(hs[A].mfaEvent("mfa-1"))
+	waitFor(t, 30*time.Second, func() error { return hs[A].settled("acme", "mfa-1") })
+	res := as[A].must(200, "POST", "/v1/events/mfa-1/actions", alice, map[string]string{"action": "approve", "device_id": "phone"})
+	var ar api.ActionResult
+	json.Unmarshal(res, &ar)
+	got := readerB.next()
+	if got.Seq != ar.Seq || got.EventID != "mfa-1" || got.Action != "approve" {
+		t.Fatalf("relay B's stream got %+v, answer through A %+v", got, ar)
+	}
+	if code, body := as[C].do("POST", "/v1/events/mfa-1/actions", alice, map[string]string{"action": "deny", "device_id": "tablet"}); code != 409 {
+		t.Fatalf("second answer through relay C: %d %s", code, body)
+	}
+
+	// An SSE reader moves from B to A with Last-Event-ID: it misses
+	// nothing and sees nothing twice.
+	readerB.cancel()
+	for i, id := range []string{"mfa-2", "mfa-3", "mfa-4"} {
+		hs[i].post(hs[i].mfaEvent(id))
+		waitFor(t, 30*time.Second, func() error { return hs[i].settled("acme", id) })
+		as[(i+1)%3].must(200, "POST", "/v1/events/"+id+"/actions", alice, map[string]string{"action": "deny", "device_id": "tablet"})
+	}
+	readerA := hs[A].openActions(fmt.Sprint(got.Seq))
+	for _, want := range []string{"mfa-2", "mfa-3", "mfa-4"} {
+		g := readerA.next()
+		if g.EventID != want || g.Seq <= got.Seq {
+			t.Fatalf("after moving to relay A: got %+v, want %s after seq %d", g, want, got.Seq)
+		}
+		got = g
+	}
+}
+
+// TestClusterLeaseTakeover: a relay dies while sending to a slow provider;
+// the jobs it held are sent by the other relays once its leases end.
+func TestClusterLeaseTakeover(t *testing.T) {
+	hs := startCluster(t, jetstreamBackend(3, 3), harnessOptions{logLevel: "warn"})
+	for _, h := range hs {
+		defer h.stop(syscall.SIGTERM)
+	}
+	const users, n = 10, 60
+	hs[0].registerUsers("acme", users)
+	hs[0].APNs.Script("", relaytest.Rule{Latency: 2 * time.Second}) // slow, inside the 3 s lease
+	expiresAt := time.Now().Add(10 * time.Minute)
+	events := loadEvents("acme", n, users, expiresAt)
+	for i := 0; i < n; i += 20 {
+		if _, err := hs[i/20].tryPost(events[i : i+20]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until relay 2 holds sends in flight at the slow APNs, then kill it.
+	victim := hs[1]
+	waitFor(t, 30*time.Second, func() error {
+		_, lanes := victim.queueState()
+		for _, l := range lanes {
+			if l["lane"] == "demo/ios" {
+				if f, _ := l["in_flight"].(float64); f > 0 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("relay-2 sends nothing yet")
+	})
+	killedAt := time.Now()
+	victim.kill()
+	hs[0].APNs.ClearScript()
+	live := hs[0]
+	expires := map[string]time.Time{}
+	waitFor(t, 2*time.Minute, func() error {
+		for i := range n {
+			id := fmt.Sprintf("e-%d", i)
+			expires[pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: id})] = expiresAt
+			if err := live.settled("acme", id); err != nil {
+				return err
+			}
+			v, _ := live.event("acme", id)
+			for _, d := range v.Deliveries {
+				if d.State != "delivered" {
+					return fmt.Errorf("%s %s: %s", id, d.DeviceID, d.State)
+				}
+			}
+		}
+		return nil
+	})
+	// The jobs relay-2 held reached APNs twice: once from relay-2 before
+	// the kill, once from another relay after its lease ended.
+	first := map[string]time.Time{}
+	var takenOver int
+	for _, p := range live.APNs.Pushes() {
+		k := p.Token + "/" + p.CollapseID()
+		at, seen := first[k]
+		if !seen {
+			first[k] = p.Time
+			continue
+		}
+		if at.Before(killedAt) && p.Time.After(killedAt) {
+			takenOver++
+			if gap := p.Time.Sub(at); gap < 2*time.Second {
+				t.Errorf("%s sent again %v after the first send: before relay-2's lease could end", k, gap)
+			}
+		}
+	}
+	if takenOver == 0 {
+		t.Fatal("no job of the killed relay was sent again by another relay")
+	}
+	t.Logf("lease takeover: %d jobs in flight at the killed relay were sent by the others after its lease", takenOver)
 }
