@@ -179,6 +179,10 @@ func (f *FakeAPNs) Unregister(token string, at time.Time) {
 	f.unregistered[strings.ToLower(token)] = at
 }
 
+// Abandoned returns the requests whose client went away while a rule's
+// Latency held them.
+func (f *FakeAPNs) Abandoned() []Push { return f.srv.rec.Abandoned() }
+
 // Pushes returns a copy of the pushes kept (see ServerOptions.MaxRecorded),
 // in arrival order.
 func (f *FakeAPNs) Pushes() []Push { return f.srv.rec.all() }
@@ -220,6 +224,7 @@ func (f *FakeAPNs) serve(w http.ResponseWriter, r *http.Request) {
 		if sr, ok := f.srv.script.match(p.Token); ok {
 			rule = sr
 			if !f.srv.sleep(r, rule.Latency) {
+				f.srv.rec.abandon(p)
 				return
 			}
 			if f.srv.act(r, rule.Action) {

@@ -166,6 +166,10 @@ func (f *FakeFCM) IssueToken() string {
 	return tok
 }
 
+// Abandoned returns the requests whose client went away while a rule's
+// Latency held them.
+func (f *FakeFCM) Abandoned() []Push { return f.srv.rec.Abandoned() }
+
 // Pushes returns a copy of the sends kept (see ServerOptions.MaxRecorded),
 // in arrival order.
 func (f *FakeFCM) Pushes() []Push { return f.srv.rec.all() }
@@ -275,6 +279,7 @@ func (f *FakeFCM) serveSend(w http.ResponseWriter, r *http.Request) {
 		if sr, ok := f.srv.script.match(p.Token); ok {
 			rule = sr
 			if !f.srv.sleep(r, rule.Latency) {
+				f.srv.rec.abandon(p)
 				return
 			}
 			if f.srv.act(r, rule.Action) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,6 +166,26 @@ type recorder struct {
 
 	requests atomic.Int64
 	conns    atomic.Int64
+	// abandoned: requests whose client went away while a rule's latency
+	// held them (never answered, not in pushes).
+	abandoned []Push
+}
+
+// abandon records a request whose client went away before the answer.
+func (r *recorder) abandon(p Push) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.abandoned) < r.max {
+		r.abandoned = append(r.abandoned, p)
+	}
+}
+
+// Abandoned returns the requests whose client went away while the fake
+// held them (a rule's Latency): sends cut by a crash or a timeout.
+func (r *recorder) Abandoned() []Push {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.abandoned)
 }
 
 func newRecorder(max int, onPush func(Push)) *recorder {
