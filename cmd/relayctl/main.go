@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/edgerelay/edgerelay/relay/config"
@@ -116,7 +117,7 @@ func run(args []string) int {
 		fs.Usage()
 		return 0
 	case "version":
-		fmt.Println("relayctl", version)
+		fmt.Printf("relayctl %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "send":
 		err = cmdSend(ctx, &g, rest)
