@@ -78,6 +78,7 @@ func run(args []string) int {
 	defer signal.Stop(sigs)
 
 	d := daemon.New(cfg, log)
+	d.Version = version
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -37,6 +37,10 @@ type Daemon struct {
 	metrics *metrics
 	ready   chan struct{}
 	reload  atomic.Pointer[policy.Watcher] // set while running
+	socket  atomic.Pointer[ingest.Server]  // set while running (route checks)
+
+	// Version is reported by GET /v1/status; main sets it before Run.
+	Version string
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -168,6 +172,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
+	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
+	d.socket.Store(srv)
 
 	// Three stages stop one after the other: the socket first (no new
 	// events), then the deciders, then the queue drains in-flight sends.
