@@ -103,7 +103,7 @@ func TestUsageErrors(t *testing.T) {
 
 // relayd runs a real relayd in process, with its fakes, and returns the
 // path of its config file.
-func startRelayd(t *testing.T) string {
+func startRelayd(t *testing.T) (string, *relaytest.DevFakes) {
 	t.Helper()
 	dir := t.TempDir()
 	sockDir, err := os.MkdirTemp("", "rl") // sun_path is 108 bytes
@@ -189,14 +189,17 @@ plugins { dir = %q }
 	case <-time.After(30 * time.Second):
 		t.Fatal("relayd not ready after 30s")
 	}
-	return cfgPath
+	return cfgPath, fakes
 }
 
 // TestJSONEveryDataCommand runs every command that prints data with -json
 // against a real relayd and checks it prints valid JSON (and exits 0).
 func TestJSONEveryDataCommand(t *testing.T) {
-	cfg := startRelayd(t)
+	cfg, fakes := startRelayd(t)
 	dir := t.TempDir()
+	// The iPhone's first push is refused for good: a dead letter to replay.
+	iosToken := strings.Repeat("ab", 32)
+	fakes.APNs.Script(iosToken, relaytest.Rule{Reason: "PayloadTooLarge", Times: 1})
 	event := filepath.Join(dir, "event.json")
 	os.WriteFile(event, []byte(`{
   "id": "evt-1", "workspace": "acme", "user": "u1", "type": "otp_received",
@@ -211,6 +214,7 @@ func TestJSONEveryDataCommand(t *testing.T) {
 	}{
 		{"version", []string{"version"}, 0, false},
 		{"device put", []string{"device", "put", "acme", "u1", "pixel", "-platform", "android", "-token", "tok-1", "-app", "demo"}, 0, false},
+		{"device put", []string{"device", "put", "acme", "u1", "iphone", "-platform", "ios", "-token", iosToken, "-app", "demo", "-environment", "production"}, 0, false},
 		{"device list", []string{"device", "list", "acme", "u1"}, 0, false},
 		{"send", []string{"send", event}, 0, false},
 		{"event", []string{"event", "acme", "evt-1"}, 0, false},
@@ -259,16 +263,38 @@ func TestJSONEveryDataCommand(t *testing.T) {
 			}
 		})
 	}
+	// dlq replay: the iPhone's dead letter, once it is there.
+	covered["dlq replay"] = true
+	var id string
+	for deadline := time.Now().Add(15 * time.Second); id == ""; {
+		_, stdout, _ := runCLI(t, "-config", cfg, "-json", "dlq", "list")
+		var list struct {
+			DeadLetters []struct{ ID string } `json:"dead_letters"`
+		}
+		json.Unmarshal([]byte(stdout), &list)
+		if len(list.DeadLetters) > 0 {
+			id = list.DeadLetters[0].ID
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter after 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, stdout, stderr := runCLI(t, "-config", cfg, "dlq", "replay", id, "-json")
+	if code != 0 || !json.Valid([]byte(stdout)) {
+		t.Errorf("dlq replay %s -json: exit %d, stdout %q, stderr %q", id, code, stdout, stderr)
+	}
+	// Replayed before: an error, not half a JSON answer.
+	code, stdout, stderr = runCLI(t, "-config", cfg, "dlq", "replay", id, "-json")
+	if code != exitFailure || stdout != "" || !strings.Contains(stderr, "409") {
+		t.Errorf("dlq replay again: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	// Every data command is in the table.
 	for _, c := range commandTable() {
-		if c.data && !covered[c.name] && c.name != "dlq replay" {
+		if c.data && !covered[c.name] {
 			t.Errorf("data command %q has no -json case", c.name)
 		}
-	}
-	// dlq replay of an unknown id: an error, not half a JSON answer.
-	code, stdout, stderr := runCLI(t, "-config", cfg, "dlq", "replay", "404", "-json")
-	if code != exitFailure || stdout != "" || !strings.Contains(stderr, "404") {
-		t.Errorf("dlq replay 404: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
 	// The human status screen names what an operator looks for first.
@@ -285,7 +311,7 @@ func TestJSONEveryDataCommand(t *testing.T) {
 
 // TestSendProgress: -progress draws a bar on stderr and still sends.
 func TestSendProgress(t *testing.T) {
-	cfg := startRelayd(t)
+	cfg, _ := startRelayd(t)
 	var nd strings.Builder
 	for i := range 2000 {
 		fmt.Fprintf(&nd, `{"id":"bulk-%d","workspace":"acme","user":"u1","type":"account_shared","title":"%s","body":"%s"}`+"\n", i, strings.Repeat("t", 200), strings.Repeat("b", 200))
