@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 60s
 BENCHTIME ?= 1x
 
-.PHONY: all build run demo test test-short bench fuzz vet fmt check clean policies
+.PHONY: all build dist run demo test test-short bench fuzz vet fmt check clean policies
 
 all: build policies
 
@@ -20,6 +20,13 @@ bin/relayctl: $(shell find cmd/relayctl relay plugins -name '*.go' -not -name '*
 	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/relayctl
 
 -include mk/policies.mk
+
+# dist: release archives build/dist/edgerelay-VERSION-OS-ARCH.tar.gz (static
+# binaries stamped with VERSION, sample config, systemd unit, policies, docs)
+# and build/dist/SHA256SUMS. See docs/operations.md.
+PLATFORMS ?= linux/amd64 linux/arm64
+dist: policies
+	VERSION="$(VERSION)" PLATFORMS="$(PLATFORMS)" OUT=build/dist GO="$(GO)" sh mk/dist.sh
 
 # run: build, write dev credentials, start the APNs/FCM fakes and relayd with
 # config.hcl, register two demo phones and send one event of each type.

@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,19 +17,16 @@ import (
 )
 
 // cmdActions runs `relayctl actions tail [-from SEQ] [-json]`: it follows
-// the socket's GET /v1/actions/stream and prints one line per answer,
-// reconnecting with Last-Event-ID after a dropped connection.
+// the socket's GET /v1/actions/stream and prints one line per answer (with
+// -json one JSON object per line), reconnecting with Last-Event-ID after a
+// dropped connection. It stops when ctx ends (Ctrl-C).
 func cmdActions(ctx context.Context, g *globals, args []string) error {
-	if len(args) == 0 || args[0] != "tail" {
-		fmt.Fprintln(os.Stderr, "usage: relayctl actions tail [-from SEQ] [-json]")
-		return errUsage
-	}
-	fs := flag.NewFlagSet("actions tail", flag.ContinueOnError)
+	fs := g.flags()
 	from := fs.Uint64("from", 0, "print answers after this sequence number (0: all retained)")
-	asJSON := fs.Bool("json", false, "print each answer as JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
+	asJSON := &g.json
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -42,16 +37,17 @@ func cmdActions(ctx context.Context, g *globals, args []string) error {
 			return d.DialContext(ctx, "unix", c.socket)
 		},
 	}}
+	defer hc.CloseIdleConnections()
 	last := *from
 	backoff := 250 * time.Millisecond
 	for {
 		got, err := tailOnce(ctx, hc, last, func(a api.AnswerEvent, raw string) {
 			last = a.Seq
 			if *asJSON {
-				fmt.Println(raw)
+				fmt.Fprintln(g.stdout, raw)
 				return
 			}
-			fmt.Printf("%d %s %s/%s user=%s device=%s action=%s\n", a.Seq, a.AnsweredAt.Format(time.RFC3339),
+			fmt.Fprintf(g.stdout, "%d %s %s/%s user=%s device=%s action=%s\n", a.Seq, a.AnsweredAt.Format(time.RFC3339),
 				a.Workspace, a.EventID, a.User, a.DeviceID, a.Action)
 		})
 		if ctx.Err() != nil {
@@ -60,7 +56,7 @@ func cmdActions(ctx context.Context, g *globals, args []string) error {
 		if got {
 			backoff = 250 * time.Millisecond
 		}
-		fmt.Fprintf(os.Stderr, "relayctl: actions stream: %v; reconnecting after %d in %s\n", err, last, backoff)
+		fmt.Fprintf(g.stderr, "relayctl: actions stream: %v; reconnecting after %d in %s\n", err, last, backoff)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -38,16 +38,27 @@ func (c *client) do(ctx context.Context, method, path, contentType string, body 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://relayd"+path, rd)
+	return c.doReader(ctx, method, path, contentType, rd, int64(len(body)), out)
+}
+
+// doReader is do with a streamed body of size bytes.
+func (c *client) doReader(ctx context.Context, method, path, contentType string, body io.Reader, size int64, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://relayd"+path, body)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.ContentLength = size
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("relayd socket %s: %w", c.socket, err)
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: socket %s: %w", errUnreachable, c.socket, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,22 +18,22 @@ import (
 	"github.com/edgerelay/edgerelay/relay/relaytest"
 )
 
-// cmdDev: relayctl dev init [-dir DIR]
-func cmdDev(_ context.Context, _ *globals, args []string) error {
-	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(os.Stderr, "usage: relayctl dev init [-dir DIR]")
-		return errUsage
-	}
-	fs := flag.NewFlagSet("dev init", flag.ContinueOnError)
+// cmdDevInit: relayctl dev init [-dir DIR]
+func cmdDevInit(_ context.Context, g *globals, args []string) error {
+	fs := g.flags()
 	dir := fs.String("dir", "dev", "directory for the development credentials")
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
 	c, err := relaytest.WriteDevCredentials(*dir, relaytest.DevCredentialsOptions{})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("dev credentials in %s (kept if present): %s, %s, %s, %s\n", c.Dir,
+	if g.json {
+		return g.writeJSON(map[string]string{"dir": c.Dir, "apns_key_file": c.APNsKeyFile,
+			"fcm_credentials_file": c.FCMCredentialsFile, "ca_file": c.CAFile, "jwt_secret_file": c.JWTSecretFile})
+	}
+	fmt.Fprintf(g.stdout, "dev credentials in %s (kept if present): %s, %s, %s, %s\n", c.Dir,
 		filepath.Base(c.APNsKeyFile), filepath.Base(c.FCMCredentialsFile), filepath.Base(c.CAFile), filepath.Base(c.JWTSecretFile))
 	return nil
 }
@@ -92,10 +91,10 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 
 // cmdFakes: relayctl fakes [-dir DIR] — serve the fakes until Ctrl-C.
 func cmdFakes(ctx context.Context, g *globals, args []string) error {
-	fs := flag.NewFlagSet("fakes", flag.ContinueOnError)
+	fs := g.flags()
 	dir := fs.String("dir", "", "dev credentials directory (default: the directory of the config's APNs key)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
 	cfg, err := g.config()
 	if err != nil {
@@ -105,12 +104,12 @@ func cmdFakes(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := startFakes(ctx, t, func(l string) { fmt.Println(l) })
+	f, err := startFakes(ctx, t, func(l string) { fmt.Fprintln(g.stdout, l) })
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fmt.Printf("fake APNs on https://%s, fake FCM on https://%s (CA %s); Ctrl-C stops\n", t.apnsAddr, t.fcmAddr, f.Credentials.CAFile)
+	fmt.Fprintf(g.stdout, "fake APNs on https://%s, fake FCM on https://%s (CA %s); Ctrl-C stops\n", t.apnsAddr, t.fcmAddr, f.Credentials.CAFile)
 	<-ctx.Done()
 	return nil
 }
@@ -118,11 +117,11 @@ func cmdFakes(ctx context.Context, g *globals, args []string) error {
 // cmdDemo starts the fakes and relayd, registers two phones, sends one event
 // of each type and shows what each phone received.
 func cmdDemo(ctx context.Context, g *globals, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := g.flags()
 	relaydBin := fs.String("relayd", "bin/relayd", "relayd binary")
 	exit := fs.Bool("exit", false, "exit once the demo alerts arrived (default: keep running until Ctrl-C)")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
 	cfg, err := g.config()
 	if err != nil {
@@ -143,7 +142,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer fakes.Close()
-	fmt.Printf("▶ fake APNs on https://%s and fake FCM on https://%s\n", t.apnsAddr, t.fcmAddr)
+	fmt.Fprintf(g.stdout, "▶ fake APNs on https://%s and fake FCM on https://%s\n", t.apnsAddr, t.fcmAddr)
 
 	logPath := filepath.Join(filepath.Dir(cfg.Socket.Path), "relayd.log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -171,7 +170,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 		}
 	}
 	defer stopRelayd()
-	fmt.Printf("▶ relayd started (pid %d), logs in %s\n", cmd.Process.Pid, logPath)
+	fmt.Fprintf(g.stdout, "▶ relayd started (pid %d), logs in %s\n", cmd.Process.Pid, logPath)
 
 	c := newClient(cfg.Socket.Path)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -194,7 +193,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 			return err
 		}
 	}
-	fmt.Printf("▶ registered %s and %s for user %s in workspace %s\n", phones[0].id, phones[1].id, user, ws)
+	fmt.Fprintf(g.stdout, "▶ registered %s and %s for user %s in workspace %s\n", phones[0].id, phones[1].id, user, ws)
 
 	run := time.Now().Format("150405")
 	events := []map[string]any{
@@ -216,13 +215,13 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("▶ sent one event of each type:")
+	fmt.Fprintln(g.stdout, "▶ sent one event of each type:")
 	for i, r := range res {
-		fmt.Printf("    %-22s %-22s %s %s\n", r.ID, events[i]["type"], r.Status, r.Error)
+		fmt.Fprintf(g.stdout, "    %-22s %-22s %s %s\n", r.ID, events[i]["type"], r.Status, r.Error)
 	}
 
 	// Wait until every event is settled, printing pushes as they arrive.
-	fmt.Println("▶ what the phones received (at the fake APNs / FCM):")
+	fmt.Fprintln(g.stdout, "▶ what the phones received (at the fake APNs / FCM):")
 	deadline := time.After(20 * time.Second)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -230,7 +229,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	for settled := false; !settled; {
 		select {
 		case l := <-received:
-			fmt.Println("    " + l)
+			fmt.Fprintln(g.stdout, "    "+l)
 		case <-tick.C:
 			views, settled = eventViews(ctx, c, ws, ids)
 		case <-deadline:
@@ -244,51 +243,51 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	for drained := false; !drained; {
 		select {
 		case l := <-received:
-			fmt.Println("    " + l)
+			fmt.Fprintln(g.stdout, "    "+l)
 		default:
 			drained = true
 		}
 	}
-	fmt.Println("▶ decisions and delivery states (GET /v1/events/{workspace}/{id}):")
+	fmt.Fprintln(g.stdout, "▶ decisions and delivery states (GET /v1/events/{workspace}/{id}):")
 	for _, v := range views {
 		dec, _ := v["decision"].(map[string]any)
-		fmt.Printf("    %-22s %-22s %s (%s)", v["id"], v["type"], dec["verdict"], dec["reason"])
+		fmt.Fprintf(g.stdout, "    %-22s %-22s %s (%s)", v["id"], v["type"], dec["verdict"], dec["reason"])
 		if ps, _ := dec["plugins"].([]any); len(ps) > 0 {
 			var names []string
 			for _, p := range ps {
 				pm, _ := p.(map[string]any)
 				names = append(names, fmt.Sprintf("%v:%v", pm["name"], pm["verdict"]))
 			}
-			fmt.Printf(" plugins[%s]", strings.Join(names, " "))
+			fmt.Fprintf(g.stdout, " plugins[%s]", strings.Join(names, " "))
 		}
-		fmt.Println()
+		fmt.Fprintln(g.stdout)
 		ds, _ := v["deliveries"].([]any)
 		for _, d := range ds {
 			dm, _ := d.(map[string]any)
-			fmt.Printf("        %-14s %-8s %s\n", dm["device_id"], dm["platform"], dm["state"])
+			fmt.Fprintf(g.stdout, "        %-14s %-8s %s\n", dm["device_id"], dm["platform"], dm["state"])
 		}
 	}
 	if *exit {
 		return nil
 	}
-	fmt.Printf("▶ relayd keeps running on %s — try:\n", cfg.Socket.Path)
-	fmt.Printf(`    echo '{"id":"evt-1","workspace":"%s","user":"%s","type":"otp_received","title":"Code","body":"Tap to copy"}' | bin/relayctl send -`+"\n", ws, user)
-	fmt.Printf("    bin/relayctl event %s evt-1\n", ws)
+	fmt.Fprintf(g.stdout, "▶ relayd keeps running on %s — try:\n", cfg.Socket.Path)
+	fmt.Fprintf(g.stdout, `    echo '{"id":"evt-1","workspace":"%s","user":"%s","type":"otp_received","title":"Code","body":"Tap to copy"}' | bin/relayctl send -`+"\n", ws, user)
+	fmt.Fprintf(g.stdout, "    bin/relayctl event %s evt-1\n", ws)
 	if cfg.Auth.HS256SecretFile != "" {
-		fmt.Println("  Answer the MFA prompt as the phone would (app API), and watch answers as upstream would:")
-		fmt.Printf("    bin/relayctl actions tail &\n")
-		fmt.Printf("    TOKEN=$(bin/relayctl token mint -user %s -workspace %s -role user)\n", user, ws)
-		fmt.Printf("    curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{\"action\":\"approve\",\"device_id\":\"%s\"}' http://%s/v1/events/%s/actions\n", phones[0].id, cfg.API.Address, ids[0])
+		fmt.Fprintln(g.stdout, "  Answer the MFA prompt as the phone would (app API), and watch answers as upstream would:")
+		fmt.Fprintf(g.stdout, "    bin/relayctl actions tail &\n")
+		fmt.Fprintf(g.stdout, "    TOKEN=$(bin/relayctl token mint -user %s -workspace %s -role user)\n", user, ws)
+		fmt.Fprintf(g.stdout, "    curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{\"action\":\"approve\",\"device_id\":\"%s\"}' http://%s/v1/events/%s/actions\n", phones[0].id, cfg.API.Address, ids[0])
 	}
-	fmt.Println("  Ctrl-C stops relayd and the fakes.")
+	fmt.Fprintln(g.stdout, "  Ctrl-C stops relayd and the fakes.")
 	for {
 		select {
 		case l := <-received:
-			fmt.Println("    " + l)
+			fmt.Fprintln(g.stdout, "    "+l)
 		case err := <-exited:
 			return fmt.Errorf("relayd exited: %v (see %s)", err, logPath)
 		case <-ctx.Done():
-			fmt.Println("\n▶ stopping relayd")
+			fmt.Fprintln(g.stdout, "\n▶ stopping relayd")
 			return nil
 		}
 	}

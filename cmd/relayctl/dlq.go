@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"text/tabwriter"
 	"time"
 )
 
@@ -28,40 +25,23 @@ type deadLetter struct {
 	ReplayedAt time.Time `json:"replayed_at"`
 }
 
-// cmdDLQ lists and replays dead letters.
-//
-//	relayctl dlq list [-limit N] [-after ID] [-json]
-//	relayctl dlq replay ID
-func cmdDLQ(ctx context.Context, g *globals, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: relayctl dlq list [-limit N] [-after ID] [-json] | relayctl dlq replay ID")
-		return errUsage
+// cmdDLQList runs `relayctl dlq list [-limit N] [-after ID]`.
+func cmdDLQList(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags()
+	limit := fs.Int("limit", 100, "dead letters per page (1-1000)")
+	after := fs.String("after", "", "list the dead letters older than this id")
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
-	switch args[0] {
-	case "list":
-		fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
-		limit := fs.Int("limit", 100, "dead letters per page (1-1000)")
-		after := fs.String("after", "", "list the dead letters older than this id")
-		asJSON := fs.Bool("json", false, "print the raw JSON answer")
-		if err := fs.Parse(args[1:]); err != nil {
-			return errUsage
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		q := url.Values{"limit": {fmt.Sprint(*limit)}}
-		if *after != "" {
-			q.Set("after", *after)
-		}
-		var raw json.RawMessage
-		if err := c.getJSON(ctx, "/v1/deadletters?"+q.Encode(), &raw); err != nil {
-			return err
-		}
-		if *asJSON {
-			printJSON(raw)
-			return nil
-		}
+	q := url.Values{"limit": {fmt.Sprint(*limit)}}
+	if *after != "" {
+		q.Set("after", *after)
+	}
+	raw, err := g.get(ctx, "/v1/deadletters?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	return g.show(raw, func(raw json.RawMessage) error {
 		var out struct {
 			DeadLetters []deadLetter `json:"dead_letters"`
 			Next        string       `json:"next"`
@@ -69,7 +49,7 @@ func cmdDLQ(ctx context.Context, g *globals, args []string) error {
 		if err := json.Unmarshal(raw, &out); err != nil {
 			return fmt.Errorf("decode dead letters: %w", err)
 		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		tw := g.table()
 		fmt.Fprintln(tw, "ID\tEVENT\tDEVICE\tATTEMPTS\tFAILED\tREPLAYED\tREASON")
 		for _, d := range out.DeadLetters {
 			replayed := "-"
@@ -81,24 +61,40 @@ func cmdDLQ(ctx context.Context, g *globals, args []string) error {
 		}
 		tw.Flush()
 		if out.Next != "" {
-			fmt.Printf("more: relayctl dlq list -after %s\n", out.Next)
+			fmt.Fprintf(g.stdout, "more: relayctl dlq list -after %s\n", out.Next)
 		}
 		return nil
-	case "replay":
-		if len(args) != 2 {
-			fmt.Fprintln(os.Stderr, "usage: relayctl dlq replay ID")
-			return errUsage
-		}
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		var raw json.RawMessage
-		if err := c.do(ctx, http.MethodPost, "/v1/deadletters/"+url.PathEscape(args[1])+"/replay", "", nil, &raw); err != nil {
-			return err
-		}
-		printJSON(raw)
-		return nil
+	})
+}
+
+// cmdDLQReplay runs `relayctl dlq replay ID`.
+func cmdDLQReplay(ctx context.Context, g *globals, args []string) error {
+	pos, err := g.args(g.flags(), args, 1, 1)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("dlq %q: unknown subcommand (list, replay)", args[0])
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, "/v1/deadletters/"+url.PathEscape(pos[0])+"/replay", "", nil, &raw); err != nil {
+		return err
+	}
+	return g.show(raw, func(raw json.RawMessage) error {
+		var r struct {
+			ID    string `json:"id"`
+			Event struct {
+				Workspace string `json:"workspace"`
+				ID        string `json:"id"`
+			} `json:"event"`
+			DeviceID string `json:"device_id"`
+			State    string `json:"state"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "replayed %s: %s/%s to %s is %s\n", r.ID, r.Event.Workspace, r.Event.ID, r.DeviceID, r.State)
+		return nil
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,38 +17,65 @@ import (
 	"github.com/edgerelay/edgerelay/relay/policy"
 )
 
-func cmdPlugin(ctx context.Context, g *globals, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: relayctl plugin test FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl] | plugin new NAME | plugin list | plugin reload")
-		return errUsage
+// cmdPluginList runs `relayctl plugin list`.
+func cmdPluginList(ctx context.Context, g *globals, args []string) error {
+	if _, err := g.args(g.flags(), args, 0, 0); err != nil {
+		return err
 	}
-	switch args[0] {
-	case "test":
-		return cmdPluginTest(ctx, args[1:])
-	case "new":
-		return cmdPluginNew(args[1:])
-	case "list":
-		return cmdGet(ctx, g, "/v1/plugins")
-	case "reload":
-		c, err := g.client()
-		if err != nil {
-			return err
-		}
-		var raw json.RawMessage
-		if err := c.do(ctx, "POST", "/v1/plugins/reload", "", nil, &raw); err != nil {
-			return err
-		}
-		printJSON(raw)
-		return nil
+	raw, err := g.get(ctx, "/v1/plugins")
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("unknown plugin command %q", args[0])
+	return g.show(raw, g.printPlugins)
+}
+
+func (g *globals) printPlugins(raw json.RawMessage) error {
+	var out struct {
+		Plugins []pluginView `json:"plugins"`
+		Errors  string       `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	tw := g.table()
+	fmt.Fprintln(tw, "PLUGIN\tHASH\tMODE\tCALLS\tFAILURES\tTIMEOUTS\tBREAKER\tLAST ERROR")
+	for _, p := range out.Plugins {
+		brk := "closed"
+		if p.BreakerOpen {
+			brk = "OPEN"
+		}
+		fmt.Fprintf(tw, "%s\t%.12s\t%s\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Hash, p.Mode, p.Calls, p.Failures, p.Timeouts, brk, dash(p.LastError))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if out.Errors != "" {
+		fmt.Fprintf(g.stdout, "kept their previous version: %s\n", out.Errors)
+	}
+	return nil
+}
+
+// cmdPluginReload runs `relayctl plugin reload`.
+func cmdPluginReload(ctx context.Context, g *globals, args []string) error {
+	if _, err := g.args(g.flags(), args, 0, 0); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "POST", "/v1/plugins/reload", "", nil, &raw); err != nil {
+		return err
+	}
+	return g.show(raw, g.printPlugins)
 }
 
 // cmdPluginTest runs a plugin the way relayd does — same engine, sandbox,
 // limits and chain rules — on one event, and prints the decision and the
 // time it took.
-func cmdPluginTest(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("plugin test", flag.ContinueOnError)
+func cmdPluginTest(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags()
 	eventFile := fs.String("event", "", "event JSON file, as posted to the socket (required)")
 	configFile := fs.String("config", "", "plugin config JSON file (default: the manifest's config block)")
 	manifestFile := fs.String("manifest", "", "manifest file (default: NAME.hcl beside FILE.wasm, if present)")
@@ -58,21 +84,13 @@ func cmdPluginTest(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", policy.DefaultTimeout, "per-call kill switch (plugins.timeout)")
 	memory := fs.Int64("memory-limit", policy.DefaultMemoryLimit, "linear memory cap in bytes (plugins.memory_limit)")
 	runs := fs.Int("n", 100, "warm evaluations to time after the first")
-	// Flags may follow the file name.
-	var file string
-	rest := args
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		file, rest = rest[0], rest[1:]
+	pos, err := g.args(fs, args, 1, 1)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(rest); err != nil {
-		return errUsage
-	}
-	if file == "" && fs.NArg() > 0 {
-		file = fs.Arg(0)
-	}
-	if file == "" || *eventFile == "" {
-		fmt.Fprintln(os.Stderr, "usage: relayctl plugin test FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl]")
-		return errUsage
+	file := pos[0]
+	if *eventFile == "" {
+		return g.usageError(fs, "-event EV.json is required")
 	}
 	wasm, err := os.ReadFile(file)
 	if err != nil {
@@ -181,8 +199,9 @@ func cmdPluginTest(ctx context.Context, args []string) error {
 		out["timing"] = map[string]any{"first_call": first.String(), "warm_p50": times[len(times)/2].String(),
 			"warm_p99": times[min(len(times)-1, len(times)*99/100)].String(), "warm_runs": len(times)}
 	}
-	b, _ := json.MarshalIndent(out, "", "  ")
-	fmt.Println(string(b))
+	if err := g.writeJSON(out); err != nil {
+		return err
+	}
 	for _, pd := range res.Plugins {
 		if pd.Verdict == policy.DecisionError {
 			return errors.New("the plugin failed: " + pd.Reason)

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,33 +17,25 @@ var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 // cmdPluginNew scaffolds a Go plugin module: the rule as plain Go with a
 // unit test, the wasm glue, a manifest, a sample event and a Makefile.
-func cmdPluginNew(args []string) error {
-	fs := flag.NewFlagSet("plugin new", flag.ContinueOnError)
+func cmdPluginNew(_ context.Context, g *globals, args []string) error {
+	fs := g.flags()
 	dir := fs.String("dir", ".", "parent directory of the new plugin")
 	repo := fs.String("edgerelay", "", "path of an edgerelay checkout for the module's replace directive (default: found from the working directory)")
-	var name string
-	rest := args
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		name, rest = rest[0], rest[1:]
+	pos, err := g.args(fs, args, 1, 1)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(rest); err != nil {
-		return errUsage
-	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
-	}
+	name := pos[0]
 	if !pluginName.MatchString(name) {
-		fmt.Fprintln(os.Stderr, "usage: relayctl plugin new NAME [-dir DIR]   (NAME: lowercase letters, digits, _)")
-		return errUsage
+		return g.usageError(fs, "NAME %q: lowercase letters, digits and _, starting with a letter", name)
 	}
 	root := *repo
 	if root == "" {
-		var err error
 		if root, err = findRepo(); err != nil {
 			return err
 		}
 	}
-	root, err := filepath.Abs(root)
+	root, err = filepath.Abs(root)
 	if err != nil {
 		return err
 	}
@@ -70,7 +62,7 @@ func cmdPluginNew(args []string) error {
 	if out, err := tidy.CombinedOutput(); err != nil {
 		return fmt.Errorf("go mod tidy in %s: %v\n%s", target, err, out)
 	}
-	fmt.Printf("created %s — next:\n  cd %s && make test && make build\n  relayctl plugin test %s.wasm -event testdata/event.json\n", target, target, name)
+	fmt.Fprintf(g.stdout, "created %s — next:\n  cd %s && make test && make build\n  relayctl plugin test %s.wasm -event testdata/event.json\n", target, target, name)
 	return nil
 }
 

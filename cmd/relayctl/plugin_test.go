@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,8 @@ func TestPluginNewBuildsAndPasses(t *testing.T) {
 		t.Skip("builds a wasm module")
 	}
 	dir := t.TempDir()
-	if code := run([]string{"plugin", "new", "quiet_bots", "-dir", dir}); code != 0 {
-		t.Fatalf("plugin new exited %d", code)
+	if code, _, stderr := runCLI(t, "plugin", "new", "quiet_bots", "-dir", dir); code != 0 {
+		t.Fatalf("plugin new exited %d: %s", code, stderr)
 	}
 	mod := filepath.Join(dir, "quiet_bots")
 	for _, args := range [][]string{{"test", "./..."}, {"build", "-buildmode=c-shared", "-o", "quiet_bots.wasm", "./wasm"}} {
@@ -28,13 +29,17 @@ func TestPluginNewBuildsAndPasses(t *testing.T) {
 			t.Fatalf("go %v: %v\n%s", args, err, out)
 		}
 	}
-	if code := run([]string{"plugin", "test", filepath.Join(mod, "quiet_bots.wasm"), "-event", filepath.Join(mod, "testdata", "event.json"), "-n", "5"}); code != 0 {
-		t.Fatalf("plugin test exited %d", code)
+	code, stdout, stderr := runCLI(t, "plugin", "test", filepath.Join(mod, "quiet_bots.wasm"), "-event", filepath.Join(mod, "testdata", "event.json"), "-n", "5", "-json")
+	if code != 0 {
+		t.Fatalf("plugin test exited %d: %s", code, stderr)
+	}
+	if !json.Valid([]byte(stdout)) {
+		t.Fatalf("plugin test -json printed invalid JSON: %s", stdout)
 	}
 	// A plugin that is not wasm is refused with a clear error.
 	bad := filepath.Join(dir, "bad.wasm")
 	os.WriteFile(bad, []byte("not wasm"), 0o644)
-	if code := run([]string{"plugin", "test", bad, "-event", filepath.Join(mod, "testdata", "event.json")}); code != 1 {
-		t.Fatalf("plugin test on garbage exited %d, want 1", code)
+	if code, _, stderr := runCLI(t, "plugin", "test", bad, "-event", filepath.Join(mod, "testdata", "event.json")); code != 1 {
+		t.Fatalf("plugin test on garbage exited %d, want 1: %s", code, stderr)
 	}
 }

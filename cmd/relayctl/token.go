@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -18,17 +17,13 @@ import (
 // [-ttl 1h]`: it prints an app API bearer token signed with the config's
 // auth.hs256_secret_file (development only).
 func cmdToken(_ context.Context, g *globals, args []string) error {
-	if len(args) == 0 || args[0] != "mint" {
-		fmt.Fprintln(os.Stderr, "usage: relayctl token mint -user U -workspace WS -role owner|super_admin|admin|user [-ttl 1h]")
-		return errUsage
-	}
-	fs := flag.NewFlagSet("token mint", flag.ContinueOnError)
+	fs := g.flags()
 	user := fs.String("user", "", "user id (sub claim)")
 	ws := fs.String("workspace", "", "workspace (ws claim)")
 	role := fs.String("role", api.RoleUser, "role: owner, super_admin, admin or user")
 	ttl := fs.Duration("ttl", time.Hour, "validity")
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
 	}
 	if *ttl <= 0 {
 		return errors.New("token mint: -ttl must be positive")
@@ -60,6 +55,9 @@ func cmdToken(_ context.Context, g *globals, args []string) error {
 	if err != nil {
 		return fmt.Errorf("token mint: %w", err)
 	}
-	fmt.Println(tok)
+	if g.json {
+		return g.writeJSON(map[string]any{"token": tok, "expires_at": c.ExpiresAt.Time.UTC()})
+	}
+	fmt.Fprintln(g.stdout, tok)
 	return nil
 }

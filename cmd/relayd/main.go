@@ -4,6 +4,7 @@
 //
 //	relayd -config config.hcl          run
 //	relayd -config config.hcl -check   validate the config and exit
+//	relayd version                     print the version and exit
 //
 // Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once);
 // SIGHUP reloads policy plugins.
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +33,10 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) == 1 && args[0] == "version" {
+		fmt.Println(versionLine())
+		return 0
+	}
 	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
 	cfgPath := fs.String("config", "config.hcl", "path to the config file")
 	check := fs.Bool("check", false, "validate the config and exit (non-zero on any error)")
@@ -39,7 +45,7 @@ func run(args []string) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Println("relayd", version)
+		fmt.Println(versionLine())
 		return 0
 	}
 
@@ -72,6 +78,7 @@ func run(args []string) int {
 	defer signal.Stop(sigs)
 
 	d := daemon.New(cfg, log)
+	d.Version = version
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -100,6 +107,12 @@ func run(args []string) int {
 			d.Reload()
 		}
 	}
+}
+
+// versionLine is what `relayd version` prints: the stamp make sets with
+// -ldflags "-X main.version=…", the Go release and the platform.
+func versionLine() string {
+	return fmt.Sprintf("relayd %s %s %s/%s", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func countErrors(diags interface{ Errs() []error }) int { return len(diags.Errs()) }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
@@ -131,7 +132,8 @@ func startServer(tb testing.TB, edit func(*Options)) *testServer {
 		tb.Fatal(err)
 	}
 	ts.url = "http://" + srv.Addr().String()
-	ts.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	// Every answer the tests see must match the OpenAPI document.
+	ts.hc = &http.Client{Timeout: 10 * time.Second, Transport: openapitest.New(tb, "app", OpenAPI).Transport(tb, &http.Transport{})}
 	tb.Cleanup(ts.hc.CloseIdleConnections)
 	return ts
 }

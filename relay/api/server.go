@@ -104,7 +104,7 @@ type Server struct {
 	now      func() time.Time
 	verifier *Verifier
 	tls      *tls.Config // nil: plain HTTP
-	mux      *http.ServeMux
+	mux      *httpjson.Mux
 	users    *limiter
 	addrs    *limiter
 
@@ -153,7 +153,7 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		verifier: v,
-		mux:      http.NewServeMux(),
+		mux:      httpjson.NewMux(),
 		users:    newLimiter(opts.UserRate, opts.UserBurst),
 		addrs:    newLimiter(opts.AddrRate, opts.AddrBurst),
 		ready:    make(chan struct{}),
@@ -189,6 +189,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	s.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 }
 
 // Ready returns a channel closed once the server listens.

@@ -25,6 +25,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/edgerelay/edgerelay/relay/api"
+	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
 	"github.com/edgerelay/edgerelay/relay/seal"
 )
 
@@ -59,7 +60,10 @@ auth {
 `, addr)})
 	writeFile(t, filepath.Join(h.dir, "jwt.secret"), e2eSecret)
 	h.start()
-	a := &appAPI{t: t, base: "http://" + addr, hc: &http.Client{Timeout: 10 * time.Second}}
+	// Every answer of the app API must match its OpenAPI document.
+	a := &appAPI{t: t, base: "http://" + addr, hc: &http.Client{Timeout: 10 * time.Second,
+		Transport: openapitest.New(t, "app", api.OpenAPI).Transport(t, &http.Transport{})}}
+	t.Cleanup(a.hc.CloseIdleConnections)
 	waitFor(t, 10*time.Second, func() error {
 		resp, err := a.hc.Get(a.base + "/healthz")
 		if err != nil {

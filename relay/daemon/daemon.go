@@ -36,6 +36,10 @@ type Daemon struct {
 	ready   chan struct{}
 	reload  atomic.Pointer[policy.Watcher] // set while running
 	health  *health                        // set before ready
+	socket  atomic.Pointer[ingest.Server]  // set while running (route checks)
+
+	// Version is reported by GET /v1/status; main sets it before Run.
+	Version string
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -170,6 +174,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
+	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
+	d.socket.Store(srv)
 
 	// Three stages stop one after the other: the socket first (no new
 	// events), then the deciders, then the queue drains in-flight sends.
@@ -341,7 +347,11 @@ func queueHandler(q *queue.Queue, node string) http.Handler {
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "read the schedule: "+err.Error())
 			return
 		}
-		httpjson.Write(w, http.StatusOK, map[string]any{"relay": node, "open_jobs": q.Open(), "lanes": stats})
+		depth := 0
+		for _, s := range stats {
+			depth += s.Depth
+		}
+		httpjson.Write(w, http.StatusOK, map[string]any{"relay": node, "depth": depth, "open_jobs": q.Open(), "lanes": stats})
 	})
 }
 

@@ -24,7 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
+	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
 )
 
 // relaydBin is the relayd binary built once by TestMain.
@@ -199,12 +201,13 @@ retry {
 	if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	// Every answer of the socket must match its OpenAPI document.
+	h.hc = &http.Client{Timeout: 30 * time.Second, Transport: openapitest.New(t, "socket", ingest.OpenAPI).Transport(t, &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", h.sock)
 		},
-	}}
+	})}
 	t.Cleanup(func() { h.kill() })
 	return h
 }

@@ -1,7 +1,8 @@
 // Package httpjson writes the JSON answers shared by relayd's HTTP servers
 // (the socket API and the app API): bodies, the
-// {"error":{"code","message"}} error shape, and JSON 404/405 answers for
-// requests no route matches. It holds no routes and no state.
+// {"error":{"code","message"}} error shape, JSON 404/405 answers for
+// requests no route matches, and Mux, a ServeMux that remembers its
+// patterns (the OpenAPI tests check each one is documented).
 package httpjson
 
 import (
@@ -47,7 +48,7 @@ func Error(w http.ResponseWriter, status int, code, msg string) {
 // http.StatusMethodNotAllowed (with the Allow header the mux would send)
 // when another method would, http.StatusNotFound otherwise. Servers use it
 // to answer in JSON instead of the mux's plain text.
-func Unmatched(mux *http.ServeMux, r *http.Request) (status int, allow string) {
+func Unmatched(mux Router, r *http.Request) (status int, allow string) {
 	h, pattern := mux.Handler(r)
 	if pattern != "" {
 		return 0, ""
@@ -59,6 +60,35 @@ func Unmatched(mux *http.ServeMux, r *http.Request) (status int, allow string) {
 	}
 	return http.StatusNotFound, ""
 }
+
+// Router is what Unmatched needs of a mux: *http.ServeMux and *Mux.
+type Router interface {
+	Handler(r *http.Request) (h http.Handler, pattern string)
+}
+
+// Mux is an http.ServeMux that remembers the patterns registered on it, in
+// order. Register routes before serving, as with http.ServeMux.
+type Mux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux { return &Mux{ServeMux: http.NewServeMux()} }
+
+// Handle registers h for pattern (see http.ServeMux.Handle).
+func (m *Mux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers f for pattern (see http.ServeMux.HandleFunc).
+func (m *Mux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(f))
+}
+
+// Patterns returns the registered patterns, in order.
+func (m *Mux) Patterns() []string { return append([]string(nil), m.patterns...) }
 
 // statusRecorder captures the mux's 404 or 405 answer.
 type statusRecorder struct {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
@@ -271,6 +272,8 @@ func startServer(tb testing.TB, edit func(*Options)) *testServer {
 		tb.Fatal("server not ready after 10s")
 	}
 	ts.client = unixClient(opts.Path)
+	// Every answer the tests see must match the OpenAPI document.
+	ts.client.Transport = openapitest.New(tb, "socket", OpenAPI).Transport(tb, ts.client.Transport)
 	tb.Cleanup(func() {
 		ts.client.CloseIdleConnections()
 		if err := ts.stop(); err != nil {

@@ -123,7 +123,7 @@ type Options struct {
 type Server struct {
 	opts     Options
 	log      hclog.Logger
-	mux      *http.ServeMux
+	mux      *httpjson.Mux
 	ready    chan struct{}
 	draining atomic.Bool
 	running  atomic.Bool
@@ -161,7 +161,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:  opts,
 		log:   log,
-		mux:   http.NewServeMux(),
+		mux:   httpjson.NewMux(),
 		ready: make(chan struct{}),
 	}
 	s.routes()
@@ -181,6 +181,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("PUT /v1/workspaces/{ws}/users/{user}/preferences", s.putPreferences)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 }
 
 // Handle adds a route, with a Go 1.22 http.ServeMux pattern such as

@@ -570,6 +570,8 @@ func (l *lane) signal() {
 // this relay's sends and breaker.
 type Stats struct {
 	store.LaneStats
+	// Depth is the lane's open jobs (High + Normal).
+	Depth int `json:"depth"`
 	// OldestAge is how long the oldest due job has waited.
 	OldestAge time.Duration `json:"-"`
 	Oldest    string        `json:"oldest_age"`
@@ -617,6 +619,7 @@ func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
 			s.OldestAge = max0(now.Sub(s.OldestDue))
 		}
 		s.Oldest = s.OldestAge.String()
+		s.Depth = s.High + s.Normal
 		if s.Breaker == "" {
 			s.Breaker = "none"
 		}
