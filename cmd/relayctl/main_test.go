@@ -16,9 +16,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
 
+	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/daemon"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
+	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -231,6 +233,7 @@ func TestJSONEveryDataCommand(t *testing.T) {
 		{"token mint", []string{"token", "mint", "-user", "u1", "-workspace", "acme", "-role", "user"}, 0, false},
 		{"dev init", []string{"dev", "init", "-dir", filepath.Join(dir, "dev")}, 0, false},
 		{"actions tail", []string{"actions", "tail"}, 0, true},
+		{"import-bolt", []string{"import-bolt", emptyBolt(t)}, 0, false},
 	}
 	covered := map[string]bool{"plugin test": true} // TestPluginNewBuildsAndPasses
 	for _, tc := range tests {
@@ -327,5 +330,49 @@ func TestSendProgress(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "sending") {
 		t.Errorf("no progress bar on stderr: %q", stderr)
+	}
+}
+
+// emptyBolt returns the path of a new, empty bolt store file.
+func emptyBolt(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "empty.db")
+	st, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close(context.Background())
+	return path
+}
+
+// TestImportBolt: the directory of a stopped relay's bolt file reaches the
+// running relayd (the way to a cluster, docs/cluster.md).
+func TestImportBolt(t *testing.T) {
+	cfg, _ := startRelayd(t)
+	path := filepath.Join(t.TempDir(), "old.db")
+	st, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u9", ID: "old-phone", Platform: relay.PlatformAndroid, Token: "tok-old", App: "demo", Name: "Pixel"})
+	st.PutSettings(ctx, "acme", map[string]relay.Setting{relay.TypeAccountShared: relay.SettingDisabled})
+	st.PutPreferences(ctx, "acme", "u9", map[string]bool{relay.TypeOTPReceived: false})
+	st.Close(ctx)
+
+	code, stdout, stderr := runCLI(t, "-config", cfg, "import-bolt", path)
+	if code != 0 || !strings.Contains(stdout, "imported 1 devices, the settings of 1 workspaces and the preferences of 1 users") {
+		t.Fatalf("import: %d %s %s", code, stdout, stderr)
+	}
+	_, stdout, _ = runCLI(t, "-config", cfg, "-json", "device", "list", "acme", "u9")
+	if !strings.Contains(stdout, `"old-phone"`) || !strings.Contains(stdout, `"tok-old"`) {
+		t.Fatalf("device not imported: %s", stdout)
+	}
+	_, stdout, _ = runCLI(t, "-config", cfg, "-json", "settings", "acme")
+	if !strings.Contains(stdout, `"account_shared": "disabled"`) {
+		t.Fatalf("settings not imported: %s", stdout)
+	}
+	_, stdout, _ = runCLI(t, "-config", cfg, "-json", "prefs", "acme", "u9")
+	if !strings.Contains(stdout, `"otp_received": false`) {
+		t.Fatalf("preferences not imported: %s", stdout)
 	}
 }

@@ -357,29 +357,38 @@ func devicePath(ws, user, id string) string {
 
 // queueView is the answer of GET /v1/queue.
 type queueView struct {
+	Relay    string     `json:"relay"`
 	Depth    int        `json:"depth"`
 	OpenJobs int        `json:"open_jobs"`
 	Lanes    []laneView `json:"lanes"`
 }
 
 type laneView struct {
-	Lane          string `json:"lane"`
-	Depth         int    `json:"depth"`
-	InFlight      int    `json:"in_flight"`
-	Due           int    `json:"due"`
-	Oldest        string `json:"oldest_age"`
-	Breaker       string `json:"breaker"`
-	BreakerUntil  string `json:"breaker_until"`
-	BreakerReason string `json:"breaker_reason"`
+	Lane          string         `json:"lane"`
+	Depth         int            `json:"depth"`
+	InFlight      int            `json:"in_flight"`
+	Due           int            `json:"due"`
+	Oldest        string         `json:"oldest_age"`
+	Breaker       string         `json:"breaker"`
+	BreakerUntil  string         `json:"breaker_until"`
+	BreakerReason string         `json:"breaker_reason"`
+	High          int            `json:"high"`
+	Normal        int            `json:"normal"`
+	Leased        int            `json:"leased"`
+	Owners        map[string]int `json:"owners"`
 }
 
 func (g *globals) printLanes(q queueView) error {
-	fmt.Fprintf(g.stdout, "%d open jobs, %d in memory\n", q.OpenJobs, q.Depth)
+	who := ""
+	if q.Relay != "" {
+		who = " (answered by relay " + q.Relay + ")"
+	}
+	fmt.Fprintf(g.stdout, "%d open jobs in the schedule%s\n", q.OpenJobs, who)
 	if len(q.Lanes) == 0 {
 		return nil
 	}
 	tw := g.table()
-	fmt.Fprintln(tw, "LANE\tDEPTH\tIN FLIGHT\tDUE\tOLDEST DUE\tBREAKER")
+	fmt.Fprintln(tw, "LANE\tHIGH\tNORMAL\tDUE\tOLDEST DUE\tLEASED BY\tIN FLIGHT HERE\tBREAKER HERE")
 	for _, l := range q.Lanes {
 		brk := l.Breaker
 		if l.BreakerUntil != "" {
@@ -388,7 +397,19 @@ func (g *globals) printLanes(q queueView) error {
 		if l.BreakerReason != "" {
 			brk += ": " + l.BreakerReason
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", l.Lane, l.Depth, l.InFlight, l.Due, l.Oldest, brk)
+		leases := "-"
+		if l.Leased > 0 {
+			owners := make([]string, 0, len(l.Owners))
+			for o, n := range l.Owners {
+				owners = append(owners, fmt.Sprintf("%s:%d", o, n))
+			}
+			slices.Sort(owners)
+			leases = fmt.Sprintf("%d", l.Leased)
+			if len(owners) > 0 {
+				leases += " (" + strings.Join(owners, " ") + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", l.Lane, l.High, l.Normal, l.Due, l.Oldest, leases, l.InFlight, brk)
 	}
 	return tw.Flush()
 }

@@ -18,7 +18,6 @@ import (
 const (
 	maxSocketPath      = 107 // sun_path is 108 bytes including the NUL
 	maxAPNSConnections = 64
-	maxReplicas        = 5        // JetStream's limit
 	minMemoryLimit     = 64 << 10 // one wasm page
 	maxMemoryLimit     = 4 << 30  // the wasm32 address space
 )
@@ -305,8 +304,8 @@ func (b *builder) store(s *storeBlock, c *Config) {
 			}
 			dst.Replicas = defaultJetStreamReplicas
 			if s.Replicas != nil {
-				if *s.Replicas < 1 || *s.Replicas > maxReplicas {
-					b.errorf(s.ReplicasR, "Invalid value", "store.replicas = %d: must be between 1 and %d", *s.Replicas, maxReplicas)
+				if *s.Replicas != 1 && *s.Replicas != 3 {
+					b.errorf(s.ReplicasR, "Invalid value", "store.replicas = %d: must be 1 or 3", *s.Replicas)
 				} else {
 					dst.Replicas = *s.Replicas
 				}

@@ -90,7 +90,7 @@ var invalidCases = []struct {
 	{"nats route scheme", "store \"jetstream\" {}\nnats {\n cluster {\n listen = \"127.0.0.1:6222\"\n routes = [\"http://x:1\"]\n }\n}", "routes", "want a route URL"},
 	{"queue lease too short", `queue { lease = "10ms" }`, "lease", "queue.lease = \"10ms\": must be between 1s and 10m0s"},
 	{"store jetstream url scheme", `store "jetstream" { url = "http://x:4222" }`, "url", `store.url = "http://x:4222"`},
-	{"store jetstream replicas", `store "jetstream" {` + "\n" + `  url = "nats://a:4222,nats://b:4222"` + "\n  replicas = 9\n}", "replicas", "store.replicas = 9: must be between 1 and 5"},
+	{"store jetstream replicas", `store "jetstream" {` + "\n" + `  url = "nats://a:4222,nats://b:4222"` + "\n  replicas = 9\n}", "replicas", "store.replicas = 9: must be 1 or 3"},
 	{"store jetstream path", `store "jetstream" {` + "\n" + `  url = "nats://a:4222"` + "\n  path = \"x\"\n}", "path", `store.path is only valid in store "bolt"`},
 	{"duplicate store", "store \"bolt\" {}\nstore \"bolt\" {}", "store \"bolt\" {}\nstore", "Duplicate store block"},
 	{"duplicate app", minimalApp, `app "demo"`, `app "demo" is already defined at test.hcl:1`},
