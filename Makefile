@@ -36,6 +36,13 @@ run: build policies
 	bin/relayd -config config.hcl -check
 	bin/relayctl -config config.hcl demo -relayd bin/relayd
 
+# cluster-demo: three relays on this machine, each with an embedded NATS
+# server (replicas = 3); an alert survives the death of the relay that
+# accepted it (docs/cluster.md).
+cluster-demo: build policies
+	bin/relayctl dev init -dir dev
+	bin/relayctl -config config.hcl cluster-demo -relayd bin/relayd
+
 # demo: the same, but exits once the demo alerts arrived.
 demo: build policies
 	bin/relayctl dev init -dir dev

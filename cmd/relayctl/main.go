@@ -83,6 +83,7 @@ func commandTable() []*command {
 		{"dev init", "[-dir DIR]", "write dev credentials (APNs key, FCM service account, CA, JWT secret)", secDev, true, cmdDevInit},
 		{"fakes", "[-dir DIR]", "run the APNs and FCM fakes named by the config's endpoints", secDev, false, cmdFakes},
 		{"demo", "[-relayd BIN] [-exit]", "start fakes + relayd, register demo phones, send one event of each type", secDev, false, cmdDemo},
+		{"cluster-demo", "[-relayd BIN]", "start fakes + three relays with embedded NATS (replicas 3), kill the one that accepted an alert, show the alert delivered", secDev, false, cmdClusterDemo},
 		{"token mint", "-user U -workspace WS -role R [-ttl 1h]", "app API token signed with auth.hs256_secret_file", secDev, true, cmdToken},
 		{"version", "", "print relayctl's version", secOther, true, cmdVersion},
 		{"help", "[COMMAND]", "show the usage of relayctl or of a command", secOther, false, nil},
