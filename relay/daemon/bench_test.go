@@ -37,6 +37,23 @@ func benchEvents() int {
 	return 20_000
 }
 
+// benchBackends are the store backends BenchmarkEndToEnd compares
+// (EDGERELAY_BENCH_BACKENDS, comma-separated; default all three).
+func benchBackends() []backend {
+	all := map[string]backend{"bolt": boltBackend, "jetstream-1": jetstreamBackend(1, 1), "jetstream-3": jetstreamBackend(3, 3)}
+	names := []string{"bolt", "jetstream-1", "jetstream-3"}
+	if v := os.Getenv("EDGERELAY_BENCH_BACKENDS"); v != "" {
+		names = strings.Split(v, ",")
+	}
+	var out []backend
+	for _, n := range names {
+		if b, ok := all[strings.TrimSpace(n)]; ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // loadResult is one end-to-end run's numbers.
 type loadResult struct {
 	name          string
@@ -56,26 +73,45 @@ type loadResult struct {
 func BenchmarkEndToEnd(b *testing.B) {
 	n := benchEvents()
 	var results []loadResult
-	for _, sc := range []struct {
-		name    string
-		latency time.Duration
-		android bool
-		rate    int // events/s; 0: as fast as the socket takes them
-	}{
-		{"apns+fcm/latency=0ms", 0, true, 0},
-		{"apns+fcm/latency=20ms", 20 * time.Millisecond, true, 0},
-		{"apns-only/latency=0ms", 0, false, 0},
-		{"apns+fcm/paced-1000/s", 0, true, 1000},
-		{"apns+fcm/paced-1000/s/20ms", 20 * time.Millisecond, true, 1000},
-	} {
-		b.Run(sc.name, func(b *testing.B) {
+	type scenario struct {
+		name     string
+		latency  time.Duration
+		android  bool
+		rate     int  // events/s; 0: as fast as the socket takes them
+		boltOnly bool // the cluster backends run the main scenarios only
+	}
+	var runs []struct {
+		scenario
+		be backend
+	}
+	for _, be := range benchBackends() {
+		for _, sc := range []scenario{
+			{"apns+fcm/latency=0ms", 0, true, 0, false},
+			{"apns+fcm/latency=20ms", 20 * time.Millisecond, true, 0, true},
+			{"apns-only/latency=0ms", 0, false, 0, true},
+			{"apns+fcm/paced-1000/s", 0, true, 1000, false},
+			{"apns+fcm/paced-1000/s/20ms", 20 * time.Millisecond, true, 1000, true},
+		} {
+			if sc.boltOnly && be.name != "bolt" {
+				continue
+			}
+			runs = append(runs, struct {
+				scenario
+				be backend
+			}{sc, be})
+		}
+	}
+	for _, run := range runs {
+		sc, be := run.scenario, run.be
+		name := be.name + "/" + sc.name
+		b.Run(name, func(b *testing.B) {
 			var r loadResult
 			for range b.N {
 				events := n
 				if sc.rate > 0 {
 					events = min(n, 5*sc.rate) // five seconds of paced load
 				}
-				r = runLoad(b, sc.name, events, sc.latency, sc.android, sc.rate)
+				r = runLoad(b, be, name, events, sc.latency, sc.android, sc.rate)
 			}
 			b.ReportMetric(r.acceptPerSec, "accepted/s")
 			b.ReportMetric(r.deliverPerSec, "deliveries/s")
@@ -99,13 +135,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-24s %8s %10s %12s %14s %9s %9s %14s %10s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-s/1k-del", "peak-RSS")
+	fmt.Fprintf(&sb, "\n%-44s %8s %10s %12s %14s %9s %9s %14s %10s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-s/1k-del", "peak-RSS")
 	for _, r := range append(results, bare) {
-		fmt.Fprintf(&sb, "%-24s %8d %10d %12.0f %14.0f %9s %9s %14.3f %8.1fMiB\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+		fmt.Fprintf(&sb, "%-44s %8d %10d %12.0f %14.0f %9s %9s %14.3f %8.1fMiB\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
 			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k, r.peakRSSMiB)
 	}
 	for _, r := range results {
-		if strings.HasPrefix(r.name, "apns-only") && bare.deliverPerSec > 0 {
+		if strings.HasPrefix(r.name, "bolt/apns-only") && bare.deliverPerSec > 0 {
 			fmt.Fprintf(&sb, "relay/bare ratio (APNs deliveries/s, same fake, 0ms): %.2f\n", r.deliverPerSec/bare.deliverPerSec)
 		}
 	}
@@ -113,10 +149,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 	fmt.Fprint(os.Stderr, sb.String())
 }
 
-func runLoad(b *testing.B, name string, n int, latency time.Duration, android bool, rate int) loadResult {
+func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration, android bool, rate int) loadResult {
 	b.StopTimer()
-	h := newHarness(b, harnessOptions{logLevel: "warn", metrics: true})
-	h.start()
+	hs := startCluster(b, be, harnessOptions{logLevel: "warn", metrics: true})
+	for _, h := range hs[1:] {
+		defer h.stop(syscall.SIGTERM)
+	}
+	h := hs[0]
 	if path := os.Getenv("EDGERELAY_BENCH_CPUPROFILE"); path != "" {
 		// Profile relayd while the load runs.
 		done := make(chan struct{})
@@ -152,7 +191,10 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 	if android {
 		perEvent = 2
 	}
-	cpu0 := procCPU(b, h.pid())
+	var cpu0 time.Duration
+	for _, h := range hs {
+		cpu0 += procCPU(b, h.pid())
+	}
 
 	// Posters send NDJSON batches of 50; each event's send time is kept to
 	// measure socket-to-fake latency.
@@ -181,6 +223,7 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 				if lo >= n {
 					return
 				}
+				h := hs[(lo/batch)%len(hs)] // round-robin over the cluster's relays
 				hi := min(lo+batch, n)
 				if tick != nil {
 					<-tick
@@ -224,8 +267,12 @@ func runLoad(b *testing.B, name string, n int, latency time.Duration, android bo
 			last = p.Time
 		}
 	}
-	cpu := procCPU(b, h.pid()) - cpu0
-	rss := peakRSS(b, h.pid())
+	cpu := -cpu0
+	rss := 0.0
+	for _, h := range hs {
+		cpu += procCPU(b, h.pid())
+		rss = max(rss, peakRSS(b, h.pid()))
+	}
 
 	// Latency: collapse id → event index.
 	index := make(map[string]int, n)

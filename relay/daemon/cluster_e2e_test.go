@@ -71,7 +71,7 @@ func freePorts(t testing.TB, n int) []int {
 // startCluster starts b.nodes relays sharing one set of fakes, each with
 // extra config appended; relays of a cluster start concurrently (each waits
 // for the others' NATS servers to form a quorum).
-func startCluster(t *testing.T, b backend, o harnessOptions) []*harness {
+func startCluster(t testing.TB, b backend, o harnessOptions) []*harness {
 	t.Helper()
 	ports := freePorts(t, b.nodes)
 	hs := make([]*harness, b.nodes)
