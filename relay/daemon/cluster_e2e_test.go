@@ -442,22 +442,23 @@ func TestClusterLeaseTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Wait until relay 2 holds sends in flight at the slow APNs, then kill it.
-	victim := hs[1]
+	// Wait until a relay holds sends in flight at the slow APNs (whichever
+	// leased the jobs), then kill it.
+	var victim, live *harness
 	waitFor(t, 30*time.Second, func() error {
-		_, lanes := victim.queueState()
-		for _, l := range lanes {
-			if l["lane"] == "demo/ios" {
-				if f, _ := l["in_flight"].(float64); f > 0 {
+		for i, h := range hs {
+			_, lanes := h.queueState()
+			for _, l := range lanes {
+				if f, _ := l["in_flight"].(float64); l["lane"] == "demo/ios" && f > 0 {
+					victim, live = h, hs[(i+1)%len(hs)]
 					return nil
 				}
 			}
 		}
-		return fmt.Errorf("relay-2 sends nothing yet")
+		return fmt.Errorf("no relay sends yet")
 	})
 	killedAt := time.Now()
 	victim.kill()
-	live := hs[0]
 	expires := map[string]time.Time{}
 	waitFor(t, 2*time.Minute, func() error {
 		for i := range n {
@@ -475,9 +476,9 @@ func TestClusterLeaseTakeover(t *testing.T) {
 		}
 		return nil
 	})
-	// The sends relay-2 had in flight were abandoned at the fake when it
-	// died; each of those jobs was then sent by another relay, after
-	// relay-2's lease (3 s from its lease, which came before the kill).
+	// The sends the victim had in flight were abandoned at the fake when
+	// it died; each of those jobs was then sent by another relay, after
+	// the victim's lease (3 s from its lease, which came before the kill).
 	delivered := map[string]time.Time{}
 	for _, p := range live.APNs.Pushes() {
 		if p.Status == 200 {
