@@ -82,7 +82,8 @@ type Store struct {
 	js     jetstream.JetStream
 
 	events jetstream.KeyValue // ev.*, ans.*, dl.*
-	dir    jetstream.KeyValue // dev.*, tok.*, set.*, pref.*, rc.*
+	dir    jetstream.KeyValue // dev.*, tok.*, set.*, pref.*
+	recent jetstream.KeyValue // user.recent counters, in memory
 	jobs   jetstream.Stream   // work queue of job messages
 	answer jetstream.Stream   // the answer log
 	accept jetstream.Stream   // undecided markers
@@ -216,7 +217,10 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.events, err = s.bucket(ctx, p+"_events", "edgerelay events, answered marks, dead letters"); err != nil {
 		return err
 	}
-	if s.dir, err = s.bucket(ctx, p+"_dir", "edgerelay devices, settings, preferences, recent counts"); err != nil {
+	if s.dir, err = s.bucket(ctx, p+"_dir", "edgerelay devices, settings, preferences"); err != nil {
+		return err
+	}
+	if s.recent, err = s.recentBucket(ctx, p+"_recent"); err != nil {
 		return err
 	}
 	streams := []struct {
@@ -274,6 +278,24 @@ func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyVal
 		if kv, err = s.js.KeyValue(ctx, name); err != nil {
 			return nil, fmt.Errorf("bind bucket %s: %w", name, err)
 		}
+	}
+	return kv, nil
+}
+
+// recentBucket binds or creates the bucket of user.recent counters: in
+// memory (no fsync on the path of every event; counts are lost only when
+// every replica restarts), a key idle for an hour expires.
+func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	kv, err := s.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, TTL: time.Hour,
+			Description: "edgerelay user.recent counters", Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = s.js.KeyValue(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
 	return kv, nil
 }

@@ -1,0 +1,170 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/natsd"
+	"github.com/edgerelay/edgerelay/relay/natsd/natsdtest"
+	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/jetstream"
+)
+
+// pair opens two stores (two relays) on one fresh prefix of one server.
+func pair(t *testing.T) (*jetstream.Store, *jetstream.Store) {
+	t.Helper()
+	servers := natsdtest.Start(t, 1, natsdtest.Config{})
+	h := harness(servers, 1)
+	a := h.Open(t).(*jetstream.Store)
+	b := h.OpenPeer(t, a).(*jetstream.Store)
+	for _, s := range []*jetstream.Store{a, b} {
+		t.Cleanup(func() { _ = s.Close(context.Background()) })
+	}
+	return a, b
+}
+
+func TestRecentShared(t *testing.T) {
+	a, b := pair(t)
+	ctx := context.Background()
+	now := time.Now()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			if err := s.RecordRecent(ctx, "acme", "u-1", relay.TypeOTPReceived, now); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, at := range []time.Time{now.Add(-5 * time.Minute), now.Add(-30 * time.Minute), now.Add(-2 * time.Hour)} {
+		if err := a.RecordRecent(ctx, "acme", "u-1", relay.TypeOTPReceived, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.RecordRecent(ctx, "acme", "u-1", relay.TypeAccountShared, now); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Recent(ctx, "acme", "u-1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (jetstream.RecentCounts{M1: 10, M10: 11, H1: 12}); got[relay.TypeOTPReceived] != want {
+		t.Fatalf("otp counts %+v, want %+v (concurrent records from two relays, older ones in their windows, none past the hour)", got[relay.TypeOTPReceived], want)
+	}
+	if got[relay.TypeAccountShared] != (jetstream.RecentCounts{M1: 1, M10: 1, H1: 1}) || len(got) != 2 {
+		t.Fatalf("counts %+v", got)
+	}
+	if none, err := a.Recent(ctx, "acme", "nobody", now); err != nil || none != nil {
+		t.Fatalf("no events: %v %v", none, err)
+	}
+	// An hour later nothing is left.
+	if later, err := a.Recent(ctx, "acme", "u-1", now.Add(61*time.Minute)); err != nil || later != nil {
+		t.Fatalf("an hour later: %v %v", later, err)
+	}
+}
+
+func TestLeaseWaitWakesForNewJob(t *testing.T) {
+	a, b := pair(t)
+	ctx := context.Background()
+	lane := relay.Lane("demo", relay.PlatformIOS)
+	type result struct {
+		got []store.Leased
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Wait is long: the lease must end with the job, not with Wait.
+		got, _, err := b.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r2", Now: time.Now().Add(time.Minute), TTL: time.Minute, Max: 5, Wait: 30 * time.Second})
+		done <- result{got, err}
+	}()
+	now := time.Now()
+	ev := relay.Event{ID: "e1", Workspace: "acme", User: "u-1", Type: relay.TypeOTPReceived, Priority: relay.PriorityHigh,
+		OccurredAt: now, ExpiresAt: now.Add(time.Minute)}
+	if _, err := a.AddEvents(ctx, []relay.Event{ev}, now); err != nil {
+		t.Fatal(err)
+	}
+	job := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending,
+		ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+	alert := &relay.Alert{EventID: ev.ID, Workspace: ev.Workspace, Priority: relay.PriorityHigh}
+	if err := a.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, alert, []relay.Job{job}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || len(r.got) != 1 || r.got[0].Job.DeviceID != "d-1" || r.got[0].Device.ID != "" {
+		t.Fatalf("waiting lease: %+v %v", r.got, r.err)
+	}
+}
+
+func TestSettleChecksTicket(t *testing.T) {
+	a, _ := pair(t)
+	err := a.Settle(context.Background(), store.Leased{Ticket: "forged"}, relay.Job{})
+	if err == nil || !strings.Contains(err.Error(), "ticket") {
+		t.Fatalf("settle with a foreign ticket: %v", err)
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []jetstream.Options{
+		{URL: "nats://127.0.0.1:1", Prefix: "a.b"},
+		{URL: "nats://127.0.0.1:1", Replicas: 2},
+		{},
+		{URL: "nats://127.0.0.1:1", CertFile: "c.pem"},
+		{URL: "nats://127.0.0.1:1", CredentialsFile: "x.creds", User: "u", Password: "p"},
+	} {
+		if s, err := jetstream.Open(ctx, o); err == nil {
+			_ = s.Close(ctx)
+			t.Errorf("Open(%+v) accepted", o)
+		}
+	}
+}
+
+func TestURLConnectionPingClose(t *testing.T) {
+	srv, err := natsd.New(natsd.Options{Name: "tcp", StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	s, err := jetstream.Open(ctx, jetstream.Options{URL: srv.ClientURL(), Name: "relay-1", Prefix: "tcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSettings(ctx, "acme", map[string]relay.Setting{relay.TypeOTPReceived: relay.SettingEnforced}); err != nil {
+		t.Fatal(err)
+	}
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	if err := s.Close(done); err != nil {
+		t.Fatalf("close with a done context: %v", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping after close succeeded")
+	}
+	if _, _, err := s.Lease(ctx, store.LeaseRequest{Lane: "demo/ios", TTL: time.Second, Max: 1}); err == nil {
+		t.Fatal("lease after close succeeded")
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}
