@@ -376,9 +376,9 @@ func deadID(at time.Time, key relay.EventKey, dev string) string {
 	return fmt.Sprintf("%016x-%s", at.UnixNano(), hex.EncodeToString(h[:6]))
 }
 
-// OpenJobs implements store.Schedule from the job stream's per-subject
-// message counts: one message per open job (a lost race or a crash may
-// leave a duplicate until it is leased and dropped).
+// OpenJobs implements store.Schedule: one message per open job (a lost
+// race or a crash may leave a duplicate until it is leased and dropped),
+// counted by subjectCounts.
 func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
 	counts, err := s.subjectCounts(ctx)
 	if err != nil {
@@ -397,6 +397,23 @@ func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
 
 type laneprio struct{ lane, prio string }
 
+func (s *Store) parseJobSubject(subj string) (laneprio, bool) {
+	parts := strings.Split(strings.TrimPrefix(subj, s.subj.jobs+"."), ".")
+	if len(parts) != 2 {
+		return laneprio{}, false
+	}
+	lane, err := untok(parts[0])
+	if err != nil {
+		return laneprio{}, false
+	}
+	return laneprio{lane, parts[1]}, true
+}
+
+// subjectCounts counts the job messages of each lane and priority. The
+// consumer of a lane, where one exists, knows first that a message was
+// acked (the stream deletes it a moment later, after the consumer's
+// replicas agreed): its count (undelivered + unacked) wins over the
+// stream's.
 func (s *Store) subjectCounts(ctx context.Context) (map[laneprio]int, error) {
 	info, err := s.jobs.Info(ctx, jetstream.WithSubjectFilter(s.subj.jobs+".>"))
 	if err != nil {
@@ -404,15 +421,22 @@ func (s *Store) subjectCounts(ctx context.Context) (map[laneprio]int, error) {
 	}
 	out := map[laneprio]int{}
 	for subj, n := range info.State.Subjects {
-		parts := strings.Split(strings.TrimPrefix(subj, s.subj.jobs+"."), ".")
-		if len(parts) != 2 {
-			continue
+		if k, ok := s.parseJobSubject(subj); ok {
+			out[k] += int(n)
 		}
-		lane, err := untok(parts[0])
-		if err != nil {
-			continue
+	}
+	l := s.jobs.ListConsumers(ctx)
+	for ci := range l.Info() {
+		if k, ok := s.parseJobSubject(ci.Config.FilterSubject); ok {
+			if n := int(ci.NumPending) + ci.NumAckPending; n > 0 {
+				out[k] = n
+			} else {
+				delete(out, k)
+			}
 		}
-		out[laneprio{lane, parts[1]}] += int(n)
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
