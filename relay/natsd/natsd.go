@@ -205,7 +205,14 @@ func (s *Server) Start(ctx context.Context) error {
 			srv.Shutdown()
 			srv.WaitForShutdown()
 			if err == nil {
-				err = fmt.Errorf("not ready after %v", s.opts.ReadyTimeout)
+				var missing []string
+				if !so.DontListen && srv.Addr() == nil {
+					missing = append(missing, fmt.Sprintf("client listener %s:%d", so.Host, so.Port))
+				}
+				if so.Cluster.Port != 0 && srv.ClusterAddr() == nil {
+					missing = append(missing, fmt.Sprintf("route listener %s:%d", so.Cluster.Host, so.Cluster.Port))
+				}
+				err = fmt.Errorf("not ready after %v (waiting for: %s)", s.opts.ReadyTimeout, strings.Join(missing, ", "))
 			}
 			return fmt.Errorf("nats: start server %s: %w", so.ServerName, err)
 		}

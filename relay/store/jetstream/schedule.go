@@ -126,32 +126,66 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	if s.isClosed() {
 		return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, errClosed)
 	}
+	deadline := time.Now().Add(req.Wait)
+	for {
+		out, cons, err := s.leaseNow(ctx, req)
+		if err != nil || len(out) > 0 {
+			return out, time.Time{}, err
+		}
+		// Nothing due: wait for a message, and lease again if what came
+		// was not for taking (not due, or not decided yet).
+		wait := time.Until(deadline)
+		if wait < 10*time.Millisecond {
+			return nil, time.Time{}, nil
+		}
+		out, err = s.leaseWait(ctx, req, cons, wait)
+		if err != nil || len(out) > 0 || time.Until(deadline) <= 0 {
+			return out, time.Time{}, err
+		}
+	}
+}
+
+// leaseNow leases what the lane's consumers hold now, high first. It
+// returns the consumers it used (both, when it leased nothing).
+func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.Leased, []jetstream.Consumer, error) {
 	var out []store.Leased
-	cons := make([]jetstream.Consumer, len(prios))
-	for i, p := range prios {
+	var cons []jetstream.Consumer
+	for _, p := range prios {
+		if len(out) >= req.Max {
+			break // the lease clock runs: no consumer set-up past this point
+		}
 		c, err := s.consumer(ctx, req.Lane, p)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, err)
+			return out, nil, fmt.Errorf("lease %s: %w", req.Lane, err)
 		}
-		cons[i] = c
+		cons = append(cons, c)
 		for range maxFetchRounds {
 			if len(out) >= req.Max {
 				break
 			}
 			batch, err := c.FetchNoWait(req.Max - len(out))
 			if err != nil {
-				return out, time.Time{}, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			n := 0
+			var takeErr error
 			for msg := range batch.Messages() {
 				n++
+				if takeErr != nil {
+					_ = msg.Nak() // back at once for any relay
+					continue
+				}
 				l, ok, err := s.take(ctx, req, msg)
 				if err != nil {
-					return out, time.Time{}, err
+					takeErr = err
+					continue
 				}
 				if ok {
 					out = append(out, l)
 				}
+			}
+			if takeErr != nil {
+				return out, nil, takeErr
 			}
 			if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
 				// A consumer just created, or between leaders: nothing to
@@ -159,25 +193,23 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 				s.forgetConsumer(req.Lane, p)
 				break
 			} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				return out, time.Time{}, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			if n == 0 {
 				break
 			}
 		}
 	}
-	if len(out) == 0 && req.Wait > 0 {
-		return s.leaseWait(ctx, req, cons)
-	}
-	return out, time.Time{}, nil
+	return out, cons, nil
 }
 
-// leaseWait waits up to req.Wait on both priorities' consumers at once,
+// leaseWait waits up to wait on both priorities' consumers at once,
 // one message each; the first message to come ends the other wait, and
 // what came is leased, high first. (A message the server sends just as
 // its wait is ended is redelivered after the consumers' AckWait.)
-func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer) ([]store.Leased, time.Time, error) {
-	wctx, cancel := context.WithTimeout(ctx, req.Wait)
+func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer, wait time.Duration) ([]store.Leased, error) {
+	deadline := time.Now().Add(wait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	msgs := make([][]jetstream.Msg, len(cons))
 	errs := make([]error, len(cons))
@@ -186,7 +218,9 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 		wg.Go(func() {
 			batch, err := c.Fetch(1, jetstream.FetchContext(wctx))
 			if err != nil {
-				if wctx.Err() == nil {
+				// A wait ended by the other consumer's message, or too
+				// short to send, is no error.
+				if wctx.Err() == nil && time.Until(deadline) > 10*time.Millisecond {
 					errs[i] = err
 				}
 				return
@@ -224,7 +258,7 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 			firstErr = fmt.Errorf("lease %s: wait: %w", req.Lane, errs[i])
 		}
 	}
-	return out, time.Time{}, firstErr
+	return out, firstErr
 }
 
 // take turns a fetched message into a lease, or puts it back.
@@ -246,6 +280,7 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 			s.log.Warn("job message: could not drop", relay.LogKeyEventID, m.ID, relay.LogKeyError, err)
 		}
 	}
+	undecidedReads := 0
 	for attempt := range maxCAS {
 		r, rev, err := s.getEvent(ctx, key)
 		if err != nil {
@@ -257,6 +292,15 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 			return store.Leased{}, false, nil
 		}
 		if r.Decision == nil {
+			// Decide publishes the messages just before it writes the
+			// decision: a relay waiting for work sees them first.
+			if undecidedReads++; undecidedReads < 8 {
+				if err := sleep(ctx, time.Duration(undecidedReads)*10*time.Millisecond); err != nil {
+					putBack(0)
+					return store.Leased{}, false, err
+				}
+				continue
+			}
 			putBack(undecidedRetry)
 			return store.Leased{}, false, nil
 		}

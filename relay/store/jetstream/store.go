@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -451,10 +450,14 @@ func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]stri
 	return keys, nil
 }
 
-// jitter sleeps a little before a CAS retry, so that writers racing on one
-// key spread out.
+// backoff sleeps a little before a CAS retry, so that writers racing on
+// one key spread out.
 func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(attempt%8+1) * time.Millisecond
+	return sleep(ctx, time.Duration(attempt%8+1)*time.Millisecond)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -462,5 +465,3 @@ func backoff(ctx context.Context, attempt int) error {
 		return nil
 	}
 }
-
-func splitKey(key string) []string { return strings.Split(key, ".") }
