@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/natsd/natsdtest"
+	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/jetstream"
 )
 
@@ -136,6 +138,84 @@ func BenchmarkAddEvents(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
 			})
+		})
+	}
+}
+
+// BenchmarkLeaseSettle measures jobs per second through the schedule:
+// four workers lease up to 50 due jobs of one lane and settle them as
+// delivered, concurrently (scheduling the jobs is not timed).
+//
+//	go test -run XXX -bench LeaseSettle -benchtime 2000x ./relay/store/jetstream/
+func BenchmarkLeaseSettle(b *testing.B) {
+	for _, setup := range benchSetups {
+		b.Run(setup.name, func(b *testing.B) {
+			servers := natsdtest.Start(b, setup.nodes, natsdtest.Config{SyncAlways: setup.sync})
+			nc, err := servers[0].Conn()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			ctx := context.Background()
+			s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: setup.replicas, Prefix: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close(ctx)
+			now := time.Now()
+			evs := make([]relay.Event, b.N)
+			for i := range evs {
+				evs[i] = relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
+					OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+			}
+			for start := 0; start < len(evs); start += 1000 {
+				if _, err := s.AddEvents(ctx, evs[start:min(start+1000, len(evs))], now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			for _, ev := range evs {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo",
+						State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+					if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			lane := relay.Lane("demo", relay.PlatformAndroid)
+			var done atomic.Int64
+			b.ResetTimer()
+			for w := range 4 {
+				wg.Go(func() {
+					for done.Load() < int64(b.N) {
+						got, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: fmt.Sprint("w", w), Now: time.Now(),
+							TTL: time.Minute, Max: 50, Wait: 100 * time.Millisecond})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						var sg sync.WaitGroup
+						for _, l := range got {
+							sg.Go(func() { // a queue sends and settles its leases concurrently
+								j := l.Job
+								j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
+								if err := s.Settle(ctx, l, j); err != nil {
+									b.Error(err)
+								}
+								done.Add(1)
+							})
+						}
+						sg.Wait()
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 		})
 	}
 }

@@ -167,23 +167,13 @@ func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.L
 			if err != nil {
 				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
-			n := 0
-			var takeErr error
+			var msgs []jetstream.Msg
 			for msg := range batch.Messages() {
-				n++
-				if takeErr != nil {
-					_ = msg.Nak() // back at once for any relay
-					continue
-				}
-				l, ok, err := s.take(ctx, req, msg)
-				if err != nil {
-					takeErr = err
-					continue
-				}
-				if ok {
-					out = append(out, l)
-				}
+				msgs = append(msgs, msg)
 			}
+			n := len(msgs)
+			got, takeErr := s.takeAll(ctx, req, msgs)
+			out = append(out, got...)
 			if takeErr != nil {
 				return out, nil, takeErr
 			}
@@ -259,6 +249,34 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 		}
 	}
 	return out, firstErr
+}
+
+// takeParallel bounds the messages of one fetch checked and leased at once.
+const takeParallel = 16
+
+// takeAll takes the messages of one fetch concurrently and returns the
+// leases in the messages' order (the consumer's: due order).
+func (s *Store) takeAll(ctx context.Context, req store.LeaseRequest, msgs []jetstream.Msg) ([]store.Leased, error) {
+	leases := make([]store.Leased, len(msgs))
+	took := make([]bool, len(msgs))
+	errs := make([]error, len(msgs))
+	sem := make(chan struct{}, takeParallel)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			leases[i], took[i], errs[i] = s.take(ctx, req, m)
+		})
+	}
+	wg.Wait()
+	var out []store.Leased
+	for i := range msgs {
+		if took[i] {
+			out = append(out, leases[i])
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // take turns a fetched message into a lease, or puts it back.
