@@ -315,7 +315,7 @@ func (s *Store) Undecided(ctx context.Context, receivedBefore time.Time, fn func
 // first, and deletes the message when fn reports it done.
 func (s *Store) walkAccepted(ctx context.Context, fn func(acceptedMsg) (bool, error)) error {
 	for seq := uint64(1); ; seq++ {
-		msg, err := s.accept.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subj.accepted))
+		msg, err := nextMsg(ctx, s.accept, seq, s.subj.accepted)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}

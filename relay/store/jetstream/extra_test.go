@@ -168,3 +168,45 @@ func TestURLConnectionPingClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Relays starting together on a fresh prefix all create or bind the same
+// streams and buckets, and each reads what another wrote.
+func TestConcurrentOpen(t *testing.T) {
+	servers := natsdtest.Start(t, 1, natsdtest.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stores := make([]*jetstream.Store, 4)
+	var wg sync.WaitGroup
+	for i := range stores {
+		nc, err := servers[0].Conn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		wg.Go(func() {
+			s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Prefix: "together"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			stores[i] = s
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	d := relay.Device{Workspace: "acme", User: "u-1", ID: "d-1", Platform: relay.PlatformIOS, Token: "t", App: "demo"}
+	if _, err := stores[0].RegisterDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stores {
+		if got, err := s.Devices(ctx, "acme", "u-1"); err != nil || len(got) != 1 {
+			t.Fatalf("devices %v %v", got, err)
+		}
+		if _, err := s.Device(ctx, "acme", "u-1", "d-1"); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close(ctx)
+	}
+}

@@ -548,7 +548,7 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 	seen := map[string]bool{}
 	wall := time.Now()
 	for seq, n := uint64(1), 0; n < laneStatsMaxScan; seq++ {
-		msg, err := s.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		msg, err := nextMsg(ctx, s.jobs, seq, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -596,36 +596,25 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 }
 
 // DeadLetters implements store.Schedule. Ids sort by failure time, so the
-// list is the dead letter keys sorted, newest first.
+// list is the dead letters sorted by id, newest first.
 func (s *Store) DeadLetters(ctx context.Context, after string, limit int) ([]store.DeadLetter, error) {
-	keys, err := listKeys(ctx, s.events, "dl.*")
+	var all []store.DeadLetter
+	err := scanBucket(ctx, s.eventsStr, "dl.*", func(key string, val []byte) error {
+		var dl store.DeadLetter
+		if err := json.Unmarshal(val, &dl); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		if after == "" || dl.ID < after {
+			all = append(all, dl)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	ids := make([]string, 0, len(keys))
-	for _, k := range keys {
-		ids = append(ids, strings.TrimPrefix(k, "dl."))
-	}
-	slices.Sort(ids)
-	slices.Reverse(ids)
+	slices.SortFunc(all, func(a, b store.DeadLetter) int { return strings.Compare(b.ID, a.ID) })
 	out := []store.DeadLetter{}
-	for _, id := range ids {
-		if len(out) >= limit {
-			break
-		}
-		if after != "" && id >= after {
-			continue
-		}
-		var dl store.DeadLetter
-		rev, err := getJSON(ctx, s.events, deadKey(id), &dl)
-		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-		if rev != 0 {
-			out = append(out, dl)
-		}
-	}
-	return out, nil
+	return append(out, all[:min(max(limit, 0), len(all))]...), nil
 }
 
 // ReplayDeadLetter implements store.Schedule. The job record is the
