@@ -2,6 +2,7 @@ package natsd_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,11 @@ func TestClusterReplicates(t *testing.T) {
 		if s.ClusterURL() == "" {
 			t.Fatalf("node %s has no route listener", s.Name())
 		}
+		// Listen "" on a clustered node: a loopback client port, since
+		// DontListen would keep the routes down (nats-server #5174).
+		if u := s.ClientURL(); !strings.HasPrefix(u, "nats://127.0.0.1:") {
+			t.Fatalf("node %s client URL %q, want a loopback port", s.Name(), u)
+		}
 		nc, err := s.Conn()
 		if err != nil {
 			t.Fatal(err)
@@ -109,3 +115,4 @@ func TestOptionErrors(t *testing.T) {
 		t.Fatal("bad listen address accepted")
 	}
 }
+
