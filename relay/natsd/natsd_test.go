@@ -115,4 +115,3 @@ func TestOptionErrors(t *testing.T) {
 		t.Fatal("bad listen address accepted")
 	}
 }
-
