@@ -210,3 +210,82 @@ func TestConcurrentOpen(t *testing.T) {
 		_ = s.Close(ctx)
 	}
 }
+
+// With three replicas, losing one server leaves the state readable and
+// writable through the others (after the raft groups it led elect new
+// leaders), with nothing acknowledged lost.
+func TestSurvivesServerLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	servers := natsdtest.Start(t, 3, natsdtest.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	open := func(node int) *jetstream.Store {
+		nc, err := servers[node].Conn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: 3, Prefix: "loss"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close(context.Background()) })
+		return s
+	}
+	doomed, a, b := open(0), open(1), open(2)
+	now := time.Now()
+	ev := relay.Event{ID: "before", Workspace: "acme", User: "u-1", Type: relay.TypeOTPReceived, OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+	if res, err := doomed.AddEvents(ctx, []relay.Event{ev}, now); err != nil || res[0] != nil {
+		t.Fatalf("add: %v %v", res, err)
+	}
+	lane := relay.Lane("demo", relay.PlatformIOS)
+	job := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending,
+		ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+	if err := doomed.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{job}); err != nil {
+		t.Fatal(err)
+	}
+	if err := servers[0].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Writes through the survivors resume once leaders are elected.
+	ev2 := ev
+	ev2.ID = "after"
+	var err error
+	for {
+		var res []error
+		if res, err = a.AddEvents(ctx, []relay.Event{ev2}, time.Now()); err == nil {
+			if res[0] != nil {
+				t.Fatalf("add after the loss: %v", res[0])
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no write within a minute of losing a server: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if res, err := b.AddEvents(ctx, []relay.Event{ev}, time.Now()); err != nil || !errors.Is(res[0], relay.ErrDuplicate) {
+		t.Fatalf("event accepted before the loss: %v %v, want duplicate", res, err)
+	}
+	var got []store.Leased
+	for len(got) == 0 && ctx.Err() == nil {
+		got, _, err = b.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "b", Now: time.Now(), TTL: time.Minute, Max: 1, Wait: time.Second})
+		if err != nil {
+			t.Logf("lease while the cluster recovers: %v", err)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if len(got) != 1 || got[0].Job.Event.ID != "before" {
+		t.Fatalf("job scheduled before the loss: %+v", got)
+	}
+	j := got[0].Job
+	j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
+	if err := b.Settle(ctx, got[0], j); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := a.Event(ctx, ev.Key()); err != nil || rec.Jobs[0].State != relay.StateDelivered {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+}
