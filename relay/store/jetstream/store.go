@@ -324,12 +324,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close ends the store's use of the connection: it closes the connection
-// when Open dialed it. It never fails for a done ctx.
+// Close ends the store's use of the connection: it flushes what was sent
+// and closes the connection when Open dialed it. It never fails, even for
+// a done ctx.
 func (s *Store) Close(context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	// Settle's delays of job messages are sent without waiting: let them
+	// reach the server (a lost one only delays a retry to the lease's end).
+	if s.nc.IsConnected() {
+		_ = s.nc.FlushTimeout(time.Second)
+	}
 	s.closeConn()
 	return nil
 }
