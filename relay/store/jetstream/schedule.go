@@ -139,8 +139,25 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			return nil, time.Time{}, nil
 		}
 		out, err = s.leaseWait(ctx, req, cons, wait)
-		if err != nil || len(out) > 0 || time.Until(deadline) <= 0 {
+		if err != nil {
 			return out, time.Time{}, err
+		}
+		if len(out) > 0 {
+			// Work came: fill the batch with what else is there now.
+			more := req
+			more.Max -= len(out)
+			if more.Max > 0 {
+				got, _, err := s.leaseNow(ctx, more)
+				out = append(out, got...)
+				slices.SortStableFunc(out, func(a, b store.Leased) int {
+					return strings.Compare(prioToken(store.PriorityOf(a.Alert)), prioToken(store.PriorityOf(b.Alert)))
+				})
+				return out, time.Time{}, err
+			}
+			return out, time.Time{}, nil
+		}
+		if time.Until(deadline) <= 0 {
+			return nil, time.Time{}, nil
 		}
 	}
 }
