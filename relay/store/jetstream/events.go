@@ -183,8 +183,23 @@ func (s *Store) getEvent(ctx context.Context, key relay.EventKey) (*eventRec, ui
 // fn changes r (or returns an error to stop without writing); it runs
 // again on a conflict. A missing event is relay.ErrNotFound.
 func (s *Store) updateEvent(ctx context.Context, key relay.EventKey, fn func(r *eventRec) error) (*eventRec, error) {
+	return s.updateEventFrom(ctx, key, nil, 0, fn)
+}
+
+// updateEventFrom is updateEvent starting from a copy of the record the
+// caller read (JSON) at revision rev, when it has one: a write that finds
+// the record unchanged saves a read.
+func (s *Store) updateEventFrom(ctx context.Context, key relay.EventKey, cached []byte, cachedRev uint64, fn func(r *eventRec) error) (*eventRec, error) {
 	for attempt := range maxCAS {
-		r, rev, err := s.getEvent(ctx, key)
+		var r *eventRec
+		var rev uint64
+		var err error
+		if attempt == 0 && cached != nil && cachedRev != 0 {
+			r, rev = &eventRec{}, cachedRev
+			err = json.Unmarshal(cached, r)
+		} else {
+			r, rev, err = s.getEvent(ctx, key)
+		}
 		if err != nil {
 			return nil, err
 		}

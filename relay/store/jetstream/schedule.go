@@ -100,6 +100,9 @@ type ticket struct {
 	dev   string
 	gen   uint64
 	reply string
+	// The record as the lease wrote it, a first guess for Settle.
+	rec []byte
+	rev uint64
 }
 
 // maxFetchRounds bounds the fetches of one Lease per priority (messages
@@ -357,7 +360,8 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		j.Owner, j.LeaseUntil = req.Owner, now.Add(req.TTL)
 		gen := j.Gen
 		job := j.Job
-		if _, err := putJSON(ctx, s.events, eventKey(key.Workspace, key.ID), rev, r); err != nil {
+		nrev, err := putJSON(ctx, s.events, eventKey(key.Workspace, key.ID), rev, r)
+		if err != nil {
 			if isWrongLast(err) {
 				if err := backoff(ctx, attempt); err != nil {
 					putBack(0)
@@ -370,8 +374,9 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		}
 		// The message is the lease's timer: back to the schedule after TTL.
 		putBack(req.TTL)
-		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert,
-			Ticket: &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply()}}
+		t := &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply(), rev: nrev}
+		t.rec, _ = json.Marshal(r)
+		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, Ticket: t}
 		d, drev, err := s.getDevice(ctx, key.Workspace, r.Event.User, m.Device)
 		if err != nil {
 			s.log.Warn("lease: device lookup failed; leased without the device", relay.LogKeyDevice, m.Device, relay.LogKeyError, err)
@@ -405,7 +410,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		}
 	}
 	var settled relay.Job
-	_, err := s.updateEvent(ctx, t.key, func(r *eventRec) error {
+	_, err := s.updateEventFrom(ctx, t.key, t.rec, t.rev, func(r *eventRec) error {
 		rj := r.job(t.dev)
 		if rj == nil || rj.Gen != t.gen || rj.State.Final() {
 			return store.ErrLeaseLost
