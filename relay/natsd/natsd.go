@@ -11,7 +11,9 @@
 // server's DontListen option also keeps it from starting its route
 // listener and from soliciting routes (nats-server issue #5174: the routing
 // goroutine waits for the client accept loop, which DontListen never
-// starts). So a clustered node with Listen "" listens for clients on a
+// starts). Checked here: such a server never reports ready, has no route
+// address, and its Shutdown blocks forever (WaitForShutdown waits for that
+// goroutine). So a clustered node with Listen "" listens for clients on a
 // random loopback port instead (127.0.0.1, not reachable from other
 // machines), and only a standalone node uses DontListen.
 package natsd
@@ -205,7 +207,14 @@ func (s *Server) Start(ctx context.Context) error {
 			srv.Shutdown()
 			srv.WaitForShutdown()
 			if err == nil {
-				err = fmt.Errorf("not ready after %v", s.opts.ReadyTimeout)
+				var missing []string
+				if !so.DontListen && srv.Addr() == nil {
+					missing = append(missing, fmt.Sprintf("client listener %s:%d", so.Host, so.Port))
+				}
+				if so.Cluster.Port != 0 && srv.ClusterAddr() == nil {
+					missing = append(missing, fmt.Sprintf("route listener %s:%d", so.Cluster.Host, so.Cluster.Port))
+				}
+				err = fmt.Errorf("not ready after %v (waiting for: %s)", s.opts.ReadyTimeout, strings.Join(missing, ", "))
 			}
 			return fmt.Errorf("nats: start server %s: %w", so.ServerName, err)
 		}

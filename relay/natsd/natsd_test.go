@@ -2,6 +2,7 @@ package natsd_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,11 @@ func TestClusterReplicates(t *testing.T) {
 	for i, s := range servers {
 		if s.ClusterURL() == "" {
 			t.Fatalf("node %s has no route listener", s.Name())
+		}
+		// Listen "" on a clustered node: a loopback client port, since
+		// DontListen would keep the routes down (nats-server #5174).
+		if u := s.ClientURL(); !strings.HasPrefix(u, "nats://127.0.0.1:") {
+			t.Fatalf("node %s client URL %q, want a loopback port", s.Name(), u)
 		}
 		nc, err := s.Conn()
 		if err != nil {

@@ -43,6 +43,8 @@ func Start(tb testing.TB, n int, cfg Config) []*natsd.Server {
 			StoreDir:   tb.TempDir(),
 			SyncAlways: cfg.SyncAlways,
 			Logger:     cfg.Logger,
+			// Generous: the machine running tests may be busy.
+			ReadyTimeout: 30 * time.Second,
 		}
 		if cfg.Logger != nil {
 			opts.Logger = cfg.Logger.Named(opts.Name)

@@ -46,7 +46,9 @@ func (s *Store) AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer,
 		if isWrongLast(err) {
 			// A replicated stream also refuses while another answer to
 			// the event is in flight, not yet readable: read again.
-			msg, gerr := s.answer.GetLastMsgForSubject(ctx, subj)
+			msg, gerr := retryUnavailable(ctx, func() (*jetstream.RawStreamMsg, error) {
+				return s.answer.GetLastMsgForSubject(ctx, subj)
+			})
 			if errors.Is(gerr, jetstream.ErrMsgNotFound) {
 				if err := backoff(ctx, attempt); err != nil {
 					return relay.Answer{}, fmt.Errorf("answer %s: %w", a.Event, err)
@@ -96,7 +98,7 @@ func (s *Store) Answers(ctx context.Context, afterSeq uint64, limit int) ([]rela
 		return out, nil
 	}
 	for seq := afterSeq + 1; len(out) < limit; seq++ {
-		msg, err := s.answer.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subj.answers+".>"))
+		msg, err := nextMsg(ctx, s.answer, seq, s.subj.answers+".>")
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -119,7 +121,7 @@ func (s *Store) Answers(ctx context.Context, afterSeq uint64, limit int) ([]rela
 func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	for seq := uint64(1); ; seq++ {
-		msg, err := s.answer.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subj.answers+".>"))
+		msg, err := nextMsg(ctx, s.answer, seq, s.subj.answers+".>")
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return n, nil
 		}

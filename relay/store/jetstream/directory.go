@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/edgerelay/edgerelay/relay"
 )
@@ -129,29 +129,17 @@ func (s *Store) Device(ctx context.Context, workspace, user, id string) (relay.D
 
 // Devices implements store.Directory.
 func (s *Store) Devices(ctx context.Context, workspace, user string) ([]relay.Device, error) {
-	keys, err := listKeys(ctx, s.dir, "dev."+tok(workspace)+"."+tok(user)+".*")
+	devs := []relay.Device{}
+	err := scanBucket(ctx, s.dirStr, "dev."+tok(workspace)+"."+tok(user)+".*", func(key string, val []byte) error {
+		var d relay.Device
+		if err := json.Unmarshal(val, &d); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		devs = append(devs, d)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("devices of %s: %w", user, err)
-	}
-	out := make([]relay.Device, len(keys))
-	found := make([]bool, len(keys))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for i, k := range keys {
-		g.Go(func() error {
-			rev, err := getJSON(gctx, s.dir, k, &out[i])
-			found[i] = rev != 0
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("devices of %s: %w", user, err)
-	}
-	devs := []relay.Device{}
-	for i, d := range out {
-		if found[i] {
-			devs = append(devs, d)
-		}
 	}
 	slices.SortFunc(devs, func(a, b relay.Device) int { return strings.Compare(a.ID, b.ID) })
 	return devs, nil

@@ -68,10 +68,12 @@ const acceptedChunk = 1000
 // createParallel bounds concurrent KV creates of one AddEvents call.
 const createParallel = 64
 
-// AddEvents implements store.EventLog. The undecided index is written
-// first (a marker naming the batch's keys), then one KV create per event:
-// the create is the idempotency check. A crash between the two leaves a
-// marker for events that do not exist, which Undecided skips.
+// AddEvents implements store.EventLog: one KV create per event (the
+// create is the idempotency check) and, at the same time, a message of
+// the undecided index naming the batch's keys. A crash in between leaves
+// either an index message naming events that do not exist (Undecided
+// skips them) or events missing from the index (PruneEvents indexes
+// undecided events older than undecidedGrace again).
 func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error) {
 	res := make([]error, len(events))
 	var todo []int
@@ -92,22 +94,19 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 	if len(todo) == 0 {
 		return res, nil
 	}
+	revs := make([]uint64, len(events))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(createParallel)
+	// The index messages are written alongside the creates: an event whose
+	// index message was lost (a relay dying in between, after its create)
+	// is indexed again by PruneEvents.
 	for start := 0; start < len(todo); start += acceptedChunk {
 		m := acceptedMsg{ReceivedAt: receivedAt.UTC()}
 		for _, i := range todo[start:min(start+acceptedChunk, len(todo))] {
 			m.Keys = append(m.Keys, [2]string{events[i].Workspace, events[i].ID})
 		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, fmt.Errorf("add events: encode index: %w", err)
-		}
-		if _, err := s.js.Publish(ctx, s.subj.accepted, b); err != nil {
-			return nil, fmt.Errorf("add events: write undecided index: %w", err)
-		}
+		g.Go(func() error { return s.index(gctx, m) })
 	}
-	revs := make([]uint64, len(events))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(createParallel)
 	for _, i := range todo {
 		g.Go(func() error {
 			e := events[i]
@@ -158,6 +157,18 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 	return res, nil
 }
 
+// index writes a message of the undecided index.
+func (s *Store) index(ctx context.Context, m acceptedMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode undecided index: %w", err)
+	}
+	if _, err := s.js.Publish(ctx, s.subj.accepted, b); err != nil {
+		return fmt.Errorf("write undecided index: %w", err)
+	}
+	return nil
+}
+
 // getEvent reads an event record; rev 0 means absent.
 func (s *Store) getEvent(ctx context.Context, key relay.EventKey) (*eventRec, uint64, error) {
 	var r eventRec
@@ -172,8 +183,23 @@ func (s *Store) getEvent(ctx context.Context, key relay.EventKey) (*eventRec, ui
 // fn changes r (or returns an error to stop without writing); it runs
 // again on a conflict. A missing event is relay.ErrNotFound.
 func (s *Store) updateEvent(ctx context.Context, key relay.EventKey, fn func(r *eventRec) error) (*eventRec, error) {
+	return s.updateEventFrom(ctx, key, nil, 0, fn)
+}
+
+// updateEventFrom is updateEvent starting from a copy of the record the
+// caller read (JSON) at revision rev, when it has one: a write that finds
+// the record unchanged saves a read.
+func (s *Store) updateEventFrom(ctx context.Context, key relay.EventKey, cached []byte, cachedRev uint64, fn func(r *eventRec) error) (*eventRec, error) {
 	for attempt := range maxCAS {
-		r, rev, err := s.getEvent(ctx, key)
+		var r *eventRec
+		var rev uint64
+		var err error
+		if attempt == 0 && cached != nil && cachedRev != 0 {
+			r, rev = &eventRec{}, cachedRev
+			err = json.Unmarshal(cached, r)
+		} else {
+			r, rev, err = s.getEvent(ctx, key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -267,10 +293,16 @@ const undecidedGrace = 10 * time.Minute
 // undecided, and deletes index messages whose events are all decided or
 // gone.
 func (s *Store) Undecided(ctx context.Context, receivedBefore time.Time, fn func(relay.Event) error) error {
+	seen := map[relay.EventKey]bool{}
 	return s.walkAccepted(ctx, func(m acceptedMsg) (bool, error) {
 		done := true
 		for _, k := range m.Keys {
 			key := relay.EventKey{Workspace: k[0], ID: k[1]}
+			if seen[key] {
+				done = false // the other message decides
+				continue
+			}
+			seen[key] = true
 			r, rev, err := s.getEvent(ctx, key)
 			if err != nil {
 				return false, fmt.Errorf("undecided: %w", err)
@@ -298,7 +330,7 @@ func (s *Store) Undecided(ctx context.Context, receivedBefore time.Time, fn func
 // first, and deletes the message when fn reports it done.
 func (s *Store) walkAccepted(ctx context.Context, fn func(acceptedMsg) (bool, error)) error {
 	for seq := uint64(1); ; seq++ {
-		msg, err := s.accept.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subj.accepted))
+		msg, err := nextMsg(ctx, s.accept, seq, s.subj.accepted)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -330,14 +362,34 @@ const pruneParallel = 16
 // each record, and deletes (compare-and-set on the revision read) the
 // decided ones that expired before before with no open job, with their
 // answered mark. It reads every retained event, so it is meant to run
-// rarely (hourly).
+// rarely (hourly). On the way it trims the undecided index, and indexes
+// again undecided events the index lost.
 func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) {
+	indexed := map[relay.EventKey]bool{}
+	if err := s.walkAccepted(ctx, func(m acceptedMsg) (bool, error) {
+		done := true
+		for _, k := range m.Keys {
+			key := relay.EventKey{Workspace: k[0], ID: k[1]}
+			r, rev, err := s.getEvent(ctx, key)
+			if err != nil {
+				return false, err
+			}
+			if (rev == 0 && time.Since(m.ReceivedAt) < undecidedGrace) || (rev != 0 && r.Decision == nil) {
+				done = false
+			}
+			indexed[key] = true
+		}
+		return done, nil
+	}); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
 	keys, err := listKeys(ctx, s.events, "ev.>")
 	if err != nil {
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
 	var mu sync.Mutex
 	n := 0
+	var lost []eventRec
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(pruneParallel)
 	for _, k := range keys {
@@ -347,7 +399,15 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 			if err != nil || rev == 0 {
 				return err
 			}
-			if r.Decision == nil || r.Event.ExpiresAt.IsZero() || !r.Event.ExpiresAt.Before(before) {
+			if r.Decision == nil {
+				if !indexed[r.Event.Key()] && time.Since(r.ReceivedAt) > undecidedGrace {
+					mu.Lock()
+					lost = append(lost, r)
+					mu.Unlock()
+				}
+				return nil
+			}
+			if r.Event.ExpiresAt.IsZero() || !r.Event.ExpiresAt.Before(before) {
 				return nil
 			}
 			for _, j := range r.Jobs {
@@ -373,20 +433,13 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 	if err := g.Wait(); err != nil {
 		return n, fmt.Errorf("prune events: %w", err)
 	}
-	// Index messages naming only pruned or decided events go too.
-	if err := s.walkAccepted(ctx, func(m acceptedMsg) (bool, error) {
-		for _, k := range m.Keys {
-			r, rev, err := s.getEvent(ctx, relay.EventKey{Workspace: k[0], ID: k[1]})
-			if err != nil {
-				return false, err
-			}
-			if (rev == 0 && time.Since(m.ReceivedAt) < undecidedGrace) || (rev != 0 && r.Decision == nil) {
-				return false, nil
-			}
+	slices.SortFunc(lost, func(a, b eventRec) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	for _, r := range lost {
+		s.log.Warn("undecided event missing from the index, indexed again", relay.LogKeyEventID, r.Event.ID,
+			relay.LogKeyWorkspace, r.Event.Workspace)
+		if err := s.index(ctx, acceptedMsg{ReceivedAt: r.ReceivedAt, Keys: [][2]string{{r.Event.Workspace, r.Event.ID}}}); err != nil {
+			return n, fmt.Errorf("prune events: %w", err)
 		}
-		return true, nil
-	}); err != nil {
-		return n, fmt.Errorf("prune events: %w", err)
 	}
 	// Delete markers of pruned keys would pile up; drop the old ones.
 	if err := s.events.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(time.Hour)); err != nil {

@@ -100,6 +100,9 @@ type ticket struct {
 	dev   string
 	gen   uint64
 	reply string
+	// The record as the lease wrote it, a first guess for Settle.
+	rec []byte
+	rev uint64
 }
 
 // maxFetchRounds bounds the fetches of one Lease per priority (messages
@@ -126,32 +129,73 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	if s.isClosed() {
 		return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, errClosed)
 	}
+	deadline := time.Now().Add(req.Wait)
+	for {
+		out, cons, err := s.leaseNow(ctx, req)
+		if err != nil || len(out) > 0 {
+			return out, time.Time{}, err
+		}
+		// Nothing due: wait for a message, and lease again if what came
+		// was not for taking (not due, or not decided yet).
+		wait := time.Until(deadline)
+		if wait < 10*time.Millisecond {
+			return nil, time.Time{}, nil
+		}
+		out, err = s.leaseWait(ctx, req, cons, wait)
+		if err != nil {
+			return out, time.Time{}, err
+		}
+		if len(out) > 0 {
+			// Work came: fill the batch with what else is there now.
+			more := req
+			more.Max -= len(out)
+			if more.Max > 0 {
+				got, _, err := s.leaseNow(ctx, more)
+				out = append(out, got...)
+				slices.SortStableFunc(out, func(a, b store.Leased) int {
+					return strings.Compare(prioToken(store.PriorityOf(a.Alert)), prioToken(store.PriorityOf(b.Alert)))
+				})
+				return out, time.Time{}, err
+			}
+			return out, time.Time{}, nil
+		}
+		if time.Until(deadline) <= 0 {
+			return nil, time.Time{}, nil
+		}
+	}
+}
+
+// leaseNow leases what the lane's consumers hold now, high first. It
+// returns the consumers it used (both, when it leased nothing).
+func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.Leased, []jetstream.Consumer, error) {
 	var out []store.Leased
-	cons := make([]jetstream.Consumer, len(prios))
-	for i, p := range prios {
+	var cons []jetstream.Consumer
+	for _, p := range prios {
+		if len(out) >= req.Max {
+			break // the lease clock runs: no consumer set-up past this point
+		}
 		c, err := s.consumer(ctx, req.Lane, p)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, err)
+			return out, nil, fmt.Errorf("lease %s: %w", req.Lane, err)
 		}
-		cons[i] = c
+		cons = append(cons, c)
 		for range maxFetchRounds {
 			if len(out) >= req.Max {
 				break
 			}
 			batch, err := c.FetchNoWait(req.Max - len(out))
 			if err != nil {
-				return out, time.Time{}, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
-			n := 0
+			var msgs []jetstream.Msg
 			for msg := range batch.Messages() {
-				n++
-				l, ok, err := s.take(ctx, req, msg)
-				if err != nil {
-					return out, time.Time{}, err
-				}
-				if ok {
-					out = append(out, l)
-				}
+				msgs = append(msgs, msg)
+			}
+			n := len(msgs)
+			got, takeErr := s.takeAll(ctx, req, msgs)
+			out = append(out, got...)
+			if takeErr != nil {
+				return out, nil, takeErr
 			}
 			if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
 				// A consumer just created, or between leaders: nothing to
@@ -159,25 +203,23 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 				s.forgetConsumer(req.Lane, p)
 				break
 			} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				return out, time.Time{}, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			if n == 0 {
 				break
 			}
 		}
 	}
-	if len(out) == 0 && req.Wait > 0 {
-		return s.leaseWait(ctx, req, cons)
-	}
-	return out, time.Time{}, nil
+	return out, cons, nil
 }
 
-// leaseWait waits up to req.Wait on both priorities' consumers at once,
+// leaseWait waits up to wait on both priorities' consumers at once,
 // one message each; the first message to come ends the other wait, and
 // what came is leased, high first. (A message the server sends just as
 // its wait is ended is redelivered after the consumers' AckWait.)
-func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer) ([]store.Leased, time.Time, error) {
-	wctx, cancel := context.WithTimeout(ctx, req.Wait)
+func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer, wait time.Duration) ([]store.Leased, error) {
+	deadline := time.Now().Add(wait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	msgs := make([][]jetstream.Msg, len(cons))
 	errs := make([]error, len(cons))
@@ -186,7 +228,9 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 		wg.Go(func() {
 			batch, err := c.Fetch(1, jetstream.FetchContext(wctx))
 			if err != nil {
-				if wctx.Err() == nil {
+				// A wait ended by the other consumer's message, or too
+				// short to send, is no error.
+				if wctx.Err() == nil && time.Until(deadline) > 10*time.Millisecond {
 					errs[i] = err
 				}
 				return
@@ -224,7 +268,35 @@ func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []je
 			firstErr = fmt.Errorf("lease %s: wait: %w", req.Lane, errs[i])
 		}
 	}
-	return out, time.Time{}, firstErr
+	return out, firstErr
+}
+
+// takeParallel bounds the messages of one fetch checked and leased at once.
+const takeParallel = 16
+
+// takeAll takes the messages of one fetch concurrently and returns the
+// leases in the messages' order (the consumer's: due order).
+func (s *Store) takeAll(ctx context.Context, req store.LeaseRequest, msgs []jetstream.Msg) ([]store.Leased, error) {
+	leases := make([]store.Leased, len(msgs))
+	took := make([]bool, len(msgs))
+	errs := make([]error, len(msgs))
+	sem := make(chan struct{}, takeParallel)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			leases[i], took[i], errs[i] = s.take(ctx, req, m)
+		})
+	}
+	wg.Wait()
+	var out []store.Leased
+	for i := range msgs {
+		if took[i] {
+			out = append(out, leases[i])
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // take turns a fetched message into a lease, or puts it back.
@@ -246,6 +318,7 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 			s.log.Warn("job message: could not drop", relay.LogKeyEventID, m.ID, relay.LogKeyError, err)
 		}
 	}
+	undecidedReads := 0
 	for attempt := range maxCAS {
 		r, rev, err := s.getEvent(ctx, key)
 		if err != nil {
@@ -257,6 +330,15 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 			return store.Leased{}, false, nil
 		}
 		if r.Decision == nil {
+			// Decide publishes the messages just before it writes the
+			// decision: a relay waiting for work sees them first.
+			if undecidedReads++; undecidedReads < 8 {
+				if err := sleep(ctx, time.Duration(undecidedReads)*10*time.Millisecond); err != nil {
+					putBack(0)
+					return store.Leased{}, false, err
+				}
+				continue
+			}
 			putBack(undecidedRetry)
 			return store.Leased{}, false, nil
 		}
@@ -278,7 +360,8 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		j.Owner, j.LeaseUntil = req.Owner, now.Add(req.TTL)
 		gen := j.Gen
 		job := j.Job
-		if _, err := putJSON(ctx, s.events, eventKey(key.Workspace, key.ID), rev, r); err != nil {
+		nrev, err := putJSON(ctx, s.events, eventKey(key.Workspace, key.ID), rev, r)
+		if err != nil {
 			if isWrongLast(err) {
 				if err := backoff(ctx, attempt); err != nil {
 					putBack(0)
@@ -291,8 +374,9 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		}
 		// The message is the lease's timer: back to the schedule after TTL.
 		putBack(req.TTL)
-		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert,
-			Ticket: &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply()}}
+		t := &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply(), rev: nrev}
+		t.rec, _ = json.Marshal(r)
+		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, Ticket: t}
 		d, drev, err := s.getDevice(ctx, key.Workspace, r.Event.User, m.Device)
 		if err != nil {
 			s.log.Warn("lease: device lookup failed; leased without the device", relay.LogKeyDevice, m.Device, relay.LogKeyError, err)
@@ -326,7 +410,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		}
 	}
 	var settled relay.Job
-	_, err := s.updateEvent(ctx, t.key, func(r *eventRec) error {
+	_, err := s.updateEventFrom(ctx, t.key, t.rec, t.rev, func(r *eventRec) error {
 		rj := r.job(t.dev)
 		if rj == nil || rj.Gen != t.gen || rj.State.Final() {
 			return store.ErrLeaseLost
@@ -376,9 +460,9 @@ func deadID(at time.Time, key relay.EventKey, dev string) string {
 	return fmt.Sprintf("%016x-%s", at.UnixNano(), hex.EncodeToString(h[:6]))
 }
 
-// OpenJobs implements store.Schedule from the job stream's per-subject
-// message counts: one message per open job (a lost race or a crash may
-// leave a duplicate until it is leased and dropped).
+// OpenJobs implements store.Schedule: one message per open job (a lost
+// race or a crash may leave a duplicate until it is leased and dropped),
+// counted by subjectCounts.
 func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
 	counts, err := s.subjectCounts(ctx)
 	if err != nil {
@@ -397,6 +481,23 @@ func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
 
 type laneprio struct{ lane, prio string }
 
+func (s *Store) parseJobSubject(subj string) (laneprio, bool) {
+	parts := strings.Split(strings.TrimPrefix(subj, s.subj.jobs+"."), ".")
+	if len(parts) != 2 {
+		return laneprio{}, false
+	}
+	lane, err := untok(parts[0])
+	if err != nil {
+		return laneprio{}, false
+	}
+	return laneprio{lane, parts[1]}, true
+}
+
+// subjectCounts counts the job messages of each lane and priority. The
+// consumer of a lane, where one exists, knows first that a message was
+// acked (the stream deletes it a moment later, after the consumer's
+// replicas agreed): its count (undelivered + unacked) wins over the
+// stream's.
 func (s *Store) subjectCounts(ctx context.Context) (map[laneprio]int, error) {
 	info, err := s.jobs.Info(ctx, jetstream.WithSubjectFilter(s.subj.jobs+".>"))
 	if err != nil {
@@ -404,15 +505,22 @@ func (s *Store) subjectCounts(ctx context.Context) (map[laneprio]int, error) {
 	}
 	out := map[laneprio]int{}
 	for subj, n := range info.State.Subjects {
-		parts := strings.Split(strings.TrimPrefix(subj, s.subj.jobs+"."), ".")
-		if len(parts) != 2 {
-			continue
+		if k, ok := s.parseJobSubject(subj); ok {
+			out[k] += int(n)
 		}
-		lane, err := untok(parts[0])
-		if err != nil {
-			continue
+	}
+	l := s.jobs.ListConsumers(ctx)
+	for ci := range l.Info() {
+		if k, ok := s.parseJobSubject(ci.Config.FilterSubject); ok {
+			if n := int(ci.NumPending) + ci.NumAckPending; n > 0 {
+				out[k] = n
+			} else {
+				delete(out, k)
+			}
 		}
-		out[laneprio{lane, parts[1]}] += int(n)
+	}
+	if err := l.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -462,7 +570,7 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 	seen := map[string]bool{}
 	wall := time.Now()
 	for seq, n := uint64(1), 0; n < laneStatsMaxScan; seq++ {
-		msg, err := s.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		msg, err := nextMsg(ctx, s.jobs, seq, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -510,36 +618,25 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 }
 
 // DeadLetters implements store.Schedule. Ids sort by failure time, so the
-// list is the dead letter keys sorted, newest first.
+// list is the dead letters sorted by id, newest first.
 func (s *Store) DeadLetters(ctx context.Context, after string, limit int) ([]store.DeadLetter, error) {
-	keys, err := listKeys(ctx, s.events, "dl.*")
+	var all []store.DeadLetter
+	err := scanBucket(ctx, s.eventsStr, "dl.*", func(key string, val []byte) error {
+		var dl store.DeadLetter
+		if err := json.Unmarshal(val, &dl); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		if after == "" || dl.ID < after {
+			all = append(all, dl)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	ids := make([]string, 0, len(keys))
-	for _, k := range keys {
-		ids = append(ids, strings.TrimPrefix(k, "dl."))
-	}
-	slices.Sort(ids)
-	slices.Reverse(ids)
+	slices.SortFunc(all, func(a, b store.DeadLetter) int { return strings.Compare(b.ID, a.ID) })
 	out := []store.DeadLetter{}
-	for _, id := range ids {
-		if len(out) >= limit {
-			break
-		}
-		if after != "" && id >= after {
-			continue
-		}
-		var dl store.DeadLetter
-		rev, err := getJSON(ctx, s.events, deadKey(id), &dl)
-		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
-		}
-		if rev != 0 {
-			out = append(out, dl)
-		}
-	}
-	return out, nil
+	return append(out, all[:min(max(limit, 0), len(all))]...), nil
 }
 
 // ReplayDeadLetter implements store.Schedule. The job record is the

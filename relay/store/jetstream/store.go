@@ -82,10 +82,13 @@ type Store struct {
 	js     jetstream.JetStream
 
 	events jetstream.KeyValue // ev.*, ans.*, dl.*
-	dir    jetstream.KeyValue // dev.*, tok.*, set.*, pref.*, rc.*
-	jobs   jetstream.Stream   // work queue of job messages
-	answer jetstream.Stream   // the answer log
-	accept jetstream.Stream   // undecided markers
+	dir    jetstream.KeyValue // dev.*, tok.*, set.*, pref.*
+	recent jetstream.KeyValue // user.recent counters, in memory
+	// The buckets' streams, for consistent scans (scanBucket).
+	eventsStr, dirStr jetstream.Stream
+	jobs              jetstream.Stream // work queue of job messages
+	answer            jetstream.Stream // the answer log
+	accept            jetstream.Stream // undecided markers
 
 	subj struct{ jobs, answers, accepted string }
 
@@ -213,10 +216,13 @@ func dial(o Options) (*nats.Conn, error) {
 func (s *Store) setup(ctx context.Context) error {
 	p, r := s.opts.Prefix, s.opts.Replicas
 	var err error
-	if s.events, err = s.bucket(ctx, p+"_events", "edgerelay events, answered marks, dead letters"); err != nil {
+	if s.events, s.eventsStr, err = s.bucket(ctx, p+"_events", "edgerelay events, answered marks, dead letters"); err != nil {
 		return err
 	}
-	if s.dir, err = s.bucket(ctx, p+"_dir", "edgerelay devices, settings, preferences, recent counts"); err != nil {
+	if s.dir, s.dirStr, err = s.bucket(ctx, p+"_dir", "edgerelay devices, settings, preferences"); err != nil {
+		return err
+	}
+	if s.recent, err = s.recentBucket(ctx, p+"_recent"); err != nil {
 		return err
 	}
 	streams := []struct {
@@ -246,34 +252,55 @@ func (s *Store) setup(ctx context.Context) error {
 // bucket binds a KV bucket, creating it if missing. Reads must see every
 // acknowledged write, whichever server a relay talks to, so the bucket's
 // stream has direct get off: a get goes to the stream leader, not to a
-// replica that may lag.
-func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyValue, error) {
-	kv, err := s.js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		_, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1,
-			Storage: jetstream.FileStorage, Replicas: s.opts.Replicas})
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return nil, fmt.Errorf("create bucket %s: %w", name, err)
-		}
-		kv = nil
-	} else if err != nil {
-		return nil, fmt.Errorf("bind bucket %s: %w", name, err)
-	}
+// replica that may lag. The stream is created with that setting (the
+// configuration nats.go's CreateKeyValue makes, but AllowDirect), so no
+// relay ever binds a bucket that still has direct get on.
+func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyValue, jetstream.Stream, error) {
 	str, err := s.js.Stream(ctx, "KV_"+name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		str, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "KV_" + name, Description: desc, Subjects: []string{"$KV." + name + ".>"},
+			MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
+			Storage: jetstream.FileStorage, Replicas: s.opts.Replicas, AllowRollup: true, DenyDelete: true,
+			Duplicates: 2 * time.Minute, AllowDirect: false, Discard: jetstream.DiscardNew,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			str, err = s.js.Stream(ctx, "KV_"+name)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", name, err)
+		return nil, nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
 	if cfg := str.CachedInfo().Config; cfg.AllowDirect {
+		// Made by something else (an older version, a tool): relays that
+		// bound it before this update must be restarted.
+		s.log.Warn("bucket had direct get on; turning it off (restart relays started before this one)", "bucket", name)
 		cfg.AllowDirect = false
-		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
+		if str, err = s.js.UpdateStream(ctx, cfg); err != nil {
+			return nil, nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
 		}
-		kv = nil
 	}
-	if kv == nil {
-		if kv, err = s.js.KeyValue(ctx, name); err != nil {
-			return nil, fmt.Errorf("bind bucket %s: %w", name, err)
+	kv, err := s.js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bind bucket %s: %w", name, err)
+	}
+	return kv, str, nil
+}
+
+// recentBucket binds or creates the bucket of user.recent counters: in
+// memory (no fsync on the path of every event; counts are lost only when
+// every replica restarts), a key idle for an hour expires.
+func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	kv, err := s.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, TTL: time.Hour,
+			Description: "edgerelay user.recent counters", Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = s.js.KeyValue(ctx, name)
 		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
 	return kv, nil
 }
@@ -297,12 +324,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close ends the store's use of the connection: it closes the connection
-// when Open dialed it. It never fails for a done ctx.
+// Close ends the store's use of the connection: it flushes what was sent
+// and closes the connection when Open dialed it. It never fails, even for
+// a done ctx.
 func (s *Store) Close(context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	// Settle's delays of job messages are sent without waiting: let them
+	// reach the server (a lost one only delays a retry to the lease's end).
+	if s.nc.IsConnected() {
+		_ = s.nc.FlushTimeout(time.Second)
+	}
 	s.closeConn()
 	return nil
 }
@@ -360,6 +393,33 @@ func (s *Store) jobSubject(lane, prio string) string {
 
 // ---- KV helpers ----
 
+// unavailableWait bounds how long a read waits for a stream to have a
+// leader again (an election in a cluster, a consumer just created).
+const unavailableWait = 5 * time.Second
+
+// retryUnavailable retries fn while no server answers for the stream
+// (nats.ErrNoResponders: no leader at the moment), up to unavailableWait.
+func retryUnavailable[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	deadline := time.Now().Add(unavailableWait)
+	for {
+		v, err := fn()
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			return v, err
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return v, err
+		}
+	}
+}
+
+// nextMsg reads the first message at or after seq on subject, from the
+// stream leader.
+func nextMsg(ctx context.Context, str jetstream.Stream, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	return retryUnavailable(ctx, func() (*jetstream.RawStreamMsg, error) {
+		return str.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+	})
+}
+
 // isWrongLast reports a compare-and-set conflict: the key exists (create)
 // or changed since it was read (update, delete), on one server (10071) or
 // a replicated stream (10164).
@@ -381,7 +441,7 @@ func isNotFound(err error) bool {
 
 // getJSON reads key into v; it returns the revision, 0 when absent.
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
-	e, err := kv.Get(ctx, key)
+	e, err := retryUnavailable(ctx, func() (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 	if isNotFound(err) {
 		return 0, nil
 	}
@@ -412,6 +472,31 @@ const maxCAS = 100
 
 var errTooManyConflicts = errors.New("too many concurrent writers")
 
+// scanBucket calls fn with each live key under filter (KV key syntax) and
+// its value, in stream order. Unlike a key listing, which reads through a
+// consumer that may sit on a replica behind the leader, it reads each
+// message from the stream leader (one request per key): it sees every
+// acknowledged write. For small sets (a user's devices, dead letters).
+func scanBucket(ctx context.Context, str jetstream.Stream, filter string, fn func(key string, val []byte) error) error {
+	pre := "$KV." + strings.TrimPrefix(str.CachedInfo().Config.Name, "KV_") + "."
+	for seq := uint64(1); ; seq++ {
+		msg, err := nextMsg(ctx, str, seq, pre+filter)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", filter, err)
+		}
+		seq = msg.Sequence
+		if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		if err := fn(strings.TrimPrefix(msg.Subject, pre), msg.Data); err != nil {
+			return err
+		}
+	}
+}
+
 // listKeys lists the keys under a filter (nil when none).
 func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
 	l, err := kv.ListKeysFiltered(ctx, filter)
@@ -429,10 +514,14 @@ func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]stri
 	return keys, nil
 }
 
-// jitter sleeps a little before a CAS retry, so that writers racing on one
-// key spread out.
+// backoff sleeps a little before a CAS retry, so that writers racing on
+// one key spread out.
 func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(attempt%8+1) * time.Millisecond
+	return sleep(ctx, time.Duration(attempt%8+1)*time.Millisecond)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -440,5 +529,3 @@ func backoff(ctx context.Context, attempt int) error {
 		return nil
 	}
 }
-
-func splitKey(key string) []string { return strings.Split(key, ".") }

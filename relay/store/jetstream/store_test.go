@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -78,7 +77,7 @@ func dropPrefix(t *testing.T, s *natsd.Server, prefix string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, name := range []string{prefix + "_jobs", prefix + "_answers", prefix + "_accepted", "KV_" + prefix + "_events", "KV_" + prefix + "_dir"} {
+	for _, name := range []string{prefix + "_jobs", prefix + "_answers", prefix + "_accepted", "KV_" + prefix + "_events", "KV_" + prefix + "_dir", "KV_" + prefix + "_recent"} {
 		if err := js.DeleteStream(ctx, name); err != nil {
 			t.Logf("drop stream %s: %v", name, err)
 		}
@@ -97,5 +96,3 @@ func TestConformanceR3(t *testing.T) {
 	servers := natsdtest.Start(t, 3, natsdtest.Config{})
 	storetest.Run(t, harness(servers, 3))
 }
-
-var _ = nats.Connect
