@@ -5,7 +5,8 @@
 //	relayd -config config.hcl          run
 //	relayd -config config.hcl -check   validate the config and exit
 //
-// Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once);
+// Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once,
+// still closing the store, and exits 1);
 // SIGHUP reloads policy plugins.
 package main
 
@@ -78,23 +79,35 @@ func run(args []string) int {
 
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	// This loop is the only reader of the signal channels, so no signal is
+	// lost to a race; main returns through its defers in every case.
+	stopping, aborted := false, false
 	for {
 		select {
 		case err := <-done:
+			if aborted {
+				log.Warn("relayd stopped without draining", "error", err)
+				return 1
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("relayd failed", "error", err)
 				return 1
 			}
 			return 0
 		case s := <-sigs:
-			log.Info("shutting down; in-flight sends drain", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
-			cancel(errors.New(s.String()))
-			go func() {
-				// A second signal stops at once: queued work is on disk.
-				<-sigs
-				log.Warn("second signal: exiting now")
-				os.Exit(1)
-			}()
+			if !stopping {
+				stopping = true
+				log.Info("shutting down; in-flight sends drain", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
+				cancel(errors.New(s.String()))
+				continue
+			}
+			if !aborted {
+				// A second signal stops at once: queued work is on disk;
+				// the store is still closed before exiting.
+				aborted = true
+				log.Warn("second signal: stopping now without draining", "signal", s.String())
+				d.Abort()
+			}
 		case <-hup:
 			log.Info("SIGHUP: reloading policy plugins")
 			d.Reload()

@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,12 +38,20 @@ type Daemon struct {
 	metrics *metrics
 	ready   chan struct{}
 	reload  atomic.Pointer[policy.Watcher] // set while running
+	abort   chan struct{}                  // closed by Abort
+	aborted sync.Once
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
 func New(cfg *config.Config, log hclog.Logger) *Daemon {
-	return &Daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{})}
+	return &Daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{}), abort: make(chan struct{})}
 }
+
+// Abort makes a stopping Run return without waiting for requests and sends
+// in flight (a second SIGTERM): the store, the plugins and the policy
+// engine are still closed, in order, before Run returns. Work not finished
+// stays on disk for the next start.
+func (d *Daemon) Abort() { d.aborted.Do(func() { close(d.abort) }) }
 
 // Ready is closed once the socket accepts events.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
@@ -217,7 +226,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	})
-	err = g.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }() // outlives Run only after Abort
+	select {
+	case err = <-waited:
+	case <-d.abort:
+		err = errors.New("stopped without draining (second signal)")
+	}
 	d.log.Info("relayd stopped", "queued_jobs", q.Len())
 	return err
 }
