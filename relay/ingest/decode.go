@@ -159,9 +159,104 @@ func DecodeEvent(data []byte, knownType func(string) bool) (relay.Event, error) 
 	}
 	d := decoder{data: data}
 	if err := d.event(&ev); err != nil {
+		if d.dup&fID == 0 {
+			// The fault came before the id: read on, so the rejection can
+			// still name the event.
+			ev.ID = salvageID(data)
+		}
 		return ev, err
 	}
 	return ev, validateEvent(&ev, d.seen, knownType)
+}
+
+// salvageID returns the top-level "id" of a rejected event when it can be
+// read: the object is scanned leniently (values are skipped by their
+// brackets and strings, not validated) up to the id. It returns "" when the
+// object is too broken to find it or the id is not a valid name.
+func salvageID(data []byte) string {
+	d := decoder{data: data}
+	if d.peek() != '{' {
+		return ""
+	}
+	d.pos++
+	for {
+		if d.peek() != '"' {
+			return ""
+		}
+		key, err := d.rawStr("")
+		if err != nil || d.peek() != ':' {
+			return ""
+		}
+		d.pos++
+		if string(key) == "id" {
+			if d.peek() != '"' {
+				return ""
+			}
+			id, err := d.str("")
+			if err != nil || checkName("id", id) != nil {
+				return ""
+			}
+			return id
+		}
+		if !d.skipValue() {
+			return ""
+		}
+		switch d.peek() {
+		case ',':
+			d.pos++
+		default: // '}', the end, or garbage: no id
+			return ""
+		}
+	}
+}
+
+// skipValue skips one JSON value leniently: strings are decoded, brackets
+// must match (up to a nesting depth of 64), anything else is a run of
+// literal characters. It reports whether a value was skipped.
+func (d *decoder) skipValue() bool {
+	var stack [64]byte
+	depth := 0
+	for {
+		c := d.peek()
+		switch {
+		case c == '"':
+			if _, err := d.rawStr(""); err != nil {
+				return false
+			}
+		case c == '{' || c == '[':
+			if depth == len(stack) {
+				return false
+			}
+			stack[depth] = c + 2 // '{'+2 == '}', '['+2 == ']'
+			depth++
+			d.pos++
+			continue
+		case c == '}' || c == ']':
+			if depth == 0 || stack[depth-1] != c {
+				return false
+			}
+			depth--
+			d.pos++
+		case (c == ',' || c == ':') && depth > 0:
+			d.pos++
+			continue
+		default:
+			start := d.pos
+			for d.pos < len(d.data) && isLiteral(d.data[d.pos]) {
+				d.pos++
+			}
+			if d.pos == start {
+				return false
+			}
+		}
+		if depth == 0 {
+			return true
+		}
+	}
+}
+
+func isLiteral(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.'
 }
 
 // Bits of decoder.seen, one per field.
