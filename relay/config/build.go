@@ -252,6 +252,11 @@ func (b *builder) auth(a *authBlock, dst *Auth) {
 	}
 	b.file(a.HS256Secret, a.HS256R, "auth.hs256_secret_file", &dst.HS256SecretFile)
 	b.file(a.PublicKey, a.PublicKeyR, "auth.public_key_file", &dst.PublicKeyFile)
+	if a.MaxLifetime != nil && *a.MaxLifetime == "off" {
+		dst.MaxTokenLifetime = 0
+	} else {
+		b.duration(a.MaxLifetime, a.MaxLifetimeR, "auth.max_token_lifetime", &dst.MaxTokenLifetime)
+	}
 	switch {
 	case dst.HS256SecretFile != "" && dst.PublicKeyFile != "":
 		b.errorf(a.PublicKeyR, "Conflicting attributes", "auth: set exactly one of hs256_secret_file and public_key_file, not both")

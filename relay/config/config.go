@@ -67,6 +67,9 @@ type Auth struct {
 	Audience        string
 	HS256SecretFile string
 	PublicKeyFile   string
+	// MaxTokenLifetime refuses tokens valid for longer (exp - iat, or
+	// exp - now without iat); 0 means no maximum ("off").
+	MaxTokenLifetime time.Duration
 }
 
 // Store is the store "kind" {} block.

@@ -126,6 +126,7 @@ var invalidCases = []struct {
 	{"queue max_open_jobs zero", `queue { max_open_jobs = 0 }`, "max_open_jobs", "queue.max_open_jobs = 0: must be between 1 and"},
 	{"queue in_memory small", `queue { in_memory = 5 }`, "in_memory", "queue.in_memory = 5: must be between 100 and"},
 	{"queue unknown attribute", `queue { max_bytes = 5 }`, "max_bytes", "max_bytes"},
+	{"auth max_token_lifetime", "auth {\n  issuer = \"i\"\n  audience = \"a\"\n  hs256_secret_file = \"s\"\n  max_token_lifetime = \"0\"\n}", "max_token_lifetime", `auth.max_token_lifetime = "0": must be greater than zero`},
 	{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
 	{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
 	{"syntax", `log {`, "log", "Unclosed configuration block"},

@@ -19,6 +19,7 @@ func Default() *Config {
 		DataDir: "./data",
 		Socket:  Socket{Path: "./run/relayd.sock", Mode: os.FileMode(0o660)},
 		API:     API{Address: "127.0.0.1:8480"},
+		Auth:    Auth{MaxTokenLifetime: DefaultMaxTokenLifetime},
 		Store:   Store{Kind: StoreBolt, Retention: DefaultRetention},
 		Notifications: map[string]*Notification{
 			relay.TypeIdentityVerification: {
@@ -98,3 +99,7 @@ const (
 // DefaultRetention keeps a finished event's record for a week after it
 // expired.
 const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultMaxTokenLifetime is auth.max_token_lifetime when left out: an app
+// API token valid for longer than a day is refused.
+const DefaultMaxTokenLifetime = 24 * time.Hour

@@ -57,15 +57,17 @@ type tlsBlock struct {
 }
 
 type authBlock struct {
-	Issuer      *string   `hcl:"issuer,optional"`
-	IssuerR     hcl.Range `hcl:"issuer,attr_range"`
-	Audience    *string   `hcl:"audience,optional"`
-	AudienceR   hcl.Range `hcl:"audience,attr_range"`
-	HS256Secret *string   `hcl:"hs256_secret_file,optional"`
-	HS256R      hcl.Range `hcl:"hs256_secret_file,attr_range"`
-	PublicKey   *string   `hcl:"public_key_file,optional"`
-	PublicKeyR  hcl.Range `hcl:"public_key_file,attr_range"`
-	Def         hcl.Range `hcl:",def_range"`
+	Issuer       *string   `hcl:"issuer,optional"`
+	IssuerR      hcl.Range `hcl:"issuer,attr_range"`
+	Audience     *string   `hcl:"audience,optional"`
+	AudienceR    hcl.Range `hcl:"audience,attr_range"`
+	HS256Secret  *string   `hcl:"hs256_secret_file,optional"`
+	HS256R       hcl.Range `hcl:"hs256_secret_file,attr_range"`
+	PublicKey    *string   `hcl:"public_key_file,optional"`
+	PublicKeyR   hcl.Range `hcl:"public_key_file,attr_range"`
+	MaxLifetime  *string   `hcl:"max_token_lifetime,optional"`
+	MaxLifetimeR hcl.Range `hcl:"max_token_lifetime,attr_range"`
+	Def          hcl.Range `hcl:",def_range"`
 }
 
 type storeBlock struct {
