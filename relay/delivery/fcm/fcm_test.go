@@ -473,3 +473,22 @@ func TestRevokedTokenIsRefetched(t *testing.T) {
 		t.Fatalf("%d token requests, want 2 (one refetch)", n)
 	}
 }
+
+// Errors never carry the device token, even when FCM's message quotes it.
+func TestErrorsCarryNoDeviceToken(t *testing.T) {
+	e := setup(t, fcm.Options{})
+	for _, r := range []relaytest.Rule{
+		{Status: 400, Body: `{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"Invalid registration token: ` + android.Token + `"}}`},
+	} {
+		e.fake.ClearScript()
+		r.Times = 1
+		e.fake.Script(android.Token, r)
+		err := e.client.Notify(t.Context(), android, alertFor(relay.TypeAccountShared, 2*time.Second))
+		if err == nil {
+			t.Fatalf("%+v: no error", r)
+		}
+		if strings.Contains(err.Error(), android.Token) {
+			t.Fatalf("%+v: error carries the device token: %v", r, err)
+		}
+	}
+}
