@@ -197,7 +197,9 @@ func (b *builder) socket(s *socketBlock, top hcl.Range, dst *Socket) {
 			pathR = s.PathR
 		}
 		if s.Mode != nil {
-			if m, ok := parseMode(*s.Mode); ok {
+			if m, ok := parseMode(*s.Mode); ok && m&0o002 != 0 {
+				b.errorf(s.ModeR, "Unsafe file mode", `socket.mode = %q: writable by others, so any local user could post events and change settings; use "0660" (owner and group) or "0600"`, *s.Mode)
+			} else if ok {
 				dst.Mode = m
 			} else {
 				b.errorf(s.ModeR, "Invalid file mode", `socket.mode = %q: must be an octal permission string such as "0660" (at most "0777")`, *s.Mode)

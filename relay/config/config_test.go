@@ -127,6 +127,7 @@ var invalidCases = []struct {
 	{"queue in_memory small", `queue { in_memory = 5 }`, "in_memory", "queue.in_memory = 5: must be between 100 and"},
 	{"queue unknown attribute", `queue { max_bytes = 5 }`, "max_bytes", "max_bytes"},
 	{"auth max_token_lifetime", "auth {\n  issuer = \"i\"\n  audience = \"a\"\n  hs256_secret_file = \"s\"\n  max_token_lifetime = \"0\"\n}", "max_token_lifetime", `auth.max_token_lifetime = "0": must be greater than zero`},
+	{"socket mode world-writable", `socket { mode = "0666" }`, "mode", `socket.mode = "0666": writable by others`},
 	{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
 	{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
 	{"syntax", `log {`, "log", "Unclosed configuration block"},

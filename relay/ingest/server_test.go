@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -603,5 +604,124 @@ func TestShutdownDrainDeadline(t *testing.T) {
 	}
 	if _, err := os.Lstat(ts.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket left: %v", err)
+	}
+}
+
+// The socket's directory decides who can replace the socket: one others can
+// write to, or owned by someone else, is refused with the path and the fix.
+func TestSocketDirectoryChecked(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the socket path
+		want  []string                              // in the error
+	}{
+		{"world-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o777)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others", "chmod go-w " + "DIR"}},
+		{"group-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o770)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"sticky world-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o1777)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"writable parent", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o777)
+			sub := filepath.Join(dir, "sub")
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(sub, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"foreign owner", func(t *testing.T, dir string) string {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown")
+			}
+			if err := os.Chown(dir, 12345, 12345); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is owned by uid 12345", "chown"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := shortDir(t)
+			path := tc.setup(t, dir)
+			err := runOnce(t, Options{Path: path})
+			if err == nil {
+				t.Fatal("served in an unsafe directory")
+			}
+			for _, w := range tc.want {
+				w = strings.ReplaceAll(w, "DIR", dir)
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), dir) {
+				t.Fatalf("error %q does not name %s", err, dir)
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("socket created anyway: %v", err)
+			}
+		})
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode|os.ModeSticky*os.FileMode(mode>>9&1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A world-writable mode is refused: anyone could post events.
+func TestSocketModeWorldWritableRefused(t *testing.T) {
+	err := runOnce(t, Options{Path: filepath.Join(shortDir(t), "r.sock"), Mode: 0o666})
+	if err == nil || !strings.Contains(err.Error(), "0666") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// With umask 0, the socket is never seen with a mode other than the one
+// configured: it is created where no one else can reach it, and its mode is
+// set before it appears at its path.
+func TestSocketNeverReachableBeforeMode(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	for range 30 {
+		dir := shortDir(t)
+		path := filepath.Join(dir, "r.sock")
+		stop := make(chan struct{})
+		bad := make(chan os.FileMode, 1)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if fi, err := os.Lstat(path); err == nil && fi.Mode().Perm() != 0o600 {
+					select {
+					case bad <- fi.Mode():
+					default:
+					}
+				}
+			}
+		})
+		ts := startServer(t, func(o *Options) { o.Path = path; o.Mode = 0o600 })
+		close(stop)
+		wg.Wait()
+		ts.client.CloseIdleConnections()
+		if err := ts.stop(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-bad:
+			t.Fatalf("socket seen with mode %v before its mode was set", m)
+		default:
+		}
 	}
 }
