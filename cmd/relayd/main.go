@@ -4,6 +4,7 @@
 //
 //	relayd -config config.hcl          run
 //	relayd -config config.hcl -check   validate the config and exit
+//	relayd -config config.hcl -check-store   check the store file for damage and exit
 //
 // Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once,
 // still closing the store, and exits 1);
@@ -32,9 +33,13 @@ func main() {
 }
 
 func run(args []string) int {
+	if p := os.Getenv(checkStoreChildEnv); p != "" {
+		return checkStoreChild(p)
+	}
 	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
 	cfgPath := fs.String("config", "config.hcl", "path to the config file")
 	check := fs.Bool("check", false, "validate the config and exit (non-zero on any error)")
+	checkStoreOnly := fs.Bool("check-store", false, "check the store file for damage and exit (non-zero if damaged); run it while relayd is stopped")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -56,6 +61,21 @@ func run(args []string) int {
 	if *check {
 		fmt.Printf("relayd: configuration file %s is valid\n", *cfgPath)
 		return 0
+	}
+	// A damaged store file would crash the daemon (bbolt panics, or faults
+	// on a truncated file): check it first, in a child process.
+	if cfg.Store.Kind == config.StoreBolt {
+		if err := checkStore(cfg.Store.Path); err != nil {
+			fmt.Fprintf(os.Stderr, "relayd: %v\n", err)
+			return 1
+		}
+		if *checkStoreOnly {
+			fmt.Printf("relayd: store %s is sound\n", cfg.Store.Path)
+			return 0
+		}
+	} else if *checkStoreOnly {
+		fmt.Fprintf(os.Stderr, "relayd: -check-store: store %q has no file to check\n", cfg.Store.Kind)
+		return 1
 	}
 
 	log := hclog.New(&hclog.LoggerOptions{
