@@ -10,6 +10,7 @@ import (
 	"os"
 
 	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrDamaged is wrapped by the errors of VerifyFile and Check when the store
@@ -180,6 +181,9 @@ func Check(path string) error {
 		return nil // missing or new: nothing to check
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("check store %s: locked by a running relayd (stop it first): %w", path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("check store %s: %w", path, err)
 	}
