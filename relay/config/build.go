@@ -206,6 +206,17 @@ func (b *builder) socket(s *socketBlock, top hcl.Range, dst *Socket) {
 			}
 		}
 	}
+	if s != nil && s.MaxInflight != nil {
+		n, err := parseSize(*s.MaxInflight)
+		switch {
+		case err != nil:
+			b.errorf(s.MaxInflightR, "Invalid size", `socket.max_inflight_bytes = %q: %v; use a byte count or a size such as "256MiB"`, *s.MaxInflight, err)
+		case n < minMaxInflightBytes:
+			b.errorf(s.MaxInflightR, "Invalid size", `socket.max_inflight_bytes = %q: must be at least 64KiB`, *s.MaxInflight)
+		default:
+			dst.MaxInflightBytes = n
+		}
+	}
 	if len(dst.Path) > maxSocketPath && !b.failed(pathR) {
 		b.errorf(pathR, "Socket path too long", "socket.path: %s is %d bytes; a Unix socket path may have at most %d", dst.Path, len(dst.Path), maxSocketPath)
 	}

@@ -52,6 +52,9 @@ type Log struct {
 type Socket struct {
 	Path string
 	Mode os.FileMode
+	// MaxInflightBytes bounds the NDJSON batch bytes of all requests in
+	// flight together; beyond it the socket answers 503 with Retry-After.
+	MaxInflightBytes int64
 }
 
 // API is the api {} block (the app API, HTTP over TCP).

@@ -128,6 +128,8 @@ var invalidCases = []struct {
 	{"queue unknown attribute", `queue { max_bytes = 5 }`, "max_bytes", "max_bytes"},
 	{"auth max_token_lifetime", "auth {\n  issuer = \"i\"\n  audience = \"a\"\n  hs256_secret_file = \"s\"\n  max_token_lifetime = \"0\"\n}", "max_token_lifetime", `auth.max_token_lifetime = "0": must be greater than zero`},
 	{"socket mode world-writable", `socket { mode = "0666" }`, "mode", `socket.mode = "0666": writable by others`},
+	{"socket max_inflight_bytes small", `socket { max_inflight_bytes = "1KiB" }`, "max_inflight_bytes", `socket.max_inflight_bytes = "1KiB": must be at least 64KiB`},
+	{"socket max_inflight_bytes unit", `socket { max_inflight_bytes = "1GB" }`, "max_inflight_bytes", `socket.max_inflight_bytes = "1GB": not a size`},
 	{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
 	{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
 	{"syntax", `log {`, "log", "Unclosed configuration block"},

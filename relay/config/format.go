@@ -41,6 +41,7 @@ func (c *Config) format(redact bool) []byte {
 	b = block("socket")
 	setStr(b, "path", c.Socket.Path)
 	setStr(b, "mode", fmt.Sprintf("%04o", uint32(c.Socket.Mode.Perm())))
+	setStr(b, "max_inflight_bytes", formatSize(c.Socket.MaxInflightBytes))
 
 	b = block("api")
 	setStr(b, "address", c.API.Address)

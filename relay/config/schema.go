@@ -35,10 +35,12 @@ type logBlock struct {
 }
 
 type socketBlock struct {
-	Path  *string   `hcl:"path,optional"`
-	PathR hcl.Range `hcl:"path,attr_range"`
-	Mode  *string   `hcl:"mode,optional"`
-	ModeR hcl.Range `hcl:"mode,attr_range"`
+	Path         *string   `hcl:"path,optional"`
+	PathR        hcl.Range `hcl:"path,attr_range"`
+	Mode         *string   `hcl:"mode,optional"`
+	ModeR        hcl.Range `hcl:"mode,attr_range"`
+	MaxInflight  *string   `hcl:"max_inflight_bytes,optional"`
+	MaxInflightR hcl.Range `hcl:"max_inflight_bytes,attr_range"`
 }
 
 type apiBlock struct {

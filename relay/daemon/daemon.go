@@ -151,14 +151,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		defaults[t] = n.Default
 	}
 	srv := ingest.New(ingest.Options{
-		Path:      cfg.Socket.Path,
-		Mode:      cfg.Socket.Mode,
-		Acceptor:  &countingAcceptor{next: pl, m: d.metrics},
-		Store:     st,
-		KnownType: func(t string) bool { return cfg.Notifications[t] != nil },
-		Types:     func() map[string]relay.Setting { return defaults },
-		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
-		Logger:    d.log.Named("ingest"),
+		Path:             cfg.Socket.Path,
+		Mode:             cfg.Socket.Mode,
+		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
+		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
+		Store:            st,
+		KnownType:        func(t string) bool { return cfg.Notifications[t] != nil },
+		Types:            func() map[string]relay.Setting { return defaults },
+		KnownApp:         func(a string) bool { return cfg.AppByName(a) != nil },
+		Logger:           d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())

@@ -58,9 +58,19 @@ const (
 	DefaultDrainTimeout                  = 10 * time.Second
 	// DefaultMaxBatchBytes fits the largest legal batch: relay.MaxBatchEvents
 	// events of relay.MaxEventBytes each with "\r\n", plus 1 MiB of blank
-	// lines and slack (about 161 MiB). The batch is streamed, so memory use
-	// follows the decoded events, not this cap.
+	// lines and slack (about 161 MiB). The batch is streamed to the
+	// Acceptor in chunks, so memory use follows the chunk, not this cap.
 	DefaultMaxBatchBytes int64 = relay.MaxBatchEvents*(relay.MaxEventBytes+2) + 1<<20
+	// DefaultMaxInflightBytes bounds the batch bytes of all requests in
+	// flight together: one maximum batch and change.
+	DefaultMaxInflightBytes int64 = 256 << 20
+	// batchChunkEvents and batchChunkBytes bound a chunk of a batch handed
+	// to the Acceptor at once.
+	batchChunkEvents       = 500
+	batchChunkBytes  int64 = 4 << 20
+	// inflightStep is how much of the in-flight budget a batch without a
+	// Content-Length takes at a time, as it is read.
+	inflightStep int64 = 4 << 20
 	// maxSocketPath is the longest Unix socket path (sun_path is 108 bytes
 	// with the NUL).
 	maxSocketPath = 107
@@ -103,6 +113,13 @@ type Options struct {
 
 	// MaxBatchBytes caps an NDJSON body (DefaultMaxBatchBytes if zero).
 	MaxBatchBytes int64
+	// MaxInflightBytes bounds the NDJSON bytes of all batches in flight
+	// together (DefaultMaxInflightBytes if zero): a batch takes its
+	// Content-Length from this budget before it is read (or its size as it
+	// is read, without one) and gives it back when answered. A batch that
+	// does not fit is answered 503 with Retry-After. A batch larger than
+	// the whole budget is taken when no other batch is in flight.
+	MaxInflightBytes int64
 	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are the http.Server's
 	// (Default* if zero). ReadTimeout bounds reading a whole request,
 	// including its body.
@@ -125,6 +142,8 @@ type Server struct {
 	draining atomic.Bool
 	running  atomic.Bool
 
+	inflight budget // batch bytes in flight, bounded by MaxInflightBytes
+
 	// handlers is read-locked by every request; Run write-locks it to wait
 	// for handlers still running after the connections are closed.
 	handlers sync.RWMutex
@@ -138,6 +157,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	if opts.ReadHeaderTimeout <= 0 {
 		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
@@ -156,10 +178,11 @@ func New(opts Options) *Server {
 		log = hclog.NewNullLogger()
 	}
 	s := &Server{
-		opts:  opts,
-		log:   log,
-		mux:   http.NewServeMux(),
-		ready: make(chan struct{}),
+		opts:     opts,
+		log:      log,
+		mux:      http.NewServeMux(),
+		ready:    make(chan struct{}),
+		inflight: budget{max: opts.MaxInflightBytes},
 	}
 	s.routes()
 	return s
@@ -471,3 +494,36 @@ func (w *responseWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// budget counts bytes in flight against a maximum.
+type budget struct {
+	mu   sync.Mutex
+	max  int64
+	used int64
+}
+
+// take reserves n bytes if they fit. More than max fits only when nothing
+// else is reserved (it then takes max), so a lone large request still goes.
+func (b *budget) take(n int64) (int64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, b.max)
+	if b.used+n > b.max {
+		return 0, false
+	}
+	b.used += n
+	return n, true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// InflightBytes returns the batch bytes in flight now (tests, metrics).
+func (s *Server) InflightBytes() int64 {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	return s.inflight.used
+}

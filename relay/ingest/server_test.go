@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -162,9 +163,19 @@ func TestPostBatchTooMany(t *testing.T) {
 	for i := range relay.MaxBatchEvents + 1 {
 		fmt.Fprintf(&b, `{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", i)
 	}
-	postNDJSON(t, ts, b.String()).wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch has more than 10000 events: split it")
-	if len(ts.store.events) != 0 {
-		t.Fatalf("%d events stored from a refused batch", len(ts.store.events))
+	// The batch is streamed: the first 10,000 events are stored as they
+	// come, and the answer says so with their results.
+	r := postNDJSON(t, ts, b.String())
+	r.wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch has more than 10000 events: split it (lines up to 10000 were processed: see results; nothing after them was)")
+	var eb ErrorBody
+	if err := json.Unmarshal(r.body, &eb); err != nil {
+		t.Fatal(err)
+	}
+	if got := eb.Results; len(got) != relay.MaxBatchEvents || got[len(got)-1].Line != relay.MaxBatchEvents || got[0].Status != StatusAccepted {
+		t.Fatalf("%d results", len(got))
+	}
+	if len(ts.store.events) != relay.MaxBatchEvents {
+		t.Fatalf("%d events stored, want the first %d", len(ts.store.events), relay.MaxBatchEvents)
 	}
 }
 
@@ -723,5 +734,120 @@ func TestSocketNeverReachableBeforeMode(t *testing.T) {
 			t.Fatalf("socket seen with mode %v before its mode was set", m)
 		default:
 		}
+	}
+}
+
+// A batch reaches the Acceptor in chunks as it arrives: the first events
+// are stored before the rest of the body is even sent.
+func TestPostBatchStreamsToAcceptor(t *testing.T) {
+	var mu sync.Mutex
+	var calls []int
+	first := make(chan struct{})
+	st := newMemStore()
+	ts := startServer(t, func(o *Options) {
+		o.Store = st
+		o.Acceptor = AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
+			mu.Lock()
+			calls = append(calls, len(events))
+			if len(calls) == 1 {
+				close(first)
+			}
+			mu.Unlock()
+			return st.AddEvents(ctx, events, time.Now())
+		})
+	})
+	pr, pw := io.Pipe()
+	line := func(i int) string {
+		return fmt.Sprintf(`{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", i)
+	}
+	go func() {
+		for i := range batchChunkEvents + 10 {
+			io.WriteString(pw, line(i))
+		}
+		select {
+		case <-first:
+		case <-time.After(10 * time.Second):
+			pw.CloseWithError(errors.New("the acceptor saw nothing before the end of the body"))
+			return
+		}
+		for i := batchChunkEvents + 10; i < 3*batchChunkEvents; i++ {
+			io.WriteString(pw, line(i))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", pr)
+	req.Header.Set("Content-Type", MediaTypeNDJSON)
+	resp, err := ts.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res Results
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	if len(res.Results) != 3*batchChunkEvents {
+		t.Fatalf("%d results", len(res.Results))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range calls {
+		if n > batchChunkEvents {
+			t.Fatalf("acceptor calls %v: one larger than a chunk", calls)
+		}
+	}
+}
+
+// Batches in flight share a byte budget: one that does not fit is answered
+// 503 with Retry-After before its body is read; the budget comes back when
+// a batch is answered.
+func TestPostBatchInflightBudget(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	ts := startServer(t, func(o *Options) {
+		o.MaxInflightBytes = 1 << 20
+		o.Acceptor = AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+			return make([]error, len(events)), nil
+		})
+	})
+	body := strings.Repeat(ev("")+"\n", 10000) // about 700 KB
+	post := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", MediaTypeNDJSON)
+		resp, err := ts.client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return resp
+	}
+	first := make(chan *http.Response, 1)
+	go func() { first <- post() }()
+	<-entered
+	if got := ts.InflightBytes(); got != int64(len(body)) {
+		t.Fatalf("in flight %d, want %d", got, len(body))
+	}
+	second := post()
+	b, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "max_inflight_bytes") {
+		t.Fatalf("second batch: %d %q %s", second.StatusCode, second.Header.Get("Retry-After"), b)
+	}
+	close(release)
+	if r := <-first; r == nil || r.StatusCode != http.StatusAccepted {
+		t.Fatalf("first batch: %v", r)
+	} else {
+		r.Body.Close()
+	}
+	waitFor(t, "the budget given back", func() bool { return ts.InflightBytes() == 0 })
+	third := post()
+	third.Body.Close()
+	if third.StatusCode != http.StatusAccepted {
+		t.Fatalf("third batch: %d", third.StatusCode)
 	}
 }
