@@ -5,8 +5,10 @@
 //	relayd -config config.hcl          run
 //	relayd -config config.hcl -check   validate the config and exit
 //	relayd version                     print the version and exit
+//	relayd -config config.hcl -check-store   check the store file for damage and exit
 //
-// Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once);
+// Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once,
+// still closing the store, and exits 1);
 // SIGHUP reloads policy plugins.
 package main
 
@@ -37,9 +39,13 @@ func run(args []string) int {
 		fmt.Println(versionLine())
 		return 0
 	}
+	if p := os.Getenv(checkStoreChildEnv); p != "" {
+		return checkStoreChild(p)
+	}
 	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
 	cfgPath := fs.String("config", "config.hcl", "path to the config file")
 	check := fs.Bool("check", false, "validate the config and exit (non-zero on any error)")
+	checkStoreOnly := fs.Bool("check-store", false, "check the store file for damage and exit (non-zero if damaged); run it while relayd is stopped")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -61,6 +67,21 @@ func run(args []string) int {
 	if *check {
 		fmt.Printf("relayd: configuration file %s is valid\n", *cfgPath)
 		return 0
+	}
+	// A damaged store file would crash the daemon (bbolt panics, or faults
+	// on a truncated file): check it first, in a child process.
+	if cfg.Store.Kind == config.StoreBolt {
+		if err := checkStore(cfg.Store.Path); err != nil {
+			fmt.Fprintf(os.Stderr, "relayd: %v\n", err)
+			return 1
+		}
+		if *checkStoreOnly {
+			fmt.Printf("relayd: store %s is sound\n", cfg.Store.Path)
+			return 0
+		}
+	} else if *checkStoreOnly {
+		fmt.Fprintf(os.Stderr, "relayd: -check-store: store %q has no file to check\n", cfg.Store.Kind)
+		return 1
 	}
 
 	log := hclog.New(&hclog.LoggerOptions{
@@ -85,23 +106,35 @@ func run(args []string) int {
 
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	// This loop is the only reader of the signal channels, so no signal is
+	// lost to a race; main returns through its defers in every case.
+	stopping, aborted := false, false
 	for {
 		select {
 		case err := <-done:
+			if aborted {
+				log.Warn("relayd stopped without draining", "error", err)
+				return 1
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("relayd failed", "error", err)
 				return 1
 			}
 			return 0
 		case s := <-sigs:
-			log.Info("shutting down; in-flight sends drain", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
-			cancel(errors.New(s.String()))
-			go func() {
-				// A second signal stops at once: queued work is on disk.
-				<-sigs
-				log.Warn("second signal: exiting now")
-				os.Exit(1)
-			}()
+			if !stopping {
+				stopping = true
+				log.Info("shutting down; in-flight sends drain", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
+				cancel(errors.New(s.String()))
+				continue
+			}
+			if !aborted {
+				// A second signal stops at once: queued work is on disk;
+				// the store is still closed before exiting.
+				aborted = true
+				log.Warn("second signal: stopping now without draining", "signal", s.String())
+				d.Abort()
+			}
 		case <-hup:
 			log.Info("SIGHUP: reloading policy plugins")
 			d.Reload()

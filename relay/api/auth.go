@@ -74,21 +74,25 @@ func (c *Claims) Validate() error {
 
 // Verifier checks app API bearer tokens against the configured key.
 type Verifier struct {
-	parser *jwt.Parser
-	key    any
-	alg    string
+	parser      *jwt.Parser
+	key         any
+	alg         string
+	now         func() time.Time
+	maxLifetime time.Duration // 0: no maximum
 }
 
 // NewVerifier reads the key file named by a (auth.hs256_secret_file or
 // auth.public_key_file) and returns a verifier that accepts only tokens
 // signed with that key's algorithm (HS256, EdDSA or RS256), from a.Issuer
-// for a.Audience, with an exp, at now (with Leeway). now nil means
+// for a.Audience, with an exp, at now (with Leeway), not issued in the
+// future, without critical header extensions (crit: none is understood),
+// and valid for at most a.MaxTokenLifetime (0: no maximum). now nil means
 // time.Now.
 func NewVerifier(a config.Auth, now func() time.Time) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{}
+	v := &Verifier{now: now, maxLifetime: a.MaxTokenLifetime}
 	switch {
 	case a.HS256SecretFile != "" && a.PublicKeyFile != "":
 		return nil, errors.New("auth: set exactly one of hs256_secret_file and public_key_file")
@@ -119,6 +123,7 @@ func NewVerifier(a config.Auth, now func() time.Time) (*Verifier, error) {
 		jwt.WithIssuer(a.Issuer),
 		jwt.WithAudience(a.Audience),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // iat in the future (beyond Leeway) is refused
 		jwt.WithLeeway(Leeway),
 		jwt.WithTimeFunc(now),
 		jwt.WithStrictDecoding(),
@@ -142,10 +147,25 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 		if t.Method == nil || t.Method.Alg() != v.alg {
 			return nil, fmt.Errorf("algorithm %v not allowed", t.Header["alg"])
 		}
+		// RFC 7515 section 4.1.11: a recipient must refuse a token whose
+		// crit lists an extension it does not understand; we understand
+		// none (and an empty crit is invalid too).
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errors.New("critical header extensions (crit) not supported")
+		}
 		return v.key, nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if v.maxLifetime > 0 {
+		from := v.now()
+		if c.IssuedAt != nil {
+			from = c.IssuedAt.Time
+		}
+		if life := c.ExpiresAt.Sub(from); life > v.maxLifetime {
+			return nil, fmt.Errorf("token valid for %s, longer than auth.max_token_lifetime (%s)", life.Round(time.Second), v.maxLifetime)
+		}
 	}
 	return c, nil
 }

@@ -435,3 +435,71 @@ func must(t *testing.T, ts *testServer, method, path string, body io.Reader) *ht
 	}
 	return req
 }
+
+// TestVerifierHardening: iat in the future (beyond Leeway), an unknown crit
+// header (RFC 7515 section 4.1.11) and a token living longer than
+// auth.max_token_lifetime are refused.
+func TestVerifierHardening(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "jwt.secret")
+	if err := os.WriteFile(secretFile, testSecret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	v, err := NewVerifier(config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secretFile, MaxTokenLifetime: 24 * time.Hour}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := func(edit func(jwt.MapClaims)) string {
+		return mint(t, jwt.SigningMethodHS256, testSecret, claims(now, edit))
+	}
+	withHeader := func(k string, val any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(now, nil))
+		tok.Header[k] = val
+		s, err := tok.SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tests := []struct {
+		name string
+		tok  string
+		ok   bool
+	}{
+		{"valid", hs(nil), true},
+		{"iat in the future", hs(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Minute).Unix() }), false},
+		{"iat within leeway", hs(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Second).Unix() }), true},
+		{"crit header", withHeader("crit", []string{"exp"}), false},
+		{"empty crit header", withHeader("crit", []string{}), false},
+		{"other header", withHeader("kid", "k1"), true},
+		{"lifetime 24h", hs(func(c jwt.MapClaims) { c["exp"] = now.Add(24 * time.Hour).Unix() }), true},
+		{"lifetime over 24h", hs(func(c jwt.MapClaims) { c["exp"] = now.Add(25 * time.Hour).Unix() }), false},
+		{"old iat, long exp", hs(func(c jwt.MapClaims) {
+			c["iat"] = now.Add(-20 * time.Hour).Unix()
+			c["exp"] = now.Add(5 * time.Hour).Unix()
+		}), false},
+		{"no iat, exp too far", hs(func(c jwt.MapClaims) {
+			delete(c, "iat")
+			c["exp"] = now.Add(48 * time.Hour).Unix()
+		}), false},
+		{"no iat, exp near", hs(func(c jwt.MapClaims) { delete(c, "iat") }), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.Verify(tc.tok)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+
+	// Without a maximum (max_token_lifetime = "off"), long tokens pass.
+	off, err := NewVerifier(config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secretFile}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := off.Verify(hs(func(c jwt.MapClaims) { c["exp"] = now.Add(90 * 24 * time.Hour).Unix() })); err != nil {
+		t.Fatalf("no maximum: %v", err)
+	}
+}

@@ -198,11 +198,24 @@ func (b *builder) socket(s *socketBlock, top hcl.Range, dst *Socket) {
 			pathR = s.PathR
 		}
 		if s.Mode != nil {
-			if m, ok := parseMode(*s.Mode); ok {
+			if m, ok := parseMode(*s.Mode); ok && m&0o002 != 0 {
+				b.errorf(s.ModeR, "Unsafe file mode", `socket.mode = %q: writable by others, so any local user could post events and change settings; use "0660" (owner and group) or "0600"`, *s.Mode)
+			} else if ok {
 				dst.Mode = m
 			} else {
 				b.errorf(s.ModeR, "Invalid file mode", `socket.mode = %q: must be an octal permission string such as "0660" (at most "0777")`, *s.Mode)
 			}
+		}
+	}
+	if s != nil && s.MaxInflight != nil {
+		n, err := parseSize(*s.MaxInflight)
+		switch {
+		case err != nil:
+			b.errorf(s.MaxInflightR, "Invalid size", `socket.max_inflight_bytes = %q: %v; use a byte count or a size such as "256MiB"`, *s.MaxInflight, err)
+		case n < minMaxInflightBytes:
+			b.errorf(s.MaxInflightR, "Invalid size", `socket.max_inflight_bytes = %q: must be at least 64KiB`, *s.MaxInflight)
+		default:
+			dst.MaxInflightBytes = n
 		}
 	}
 	if len(dst.Path) > maxSocketPath && !b.failed(pathR) {
@@ -253,6 +266,11 @@ func (b *builder) auth(a *authBlock, dst *Auth) {
 	}
 	b.file(a.HS256Secret, a.HS256R, "auth.hs256_secret_file", &dst.HS256SecretFile)
 	b.file(a.PublicKey, a.PublicKeyR, "auth.public_key_file", &dst.PublicKeyFile)
+	if a.MaxLifetime != nil && *a.MaxLifetime == "off" {
+		dst.MaxTokenLifetime = 0
+	} else {
+		b.duration(a.MaxLifetime, a.MaxLifetimeR, "auth.max_token_lifetime", &dst.MaxTokenLifetime)
+	}
 	switch {
 	case dst.HS256SecretFile != "" && dst.PublicKeyFile != "":
 		b.errorf(a.PublicKeyR, "Conflicting attributes", "auth: set exactly one of hs256_secret_file and public_key_file, not both")

@@ -63,6 +63,9 @@ type Log struct {
 type Socket struct {
 	Path string
 	Mode os.FileMode
+	// MaxInflightBytes bounds the NDJSON batch bytes of all requests in
+	// flight together; beyond it the socket answers 503 with Retry-After.
+	MaxInflightBytes int64
 }
 
 // API is the api {} block (the app API, HTTP over TCP).
@@ -78,6 +81,9 @@ type Auth struct {
 	Audience        string
 	HS256SecretFile string
 	PublicKeyFile   string
+	// MaxTokenLifetime refuses tokens valid for longer (exp - iat, or
+	// exp - now without iat); 0 means no maximum ("off").
+	MaxTokenLifetime time.Duration
 }
 
 // Store is the store "kind" {} block.

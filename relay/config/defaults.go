@@ -17,8 +17,9 @@ func Default() *Config {
 	return &Config{
 		Log:     Log{Level: "info", Format: "text"},
 		DataDir: "./data",
-		Socket:  Socket{Path: "./run/relayd.sock", Mode: os.FileMode(0o660)},
+		Socket:  Socket{Path: "./run/relayd.sock", Mode: os.FileMode(0o660), MaxInflightBytes: DefaultMaxInflightBytes},
 		API:     API{Address: "127.0.0.1:8480"},
+		Auth:    Auth{MaxTokenLifetime: DefaultMaxTokenLifetime},
 		Store:   Store{Kind: StoreBolt, Retention: DefaultRetention},
 		Notifications: map[string]*Notification{
 			relay.TypeIdentityVerification: {
@@ -101,3 +102,15 @@ const (
 // DefaultRetention keeps a finished event's record for a week after it
 // expired.
 const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultMaxTokenLifetime is auth.max_token_lifetime when left out: an app
+// API token valid for longer than a day is refused.
+const DefaultMaxTokenLifetime = 24 * time.Hour
+
+// DefaultMaxInflightBytes is socket.max_inflight_bytes when left out: room
+// for one maximum batch (about 161 MiB) and smaller ones beside it.
+const DefaultMaxInflightBytes = 256 << 20
+
+// minMaxInflightBytes is the least socket.max_inflight_bytes: one maximum
+// event.
+const minMaxInflightBytes = 64 << 10

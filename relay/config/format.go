@@ -41,6 +41,7 @@ func (c *Config) format(redact bool) []byte {
 	b = block("socket")
 	setStr(b, "path", c.Socket.Path)
 	setStr(b, "mode", fmt.Sprintf("%04o", uint32(c.Socket.Mode.Perm())))
+	setStr(b, "max_inflight_bytes", formatSize(c.Socket.MaxInflightBytes))
 
 	b = block("api")
 	setStr(b, "address", c.API.Address)
@@ -50,12 +51,17 @@ func (c *Config) format(redact bool) []byte {
 		optStr(t, "key_file", c.API.TLSKeyFile)
 	}
 
-	if c.Auth != (Auth{}) {
+	if c.Auth.Issuer != "" || c.Auth.Audience != "" || c.Auth.HS256SecretFile != "" || c.Auth.PublicKeyFile != "" {
 		b = block("auth")
 		setStr(b, "issuer", c.Auth.Issuer)
 		setStr(b, "audience", c.Auth.Audience)
 		optStr(b, "hs256_secret_file", c.Auth.HS256SecretFile)
 		optStr(b, "public_key_file", c.Auth.PublicKeyFile)
+		if c.Auth.MaxTokenLifetime > 0 {
+			setStr(b, "max_token_lifetime", formatDuration(c.Auth.MaxTokenLifetime))
+		} else {
+			setStr(b, "max_token_lifetime", "off")
+		}
 	}
 
 	b = block("store", c.Store.Kind)

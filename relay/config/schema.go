@@ -36,10 +36,12 @@ type logBlock struct {
 }
 
 type socketBlock struct {
-	Path  *string   `hcl:"path,optional"`
-	PathR hcl.Range `hcl:"path,attr_range"`
-	Mode  *string   `hcl:"mode,optional"`
-	ModeR hcl.Range `hcl:"mode,attr_range"`
+	Path         *string   `hcl:"path,optional"`
+	PathR        hcl.Range `hcl:"path,attr_range"`
+	Mode         *string   `hcl:"mode,optional"`
+	ModeR        hcl.Range `hcl:"mode,attr_range"`
+	MaxInflight  *string   `hcl:"max_inflight_bytes,optional"`
+	MaxInflightR hcl.Range `hcl:"max_inflight_bytes,attr_range"`
 }
 
 type apiBlock struct {
@@ -58,15 +60,17 @@ type tlsBlock struct {
 }
 
 type authBlock struct {
-	Issuer      *string   `hcl:"issuer,optional"`
-	IssuerR     hcl.Range `hcl:"issuer,attr_range"`
-	Audience    *string   `hcl:"audience,optional"`
-	AudienceR   hcl.Range `hcl:"audience,attr_range"`
-	HS256Secret *string   `hcl:"hs256_secret_file,optional"`
-	HS256R      hcl.Range `hcl:"hs256_secret_file,attr_range"`
-	PublicKey   *string   `hcl:"public_key_file,optional"`
-	PublicKeyR  hcl.Range `hcl:"public_key_file,attr_range"`
-	Def         hcl.Range `hcl:",def_range"`
+	Issuer       *string   `hcl:"issuer,optional"`
+	IssuerR      hcl.Range `hcl:"issuer,attr_range"`
+	Audience     *string   `hcl:"audience,optional"`
+	AudienceR    hcl.Range `hcl:"audience,attr_range"`
+	HS256Secret  *string   `hcl:"hs256_secret_file,optional"`
+	HS256R       hcl.Range `hcl:"hs256_secret_file,attr_range"`
+	PublicKey    *string   `hcl:"public_key_file,optional"`
+	PublicKeyR   hcl.Range `hcl:"public_key_file,attr_range"`
+	MaxLifetime  *string   `hcl:"max_token_lifetime,optional"`
+	MaxLifetimeR hcl.Range `hcl:"max_token_lifetime,attr_range"`
+	Def          hcl.Range `hcl:",def_range"`
 }
 
 type storeBlock struct {

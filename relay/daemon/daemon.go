@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,8 @@ type Daemon struct {
 	reload  atomic.Pointer[policy.Watcher] // set while running
 	health  *health                        // set before ready
 	socket  atomic.Pointer[ingest.Server]  // set while running (route checks)
+	abort   chan struct{}                  // closed by Abort
+	aborted sync.Once
 
 	// Version is reported by GET /v1/status; main sets it before Run.
 	Version string
@@ -44,8 +47,14 @@ type Daemon struct {
 
 // New returns a daemon for cfg. It opens nothing; Run does.
 func New(cfg *config.Config, log hclog.Logger) *Daemon {
-	return &Daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{})}
+	return &Daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{}), abort: make(chan struct{})}
 }
+
+// Abort makes a stopping Run return without waiting for requests and sends
+// in flight (a second SIGTERM): the store, the plugins and the policy
+// engine are still closed, in order, before Run returns. Work not finished
+// stays on disk for the next start.
+func (d *Daemon) Abort() { d.aborted.Do(func() { close(d.abort) }) }
 
 // Ready is closed once the socket accepts events.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
@@ -147,15 +156,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health")}
 	d.health = hl
 	srv := ingest.New(ingest.Options{
-		Readiness: hl.err,
-		Path:      cfg.Socket.Path,
-		Mode:      cfg.Socket.Mode,
-		Acceptor:  &countingAcceptor{next: pl, m: d.metrics},
-		Store:     st,
-		KnownType: func(t string) bool { return cfg.Notifications[t] != nil },
-		Types:     func() map[string]relay.Setting { return defaults },
-		KnownApp:  func(a string) bool { return cfg.AppByName(a) != nil },
-		Logger:    d.log.Named("ingest"),
+		Readiness:        hl.err,
+		Path:             cfg.Socket.Path,
+		Mode:             cfg.Socket.Mode,
+		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
+		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
+		Store:            st,
+		KnownType:        func(t string) bool { return cfg.Notifications[t] != nil },
+		Types:            func() map[string]relay.Setting { return defaults },
+		KnownApp:         func(a string) bool { return cfg.AppByName(a) != nil },
+		Logger:           d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
@@ -226,7 +236,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 		return nil
 	})
-	err = g.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }() // outlives Run only after Abort
+	select {
+	case err = <-waited:
+	case <-d.abort:
+		err = errors.New("stopped without draining (second signal)")
+	}
 	d.log.Info("relayd stopped", "open_jobs", q.Open())
 	return err
 }

@@ -171,3 +171,38 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 // maxRetryAfter caps a provider's hint so that a bogus value cannot park a
 // message forever.
 const maxRetryAfter = 24 * time.Hour
+
+// redactedToken stands for a device token in error messages.
+const redactedToken = "<device-token>"
+
+// StripToken returns err with every occurrence of the device token removed
+// from its message: transport errors name the request URL (APNs puts the
+// token in the path) and provider messages may quote it, and these
+// messages end up in a job's last_error, readable over the socket API, and
+// in logs. A *Error keeps its fields; its Err is replaced by an error with
+// the cleaned message that still unwraps to the original, so errors.Is and
+// errors.As work as before (do not log what they find). nil stays nil.
+func StripToken(err error, token string) error {
+	if err == nil || token == "" || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	var de *Error
+	if errors.As(err, &de) && de == err {
+		cp := *de
+		if cp.Err != nil {
+			cp.Err = &strippedError{msg: strings.ReplaceAll(cp.Err.Error(), token, redactedToken), err: cp.Err}
+		}
+		cp.Reason = strings.ReplaceAll(cp.Reason, token, redactedToken)
+		return &cp
+	}
+	return &strippedError{msg: strings.ReplaceAll(err.Error(), token, redactedToken), err: err}
+}
+
+// strippedError is an error whose message had a device token removed.
+type strippedError struct {
+	msg string
+	err error
+}
+
+func (e *strippedError) Error() string { return e.msg }
+func (e *strippedError) Unwrap() error { return e.err }

@@ -65,7 +65,7 @@ type Line struct {
 	Err error
 }
 
-// DecodeBatch reads an NDJSON batch: one event per line, blank lines
+// DecodeBatch reads a whole NDJSON batch: one event per line, blank lines
 // ignored, a trailing "\r" allowed. Each line is decoded with DecodeEvent;
 // a bad line yields a Line with Err set and decoding goes on. A line longer
 // than relay.MaxEventBytes is skipped with ErrEventTooLarge. It fails as a
@@ -73,51 +73,99 @@ type Line struct {
 // or when reading r fails (the error wraps r's error).
 //
 // knownType reports whether a notification type is known; nil accepts any
-// well-formed type.
+// well-formed type. The server streams with a BatchReader instead.
 func DecodeBatch(r io.Reader, knownType func(string) bool) ([]Line, error) {
-	br := bufio.NewReaderSize(r, relay.MaxEventBytes+2) // room for "\r\n"
-	var (
-		lines []Line
-		n     int
-	)
+	br := NewBatchReader(r, knownType)
+	var lines []Line
 	for {
-		b, err := br.ReadSlice('\n')
-		if len(b) == 0 && errors.Is(err, io.EOF) {
-			return lines, nil
+		l, ok := br.Next()
+		if !ok {
+			break
 		}
-		n++
+		lines = append(lines, l)
+	}
+	if err := br.Err(); err != nil {
+		return nil, err
+	}
+	return lines, nil
+}
+
+// BatchReader reads an NDJSON batch one event at a time, so a batch is
+// stored as it arrives rather than held in memory whole. It holds one line
+// (at most relay.MaxEventBytes) at a time. Lines are as DecodeBatch
+// describes.
+type BatchReader struct {
+	br        *bufio.Reader
+	knownType func(string) bool
+	n         int // lines read
+	events    int // events returned
+	bytes     int64
+	err       error
+	done      bool
+}
+
+// NewBatchReader returns a reader of the NDJSON batch in r.
+func NewBatchReader(r io.Reader, knownType func(string) bool) *BatchReader {
+	return &BatchReader{br: bufio.NewReaderSize(r, relay.MaxEventBytes+2), knownType: knownType} // room for "\r\n"
+}
+
+// Next returns the next event line (decoded, or with Err set). It returns
+// false at the end of the batch or when reading fails; Err then says which.
+// After relay.MaxBatchEvents events, a further event line stops the batch
+// with ErrTooManyEvents (that line is not returned).
+func (b *BatchReader) Next() (Line, bool) {
+	for !b.done {
+		raw, err := b.br.ReadSlice('\n')
+		b.bytes += int64(len(raw))
+		if len(raw) == 0 && errors.Is(err, io.EOF) {
+			b.done = true
+			return Line{}, false
+		}
+		b.n++
 		if errors.Is(err, bufio.ErrBufferFull) {
 			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
+				raw, err = b.br.ReadSlice('\n')
+				b.bytes += int64(len(raw))
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("read batch line %d: %w", n, err)
+				return b.fail(fmt.Errorf("read batch line %d: %w", b.n, err))
 			}
-			if len(lines) == relay.MaxBatchEvents {
-				return nil, ErrTooManyEvents
+			if b.events == relay.MaxBatchEvents {
+				return b.fail(ErrTooManyEvents)
 			}
-			lines = append(lines, Line{N: n, Err: ErrEventTooLarge})
-			if err != nil {
-				return lines, nil
-			}
-			continue
+			b.done = err != nil
+			b.events++
+			return Line{N: b.n, Err: ErrEventTooLarge}, true
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read batch line %d: %w", n, err)
+			return b.fail(fmt.Errorf("read batch line %d: %w", b.n, err))
 		}
-		b = trimNewline(b)
-		if !blank(b) {
-			if len(lines) == relay.MaxBatchEvents {
-				return nil, ErrTooManyEvents
-			}
-			ev, derr := DecodeEvent(b, knownType)
-			lines = append(lines, Line{N: n, Event: ev, Err: derr})
+		b.done = err != nil // io.EOF after a last line without "\n"
+		raw = trimNewline(raw)
+		if blank(raw) {
+			continue
 		}
-		if err != nil { // io.EOF after a last line without "\n"
-			return lines, nil
+		if b.events == relay.MaxBatchEvents {
+			return b.fail(ErrTooManyEvents)
 		}
+		b.events++
+		ev, derr := DecodeEvent(raw, b.knownType)
+		return Line{N: b.n, Event: ev, Err: derr}, true
 	}
+	return Line{}, false
 }
+
+func (b *BatchReader) fail(err error) (Line, bool) {
+	b.err, b.done = err, true
+	return Line{}, false
+}
+
+// Err returns why reading stopped early: nil at the end of the batch,
+// ErrTooManyEvents, or an error wrapping the reader's.
+func (b *BatchReader) Err() error { return b.err }
+
+// Bytes returns how many bytes of the body were read so far.
+func (b *BatchReader) Bytes() int64 { return b.bytes }
 
 func trimNewline(b []byte) []byte {
 	if len(b) > 0 && b[len(b)-1] == '\n' {
@@ -159,9 +207,104 @@ func DecodeEvent(data []byte, knownType func(string) bool) (relay.Event, error) 
 	}
 	d := decoder{data: data}
 	if err := d.event(&ev); err != nil {
+		if d.dup&fID == 0 {
+			// The fault came before the id: read on, so the rejection can
+			// still name the event.
+			ev.ID = salvageID(data)
+		}
 		return ev, err
 	}
 	return ev, validateEvent(&ev, d.seen, knownType)
+}
+
+// salvageID returns the top-level "id" of a rejected event when it can be
+// read: the object is scanned leniently (values are skipped by their
+// brackets and strings, not validated) up to the id. It returns "" when the
+// object is too broken to find it or the id is not a valid name.
+func salvageID(data []byte) string {
+	d := decoder{data: data}
+	if d.peek() != '{' {
+		return ""
+	}
+	d.pos++
+	for {
+		if d.peek() != '"' {
+			return ""
+		}
+		key, err := d.rawStr("")
+		if err != nil || d.peek() != ':' {
+			return ""
+		}
+		d.pos++
+		if string(key) == "id" {
+			if d.peek() != '"' {
+				return ""
+			}
+			id, err := d.str("")
+			if err != nil || checkName("id", id) != nil {
+				return ""
+			}
+			return id
+		}
+		if !d.skipValue() {
+			return ""
+		}
+		switch d.peek() {
+		case ',':
+			d.pos++
+		default: // '}', the end, or garbage: no id
+			return ""
+		}
+	}
+}
+
+// skipValue skips one JSON value leniently: strings are decoded, brackets
+// must match (up to a nesting depth of 64), anything else is a run of
+// literal characters. It reports whether a value was skipped.
+func (d *decoder) skipValue() bool {
+	var stack [64]byte
+	depth := 0
+	for {
+		c := d.peek()
+		switch {
+		case c == '"':
+			if _, err := d.rawStr(""); err != nil {
+				return false
+			}
+		case c == '{' || c == '[':
+			if depth == len(stack) {
+				return false
+			}
+			stack[depth] = c + 2 // '{'+2 == '}', '['+2 == ']'
+			depth++
+			d.pos++
+			continue
+		case c == '}' || c == ']':
+			if depth == 0 || stack[depth-1] != c {
+				return false
+			}
+			depth--
+			d.pos++
+		case (c == ',' || c == ':') && depth > 0:
+			d.pos++
+			continue
+		default:
+			start := d.pos
+			for d.pos < len(d.data) && isLiteral(d.data[d.pos]) {
+				d.pos++
+			}
+			if d.pos == start {
+				return false
+			}
+		}
+		if depth == 0 {
+			return true
+		}
+	}
+}
+
+func isLiteral(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.'
 }
 
 // Bits of decoder.seen, one per field.

@@ -461,3 +461,55 @@ func BenchmarkDecodeBatch10k(b *testing.B) {
 		}
 	}
 }
+
+// A rejected line's result carries its id whenever one can be read, even
+// when the fault comes before the id (DESIGN.md "Local socket API").
+func TestDecodeEventIDAfterFault(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"unknown field first", `{"colour":"red","id":"evt-7","workspace":"w","user":"u","type":"otp_received"}`, "evt-7"},
+		{"bad type first", `{"title":42,"data":{"a":["x",{"y":"}"}]},"id":"evt-8"}`, "evt-8"},
+		{"nested id is not the id", `{"bogus":{"id":"inner"},"zz":1}`, ""},
+		{"syntax error before id", `{"bogus":"open,"id":"evt-9"}`, ""},
+		{"unbalanced before id", `{"bogus":[1},"id":"evt-9"}`, ""},
+		{"escaped id", `{"x":1,"id":"e\u0076t"}`, "evt"},
+		{"unreadable id", `{"x":1,"id":7}`, ""},
+		{"id with a control character", "{\"x\":1,\"id\":\"a\\u0001\"}", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeEvent([]byte(tc.in), knownTestType)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got.ID != tc.want {
+				t.Fatalf("id %q, want %q (err %v)", got.ID, tc.want, err)
+			}
+		})
+	}
+}
+
+func TestDecodeBatchRejectedLineKeepsID(t *testing.T) {
+	body := ev("") + "\n" + `{"colour":"red","id":"evt-7","workspace":"w","user":"u","type":"otp_received"}` + "\n"
+	lines, err := DecodeBatch(strings.NewReader(body), knownTestType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[1].Err == nil || lines[1].Event.ID != "evt-7" || lines[1].N != 2 {
+		t.Fatalf("got %+v", lines)
+	}
+}
+
+// An event already past its expires_at (no occurred_at) is a valid event:
+// it is accepted and recorded expired (DESIGN.md "Domain"); only expires_at
+// before occurred_at is refused.
+func TestDecodeEventAlreadyExpired(t *testing.T) {
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	if _, err := DecodeEvent([]byte(ev(`"expires_at":"`+past+`"`)), knownTestType); err != nil {
+		t.Fatalf("already expired event refused: %v", err)
+	}
+	if _, err := DecodeEvent([]byte(ev(`"expires_at":"2026-01-01T00:00:00Z","occurred_at":"2026-01-01T00:00:01Z"`)), knownTestType); err == nil {
+		t.Fatal("expires_at before occurred_at accepted")
+	}
+}

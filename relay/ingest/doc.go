@@ -12,4 +12,16 @@
 // [Acceptor] (the daemon's pipeline), which fills defaults and stores them
 // durably. Routes owned by other parts (queue, dead letters, plugins, the
 // actions stream, metrics) are added by the daemon with [Server.Handle].
+//
+// # Batches
+//
+// An NDJSON batch is streamed: read, decoded and handed to the Acceptor in
+// chunks of about 500 events ([BatchReader]), so a batch is never held in
+// memory whole, and the bytes of all batches in flight share one budget
+// (Options.MaxInflightBytes, config socket.max_inflight_bytes; 503 with
+// Retry-After beyond it). A batch that stops early (more than
+// relay.MaxBatchEvents events, a body over MaxBatchBytes, the Acceptor
+// failing) is answered with the error (413, 503, 500) and, in "results",
+// the outcome of every line handed over before: those events are stored; a
+// repost answers them "duplicate".
 package ingest

@@ -133,58 +133,144 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, Results{Results: []Result{res}})
 }
 
-// postBatch handles an application/x-ndjson batch.
+// postBatch handles an application/x-ndjson batch. The batch is read,
+// decoded and handed to the Acceptor in chunks (batchChunkEvents events or
+// batchChunkBytes), so only one chunk is in memory at a time; the batch's
+// bytes are taken from the server's in-flight budget first (503 with
+// Retry-After when it does not fit). When reading stops early (too many
+// events, body too large, the Acceptor fails), the events already handed
+// over keep their results, sent with the error.
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBatchBytes)
-	lines, err := DecodeBatch(body, s.knownType())
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.Is(err, ErrTooManyEvents):
-		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, err.Error()+": split it")
-		return
-	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, fmt.Sprintf("batch body larger than %d bytes", tooBig.Limit))
-		return
-	case err != nil:
-		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	case len(lines) == 0:
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "no events in body")
+	if r.ContentLength > s.opts.MaxBatchBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, fmt.Sprintf("batch body larger than %d bytes", s.opts.MaxBatchBytes))
 		return
 	}
-	valid := make([]relay.Event, 0, len(lines))
-	for _, l := range lines {
-		if l.Err == nil {
-			valid = append(valid, l.Event)
-		} else {
-			s.logRejected(l.Event, l.N, l.Err)
+	var held int64
+	defer func() { s.inflight.give(held) }()
+	busy := func() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("too many batch bytes in flight (limit %d, socket.max_inflight_bytes): retry later", s.opts.MaxInflightBytes))
+	}
+	want := r.ContentLength
+	if want < 0 {
+		want = inflightStep
+	}
+	n, ok := s.inflight.take(want)
+	if !ok {
+		busy()
+		return
+	}
+	held = n
+	known := r.ContentLength >= 0
+
+	br := NewBatchReader(http.MaxBytesReader(w, r.Body, s.opts.MaxBatchBytes), s.knownType())
+	var (
+		results  []Result
+		chunk    []Line
+		size     int64 // bytes read into the chunk
+		accepted int
+	)
+	// flush hands the chunk's valid events to the Acceptor and appends
+	// the chunk's results. On failure it answers the request.
+	flush := func() bool {
+		defer func() { chunk, size = chunk[:0], 0 }()
+		valid := make([]relay.Event, 0, len(chunk))
+		for _, l := range chunk {
+			if l.Err == nil {
+				valid = append(valid, l.Event)
+			} else {
+				s.logRejected(l.Event, l.N, l.Err)
+			}
 		}
+		var errs []error
+		if len(valid) > 0 {
+			var err error
+			errs, err = s.opts.Acceptor.Accept(r.Context(), valid)
+			switch {
+			case err != nil:
+				s.log.Error("accept events", "events", len(valid), relay.LogKeyError, err)
+				s.batchError(w, http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("events not stored: %v", err), results)
+				return false
+			case len(errs) != len(valid):
+				s.log.Error("acceptor returned wrong number of results", "events", len(valid), "results", len(errs))
+				s.batchError(w, http.StatusInternalServerError, CodeInternal, "events in unknown state: internal error", results)
+				return false
+			}
+		}
+		for _, l := range chunk {
+			if l.Err != nil {
+				results = append(results, Result{Line: l.N, ID: l.Event.ID, Status: StatusRejected, Error: l.Err.Error()})
+				continue
+			}
+			res := result(l.Event.ID, l.N, errs[0])
+			switch res.Status {
+			case StatusAccepted:
+				accepted++
+			case StatusRejected:
+				s.logRejected(l.Event, l.N, errs[0])
+			}
+			results = append(results, res)
+			errs = errs[1:]
+		}
+		return true
 	}
-	var errs []error
-	if len(valid) > 0 {
-		var ok bool
-		if errs, ok = s.accept(r.Context(), w, valid); !ok {
+	for {
+		before := br.Bytes()
+		l, more := br.Next()
+		if !known && br.Bytes() > held {
+			// No Content-Length: take the budget as the body comes.
+			n, ok := s.inflight.take(max(inflightStep, br.Bytes()-held))
+			if !ok {
+				if len(chunk) > 0 && !flush() {
+					return
+				}
+				w.Header().Set("Retry-After", "1")
+				s.batchError(w, http.StatusServiceUnavailable, CodeUnavailable, fmt.Sprintf("too many batch bytes in flight (limit %d, socket.max_inflight_bytes): the events of the results were processed, post the rest later", s.opts.MaxInflightBytes), results)
+				return
+			}
+			held += n
+		}
+		if !more {
+			break
+		}
+		chunk = append(chunk, l)
+		size += br.Bytes() - before
+		if (len(chunk) == batchChunkEvents || size >= batchChunkBytes) && !flush() {
 			return
 		}
 	}
-	results := make([]Result, len(lines))
-	accepted := 0
-	for i, l := range lines {
-		if l.Err != nil {
-			results[i] = Result{Line: l.N, ID: l.Event.ID, Status: StatusRejected, Error: l.Err.Error()}
-			continue
-		}
-		results[i] = result(l.Event.ID, l.N, errs[0])
-		switch results[i].Status {
-		case StatusAccepted:
-			accepted++
-		case StatusRejected:
-			s.logRejected(l.Event, l.N, errs[0])
-		}
-		errs = errs[1:]
+	if len(chunk) > 0 && !flush() {
+		return
 	}
-	s.log.Debug("batch posted", "events", len(lines), "accepted", accepted)
+	var tooBig *http.MaxBytesError
+	err := br.Err()
+	switch {
+	case errors.Is(err, ErrTooManyEvents):
+		s.batchError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, err.Error()+": split it", results)
+		return
+	case errors.As(err, &tooBig):
+		s.batchError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, fmt.Sprintf("batch body larger than %d bytes", tooBig.Limit), results)
+		return
+	case err != nil:
+		s.batchError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), results)
+		return
+	case len(results) == 0:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "no events in body")
+		return
+	}
+	s.log.Debug("batch posted", "events", len(results), "accepted", accepted)
 	writeJSON(w, http.StatusAccepted, Results{Results: results})
+}
+
+// batchError answers a batch that stopped early. Results, when some events
+// were already handed to the Acceptor, are theirs: the message says so.
+func (s *Server) batchError(w http.ResponseWriter, status int, code, msg string, results []Result) {
+	if len(results) == 0 {
+		writeError(w, status, code, msg)
+		return
+	}
+	msg += fmt.Sprintf(" (lines up to %d were processed: see results; nothing after them was)", results[len(results)-1].Line)
+	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}, Results: results})
 }
 
 // accept hands events to the Acceptor. On failure it answers the request

@@ -22,7 +22,8 @@ const (
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 	// Results is set on a rejected single event (POST /v1/events with
-	// application/json).
+	// application/json), and on a batch that stopped early: the results of
+	// the lines handed to the Acceptor before it stopped.
 	Results []Result `json:"results,omitempty"`
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,9 +58,22 @@ const (
 	DefaultDrainTimeout                  = 10 * time.Second
 	// DefaultMaxBatchBytes fits the largest legal batch: relay.MaxBatchEvents
 	// events of relay.MaxEventBytes each with "\r\n", plus 1 MiB of blank
-	// lines and slack (about 161 MiB). The batch is streamed, so memory use
-	// follows the decoded events, not this cap.
+	// lines and slack (about 161 MiB). The batch is streamed to the
+	// Acceptor in chunks, so memory use follows the chunk, not this cap.
 	DefaultMaxBatchBytes int64 = relay.MaxBatchEvents*(relay.MaxEventBytes+2) + 1<<20
+	// DefaultMaxInflightBytes bounds the batch bytes of all requests in
+	// flight together: one maximum batch and change.
+	DefaultMaxInflightBytes int64 = 256 << 20
+	// batchChunkEvents and batchChunkBytes bound a chunk of a batch handed
+	// to the Acceptor at once.
+	batchChunkEvents       = 500
+	batchChunkBytes  int64 = 4 << 20
+	// inflightStep is how much of the in-flight budget a batch without a
+	// Content-Length takes at a time, as it is read.
+	inflightStep int64 = 4 << 20
+	// maxSocketPath is the longest Unix socket path (sun_path is 108 bytes
+	// with the NUL).
+	maxSocketPath = 107
 	// maxAdminBodyBytes bounds admin request bodies.
 	maxAdminBodyBytes = 64 << 10
 )
@@ -106,6 +120,13 @@ type Options struct {
 
 	// MaxBatchBytes caps an NDJSON body (DefaultMaxBatchBytes if zero).
 	MaxBatchBytes int64
+	// MaxInflightBytes bounds the NDJSON bytes of all batches in flight
+	// together (DefaultMaxInflightBytes if zero): a batch takes its
+	// Content-Length from this budget before it is read (or its size as it
+	// is read, without one) and gives it back when answered. A batch that
+	// does not fit is answered 503 with Retry-After. A batch larger than
+	// the whole budget is taken when no other batch is in flight.
+	MaxInflightBytes int64
 	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are the http.Server's
 	// (Default* if zero). ReadTimeout bounds reading a whole request,
 	// including its body.
@@ -128,6 +149,8 @@ type Server struct {
 	draining atomic.Bool
 	running  atomic.Bool
 
+	inflight budget // batch bytes in flight, bounded by MaxInflightBytes
+
 	// handlers is read-locked by every request; Run write-locks it to wait
 	// for handlers still running after the connections are closed.
 	handlers sync.RWMutex
@@ -141,6 +164,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	if opts.ReadHeaderTimeout <= 0 {
 		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
@@ -159,10 +185,11 @@ func New(opts Options) *Server {
 		log = hclog.NewNullLogger()
 	}
 	s := &Server{
-		opts:  opts,
-		log:   log,
-		mux:   httpjson.NewMux(),
-		ready: make(chan struct{}),
+		opts:     opts,
+		log:      log,
+		mux:      httpjson.NewMux(),
+		ready:    make(chan struct{}),
+		inflight: budget{max: opts.MaxInflightBytes},
 	}
 	s.routes()
 	return s
@@ -284,6 +311,12 @@ func (s *Server) Run(ctx context.Context) error {
 		runErr = fmt.Errorf("serve socket %s: %w", s.opts.Path, err)
 	}
 	s.draining.Store(true)
+	// The socket file goes first, so new connections are refused while
+	// requests in flight finish (the listener does not unlink it: it was
+	// bound under another name).
+	if err := os.Remove(s.opts.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("remove socket", "path", s.opts.Path, relay.LogKeyError, err)
+	}
 	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DrainTimeout)
 	if err := srv.Shutdown(drainCtx); err != nil {
 		s.log.Warn("drain deadline passed, closing connections", "timeout", s.opts.DrainTimeout)
@@ -321,12 +354,25 @@ func (s *Server) check() error {
 	return nil
 }
 
-// listen prepares the socket path (creating its directory, replacing a
-// stale socket left by a crash), listens and applies the mode.
+// listen prepares the socket path (creating its directory, checking that
+// no one else can write to it, replacing a stale socket left by a crash)
+// and listens with the configured mode.
+//
+// The socket is bound inside a fresh private directory (mode 0700) next to
+// its path, given its mode there, and renamed into place: it is never
+// reachable with the process umask's mode, and the only path chmod'ed is
+// one no other user can touch (no symlink can be swapped in).
 func (s *Server) listen() (net.Listener, error) {
 	path := s.opts.Path
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if s.opts.Mode&0o002 != 0 || s.opts.Mode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("socket mode %04o: any local user could post events and change settings; use 0660 (owner and group) or 0600", uint32(s.opts.Mode))
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if err := CheckSocketDir(dir); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -343,14 +389,72 @@ func (s *Server) listen() (net.Listener, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("check socket path: %w", err)
 	}
-	l, err := net.Listen("unix", path)
+	private, err := os.MkdirTemp(dir, ".relayd")
+	if err != nil {
+		return nil, fmt.Errorf("create socket: %w", err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	if len(tmp) > maxSocketPath {
+		return nil, fmt.Errorf("create socket: the socket is bound in %s first, and that path is %d bytes, more than the %d a Unix socket allows; use a socket.path in a shorter directory", private, len(tmp), maxSocketPath)
+	}
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("listen on socket: %w", err)
 	}
-	if err := os.Chmod(path, s.opts.Mode); err != nil {
+	// The file is renamed away: Close must not unlink whatever has the
+	// temporary name then; Run removes the socket at path.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, s.opts.Mode); err != nil {
 		return nil, errors.Join(fmt.Errorf("chmod socket: %w", err), l.Close())
 	}
+	if fi, err := os.Lstat(tmp); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != s.opts.Mode {
+		return nil, errors.Join(fmt.Errorf("create socket: %s is not the socket with mode %04o", tmp, uint32(s.opts.Mode)), l.Close())
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, errors.Join(fmt.Errorf("move socket into place: %w", err), l.Close())
+	}
 	return l, nil
+}
+
+// CheckSocketDir checks that only relayd's user (or root) can change what
+// is in dir, the socket's directory: dir and every directory above it must
+// be owned by the effective user or root and not writable by group or
+// others. A directory above it may be writable by others if it has the
+// sticky bit (like /tmp): then no one can rename or remove what they do
+// not own in it. The error names the directory and the fix.
+func CheckSocketDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, err)
+	}
+	uid := os.Geteuid()
+	for p := real; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("socket directory %s: %w", dir, err)
+		}
+		what := fmt.Sprintf("socket directory %s", dir)
+		if p != real {
+			what = fmt.Sprintf("socket directory %s: the directory %s above it", dir, p)
+		} else if real != abs {
+			what = fmt.Sprintf("socket directory %s (%s)", dir, real)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid && st.Uid != 0 {
+			return fmt.Errorf("%s is owned by uid %d, not relayd's user (uid %d) or root: another user could replace the socket; chown %d %s, or choose a socket.path in a directory relayd's user owns", what, st.Uid, uid, uid, p)
+		}
+		perm := fi.Mode().Perm()
+		if perm&0o022 != 0 && (p == real || fi.Mode()&os.ModeSticky == 0) {
+			return fmt.Errorf("%s is writable by group or others (mode %04o): another user could replace the socket; chmod go-w %s, or choose a socket.path in a directory only relayd's user can write", what, uint32(perm), p)
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -398,3 +502,36 @@ func (w *responseWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// budget counts bytes in flight against a maximum.
+type budget struct {
+	mu   sync.Mutex
+	max  int64
+	used int64
+}
+
+// take reserves n bytes if they fit. More than max fits only when nothing
+// else is reserved (it then takes max), so a lone large request still goes.
+func (b *budget) take(n int64) (int64, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, b.max)
+	if b.used+n > b.max {
+		return 0, false
+	}
+	b.used += n
+	return n, true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// InflightBytes returns the batch bytes in flight now (tests, metrics).
+func (s *Server) InflightBytes() int64 {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	return s.inflight.used
+}

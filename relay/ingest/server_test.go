@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,9 +163,19 @@ func TestPostBatchTooMany(t *testing.T) {
 	for i := range relay.MaxBatchEvents + 1 {
 		fmt.Fprintf(&b, `{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", i)
 	}
-	postNDJSON(t, ts, b.String()).wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch has more than 10000 events: split it")
-	if len(ts.store.events) != 0 {
-		t.Fatalf("%d events stored from a refused batch", len(ts.store.events))
+	// The batch is streamed: the first 10,000 events are stored as they
+	// come, and the answer says so with their results.
+	r := postNDJSON(t, ts, b.String())
+	r.wantError(t, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "batch has more than 10000 events: split it (lines up to 10000 were processed: see results; nothing after them was)")
+	var eb ErrorBody
+	if err := json.Unmarshal(r.body, &eb); err != nil {
+		t.Fatal(err)
+	}
+	if got := eb.Results; len(got) != relay.MaxBatchEvents || got[len(got)-1].Line != relay.MaxBatchEvents || got[0].Status != StatusAccepted {
+		t.Fatalf("%d results", len(got))
+	}
+	if len(ts.store.events) != relay.MaxBatchEvents {
+		t.Fatalf("%d events stored, want the first %d", len(ts.store.events), relay.MaxBatchEvents)
 	}
 }
 
@@ -603,5 +615,239 @@ func TestShutdownDrainDeadline(t *testing.T) {
 	}
 	if _, err := os.Lstat(ts.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket left: %v", err)
+	}
+}
+
+// The socket's directory decides who can replace the socket: one others can
+// write to, or owned by someone else, is refused with the path and the fix.
+func TestSocketDirectoryChecked(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the socket path
+		want  []string                              // in the error
+	}{
+		{"world-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o777)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others", "chmod go-w " + "DIR"}},
+		{"group-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o770)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"sticky world-writable", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o1777)
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"writable parent", func(t *testing.T, dir string) string {
+			chmod(t, dir, 0o777)
+			sub := filepath.Join(dir, "sub")
+			if err := os.Mkdir(sub, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(sub, "r.sock")
+		}, []string{"is writable by group or others"}},
+		{"foreign owner", func(t *testing.T, dir string) string {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown")
+			}
+			if err := os.Chown(dir, 12345, 12345); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(dir, "r.sock")
+		}, []string{"is owned by uid 12345", "chown"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := shortDir(t)
+			path := tc.setup(t, dir)
+			err := runOnce(t, Options{Path: path})
+			if err == nil {
+				t.Fatal("served in an unsafe directory")
+			}
+			for _, w := range tc.want {
+				w = strings.ReplaceAll(w, "DIR", dir)
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), dir) {
+				t.Fatalf("error %q does not name %s", err, dir)
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("socket created anyway: %v", err)
+			}
+		})
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode|os.ModeSticky*os.FileMode(mode>>9&1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A world-writable mode is refused: anyone could post events.
+func TestSocketModeWorldWritableRefused(t *testing.T) {
+	err := runOnce(t, Options{Path: filepath.Join(shortDir(t), "r.sock"), Mode: 0o666})
+	if err == nil || !strings.Contains(err.Error(), "0666") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// With umask 0, the socket is never seen with a mode other than the one
+// configured: it is created where no one else can reach it, and its mode is
+// set before it appears at its path.
+func TestSocketNeverReachableBeforeMode(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	for range 30 {
+		dir := shortDir(t)
+		path := filepath.Join(dir, "r.sock")
+		stop := make(chan struct{})
+		bad := make(chan os.FileMode, 1)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if fi, err := os.Lstat(path); err == nil && fi.Mode().Perm() != 0o600 {
+					select {
+					case bad <- fi.Mode():
+					default:
+					}
+				}
+			}
+		})
+		ts := startServer(t, func(o *Options) { o.Path = path; o.Mode = 0o600 })
+		close(stop)
+		wg.Wait()
+		ts.client.CloseIdleConnections()
+		if err := ts.stop(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-bad:
+			t.Fatalf("socket seen with mode %v before its mode was set", m)
+		default:
+		}
+	}
+}
+
+// A batch reaches the Acceptor in chunks as it arrives: the first events
+// are stored before the rest of the body is even sent.
+func TestPostBatchStreamsToAcceptor(t *testing.T) {
+	var mu sync.Mutex
+	var calls []int
+	first := make(chan struct{})
+	st := newMemStore()
+	ts := startServer(t, func(o *Options) {
+		o.Store = st
+		o.Acceptor = AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
+			mu.Lock()
+			calls = append(calls, len(events))
+			if len(calls) == 1 {
+				close(first)
+			}
+			mu.Unlock()
+			return st.AddEvents(ctx, events, time.Now())
+		})
+	})
+	pr, pw := io.Pipe()
+	line := func(i int) string {
+		return fmt.Sprintf(`{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", i)
+	}
+	go func() {
+		for i := range batchChunkEvents + 10 {
+			io.WriteString(pw, line(i))
+		}
+		select {
+		case <-first:
+		case <-time.After(10 * time.Second):
+			pw.CloseWithError(errors.New("the acceptor saw nothing before the end of the body"))
+			return
+		}
+		for i := batchChunkEvents + 10; i < 3*batchChunkEvents; i++ {
+			io.WriteString(pw, line(i))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", pr)
+	req.Header.Set("Content-Type", MediaTypeNDJSON)
+	resp, err := ts.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res Results
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	if len(res.Results) != 3*batchChunkEvents {
+		t.Fatalf("%d results", len(res.Results))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range calls {
+		if n > batchChunkEvents {
+			t.Fatalf("acceptor calls %v: one larger than a chunk", calls)
+		}
+	}
+}
+
+// Batches in flight share a byte budget: one that does not fit is answered
+// 503 with Retry-After before its body is read; the budget comes back when
+// a batch is answered.
+func TestPostBatchInflightBudget(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	ts := startServer(t, func(o *Options) {
+		o.MaxInflightBytes = 1 << 20
+		o.Acceptor = AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+			return make([]error, len(events)), nil
+		})
+	})
+	body := strings.Repeat(ev("")+"\n", 10000) // about 700 KB
+	post := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, "http://relayd/v1/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", MediaTypeNDJSON)
+		resp, err := ts.client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return resp
+	}
+	first := make(chan *http.Response, 1)
+	go func() { first <- post() }()
+	<-entered
+	if got := ts.InflightBytes(); got != int64(len(body)) {
+		t.Fatalf("in flight %d, want %d", got, len(body))
+	}
+	second := post()
+	b, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "max_inflight_bytes") {
+		t.Fatalf("second batch: %d %q %s", second.StatusCode, second.Header.Get("Retry-After"), b)
+	}
+	close(release)
+	if r := <-first; r == nil || r.StatusCode != http.StatusAccepted {
+		t.Fatalf("first batch: %v", r)
+	} else {
+		r.Body.Close()
+	}
+	waitFor(t, "the budget given back", func() bool { return ts.InflightBytes() == 0 })
+	third := post()
+	third.Body.Close()
+	if third.StatusCode != http.StatusAccepted {
+		t.Fatalf("third batch: %d", third.StatusCode)
 	}
 }

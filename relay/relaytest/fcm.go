@@ -170,6 +170,15 @@ func (f *FakeFCM) IssueToken() string {
 // Latency held them.
 func (f *FakeFCM) Abandoned() []Push { return f.srv.rec.Abandoned() }
 
+// RevokeTokens makes every access token issued so far invalid, as when the
+// service account's key is rotated or its tokens are revoked: sends with
+// them are answered 401 UNAUTHENTICATED; a token fetched afterwards works.
+func (f *FakeFCM) RevokeTokens() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.tokens)
+}
+
 // Pushes returns a copy of the sends kept (see ServerOptions.MaxRecorded),
 // in arrival order.
 func (f *FakeFCM) Pushes() []Push { return f.srv.rec.all() }

@@ -240,6 +240,11 @@ func (c *Client) pool(d relay.Device) *pool {
 // relay.ErrExpired (sending nothing) when a expired, and a *delivery.Error
 // otherwise.
 func (c *Client) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
+	// The request URL holds the token: keep it out of last_error and logs.
+	return delivery.StripToken(c.notify(ctx, d, a), d.Token)
+}
+
+func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
 	if a == nil {
 		return &delivery.Error{Provider: Provider, Outcome: delivery.Permanent, Err: errors.New("nil alert")}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -457,4 +458,28 @@ func BenchmarkAPNsNotify(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(e.fake.Connections()), "conns")
+}
+
+// A transport error names the request URL, which holds the device token;
+// it ends up in the job's last_error (GET /v1/events) and in logs, so the
+// token is stripped from every error Notify returns.
+func TestErrorsCarryNoDeviceToken(t *testing.T) {
+	e := setup(t, apns.Options{})
+	for _, r := range []relaytest.Rule{{Action: relaytest.ActionCloseConn}, {Action: relaytest.ActionResetStream}, {Reason: "BadDeviceToken"}} {
+		e.fake.ClearScript()
+		e.fake.Script(tok, r)
+		err := e.client.Notify(t.Context(), device, alertFor(relay.TypeOTPReceived, time.Minute))
+		if err == nil {
+			t.Fatalf("%+v: no error", r)
+		}
+		if strings.Contains(err.Error(), tok) || strings.Contains(fmt.Sprintf("%+v", err), tok) {
+			t.Fatalf("%+v: error carries the device token: %v", r, err)
+		}
+	}
+	// Closed connection to a dead endpoint: a dial error with the URL.
+	e.fake.Close()
+	err := e.client.Notify(t.Context(), device, alertFor(relay.TypeOTPReceived, time.Minute))
+	if err == nil || strings.Contains(err.Error(), tok) {
+		t.Fatalf("dial error carries the device token: %v", err)
+	}
 }

@@ -72,6 +72,10 @@ func (s *tokenSource) token(ctx context.Context) (*oauth2.Token, error) {
 	return t, nil
 }
 
+// drop forgets t if it is still the cached token, so the next call fetches
+// a new one.
+func (s *tokenSource) drop(t *oauth2.Token) { s.cur.CompareAndSwap(t, nil) }
+
 // authTransport adds the bearer token to each FCM request. When the token
 // endpoint refuses the credentials (4xx), it answers the request itself with
 // a 401 UNAUTHENTICATED in Google's error format, so the SDK neither retries
@@ -95,7 +99,45 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	r2 := r.Clone(r.Context())
 	r2.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
-	return t.base.RoundTrip(r2)
+	resp, err := t.base.RoundTrip(r2)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || refusedAPNsKey(resp) {
+		return resp, err
+	}
+	// FCM refused the access token itself (revoked, the key rotated, the
+	// clock off): forget it, or every send fails until a restart. Try once
+	// more with a fresh one when the body can be sent again.
+	t.tokens.drop(tok)
+	if r.Body != nil && r.GetBody == nil {
+		return resp, nil
+	}
+	fresh, ferr := t.tokens.token(r.Context())
+	if ferr != nil || fresh.AccessToken == tok.AccessToken {
+		return resp, nil
+	}
+	r3 := r.Clone(r.Context())
+	if r.GetBody != nil {
+		body, gerr := r.GetBody()
+		if gerr != nil {
+			return resp, nil
+		}
+		r3.Body = body
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	r3.Header.Set("Authorization", fresh.Type()+" "+fresh.AccessToken)
+	return t.base.RoundTrip(r3)
+}
+
+// refusedAPNsKey reports whether a 401 is FCM's THIRD_PARTY_AUTH_ERROR (the
+// APNs key uploaded to Firebase is bad), which a new access token does not
+// cure. It peeks at the body and leaves it readable.
+func refusedAPNsKey(resp *http.Response) bool {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return bytes.Contains(b, []byte("THIRD_PARTY_AUTH_ERROR"))
 }
 
 func unauthenticated(r *http.Request, msg string) *http.Response {

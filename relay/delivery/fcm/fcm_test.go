@@ -215,6 +215,9 @@ func TestClassification(t *testing.T) {
 			e.fake.ClearScript()
 			r := tc.rule
 			r.Times = 1
+			if tc.reason == "UNAUTHENTICATED" {
+				r.Times = 2 // the client tries once more with a fresh token
+			}
 			e.fake.Script(android.Token, r)
 			err := e.client.Notify(t.Context(), android, a)
 			var de *delivery.Error
@@ -447,4 +450,45 @@ func BenchmarkFCMNotify(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(e.fake.Connections()), "conns")
+}
+
+// After the access token is refused (revoked, key rotated), the client drops
+// it and fetches a new one: the Android lane recovers without a restart.
+func TestRevokedTokenIsRefetched(t *testing.T) {
+	e := setup(t, fcm.Options{})
+	ctx := context.Background()
+	if err := e.client.Notify(ctx, android, alertFor(relay.TypeAccountShared, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.TokenRequests(); n != 1 {
+		t.Fatalf("%d token requests, want 1", n)
+	}
+	e.fake.RevokeTokens()
+	for i := range 3 {
+		if err := e.client.Notify(ctx, android, alertFor(relay.TypeAccountShared, time.Minute)); err != nil {
+			t.Fatalf("send %d after the token was revoked: %v", i, err)
+		}
+	}
+	if n := e.fake.TokenRequests(); n != 2 {
+		t.Fatalf("%d token requests, want 2 (one refetch)", n)
+	}
+}
+
+// Errors never carry the device token, even when FCM's message quotes it.
+func TestErrorsCarryNoDeviceToken(t *testing.T) {
+	e := setup(t, fcm.Options{})
+	for _, r := range []relaytest.Rule{
+		{Status: 400, Body: `{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"Invalid registration token: ` + android.Token + `"}}`},
+	} {
+		e.fake.ClearScript()
+		r.Times = 1
+		e.fake.Script(android.Token, r)
+		err := e.client.Notify(t.Context(), android, alertFor(relay.TypeAccountShared, 2*time.Second))
+		if err == nil {
+			t.Fatalf("%+v: no error", r)
+		}
+		if strings.Contains(err.Error(), android.Token) {
+			t.Fatalf("%+v: error carries the device token: %v", r, err)
+		}
+	}
 }

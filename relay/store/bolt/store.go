@@ -82,7 +82,8 @@ type Store struct {
 	closeErr error
 }
 
-// Open opens (creating if needed) the store file at path. Missing parent
+// Open opens (creating if needed) the store file at path, after VerifyFile
+// (a damaged file gives an error matching ErrDamaged). Missing parent
 // directories are created with mode 0700 and a new file with mode 0600. If
 // another process holds the file, Open gives up after opts.LockTimeout.
 func Open(path string, opts Options) (*Store, error) {
@@ -100,6 +101,12 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if path == "" {
 		return nil, errors.New("open store: path is empty")
+	}
+	// A truncated file or broken meta pages make bbolt fault or panic:
+	// refuse them with a message that says what to do. (The deep check,
+	// Check, can crash on a damaged page: relayd runs it in a child.)
+	if err := VerifyFile(path); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
