@@ -289,3 +289,18 @@ func TestSurvivesServerLoss(t *testing.T) {
 		t.Fatalf("record %+v %v", rec, err)
 	}
 }
+
+func TestLeaseWaitEndsWithContext(t *testing.T) {
+	a, _ := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := a.Lease(ctx, store.LeaseRequest{Lane: "demo/ios", Owner: "r1", Now: time.Now(), TTL: time.Minute, Max: 1, Wait: time.Hour})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it wait (not required for the assertion)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("lease after cancel: %v, want context.Canceled", err)
+	}
+}
