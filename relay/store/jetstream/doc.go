@@ -67,6 +67,10 @@
 // and turning the message into a lease. With Wait, Lease waits on both
 // consumers at once and returns as soon as something is leased.
 //
+// Lease ends are written with the leasing relay's clock and compared with
+// another relay's: keep the relays' clocks synchronized (NTP). The lease
+// timer itself (the delayed message) runs on the server.
+//
 // OpenJobs and LaneStats count messages per subject (the lane consumer's
 // pending and unacked counts where it exists: it learns of an ack first).
 // LaneStats reads the records of each lane's messages (up to 5,000 per

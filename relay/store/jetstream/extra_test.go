@@ -289,3 +289,56 @@ func TestSurvivesServerLoss(t *testing.T) {
 		t.Fatalf("record %+v %v", rec, err)
 	}
 }
+
+func TestLeaseWaitEndsWithContext(t *testing.T) {
+	a, _ := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := a.Lease(ctx, store.LeaseRequest{Lane: "demo/ios", Owner: "r1", Now: time.Now(), TTL: time.Minute, Max: 1, Wait: time.Hour})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it wait (not required for the assertion)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("lease after cancel: %v, want context.Canceled", err)
+	}
+}
+
+// LaneStats names the relays holding leases, across relays.
+func TestLaneStatsOwners(t *testing.T) {
+	a, b := pair(t)
+	ctx := context.Background()
+	now := time.Now()
+	lane := relay.Lane("demo", relay.PlatformAndroid)
+	for i := range 3 {
+		ev := relay.Event{ID: "e" + string(rune('0'+i)), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
+			OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+		if _, err := a.AddEvents(ctx, []relay.Event{ev}, now); err != nil {
+			t.Fatal(err)
+		}
+		j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo", State: relay.StatePending,
+			ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+		if err := a.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range []struct {
+		s     *jetstream.Store
+		owner string
+		n     int
+	}{{a, "relay-a", 2}, {b, "relay-b", 1}} {
+		got, _, err := l.s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: l.owner, Now: time.Now(), TTL: time.Minute, Max: l.n, Wait: 5 * time.Second})
+		if err != nil || len(got) != l.n {
+			t.Fatalf("%s leased %d %v, want %d", l.owner, len(got), err, l.n)
+		}
+	}
+	stats, err := b.LaneStats(ctx, time.Now())
+	if err != nil || len(stats) != 1 {
+		t.Fatalf("stats %+v %v", stats, err)
+	}
+	st := stats[0]
+	if st.Lane != lane || st.Normal != 3 || st.Leased != 3 || st.Due != 0 || st.Owners["relay-a"] != 2 || st.Owners["relay-b"] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

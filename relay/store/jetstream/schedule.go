@@ -131,6 +131,9 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	}
 	deadline := time.Now().Add(req.Wait)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, err)
+		}
 		out, cons, err := s.leaseNow(ctx, req)
 		if err != nil || len(out) > 0 {
 			return out, time.Time{}, err
