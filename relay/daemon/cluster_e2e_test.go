@@ -509,3 +509,63 @@ func TestClusterLeaseTakeover(t *testing.T) {
 	}
 	t.Logf("lease takeover: %d jobs in flight at the killed relay were sent by the others after its lease", takenOver)
 }
+
+// TestClusterSharedRecent: the push-bombing guard counts a user's MFA
+// prompts across relays: six prompts posted round-robin to three relays,
+// the sixth becomes the warning (a load balancer cannot split the counts).
+func TestClusterSharedRecent(t *testing.T) {
+	wasm, err := os.ReadFile("../../build/policies/push_bombing_guard.wasm")
+	if err != nil {
+		t.Skipf("build the shipped policies first (make policies): %v", err)
+	}
+	manifest, err := os.ReadFile("../../build/policies/push_bombing_guard.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := jetstreamBackend(3, 3)
+	ports := freePorts(t, b.nodes)
+	hs := make([]*harness, b.nodes)
+	for i := range hs {
+		o := harnessOptions{logLevel: "warn", store: b.config(i, ports)}
+		if i > 0 {
+			o.peer = hs[0]
+		}
+		hs[i] = newHarness(t, o)
+		writeFile(t, filepath.Join(hs[i].dir, "plugins", "push_bombing_guard.hcl"), manifest)
+		writeFile(t, filepath.Join(hs[i].dir, "plugins", "push_bombing_guard.wasm"), wasm)
+	}
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		defer h.stop(syscall.SIGTERM)
+		wg.Go(func() { h.startWith(2 * time.Minute) })
+	}
+	wg.Wait()
+	hs[0].registerPhones("acme", "alice")
+	var reasons []string
+	for i := range 6 {
+		h := hs[i%3]
+		id := fmt.Sprintf("mfa-%d", i)
+		if r := h.post(h.mfaEvent(id)); r[0].Status != "accepted" {
+			t.Fatalf("post %s: %+v", id, r)
+		}
+		waitFor(t, 30*time.Second, func() error { return h.settled("acme", id) })
+		_, body := h.do("GET", "/v1/events/acme/"+id, "", nil)
+		var v struct {
+			Decision struct {
+				Plugins []struct{ Name, Reason string }
+			}
+		}
+		json.Unmarshal(body, &v)
+		reason := ""
+		for _, p := range v.Decision.Plugins {
+			if p.Name == "push_bombing_guard" {
+				reason = p.Reason
+			}
+		}
+		reasons = append(reasons, reason)
+		time.Sleep(300 * time.Millisecond) // the shared counters are written off the accept path
+	}
+	if reasons[4] == "push_bombing_warning" || reasons[5] != "push_bombing_warning" {
+		t.Fatalf("push_bombing_guard's reasons %q: want the sixth prompt (the first over 5, across relays) to be the warning", reasons)
+	}
+}

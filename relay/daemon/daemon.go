@@ -27,6 +27,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
 	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/store/jetstream"
 )
 
 // Daemon is a running relayd.
@@ -115,7 +116,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.Plugins.Dir, 0o755); err != nil {
 		return fmt.Errorf("plugins dir: %w", err)
 	}
-	recent := policy.NewRecent()
+	var recent recentCounts = policy.NewRecent()
+	var shared *sharedRecent
+	if js, ok := st.(*jetstream.Store); ok {
+		shared = newSharedRecent(js, d.log.Named("recent"))
+		recent = shared
+	}
 	watcher := policy.NewWatcher(policy.WatcherOptions{
 		Dir:    cfg.Plugins.Dir,
 		Engine: engine,
@@ -135,12 +141,21 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.metrics.reg.MustRegister(newPluginCollector(watcher.List), newQueueCollector(q))
 
 	pl := pipeline.New(pipeline.Options{
-		Config:     cfg,
-		Store:      st,
-		Queue:      q,
-		Policy:     policyAdapter{w: watcher},
-		Logger:     d.log.Named("pipeline"),
-		OnAccepted: func(ev relay.Event) { recent.Record(ev.Workspace, ev.User, ev.Type, time.Now()) },
+		Config: cfg,
+		Store:  st,
+		Queue:  q,
+		Policy: policyAdapter{w: watcher},
+		Logger: d.log.Named("pipeline"),
+		OnAccepted: func(ev relay.Event) {
+			if shared == nil { // one relay: counted in memory as accepted
+				recent.Record(ev.Workspace, ev.User, ev.Type, time.Now())
+			}
+		},
+		OnDecide: func(ev relay.Event) {
+			if shared != nil { // a cluster: counted in the store as decided
+				shared.Record(ev.Workspace, ev.User, ev.Type, time.Now())
+			}
+		},
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {

@@ -81,6 +81,9 @@ type Options struct {
 	Now     func() time.Time
 	// OnAccepted, when set, is called for each event accepted.
 	OnAccepted func(relay.Event)
+	// OnDecide, when set, is called for each event about to be judged by
+	// the policies (after its baseline said deliver).
+	OnDecide func(relay.Event)
 	// SweepInterval is how often Run looks for accepted events that no
 	// decider took (a decision that failed, a relay that died between
 	// accepting and deciding); default DefaultSweepInterval.
@@ -387,6 +390,9 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	case dec.Verdict == relay.VerdictSuppress:
 		state = relay.StateSuppressed
 	case p.opts.Policy != nil:
+		if p.opts.OnDecide != nil {
+			p.opts.OnDecide(ev)
+		}
 		res, err := p.opts.Policy.Evaluate(ctx, PolicyInput{Now: now, Event: ev, Baseline: dec, Settings: settings, Preferences: prefs, Devices: devices})
 		if err != nil {
 			return fmt.Errorf("evaluate policies: %w", err)

@@ -63,8 +63,9 @@ func (r *Result) Decision(enforced bool) relay.Decision {
 // SetOptions configure how a Set runs its chain.
 type SetOptions struct {
 	Logger hclog.Logger
-	// Recent supplies user.recent; nil: no counts.
-	Recent *Recent
+	// Recent supplies user.recent; nil: no counts. *Recent counts in
+	// memory; a cluster store supplies counts every relay shares.
+	Recent RecentSource
 	// OnError is the default for manifests without on_error (plugins.on_error);
 	// "": OnErrorSkip.
 	OnError string

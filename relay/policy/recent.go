@@ -7,6 +7,13 @@ import (
 	"github.com/edgerelay/edgerelay/plugins/abi"
 )
 
+// RecentSource supplies the user.recent counts of a plugin's input.
+type RecentSource interface {
+	// Lookup returns the counts for every type (ws, user) had events of in
+	// the last hour, as of now; nil when there are none.
+	Lookup(ws, user string, now time.Time) map[string]abi.Recent
+}
+
 // Recent counts accepted events per (workspace, user, type) over the last
 // minute, ten minutes and hour, for the "user.recent" input. The minute
 // counts use six 10-second buckets; the 10-minute and hour counts use a

@@ -289,18 +289,34 @@ func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyVal
 
 // recentBucket binds or creates the bucket of user.recent counters: in
 // memory (no fsync on the path of every event; counts are lost only when
-// every replica restarts), a key idle for an hour expires.
+// every replica restarts), a key idle for an hour expires. Like the other
+// buckets, direct get is off: a decision must see the count its own event
+// just added, whichever server the read reaches.
 func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	kv, err := s.js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, TTL: time.Hour,
-			Description: "edgerelay user.recent counters", Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = s.js.KeyValue(ctx, name)
+	str, err := s.js.Stream(ctx, "KV_"+name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		str, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "KV_" + name, Description: "edgerelay user.recent counters", Subjects: []string{"$KV." + name + ".>"},
+			MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1, MaxAge: time.Hour,
+			Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas, AllowRollup: true, DenyDelete: true,
+			Duplicates: 2 * time.Minute, AllowDirect: false, Discard: jetstream.DiscardNew,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			str, err = s.js.Stream(ctx, "KV_"+name)
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", name, err)
+	}
+	if cfg := str.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
+		}
+	}
+	kv, err := s.js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", name, err)
 	}
 	return kv, nil
 }
