@@ -66,6 +66,9 @@ type Options struct {
 	noMmap bool
 	// noHarden compiles modules as they are (benchmarks measure the guards).
 	noHarden bool
+	// noDeadline runs guests with no kill switch at all: no load-time
+	// rewrite and no deadline (benchmarks measure the cost of the switch).
+	noDeadline bool
 }
 
 // Engine owns one wazero runtime, its compilation cache and the plugins
@@ -126,7 +129,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		plugins: make(map[*Plugin]struct{}),
 	}
 	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!opts.noDeadline).
 		WithMemoryLimitPages(e.pages)
 	if opts.CacheDir != "" {
 		if err := prepareCacheDir(opts.CacheDir, e.log); err != nil {

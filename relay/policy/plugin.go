@@ -113,7 +113,7 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 	}
 	start := time.Now()
 	code := wasm
-	if !e.opts.noHarden {
+	if !e.opts.noHarden && !e.opts.noDeadline {
 		var err error
 		if code, err = harden(wasm); err != nil {
 			return nil, fmt.Errorf("load policy %s: %w", name, err)

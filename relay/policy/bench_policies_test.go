@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/plugins/abi"
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// shippedPolicies are the policies under policies/, in manifest order.
+var shippedPolicies = []string{"account_sharing_filter", "push_bombing_guard", "new_device_escalation", "otp_redaction", "quiet_hours"}
+
+var (
+	shippedOnce sync.Once
+	shippedWasm map[string][]byte
+	shippedErr  error
+)
+
+// shipped builds the shipped policies once (relying on the go build cache)
+// and returns name's module and its shipped manifest.
+func shipped(tb testing.TB, name string) ([]byte, *Manifest) {
+	tb.Helper()
+	shippedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "policybench")
+		if err != nil {
+			shippedErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		shippedWasm = make(map[string][]byte)
+		for _, n := range shippedPolicies {
+			b, err := buildGoPlugin(dir, "../../policies/"+n+"/wasm")
+			if err != nil {
+				shippedErr = err
+				return
+			}
+			shippedWasm[n] = b
+		}
+	})
+	if shippedErr != nil {
+		tb.Fatal(shippedErr)
+	}
+	path := filepath.Join("../../policies", name, name+".hcl")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := ParseManifest(path, src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return shippedWasm[name], m
+}
+
+// policyInput is a realistic input for a shipped policy: an event of a type
+// it judges, with its shipped config.
+func policyInput(name string, m *Manifest) *abi.Input {
+	typ := relay.TypeAccountShared
+	if len(m.Types) > 0 {
+		typ = m.Types[0]
+	}
+	req := testRequest(typ, false)
+	ev := req.Event
+	ev.Workspace, ev.User = "acme", "u-42"
+	switch name {
+	case "otp_redaction":
+		ev.Title, ev.Body = "Code 482913 for GitHub", "Use 482913 to sign in to github.com"
+		ev.Data = map[string]string{"code": "482913", "account": "github", "ip": "203.0.113.9"}
+	case "account_sharing_filter":
+		ev.Title, ev.Body = "Vault shared with you", "alice shared vault-7"
+		ev.Data = map[string]string{"owner": "alice@partner.example", "item": "vault-7"}
+	default:
+		ev.Title, ev.Body = "Sign-in request", "Approve sign-in from 203.0.113.9?"
+		ev.Data = map[string]string{"ip": "203.0.113.9", "country": "FR", "device": "Pixel 9"}
+	}
+	s := NewSet(SetOptions{}, nil)
+	in := s.input(req, t0)
+	in.Config = m.Config
+	return in
+}
+
+// BenchmarkShippedPolicies measures one evaluation of each shipped policy
+// through the full path (semaphore, pool, kill switch, input encode, guest
+// call, output decode) with the kill switch armed ("armed") and with no
+// instrumentation at all ("bare": no rewrite, no deadline), and reports the
+// per-call p50 and p99 besides the mean. "trivial" is a hand-written module
+// returning a constant: the host's own overhead per call.
+func BenchmarkShippedPolicies(b *testing.B) {
+	names := append([]string{"trivial"}, shippedPolicies...)
+	for _, name := range names {
+		for _, mode := range []string{"armed", "bare"} {
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				var wasm []byte
+				var in *abi.Input
+				if name == "trivial" {
+					wasm = constPlugin(`{"verdict":"allow"}`)
+					in = policyInput(name, &Manifest{})
+				} else {
+					var m *Manifest
+					wasm, m = shipped(b, name)
+					in = policyInput(name, m)
+				}
+				e := openEngine(b, Options{Timeout: time.Second, noDeadline: mode == "bare"})
+				p := mustLoad(b, e, name, wasm)
+				ctx := context.Background()
+				for range 100 { // warm up: config parse, guest heap
+					if _, err := p.Evaluate(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+				lat := make([]time.Duration, 0, 1<<16)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t := time.Now()
+					if _, err := p.Evaluate(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+					if len(lat) < cap(lat) {
+						lat = append(lat, time.Since(t))
+					}
+				}
+				b.StopTimer()
+				slices.Sort(lat)
+				p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+				b.ReportMetric(float64(p50.Nanoseconds())/1000, "p50-µs")
+				b.ReportMetric(float64(p99.Nanoseconds())/1000, "p99-µs")
+				if testing.Verbose() {
+					fmt.Fprintf(os.Stderr, "%-24s %-5s p50 %8.2f µs  p99 %8.2f µs\n", name, mode,
+						float64(p50.Nanoseconds())/1000, float64(p99.Nanoseconds())/1000)
+				}
+			})
+		}
+	}
+}
