@@ -64,8 +64,6 @@ type Options struct {
 	// noMmap switches the mmap-backed memory allocator off (tests measure the
 	// difference).
 	noMmap bool
-	// noHarden compiles modules as they are (benchmarks measure the guards).
-	noHarden bool
 	// noDeadline runs guests with no kill switch at all: no load-time
 	// rewrite and no deadline (benchmarks measure the cost of the switch).
 	noDeadline bool
@@ -128,8 +126,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		pages:   uint32(pages),
 		plugins: make(map[*Plugin]struct{}),
 	}
+	// No WithCloseOnContextDone: the kill switch is the load-time rewrite
+	// (killswitch.go), which costs a few instructions per loop iteration
+	// instead of a trip to Go at every loop back-edge.
 	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(!opts.noDeadline).
 		WithMemoryLimitPages(e.pages)
 	if opts.CacheDir != "" {
 		if err := prepareCacheDir(opts.CacheDir, e.log); err != nil {
@@ -145,6 +145,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
 		return nil, errors.Join(fmt.Errorf("instantiate wasi: %w", err), e.closeRuntime(ctx))
+	}
+	if err := instantiateGuard(ctx, e.rt); err != nil {
+		return nil, errors.Join(fmt.Errorf("instantiate kill switch: %w", err), e.closeRuntime(ctx))
 	}
 	e.instCtx = context.Background()
 	if alloc := newMmapAllocator(); alloc != nil && !opts.noMmap {

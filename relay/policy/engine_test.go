@@ -115,8 +115,8 @@ func TestLoadRejects(t *testing.T) {
 		wasm []byte
 		want string
 	}{
-		{"garbage", []byte("not wasm at all"), "compile policy x"},
-		{"truncated", echoPlugin()[:40], "compile policy x"},
+		{"garbage", []byte("not wasm at all"), "load policy x: refused: cannot analyse module: not a WebAssembly 1.0 binary"},
+		{"truncated", echoPlugin()[:40], "load policy x: refused: cannot analyse module: section 7: unexpected end"},
 		{"missing export", missing(), `plugin x: missing export "relay_evaluate"`},
 		{"wrong abi", func() []byte {
 			m := abiMod(2)

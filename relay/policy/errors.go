@@ -75,8 +75,11 @@ func classify(err error, stderr string, memFull bool) FailureKind {
 	if errors.As(err, &bo) {
 		return KindBadOutput
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errKillSwitch) {
 		return KindTimeout
+	}
+	if errors.Is(err, errCallDepth) {
+		return KindStackOverflow
 	}
 	var ee *sys.ExitError
 	if errors.As(err, &ee) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/guard"
 )
 
 // ABI version 1 names (DESIGN.md "Plugin ABI").
@@ -92,6 +93,8 @@ func (p *Plugin) Stats() Stats {
 }
 
 type instance struct {
+	cs     callState
+	ctx    context.Context // carries cs to the kill switch
 	mod    api.Module
 	mem    api.Memory
 	alloc  api.Function
@@ -113,10 +116,10 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 	}
 	start := time.Now()
 	code := wasm
-	if !e.opts.noHarden && !e.opts.noDeadline {
+	if !e.opts.noDeadline {
 		var err error
-		if code, err = harden(wasm); err != nil {
-			return nil, fmt.Errorf("load policy %s: %w", name, err)
+		if code, err = guard.Instrument(wasm); err != nil {
+			return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
 		}
 	}
 	compiled, err := e.rt.CompileModule(ctx, code)
@@ -149,6 +152,9 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 func validate(name string, m wazero.CompiledModule) error {
 	for _, f := range m.ImportedFunctions() {
 		mod, fn, _ := f.Import()
+		if mod == guard.Module && fn == guard.Func {
+			continue // added by the kill switch's rewrite
+		}
 		if mod != wasiModule {
 			return fmt.Errorf("plugin %s imports %s.%s: only %s is allowed", name, mod, fn, wasiModule)
 		}
@@ -214,9 +220,8 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 		return err
 	}
 	insts := []*instance{first}
-	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
-	res, err := first.mod.ExportedFunction(exportABIVersion).Call(cctx)
-	cancel()
+	first.cs.arm(ctx, p.eng.opts.Timeout)
+	res, err := first.mod.ExportedFunction(exportABIVersion).Call(first.ctx)
 	if err != nil {
 		p.closeInstance(first)
 		return p.failure(fmt.Errorf("call %s: %w", exportABIVersion, err), first)
@@ -250,25 +255,21 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions(exportInitialize).
 		WithStdout(out).
 		WithStderr(out)
-	timeout := max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout)
-	ictx, cancel := context.WithTimeout(p.eng.instCtx, timeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, cancel) // the caller giving up ends _initialize too
-	defer stop()
-	mod, err := p.eng.rt.InstantiateModule(ictx, p.compiled, cfg)
+	inst := &instance{out: out}
+	inst.ctx = withCallState(p.eng.instCtx, &inst.cs)
+	inst.cs.arm(ctx, max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout))
+	mod, err := p.eng.rt.InstantiateModule(inst.ctx, p.compiled, cfg)
 	if err != nil {
 		kind := classify(err, out.Tail(stderrBytes), false)
 		return nil, &Error{Plugin: p.name, Kind: kind, Stderr: out.Excerpt(stderrInError),
 			Err: fmt.Errorf("instantiate: %w", err)}
 	}
 	p.live.Add(1)
-	return &instance{
-		mod:   mod,
-		mem:   mod.ExportedMemory(exportMemory),
-		alloc: mod.ExportedFunction(exportAlloc),
-		eval:  mod.ExportedFunction(exportEvaluate),
-		out:   out,
-	}, nil
+	inst.mod = mod
+	inst.mem = mod.ExportedMemory(exportMemory)
+	inst.alloc = mod.ExportedFunction(exportAlloc)
+	inst.eval = mod.ExportedFunction(exportEvaluate)
+	return inst, nil
 }
 
 func (p *Plugin) closeInstance(inst *instance) {
@@ -281,10 +282,6 @@ func (p *Plugin) closeInstance(inst *instance) {
 func (p *Plugin) failure(err error, inst *instance) error {
 	memFull := inst.mem != nil && uint64(inst.mem.Size())+1<<16 > uint64(p.eng.pages)<<16
 	kind := classify(err, inst.out.Tail(stderrBytes), memFull)
-	if g := inst.mod.ExportedGlobal(depthExport); g != nil && kind == KindTrap && uint32(g.Get()) > maxCallDepth {
-		kind = KindStackOverflow
-		err = fmt.Errorf("call depth over %d: %w", maxCallDepth, err)
-	}
 	return &Error{Plugin: p.name, Kind: kind, Stderr: inst.out.Excerpt(stderrInError), Err: err}
 }
 
@@ -375,8 +372,8 @@ func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) err
 // call is one relay_evaluate round trip on inst. The output is a view of
 // the guest's memory, valid until the next call on inst.
 func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, error) {
-	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
-	defer cancel()
+	inst.cs.arm(ctx, p.eng.opts.Timeout)
+	cctx := inst.ctx
 	inst.out.Reset()
 	n := uint32(len(in))
 	if n > inst.bufCap {
