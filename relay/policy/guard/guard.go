@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -72,6 +73,10 @@ func instrument(wasm []byte) ([]byte, Stats, error) {
 	}
 	m, err := analyse(secs)
 	if err != nil {
+		var ge *Error
+		if !errors.As(err, &ge) {
+			err = &Error{Reason: err.Error()}
+		}
 		return nil, Stats{}, err
 	}
 	m.plan()
@@ -196,7 +201,7 @@ func analyse(secs []section) (*module, error) {
 		r := &reader{b: s.body}
 		switch s.id {
 		case 1: // type
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
+			for n := r.count(); n > 0 && r.err == nil; n-- {
 				start := r.i
 				if f := r.byte(); f != 0x60 && r.err == nil {
 					return nil, refuse("type %d: unsupported form 0x%02x", len(m.types), f)
@@ -206,7 +211,7 @@ func analyse(secs []section) (*module, error) {
 				m.types = append(m.types, r.b[start:r.i])
 			}
 		case 2: // import
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
+			for n := r.count(); n > 0 && r.err == nil; n-- {
 				mod := r.name()
 				fn := r.name()
 				if mod == Module {
@@ -235,7 +240,7 @@ func analyse(secs []section) (*module, error) {
 			}
 		case 3: // function
 			funcSeen = true
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
+			for n := r.count(); n > 0 && r.err == nil; n-- {
 				t := r.u32()
 				if r.err == nil && int(t) >= len(m.types) {
 					return nil, refuse("function %d: type %d out of range", len(m.funcTypes), t)
@@ -243,7 +248,7 @@ func analyse(secs []section) (*module, error) {
 				m.funcTypes = append(m.funcTypes, t)
 			}
 		case 6: // global
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
+			for n := r.count(); n > 0 && r.err == nil; n-- {
 				r.byte()
 				r.byte()
 				if err := m.constExpr(r, &m.globalSites); err != nil {
@@ -252,7 +257,7 @@ func analyse(secs []section) (*module, error) {
 				m.globals++
 			}
 		case 7: // export
-			for n := r.u32(); n > 0 && r.err == nil; n-- {
+			for n := r.count(); n > 0 && r.err == nil; n-- {
 				r.name()
 				kind := r.byte()
 				off := r.i
@@ -264,6 +269,35 @@ func analyse(secs []section) (*module, error) {
 					m.exportSites = append(m.exportSites, site{off: off, end: r.i, idx: idx})
 				}
 			}
+		case 4: // table
+			for n := r.count(); n > 0 && r.err == nil; n-- {
+				r.byte()
+				r.limits()
+			}
+		case 5: // memory
+			for n := r.count(); n > 0 && r.err == nil; n-- {
+				r.limits()
+			}
+		case 11: // data
+			for n := r.count(); n > 0 && r.err == nil; n-- {
+				switch flags := r.u32(); flags {
+				case 0, 2:
+					if flags == 2 {
+						r.u32()
+					}
+					if err := m.constExpr(r, nil); err != nil {
+						return nil, err
+					}
+				case 1:
+				default:
+					if r.err == nil {
+						return nil, refuse("data segment: unsupported flags %d", flags)
+					}
+				}
+				r.bytes(int(r.count()))
+			}
+		case 12: // data count
+			r.u32()
 		case 8: // start
 			off := r.i
 			idx := r.u32()
@@ -277,7 +311,7 @@ func analyse(secs []section) (*module, error) {
 			}
 		case 10: // code
 			codeSeen = true
-			n := r.u32()
+			n := r.count()
 			if r.err == nil && int(n) != len(m.funcTypes) {
 				return nil, refuse("%d function bodies for %d functions", n, len(m.funcTypes))
 			}
@@ -297,8 +331,7 @@ func analyse(secs []section) (*module, error) {
 		if r.err != nil {
 			return nil, refuse("section %d: %v", s.id, r.err)
 		}
-		parsed := s.id != 0 && s.id != 4 && s.id != 5 && s.id != 11 && s.id != 12
-		if parsed && !r.done() {
+		if s.id != 0 && !r.done() {
 			return nil, refuse("section %d: %d trailing bytes", s.id, len(r.b)-r.i)
 		}
 	}
@@ -334,7 +367,7 @@ func analyse(secs []section) (*module, error) {
 }
 
 func (m *module) elements(r *reader) error {
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
+	for n := r.count(); n > 0 && r.err == nil; n-- {
 		flags := r.u32()
 		if flags > 7 {
 			return refuse("element segment: unsupported flags %d", flags)
@@ -350,7 +383,7 @@ func (m *module) elements(r *reader) error {
 		if flags&3 != 0 {
 			r.byte() // elemkind or reftype
 		}
-		for k := r.u32(); k > 0 && r.err == nil; k-- {
+		for k := r.count(); k > 0 && r.err == nil; k-- {
 			if flags&4 == 0 {
 				off := r.i
 				f := r.u32()
@@ -410,7 +443,7 @@ func (m *module) constExpr(r *reader, sites *[]site) error {
 func (m *module) decodeBody(body []byte) (funcBody, error) {
 	r := &reader{b: body}
 	var nlocals uint64
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
+	for n := r.count(); n > 0 && r.err == nil; n-- {
 		nlocals += uint64(r.u32())
 		r.byte()
 	}
@@ -511,7 +544,7 @@ func skipImmediates(r *reader, op byte) error {
 	case op == 0x0c || op == 0x0d: // br, br_if
 		r.u32()
 	case op == 0x0e: // br_table
-		for n := r.u32(); n > 0 && r.err == nil; n-- {
+		for n := r.count(); n > 0 && r.err == nil; n-- {
 			r.u32()
 		}
 		r.u32()

@@ -3,6 +3,8 @@ package guard
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"unicode/utf8"
 )
 
 // rewrite emits the instrumented module. Defined functions shift up by one
@@ -67,8 +69,11 @@ func (m *module) rewrite(secs []section) ([]byte, error) {
 			have[6] = true
 		}
 	}
-	for _, s := range secs {
+	for i, s := range secs {
 		insert(s.id)
+		if s.id == 0 && !slices.ContainsFunc(secs[i:], func(s section) bool { return s.id != 0 }) {
+			insert(11) // trailing custom sections stay last
+		}
 		switch s.id {
 		case 1:
 			b := appendU32(nil, uint32(len(m.types)+1))
@@ -120,9 +125,7 @@ func (m *module) rewrite(secs []section) ([]byte, error) {
 			}
 			emit(10, b)
 		case 0:
-			if c, ok := m.customSection(s.body, shift); ok {
-				emit(0, c)
-			}
+			emit(0, m.customSection(s.body, shift))
 		default:
 			emit(s.id, s.body)
 		}
@@ -247,47 +250,63 @@ func (m *module) wrapper(f int, inner, host, depth uint32) []byte {
 }
 
 // customSection returns a custom section for the rewritten module: the
-// "name" section with its function names renumbered (other name
-// subsections dropped), other custom sections unchanged. ok is false to
-// drop the section (a name section that does not decode).
-func (m *module) customSection(body []byte, shift func(uint32) uint32) ([]byte, bool) {
+// "name" section with its function indexes renumbered, other custom
+// sections unchanged. A section it cannot decode is kept as it is, for
+// wazero to judge.
+func (m *module) customSection(body []byte, shift func(uint32) uint32) []byte {
 	r := &reader{b: body}
 	nm := r.name()
-	if r.err != nil {
-		return nil, false
+	if r.err != nil || nm != "name" || !utf8.ValidString(nm) {
+		return body
 	}
-	if nm != "name" {
-		return body, true
-	}
-	head := body[:r.i]
-	for !r.done() && r.err == nil {
-		id := r.byte()
-		sub := r.bytes(int(r.u32()))
-		if id != 1 || r.err != nil {
-			continue
-		}
-		sr := &reader{b: sub}
+	out := append([]byte(nil), body[:r.i]...)
+	nameMap := func(sr *reader, b []byte, shift func(uint32) uint32) []byte {
 		cnt := sr.u32()
-		var names []byte
+		b = appendU32(b, cnt)
 		for k := uint32(0); k < cnt && sr.err == nil; k++ {
 			idx := sr.u32()
 			s := sr.name()
-			if sr.err != nil {
-				return nil, false
+			if !utf8.ValidString(s) {
+				sr.err = errShort
 			}
-			names = appendU32(names, shift(idx))
-			names = appendName(names, s)
+			b = appendU32(b, shift(idx))
+			b = appendName(b, s)
 		}
-		if sr.err != nil {
-			return nil, false
-		}
-		payload := append(appendU32(nil, cnt), names...)
-		out := append([]byte(nil), head...)
-		out = append(out, 1)
-		out = appendU32(out, uint32(len(payload)))
-		return append(out, payload...), true
+		return b
 	}
-	return nil, false
+	for !r.done() && r.err == nil {
+		id := r.byte()
+		sub := r.bytes(int(r.u32()))
+		if r.err != nil {
+			return body
+		}
+		sr := &reader{b: sub}
+		var payload []byte
+		switch id {
+		case 1: // function names
+			payload = nameMap(sr, nil, shift)
+		case 2: // local names, by function: shift the function, not the locals
+			cnt := sr.u32()
+			payload = appendU32(nil, cnt)
+			for k := uint32(0); k < cnt && sr.err == nil; k++ {
+				payload = appendU32(payload, shift(sr.u32()))
+				payload = nameMap(sr, payload, func(i uint32) uint32 { return i })
+			}
+		default:
+			payload = sub
+			sr.i = len(sub)
+		}
+		if sr.err != nil || sr.i != len(sub) || payload == nil {
+			return body
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(payload)))
+		out = append(out, payload...)
+	}
+	if r.err != nil {
+		return body
+	}
+	return out
 }
 
 func appendName(b []byte, s string) []byte {
@@ -378,6 +397,18 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
+// count reads a vector's length, which cannot exceed the bytes left (every
+// element takes at least one): wazero allocates vectors up front, and a
+// 14-byte module declaring 2^32 tables makes it run out of memory.
+func (r *reader) count() uint32 {
+	n := r.u32()
+	if r.err == nil && int64(n) > int64(len(r.b)-r.i) {
+		r.err = fmt.Errorf("vector of %d elements in %d bytes", n, len(r.b)-r.i)
+		return 0
+	}
+	return n
+}
+
 func (r *reader) s64() {
 	for k := 0; k < 10; k++ {
 		if r.byte()&0x80 == 0 || r.err != nil {
@@ -411,7 +442,7 @@ func (r *reader) s33() int64 {
 
 func (r *reader) name() string { return string(r.bytes(int(r.u32()))) }
 
-func (r *reader) valtypes() { r.bytes(int(r.u32())) }
+func (r *reader) valtypes() { r.bytes(int(r.count())) }
 
 func (r *reader) limits() {
 	if r.byte()&1 != 0 {
