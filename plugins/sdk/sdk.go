@@ -19,6 +19,7 @@ var (
 	handler func(abi.Input) (abi.Output, error)
 	inBuf   []byte
 	outBuf  []byte
+	decoder abi.InputDecoder // remembers the validated config across calls
 )
 
 // Handle registers h as the plugin's rule. Call it once, from init. An
@@ -94,7 +95,7 @@ func evaluate(doc []byte) ([]byte, bool) {
 		return nil, false
 	}
 	var in abi.Input
-	if err := abi.DecodeInput(doc, &in); err != nil {
+	if err := decoder.Decode(doc, &in); err != nil {
 		println("relay_evaluate: decode input:", err.Error())
 		return nil, false
 	}
