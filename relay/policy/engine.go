@@ -25,6 +25,7 @@ import (
 const (
 	DefaultMemoryLimit = 64 << 20 // bytes of linear memory per instance
 	DefaultTimeout     = 500 * time.Millisecond
+	DefaultIdleTimeout = 2 * time.Minute
 	// MaxModuleBytes caps the size of a .wasm file the engine will compile.
 	MaxModuleBytes = 32 << 20
 	// MaxInputBytes caps the input handed to relay_evaluate.
@@ -60,6 +61,10 @@ type Options struct {
 	// Prewarm is how many instances Load creates before returning (at least
 	// one, which also checks the ABI version). Zero: 1.
 	Prewarm int
+	// IdleTimeout is how long an instance may sit unused in its pool
+	// before the Watcher's periodic resync closes it, releasing its memory.
+	// Zero: DefaultIdleTimeout.
+	IdleTimeout time.Duration
 
 	// noMmap switches the mmap-backed memory allocator off (tests measure the
 	// difference).
@@ -114,6 +119,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if opts.Prewarm <= 0 {
 		opts.Prewarm = 1
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	pages := opts.MemoryLimit >> 16
 	if pages > 65536 {

@@ -93,6 +93,11 @@ func (p *Plugin) Stats() Stats {
 }
 
 type instance struct {
+	// ws is the workspace the instance serves ("" until its first call):
+	// a guest may keep anything in its globals, so an instance never
+	// serves a second workspace.
+	ws     string
+	idleAt time.Time // when it went back to the pool
 	cs     callState
 	ctx    context.Context // carries cs to the kill switch
 	mod    api.Module
@@ -240,6 +245,10 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 		}
 		insts = append(insts, inst)
 	}
+	now := time.Now()
+	for _, in := range insts {
+		in.idleAt = now
+	}
 	p.poolMu.Lock()
 	p.idle = append(p.idle, insts...)
 	p.poolMu.Unlock()
@@ -285,14 +294,17 @@ func (p *Plugin) failure(err error, inst *instance) error {
 	return &Error{Plugin: p.name, Kind: kind, Stderr: inst.out.Excerpt(stderrInError), Err: err}
 }
 
+// rawWorkspace is the workspace EvaluateRaw calls are bound to.
+const rawWorkspace = "\x00raw"
+
 // EvaluateRaw runs relay_evaluate once on in and returns a copy of the
-// plugin's output. It waits for one of the engine's evaluation slots (or ctx
+// plugin's output, on an instance reserved for raw calls. It waits for one of the engine's evaluation slots (or ctx
 // to end), and bounds the guest call with the engine's Timeout. A guest
 // failure returns *Error (matching relay.ErrPolicyTimeout or
 // relay.ErrPolicyTrap); the instance is discarded. A closed plugin returns
 // an error matching relay.ErrClosed.
 func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
-	return p.evaluate(ctx, in, nil)
+	return p.evaluate(ctx, rawWorkspace, in, nil)
 }
 
 // Evaluate encodes in, runs the plugin and decodes and validates its
@@ -302,7 +314,7 @@ func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error
 	bp := bufPool.Get().(*[]byte)
 	*bp = abi.AppendInput((*bp)[:0], in)
 	var out abi.Output
-	_, err := p.evaluate(ctx, *bp, func(b []byte) error {
+	_, err := p.evaluate(ctx, in.Event.Workspace, *bp, func(b []byte) error {
 		if err := abi.DecodeOutput(b, &out); err != nil {
 			return &badOutputError{msg: "decode output: " + err.Error()}
 		}
@@ -318,7 +330,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 
 // evaluate runs relay_evaluate; check, when set, judges the output while the
 // instance is still held, so a bad output discards the instance.
-func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) error) ([]byte, error) {
+func (p *Plugin) evaluate(ctx context.Context, ws string, in []byte, check func([]byte) error) ([]byte, error) {
 	if len(in) == 0 || len(in) > MaxInputBytes {
 		return nil, fmt.Errorf("evaluate policy %s: input is %d bytes, want 1..%d", p.name, len(in), MaxInputBytes)
 	}
@@ -332,7 +344,7 @@ func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) err
 	}
 	defer p.eng.release()
 	p.calls.Add(1)
-	inst, err := p.get(ctx)
+	inst, err := p.get(ctx, ws)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("evaluate policy %s: %w", p.name, ctx.Err())
@@ -411,29 +423,73 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 	return view, nil
 }
 
-func (p *Plugin) get(ctx context.Context) (*instance, error) {
+// get returns an idle instance that served ws before, or one that never
+// served anyone, or a new one. The instance is bound to ws.
+func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
 	p.poolMu.Lock()
-	if n := len(p.idle); n > 0 {
-		inst := p.idle[n-1]
-		p.idle = p.idle[:n-1]
+	pick := -1
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if w := p.idle[i].ws; w == ws {
+			pick = i
+			break
+		} else if w == "" && pick < 0 {
+			pick = i
+		}
+	}
+	if pick >= 0 {
+		inst := p.idle[pick]
+		p.idle = append(p.idle[:pick], p.idle[pick+1:]...)
 		p.poolMu.Unlock()
+		inst.ws = ws
 		return inst, nil
 	}
 	p.poolMu.Unlock()
-	return p.newInstance(ctx)
+	inst, err := p.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inst.ws = ws
+	return inst, nil
 }
 
-// put returns a healthy instance to the pool. The caller holds mu.RLock, so
-// the plugin is not closed.
+// put returns a healthy instance to the pool, evicting the least recently
+// used one when the pool is full. The caller holds mu.RLock, so the plugin
+// is not closed.
 func (p *Plugin) put(inst *instance) {
+	inst.idleAt = time.Now()
+	var evict *instance
 	p.poolMu.Lock()
-	if len(p.idle) < p.eng.opts.PoolSize {
-		p.idle = append(p.idle, inst)
-		p.poolMu.Unlock()
-		return
+	if len(p.idle) >= p.eng.opts.PoolSize {
+		evict = p.idle[0]
+		p.idle = append(p.idle[:0], p.idle[1:]...)
 	}
+	p.idle = append(p.idle, inst)
 	p.poolMu.Unlock()
-	p.closeInstance(inst)
+	if evict != nil {
+		p.closeInstance(evict)
+	}
+}
+
+// Trim closes the instances idle since before now-idle, releasing their
+// memory (a standard-Go guest holds 2-4 MiB). The next evaluation creates
+// a new one.
+func (p *Plugin) Trim(now time.Time, idle time.Duration) int {
+	p.poolMu.Lock()
+	var old []*instance
+	keep := p.idle[:0]
+	for _, inst := range p.idle {
+		if now.Sub(inst.idleAt) >= idle {
+			old = append(old, inst)
+		} else {
+			keep = append(keep, inst)
+		}
+	}
+	p.idle = keep
+	p.poolMu.Unlock()
+	for _, inst := range old {
+		p.closeInstance(inst)
+	}
+	return len(old)
 }
 
 func (p *Plugin) discard(inst *instance) {

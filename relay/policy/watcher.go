@@ -212,6 +212,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 			_ = w.Reload()
 		case <-resync.C:
 			_ = w.Reload()
+			w.trim(time.Now())
+		}
+	}
+}
+
+// trim releases the instances the current plugins have not used for the
+// engine's IdleTimeout.
+func (w *Watcher) trim(now time.Time) {
+	idle := w.opts.Engine.opts.IdleTimeout
+	for _, e := range w.Current().entries {
+		if n := e.Plugin.Trim(now, idle); n > 0 {
+			w.log.Debug("released idle policy instances", relay.LogKeyPolicy, e.Plugin.name, "instances", n)
 		}
 	}
 }
