@@ -353,8 +353,8 @@ func TestInputDecoderConfig(t *testing.T) {
 	}{
 		{`{"a":[1,2]}`, `{"a":[1,2]}`, false},
 		{`{"a":[1,2]}`, `{"a":[1,2]}`, false}, // remembered
-		{`{"a":[1,2]}x`, "", true},           // same prefix, then garbage
-		{`{"a":[1,2]`, "", true},             // truncated
+		{`{"a":[1,2]}x`, "", true},            // same prefix, then garbage
+		{`{"a":[1,2]`, "", true},              // truncated
 		{`{"a":[1,3]}`, `{"a":[1,3]}`, false},
 		{`1`, `1`, false},
 		{`12`, `12`, false}, // a longer number with the last one as prefix

@@ -310,3 +310,32 @@ func BenchmarkRecentRecordLookup(b *testing.B) {
 		_ = r.Lookup("ws", "u", now)
 	}
 }
+
+// TestDecisionHashCoversConfig: the hash a decision records identifies the
+// module and the manifest config that judged, so two configs of one module
+// record different hashes.
+func TestDecisionHashCoversConfig(t *testing.T) {
+	e := openEngine(t, Options{})
+	p := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow"}`))
+	hash := func(cfg string) string {
+		m := Manifest{Mode: ModeEnforce}
+		if cfg != "" {
+			m.Config = []byte(cfg)
+		}
+		res, err := NewSet(SetOptions{}, []Entry{{Plugin: p, Manifest: m}}).Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+		if err != nil || len(res.Plugins) != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		return res.Plugins[0].Hash
+	}
+	a, b, none := hash(`{"max":5}`), hash(`{"max":50}`), hash("")
+	if a == b || a == none || len(a) != 64 {
+		t.Fatalf("hashes: config a %s, config b %s, none %s", a, b, none)
+	}
+	if none != p.Hash() {
+		t.Fatalf("without config the hash %s should be the module's %s", none, p.Hash())
+	}
+	if hash(`{"max":5}`) != a {
+		t.Fatal("hash not stable")
+	}
+}

@@ -48,15 +48,18 @@ type WatcherOptions struct {
 
 // PluginInfo describes a loaded plugin for GET /v1/plugins.
 type PluginInfo struct {
-	Name        string    `json:"name"`
-	Hash        string    `json:"hash"`
-	Order       int       `json:"order"`
-	Mode        string    `json:"mode"`
-	LoadedAt    time.Time `json:"loaded_at"`
-	Calls       uint64    `json:"calls"`
-	Failures    uint64    `json:"failures"`
-	Timeouts    uint64    `json:"timeouts"`
-	BreakerOpen bool      `json:"breaker_open,omitempty"`
+	Name string `json:"name"`
+	Hash string `json:"hash"` // sha256 of the .wasm file
+	// DecisionHash is the hash the plugin's decisions record: Hash, or
+	// with a manifest config, the sha256 of Hash and the config.
+	DecisionHash string    `json:"decision_hash"`
+	Order        int       `json:"order"`
+	Mode         string    `json:"mode"`
+	LoadedAt     time.Time `json:"loaded_at"`
+	Calls        uint64    `json:"calls"`
+	Failures     uint64    `json:"failures"`
+	Timeouts     uint64    `json:"timeouts"`
+	BreakerOpen  bool      `json:"breaker_open,omitempty"`
 	// LastError is why the file on disk is not the version loaded (empty
 	// when they agree).
 	LastError string `json:"last_error,omitempty"`
@@ -143,7 +146,7 @@ func (w *Watcher) List() []PluginInfo {
 		p := e.Plugin
 		st := p.Stats()
 		seen[p.name] = true
-		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
+		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, DecisionHash: e.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
 			LoadedAt: p.loadedAt, Calls: st.Calls, Failures: st.Failures, Timeouts: st.Timeouts,
 			BreakerOpen: p.BreakerOpen(now), LastError: w.lastErr[p.name]})
 	}
