@@ -198,6 +198,10 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 				log.Debug("policy skipped: circuit breaker open")
 			} else {
 				log.Warn("policy failed", relay.LogKeyError, err)
+				var pe *Error
+				if errors.As(err, &pe) && pe.Stderr != "" && log.IsDebug() {
+					log.Debug("policy guest output (digits masked)", "output", pe.GuestOutput())
+				}
 			}
 			res.Plugins = append(res.Plugins, dec)
 			if shadow {
