@@ -93,6 +93,10 @@ func (e *Entry) DecisionHash() string {
 	return e.hash
 }
 
+// DecisionHash returns the hash a decision records for a module (by its
+// hex sha256) judging with a manifest config (JSON, nil when none).
+func DecisionHash(module string, config []byte) string { return decisionHash(module, config) }
+
 func decisionHash(module string, config []byte) string {
 	if config == nil {
 		return module
