@@ -93,6 +93,9 @@ type Engine struct {
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
 	closed  bool
+
+	cacheMu    sync.Mutex          // serializes compiles and cache pruning
+	cacheIndex map[string][]string // module key -> cache files (cache.go)
 }
 
 // Open creates the runtime (deadlines enforced, memory capped, compilation
@@ -148,6 +151,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("open compilation cache %s: %w", opts.CacheDir, err)
 		}
 		e.cache = c
+		e.loadCacheIndex()
 		rc = rc.WithCompilationCache(c)
 	}
 	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)

@@ -48,6 +48,9 @@ type Plugin struct {
 	eng      *Engine
 	compiled wazero.CompiledModule
 
+	cacheKey   string   // sha256 of the compiled bytes
+	cacheFiles []string // its compilation cache files
+
 	mu     sync.RWMutex // read: an evaluation in flight; write: Close
 	closed bool         // guarded by mu
 
@@ -127,7 +130,12 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 			return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
 		}
 	}
-	compiled, err := e.rt.CompileModule(ctx, code)
+	var compiled wazero.CompiledModule
+	key := sha256hex(code)
+	files, err := e.compileCached(key, func() (err error) {
+		compiled, err = e.rt.CompileModule(ctx, code)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("compile policy %s: %w", name, err)
 	}
@@ -135,11 +143,13 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, errors.Join(err, compiled.Close(ctx))
 	}
 	p := &Plugin{
-		name:     name,
-		hash:     sha256hex(wasm),
-		size:     len(wasm),
-		eng:      e,
-		compiled: compiled,
+		name:       name,
+		hash:       sha256hex(wasm),
+		size:       len(wasm),
+		eng:        e,
+		compiled:   compiled,
+		cacheKey:   key,
+		cacheFiles: files,
 	}
 	if err := e.track(p); err != nil {
 		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), compiled.Close(ctx))

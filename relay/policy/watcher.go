@@ -82,6 +82,7 @@ type Watcher struct {
 	reloadMu sync.Mutex // serializes rescans
 	slots    map[string]*slot
 	closed   bool
+	pruned   bool // the compilation cache was pruned after a rescan
 
 	stateMu sync.Mutex // guards lastErr for List
 	lastErr map[string]string
@@ -324,6 +325,14 @@ func (w *Watcher) Reload() error {
 		if err := p.Close(context.Background()); err != nil {
 			w.log.Warn("cannot close replaced policy", relay.LogKeyPolicy, p.name, relay.LogKeyError, err)
 		}
+	}
+	if changed || !w.pruned {
+		// Every file in the directory has been tried: what is not loaded
+		// now is not needed in the compilation cache.
+		if err := w.opts.Engine.PruneCache(); err != nil {
+			w.log.Warn("cannot prune compilation cache", relay.LogKeyError, err)
+		}
+		w.pruned = true
 	}
 	return errors.Join(errs...)
 }
