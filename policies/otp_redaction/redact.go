@@ -72,28 +72,38 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 // "１２３ ４５６") count as one run, and every word mixing letters and at
 // least 2 digits ("AB12CD"). Digits are any Unicode decimal digits.
 func Redact(s, code string) string {
-	toks := tokens(s)
-	var spans [][2]int
-	spans = appendCodeSpans(spans, s, code)
-	spans = appendNumberSpans(spans, toks)
+	// Fixed-size backing arrays keep a typical title off the heap (in a
+	// guest every allocation counts).
+	var tokBuf [32]token
+	var spanBuf [8][2]int
+	var wantBuf [32]rune
+	// The code first: masking it can split a word, and what is left is
+	// then judged like any other text.
+	s = mask(s, appendCodeSpans(spanBuf[:0], s, code, wantBuf[:0]))
+	toks := tokens(tokBuf[:0], s)
+	spans := appendNumberSpans(spanBuf[:0], toks)
 	for _, t := range toks {
 		if t.letters > 0 && t.digits >= 2 && (t.runes <= 16 || t.digits >= 4) {
 			spans = append(spans, [2]int{t.start, t.end})
 		}
 	}
+	return mask(s, spans)
+}
+
+// mask replaces the byte ranges spans of s (in any order, possibly
+// overlapping) with Mask.
+func mask(s string, spans [][2]int) string {
 	if len(spans) == 0 {
 		return s
 	}
 	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
 	var b strings.Builder
+	b.Grow(len(s) + 8)
 	last := 0
 	for i := 0; i < len(spans); {
 		start, end := spans[i][0], spans[i][1]
 		for i++; i < len(spans) && spans[i][0] < end; i++ {
 			end = max(end, spans[i][1])
-		}
-		if start < last {
-			start = last
 		}
 		b.WriteString(s[last:start])
 		b.WriteString(Mask)
@@ -111,14 +121,34 @@ type token struct {
 	gap             int // separator runes before it (since the previous token)
 }
 
-func isWord(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+// kind classifies a rune: 'd' digit, 'l' letter, 'm' combining mark, 0
+// anything else. ASCII is decided without the Unicode tables.
+func kind(r rune) byte {
+	switch {
+	case r < 0x80:
+		switch {
+		case r >= '0' && r <= '9':
+			return 'd'
+		case (r|0x20) >= 'a' && (r|0x20) <= 'z':
+			return 'l'
+		}
+		return 0
+	case unicode.IsDigit(r):
+		return 'd'
+	case unicode.IsLetter(r):
+		return 'l'
+	case r >= 0x300 && unicode.IsMark(r):
+		return 'm'
+	}
+	return 0
+}
 
-func tokens(s string) []token {
-	var out []token
+func tokens(out []token, s string) []token {
 	cur := token{start: -1}
 	gap := 0
 	for i, r := range s {
-		if !isWord(r) {
+		k := kind(r)
+		if k == 0 {
 			if cur.start >= 0 {
 				cur.end = i
 				out = append(out, cur)
@@ -132,9 +162,10 @@ func tokens(s string) []token {
 			gap = 0
 		}
 		cur.runes++
-		if unicode.IsDigit(r) {
+		switch k {
+		case 'd':
 			cur.digits++
-		} else if unicode.IsLetter(r) {
+		case 'l':
 			cur.letters++
 		}
 	}
@@ -169,10 +200,9 @@ func appendNumberSpans(spans [][2]int, toks []token) [][2]int {
 
 // appendCodeSpans adds where s spells code, comparing only letters (case
 // folded) and digits (by value) and skipping everything else.
-func appendCodeSpans(spans [][2]int, s, code string) [][2]int {
-	var want []rune
+func appendCodeSpans(spans [][2]int, s, code string, want []rune) [][2]int {
 	for _, r := range code {
-		if isWord(r) && !unicode.IsMark(r) {
+		if k := kind(r); k == 'd' || k == 'l' {
 			want = append(want, fold(r))
 		}
 	}
@@ -189,28 +219,34 @@ func appendCodeSpans(spans [][2]int, s, code string) [][2]int {
 		}
 		return spans
 	}
-	type at struct {
-		r          rune
-		start, end int
-	}
-	var have []at
-	for i, r := range s {
-		if isWord(r) && !unicode.IsMark(r) {
-			have = append(have, at{fold(r), i, i + utf8.RuneLen(r)})
+	// Try a match at every letter or digit; skip what is neither.
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if k := kind(r); (k != 'd' && k != 'l') || fold(r) != want[0] {
+			i += n
+			continue
 		}
-	}
-	for i := 0; i+len(want) <= len(have); i++ {
-		match := true
-		for k, w := range want {
-			if have[i+k].r != w {
-				match = false
-				break
+		j, k := i+n, 1
+		for k < len(want) && j < len(s) {
+			r2, n2 := utf8.DecodeRuneInString(s[j:])
+			switch kd := kind(r2); {
+			case kd != 'd' && kd != 'l':
+				j += n2
+				continue
+			case fold(r2) != want[k]:
+			default:
+				j += n2
+				k++
+				continue
 			}
+			break
 		}
-		if match {
-			spans = append(spans, [2]int{have[i].start, have[i+len(want)-1].end})
-			i += len(want) - 1
+		if k == len(want) {
+			spans = append(spans, [2]int{i, j})
+			i = j
+			continue
 		}
+		i += n
 	}
 	return spans
 }
@@ -218,7 +254,10 @@ func appendCodeSpans(spans [][2]int, s, code string) [][2]int {
 // fold maps a digit of any script to its ASCII digit and a letter to lower
 // case.
 func fold(r rune) rune {
-	if r >= '0' && r <= '9' {
+	if r < 0x80 {
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
 		return r
 	}
 	if unicode.IsDigit(r) {
