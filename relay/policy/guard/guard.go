@@ -50,6 +50,7 @@ type Stats struct {
 	Functions int // defined functions
 	Counting  int // functions that count fuel themselves
 	Wrapped   int // functions on a call-graph cycle, wrapped for depth
+	Inline    int // functions on a call-graph cycle counting depth themselves
 	Ticks     int // fuel counts added (entries and loop headers)
 }
 
@@ -86,8 +87,10 @@ func instrument(wasm []byte) ([]byte, Stats, error) {
 	}
 	st := Stats{Functions: len(m.bodies)}
 	for i := range m.bodies {
-		if m.cyclic[i] {
+		if m.cyclic[i] && m.bodies[i].brExit {
 			st.Wrapped++
+		} else if m.cyclic[i] {
+			st.Inline++
 		}
 		if len(m.bodies[i].ticks) > 0 {
 			st.Counting++
@@ -152,21 +155,22 @@ const (
 	siteCall = iota
 	siteRefFunc
 	siteLoop
+	siteReturn // a return or the final end: the depth count goes down here
 )
 
 type funcBody struct {
 	locals   []byte // encoded local declarations
 	code     []byte // instructions, including the final end
 	sites    []site
-	calls    []site   // direct calls (a subset of sites)
-	indirect []site   // call_indirect, idx = type index
-	size     uint64   // instructions
-	loops    int      // loop headers
-	entryOK  bool     // every call reaches a loop header before any branch, call or return
-	ticks    []tick   // planned fuel counts
-	work     uint64   // for tick-free functions: the work a call adds to its caller
-	tickFree bool     // charged to its callers, counts nothing itself
-	succ     []uint32 // defined callees (0-based), direct and indirect
+	calls    []site // direct calls (a subset of sites)
+	indirect []site // call_indirect, idx = type index
+	size     uint64 // instructions
+	loops    int    // loop headers
+	entryOK  bool   // every call reaches a loop header before any branch, call or return
+	brExit   bool   // a branch targets the function's own label (an exit that is not a return)
+	ticks    []tick // planned fuel counts
+	work     uint64 // for tick-free functions: the work a call adds to its caller
+	tickFree bool   // charged to its callers, counts nothing itself
 }
 
 type tick struct {
@@ -482,8 +486,23 @@ func (m *module) decodeBody(body []byte) (funcBody, error) {
 			}
 		case 0x0b:
 			depth--
-			if depth == 0 && !r.done() {
-				return fb, fmt.Errorf("code after the function's end")
+			if depth == 0 {
+				if !r.done() {
+					return fb, fmt.Errorf("code after the function's end")
+				}
+				fb.sites = append(fb.sites, site{off: off, end: off, kind: siteReturn, pos: pos})
+			}
+		case 0x0f:
+			fb.sites = append(fb.sites, site{off: off, end: off, kind: siteReturn, pos: pos})
+		case 0x0c, 0x0d: // br, br_if
+			if l := r.u32(); r.err == nil && int(l) == depth-1 {
+				fb.brExit = true
+			}
+		case 0x0e: // br_table
+			for n := r.count() + 1; n > 0 && r.err == nil; n-- {
+				if l := r.u32(); r.err == nil && int(l) == depth-1 {
+					fb.brExit = true
+				}
 			}
 		case 0x10:
 			s := site{off: off, kind: siteCall, pos: pos}
@@ -541,13 +560,6 @@ func (m *module) blockType(r *reader) error {
 // memory, reference types, multi-value and SIMD). Anything else is refused.
 func skipImmediates(r *reader, op byte) error {
 	switch {
-	case op == 0x0c || op == 0x0d: // br, br_if
-		r.u32()
-	case op == 0x0e: // br_table
-		for n := r.count(); n > 0 && r.err == nil; n-- {
-			r.u32()
-		}
-		r.u32()
 	case op == 0x1c: // select t*
 		r.valtypes()
 	case op >= 0x20 && op <= 0x22, op == 0x25 || op == 0x26: // local.*, table.get/set

@@ -134,6 +134,28 @@ func TestInstrumentKeepsBehaviour(t *testing.T) {
 	if err != nil || res[0] != 3628800 {
 		t.Fatalf("fact(10) = %v, %v", res, err)
 	}
+	// A recursive function that leaves by a branch to its own label (not a
+	// return) is wrapped instead; deep recursion still ends.
+	w := newMod()
+	w.fn("down", i32T, noT, nil,
+		lget(0), []byte{opI32Eqz, opBrIf, 0}, lget(0), i32c(1), []byte{opI32Sub}, call(0))
+	out, st, err := InstrumentStats(w.bytes())
+	if err != nil || st.Wrapped != 1 || st.Inline != 0 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	_ = out
+	if _, err := h.run(t, w.bytes(), "down", 1000); err != nil {
+		t.Fatalf("down(1000): %v", err)
+	}
+	if _, err := h.run(t, w.bytes(), "down", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
+		t.Fatalf("down(MaxDepth+10): %v", err)
+	}
+	if _, err := h.run(t, m.bytes(), "fact", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
+		t.Fatalf("fact(MaxDepth+10): %v", err)
+	}
+	if _, err := h.run(t, m.bytes(), "fact", MaxDepth-10); err != nil {
+		t.Fatalf("fact(MaxDepth-10): %v", err)
+	}
 }
 
 func TestRefusals(t *testing.T) {

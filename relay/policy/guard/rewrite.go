@@ -14,9 +14,12 @@ import (
 // depth), so no existing global index changes.
 func (m *module) rewrite(secs []section) ([]byte, error) {
 	n := len(m.bodies)
+	// A recursive function counts its depth itself (on entry, and down
+	// before each return and its end) unless a branch leaves it without a
+	// return: then a wrapper counts around a call of the moved body.
 	var wrapped []int
 	for f := 0; f < n; f++ {
-		if m.cyclic[f] {
+		if m.cyclic[f] && m.bodies[f].brExit {
 			wrapped = append(wrapped, f)
 		}
 	}
@@ -110,16 +113,16 @@ func (m *module) rewrite(secs []section) ([]byte, error) {
 			b := appendU32(nil, uint32(n+len(wrapped)))
 			for f := range m.bodies {
 				var fb []byte
-				if m.cyclic[f] {
+				if _, ok := innerIdx[f]; ok {
 					fb = m.wrapper(f, innerIdx[f], hostIdx, depthGlobal)
 				} else {
-					fb = m.body(f, shift, hostIdx, fuelGlobal)
+					fb = m.body(f, shift, hostIdx, fuelGlobal, m.cyclic[f], depthGlobal)
 				}
 				b = appendU32(b, uint32(len(fb)))
 				b = append(b, fb...)
 			}
 			for _, f := range wrapped {
-				fb := m.body(f, shift, hostIdx, fuelGlobal)
+				fb := m.body(f, shift, hostIdx, fuelGlobal, false, depthGlobal)
 				b = appendU32(b, uint32(len(fb)))
 				b = append(b, fb...)
 			}
@@ -164,10 +167,13 @@ func patch(b []byte, base int, sites []site, shift func(uint32) uint32) []byte {
 
 // body returns function f's body with fuel counts added and function
 // indexes shifted.
-func (m *module) body(f int, shift func(uint32) uint32, host, fuel uint32) []byte {
+func (m *module) body(f int, shift func(uint32) uint32, host, fuel uint32, depth bool, depthGlobal uint32) []byte {
 	b := &m.bodies[f]
-	out := make([]byte, 0, len(b.locals)+len(b.code)+len(b.ticks)*24+len(b.sites)*2)
+	out := make([]byte, 0, len(b.locals)+len(b.code)+len(b.ticks)*24+len(b.sites)*2+32)
 	out = append(out, b.locals...)
+	if depth {
+		out = appendDepthUp(out, host, depthGlobal)
+	}
 	ti := 0
 	emitTicks := func(at int) {
 		for ti < len(b.ticks) && b.ticks[ti].at == at {
@@ -190,6 +196,10 @@ func (m *module) body(f int, shift func(uint32) uint32, host, fuel uint32) []byt
 		case siteRefFunc:
 			out = append(out, 0xd2)
 			out = appendU32(out, shift(s.idx))
+		case siteReturn:
+			if depth {
+				out = appendDepthDown(out, depthGlobal)
+			}
 		}
 		last = s.end
 	}
@@ -219,10 +229,8 @@ func appendTick(b []byte, weight uint64, host, fuel uint32) []byte {
 	return append(b, 0x0b)
 }
 
-// wrapper is the body that replaces wrapped function f: it counts the call
-// depth around a call of the moved body.
-func (m *module) wrapper(f int, inner, host, depth uint32) []byte {
-	b := []byte{0x00} // no locals
+// appendDepthUp appends: depth++; if depth > MaxDepth { host(ReasonDepth) }.
+func appendDepthUp(b []byte, host, depth uint32) []byte {
 	g := func(op byte) { b = append(b, op); b = appendU32(b, depth) }
 	g(0x23) // global.get depth
 	b = append(b, 0x41, 0x01, 0x6a)
@@ -233,7 +241,22 @@ func (m *module) wrapper(f int, inner, host, depth uint32) []byte {
 	b = append(b, 0x4b, 0x04, 0x40) // i32.gt_u if
 	b = append(b, 0x41, ReasonDepth, 0x10)
 	b = appendU32(b, host)
-	b = append(b, 0x1a, 0x00, 0x0b) // drop unreachable end
+	return append(b, 0x1a, 0x00, 0x0b) // drop unreachable end
+}
+
+// appendDepthDown appends: depth--.
+func appendDepthDown(b []byte, depth uint32) []byte {
+	b = append(b, 0x23)
+	b = appendU32(b, depth)
+	b = append(b, 0x41, 0x01, 0x6b, 0x24)
+	return appendU32(b, depth)
+}
+
+// wrapper is the body that replaces wrapped function f: it counts the call
+// depth around a call of the moved body.
+func (m *module) wrapper(f int, inner, host, depth uint32) []byte {
+	b := appendDepthUp([]byte{0x00}, host, depth) // no locals
+	g := func(op byte) { b = append(b, op); b = appendU32(b, depth) }
 	r := &reader{b: m.types[m.funcTypes[f]]}
 	r.byte()
 	params := r.u32()
