@@ -161,3 +161,47 @@ func threadCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkWorkspaceSwitch measures the two ways to keep one workspace's
+// guest state from another's events, for a shipped (standard-Go) policy:
+// "new-instance" is what the engine does when a workspace has no idle
+// instance of its own (instantiate and run _initialize); "memory-reset" is
+// the floor of the alternative, restoring the instance's linear memory
+// from a snapshot taken after _initialize (a copy of the whole memory; a
+// sound reset would also need the mutable globals and tables restored and
+// Go's runtime to accept its memory shrinking back, which it does not
+// expect). The per-workspace instance costs only on a workspace's first
+// event per idle period; a reset would cost on every switch.
+func BenchmarkWorkspaceSwitch(b *testing.B) {
+	wasm, m := shipped(b, "quiet_hours")
+	in := policyInput("quiet_hours", m)
+	e := openEngine(b, Options{Timeout: time.Second})
+	p := mustLoad(b, e, "quiet_hours", wasm)
+	ctx := context.Background()
+	b.Run("new-instance", func(b *testing.B) {
+		for b.Loop() {
+			inst, err := p.newInstance(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.closeInstance(inst)
+		}
+	})
+	b.Run("memory-reset", func(b *testing.B) {
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.closeInstance(inst)
+		inst.ws = in.Event.Workspace
+		if _, err := p.evaluate(ctx, in.Event.Workspace, abi.AppendInput(nil, in), nil); err != nil {
+			b.Fatal(err)
+		}
+		view, _ := inst.mem.Read(0, inst.mem.Size())
+		snap := append([]byte(nil), view...)
+		b.SetBytes(int64(len(snap)))
+		for b.Loop() {
+			inst.mem.Write(0, snap)
+		}
+	})
+}
