@@ -22,8 +22,7 @@ import (
 // through the context the instance is called with.
 type callState struct {
 	deadline time.Time
-	done     <-chan struct{} // the caller's ctx.Done(); nil: none
-	cause    func() error    // the caller's ctx.Err
+	ctx      context.Context // the caller's; nil between calls
 }
 
 type callStateKey struct{}
@@ -43,11 +42,14 @@ func withCallState(ctx context.Context, cs *callState) context.Context {
 	return context.WithValue(ctx, callStateKey{}, cs)
 }
 
-// arm sets the deadline of the next call and the caller's cancellation.
+// arm sets the deadline of the next call and the caller's context.
 func (cs *callState) arm(ctx context.Context, timeout time.Duration) {
 	cs.deadline = time.Now().Add(timeout)
-	cs.done, cs.cause = ctx.Done(), ctx.Err
+	cs.ctx = ctx
 }
+
+// disarm forgets the caller's context once the call is over.
+func (cs *callState) disarm() { cs.ctx = nil }
 
 // guardCheck is guard.Func: (reason i32) -> fuel i32.
 func guardCheck(ctx context.Context, _ api.Module, stack []uint64) {
@@ -58,11 +60,13 @@ func guardCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	if uint32(stack[0]) == guard.ReasonDepth {
 		panic(errCallDepth)
 	}
-	if cs.done != nil {
-		select {
-		case <-cs.done:
-			panic(cs.cause())
-		default:
+	if c := cs.ctx; c != nil {
+		if done := c.Done(); done != nil {
+			select {
+			case <-done:
+				panic(c.Err())
+			default:
+			}
 		}
 	}
 	if time.Now().After(cs.deadline) {

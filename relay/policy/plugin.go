@@ -237,6 +237,7 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 	insts := []*instance{first}
 	first.cs.arm(ctx, p.eng.opts.Timeout)
 	res, err := first.mod.ExportedFunction(exportABIVersion).Call(first.ctx)
+	first.cs.disarm()
 	if err != nil {
 		p.closeInstance(first)
 		return p.failure(fmt.Errorf("call %s: %w", exportABIVersion, err), first)
@@ -278,6 +279,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	inst.ctx = withCallState(p.eng.instCtx, &inst.cs)
 	inst.cs.arm(ctx, max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout))
 	mod, err := p.eng.rt.InstantiateModule(inst.ctx, p.compiled, cfg)
+	inst.cs.disarm()
 	if err != nil {
 		kind := classify(err, out.Tail(stderrBytes), false)
 		return nil, &Error{Plugin: p.name, Kind: kind, Stderr: out.Excerpt(stderrInError),
@@ -395,6 +397,7 @@ func (p *Plugin) evaluate(ctx context.Context, ws string, in []byte, check func(
 // the guest's memory, valid until the next call on inst.
 func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, error) {
 	inst.cs.arm(ctx, p.eng.opts.Timeout)
+	defer inst.cs.disarm()
 	cctx := inst.ctx
 	inst.out.Reset()
 	n := uint32(len(in))
