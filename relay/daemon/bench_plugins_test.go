@@ -3,7 +3,10 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +32,26 @@ const samplePluginsBlock = `timeout = "250ms"
 var (
 	shippedOnce sync.Once
 	shippedDir  string
+	// idleRSS is relayd's resident set after start (plugins loaded), before
+	// any load, by scenario.
+	idleRSS = map[string]float64{}
 )
+
+// rssMiB returns a process's current resident set size (VmRSS) in MiB.
+func rssMiB(tb testing.TB, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			fmt.Sscan(strings.Fields(v)[0], &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
 
 // buildShipped builds the shipped policies once into a directory of
 // NAME.wasm + NAME.hcl, as make policies does.
@@ -99,12 +121,12 @@ func BenchmarkEndToEndPlugins(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-26s %8s %10s %14s %9s %9s %16s %10s\n", "scenario", "events", "deliveries", "deliveries/s", "p50", "p99", "cpu-µs/delivery", "peak-RSS")
+	fmt.Fprintf(&sb, "\n%-26s %8s %10s %14s %9s %9s %16s %10s %10s\n", "scenario", "events", "deliveries", "deliveries/s", "p50", "p99", "cpu-µs/delivery", "idle-RSS", "peak-RSS")
 	by := map[string]loadResult{}
 	for _, r := range results {
 		by[r.name] = r
-		fmt.Fprintf(&sb, "%-26s %8d %10d %14.0f %9s %9s %16.0f %8.1fMiB\n", r.name, r.events, r.deliveries, r.deliverPerSec,
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB)
+		fmt.Fprintf(&sb, "%-26s %8d %10d %14.0f %9s %9s %16.0f %8.1fMiB %8.1fMiB\n", r.name, r.events, r.deliveries, r.deliverPerSec,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, idleRSS[r.name], r.peakRSSMiB)
 	}
 	if with, without := by["5-policies"], by["no-plugins"]; without.deliverPerSec > 0 && with.deliverPerSec > 0 {
 		fmt.Fprintf(&sb, "deliveries/s with the 5 policies / without: %.2f (goal >= 0.8)\n", with.deliverPerSec/without.deliverPerSec)
@@ -140,6 +162,23 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		}
 	}
 	h.start()
+	if path := os.Getenv("EDGERELAY_BENCH_CPUPROFILE"); path != "" {
+		// Profile relayd while the load runs.
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			resp, err := http.Get("http://" + h.metricsAddr + "/debug/pprof/profile?seconds=" + profileSeconds())
+			if err != nil {
+				b.Logf("cpu profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			f, _ := os.Create(path + "." + strings.NewReplacer("/", "_", "=", "").Replace(name))
+			io.Copy(f, resp.Body)
+			f.Close()
+		}()
+	}
 	defer h.stop(syscall.SIGTERM)
 	if plugins {
 		code, body := h.do("GET", "/v1/plugins", "", nil)
@@ -147,6 +186,7 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 			b.Fatalf("plugins not loaded: %d %s", code, body)
 		}
 	}
+	idleRSS[name] = rssMiB(b, h.pid())
 	const users = 50
 	for u := range users {
 		user := fmt.Sprintf("u-%d", u)
@@ -218,6 +258,27 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 	}
 	cpu := procCPU(b, h.pid()) - cpu0
 	rss := peakRSS(b, h.pid())
+	if plugins {
+		// Every call must have succeeded: a failing plugin would be
+		// re-instantiated per call and measure something else.
+		_, body := h.do("GET", "/v1/plugins", "", nil)
+		var list struct {
+			Plugins []struct {
+				Name                      string
+				Calls, Failures, Timeouts uint64
+				InstancesCreated          uint64 `json:"instances_created"`
+			}
+		}
+		if err := json.Unmarshal(body, &list); err != nil {
+			b.Fatal(err)
+		}
+		for _, p := range list.Plugins {
+			b.Logf("plugin %s: %d calls, %d instances created", p.Name, p.Calls, p.InstancesCreated)
+			if p.Failures > 0 {
+				b.Errorf("plugin %s: %d of %d calls failed (%d timeouts)", p.Name, p.Failures, p.Calls, p.Timeouts)
+			}
+		}
+	}
 	index := make(map[string]int, n)
 	for i := range n {
 		index[pipeline.CollapseID(relay.EventKey{Workspace: "bench", ID: fmt.Sprintf("e-%d", i)})] = i

@@ -205,3 +205,52 @@ func BenchmarkWorkspaceSwitch(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCodeFootprint shows what the per-policy benchmark hides: a
+// standard-Go guest touches hundreds of KiB of its own machine code per
+// call, and the relay alternates between plugins (and its own work), so in
+// the daemon calls run with cold caches. ns/op is per call. "one" repeats
+// one plugin; "same-code" alternates five plugins sharing one compiled
+// module; "same-source" alternates five copies of one module compiled
+// separately (identical code at five addresses); "shipped" alternates the
+// five shipped policies.
+func BenchmarkCodeFootprint(b *testing.B) {
+	e := openEngine(b, Options{Timeout: time.Second})
+	w, m := shipped(b, "quiet_hours")
+	in := policyInput("quiet_hours", m)
+	var same, copies, diff []*Plugin
+	var ins []*abi.Input
+	for i := 0; i < 5; i++ {
+		same = append(same, mustLoad(b, e, fmt.Sprint("same", i), w))
+		// A custom section makes each copy a different module.
+		c := append(append([]byte(nil), w...), 0x00, 0x04, 0x02, 'x', byte('0'+i), 'p')
+		copies = append(copies, mustLoad(b, e, fmt.Sprint("copy", i), c))
+	}
+	for _, n := range shippedPolicies {
+		w, m := shipped(b, n)
+		diff = append(diff, mustLoad(b, e, n, w))
+		ins = append(ins, policyInput(n, m))
+	}
+	ctx := context.Background()
+	run := func(b *testing.B, ps []*Plugin, in func(int) *abi.Input) {
+		for range 20 {
+			for i, p := range ps {
+				if _, err := p.Evaluate(ctx, in(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			k := i % len(ps)
+			if _, err := ps[k].Evaluate(ctx, in(k)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	same0 := func(int) *abi.Input { return in }
+	b.Run("one", func(b *testing.B) { run(b, same[:1], same0) })
+	b.Run("same-code", func(b *testing.B) { run(b, same, same0) })
+	b.Run("same-source", func(b *testing.B) { run(b, copies, same0) })
+	b.Run("shipped", func(b *testing.B) { run(b, diff, func(i int) *abi.Input { return ins[i] }) })
+}

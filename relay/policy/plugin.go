@@ -63,6 +63,7 @@ type Plugin struct {
 	failures  atomic.Uint64
 	timeouts  atomic.Uint64
 	discarded atomic.Uint64
+	created   atomic.Uint64
 	live      atomic.Int64
 }
 
@@ -73,6 +74,7 @@ type Stats struct {
 	Timeouts  uint64 // failures of kind timeout
 	Discarded uint64 // instances thrown away after a failure
 	Instances int64  // instances alive (idle or in use)
+	Created   uint64 // instances created (each runs the guest's initialization)
 }
 
 // Name returns the plugin's name (its file name without .wasm).
@@ -92,6 +94,7 @@ func (p *Plugin) Stats() Stats {
 		Timeouts:  p.timeouts.Load(),
 		Discarded: p.discarded.Load(),
 		Instances: p.live.Load(),
+		Created:   p.created.Load(),
 	}
 }
 
@@ -286,6 +289,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 			Err: fmt.Errorf("instantiate: %w", err)}
 	}
 	p.live.Add(1)
+	p.created.Add(1)
 	inst.mod = mod
 	inst.mem = mod.ExportedMemory(exportMemory)
 	inst.alloc = mod.ExportedFunction(exportAlloc)

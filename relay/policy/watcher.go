@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -59,7 +60,12 @@ type PluginInfo struct {
 	Calls        uint64    `json:"calls"`
 	Failures     uint64    `json:"failures"`
 	Timeouts     uint64    `json:"timeouts"`
-	BreakerOpen  bool      `json:"breaker_open,omitempty"`
+	// Instances is how many instances are alive; InstancesCreated how many
+	// were ever created (one per workspace per idle period, and one after
+	// each failure).
+	Instances        int64  `json:"instances"`
+	InstancesCreated uint64 `json:"instances_created"`
+	BreakerOpen      bool   `json:"breaker_open,omitempty"`
 	// LastError is why the file on disk is not the version loaded (empty
 	// when they agree).
 	LastError string `json:"last_error,omitempty"`
@@ -149,6 +155,7 @@ func (w *Watcher) List() []PluginInfo {
 		seen[p.name] = true
 		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, DecisionHash: e.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
 			LoadedAt: p.loadedAt, Calls: st.Calls, Failures: st.Failures, Timeouts: st.Timeouts,
+			Instances: st.Instances, InstancesCreated: st.Created,
 			BreakerOpen: p.BreakerOpen(now), LastError: w.lastErr[p.name]})
 	}
 	// Files that never loaded show up with their error.
@@ -274,6 +281,7 @@ func (w *Watcher) Reload() error {
 	var errs []error
 	var retired []*Plugin
 	changed := false
+	loaded := 0
 	for name, fv := range found {
 		sl := w.slots[name]
 		if sl != nil && sl.wasmHash == fv.wasmHash && sl.manHash == fv.manHash && fv.err == nil {
@@ -285,6 +293,9 @@ func (w *Watcher) Reload() error {
 			continue // the same broken bytes: already reported
 		}
 		ok, err := w.apply(name, sl, fv, &retired)
+		if ok && err == nil {
+			loaded++
+		}
 		if err != nil {
 			errs = append(errs, err)
 			kept := ""
@@ -325,6 +336,12 @@ func (w *Watcher) Reload() error {
 		if err := p.Close(context.Background()); err != nil {
 			w.log.Warn("cannot close replaced policy", relay.LogKeyPolicy, p.name, relay.LogKeyError, err)
 		}
+	}
+	if loaded > 0 {
+		// Compiling a module leaves tens of MiB of garbage per standard-Go
+		// plugin: give it back to the OS now rather than at the
+		// scavenger's pace, so an idle relay's RSS is what it uses.
+		debug.FreeOSMemory()
 	}
 	if changed || !w.pruned {
 		// Every file in the directory has been tried: what is not loaded
