@@ -253,4 +253,16 @@ func BenchmarkCodeFootprint(b *testing.B) {
 	b.Run("same-code", func(b *testing.B) { run(b, same, same0) })
 	b.Run("same-source", func(b *testing.B) { run(b, copies, same0) })
 	b.Run("shipped", func(b *testing.B) { run(b, diff, func(i int) *abi.Input { return ins[i] }) })
+	// What make policies installs: the bundle of all five (policies/all)
+	// under each name, one compiled module.
+	dir := b.TempDir()
+	bundle, err := buildGoPlugin(dir, "../../policies/all/wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bundled []*Plugin
+	for _, n := range shippedPolicies {
+		bundled = append(bundled, mustLoad(b, e, "bundle-"+n, bundle))
+	}
+	b.Run("shipped-bundle", func(b *testing.B) { run(b, bundled, func(i int) *abi.Input { return ins[i] }) })
 }
