@@ -133,6 +133,8 @@ func kind(r rune) byte {
 			return 'l'
 		}
 		return 0
+	case r >= 0x2000 && r <= 0x206f:
+		return 0 // general punctuation, such as the mask's bullets
 	case unicode.IsDigit(r):
 		return 'd'
 	case unicode.IsLetter(r):
