@@ -66,7 +66,7 @@ func wasmFile(tb testing.TB, name string) string {
 		if buildErr != nil {
 			return
 		}
-		for _, n := range names {
+		for _, n := range append(names, "all") {
 			cmd := exec.Command(gocmd, "build", "-buildmode=c-shared", "-trimpath",
 				"-o", filepath.Join(buildDir, n+".wasm"), "./"+n+"/wasm")
 			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
@@ -338,24 +338,35 @@ func TestPoliciesWasm(t *testing.T) {
 		{"quiet_hours", "mfa passes", event("identity_verification", nil), "",
 			[]check{verdict("allow", "")}},
 	}
-	plugins := map[string]*plugin{}
-	for _, tc := range tests {
-		p := plugins[tc.policy]
-		if p == nil {
-			p = load(t, tc.policy) // closed when the whole test ends
-			plugins[tc.policy] = p
+	// Each policy's own module, then the bundle of all five (policies/all,
+	// what make policies installs), selected by config.policy.
+	for _, module := range []string{"own", "all"} {
+		plugins := map[string]*plugin{}
+		for _, tc := range tests {
+			p := plugins[tc.policy]
+			if p == nil {
+				name := tc.policy
+				if module == "all" {
+					name = "all"
+				}
+				p = load(t, name) // closed when the whole test ends
+				plugins[tc.policy] = p
+			}
+			t.Run(module+"/"+tc.policy+"/"+tc.name, func(t *testing.T) {
+				in := tc.in
+				in.Config = manifestConfig(t, tc.policy)
+				if tc.config != "" {
+					in.Config = []byte(tc.config)
+					if module == "all" {
+						in.Config = []byte(`{"policy":"` + tc.policy + `",` + tc.config[1:])
+					}
+				}
+				out := p.decide(t, &in)
+				for _, c := range tc.checks {
+					c(t, out)
+				}
+			})
 		}
-		t.Run(tc.policy+"/"+tc.name, func(t *testing.T) {
-			in := tc.in
-			in.Config = manifestConfig(t, tc.policy)
-			if tc.config != "" {
-				in.Config = []byte(tc.config)
-			}
-			out := p.decide(t, &in)
-			for _, c := range tc.checks {
-				c(t, out)
-			}
-		})
 	}
 }
 
@@ -440,4 +451,21 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestBundleNeedsPolicy: the bundle refuses a config that names no policy
+// of it, with the reason on stderr.
+func TestBundleNeedsPolicy(t *testing.T) {
+	p := load(t, "all")
+	for _, cfg := range []string{`{"body":"x"}`, `{"policy":"nope"}`, `{"policy":1}`} {
+		in := event("otp_received", nil)
+		in.Config = []byte(cfg)
+		raw, err := p.evaluate(context.Background(), abi.AppendInput(nil, &in))
+		if err != nil || raw != nil {
+			t.Fatalf("%s: %s %v", cfg, raw, err)
+		}
+		if !strings.Contains(p.stderr.String(), "config") {
+			t.Fatalf("%s: stderr %q", cfg, p.stderr.String())
+		}
+	}
 }

@@ -340,3 +340,30 @@ func TestEncodeEscapes(t *testing.T) {
 		t.Errorf("encoding/json read %q, %v", m["reason"], err)
 	}
 }
+
+// TestInputDecoderConfig: an InputDecoder validates a config once and
+// recognises the same bytes afterwards, but never accepts a different or
+// invalid config because it resembles the last one.
+func TestInputDecoderConfig(t *testing.T) {
+	var dec InputDecoder
+	doc := func(cfg string) []byte { return []byte(`{"abi":1,"config":` + cfg + `,"now":null}`) }
+	for _, tc := range []struct {
+		cfg, want string
+		err       bool
+	}{
+		{`{"a":[1,2]}`, `{"a":[1,2]}`, false},
+		{`{"a":[1,2]}`, `{"a":[1,2]}`, false}, // remembered
+		{`{"a":[1,2]}x`, "", true},            // same prefix, then garbage
+		{`{"a":[1,2]`, "", true},              // truncated
+		{`{"a":[1,3]}`, `{"a":[1,3]}`, false},
+		{`1`, `1`, false},
+		{`12`, `12`, false}, // a longer number with the last one as prefix
+		{`null`, ``, false},
+	} {
+		var in Input
+		err := dec.Decode(doc(tc.cfg), &in)
+		if (err != nil) != tc.err || (!tc.err && string(in.Config) != tc.want) {
+			t.Fatalf("config %s: got %q, %v", tc.cfg, in.Config, err)
+		}
+	}
+}

@@ -4,6 +4,9 @@ package sdk
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
 	"unsafe"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
@@ -19,6 +22,7 @@ var (
 	handler func(abi.Input) (abi.Output, error)
 	inBuf   []byte
 	outBuf  []byte
+	decoder abi.InputDecoder // remembers the validated config across calls
 )
 
 // Handle registers h as the plugin's rule. Call it once, from init. An
@@ -44,7 +48,10 @@ func HandleConfig[C any](parse func(raw []byte) (C, error), eval func(in abi.Inp
 	handler = func(in abi.Input) (abi.Output, error) {
 		if !parsed || !bytes.Equal(raw, in.Config) {
 			raw = append(raw[:0], in.Config...)
-			cfg, err = parse(in.Config)
+			var rest []byte
+			if _, rest, err = splitPolicy(in.Config); err == nil {
+				cfg, err = parse(rest)
+			}
 			parsed = true
 		}
 		if err != nil {
@@ -52,6 +59,97 @@ func HandleConfig[C any](parse func(raw []byte) (C, error), eval func(in abi.Inp
 		}
 		return eval(in, cfg), nil
 	}
+}
+
+// policies are the named policies of a bundle (Policy).
+var policies map[string]func(raw []byte) (func(abi.Input) abi.Output, error)
+
+// Policy registers one policy of a bundle: a module holding several
+// policies, each installed as its own plugin (the same .wasm file under
+// each name) and selected by the "policy" key of the manifest's config:
+//
+//	config {
+//	  policy = "otp_redaction"
+//	  body   = "Tap to view your code for {account}"
+//	}
+//
+// The rest of the config goes to parse, as with HandleConfig. Plugins whose
+// files hold the same bytes share one compiled module in the relay, so a
+// bundle costs one compile and keeps one copy of the code hot instead of
+// one per plugin (a standard-Go module's code is megabytes; calls that
+// alternate between separately compiled modules run with cold caches).
+// Call Policy from init, once per policy; do not mix it with Handle or
+// HandleConfig.
+func Policy[C any](name string, parse func(raw []byte) (C, error), eval func(in abi.Input, cfg C) abi.Output) {
+	if policies == nil {
+		policies = make(map[string]func([]byte) (func(abi.Input) abi.Output, error))
+		handler = bundleHandler()
+	}
+	policies[name] = func(raw []byte) (func(abi.Input) abi.Output, error) {
+		c, err := parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		return func(in abi.Input) abi.Output { return eval(in, c) }, nil
+	}
+}
+
+func bundleHandler() func(abi.Input) (abi.Output, error) {
+	var (
+		raw    []byte
+		h      func(abi.Input) abi.Output
+		err    error
+		parsed bool
+	)
+	return func(in abi.Input) (abi.Output, error) {
+		if !parsed || !bytes.Equal(raw, in.Config) {
+			raw = append(raw[:0], in.Config...)
+			parsed = true
+			h = nil
+			name, rest, serr := splitPolicy(in.Config)
+			err = serr
+			if err == nil {
+				if mk, ok := policies[name]; ok {
+					h, err = mk(rest)
+				} else {
+					err = errors.New("config.policy " + strconv.Quote(name) + " names no policy of this module")
+				}
+			}
+		}
+		if err != nil {
+			return abi.Output{}, err
+		}
+		return h(in), nil
+	}
+}
+
+// splitPolicy takes the "policy" key out of a config object: the policy's
+// name and the rest of the config (nil when nothing else is left).
+func splitPolicy(config []byte) (string, []byte, error) {
+	if len(config) == 0 || !bytes.Contains(config, []byte(`"policy"`)) {
+		return "", config, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(config, &m); err != nil {
+		return "", nil, errors.New("config: " + err.Error())
+	}
+	p, ok := m["policy"]
+	if !ok {
+		return "", config, nil
+	}
+	var name string
+	if err := json.Unmarshal(p, &name); err != nil {
+		return "", nil, errors.New("config.policy: want a string")
+	}
+	delete(m, "policy")
+	if len(m) == 0 {
+		return name, nil, nil
+	}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return "", nil, errors.New("config: " + err.Error())
+	}
+	return name, rest, nil
 }
 
 //go:wasmexport relay_abi_version
@@ -94,7 +192,7 @@ func evaluate(doc []byte) ([]byte, bool) {
 		return nil, false
 	}
 	var in abi.Input
-	if err := abi.DecodeInput(doc, &in); err != nil {
+	if err := decoder.Decode(doc, &in); err != nil {
 		println("relay_evaluate: decode input:", err.Error())
 		return nil, false
 	}

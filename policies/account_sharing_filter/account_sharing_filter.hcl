@@ -5,5 +5,6 @@ on_error = "skip"
 mode     = "enforce"
 
 config {
+  policy          = "account_sharing_filter"   # which policy of the bundle (make policies installs one module for all)
   internal_owners = ["@corp.example"]
 }

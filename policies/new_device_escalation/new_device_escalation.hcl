@@ -6,6 +6,7 @@ on_error = "skip"
 mode     = "enforce"
 
 config {
+  policy = "new_device_escalation"   # which policy of the bundle (make policies installs one module for all)
   usual   = {}            # e.g. { "u-42" = ["FR", "DE"] }
   default = ["US"]
   level   = "time-sensitive"

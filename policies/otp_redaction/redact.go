@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
@@ -39,7 +41,7 @@ func ParseConfig(raw []byte) (*Config, error) {
 		return nil, fmt.Errorf("otp_redaction config: body: must be 1 to 1024 bytes of UTF-8")
 	}
 	if Redact(c.Body, "") != c.Body {
-		return nil, fmt.Errorf("otp_redaction config: body: must not contain a 4 to 8 digit run")
+		return nil, fmt.Errorf("otp_redaction config: body: must not contain anything that looks like a code (4 or more digits, or letters mixed with digits)")
 	}
 	return c, nil
 }
@@ -63,80 +65,231 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 	return out
 }
 
-// Redact masks in s every occurrence of code (ignoring case, when code is
-// not blank) and every run of 4 to 8 digits.
+// Redact masks in s the code (the event's data "code", however s spells
+// it: any case, any separators, any Unicode decimal digits) and everything
+// that looks like a code: every run of 4 or more digits, where digit groups
+// joined by up to 3 spaces or punctuation marks ("123.456", "123 - 456",
+// "１２３ ４５６") count as one run, and every word mixing letters and at
+// least 2 digits ("AB12CD"). Digits are any Unicode decimal digits.
 func Redact(s, code string) string {
-	if code = strings.TrimSpace(code); code != "" {
-		s = replaceFold(s, code, Mask)
+	// Fixed-size backing arrays keep a typical title off the heap (in a
+	// guest every allocation counts).
+	var tokBuf [32]token
+	var spanBuf [8][2]int
+	var wantBuf [32]rune
+	// The code first: masking it can split a word, and what is left is
+	// then judged like any other text.
+	s = mask(s, appendCodeSpans(spanBuf[:0], s, code, wantBuf[:0]))
+	toks := tokens(tokBuf[:0], s)
+	spans := appendNumberSpans(spanBuf[:0], toks)
+	for _, t := range toks {
+		if t.letters > 0 && t.digits >= 2 && (t.runes <= 16 || t.digits >= 4) {
+			spans = append(spans, [2]int{t.start, t.end})
+		}
 	}
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(s); {
-		if !isDigit(s[i]) {
-			i++
-			continue
-		}
-		// A run: digit groups joined by single ' ' or '-'.
-		start, end, digits := i, i, 0
-		var groups [][2]int
-		for j := i; ; {
-			g := j
-			for j < len(s) && isDigit(s[j]) {
-				j++
-			}
-			groups = append(groups, [2]int{g, j})
-			digits += j - g
-			end = j
-			if j+1 < len(s) && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
-				j++
-				continue
-			}
-			break
-		}
-		if digits >= 4 && digits <= 8 {
-			b.WriteString(s[last:start])
-			b.WriteString(Mask)
-			last = end
-		} else if digits > 8 {
-			for _, g := range groups {
-				if n := g[1] - g[0]; n >= 4 && n <= 8 {
-					b.WriteString(s[last:g[0]])
-					b.WriteString(Mask)
-					last = g[1]
-				}
-			}
-		}
-		i = end
-	}
-	if last == 0 {
+	return mask(s, spans)
+}
+
+// mask replaces the byte ranges spans of s (in any order, possibly
+// overlapping) with Mask.
+func mask(s string, spans [][2]int) string {
+	if len(spans) == 0 {
 		return s
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	last := 0
+	for i := 0; i < len(spans); {
+		start, end := spans[i][0], spans[i][1]
+		for i++; i < len(spans) && spans[i][0] < end; i++ {
+			end = max(end, spans[i][1])
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(Mask)
+		last = end
 	}
 	b.WriteString(s[last:])
 	return b.String()
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+// token is a maximal run of letters, marks and digits.
+type token struct {
+	start, end      int // bytes
+	runes           int
+	digits, letters int
+	gap             int // separator runes before it (since the previous token)
+}
 
-// replaceFold replaces every case-insensitive occurrence of old in s.
-func replaceFold(s, old, repl string) string {
-	ls, lo := strings.ToLower(s), strings.ToLower(old)
-	if len(ls) != len(s) || !strings.Contains(ls, lo) {
-		if len(ls) != len(s) { // lowering changed byte offsets: fall back to exact
-			return strings.ReplaceAll(s, old, repl)
+// kind classifies a rune: 'd' digit, 'l' letter, 'm' combining mark, 0
+// anything else. ASCII is decided without the Unicode tables.
+func kind(r rune) byte {
+	switch {
+	case r < 0x80:
+		switch {
+		case r >= '0' && r <= '9':
+			return 'd'
+		case (r|0x20) >= 'a' && (r|0x20) <= 'z':
+			return 'l'
 		}
-		return s
+		return 0
+	case r >= 0x2000 && r <= 0x206f:
+		return 0 // general punctuation, such as the mask's bullets
+	case unicode.IsDigit(r):
+		return 'd'
+	case unicode.IsLetter(r):
+		return 'l'
+	case r >= 0x300 && unicode.IsMark(r):
+		return 'm'
 	}
-	var b strings.Builder
-	for {
-		i := strings.Index(ls, lo)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
+	return 0
+}
+
+func tokens(out []token, s string) []token {
+	cur := token{start: -1}
+	gap := 0
+	for i, r := range s {
+		k := kind(r)
+		if k == 0 {
+			if cur.start >= 0 {
+				cur.end = i
+				out = append(out, cur)
+				cur = token{start: -1}
+			}
+			gap++
+			continue
 		}
-		b.WriteString(s[:i])
-		b.WriteString(repl)
-		s, ls = s[i+len(lo):], ls[i+len(lo):]
+		if cur.start < 0 {
+			cur = token{start: i, gap: gap}
+			gap = 0
+		}
+		cur.runes++
+		switch k {
+		case 'd':
+			cur.digits++
+		case 'l':
+			cur.letters++
+		}
 	}
+	if cur.start >= 0 {
+		cur.end = len(s)
+		out = append(out, cur)
+	}
+	return out
+}
+
+// appendNumberSpans adds the runs of digit groups (joined by at most 3
+// separator runes) with 4 or more digits in all.
+func appendNumberSpans(spans [][2]int, toks []token) [][2]int {
+	for i := 0; i < len(toks); {
+		t := toks[i]
+		if t.letters > 0 || t.digits == 0 {
+			i++
+			continue
+		}
+		j, digits := i+1, t.digits
+		for j < len(toks) && toks[j].letters == 0 && toks[j].digits > 0 && toks[j].gap <= 3 {
+			digits += toks[j].digits
+			j++
+		}
+		if digits >= 4 {
+			spans = append(spans, [2]int{t.start, toks[j-1].end})
+		}
+		i = j
+	}
+	return spans
+}
+
+// appendCodeSpans adds where s spells code, comparing only letters (case
+// folded) and digits (by value) and skipping everything else.
+func appendCodeSpans(spans [][2]int, s, code string, want []rune) [][2]int {
+	for _, r := range code {
+		if k := kind(r); k == 'd' || k == 'l' {
+			want = append(want, fold(r))
+		}
+	}
+	if len(want) < 3 {
+		if code = strings.TrimSpace(code); code != "" && utf8.ValidString(code) {
+			for off := 0; ; {
+				i := indexFold(s[off:], code)
+				if i < 0 {
+					break
+				}
+				spans = append(spans, [2]int{off + i, off + i + len(code)})
+				off += i + len(code)
+			}
+		}
+		return spans
+	}
+	// Try a match at every letter or digit; skip what is neither.
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if k := kind(r); (k != 'd' && k != 'l') || fold(r) != want[0] {
+			i += n
+			continue
+		}
+		j, k := i+n, 1
+		for k < len(want) && j < len(s) {
+			r2, n2 := utf8.DecodeRuneInString(s[j:])
+			switch kd := kind(r2); {
+			case kd != 'd' && kd != 'l':
+				j += n2
+				continue
+			case fold(r2) != want[k]:
+			default:
+				j += n2
+				k++
+				continue
+			}
+			break
+		}
+		if k == len(want) {
+			spans = append(spans, [2]int{i, j})
+			i = j
+			continue
+		}
+		i += n
+	}
+	return spans
+}
+
+// fold maps a digit of any script to its ASCII digit and a letter to lower
+// case.
+func fold(r rune) rune {
+	if r < 0x80 {
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}
+	if unicode.IsDigit(r) {
+		for _, rg := range unicode.Nd.R16 {
+			if lo, hi := rune(rg.Lo), rune(rg.Hi); r >= lo && r <= hi {
+				return '0' + (r-lo)%10
+			}
+		}
+		for _, rg := range unicode.Nd.R32 {
+			if lo, hi := rune(rg.Lo), rune(rg.Hi); r >= lo && r <= hi {
+				return '0' + (r-lo)%10
+			}
+		}
+	}
+	return unicode.ToLower(r)
+}
+
+// indexFold is a case-insensitive strings.Index for short codes, matching
+// only whole runes.
+func indexFold(s, sub string) int {
+	for i := range s {
+		j := i + len(sub)
+		if j > len(s) {
+			break
+		}
+		if (j == len(s) || utf8.RuneStart(s[j])) && strings.EqualFold(s[i:j], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 // clip shortens s to at most n bytes without splitting a rune.

@@ -14,13 +14,33 @@ func TestRedact(t *testing.T) {
 		{"Code 123-456", "", "Code ••••"},
 		{"pin 1234, otp 87654321", "", "pin ••••, otp ••••"},
 		{"short 123 and 12", "", "short 123 and 12"},
-		{"long 1234567890", "", "long 1234567890"},
-		{"card 1234 5678 9012", "", "card •••• •••• ••••"},
+		{"long 1234567890", "", "long ••••"},
+		{"card 1234 5678 9012", "", "card ••••"},
 		{"alpha code AB12CD here", "ab12cd", "alpha code •••• here"},
 		{"no digits", "", "no digits"},
 		{"trailing 2026", "", "trailing ••••"},
-		{"x123456y", "", "x••••y"},
+		{"x123456y", "", "••••"},
 		{"", "123456", ""},
+		// Digit groups joined by any punctuation or spacing (issue 11).
+		{"Code 123.456 for GitHub", "", "Code •••• for GitHub"},
+		{"Code 123,456", "", "Code ••••"},
+		{"Code 123_456", "", "Code ••••"},
+		{"Code 123/456", "", "Code ••••"},
+		{"Code 123  456 now", "", "Code •••• now"},
+		{"Code 123 - 456", "", "Code ••••"},
+		{"Code 12·34·56", "", "Code ••••"},
+		// Any Unicode decimal digits.
+		{"Code １２３４５６ for GitHub", "", "Code •••• for GitHub"},
+		{"رمز ٤٨٢٩١٣", "", "رمز ••••"},
+		{"कोड ४८२९१३", "", "कोड ••••"},
+		// Letter-digit codes.
+		{"Code AB12CD for GitHub", "", "Code •••• for GitHub"},
+		{"Your code: G7K2Q9", "", "Your code: ••••"},
+		{"Sign in to GitHub", "", "Sign in to GitHub"},
+		// The code from data, however the title spells it.
+		{"Your token is xk9q 7z", "XK9Q-7Z", "Your token is ••••"},
+		{"Code 4 8 2 9 1 3", "482913", "Code ••••"},
+		{"Code ４８２ ９１３", "482913", "Code ••••"},
 	}
 	for _, tc := range tests {
 		if got := Redact(tc.in, tc.code); got != tc.want {
@@ -85,7 +105,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tc := range []struct{ json, want string }{
 		{`{"body":""}`, "body: must be 1 to 1024 bytes"},
-		{`{"body":"your code 1234"}`, "must not contain a 4 to 8 digit run"},
+		{`{"body":"your code 1234"}`, "must not contain anything that looks like a code"},
 		{`{"text":"x"}`, `unknown field "text"`},
 	} {
 		if _, err := ParseConfig([]byte(tc.json)); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -107,4 +127,23 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("Redact(%q, %q) = %q keeps the code", s, code, r)
 		}
 	})
+}
+
+// TestCodeNeverReachesLockScreen: the issue's example, through Evaluate.
+func TestCodeNeverReachesLockScreen(t *testing.T) {
+	cfg, err := ParseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, title := range []string{"Code 123.456 for GitHub", "Code 123,456 for GitHub", "Code 123_456 for GitHub",
+		"Code 123/456 for GitHub", "Code 123  456 for GitHub", "Code １２３４５６ for GitHub", "Code ١٢٣٤٥٦ for GitHub"} {
+		out := Evaluate(abi.Input{Event: abi.Event{Type: "otp_received", Title: title, Body: "Use " + title,
+			Data: map[string]string{"account": "github"}}}, cfg)
+		if out.Set == nil || out.Set.Title == nil || *out.Set.Title != "Code •••• for GitHub" {
+			t.Errorf("%q: title %v", title, out.Set)
+		}
+		if out.Set.Body == nil || strings.ContainsAny(*out.Set.Body, "0123456789") {
+			t.Errorf("%q: body %v", title, out.Set.Body)
+		}
+	}
 }

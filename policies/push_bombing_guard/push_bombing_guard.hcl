@@ -9,6 +9,7 @@ on_error          = "skip"
 mode              = "enforce"
 
 config {
+  policy = "push_bombing_guard"   # which policy of the bundle (make policies installs one module for all)
   max    = 5
   window = "10m"
 }

@@ -7,6 +7,7 @@ on_error = "skip"
 mode     = "enforce"
 
 config {
+  policy  = "quiet_hours"   # which policy of the bundle (make policies installs one module for all)
   default = { start = "22:00", end = "07:00", tz = "Europe/Paris" }
   users   = {}
   action  = "defer"

@@ -28,6 +28,30 @@ type Window struct {
 
 	start, end int // minutes after midnight
 	loc        *time.Location
+
+	// The zone offset in effect from zoneFrom until zoneTo: converting to
+	// local time through the zone rules costs microseconds in a guest, and
+	// the offset changes twice a year at most.
+	zoneFrom, zoneTo time.Time
+	zoneOff          time.Duration
+}
+
+// offset returns the zone's UTC offset at t.
+func (w *Window) offset(t time.Time) time.Duration {
+	if !t.Before(w.zoneFrom) && t.Before(w.zoneTo) {
+		return w.zoneOff
+	}
+	local := t.In(w.loc)
+	_, off := local.Zone()
+	from, to := local.ZoneBounds()
+	if to.IsZero() {
+		to = t.Add(24 * time.Hour) // no end known: look again tomorrow
+	}
+	if from.IsZero() {
+		from = t
+	}
+	w.zoneFrom, w.zoneTo, w.zoneOff = from, to, time.Duration(off)*time.Second
+	return w.zoneOff
 }
 
 // Config is the policy's configuration.
@@ -101,8 +125,9 @@ func clock(s string) (int, error) {
 // Until reports whether now falls inside the window and, if so, when the
 // window ends (the next local occurrence of End).
 func (w *Window) Until(now time.Time) (time.Time, bool) {
-	local := now.In(w.loc)
-	m := local.Hour()*60 + local.Minute()
+	// The wall clock of the zone, computed as UTC shifted by the offset.
+	wall := now.UTC().Add(w.offset(now))
+	m := wall.Hour()*60 + wall.Minute()
 	var inside bool
 	if w.start < w.end {
 		inside = m >= w.start && m < w.end
@@ -112,6 +137,7 @@ func (w *Window) Until(now time.Time) (time.Time, bool) {
 	if !inside {
 		return time.Time{}, false
 	}
+	local := now.In(w.loc)
 	y, mo, d := local.Date()
 	end := time.Date(y, mo, d, w.end/60, w.end%60, 0, 0, w.loc)
 	if !end.After(local) {

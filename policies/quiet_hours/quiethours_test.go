@@ -109,3 +109,31 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestZoneOffsetCache: the cached zone offset gives the same answers as a
+// fresh window across both DST changes of the year, walking forward and
+// backward in time.
+func TestZoneOffsetCache(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"default":{"start":"01:30","end":"03:30","tz":"Europe/Paris"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := c.Default
+	check := func(now time.Time) {
+		fc, _ := ParseConfig([]byte(`{"default":{"start":"01:30","end":"03:30","tz":"Europe/Paris"}}`))
+		e1, in1 := shared.Until(now)
+		e2, in2 := fc.Default.Until(now)
+		if in1 != in2 || !e1.Equal(e2) {
+			t.Fatalf("%v: cached %v %v, fresh %v %v", now, e1, in1, e2, in2)
+		}
+	}
+	for _, day := range []string{"2026-03-28T00:00:00Z", "2026-10-24T00:00:00Z"} {
+		start, _ := time.Parse(time.RFC3339, day)
+		for d := time.Duration(0); d < 72*time.Hour; d += 7 * time.Minute {
+			check(start.Add(d))
+		}
+		for d := 72 * time.Hour; d > 0; d -= 11 * time.Minute {
+			check(start.Add(d))
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/policy"
 )
 
 // buildPlugin compiles a wasip1 reactor module from a package directory.
@@ -208,14 +210,19 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	}
 	const swaps, events = 50, 10_000
 	versions := make([][]byte, swaps+1)
-	hashes := map[string]int{}
+	manifest := []byte("order = 1\nconfig {\n  verdict = \"allow\"\n  reason = \"ok\"\n}\n")
+	man, err := policy.ParseManifest("swapper.hcl", manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes := map[string]int{} // decision hash (module and config) -> version
 	for i := range versions {
 		versions[i] = withCustomSection(base, "edgerelay.test.version", []byte(fmt.Sprint(i)))
 		sum := sha256.Sum256(versions[i])
-		hashes[hex.EncodeToString(sum[:])] = i
+		hashes[policy.DecisionHash(hex.EncodeToString(sum[:]), man.Config)] = i
 	}
 	dir := filepath.Join(h.dir, "plugins")
-	writeFile(t, filepath.Join(dir, "swapper.hcl"), []byte("order = 1\nconfig {\n  verdict = \"allow\"\n  reason = \"ok\"\n}\n"))
+	writeFile(t, filepath.Join(dir, "swapper.hcl"), manifest)
 	install := func(i int) {
 		tmp := filepath.Join(dir, ".swapper.wasm.tmp")
 		writeFile(t, tmp, versions[i])

@@ -62,7 +62,7 @@ func BenchmarkEvaluate(b *testing.B) {
 				name += "/unguarded"
 			}
 			b.Run(name, func(b *testing.B) {
-				e := openEngine(b, Options{Timeout: time.Second, noHarden: !guards})
+				e := openEngine(b, Options{Timeout: time.Second, noDeadline: !guards})
 				p := mustLoad(b, e, "bench", pl.wasm(b))
 				in := benchInput()
 				ctx := context.Background()

@@ -79,6 +79,30 @@ type SetOptions struct {
 type Entry struct {
 	Plugin   *Plugin
 	Manifest Manifest
+
+	hash string // DecisionHash
+}
+
+// DecisionHash is the hash decisions record for the entry: the module's
+// sha256 when the manifest has no config, otherwise the sha256 of the
+// module's hash and the config, so a decision names the code and the
+// config that judged it.
+func (e *Entry) DecisionHash() string {
+	if e.hash == "" {
+		e.hash = decisionHash(e.Plugin.hash, e.Manifest.Config)
+	}
+	return e.hash
+}
+
+// DecisionHash returns the hash a decision records for a module (by its
+// hex sha256) judging with a manifest config (JSON, nil when none).
+func DecisionHash(module string, config []byte) string { return decisionHash(module, config) }
+
+func decisionHash(module string, config []byte) string {
+	if config == nil {
+		return module
+	}
+	return sha256hex(append(append([]byte(module), '\n'), config...))
 }
 
 // Set is an immutable, ordered chain of loaded plugins.
@@ -109,6 +133,9 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 		opts.BreakerCooldown = DefaultBreakerCooldown
 	}
 	es := slices.Clone(entries)
+	for i := range es {
+		es[i].hash = decisionHash(es[i].Plugin.hash, es[i].Manifest.Config)
+	}
 	slices.SortStableFunc(es, func(a, b Entry) int {
 		if a.Manifest.Order != b.Manifest.Order {
 			return a.Manifest.Order - b.Manifest.Order
@@ -156,7 +183,7 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		}
 		in.Config = m.Config
 		shadow := m.Mode == ModeShadow
-		dec := relay.PluginDecision{Name: p.name, Hash: p.hash, Shadow: shadow}
+		dec := relay.PluginDecision{Name: p.name, Hash: e.hash, Shadow: shadow}
 		log := s.log.With(relay.LogKeyPolicy, p.name, relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace)
 
 		out, err := s.call(ctx, p, in, now)
@@ -176,6 +203,10 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 				log.Debug("policy skipped: circuit breaker open")
 			} else {
 				log.Warn("policy failed", relay.LogKeyError, err)
+				var pe *Error
+				if errors.As(err, &pe) && pe.Stderr != "" && log.IsDebug() {
+					log.Debug("policy guest output (digits masked)", "output", pe.GuestOutput())
+				}
 			}
 			res.Plugins = append(res.Plugins, dec)
 			if shadow {

@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"bytes"
+
 	"context"
+	"github.com/hashicorp/go-hclog"
 	"slices"
 	"strings"
 	"testing"
@@ -308,5 +311,69 @@ func BenchmarkRecentRecordLookup(b *testing.B) {
 		now := t0.Add(time.Duration(i) * time.Millisecond)
 		r.Record("ws", "u", relay.TypeIdentityVerification, now)
 		_ = r.Lookup("ws", "u", now)
+	}
+}
+
+// TestDecisionHashCoversConfig: the hash a decision records identifies the
+// module and the manifest config that judged, so two configs of one module
+// record different hashes.
+func TestDecisionHashCoversConfig(t *testing.T) {
+	e := openEngine(t, Options{})
+	p := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow"}`))
+	hash := func(cfg string) string {
+		m := Manifest{Mode: ModeEnforce}
+		if cfg != "" {
+			m.Config = []byte(cfg)
+		}
+		res, err := NewSet(SetOptions{}, []Entry{{Plugin: p, Manifest: m}}).Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+		if err != nil || len(res.Plugins) != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		return res.Plugins[0].Hash
+	}
+	a, b, none := hash(`{"max":5}`), hash(`{"max":50}`), hash("")
+	if a == b || a == none || len(a) != 64 {
+		t.Fatalf("hashes: config a %s, config b %s, none %s", a, b, none)
+	}
+	if none != p.Hash() {
+		t.Fatalf("without config the hash %s should be the module's %s", none, p.Hash())
+	}
+	if hash(`{"max":5}`) != a {
+		t.Fatal("hash not stable")
+	}
+}
+
+// TestGuestOutputKeptOutOfLogs: what a failing guest printed (a panic
+// message can hold event data, such as an OTP) is not logged at the default
+// levels, and at debug it is capped and its digit runs masked.
+func TestGuestOutputKeptOutOfLogs(t *testing.T) {
+	msg := "panic: bad code 482913 for user"
+	m := newMod()
+	fdWrite := m.importFunc("wasi_snapshot_preview1", "fd_write", []byte{tI32, tI32, tI32, tI32}, i32T)
+	m.memory(1, -1)
+	m.dataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).dataAt(64, []byte(msg))
+	m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
+	m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
+	m.fn("relay_evaluate", ppT, i64T, nil, i32c(2), i32c(16), i32c(1), i32c(32), call(fdWrite),
+		[]byte{opDrop, opUnreachable})
+	e := openEngine(t, Options{})
+	p := mustLoad(t, e, "leaky", m.bytes())
+	for _, level := range []hclog.Level{hclog.Info, hclog.Debug} {
+		var buf bytes.Buffer
+		log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: level})
+		set := NewSet(SetOptions{Logger: log}, []Entry{{Plugin: p, Manifest: Manifest{Mode: ModeEnforce}}})
+		if _, err := set.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false)); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		if strings.Contains(out, "482913") {
+			t.Fatalf("%s log holds the guest's code: %s", level, out)
+		}
+		if !strings.Contains(out, "policy failed") {
+			t.Fatalf("%s log lacks the failure: %s", level, out)
+		}
+		if got := strings.Contains(out, "bad code ••••"); got != (level == hclog.Debug) {
+			t.Fatalf("%s log: redacted guest output shown = %v: %s", level, got, out)
+		}
 	}
 }

@@ -12,48 +12,45 @@
 //     gets no preopened directories, env, args or sockets, and fake clocks.
 //     Instances are anonymous, so no module can import another.
 //   - Every guest call runs on an instance no other goroutine uses, under a
-//     per-call deadline (wazero's WithCloseOnContextDone), behind an
-//     engine-wide semaphore of MaxConcurrent (default GOMAXPROCS) slots:
-//     deadlines are wall-clock, and more busy evaluations than cores turns
-//     healthy calls into timeouts.
+//     per-call deadline (the kill switch, below), behind an engine-wide
+//     semaphore of MaxConcurrent (default GOMAXPROCS) slots: deadlines are
+//     wall-clock, and more busy evaluations than cores turns healthy calls
+//     into timeouts.
+//   - An instance serves one workspace only: a guest may keep anything in
+//     its globals, and that must never reach another workspace's decision.
+//     Pools keep at most PoolSize idle instances per plugin (least recently
+//     used evicted); the Watcher closes instances idle for IdleTimeout.
 //   - Linear memory is capped (MemoryLimit) and backed on Linux by one mmap
 //     reservation per instance, so growing to the limit costs no copies and
-//     no Go heap (measured by TestMemoryBombHostHeap: a standard-Go guest
-//     allocating to 128 MiB took 26 ms and 0 MiB of host allocations, against
-//     4.1 s and 893 MiB with wazero's default allocator).
+//     no Go heap (measured by TestMemoryBombHostHeap).
 //   - Any failure discards the instance and returns *Error, which names the
 //     plugin and the kind (trap, panic, exit, memory, stack_overflow,
-//     bad_output, timeout) and carries up to 300 bytes of guest output.
+//     bad_output, timeout). What the guest printed stays in Error.Stderr:
+//     it is not in Error() and is logged only at debug, digits masked.
+//   - Manifests are data: HCL expressions are refused before anything
+//     evaluates them, and a decision's hash covers the module and the
+//     manifest config.
 //
-// # Deadline escapes and deep recursion
+// # The kill switch
 //
-// wazero v1.12 checks for a closed module only at loop headers: not at
-// function entry, host calls or stack growth. A loop-free call tree of 2^26
-// calls ran about 260 ms against a 5 ms deadline, and 2^32 calls ran 21 s;
-// unbounded recursion grew wazero's stack (up to its 400 MB ceiling) for
-// seconds before "stack overflow", and a guest stuck in native code also
-// delays the Go GC's stop-the-world, so other plugins timed out meanwhile.
-// Load therefore rewrites the module (harden.go) before compiling it: every
-// function on a call-graph cycle, and every loop-free function whose
-// worst-case work between checks exceeds 2^20 instructions, is wrapped so
-// that each call enters an empty loop (a deadline check) and counts its
-// depth, trapping beyond 16384 nested guarded calls (reported as
-// stack_overflow). Functions that already reach a loop header on entry (all
-// of Go's) only get the depth count. The guards cost nothing measurable on a
-// standard-Go SDK plugin (BenchmarkEvaluate) and leave modules without
-// recursion or large loop-free call trees byte-for-byte unchanged.
+// wazero's own deadline (WithCloseOnContextDone) leaves native code for Go
+// at every loop back-edge (wazero #2466: guest code 1.3–13× slower) and
+// does not see loop-free call trees at all. Load instead rewrites every
+// module (package guard) before compiling it: a fuel counter in a global of
+// the module counts down at function entries and loop headers by an upper
+// bound of the work to the next count, and when it runs out the guest calls
+// the host function guard.Module.guard.Func, which checks the call's
+// deadline and the caller's context (killswitch.go) and ends the call by
+// panicking, or returns new fuel. Recursive functions also count their
+// depth and end past guard.MaxDepth. A module the rewrite cannot analyse is
+// refused at load.
 //
 // Remaining risk:
 //
-//   - Between two checks a guest can still run unchecked for up to its
-//     straight-line code plus the tails of the frames on its stack (at most
-//     16384 guarded frames), each bounded by the 2^20-instruction budget:
-//     milliseconds in practice, but not a hard bound.
-//   - call_indirect targets are matched by function type; a module that
-//     builds its table at run time (table.set, table.grow) with functions
-//     not named in an element segment or ref.func would escape the
-//     analysis. wazero's default features (WebAssembly 2.0) allow this only
-//     for functions the module already references, which are counted.
+//   - Fuel counts instructions, not time: between two checks a guest runs
+//     at most guard.Fuel weighted instructions, a few milliseconds of
+//     ordinary code, but instructions such as memory.fill or a host call
+//     (WASI) are counted as one.
 //   - Deadlines stay wall-clock: the kill switch is Timeout, not a latency
 //     goal. A host with other CPU load can still kill a healthy call.
 //   - Plugins of mutually hostile tenants share one runtime and one process:

@@ -25,6 +25,7 @@ import (
 const (
 	DefaultMemoryLimit = 64 << 20 // bytes of linear memory per instance
 	DefaultTimeout     = 500 * time.Millisecond
+	DefaultIdleTimeout = 2 * time.Minute
 	// MaxModuleBytes caps the size of a .wasm file the engine will compile.
 	MaxModuleBytes = 32 << 20
 	// MaxInputBytes caps the input handed to relay_evaluate.
@@ -60,12 +61,17 @@ type Options struct {
 	// Prewarm is how many instances Load creates before returning (at least
 	// one, which also checks the ABI version). Zero: 1.
 	Prewarm int
+	// IdleTimeout is how long an instance may sit unused in its pool
+	// before the Watcher's periodic resync closes it, releasing its memory.
+	// Zero: DefaultIdleTimeout.
+	IdleTimeout time.Duration
 
 	// noMmap switches the mmap-backed memory allocator off (tests measure the
 	// difference).
 	noMmap bool
-	// noHarden compiles modules as they are (benchmarks measure the guards).
-	noHarden bool
+	// noDeadline runs guests with no kill switch at all: no load-time
+	// rewrite and no deadline (benchmarks measure the cost of the switch).
+	noDeadline bool
 }
 
 // Engine owns one wazero runtime, its compilation cache and the plugins
@@ -87,6 +93,9 @@ type Engine struct {
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
 	closed  bool
+
+	cacheMu    sync.Mutex          // serializes compiles and cache pruning
+	cacheIndex map[string][]string // module key -> cache files (cache.go)
 }
 
 // Open creates the runtime (deadlines enforced, memory capped, compilation
@@ -114,6 +123,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Prewarm <= 0 {
 		opts.Prewarm = 1
 	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
 	pages := opts.MemoryLimit >> 16
 	if pages > 65536 {
 		pages = 65536
@@ -125,8 +137,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		pages:   uint32(pages),
 		plugins: make(map[*Plugin]struct{}),
 	}
+	// No WithCloseOnContextDone: the kill switch is the load-time rewrite
+	// (killswitch.go), which costs a few instructions per loop iteration
+	// instead of a trip to Go at every loop back-edge.
 	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(e.pages)
 	if opts.CacheDir != "" {
 		if err := prepareCacheDir(opts.CacheDir, e.log); err != nil {
@@ -137,11 +151,15 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("open compilation cache %s: %w", opts.CacheDir, err)
 		}
 		e.cache = c
+		e.loadCacheIndex()
 		rc = rc.WithCompilationCache(c)
 	}
 	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
 		return nil, errors.Join(fmt.Errorf("instantiate wasi: %w", err), e.closeRuntime(ctx))
+	}
+	if err := instantiateGuard(ctx, e.rt); err != nil {
+		return nil, errors.Join(fmt.Errorf("instantiate kill switch: %w", err), e.closeRuntime(ctx))
 	}
 	e.instCtx = context.Background()
 	if alloc := newMmapAllocator(); alloc != nil && !opts.noMmap {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,8 +116,8 @@ func TestLoadRejects(t *testing.T) {
 		wasm []byte
 		want string
 	}{
-		{"garbage", []byte("not wasm at all"), "compile policy x"},
-		{"truncated", echoPlugin()[:40], "compile policy x"},
+		{"garbage", []byte("not wasm at all"), "load policy x: refused: cannot analyse module: not a WebAssembly 1.0 binary"},
+		{"truncated", echoPlugin()[:40], "load policy x: refused: cannot analyse module: section 7: unexpected end"},
 		{"missing export", missing(), `plugin x: missing export "relay_evaluate"`},
 		{"wrong abi", func() []byte {
 			m := abiMod(2)
@@ -418,7 +419,7 @@ func TestCacheDir(t *testing.T) {
 		t.Fatalf("old cache not pruned: %v", err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "wazero-") {
+	if len(ents) != 2 || ents[0].Name() != cacheIndexName || !strings.HasPrefix(ents[1].Name(), "wazero-") {
 		t.Fatalf("cache dir entries %v", ents)
 	}
 }
@@ -444,4 +445,52 @@ func TestRing(t *testing.T) {
 	if got := r.Tail(8); got != "" {
 		t.Fatal(got)
 	}
+}
+
+// cacheFiles lists the compiled modules in a compilation cache dir.
+func cacheFiles(tb testing.TB, dir string) []string {
+	tb.Helper()
+	var out []string
+	subs, _ := os.ReadDir(dir)
+	for _, s := range subs {
+		if !s.IsDir() || !strings.HasPrefix(s.Name(), "wazero-") {
+			continue
+		}
+		files, _ := os.ReadDir(filepath.Join(dir, s.Name()))
+		for _, f := range files {
+			out = append(out, s.Name()+"/"+f.Name())
+		}
+	}
+	return out
+}
+
+// TestCachePrunedToLoadedVersions: the compilation cache keeps only the
+// versions still loaded, across engine restarts too.
+func TestCachePrunedToLoadedVersions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	e := openEngine(t, Options{CacheDir: dir})
+	v1 := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow","reason":"v1"}`))
+	v2 := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow","reason":"v2"}`))
+	if n := len(cacheFiles(t, dir)); n != 2 {
+		ents, _ := os.ReadDir(dir)
+		t.Fatalf("%d cached modules after two loads: %v %v", n, cacheFiles(t, dir), ents)
+	}
+	v1.Close(context.Background())
+	if err := e.PruneCache(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cacheFiles(t, dir)); n != 1 {
+		t.Fatalf("%d cached modules after v1 was unloaded and the cache pruned", n)
+	}
+	kept := cacheFiles(t, dir)
+	// A restart loading v2 from the cache keeps its file.
+	e2 := openEngine(t, Options{CacheDir: dir})
+	mustLoad(t, e2, "p", constPlugin(`{"verdict":"allow","reason":"v2"}`))
+	if err := e2.PruneCache(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cacheFiles(t, dir); !slices.Equal(got, kept) {
+		t.Fatalf("after restart and prune: %v, want %v", got, kept)
+	}
+	_ = v2
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/tetratelabs/wazero/sys"
 
@@ -29,11 +30,55 @@ const (
 // Error is a plugin failure: a trap, panic, exit, timeout, memory overrun
 // or bad output. It matches relay.ErrPolicyTimeout (KindTimeout) or
 // relay.ErrPolicyTrap (every other kind) with errors.Is.
+//
+// Error() never includes what the guest printed: a guest's output can hold
+// event data (a panic message with an OTP), so it stays in Stderr, for
+// callers that may show it (relayctl plugin test, debug logs via
+// GuestOutput).
 type Error struct {
 	Plugin string      // the plugin's name
 	Kind   FailureKind // what went wrong
-	Stderr string      // the last bytes (at most 300) the guest wrote to stdout/stderr
+	Stderr string      // the first or last bytes (at most 300) the guest wrote to stdout/stderr
 	Err    error       // the underlying error
+}
+
+// GuestOutput returns Stderr fit for a log: every run of 4 or more digits
+// masked, control characters escaped.
+func (e *Error) GuestOutput() string {
+	return maskDigits(e.Stderr)
+}
+
+// maskDigits replaces every run of 4 or more decimal digits (any script)
+// with "••••".
+func maskDigits(s string) string {
+	var b strings.Builder
+	run := 0
+	flush := func(digits string) {
+		if run >= 4 {
+			b.WriteString("••••")
+		} else {
+			b.WriteString(digits)
+		}
+		run = 0
+	}
+	start := 0
+	for i, r := range s {
+		if unicode.IsDigit(r) {
+			if run == 0 {
+				start = i
+			}
+			run++
+			continue
+		}
+		if run > 0 {
+			flush(s[start:i])
+		}
+		b.WriteRune(r)
+	}
+	if run > 0 {
+		flush(s[start:])
+	}
+	return b.String()
 }
 
 func (e *Error) Error() string {
@@ -45,7 +90,7 @@ func (e *Error) Error() string {
 	b.WriteString(": ")
 	b.WriteString(e.Err.Error())
 	if e.Stderr != "" {
-		fmt.Fprintf(&b, " (guest output: %q)", e.Stderr)
+		b.WriteString(" (the guest printed output: see debug logs)")
 	}
 	return b.String()
 }
@@ -75,8 +120,11 @@ func classify(err error, stderr string, memFull bool) FailureKind {
 	if errors.As(err, &bo) {
 		return KindBadOutput
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errKillSwitch) {
 		return KindTimeout
+	}
+	if errors.Is(err, errCallDepth) {
+		return KindStackOverflow
 	}
 	var ee *sys.ExitError
 	if errors.As(err, &ee) {

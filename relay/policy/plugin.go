@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/guard"
 )
 
 // ABI version 1 names (DESIGN.md "Plugin ABI").
@@ -47,6 +48,9 @@ type Plugin struct {
 	eng      *Engine
 	compiled wazero.CompiledModule
 
+	cacheKey   string   // sha256 of the compiled bytes
+	cacheFiles []string // its compilation cache files
+
 	mu     sync.RWMutex // read: an evaluation in flight; write: Close
 	closed bool         // guarded by mu
 
@@ -59,6 +63,7 @@ type Plugin struct {
 	failures  atomic.Uint64
 	timeouts  atomic.Uint64
 	discarded atomic.Uint64
+	created   atomic.Uint64
 	live      atomic.Int64
 }
 
@@ -69,6 +74,7 @@ type Stats struct {
 	Timeouts  uint64 // failures of kind timeout
 	Discarded uint64 // instances thrown away after a failure
 	Instances int64  // instances alive (idle or in use)
+	Created   uint64 // instances created (each runs the guest's initialization)
 }
 
 // Name returns the plugin's name (its file name without .wasm).
@@ -88,10 +94,18 @@ func (p *Plugin) Stats() Stats {
 		Timeouts:  p.timeouts.Load(),
 		Discarded: p.discarded.Load(),
 		Instances: p.live.Load(),
+		Created:   p.created.Load(),
 	}
 }
 
 type instance struct {
+	// ws is the workspace the instance serves ("" until its first call):
+	// a guest may keep anything in its globals, so an instance never
+	// serves a second workspace.
+	ws     string
+	idleAt time.Time // when it went back to the pool
+	cs     callState
+	ctx    context.Context // carries cs to the kill switch
 	mod    api.Module
 	mem    api.Memory
 	alloc  api.Function
@@ -113,13 +127,18 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 	}
 	start := time.Now()
 	code := wasm
-	if !e.opts.noHarden {
+	if !e.opts.noDeadline {
 		var err error
-		if code, err = harden(wasm); err != nil {
-			return nil, fmt.Errorf("load policy %s: %w", name, err)
+		if code, err = guard.Instrument(wasm); err != nil {
+			return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
 		}
 	}
-	compiled, err := e.rt.CompileModule(ctx, code)
+	var compiled wazero.CompiledModule
+	key := sha256hex(code)
+	files, err := e.compileCached(key, func() (err error) {
+		compiled, err = e.rt.CompileModule(ctx, code)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("compile policy %s: %w", name, err)
 	}
@@ -127,11 +146,13 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, errors.Join(err, compiled.Close(ctx))
 	}
 	p := &Plugin{
-		name:     name,
-		hash:     sha256hex(wasm),
-		size:     len(wasm),
-		eng:      e,
-		compiled: compiled,
+		name:       name,
+		hash:       sha256hex(wasm),
+		size:       len(wasm),
+		eng:        e,
+		compiled:   compiled,
+		cacheKey:   key,
+		cacheFiles: files,
 	}
 	if err := e.track(p); err != nil {
 		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), compiled.Close(ctx))
@@ -149,6 +170,9 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 func validate(name string, m wazero.CompiledModule) error {
 	for _, f := range m.ImportedFunctions() {
 		mod, fn, _ := f.Import()
+		if mod == guard.Module && fn == guard.Func {
+			continue // added by the kill switch's rewrite
+		}
 		if mod != wasiModule {
 			return fmt.Errorf("plugin %s imports %s.%s: only %s is allowed", name, mod, fn, wasiModule)
 		}
@@ -214,9 +238,9 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 		return err
 	}
 	insts := []*instance{first}
-	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
-	res, err := first.mod.ExportedFunction(exportABIVersion).Call(cctx)
-	cancel()
+	first.cs.arm(ctx, p.eng.opts.Timeout)
+	res, err := first.mod.ExportedFunction(exportABIVersion).Call(first.ctx)
+	first.cs.disarm()
 	if err != nil {
 		p.closeInstance(first)
 		return p.failure(fmt.Errorf("call %s: %w", exportABIVersion, err), first)
@@ -235,6 +259,10 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 		}
 		insts = append(insts, inst)
 	}
+	now := time.Now()
+	for _, in := range insts {
+		in.idleAt = now
+	}
 	p.poolMu.Lock()
 	p.idle = append(p.idle, insts...)
 	p.poolMu.Unlock()
@@ -250,25 +278,23 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions(exportInitialize).
 		WithStdout(out).
 		WithStderr(out)
-	timeout := max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout)
-	ictx, cancel := context.WithTimeout(p.eng.instCtx, timeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, cancel) // the caller giving up ends _initialize too
-	defer stop()
-	mod, err := p.eng.rt.InstantiateModule(ictx, p.compiled, cfg)
+	inst := &instance{out: out}
+	inst.ctx = withCallState(p.eng.instCtx, &inst.cs)
+	inst.cs.arm(ctx, max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout))
+	mod, err := p.eng.rt.InstantiateModule(inst.ctx, p.compiled, cfg)
+	inst.cs.disarm()
 	if err != nil {
 		kind := classify(err, out.Tail(stderrBytes), false)
 		return nil, &Error{Plugin: p.name, Kind: kind, Stderr: out.Excerpt(stderrInError),
 			Err: fmt.Errorf("instantiate: %w", err)}
 	}
 	p.live.Add(1)
-	return &instance{
-		mod:   mod,
-		mem:   mod.ExportedMemory(exportMemory),
-		alloc: mod.ExportedFunction(exportAlloc),
-		eval:  mod.ExportedFunction(exportEvaluate),
-		out:   out,
-	}, nil
+	p.created.Add(1)
+	inst.mod = mod
+	inst.mem = mod.ExportedMemory(exportMemory)
+	inst.alloc = mod.ExportedFunction(exportAlloc)
+	inst.eval = mod.ExportedFunction(exportEvaluate)
+	return inst, nil
 }
 
 func (p *Plugin) closeInstance(inst *instance) {
@@ -281,21 +307,20 @@ func (p *Plugin) closeInstance(inst *instance) {
 func (p *Plugin) failure(err error, inst *instance) error {
 	memFull := inst.mem != nil && uint64(inst.mem.Size())+1<<16 > uint64(p.eng.pages)<<16
 	kind := classify(err, inst.out.Tail(stderrBytes), memFull)
-	if g := inst.mod.ExportedGlobal(depthExport); g != nil && kind == KindTrap && uint32(g.Get()) > maxCallDepth {
-		kind = KindStackOverflow
-		err = fmt.Errorf("call depth over %d: %w", maxCallDepth, err)
-	}
 	return &Error{Plugin: p.name, Kind: kind, Stderr: inst.out.Excerpt(stderrInError), Err: err}
 }
 
+// rawWorkspace is the workspace EvaluateRaw calls are bound to.
+const rawWorkspace = "\x00raw"
+
 // EvaluateRaw runs relay_evaluate once on in and returns a copy of the
-// plugin's output. It waits for one of the engine's evaluation slots (or ctx
+// plugin's output, on an instance reserved for raw calls. It waits for one of the engine's evaluation slots (or ctx
 // to end), and bounds the guest call with the engine's Timeout. A guest
 // failure returns *Error (matching relay.ErrPolicyTimeout or
 // relay.ErrPolicyTrap); the instance is discarded. A closed plugin returns
 // an error matching relay.ErrClosed.
 func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
-	return p.evaluate(ctx, in, nil)
+	return p.evaluate(ctx, rawWorkspace, in, nil)
 }
 
 // Evaluate encodes in, runs the plugin and decodes and validates its
@@ -305,7 +330,7 @@ func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error
 	bp := bufPool.Get().(*[]byte)
 	*bp = abi.AppendInput((*bp)[:0], in)
 	var out abi.Output
-	_, err := p.evaluate(ctx, *bp, func(b []byte) error {
+	_, err := p.evaluate(ctx, in.Event.Workspace, *bp, func(b []byte) error {
 		if err := abi.DecodeOutput(b, &out); err != nil {
 			return &badOutputError{msg: "decode output: " + err.Error()}
 		}
@@ -321,7 +346,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 
 // evaluate runs relay_evaluate; check, when set, judges the output while the
 // instance is still held, so a bad output discards the instance.
-func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) error) ([]byte, error) {
+func (p *Plugin) evaluate(ctx context.Context, ws string, in []byte, check func([]byte) error) ([]byte, error) {
 	if len(in) == 0 || len(in) > MaxInputBytes {
 		return nil, fmt.Errorf("evaluate policy %s: input is %d bytes, want 1..%d", p.name, len(in), MaxInputBytes)
 	}
@@ -335,7 +360,7 @@ func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) err
 	}
 	defer p.eng.release()
 	p.calls.Add(1)
-	inst, err := p.get(ctx)
+	inst, err := p.get(ctx, ws)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("evaluate policy %s: %w", p.name, ctx.Err())
@@ -375,8 +400,9 @@ func (p *Plugin) evaluate(ctx context.Context, in []byte, check func([]byte) err
 // call is one relay_evaluate round trip on inst. The output is a view of
 // the guest's memory, valid until the next call on inst.
 func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, error) {
-	cctx, cancel := context.WithTimeout(ctx, p.eng.opts.Timeout)
-	defer cancel()
+	inst.cs.arm(ctx, p.eng.opts.Timeout)
+	defer inst.cs.disarm()
+	cctx := inst.ctx
 	inst.out.Reset()
 	n := uint32(len(in))
 	if n > inst.bufCap {
@@ -414,29 +440,73 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 	return view, nil
 }
 
-func (p *Plugin) get(ctx context.Context) (*instance, error) {
+// get returns an idle instance that served ws before, or one that never
+// served anyone, or a new one. The instance is bound to ws.
+func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
 	p.poolMu.Lock()
-	if n := len(p.idle); n > 0 {
-		inst := p.idle[n-1]
-		p.idle = p.idle[:n-1]
+	pick := -1
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if w := p.idle[i].ws; w == ws {
+			pick = i
+			break
+		} else if w == "" && pick < 0 {
+			pick = i
+		}
+	}
+	if pick >= 0 {
+		inst := p.idle[pick]
+		p.idle = append(p.idle[:pick], p.idle[pick+1:]...)
 		p.poolMu.Unlock()
+		inst.ws = ws
 		return inst, nil
 	}
 	p.poolMu.Unlock()
-	return p.newInstance(ctx)
+	inst, err := p.newInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inst.ws = ws
+	return inst, nil
 }
 
-// put returns a healthy instance to the pool. The caller holds mu.RLock, so
-// the plugin is not closed.
+// put returns a healthy instance to the pool, evicting the least recently
+// used one when the pool is full. The caller holds mu.RLock, so the plugin
+// is not closed.
 func (p *Plugin) put(inst *instance) {
+	inst.idleAt = time.Now()
+	var evict *instance
 	p.poolMu.Lock()
-	if len(p.idle) < p.eng.opts.PoolSize {
-		p.idle = append(p.idle, inst)
-		p.poolMu.Unlock()
-		return
+	if len(p.idle) >= p.eng.opts.PoolSize {
+		evict = p.idle[0]
+		p.idle = append(p.idle[:0], p.idle[1:]...)
 	}
+	p.idle = append(p.idle, inst)
 	p.poolMu.Unlock()
-	p.closeInstance(inst)
+	if evict != nil {
+		p.closeInstance(evict)
+	}
+}
+
+// Trim closes the instances idle since before now-idle, releasing their
+// memory (a standard-Go guest holds 2-4 MiB). The next evaluation creates
+// a new one.
+func (p *Plugin) Trim(now time.Time, idle time.Duration) int {
+	p.poolMu.Lock()
+	var old []*instance
+	keep := p.idle[:0]
+	for _, inst := range p.idle {
+		if now.Sub(inst.idleAt) >= idle {
+			old = append(old, inst)
+		} else {
+			keep = append(keep, inst)
+		}
+	}
+	p.idle = keep
+	p.poolMu.Unlock()
+	for _, inst := range old {
+		p.closeInstance(inst)
+	}
+	return len(old)
 }
 
 func (p *Plugin) discard(inst *instance) {

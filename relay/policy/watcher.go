@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -48,15 +49,23 @@ type WatcherOptions struct {
 
 // PluginInfo describes a loaded plugin for GET /v1/plugins.
 type PluginInfo struct {
-	Name        string    `json:"name"`
-	Hash        string    `json:"hash"`
-	Order       int       `json:"order"`
-	Mode        string    `json:"mode"`
-	LoadedAt    time.Time `json:"loaded_at"`
-	Calls       uint64    `json:"calls"`
-	Failures    uint64    `json:"failures"`
-	Timeouts    uint64    `json:"timeouts"`
-	BreakerOpen bool      `json:"breaker_open,omitempty"`
+	Name string `json:"name"`
+	Hash string `json:"hash"` // sha256 of the .wasm file
+	// DecisionHash is the hash the plugin's decisions record: Hash, or
+	// with a manifest config, the sha256 of Hash and the config.
+	DecisionHash string    `json:"decision_hash"`
+	Order        int       `json:"order"`
+	Mode         string    `json:"mode"`
+	LoadedAt     time.Time `json:"loaded_at"`
+	Calls        uint64    `json:"calls"`
+	Failures     uint64    `json:"failures"`
+	Timeouts     uint64    `json:"timeouts"`
+	// Instances is how many instances are alive; InstancesCreated how many
+	// were ever created (one per workspace per idle period, and one after
+	// each failure).
+	Instances        int64  `json:"instances"`
+	InstancesCreated uint64 `json:"instances_created"`
+	BreakerOpen      bool   `json:"breaker_open,omitempty"`
 	// LastError is why the file on disk is not the version loaded (empty
 	// when they agree).
 	LastError string `json:"last_error,omitempty"`
@@ -79,6 +88,7 @@ type Watcher struct {
 	reloadMu sync.Mutex // serializes rescans
 	slots    map[string]*slot
 	closed   bool
+	pruned   bool // the compilation cache was pruned after a rescan
 
 	stateMu sync.Mutex // guards lastErr for List
 	lastErr map[string]string
@@ -143,8 +153,9 @@ func (w *Watcher) List() []PluginInfo {
 		p := e.Plugin
 		st := p.Stats()
 		seen[p.name] = true
-		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
+		out = append(out, PluginInfo{Name: p.name, Hash: p.hash, DecisionHash: e.hash, Order: e.Manifest.Order, Mode: e.Manifest.Mode,
 			LoadedAt: p.loadedAt, Calls: st.Calls, Failures: st.Failures, Timeouts: st.Timeouts,
+			Instances: st.Instances, InstancesCreated: st.Created,
 			BreakerOpen: p.BreakerOpen(now), LastError: w.lastErr[p.name]})
 	}
 	// Files that never loaded show up with their error.
@@ -212,6 +223,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 			_ = w.Reload()
 		case <-resync.C:
 			_ = w.Reload()
+			w.trim(time.Now())
+		}
+	}
+}
+
+// trim releases the instances the current plugins have not used for the
+// engine's IdleTimeout.
+func (w *Watcher) trim(now time.Time) {
+	idle := w.opts.Engine.opts.IdleTimeout
+	for _, e := range w.Current().entries {
+		if n := e.Plugin.Trim(now, idle); n > 0 {
+			w.log.Debug("released idle policy instances", relay.LogKeyPolicy, e.Plugin.name, "instances", n)
 		}
 	}
 }
@@ -258,6 +281,7 @@ func (w *Watcher) Reload() error {
 	var errs []error
 	var retired []*Plugin
 	changed := false
+	loaded := 0
 	for name, fv := range found {
 		sl := w.slots[name]
 		if sl != nil && sl.wasmHash == fv.wasmHash && sl.manHash == fv.manHash && fv.err == nil {
@@ -269,6 +293,9 @@ func (w *Watcher) Reload() error {
 			continue // the same broken bytes: already reported
 		}
 		ok, err := w.apply(name, sl, fv, &retired)
+		if ok && err == nil {
+			loaded++
+		}
 		if err != nil {
 			errs = append(errs, err)
 			kept := ""
@@ -309,6 +336,20 @@ func (w *Watcher) Reload() error {
 		if err := p.Close(context.Background()); err != nil {
 			w.log.Warn("cannot close replaced policy", relay.LogKeyPolicy, p.name, relay.LogKeyError, err)
 		}
+	}
+	if loaded > 0 {
+		// Compiling a module leaves tens of MiB of garbage per standard-Go
+		// plugin: give it back to the OS now rather than at the
+		// scavenger's pace, so an idle relay's RSS is what it uses.
+		debug.FreeOSMemory()
+	}
+	if changed || !w.pruned {
+		// Every file in the directory has been tried: what is not loaded
+		// now is not needed in the compilation cache.
+		if err := w.opts.Engine.PruneCache(); err != nil {
+			w.log.Warn("cannot prune compilation cache", relay.LogKeyError, err)
+		}
+		w.pruned = true
 	}
 	return errors.Join(errs...)
 }

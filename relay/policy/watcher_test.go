@@ -66,13 +66,13 @@ func TestWatcherReload(t *testing.T) {
 	writeFile(t, filepath.Join(dir, ".hidden.wasm"), []byte("garbage"))
 	writeFile(t, filepath.Join(dir, "notes.txt"), []byte("x"))
 	err := w.Reload()
-	if err == nil || !strings.Contains(err.Error(), "compile policy b") {
+	if err == nil || !strings.Contains(err.Error(), "load policy b: refused") {
 		t.Fatalf("reload error %v", err)
 	}
 	if pi := info(w, "a"); pi.Hash != sha256hex(a) || pi.Order != 2 || pi.Mode != ModeEnforce || pi.LastError != "" {
 		t.Fatalf("a: %+v", pi)
 	}
-	if pi := info(w, "b"); pi.Hash != "" || !strings.Contains(pi.LastError, "compile policy b") {
+	if pi := info(w, "b"); pi.Hash != "" || !strings.Contains(pi.LastError, "load policy b: refused") {
 		t.Fatalf("b: %+v", pi)
 	}
 	res, err := w.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))

@@ -13,6 +13,8 @@ var (
 	outBuf []byte
 	sink   [][]byte
 	loops  int
+
+	remembered string
 )
 
 //go:wasmexport relay_abi_version
@@ -45,6 +47,16 @@ func relayEvaluate(ptr unsafe.Pointer, n int32) int64 {
 		return recurse(1)
 	case bytes.Contains(in, []byte(`"exit"`)):
 		os.Exit(3)
+	case bytes.Contains(in, []byte(`"remember"`)):
+		// Keeps the last event's title in a global and reports it: state
+		// that must never cross from one workspace to another.
+		prev := remembered
+		if i := bytes.Index(in, []byte(`"title":"`)); i >= 0 {
+			t := in[i+9:]
+			remembered = string(t[:bytes.IndexByte(t, '"')])
+		}
+		outBuf = append(append(append(outBuf[:0], `{"verdict":"allow","reason":"previous: `...), prev...), `"}`...)
+		return int64(uintptr(unsafe.Pointer(unsafe.SliceData(outBuf))))<<32 | int64(len(outBuf))
 	}
 	outBuf = append(outBuf[:0], `{"verdict":"allow","reason":"go"}`...)
 	return int64(uintptr(unsafe.Pointer(unsafe.SliceData(outBuf))))<<32 | int64(len(outBuf))

@@ -1,0 +1,65 @@
+package policy
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+)
+
+// TestNoStateAcrossWorkspaces: a plugin that keeps the last event in a
+// global sees it again in the same workspace, but a workspace-B event
+// never runs on an instance that served workspace A.
+func TestNoStateAcrossWorkspaces(t *testing.T) {
+	gb := needGo(t)
+	// One evaluation slot and a pool of one: without isolation every event
+	// would run on the same instance.
+	e := openEngine(t, Options{MaxConcurrent: 1, PoolSize: 1, Timeout: time.Second})
+	p := mustLoad(t, e, "stateful", gb)
+	set := NewSet(SetOptions{}, []Entry{{Plugin: p, Manifest: Manifest{Mode: ModeEnforce, Config: []byte(`{"mode":"remember"}`)}}})
+	eval := func(ws, title string) string {
+		req := testRequest(relay.TypeOTPReceived, false)
+		req.Event.Workspace, req.Event.Title = ws, title
+		res, err := set.Evaluate(context.Background(), req)
+		if err != nil || len(res.Plugins) != 1 {
+			t.Fatalf("%+v %v", res, err)
+		}
+		return res.Plugins[0].Reason
+	}
+	if got := eval("acme", "acme code 111111"); got != "previous: " {
+		t.Fatalf("first event: %q", got)
+	}
+	if got := eval("acme", "acme code 222222"); got != "previous: acme code 111111" {
+		t.Fatalf("same workspace: %q (the instance should be reused)", got)
+	}
+	for _, ws := range []string{"globex", "initech", "globex"} {
+		got := eval(ws, ws+" code 333333")
+		if strings.Contains(got, "acme") || (ws == "initech" && strings.Contains(got, "globex")) {
+			t.Fatalf("workspace %s saw another workspace's event: %q", ws, got)
+		}
+	}
+	if got := eval("acme", "acme code 444444"); strings.Contains(got, "globex") || strings.Contains(got, "initech") {
+		t.Fatalf("acme saw another workspace's event: %q", got)
+	}
+}
+
+// TestTrimReleasesIdleInstances: idle instances are closed after the idle
+// timeout, and the next call creates a new one.
+func TestTrimReleasesIdleInstances(t *testing.T) {
+	e := openEngine(t, Options{Prewarm: 2, PoolSize: 2})
+	p := mustLoad(t, e, "echo", echoPlugin())
+	if n := p.Stats().Instances; n != 2 {
+		t.Fatalf("%d instances after prewarm", n)
+	}
+	if n := p.Trim(time.Now(), time.Minute); n != 0 {
+		t.Fatalf("trimmed %d fresh instances", n)
+	}
+	if n := p.Trim(time.Now().Add(time.Hour), time.Minute); n != 2 || p.Stats().Instances != 0 {
+		t.Fatalf("trimmed %d, %d left", n, p.Stats().Instances)
+	}
+	if _, err := p.EvaluateRaw(context.Background(), []byte("{}")); err != nil || p.Stats().Instances != 1 {
+		t.Fatalf("after trim: %v, %d instances", err, p.Stats().Instances)
+	}
+}
