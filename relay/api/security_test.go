@@ -515,7 +515,9 @@ func TestRefusedTokensNotLogged(t *testing.T) {
 		o.Logger = hclog.New(&hclog.LoggerOptions{Output: lockedWriter{&mu, &logs}, Level: hclog.Trace})
 	})
 	now := ts.clock.Now()
-	hs := func(edit func(jwt.MapClaims)) string { return mint(t, jwt.SigningMethodHS256, testSecret, claims(now, edit)) }
+	hs := func(edit func(jwt.MapClaims)) string {
+		return mint(t, jwt.SigningMethodHS256, testSecret, claims(now, edit))
+	}
 	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(now, nil))
 	crit.Header["crit"] = []string{"x"}
 	critTok, _ := crit.SignedString(testSecret)
