@@ -27,9 +27,13 @@ shutdown_timeout = "10s"
 
 # The local socket API (events in, admin). Trust is by file permissions:
 # anyone who can connect is an operator. mode is an octal string.
+# Its directory must not be writable by anyone but relayd's user (and
+# root); max_inflight_bytes bounds the NDJSON batches read at once (503 with
+# Retry-After beyond it).
 socket {
-  path = "./run/relayd.sock"
-  mode = "0660"
+  path               = "./run/relayd.sock"
+  mode               = "0660"
+  max_inflight_bytes = "256MiB"
 }
 
 # The app API, used by mobile apps (devices, preferences, answers).
@@ -48,6 +52,8 @@ auth {
   issuer            = "upstream"
   audience          = "edgerelay"
   hs256_secret_file = "./dev/jwt.secret"
+  # Tokens valid for longer than this (exp - iat) are refused; "off" to allow any.
+  max_token_lifetime = "24h"
 }
 
 # Durable state (events, devices, settings, queue). The embedded bbolt store;
@@ -154,8 +160,10 @@ queue {
   in_memory     = 10000
 }
 
-# Prometheus /metrics (and /debug/pprof/). Leave address out (or "") to
-# disable the listener.
+# Prometheus /metrics (and /debug/pprof/), without authentication. Leave
+# address out (or "") to disable the listener. A non-loopback address needs
+# allow_remote = true; pprof = false removes the profiling endpoints.
 metrics {
   address = "127.0.0.1:9480"
+  pprof   = true
 }

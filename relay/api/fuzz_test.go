@@ -2,9 +2,15 @@ package api
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
 )
 
 var fuzzTypes = map[string]bool{
@@ -100,6 +106,41 @@ func FuzzDecodeAction(f *testing.F) {
 		}
 		if a.Action == "" || len(a.Action) > relay.MaxActionLen || checkID("device_id", a.DeviceID) != nil {
 			t.Fatalf("accepted %+v", a)
+		}
+	})
+}
+
+// FuzzVerifyToken: the token verifier never panics, and whatever it accepts
+// meets the checks (signed with the key, not issued in the future, within
+// the lifetime, no crit header).
+func FuzzVerifyToken(f *testing.F) {
+	dir := f.TempDir()
+	secretFile := filepath.Join(dir, "jwt.secret")
+	if err := os.WriteFile(secretFile, testSecret, 0o600); err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	v, err := NewVerifier(config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secretFile, MaxTokenLifetime: time.Hour}, func() time.Time { return now })
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(mint(f, jwt.SigningMethodHS256, testSecret, claims(now, nil)))
+	f.Add(mint(f, jwt.SigningMethodHS256, testSecret, claims(now, func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })))
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := v.Verify(tok)
+		if err != nil {
+			return
+		}
+		if c.IssuedAt != nil && c.IssuedAt.After(now.Add(Leeway)) {
+			t.Fatalf("accepted iat in the future: %v", c.IssuedAt)
+		}
+		from := now
+		if c.IssuedAt != nil {
+			from = c.IssuedAt.Time
+		}
+		if c.ExpiresAt.Sub(from) > time.Hour {
+			t.Fatalf("accepted a token living %s", c.ExpiresAt.Sub(from))
 		}
 	})
 }

@@ -45,7 +45,7 @@ func testConfig(tb testing.TB, dir string) *config.Config {
 	if err := os.WriteFile(secret, append(testSecret, '\n'), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Auth = config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secret}
+	cfg.Auth = config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secret, MaxTokenLifetime: config.DefaultMaxTokenLifetime}
 	return cfg
 }
 

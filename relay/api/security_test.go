@@ -15,10 +15,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
@@ -502,4 +504,65 @@ func TestVerifierHardening(t *testing.T) {
 	if _, err := off.Verify(hs(func(c jwt.MapClaims) { c["exp"] = now.Add(90 * 24 * time.Hour).Unix() })); err != nil {
 		t.Fatalf("no maximum: %v", err)
 	}
+}
+
+// A refused token never reaches the logs, whatever the reason: expired,
+// issued in the future, with a crit header, living too long, forged.
+func TestRefusedTokensNotLogged(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	ts := startServer(t, func(o *Options) {
+		o.Logger = hclog.New(&hclog.LoggerOptions{Output: lockedWriter{&mu, &logs}, Level: hclog.Trace})
+	})
+	now := ts.clock.Now()
+	hs := func(edit func(jwt.MapClaims)) string {
+		return mint(t, jwt.SigningMethodHS256, testSecret, claims(now, edit))
+	}
+	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(now, nil))
+	crit.Header["crit"] = []string{"x"}
+	critTok, _ := crit.SignedString(testSecret)
+	toks := []string{
+		hs(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }),
+		hs(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }),
+		hs(func(c jwt.MapClaims) { c["exp"] = now.Add(48 * time.Hour).Unix() }),
+		critTok,
+		mint(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx"), claims(now, nil)),
+		"not.a.jwt",
+	}
+	for _, tok := range toks {
+		req := must(t, ts, "GET", "/v1/devices", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := ts.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "request denied") {
+		t.Fatalf("no denial logged:\n%s", out)
+	}
+	for _, tok := range toks {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 8 && strings.Contains(out, part) {
+				t.Fatalf("the log holds part of a token (%q):\n%s", part, out)
+			}
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

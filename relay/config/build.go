@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgerelay/edgerelay/relay"
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/fsperm"
 )
 
 // Limits checked by validation.
@@ -29,7 +31,8 @@ var (
 
 // builder turns a decoded fileSchema into a Config, collecting every problem.
 type builder struct {
-	dir        string // absolute directory of the config file
+	top        hcl.Range // the file's range, for problems with no attribute
+	dir        string    // absolute directory of the config file
 	checkFiles bool
 	diags      hcl.Diagnostics
 }
@@ -110,9 +113,18 @@ func (b *builder) path(v *string, r hcl.Range, name string, nonEmpty bool, dst *
 	*dst = b.resolve(*v)
 }
 
-// file assigns a path attribute naming a file that must exist (checked only
-// by Load).
-func (b *builder) file(v *string, r hcl.Range, name string, dst *string) {
+// fileKind says how much a referenced file is trusted.
+type fileKind int
+
+const (
+	fileAny    fileKind = iota
+	filePublic          // integrity matters (CA bundle, public key): not writable by others
+	fileSecret          // a secret (key, credential): not readable by others either
+)
+
+// file assigns a path attribute naming a file that must exist, and be safe
+// for its kind (both checked only by Load).
+func (b *builder) file(v *string, r hcl.Range, name string, kind fileKind, dst *string) {
 	if v == nil {
 		return
 	}
@@ -128,6 +140,14 @@ func (b *builder) file(v *string, r hcl.Range, name string, dst *string) {
 		b.errorf(r, "Unreadable file", "%s: %s: %v", name, *dst, err)
 	case fi.IsDir():
 		b.errorf(r, "Missing file", "%s: %s is a directory, not a file", name, *dst)
+	case kind == fileSecret:
+		if err := fsperm.CheckSecretFile(*dst); err != nil {
+			b.errorf(r, "Unsafe file permissions", "%s: %v", name, err)
+		}
+	case kind == filePublic:
+		if err := fsperm.CheckPublicFile(*dst); err != nil {
+			b.errorf(r, "Unsafe file permissions", "%s: %v", name, err)
+		}
 	}
 }
 
@@ -161,6 +181,7 @@ func (b *builder) enum(v *string, r hcl.Range, name string, allowed []string, ds
 }
 
 func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
+	b.top = top
 	c := Default()
 	c.DataDir = b.resolve(c.DataDir)
 	c.Socket.Path = b.resolve(c.Socket.Path)
@@ -180,11 +201,23 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	b.apps(s.Apps, top, c)
 	b.notifications(s.Notifications, c)
 	b.plugins(s.Plugins, &c.Plugins)
+	if s.Plugins == nil {
+		b.pluginsDir(hcl.Range{}, c.Plugins.Dir)
+	}
 	b.retry(s.Retry, &c.Retry)
 	b.queue(s.Queue, &c.Queue)
-	if m := s.Metrics; m != nil && m.Address != nil && *m.Address != "" {
-		if b.address(*m.Address, m.AddressR, "metrics.address") {
+	if m := s.Metrics; m != nil {
+		if m.AllowRemote != nil {
+			c.Metrics.AllowRemote = *m.AllowRemote
+		}
+		if m.Pprof != nil {
+			c.Metrics.Pprof = *m.Pprof
+		}
+		if m.Address != nil && *m.Address != "" && b.address(*m.Address, m.AddressR, "metrics.address") {
 			c.Metrics.Address = *m.Address
+			if host, _, _ := splitHostPort(*m.Address); !isLoopback(host) && !c.Metrics.AllowRemote {
+				b.errorf(m.AddressR, "Metrics exposed", `metrics.address = %q is not loopback: /metrics%s would be served to the network without authentication; listen on 127.0.0.1, or set allow_remote = true (behind a firewall or proxy that restricts it)%s`, *m.Address, pprofNote(c.Metrics.Pprof), pprofFix(c.Metrics.Pprof))
+			}
 		}
 	}
 	return c
@@ -236,8 +269,8 @@ func (b *builder) api(a *apiBlock, dst *API) {
 			}
 		}
 		if t := a.TLS; t != nil {
-			b.file(t.CertFile, t.CertFileR, "api.tls.cert_file", &dst.TLSCertFile)
-			b.file(t.KeyFile, t.KeyFileR, "api.tls.key_file", &dst.TLSKeyFile)
+			b.file(t.CertFile, t.CertFileR, "api.tls.cert_file", filePublic, &dst.TLSCertFile)
+			b.file(t.KeyFile, t.KeyFileR, "api.tls.key_file", fileSecret, &dst.TLSKeyFile)
 			if dst.TLSCertFile != "" && dst.TLSKeyFile == "" {
 				b.require(t.KeyFile, t.KeyFileR, t.Def, "api.tls.key_file", " when cert_file is set")
 			}
@@ -264,8 +297,8 @@ func (b *builder) auth(a *authBlock, dst *Auth) {
 	if b.require(a.Audience, a.AudienceR, a.Def, "auth.audience", "") {
 		dst.Audience = *a.Audience
 	}
-	b.file(a.HS256Secret, a.HS256R, "auth.hs256_secret_file", &dst.HS256SecretFile)
-	b.file(a.PublicKey, a.PublicKeyR, "auth.public_key_file", &dst.PublicKeyFile)
+	b.file(a.HS256Secret, a.HS256R, "auth.hs256_secret_file", fileSecret, &dst.HS256SecretFile)
+	b.file(a.PublicKey, a.PublicKeyR, "auth.public_key_file", filePublic, &dst.PublicKeyFile)
 	if a.MaxLifetime != nil && *a.MaxLifetime == "off" {
 		dst.MaxTokenLifetime = 0
 	} else {
@@ -373,12 +406,12 @@ func (b *builder) apns(a *apnsBlock, name string) *APNS {
 	if b.require(a.Topic, a.TopicR, a.Def, name+".topic", "") {
 		dst.Topic = *a.Topic
 	}
-	b.file(a.KeyFile, a.KeyFileR, name+".key_file", &dst.KeyFile)
+	b.file(a.KeyFile, a.KeyFileR, name+".key_file", fileSecret, &dst.KeyFile)
 	str(a.KeyID, &dst.KeyID)
 	str(a.TeamID, &dst.TeamID)
-	b.file(a.CertFile, a.CertFileR, name+".cert_file", &dst.CertFile)
+	b.file(a.CertFile, a.CertFileR, name+".cert_file", fileSecret, &dst.CertFile)
 	str(a.CertPassword, &dst.CertPassword)
-	b.file(a.CAFile, a.CAFileR, name+".ca_file", &dst.CAFile)
+	b.file(a.CAFile, a.CAFileR, name+".ca_file", filePublic, &dst.CAFile)
 	b.endpoint(a.Endpoint, a.EndpointR, name+".endpoint", &dst.Endpoint)
 
 	token := dst.KeyFile != "" || dst.KeyID != "" || dst.TeamID != ""
@@ -413,9 +446,9 @@ func (b *builder) fcm(f *fcmBlock, name string) *FCM {
 		dst.ProjectID = *f.ProjectID
 	}
 	if b.require(f.Credentials, f.CredentialsR, f.Def, name+".credentials_file", "") {
-		b.file(f.Credentials, f.CredentialsR, name+".credentials_file", &dst.CredentialsFile)
+		b.file(f.Credentials, f.CredentialsR, name+".credentials_file", fileSecret, &dst.CredentialsFile)
 	}
-	b.file(f.CAFile, f.CAFileR, name+".ca_file", &dst.CAFile)
+	b.file(f.CAFile, f.CAFileR, name+".ca_file", filePublic, &dst.CAFile)
 	b.endpoint(f.Endpoint, f.EndpointR, name+".endpoint", &dst.Endpoint)
 	return dst
 }
@@ -489,6 +522,7 @@ func (b *builder) plugins(p *pluginsBlock, dst *Plugins) {
 		return
 	}
 	b.path(p.Dir, p.DirR, "plugins.dir", true, &dst.Dir)
+	b.pluginsDir(p.DirR, dst.Dir)
 	b.duration(p.Timeout, p.TimeoutR, "plugins.timeout", &dst.Timeout)
 	if p.MemoryLimit != nil {
 		n, err := parseSize(*p.MemoryLimit)
@@ -502,6 +536,23 @@ func (b *builder) plugins(p *pluginsBlock, dst *Plugins) {
 		}
 	}
 	b.enum(p.OnError, p.OnErrorR, "plugins.on_error", []string{OnErrorSkip, OnErrorSuppress}, &dst.OnError)
+}
+
+// pluginsDir checks, when the directory exists (it may not yet: it is
+// watched), that only relayd's user or root can put plugins in it.
+func (b *builder) pluginsDir(r hcl.Range, dir string) {
+	if !b.checkFiles || b.failed(r) {
+		return
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	if err := fsperm.CheckDir(dir); err != nil {
+		if !isSet(r) {
+			r = b.top
+		}
+		b.errorf(r, "Unsafe directory permissions", "plugins.dir: %v (anyone who can write there can load policy plugins into relayd)", err)
+	}
 }
 
 func (b *builder) retry(r *retryBlock, dst *Retry) {
@@ -657,4 +708,18 @@ func (b *builder) dropFailed(v reflect.Value) {
 			b.dropFailed(v.Field(i))
 		}
 	}
+}
+
+func pprofNote(on bool) string {
+	if on {
+		return " and /debug/pprof/"
+	}
+	return ""
+}
+
+func pprofFix(on bool) string {
+	if on {
+		return ", and consider pprof = false"
+	}
+	return ""
 }

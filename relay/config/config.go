@@ -199,4 +199,9 @@ type Retry struct {
 // Metrics is the metrics {} block.
 type Metrics struct {
 	Address string // empty: no metrics listener
+	// AllowRemote must be set for an Address that is not loopback: the
+	// listener has no authentication.
+	AllowRemote bool
+	// Pprof serves /debug/pprof/ on the metrics listener.
+	Pprof bool
 }

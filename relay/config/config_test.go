@@ -135,6 +135,8 @@ var invalidCases = []struct {
 	{"socket mode world-writable", `socket { mode = "0666" }`, "mode", `socket.mode = "0666": writable by others`},
 	{"socket max_inflight_bytes small", `socket { max_inflight_bytes = "1KiB" }`, "max_inflight_bytes", `socket.max_inflight_bytes = "1KiB": must be at least 64KiB`},
 	{"socket max_inflight_bytes unit", `socket { max_inflight_bytes = "1GB" }`, "max_inflight_bytes", `socket.max_inflight_bytes = "1GB": not a size`},
+	{"metrics not loopback", `metrics { address = "0.0.0.0:9480" }`, "0.0.0.0", `metrics.address = "0.0.0.0:9480" is not loopback: /metrics and /debug/pprof/ would be served`},
+	{"metrics all interfaces", `metrics { address = ":9480" }`, ":9480", `set allow_remote = true`},
 	{"metrics address", `metrics { address = "9480" }`, "9480", `metrics.address = "9480"`},
 	{"variables", `data_dir = var.dir`, "var.dir", "Variables not allowed"},
 	{"syntax", `log {`, "log", "Unclosed configuration block"},
@@ -502,4 +504,72 @@ func FuzzParse(f *testing.F) {
 		}
 		roundTrip(t, cfg)
 	})
+}
+
+// Secret files readable by others, trusted files writable by others and a
+// plugin directory others can write to are refused at load, like ssh's
+// StrictModes, naming the file and the fix.
+func TestLoadUnsafePermissions(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]os.FileMode{"jwt.secret": 0o644, "AuthKey.p8": 0o640, "creds.json": 0o604, "ca.pem": 0o666}
+	for f, mode := range files {
+		p := filepath.Join(dir, f)
+		if err := os.WriteFile(p, []byte("x"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.Mkdir(plugins, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(plugins, 0o777)
+	src := `auth {
+  issuer = "u"
+  audience = "e"
+  hs256_secret_file = "jwt.secret"
+}
+app "demo" {
+  apns {
+    topic = "t"
+    key_file = "AuthKey.p8"
+    key_id = "K"
+    team_id = "T"
+  }
+  fcm {
+    project_id = "p"
+    credentials_file = "creds.json"
+    ca_file = "ca.pem"
+  }
+}
+plugins { dir = "plugins" }
+`
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, diags := Load(path)
+	var lines []string
+	for _, d := range diags {
+		lines = append(lines, d.Error())
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"auth.hs256_secret_file: " + filepath.Join(dir, "jwt.secret") + " is accessible by others (mode 0644), and it holds a secret; fix: chmod 600 " + filepath.Join(dir, "jwt.secret"),
+		"app.demo.fcm.credentials_file: " + filepath.Join(dir, "creds.json") + " is accessible by others (mode 0604)",
+		"app.demo.fcm.ca_file: " + filepath.Join(dir, "ca.pem") + " is writable by group and others (mode 0666); fix: chmod go-w",
+		"plugins.dir: " + plugins + " is writable by group or others (mode 0777); fix: chmod go-w " + plugins,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "AuthKey.p8") {
+		t.Errorf("a 0640 key (group-readable) is refused:\n%s", got)
+	}
+	if n := len(errorsOf(diags)); n != 4 {
+		t.Errorf("%d errors, want 4:\n%s", n, got)
+	}
 }

@@ -49,7 +49,7 @@ func Default() *Config {
 		},
 		Retry:           Retry{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2},
 		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory, Lease: DefaultQueueLease},
-		Metrics:         Metrics{Address: ""},
+		Metrics:         Metrics{Address: "", Pprof: true},
 		ShutdownTimeout: 10 * time.Second,
 	}
 }

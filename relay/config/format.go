@@ -170,6 +170,8 @@ func (c *Config) format(redact bool) []byte {
 
 	b = block("metrics")
 	setStr(b, "address", c.Metrics.Address)
+	b.SetAttributeValue("allow_remote", cty.BoolVal(c.Metrics.AllowRemote))
+	b.SetAttributeValue("pprof", cty.BoolVal(c.Metrics.Pprof))
 	return hclwrite.Format(f.Bytes())
 }
 

@@ -209,6 +209,10 @@ type queueBlock struct {
 }
 
 type metricsBlock struct {
-	Address  *string   `hcl:"address,optional"`
-	AddressR hcl.Range `hcl:"address,attr_range"`
+	Address      *string   `hcl:"address,optional"`
+	AddressR     hcl.Range `hcl:"address,attr_range"`
+	AllowRemote  *bool     `hcl:"allow_remote,optional"`
+	AllowRemoteR hcl.Range `hcl:"allow_remote,attr_range"`
+	Pprof        *bool     `hcl:"pprof,optional"`
+	PprofR       hcl.Range `hcl:"pprof,attr_range"`
 }

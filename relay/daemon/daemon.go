@@ -327,9 +327,11 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 	})
 	// Profiles for operators chasing CPU or memory; same listener as the
 	// metrics, so the same exposure (loopback by default).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if d.cfg.Metrics.Pprof { // metrics { pprof = false } turns them off
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", d.cfg.Metrics.Address)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)

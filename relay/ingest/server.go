@@ -11,12 +11,12 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/fsperm"
 	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
@@ -418,43 +418,14 @@ func (s *Server) listen() (net.Listener, error) {
 }
 
 // CheckSocketDir checks that only relayd's user (or root) can change what
-// is in dir, the socket's directory: dir and every directory above it must
-// be owned by the effective user or root and not writable by group or
-// others. A directory above it may be writable by others if it has the
-// sticky bit (like /tmp): then no one can rename or remove what they do
-// not own in it. The error names the directory and the fix.
+// is in dir, the socket's directory (fsperm.CheckDir): otherwise another
+// user could put their own socket or a symlink at the socket's path. The
+// error names the directory and the fix.
 func CheckSocketDir(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("socket directory %s: %w", dir, err)
+	if err := fsperm.CheckDir(dir); err != nil {
+		return fmt.Errorf("socket directory %s: %w (another user could replace the socket; or choose a socket.path in a directory only relayd's user can write)", dir, err)
 	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return fmt.Errorf("socket directory %s: %w", dir, err)
-	}
-	uid := os.Geteuid()
-	for p := real; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("socket directory %s: %w", dir, err)
-		}
-		what := fmt.Sprintf("socket directory %s", dir)
-		if p != real {
-			what = fmt.Sprintf("socket directory %s: the directory %s above it", dir, p)
-		} else if real != abs {
-			what = fmt.Sprintf("socket directory %s (%s)", dir, real)
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid && st.Uid != 0 {
-			return fmt.Errorf("%s is owned by uid %d, not relayd's user (uid %d) or root: another user could replace the socket; chown %d %s, or choose a socket.path in a directory relayd's user owns", what, st.Uid, uid, uid, p)
-		}
-		perm := fi.Mode().Perm()
-		if perm&0o022 != 0 && (p == real || fi.Mode()&os.ModeSticky == 0) {
-			return fmt.Errorf("%s is writable by group or others (mode %04o): another user could replace the socket; chmod go-w %s, or choose a socket.path in a directory only relayd's user can write", what, uint32(perm), p)
-		}
-		if filepath.Dir(p) == p {
-			return nil
-		}
-	}
+	return nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

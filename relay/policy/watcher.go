@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/fsperm"
 )
 
 // Watcher defaults.
@@ -413,7 +414,8 @@ func (w *Watcher) setErr(name, msg string) {
 	w.stateMu.Unlock()
 }
 
-// scan reads every NAME.wasm (following symlinks) and its NAME.hcl.
+// scan reads every NAME.wasm (following symlinks that stay inside the
+// directory) and its NAME.hcl.
 func (w *Watcher) scan() (map[string]*fileVersion, error) {
 	ents, err := os.ReadDir(w.opts.Dir)
 	if err != nil {
@@ -428,7 +430,7 @@ func (w *Watcher) scan() (map[string]*fileVersion, error) {
 		name := strings.TrimSuffix(fn, ".wasm")
 		fv := &fileVersion{}
 		path := filepath.Join(w.opts.Dir, fn)
-		fv.wasm, fv.err = readCapped(path, MaxModuleBytes)
+		fv.wasm, fv.err = readCapped(w.opts.Dir, path, MaxModuleBytes)
 		if fv.err != nil {
 			if errors.Is(fv.err, os.ErrNotExist) {
 				continue // removed (or a dangling symlink) between ReadDir and here
@@ -438,7 +440,7 @@ func (w *Watcher) scan() (map[string]*fileVersion, error) {
 		sum := sha256.Sum256(fv.wasm)
 		fv.wasmHash = hex.EncodeToString(sum[:])
 		fv.manPath = filepath.Join(w.opts.Dir, name+".hcl")
-		src, err := readCapped(fv.manPath, MaxManifestBytes)
+		src, err := readCapped(w.opts.Dir, fv.manPath, MaxManifestBytes)
 		switch {
 		case err == nil:
 			fv.manSrc = src
@@ -455,7 +457,12 @@ func (w *Watcher) scan() (map[string]*fileVersion, error) {
 	return found, nil
 }
 
-func readCapped(path string, limit int64) ([]byte, error) {
+// readCapped reads path, which must resolve inside dir (no symlink out of
+// the plugin directory).
+func readCapped(dir, path string, limit int64) ([]byte, error) {
+	if err := fsperm.WithinDir(dir, path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -255,3 +255,35 @@ func TestHotReloadHammer(t *testing.T) {
 	}
 	t.Logf("%d evaluations across %d swaps, 0 errors", calls.Load(), swaps)
 }
+
+// A plugin symlink that leads outside the plugin directory is refused
+// (symlinks inside it, as in a ConfigMap layout, still work).
+func TestWatcherRefusesSymlinkOutside(t *testing.T) {
+	e := openEngine(t, Options{})
+	root := t.TempDir()
+	dir := filepath.Join(root, "plugins")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e})
+	defer w.Close(context.Background())
+	a := constPlugin(`{"verdict":"allow"}`)
+	writeFile(t, filepath.Join(root, "elsewhere.wasm"), a)
+	writeFile(t, filepath.Join(dir, "in.wasm"), a)
+	if err := os.Symlink(filepath.Join(root, "elsewhere.wasm"), filepath.Join(dir, "out.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("in.wasm", filepath.Join(dir, "alias.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	err := w.Reload()
+	if err == nil || !strings.Contains(err.Error(), "leads outside") {
+		t.Fatalf("reload error %v", err)
+	}
+	if pi := info(w, "out"); pi.Hash != "" || !strings.Contains(pi.LastError, "leads outside") {
+		t.Fatalf("out: %+v", pi)
+	}
+	if pi := info(w, "alias"); pi.Hash != sha256hex(a) {
+		t.Fatalf("alias: %+v", pi)
+	}
+}

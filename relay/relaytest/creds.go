@@ -70,7 +70,8 @@ type DevCredentials struct {
 // fakes-cert.pem and fakes-key.pem, and jwt.secret. Existing files are reused,
 // so keys stay stable across runs; the service-account file is rewritten
 // (with the same key) only when its project, client email or token_uri
-// differ from opts.
+// differ from opts. The secrets are left with mode 0600, the certificates
+// 0644 and dir 0700, as relayd's permission checks want them.
 func WriteDevCredentials(dir string, opts DevCredentialsOptions) (*DevCredentials, error) {
 	if opts.ProjectID == "" {
 		opts.ProjectID = DefaultDevProjectID
@@ -107,6 +108,21 @@ func WriteDevCredentials(dir string, opts DevCredentialsOptions) (*DevCredential
 	}
 	if err := c.jwtSecret(); err != nil {
 		return nil, err
+	}
+	// Files written by an older version, or copied in, may be looser:
+	// relayd refuses secrets others can read (relay/fsperm).
+	for _, f := range []string{c.APNsKeyFile, c.FCMCredentialsFile, c.KeyFile, c.JWTSecretFile} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			return nil, fmt.Errorf("restrict %s: %w", f, err)
+		}
+	}
+	for _, f := range []string{c.CAFile, c.CertFile} {
+		if err := os.Chmod(f, 0o644); err != nil {
+			return nil, fmt.Errorf("restrict %s: %w", f, err)
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict %s: %w", dir, err)
 	}
 	return c, nil
 }

@@ -96,5 +96,7 @@ retry {
 }
 
 metrics {
-  address = ":9480"
+  address      = ":9480"
+  allow_remote = true  # a firewall restricts it
+  pprof        = false
 }

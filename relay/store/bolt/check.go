@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"syscall"
 
 	bbolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -92,8 +93,8 @@ func parseMeta(p []byte) (meta, error) {
 // (relayd -check-store).
 func VerifyFile(path string) error {
 	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil // nothing to verify; Open creates the file or says why not
 	}
 	if err != nil {
 		return fmt.Errorf("verify store %s: %w", path, err)

@@ -580,7 +580,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := os.WriteFile(junk, []byte(strings.Repeat("not a bolt file ", 1024)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(junk, Options{}); err == nil || !strings.Contains(err.Error(), "open store "+junk) {
+	if _, err := Open(junk, Options{}); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "store "+junk) {
 		t.Fatalf("junk file: %v", err)
 	}
 	if _, err := Open("", Options{}); err == nil {
