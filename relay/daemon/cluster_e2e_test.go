@@ -266,22 +266,25 @@ func testClusterKill(t *testing.T, restart bool) {
 	lost := 0
 	waitFor(t, 2*time.Minute, func() error {
 		lost = 0
+		var examples []string
 		for i := range n {
 			id := fmt.Sprintf("e-%d", i)
 			expires[pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: id})] = expiresAt
 			v, _ := live.event("acme", id)
 			if len(v.Deliveries) != 2 {
 				lost++
+				examples = append(examples, fmt.Sprintf("%s: %d deliveries (decision %+v)", id, len(v.Deliveries), v.Decision))
 				continue
 			}
 			for _, d := range v.Deliveries {
 				if d.State != "delivered" && d.State != "expired" {
 					lost++
+					examples = append(examples, fmt.Sprintf("%s/%s: %s after %d attempts (%s)", id, d.DeviceID, d.State, d.Attempts, d.LastError))
 				}
 			}
 		}
 		if lost > 0 {
-			return fmt.Errorf("%d deliveries not final", lost)
+			return fmt.Errorf("%d deliveries not final: %v", lost, examples[:min(len(examples), 5)])
 		}
 		return nil
 	})
