@@ -1,9 +1,9 @@
-// Package bolt is edgerelay's embedded store: store.Store on a single bbolt
-// file (go.etcd.io/bbolt), for a relay running on one machine.
+// Package bolt is edgerelay's embedded store: store.Backend on a single
+// bbolt file (go.etcd.io/bbolt), for a relay running on one machine.
 //
-// It owns the file and its layout, and nothing else: it does not decide,
-// schedule or deliver, and it never prunes old events (nothing in
-// store.Store asks it to).
+// It owns the file and its layout, and nothing else: it does not decide or
+// deliver. It keeps the job schedule (leases, priorities, dead letters) and
+// prunes finished events when asked (PruneEvents, store.retention).
 //
 // # Durability
 //
@@ -35,10 +35,14 @@
 //	devices    ws \0 user \0 device      JSON relay.Device
 //	settings   ws                        JSON {type: setting}
 //	prefs      ws \0 user                JSON {type: bool}
+//	answers    ws \0 id                  JSON relay.Answer (the first answer; kept)
+//	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
+//	deadletters 8-byte big-endian seq    JSON store.DeadLetter
+//	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)
 //
 // A job lives in exactly one of jobs_open and jobs_done, chosen by
-// relay.DeliveryState.Final, so OpenJobs reads only open jobs and never
-// scans finished ones. A job value holds what its key does not: platform,
+// relay.DeliveryState.Final; an open job also has one entry in the
+// schedule (sched.go), written in the same transaction. A job value holds what its key does not: platform,
 // state, attempts, last error and times, in a small binary encoding
 // (codec.go; JSON decoding was most of a 1M-job recovery walk). Events,
 // decisions, devices and maps stay JSON.
@@ -48,9 +52,9 @@
 //
 // # Walks
 //
-// Undecided and OpenJobs read in chunks of a few hundred entries, each in
+// Undecided reads in chunks of a few hundred entries, each in
 // its own short read transaction, and call fn outside any transaction. So
-// fn may write to the store (Decide, UpdateJobs) without deadlocking bbolt's
+// fn may write to the store (Decide) without deadlocking bbolt's
 // remap, and ctx and Close are checked between entries. A walk is not a
 // snapshot: entries added during it may or may not be seen, entries removed
 // before it reaches them are not.
