@@ -202,7 +202,11 @@ func (q *Queue) Scheduled(lane string, p relay.Priority, n int) {
 
 // Open returns the number of open jobs (the schedule's, across relays, as
 // last counted).
-func (q *Queue) Open() int { return int(q.openHigh.Load() + q.openNormal.Load()) }
+func (q *Queue) Open() int {
+	// Outcomes counted here between refreshes may already be in the
+	// store's count: the sum can dip below zero for a moment.
+	return max(0, int(q.openHigh.Load()+q.openNormal.Load()))
+}
 
 // Run sends due jobs until ctx is done, then lets in-flight sends finish
 // within DrainTimeout (a send cut then leaves its job to the schedule: it
