@@ -57,8 +57,10 @@ auth {
 }
 
 # Durable state (events, devices, settings, queue). The embedded bbolt store;
-# path defaults to <data_dir>/relay.db. For a cluster instead:
-#   store "jetstream" { url = "nats://127.0.0.1:4222"  replicas = 3 }
+# path defaults to <data_dir>/relay.db. For a cluster instead (docs/cluster.md):
+#   store "jetstream" { replicas = 3 }
+#   nats { name = "relay-1"  cluster { listen = "0.0.0.0:6222"  routes = [...] } }
+# or an existing NATS cluster: store "jetstream" { url = "nats://…"  replicas = 3 }
 store "bolt" {
   path = "./data/relay.db"
   # How long a finished event (decision, delivery states) is kept after its
@@ -151,13 +153,15 @@ retry {
   jitter  = 0.2
 }
 
-# How much undelivered work relayd keeps. Open jobs wait on disk; the
-# soonest-due in_memory of them are held in memory. At max_open_jobs (e.g.
-# providers unreachable for long) the socket answers 503 "queue full" instead
-# of accepting events it could not keep.
+# How much undelivered work relayd keeps. Open jobs wait in the store's
+# schedule; only sends in flight are in memory, each leased for `lease` (a
+# relay that dies mid-send has its jobs sent again once the lease ends). At
+# max_open_jobs (e.g. providers unreachable for long) the socket answers 503
+# "queue full" instead of accepting events it could not keep: normal-priority
+# events at 90% of it, MFA prompts and OTPs only at 100%.
 queue {
   max_open_jobs = 1000000
-  in_memory     = 10000
+  lease         = "30s"
 }
 
 # Prometheus /metrics (and /debug/pprof/), without authentication. Leave

@@ -64,13 +64,18 @@ var ErrLocked = errors.New("locked by the workspace")
 func EffectiveSettings(defaults, explicit map[string]Setting) map[string]Setting {
 	eff := make(map[string]Setting, len(defaults))
 	for t, def := range defaults {
-		if v, ok := explicit[t]; ok && v.Valid() {
-			eff[t] = v
-		} else {
-			eff[t] = def
-		}
+		eff[t] = EffectiveSetting(t, def, explicit)
 	}
 	return eff
+}
+
+// EffectiveSetting is one type's setting: the workspace's valid explicit
+// choice, else the type's default def.
+func EffectiveSetting(typ string, def Setting, explicit map[string]Setting) Setting {
+	if v, ok := explicit[typ]; ok && v.Valid() {
+		return v
+	}
+	return def
 }
 
 // Preference is one type's state for a user: the workspace's setting,

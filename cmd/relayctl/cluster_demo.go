@@ -39,17 +39,7 @@ func cmdClusterDemo(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := devTargets(base, "")
-	if err != nil {
-		return err
-	}
-	received := make(chan string, 64)
-	fakes, err := startFakes(ctx, t, func(l string) {
-		select {
-		case received <- l:
-		default:
-		}
-	})
+	t, fakes, received, err := startDemoFakes(ctx, base)
 	if err != nil {
 		return err
 	}

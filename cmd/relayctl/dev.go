@@ -65,6 +65,26 @@ func devTargets(cfg *config.Config, dir string) (*fakeTargets, error) {
 	return nil, fmt.Errorf("config %s has no app with both apns and fcm endpoints to fake", cfg.File)
 }
 
+// startDemoFakes starts the fakes named by cfg's endpoints; each push they
+// receive is described on the returned channel (dropped when nobody reads).
+func startDemoFakes(ctx context.Context, cfg *config.Config) (*fakeTargets, *relaytest.DevFakes, <-chan string, error) {
+	t, err := devTargets(cfg, "")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	received := make(chan string, 64)
+	fakes, err := startFakes(ctx, t, func(l string) {
+		select {
+		case received <- l:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return t, fakes, received, nil
+}
+
 func startFakes(ctx context.Context, t *fakeTargets, onPush func(string)) (*relaytest.DevFakes, error) {
 	w := &lineWriter{fn: onPush}
 	return relaytest.StartDevFakes(ctx, relaytest.DevFakesOptions{
@@ -127,17 +147,7 @@ func cmdDemo(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := devTargets(cfg, "")
-	if err != nil {
-		return err
-	}
-	received := make(chan string, 64)
-	fakes, err := startFakes(ctx, t, func(l string) {
-		select {
-		case received <- l:
-		default:
-		}
-	})
+	t, fakes, received, err := startDemoFakes(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -373,7 +373,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 	}
 
-	setting := relay.EffectiveSettings(map[string]relay.Setting{ev.Type: n.Default}, settings)[ev.Type]
+	setting := relay.EffectiveSetting(ev.Type, n.Default, settings)
 	var pref *bool
 	if v, ok := prefs[ev.Type]; ok {
 		pref = &v

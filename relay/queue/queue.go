@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -629,18 +630,8 @@ func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
 		}
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b Stats) int { return cmpString(a.Lane, b.Lane) })
+	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Lane, b.Lane) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // OpenBreakers returns this relay's lanes whose circuit breaker is open or

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -476,18 +477,8 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 	for _, st := range byLane {
 		out = append(out, *st)
 	}
-	slices.SortFunc(out, func(a, b store.LaneStats) int { return cmpString(a.Lane, b.Lane) })
+	slices.SortFunc(out, func(a, b store.LaneStats) int { return strings.Compare(a.Lane, b.Lane) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // releaseLeases ends every lease at open: a bolt file has one relay at a
