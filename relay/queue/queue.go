@@ -370,8 +370,23 @@ func (q *Queue) process(ctx context.Context, l *lane, lj store.Leased, probe boo
 		q.settle(ctx, l, lj, relay.StateFailed, time.Time{}, "event has no stored alert", 0, probe)
 		return
 	case lj.Device.ID == "":
-		q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{}, "device no longer registered", 0, probe)
-		return
+		// The lease says the device is gone; ask the directory itself before
+		// ending the job (a cluster store read during a leader change can
+		// come back empty).
+		d, err := q.opts.Devices.Device(ctx, j.Event.Workspace, lj.User, j.DeviceID)
+		switch {
+		case errors.Is(err, relay.ErrNotFound):
+			q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{}, "device no longer registered", 0, probe)
+			return
+		case err != nil:
+			q.settle(ctx, l, lj, relay.StatePending, q.opts.Now().Add(time.Second), "read device: "+err.Error(), 0, probe)
+			return
+		}
+		lj.Device = d
+		if relay.Lane(d.App, d.Platform) != l.key {
+			q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{}, "device re-registered for "+relay.Lane(d.App, d.Platform), 0, probe)
+			return
+		}
 	case relay.Lane(lj.Device.App, lj.Device.Platform) != l.key:
 		q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{},
 			fmt.Sprintf("device re-registered for %s", relay.Lane(lj.Device.App, lj.Device.Platform)), 0, probe)
