@@ -322,7 +322,8 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 				}
 				failures++
 				q.log.Error("lease jobs", "lane", l.key, relay.LogKeyError, err)
-				jobs, wait = nil, min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
+				// Jobs leased before the error are ours: they are sent.
+				wait = min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)
 			} else {
 				failures = 0
 			}

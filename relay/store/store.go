@@ -126,6 +126,8 @@ type Schedule interface {
 	// Lease leases up to Max due jobs of a lane, high priority first, then
 	// in due order. next is when the lane's next job becomes due, when the
 	// backend knows it (zero: no open job, or unknown — ask again later).
+	// Jobs returned with an error are leased all the same: the caller
+	// sends and settles them.
 	Lease(ctx context.Context, req LeaseRequest) (jobs []Leased, next time.Time, err error)
 	// Settle records a leased job's new state, ending the lease: a final
 	// state closes the job (StateFailed also records a dead letter, with

@@ -45,6 +45,9 @@ type jobMsg struct {
 // waits (its decision is being written, or failed and will be redone).
 const undecidedRetry = 2 * time.Second
 
+// consumerTimeout bounds the creation of a lane's consumer.
+const consumerTimeout = 5 * time.Second
+
 // publishJob publishes the message of an open job, on its lane and
 // priority subject.
 func (s *Store) publishJob(ctx context.Context, j *relay.Job, prio string) error {
@@ -68,7 +71,12 @@ func (s *Store) consumer(ctx context.Context, lane, prio string) (jetstream.Cons
 	if ok {
 		return c, nil
 	}
-	c, err := s.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	// A request sent while the meta leader changes gets no answer: a
+	// bounded wait lets the next Lease ask again rather than hang until
+	// the caller's deadline.
+	cctx, cancel := context.WithTimeout(ctx, consumerTimeout)
+	defer cancel()
+	c, err := s.jobs.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "edgerelay lane " + lane + " priority " + prio,
 		FilterSubject: s.jobSubject(lane, prio),
@@ -359,6 +367,14 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 			putBack(due.Sub(req.Now))
 			return store.Leased{}, false, nil
 		}
+		// The device is read before the lease is written: a read that
+		// fails (a leader change) must not lease the job without its
+		// device, which the queue would take for a removed device.
+		d, drev, err := s.getDevice(ctx, key.Workspace, r.Event.User, m.Device)
+		if err != nil {
+			putBack(undecidedRetry)
+			return store.Leased{}, false, fmt.Errorf("lease %s: device %s of %s: %w", req.Lane, m.Device, key, err)
+		}
 		j.Gen++
 		j.Owner, j.LeaseUntil = req.Owner, now.Add(req.TTL)
 		gen := j.Gen
@@ -380,10 +396,7 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		t := &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply(), rev: nrev}
 		t.rec, _ = json.Marshal(r)
 		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, Ticket: t}
-		d, drev, err := s.getDevice(ctx, key.Workspace, r.Event.User, m.Device)
-		if err != nil {
-			s.log.Warn("lease: device lookup failed; leased without the device", relay.LogKeyDevice, m.Device, relay.LogKeyError, err)
-		} else if drev != 0 {
+		if drev != 0 {
 			l.Device = d
 		}
 		return l, true, nil
