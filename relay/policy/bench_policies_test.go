@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -102,7 +103,7 @@ func BenchmarkShippedPolicies(b *testing.B) {
 				var wasm []byte
 				var in *abi.Input
 				if name == "trivial" {
-					wasm = constPlugin(`{"verdict":"allow"}`)
+					wasm = wasmtest.ConstPlugin(`{"verdict":"allow"}`)
 					in = policyInput(name, &Manifest{})
 				} else {
 					var m *Manifest

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -52,7 +53,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		name string
 		wasm func(*testing.B) []byte
 	}{
-		{"trivial", func(*testing.B) []byte { return constPlugin(`{"verdict":"allow"}`) }},
+		{"trivial", func(*testing.B) []byte { return wasmtest.ConstPlugin(`{"verdict":"allow"}`) }},
 		{"go-sdk", sdkWasm},
 	}
 	for _, pl := range plugins {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 
 	"context"
 	"github.com/hashicorp/go-hclog"
@@ -39,16 +40,16 @@ type plug struct {
 }
 
 func trapPlugin() []byte {
-	m := abiMod(1)
-	m.fn("relay_evaluate", ppT, i64T, nil, []byte{opUnreachable})
-	return m.bytes()
+	m := wasmtest.ABIModule(1)
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, []byte{wasmtest.OpUnreachable})
+	return m.Bytes()
 }
 
 func buildSet(tb testing.TB, e *Engine, opts SetOptions, ps ...plug) *Set {
 	tb.Helper()
 	var entries []Entry
 	for _, p := range ps {
-		wasm := constPlugin(p.out)
+		wasm := wasmtest.ConstPlugin(p.out)
 		if p.out == "TRAP" {
 			wasm = trapPlugin()
 		}
@@ -319,7 +320,7 @@ func BenchmarkRecentRecordLookup(b *testing.B) {
 // record different hashes.
 func TestDecisionHashCoversConfig(t *testing.T) {
 	e := openEngine(t, Options{})
-	p := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow"}`))
+	p := mustLoad(t, e, "p", wasmtest.ConstPlugin(`{"verdict":"allow"}`))
 	hash := func(cfg string) string {
 		m := Manifest{Mode: ModeEnforce}
 		if cfg != "" {
@@ -348,16 +349,16 @@ func TestDecisionHashCoversConfig(t *testing.T) {
 // levels, and at debug it is capped and its digit runs masked.
 func TestGuestOutputKeptOutOfLogs(t *testing.T) {
 	msg := "panic: bad code 482913 for user"
-	m := newMod()
-	fdWrite := m.importFunc("wasi_snapshot_preview1", "fd_write", []byte{tI32, tI32, tI32, tI32}, i32T)
-	m.memory(1, -1)
-	m.dataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).dataAt(64, []byte(msg))
-	m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-	m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-	m.fn("relay_evaluate", ppT, i64T, nil, i32c(2), i32c(16), i32c(1), i32c(32), call(fdWrite),
-		[]byte{opDrop, opUnreachable})
+	m := wasmtest.NewModule()
+	fdWrite := m.ImportFunc("wasi_snapshot_preview1", "fd_write", []byte{wasmtest.TI32, wasmtest.TI32, wasmtest.TI32, wasmtest.TI32}, wasmtest.I32T)
+	m.Memory(1, -1)
+	m.DataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).DataAt(64, []byte(msg))
+	m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+	m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I32Const(2), wasmtest.I32Const(16), wasmtest.I32Const(1), wasmtest.I32Const(32), wasmtest.Call(fdWrite),
+		[]byte{wasmtest.OpDrop, wasmtest.OpUnreachable})
 	e := openEngine(t, Options{})
-	p := mustLoad(t, e, "leaky", m.bytes())
+	p := mustLoad(t, e, "leaky", m.Bytes())
 	for _, level := range []hclog.Level{hclog.Info, hclog.Debug} {
 		var buf bytes.Buffer
 		log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: level})

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,7 +52,7 @@ func mustLoad(tb testing.TB, e *Engine, name string, wasm []byte) *Plugin {
 
 func TestEvaluateEcho(t *testing.T) {
 	e := openEngine(t, Options{})
-	p := mustLoad(t, e, "echo", echoPlugin())
+	p := mustLoad(t, e, "echo", wasmtest.EchoPlugin())
 	if len(p.Hash()) != 64 {
 		t.Fatalf("hash %q", p.Hash())
 	}
@@ -75,41 +76,41 @@ func TestEvaluateEcho(t *testing.T) {
 func TestLoadRejects(t *testing.T) {
 	e := openEngine(t, Options{MemoryLimit: 16 << 16})
 	foreign := func() []byte {
-		m := newMod()
-		m.importFunc("env", "foo", noT, noT)
-		m.memory(1, -1)
-		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
-		return m.bytes()
+		m := wasmtest.NewModule()
+		m.ImportFunc("env", "foo", wasmtest.NoT, wasmtest.NoT)
+		m.Memory(1, -1)
+		m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+		m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+		return m.Bytes()
 	}
 	missing := func() []byte {
-		return abiMod(1).bytes()
+		return wasmtest.ABIModule(1).Bytes()
 	}
 	badSig := func() []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", i32T, i32T, nil, i32c(0))
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(0))
+		return m.Bytes()
 	}
 	noMemory := func() []byte {
-		m := newMod()
-		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
-		return m.bytes()
+		m := wasmtest.NewModule()
+		m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+		m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+		return m.Bytes()
 	}
 	bigMin := func() []byte {
-		m := newMod().memory(100, -1)
-		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
-		return m.bytes()
+		m := wasmtest.NewModule().Memory(100, -1)
+		m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+		m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+		return m.Bytes()
 	}
 	initTrap := func() []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
-		m.fn("_initialize", noT, noT, nil, []byte{opUnreachable})
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+		m.Func("_initialize", wasmtest.NoT, wasmtest.NoT, nil, []byte{wasmtest.OpUnreachable})
+		return m.Bytes()
 	}
 	tests := []struct {
 		name string
@@ -117,12 +118,12 @@ func TestLoadRejects(t *testing.T) {
 		want string
 	}{
 		{"garbage", []byte("not wasm at all"), "load policy x: refused: cannot analyse module: not a WebAssembly 1.0 binary"},
-		{"truncated", echoPlugin()[:40], "load policy x: refused: cannot analyse module: section 7: unexpected end"},
+		{"truncated", wasmtest.EchoPlugin()[:40], "load policy x: refused: cannot analyse module: section 7: unexpected end"},
 		{"missing export", missing(), `plugin x: missing export "relay_evaluate"`},
 		{"wrong abi", func() []byte {
-			m := abiMod(2)
-			m.fn("relay_evaluate", ppT, i64T, nil, i64c(0))
-			return m.bytes()
+			m := wasmtest.ABIModule(2)
+			m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+			return m.Bytes()
 		}(), "unsupported ABI version 2"},
 		{"foreign import", foreign(), "plugin x imports env.foo: only wasi_snapshot_preview1 is allowed"},
 		{"bad signature", badSig(), `export "relay_evaluate" has signature (i32) -> (i32), want (i32,i32) -> (i64)`},
@@ -160,38 +161,38 @@ func misbehaving() []struct {
 	kind FailureKind
 } {
 	ev := func(code ...[]byte) []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", ppT, i64T, nil, code...)
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, code...)
+		return m.Bytes()
 	}
-	grow := ev([]byte{opBlock, blockEmpty, opLoop, blockEmpty}, i32c(1), []byte{opMemoryGrow, 0x00},
-		i32c(-1), []byte{opI32Eq, opBrIf, 1, opBr, 0, opEnd, opEnd, opUnreachable}, i64c(0))
+	grow := ev([]byte{wasmtest.OpBlock, wasmtest.BlockEmpty, wasmtest.OpLoop, wasmtest.BlockEmpty}, wasmtest.I32Const(1), []byte{wasmtest.OpMemoryGrow, 0x00},
+		wasmtest.I32Const(-1), []byte{wasmtest.OpI32Eq, wasmtest.OpBrIf, 1, wasmtest.OpBr, 0, wasmtest.OpEnd, wasmtest.OpEnd, wasmtest.OpUnreachable}, wasmtest.I64Const(0))
 	recursion := func() []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", ppT, i64T, nil, call(3), i64c(0))
-		m.fn("", noT, noT, nil, call(3))
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.Call(3), wasmtest.I64Const(0))
+		m.Func("", wasmtest.NoT, wasmtest.NoT, nil, wasmtest.Call(3))
+		return m.Bytes()
 	}()
 	exit := func() []byte {
-		m := newMod()
-		exitFn := m.importFunc("wasi_snapshot_preview1", "proc_exit", i32T, noT)
-		m.memory(1, -1)
-		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-		m.fn("relay_evaluate", ppT, i64T, nil, i32c(3), call(exitFn), i64c(0))
-		return m.bytes()
+		m := wasmtest.NewModule()
+		exitFn := m.ImportFunc("wasi_snapshot_preview1", "proc_exit", wasmtest.I32T, wasmtest.NoT)
+		m.Memory(1, -1)
+		m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+		m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I32Const(3), wasmtest.Call(exitFn), wasmtest.I64Const(0))
+		return m.Bytes()
 	}()
 	stderr := func() []byte {
 		msg := "guest says: something broke"
-		m := newMod()
-		fdWrite := m.importFunc("wasi_snapshot_preview1", "fd_write", []byte{tI32, tI32, tI32, tI32}, i32T)
-		m.memory(1, -1)
-		m.dataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).dataAt(64, []byte(msg))
-		m.fn("relay_abi_version", noT, i32T, nil, i32c(1))
-		m.fn("relay_alloc", i32T, i32T, nil, i32c(1024))
-		m.fn("relay_evaluate", ppT, i64T, nil, i32c(2), i32c(16), i32c(1), i32c(32), call(fdWrite),
-			[]byte{opDrop, opUnreachable})
-		return m.bytes()
+		m := wasmtest.NewModule()
+		fdWrite := m.ImportFunc("wasi_snapshot_preview1", "fd_write", []byte{wasmtest.TI32, wasmtest.TI32, wasmtest.TI32, wasmtest.TI32}, wasmtest.I32T)
+		m.Memory(1, -1)
+		m.DataAt(16, []byte{64, 0, 0, 0, byte(len(msg)), 0, 0, 0}).DataAt(64, []byte(msg))
+		m.Func("relay_abi_version", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+		m.Func("relay_alloc", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1024))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I32Const(2), wasmtest.I32Const(16), wasmtest.I32Const(1), wasmtest.I32Const(32), wasmtest.Call(fdWrite),
+			[]byte{wasmtest.OpDrop, wasmtest.OpUnreachable})
+		return m.Bytes()
 	}()
 	return []struct {
 		name string
@@ -199,13 +200,13 @@ func misbehaving() []struct {
 		in   string
 		kind FailureKind
 	}{
-		{"infinite loop", ev([]byte{opLoop, blockEmpty, opBr, 0, opEnd}, i64c(0)), "{}", KindTimeout},
-		{"unreachable", ev([]byte{opUnreachable}), "{}", KindTrap},
+		{"infinite loop", ev([]byte{wasmtest.OpLoop, wasmtest.BlockEmpty, wasmtest.OpBr, 0, wasmtest.OpEnd}, wasmtest.I64Const(0)), "{}", KindTimeout},
+		{"unreachable", ev([]byte{wasmtest.OpUnreachable}), "{}", KindTrap},
 		{"stderr", stderr, "{}", KindTrap},
 		{"grow to limit", grow, "{}", KindMemory},
-		{"output out of bounds", ev(i64c(0x7fff0000<<32 | 16)), "{}", KindBadOutput},
-		{"empty output", ev(i64c(16 << 32)), "{}", KindBadOutput},
-		{"output too large", ev(i64c(MaxOutputBytes + 1)), "{}", KindBadOutput},
+		{"output out of bounds", ev(wasmtest.I64Const(0x7fff0000<<32 | 16)), "{}", KindBadOutput},
+		{"empty output", ev(wasmtest.I64Const(16 << 32)), "{}", KindBadOutput},
+		{"output too large", ev(wasmtest.I64Const(MaxOutputBytes + 1)), "{}", KindBadOutput},
 		{"proc_exit", exit, "{}", KindExit},
 		{"recursion", recursion, "{}", KindStackOverflow},
 		{"call tree", callTree(40), "{}", KindTimeout},
@@ -215,7 +216,7 @@ func misbehaving() []struct {
 
 func TestMisbehavingPlugins(t *testing.T) {
 	e := openEngine(t, Options{Timeout: 200 * time.Millisecond, MaxConcurrent: 4})
-	good := mustLoad(t, e, "good", constPlugin(`{"verdict":"allow"}`))
+	good := mustLoad(t, e, "good", wasmtest.ConstPlugin(`{"verdict":"allow"}`))
 	type tcase struct {
 		name string
 		wasm []byte
@@ -345,7 +346,7 @@ func TestMemoryBombHostHeap(t *testing.T) {
 
 func TestConcurrentEvaluateAndClose(t *testing.T) {
 	e := openEngine(t, Options{MaxConcurrent: 2, PoolSize: 2})
-	p := mustLoad(t, e, "echo", echoPlugin())
+	p := mustLoad(t, e, "echo", wasmtest.EchoPlugin())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var okCalls, closedCalls int
@@ -389,7 +390,7 @@ func TestConcurrentEvaluateAndClose(t *testing.T) {
 
 func TestSemaphoreHonoursContext(t *testing.T) {
 	e := openEngine(t, Options{MaxConcurrent: 1})
-	p := mustLoad(t, e, "echo", echoPlugin())
+	p := mustLoad(t, e, "echo", wasmtest.EchoPlugin())
 	e.sem <- struct{}{} // occupy the only slot
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -410,7 +411,7 @@ func TestCacheDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := openEngine(t, Options{CacheDir: dir})
-	mustLoad(t, e, "echo", echoPlugin())
+	mustLoad(t, e, "echo", wasmtest.EchoPlugin())
 	st, err := os.Stat(dir)
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("cache dir: %v %v", st.Mode(), err)
@@ -469,8 +470,8 @@ func cacheFiles(tb testing.TB, dir string) []string {
 func TestCachePrunedToLoadedVersions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
 	e := openEngine(t, Options{CacheDir: dir})
-	v1 := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow","reason":"v1"}`))
-	v2 := mustLoad(t, e, "p", constPlugin(`{"verdict":"allow","reason":"v2"}`))
+	v1 := mustLoad(t, e, "p", wasmtest.ConstPlugin(`{"verdict":"allow","reason":"v1"}`))
+	v2 := mustLoad(t, e, "p", wasmtest.ConstPlugin(`{"verdict":"allow","reason":"v2"}`))
 	if n := len(cacheFiles(t, dir)); n != 2 {
 		ents, _ := os.ReadDir(dir)
 		t.Fatalf("%d cached modules after two loads: %v %v", n, cacheFiles(t, dir), ents)
@@ -485,7 +486,7 @@ func TestCachePrunedToLoadedVersions(t *testing.T) {
 	kept := cacheFiles(t, dir)
 	// A restart loading v2 from the cache keeps its file.
 	e2 := openEngine(t, Options{CacheDir: dir})
-	mustLoad(t, e2, "p", constPlugin(`{"verdict":"allow","reason":"v2"}`))
+	mustLoad(t, e2, "p", wasmtest.ConstPlugin(`{"verdict":"allow","reason":"v2"}`))
 	if err := e2.PruneCache(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestNoStateAcrossWorkspaces(t *testing.T) {
 // timeout, and the next call creates a new one.
 func TestTrimReleasesIdleInstances(t *testing.T) {
 	e := openEngine(t, Options{Prewarm: 2, PoolSize: 2})
-	p := mustLoad(t, e, "echo", echoPlugin())
+	p := mustLoad(t, e, "echo", wasmtest.EchoPlugin())
 	if n := p.Stats().Instances; n != 2 {
 		t.Fatalf("%d instances after prewarm", n)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,35 +15,35 @@ import (
 // a single loop: f(n) = n == 0 ? 0 : f(n-1) + f(n-1), as an acyclic chain
 // of functions f_depth ... f_0 (no recursion either).
 func callTree(depth int) []byte {
-	m := abiMod(1)
+	m := wasmtest.ABIModule(1)
 	// Functions 0, 1 are ABI; evaluate is 2; f_0 is 3, f_k is 3+k.
-	m.fn("relay_evaluate", ppT, i64T, nil, call(uint32(3+depth)), []byte{opDrop}, i64c(0))
-	m.fn("", noT, i32T, nil, i32c(1))
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.Call(uint32(3+depth)), []byte{wasmtest.OpDrop}, wasmtest.I64Const(0))
+	m.Func("", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
 	for k := 1; k <= depth; k++ {
-		m.fn("", noT, i32T, nil, call(uint32(3+k-1)), call(uint32(3+k-1)), []byte{opI32Add})
+		m.Func("", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.Call(uint32(3+k-1)), wasmtest.Call(uint32(3+k-1)), []byte{wasmtest.OpI32Add})
 	}
-	return m.bytes()
+	return m.Bytes()
 }
 
 // mutualTree is the recursive variant: g(n) = n == 0 ? 1 : g(n-1) + g(n-1).
 func mutualTree(depth int32) []byte {
-	m := abiMod(1)
-	m.fn("relay_evaluate", ppT, i64T, nil, i32c(depth), call(3), []byte{opDrop}, i64c(0))
-	m.fn("", i32T, i32T, nil,
-		lget(0), []byte{opI32Eqz, opIf, blockEmpty}, i32c(1), []byte{opReturn, opEnd},
-		lget(0), i32c(1), []byte{opI32Sub}, call(3),
-		lget(0), i32c(1), []byte{opI32Sub}, call(3), []byte{opI32Add})
-	return m.bytes()
+	m := wasmtest.ABIModule(1)
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I32Const(depth), wasmtest.Call(3), []byte{wasmtest.OpDrop}, wasmtest.I64Const(0))
+	m.Func("", wasmtest.I32T, wasmtest.I32T, nil,
+		wasmtest.LocalGet(0), []byte{wasmtest.OpI32Eqz, wasmtest.OpIf, wasmtest.BlockEmpty}, wasmtest.I32Const(1), []byte{wasmtest.OpReturn, wasmtest.OpEnd},
+		wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{wasmtest.OpI32Sub}, wasmtest.Call(3),
+		wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{wasmtest.OpI32Sub}, wasmtest.Call(3), []byte{wasmtest.OpI32Add})
+	return m.Bytes()
 }
 
 // factorial recurses n deep and returns n! in the output length.
 func factorial() []byte {
-	m := abiMod(1)
-	m.fn("relay_evaluate", ppT, i64T, nil, packed(i32c(0), cat(lget(1), call(3))))
-	m.fn("", i32T, i32T, nil,
-		lget(0), []byte{opI32Eqz, opIf, blockEmpty}, i32c(1), []byte{opReturn, opEnd},
-		lget(0), lget(0), i32c(1), []byte{opI32Sub}, call(3), []byte{0x6c}) // i32.mul
-	return m.bytes()
+	m := wasmtest.ABIModule(1)
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.Packed(wasmtest.I32Const(0), wasmtest.Cat(wasmtest.LocalGet(1), wasmtest.Call(3))))
+	m.Func("", wasmtest.I32T, wasmtest.I32T, nil,
+		wasmtest.LocalGet(0), []byte{wasmtest.OpI32Eqz, wasmtest.OpIf, wasmtest.BlockEmpty}, wasmtest.I32Const(1), []byte{wasmtest.OpReturn, wasmtest.OpEnd},
+		wasmtest.LocalGet(0), wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{wasmtest.OpI32Sub}, wasmtest.Call(3), []byte{0x6c}) // i32.mul
+	return m.Bytes()
 }
 
 func TestGuardedRecursionStillWorks(t *testing.T) {
@@ -63,15 +64,15 @@ func TestKillSwitch(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	e := openEngine(t, Options{Timeout: timeout})
 	loop := func() []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", ppT, i64T, nil, []byte{opLoop, blockEmpty, opBr, 0, opEnd}, i64c(0))
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, []byte{wasmtest.OpLoop, wasmtest.BlockEmpty, wasmtest.OpBr, 0, wasmtest.OpEnd}, wasmtest.I64Const(0))
+		return m.Bytes()
 	}()
 	recursion := func() []byte {
-		m := abiMod(1)
-		m.fn("relay_evaluate", ppT, i64T, nil, call(3), i64c(0))
-		m.fn("", noT, noT, nil, call(3))
-		return m.bytes()
+		m := wasmtest.ABIModule(1)
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.Call(3), wasmtest.I64Const(0))
+		m.Func("", wasmtest.NoT, wasmtest.NoT, nil, wasmtest.Call(3))
+		return m.Bytes()
 	}()
 	for _, tc := range []struct {
 		name string
@@ -125,19 +126,19 @@ func TestUnanalysableModuleRefused(t *testing.T) {
 	e := openEngine(t, Options{})
 	// An atomic instruction (threads proposal): outside what the rewrite
 	// decodes.
-	m := abiMod(1)
-	m.fn("relay_evaluate", ppT, i64T, nil, []byte{0xfe, 0x03, 0x00}, i64c(0))
-	reserved := newMod()
-	reserved.importFunc("edgerelay_guard", "check", i32T, i32T)
-	reserved.memory(1, -1)
+	m := wasmtest.ABIModule(1)
+	m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, []byte{0xfe, 0x03, 0x00}, wasmtest.I64Const(0))
+	reserved := wasmtest.NewModule()
+	reserved.ImportFunc("edgerelay_guard", "check", wasmtest.I32T, wasmtest.I32T)
+	reserved.Memory(1, -1)
 	for _, tc := range []struct {
 		name string
 		wasm []byte
 		want string
 	}{
-		{"unknown instruction", m.bytes(), "refused: cannot analyse module: function 2: unsupported instruction 0xfe"},
+		{"unknown instruction", m.Bytes(), "refused: cannot analyse module: function 2: unsupported instruction 0xfe"},
 		{"garbage", []byte("not wasm"), "refused: cannot analyse module: not a WebAssembly 1.0 binary"},
-		{"reserved import", reserved.bytes(), `the module "edgerelay_guard" is reserved`},
+		{"reserved import", reserved.Bytes(), `the module "edgerelay_guard" is reserved`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := e.Load("x", tc.wasm)

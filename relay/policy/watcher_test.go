@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func TestWatcherReload(t *testing.T) {
 	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e})
 	defer w.Close(context.Background())
 
-	a := constPlugin(`{"verdict":"allow","set":{"title":"A"}}`)
+	a := wasmtest.ConstPlugin(`{"verdict":"allow","set":{"title":"A"}}`)
 	writeFile(t, filepath.Join(dir, "a.wasm"), a)
 	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = 2\n"))
 	writeFile(t, filepath.Join(dir, "b.wasm"), []byte("garbage"))
@@ -100,7 +101,7 @@ func TestWatcherReload(t *testing.T) {
 	// Fixing the manifest changes the order without reloading the module.
 	old := w.Current().Entries()[0].Plugin
 	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = 7\nmode = \"shadow\"\n"))
-	writeFile(t, filepath.Join(dir, "b.wasm"), constPlugin(`{"verdict":"suppress"}`))
+	writeFile(t, filepath.Join(dir, "b.wasm"), wasmtest.ConstPlugin(`{"verdict":"suppress"}`))
 	if err := w.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestWatcherRun(t *testing.T) {
 	}()
 	versions := make([][]byte, 4)
 	for i := range versions {
-		versions[i] = constPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
+		versions[i] = wasmtest.ConstPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
 	}
 	path := filepath.Join(dir, "p.wasm")
 	waitHash := func(b []byte, how string) {
@@ -197,10 +198,10 @@ func TestHotReloadHammer(t *testing.T) {
 	reasonOf := make(map[string]string)
 	versions := make([][]byte, swaps+1)
 	for i := range versions {
-		versions[i] = constPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
+		versions[i] = wasmtest.ConstPlugin(fmt.Sprintf(`{"verdict":"allow","reason":"v%d"}`, i))
 		reasonOf[sha256hex(versions[i])] = fmt.Sprintf("v%d", i)
 	}
-	writeFile(t, filepath.Join(dir, "other.wasm"), constPlugin(`{"verdict":"allow","reason":"other"}`))
+	writeFile(t, filepath.Join(dir, "other.wasm"), wasmtest.ConstPlugin(`{"verdict":"allow","reason":"other"}`))
 	writeFile(t, filepath.Join(dir, "p.wasm"), versions[0])
 	if err := w.Reload(); err != nil {
 		t.Fatal(err)
@@ -267,7 +268,7 @@ func TestWatcherRefusesSymlinkOutside(t *testing.T) {
 	}
 	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e})
 	defer w.Close(context.Background())
-	a := constPlugin(`{"verdict":"allow"}`)
+	a := wasmtest.ConstPlugin(`{"verdict":"allow"}`)
 	writeFile(t, filepath.Join(root, "elsewhere.wasm"), a)
 	writeFile(t, filepath.Join(dir, "in.wasm"), a)
 	if err := os.Symlink(filepath.Join(root, "elsewhere.wasm"), filepath.Join(dir, "out.wasm")); err != nil {

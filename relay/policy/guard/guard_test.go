@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,13 +69,13 @@ func (h *host) run(tb testing.TB, wasm []byte, fn string, args ...uint64) ([]uin
 
 // counter loops n times (its argument) and returns n.
 func counter() []byte {
-	m := newMod()
-	m.fn("count", i32T, i32T, []byte{0x01, 0x01, tI32}, // one i32 local: i
-		[]byte{opBlock, blockEmpty, opLoop, blockEmpty},
-		lget(1), lget(0), []byte{0x4e}, []byte{opBrIf, 1}, // i >= n: break (i32.ge_s)
-		lget(1), i32c(1), []byte{opI32Add, opLocalSet, 1, opBr, 0, opEnd, opEnd},
-		lget(1))
-	return m.bytes()
+	m := wasmtest.NewModule()
+	m.Func("count", wasmtest.I32T, wasmtest.I32T, []byte{0x01, 0x01, wasmtest.TI32}, // one i32 local: i
+		[]byte{wasmtest.OpBlock, wasmtest.BlockEmpty, wasmtest.OpLoop, wasmtest.BlockEmpty},
+		wasmtest.LocalGet(1), wasmtest.LocalGet(0), []byte{0x4e}, []byte{wasmtest.OpBrIf, 1}, // i >= n: break (i32.ge_s)
+		wasmtest.LocalGet(1), wasmtest.I32Const(1), []byte{wasmtest.OpI32Add, wasmtest.OpLocalSet, 1, wasmtest.OpBr, 0, wasmtest.OpEnd, wasmtest.OpEnd},
+		wasmtest.LocalGet(1))
+	return m.Bytes()
 }
 
 func TestFuelCountsLoops(t *testing.T) {
@@ -91,25 +92,25 @@ func TestFuelCountsLoops(t *testing.T) {
 }
 
 func TestFuelEndsEveryKindOfRunaway(t *testing.T) {
-	loop := newMod()
-	loop.fn("run", noT, noT, nil, []byte{opLoop, blockEmpty, opBr, 0, opEnd})
-	tree := newMod() // 2^40 calls, no loop, no recursion
-	tree.fn("run", noT, noT, nil, call(1+40), []byte{opDrop})
-	tree.fn("", noT, i32T, nil, i32c(1))
+	loop := wasmtest.NewModule()
+	loop.Func("run", wasmtest.NoT, wasmtest.NoT, nil, []byte{wasmtest.OpLoop, wasmtest.BlockEmpty, wasmtest.OpBr, 0, wasmtest.OpEnd})
+	tree := wasmtest.NewModule() // 2^40 calls, no loop, no recursion
+	tree.Func("run", wasmtest.NoT, wasmtest.NoT, nil, wasmtest.Call(1+40), []byte{wasmtest.OpDrop})
+	tree.Func("", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
 	for k := 1; k <= 40; k++ {
-		tree.fn("", noT, i32T, nil, call(uint32(1+k-1)), call(uint32(1+k-1)), []byte{opI32Add})
+		tree.Func("", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.Call(uint32(1+k-1)), wasmtest.Call(uint32(1+k-1)), []byte{wasmtest.OpI32Add})
 	}
-	rec := newMod()
-	rec.fn("run", noT, noT, nil, call(1))
-	rec.fn("", noT, noT, nil, call(1))
+	rec := wasmtest.NewModule()
+	rec.Func("run", wasmtest.NoT, wasmtest.NoT, nil, wasmtest.Call(1))
+	rec.Func("", wasmtest.NoT, wasmtest.NoT, nil, wasmtest.Call(1))
 	for _, tc := range []struct {
 		name string
 		wasm []byte
 		want string
 	}{
-		{"loop", loop.bytes(), errStop.Error()},
-		{"call tree", tree.bytes(), errStop.Error()},
-		{"recursion", rec.bytes(), "depth"},
+		{"loop", loop.Bytes(), errStop.Error()},
+		{"call tree", tree.Bytes(), errStop.Error()},
+		{"recursion", rec.Bytes(), "depth"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHost(t)
@@ -124,48 +125,48 @@ func TestFuelEndsEveryKindOfRunaway(t *testing.T) {
 
 func TestInstrumentKeepsBehaviour(t *testing.T) {
 	// Recursion through a wrapper, a table call and exports keep working.
-	m := newMod()
-	fact := m.fn("fact", i32T, i32T, nil,
-		lget(0), []byte{opI32Eqz, opIf, blockEmpty}, i32c(1), []byte{opReturn, opEnd},
-		lget(0), lget(0), i32c(1), []byte{opI32Sub}, call(0), []byte{0x6c})
+	m := wasmtest.NewModule()
+	fact := m.Func("fact", wasmtest.I32T, wasmtest.I32T, nil,
+		wasmtest.LocalGet(0), []byte{wasmtest.OpI32Eqz, wasmtest.OpIf, wasmtest.BlockEmpty}, wasmtest.I32Const(1), []byte{wasmtest.OpReturn, wasmtest.OpEnd},
+		wasmtest.LocalGet(0), wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{wasmtest.OpI32Sub}, wasmtest.Call(0), []byte{0x6c})
 	_ = fact
 	h := newHost(t)
-	res, err := h.run(t, m.bytes(), "fact", 10)
+	res, err := h.run(t, m.Bytes(), "fact", 10)
 	if err != nil || res[0] != 3628800 {
 		t.Fatalf("fact(10) = %v, %v", res, err)
 	}
 	// A recursive function that leaves by a branch to its own label (not a
 	// return) is wrapped instead; deep recursion still ends.
-	w := newMod()
-	w.fn("down", i32T, noT, nil,
-		lget(0), []byte{opI32Eqz, opBrIf, 0}, lget(0), i32c(1), []byte{opI32Sub}, call(0))
-	out, st, err := InstrumentStats(w.bytes())
+	w := wasmtest.NewModule()
+	w.Func("down", wasmtest.I32T, wasmtest.NoT, nil,
+		wasmtest.LocalGet(0), []byte{wasmtest.OpI32Eqz, wasmtest.OpBrIf, 0}, wasmtest.LocalGet(0), wasmtest.I32Const(1), []byte{wasmtest.OpI32Sub}, wasmtest.Call(0))
+	out, st, err := InstrumentStats(w.Bytes())
 	if err != nil || st.Wrapped != 1 || st.Inline != 0 {
 		t.Fatalf("%+v %v", st, err)
 	}
 	_ = out
-	if _, err := h.run(t, w.bytes(), "down", 1000); err != nil {
+	if _, err := h.run(t, w.Bytes(), "down", 1000); err != nil {
 		t.Fatalf("down(1000): %v", err)
 	}
-	if _, err := h.run(t, w.bytes(), "down", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
+	if _, err := h.run(t, w.Bytes(), "down", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
 		t.Fatalf("down(MaxDepth+10): %v", err)
 	}
-	if _, err := h.run(t, m.bytes(), "fact", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
+	if _, err := h.run(t, m.Bytes(), "fact", MaxDepth+10); err == nil || !strings.Contains(err.Error(), "depth") {
 		t.Fatalf("fact(MaxDepth+10): %v", err)
 	}
-	if _, err := h.run(t, m.bytes(), "fact", MaxDepth-10); err != nil {
+	if _, err := h.run(t, m.Bytes(), "fact", MaxDepth-10); err != nil {
 		t.Fatalf("fact(MaxDepth-10): %v", err)
 	}
 }
 
 func TestRefusals(t *testing.T) {
 	body := func(code ...[]byte) []byte {
-		m := newMod()
-		m.fn("f", noT, noT, nil, code...)
-		return m.bytes()
+		m := wasmtest.NewModule()
+		m.Func("f", wasmtest.NoT, wasmtest.NoT, nil, code...)
+		return m.Bytes()
 	}
-	reserved := newMod()
-	reserved.importFunc(Module, Func, i32T, i32T)
+	reserved := wasmtest.NewModule()
+	reserved.ImportFunc(Module, Func, wasmtest.I32T, wasmtest.I32T)
 	valid := body()
 	tests := []struct {
 		name string
@@ -175,9 +176,9 @@ func TestRefusals(t *testing.T) {
 		{"bad magic", []byte("\x00asm\x02\x00\x00\x00"), "not a WebAssembly 1.0 binary"},
 		{"atomics", body([]byte{0xfe, 0x03, 0x00}), "function 0: unsupported instruction 0xfe"},
 		{"tail call", body([]byte{0x12, 0x00}), "unsupported instruction 0x12"},
-		{"global out of range", body([]byte{0x23, 0x00, opDrop}), "global 0 out of range"},
-		{"call out of range", body(call(1)), "function 1 out of range"},
-		{"reserved import", reserved.bytes(), `"edgerelay_guard" is reserved`},
+		{"global out of range", body([]byte{0x23, 0x00, wasmtest.OpDrop}), "global 0 out of range"},
+		{"call out of range", body(wasmtest.Call(1)), "function 1 out of range"},
+		{"reserved import", reserved.Bytes(), `"edgerelay_guard" is reserved`},
 		{"truncated", valid[:len(valid)-2], "unexpected end"},
 		{"trailing bytes in code", append(valid[:len(valid):len(valid)], 0x0a, 0x01, 0x00), "out of order or repeated"},
 		{"unknown section", append(valid[:len(valid):len(valid)], 0x0d, 0x00), "unsupported section id 13"},
@@ -231,13 +232,13 @@ func TestGoModule(t *testing.T) {
 // module wazero refuses is never turned into one it accepts; nothing
 // panics.
 func FuzzInstrument(f *testing.F) {
-	m := newMod()
-	m.fn("f", i32T, i32T, nil, lget(0))
-	f.Add(m.bytes())
+	m := wasmtest.NewModule()
+	m.Func("f", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.LocalGet(0))
+	f.Add(m.Bytes())
 	f.Add(counter())
-	loop := newMod()
-	loop.fn("run", noT, noT, nil, []byte{opLoop, blockEmpty, opBr, 0, opEnd})
-	f.Add(loop.bytes())
+	loop := wasmtest.NewModule()
+	loop.Func("run", wasmtest.NoT, wasmtest.NoT, nil, []byte{wasmtest.OpLoop, wasmtest.BlockEmpty, wasmtest.OpBr, 0, wasmtest.OpEnd})
+	f.Add(loop.Bytes())
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
 	defer rt.Close(ctx)
