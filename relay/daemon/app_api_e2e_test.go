@@ -305,7 +305,14 @@ func TestSealedPayloads(t *testing.T) {
 			if p.Provider == "apns" && !strings.Contains(raw, `"mutable-content":1`) {
 				t.Fatalf("sealed APNs push without mutable-content: %s", raw)
 			}
-			plain, err := seal.Open(key, p.Data()[seal.DataKeySealed])
+			for _, clear := range []string{"thread", "category", "sound", "APPROVE_DENY"} {
+				if strings.Contains(raw, clear) {
+					t.Fatalf("%q in clear beside the ciphertext: %s", clear, raw)
+				}
+			}
+			d := p.Data()
+			b := seal.Binding{Workspace: "acme", EventID: d["event_id"], Type: d["type"], ExpiresAt: d["expires_at"]}
+			plain, err := seal.Open(key, b, d[seal.DataKeySealed])
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,35 +5,47 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
 )
 
-// The sealed-payload format, version 1. Changing any of these is a new
-// version.
+// The sealed-payload format, version 2 (docs/sealed-payloads.md). Changing
+// any of these is a new version. Version 1 (no associated data, nothing
+// bound to the event) is retired: the relay no longer produces it.
 const (
 	// Info is the HPKE info string (key schedule context).
-	Info = "edgerelay sealed alert v1"
+	Info = "edgerelay sealed alert v2"
 	// Version is the value of DataKeyVersion in a sealed alert.
-	Version = "1"
+	Version = "2"
 	// DataKeySealed is the alert data key holding base64(enc || ciphertext).
 	DataKeySealed = "sealed"
 	// DataKeyVersion is the alert data key holding Version.
 	DataKeyVersion = "seal_v"
-	// FallbackTitle and FallbackBody are what a sealed alert shows when
-	// the app cannot open it. They say nothing about the alert.
+	// DataKeyContent is the alert data key that, set to ContentFetch,
+	// tells the app the push carries no content: it fetches it with
+	// GET /v1/events/{id} (seal = "required", device without a key).
+	DataKeyContent = "content"
+	// ContentFetch is the value of DataKeyContent on a generic alert.
+	ContentFetch = "fetch"
+	// FallbackTitle and FallbackBody are what a sealed or generic alert
+	// shows when the app cannot open or fetch it. They say nothing about
+	// the alert.
 	FallbackTitle = "New security alert"
 	FallbackBody  = "Open to view"
 	// KeySize is the size of an X25519 public or private key.
 	KeySize = 32
 	// encSize is the size of the encapsulated key of DHKEM(X25519).
 	encSize = 32
+	// tagSize is the size of the ChaCha20-Poly1305 tag.
+	tagSize = 16
 )
 
 // Suite identifiers (RFC 9180 section 7), for the documentation and for
@@ -45,15 +57,63 @@ const (
 )
 
 // Plain is what a sealed alert carries, JSON-encoded, as the HPKE
-// plaintext: {"title","body","data"}.
+// plaintext. Besides the content it holds the presentation fields that
+// would otherwise travel in clear (category, sound, thread id): the app's
+// extension applies them after opening.
 type Plain struct {
-	Title string            `json:"title"`
-	Body  string            `json:"body"`
-	Data  map[string]string `json:"data,omitempty"`
+	Title    string            `json:"title"`
+	Body     string            `json:"body"`
+	Data     map[string]string `json:"data,omitempty"`
+	Category string            `json:"category,omitempty"`
+	Sound    string            `json:"sound,omitempty"`
+	ThreadID string            `json:"thread_id,omitempty"`
+}
+
+// Binding names the alert a ciphertext belongs to. It is the HPKE
+// associated data, so a ciphertext opens only with the binding of the
+// push it was sealed for: the app builds it from the push's clear
+// event_id, type and expires_at and the workspace it registered the
+// device in, and a ciphertext moved to another alert does not open.
+type Binding struct {
+	Workspace string
+	EventID   string
+	Type      string
+	// ExpiresAt is the push's "expires_at" string: RFC 3339 in UTC, whole
+	// seconds, or empty when the alert has no expiry.
+	ExpiresAt string
+}
+
+// BindingOf returns the binding of a, with expires_at formatted as the
+// payload builders format it.
+func BindingOf(a *relay.Alert) Binding {
+	b := Binding{Workspace: a.Workspace, EventID: a.EventID, Type: a.Type}
+	if !a.ExpiresAt.IsZero() {
+		b.ExpiresAt = a.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return b
+}
+
+// AAD encodes b as the HPKE associated data: workspace, event id, type
+// and expires_at in that order, each as a 2-byte big-endian length and its
+// UTF-8 bytes. Length prefixes make the encoding unambiguous whatever the
+// ids contain.
+func (b Binding) AAD() ([]byte, error) {
+	fields := []struct{ name, v string }{
+		{"workspace", b.Workspace}, {"event_id", b.EventID}, {"type", b.Type}, {"expires_at", b.ExpiresAt},
+	}
+	var out []byte
+	for _, f := range fields {
+		if len(f.v) > 0xffff {
+			return nil, fmt.Errorf("binding %s is %d bytes, limit 65535", f.name, len(f.v))
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(len(f.v)))
+		out = append(out, f.v...)
+	}
+	return out, nil
 }
 
 // ErrOpen is wrapped by Open's errors when the payload does not decrypt
-// (wrong key, tampered or truncated ciphertext).
+// (wrong key, another alert's binding, tampered or truncated ciphertext).
 var ErrOpen = errors.New("open sealed alert")
 
 // KeyError says why a device public key cannot be sealed to. Reason reads
@@ -109,10 +169,14 @@ func decodeBase64(s string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(s)
 }
 
-// Seal encrypts p to pub and returns base64(enc || ciphertext) in the
-// standard alphabet with padding. Each call uses a fresh ephemeral key, so
-// two seals of the same plaintext differ.
-func Seal(pub *ecdh.PublicKey, p Plain) (string, error) {
+// Seal encrypts p to pub, bound to b, and returns base64(enc ||
+// ciphertext) in the standard alphabet with padding. Each call uses a
+// fresh ephemeral key, so two seals of the same plaintext differ.
+func Seal(pub *ecdh.PublicKey, b Binding, p Plain) (string, error) {
+	aad, err := b.AAD()
+	if err != nil {
+		return "", fmt.Errorf("seal alert: %w", err)
+	}
 	pt, err := json.Marshal(p)
 	if err != nil {
 		return "", fmt.Errorf("seal alert: %w", err)
@@ -121,20 +185,26 @@ func Seal(pub *ecdh.PublicKey, p Plain) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("seal alert: %w", err)
 	}
-	ct, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(Info), pt)
+	enc, s, err := hpke.NewSender(pk, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(Info))
 	if err != nil {
 		return "", fmt.Errorf("seal alert: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(ct), nil
+	ct, err := s.Seal(aad, pt)
+	if err != nil {
+		return "", fmt.Errorf("seal alert: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(append(enc, ct...)), nil
 }
 
 // Alert returns a sealed copy of a for the device whose public key is
 // devicePublicKeyB64; a itself is not changed. The copy shows
 // FallbackTitle and FallbackBody, its Data holds only DataKeySealed and
-// DataKeyVersion, and MutableContent is set so iOS hands it to the app's
-// notification service extension. Everything else (event id, type,
-// category, actions, priority, collapse id, expiry) stays visible: the
-// relay and the providers need it, and it carries no secret.
+// DataKeyVersion, its category, sound and thread id are empty (they are
+// inside the ciphertext), and MutableContent is set so iOS hands it to
+// the app's notification service extension. What stays visible (event
+// id, workspace, type, actions, priority, interruption level, collapse
+// id, expiry) is what the relay and the providers need; the first four
+// and expiry are bound to the ciphertext.
 func Alert(a *relay.Alert, devicePublicKeyB64 string) (*relay.Alert, error) {
 	if a == nil {
 		return nil, errors.New("seal alert: nil alert")
@@ -143,39 +213,67 @@ func Alert(a *relay.Alert, devicePublicKeyB64 string) (*relay.Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal alert %s: %w", a.EventID, err)
 	}
-	sealed, err := Seal(pub, Plain{Title: a.Title, Body: a.Body, Data: maps.Clone(a.Data)})
+	p := Plain{Title: a.Title, Body: a.Body, Data: maps.Clone(a.Data), Category: a.Category, Sound: a.Sound, ThreadID: a.ThreadID}
+	sealed, err := Seal(pub, BindingOf(a), p)
 	if err != nil {
 		return nil, fmt.Errorf("seal alert %s: %w", a.EventID, err)
 	}
+	out := stripped(a)
+	out.Data = map[string]string{DataKeySealed: sealed, DataKeyVersion: Version}
+	return out, nil
+}
+
+// Generic returns the content-free copy of a sent to a device without a
+// public key when the type's seal is "required": fallback text, Data
+// holding only DataKeyContent = ContentFetch, no category, sound or thread
+// id, and MutableContent so the iOS extension can fetch the content
+// (GET /v1/events/{id}) and replace it. a itself is not changed.
+func Generic(a *relay.Alert) *relay.Alert {
+	out := stripped(a)
+	out.Data = map[string]string{DataKeyContent: ContentFetch}
+	return out
+}
+
+// stripped copies a without its content and presentation fields.
+func stripped(a *relay.Alert) *relay.Alert {
 	out := *a
 	out.Title = FallbackTitle
 	out.Body = FallbackBody
-	out.Data = map[string]string{DataKeySealed: sealed, DataKeyVersion: Version}
+	out.Category, out.Sound, out.ThreadID = "", "", ""
 	out.Actions = slices.Clone(a.Actions)
 	out.MutableContent = true
-	return &out, nil
+	return &out
 }
 
 // Open is the device side: it decrypts a DataKeySealed value with the
-// device's private key. Errors wrap ErrOpen when the payload does not
-// decrypt.
-func Open(priv *ecdh.PrivateKey, sealed string) (Plain, error) {
+// device's private key and the binding of the push it arrived in (see
+// Binding). Errors wrap ErrOpen when the payload does not decrypt,
+// including when it was sealed for another alert.
+func Open(priv *ecdh.PrivateKey, b Binding, sealed string) (Plain, error) {
 	var p Plain
 	if priv == nil || priv.Curve() != ecdh.X25519() {
 		return p, errors.New("open sealed alert: want an X25519 private key")
+	}
+	aad, err := b.AAD()
+	if err != nil {
+		return p, fmt.Errorf("open sealed alert: %w", err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {
 		return p, fmt.Errorf("open sealed alert: decode base64: %w", err)
 	}
-	if len(raw) < encSize+16 {
+	if len(raw) < encSize+tagSize {
 		return p, fmt.Errorf("open sealed alert: %d bytes, shorter than enc and tag: %w", len(raw), ErrOpen)
 	}
 	k, err := hpke.NewDHKEMPrivateKey(priv)
 	if err != nil {
 		return p, fmt.Errorf("open sealed alert: %w", err)
 	}
-	pt, err := hpke.Open(k, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(Info), raw)
+	r, err := hpke.NewRecipient(raw[:encSize], k, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(Info))
+	if err != nil {
+		return p, fmt.Errorf("%w: %w", ErrOpen, err)
+	}
+	pt, err := r.Open(aad, raw[encSize:])
 	if err != nil {
 		return p, fmt.Errorf("%w: %w", ErrOpen, err)
 	}

@@ -342,11 +342,13 @@ var interruptionLevels = map[string]bool{"passive": true, "active": true, "time-
 
 // Payload renders the JSON body APNs receives for a:
 //
-//   - aps.alert {title, body}, sound, category, interruption-level and
-//     mutable-content (set when the alert offers actions or carries data, so
-//     the app's notification service extension can decrypt or enrich it);
-//     for a Silent alert instead aps.content-available = 1 and no alert;
-//   - aps.thread-id;
+//   - aps.alert {title, body}, sound, category, interruption-level,
+//     thread-id and mutable-content (set when the alert asks for it,
+//     offers actions or carries data, so the app's notification service
+//     extension can decrypt, fetch or enrich it); empty fields are left
+//     out (a sealed alert has no category, sound or thread id);
+//   - for a Silent alert instead aps.content-available = 1 only: a
+//     withdraw push repeats nothing of the alert's presentation;
 //   - the alert's Data as top-level string keys, then "event_id", "type",
 //     "expires_at" (RFC 3339) and, when Silent, "withdraw": "true"; these
 //     keys win over Data keys of the same name, and a Data key "aps" is
@@ -373,12 +375,12 @@ func Payload(a *relay.Alert) ([]byte, error) {
 		if interruptionLevels[a.InterruptionLevel] {
 			aps["interruption-level"] = a.InterruptionLevel
 		}
-		if a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0 {
+		if a.MutableContent || a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0 {
 			aps["mutable-content"] = 1
 		}
-	}
-	if a.ThreadID != "" {
-		aps["thread-id"] = a.ThreadID
+		if a.ThreadID != "" {
+			aps["thread-id"] = a.ThreadID
+		}
 	}
 	root := make(map[string]any, len(a.Data)+5)
 	for k, v := range a.Data {

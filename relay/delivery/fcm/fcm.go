@@ -233,8 +233,8 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 //   - an informational alert (no Actions) is a notification message: title
 //     and body, android.notification.tag = CollapseID;
 //   - an actionable alert (Actions non-empty) is data-only and high
-//     priority: data also carries "title", "body", "actions" (a JSON array),
-//     "category" and, when set, "sound", "thread_id" and
+//     priority: data also carries "title", "body", "actions" (a JSON array)
+//     and, when set, "category", "sound", "thread_id" and
 //     "interruption_level", for the app to build the notification;
 //   - a Silent alert is data-only, normal priority, with data "withdraw":
 //     "true".
@@ -263,8 +263,9 @@ func Message(d relay.Device, a *relay.Alert, now time.Time) *messaging.Message {
 		data["body"] = a.Body
 		acts, _ := json.Marshal(a.Actions)
 		data["actions"] = string(acts)
-		data["category"] = a.Category
-		for k, v := range map[string]string{"sound": a.Sound, "thread_id": a.ThreadID, "interruption_level": a.InterruptionLevel} {
+		// Empty fields are left out: a sealed alert has no category,
+		// sound or thread id in clear.
+		for k, v := range map[string]string{"category": a.Category, "sound": a.Sound, "thread_id": a.ThreadID, "interruption_level": a.InterruptionLevel} {
 			if v != "" {
 				data[k] = v
 			}
@@ -295,9 +296,10 @@ func Message(d relay.Device, a *relay.Alert, now time.Time) *messaging.Message {
 
 func apnsConfig(a *relay.Alert) *messaging.APNSConfig {
 	h := map[string]string{"apns-priority": "5", "apns-push-type": "alert"}
-	aps := &messaging.Aps{ThreadID: a.ThreadID}
+	aps := &messaging.Aps{}
 	switch {
 	case a.Silent:
+		// A withdraw push repeats nothing of the alert's presentation.
 		h["apns-push-type"] = "background"
 		aps.ContentAvailable = true
 	default:
@@ -307,7 +309,8 @@ func apnsConfig(a *relay.Alert) *messaging.APNSConfig {
 		aps.Alert = &messaging.ApsAlert{Title: a.Title, Body: a.Body}
 		aps.Sound = a.Sound
 		aps.Category = a.Category
-		aps.MutableContent = a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0
+		aps.ThreadID = a.ThreadID
+		aps.MutableContent = a.MutableContent || a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0
 		switch a.InterruptionLevel {
 		case "passive", "active", "time-sensitive", "critical":
 			aps.CustomData = map[string]any{"interruption-level": a.InterruptionLevel}
