@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/fsperm"
@@ -510,11 +511,37 @@ func (b *builder) notifications(blocks []*notificationBlock, c *Config) {
 				}
 			}
 		}
-		if nb.Seal != nil {
-			n.Seal = *nb.Seal
-		}
+		b.seal(nb.Seal, nb.SealR, name+".seal", n)
 		c.Notifications[nb.Type] = n
 	}
+}
+
+// seal decodes a notification's seal attribute: true, false or
+// "required" (true, and devices without a key get no content).
+func (b *builder) seal(e hcl.Expression, r hcl.Range, name string, n *Notification) {
+	if e == nil {
+		return
+	}
+	v, diags := e.Value(nil)
+	if diags.HasErrors() {
+		b.diags = append(b.diags, diags...)
+		return
+	}
+	switch {
+	case v.IsNull():
+		return
+	case !v.IsKnown():
+	case v.Type() == cty.Bool:
+		n.Seal, n.SealRequired = v.True(), false
+		return
+	case v.Type() == cty.String && v.AsString() == SealRequired:
+		n.Seal, n.SealRequired = true, true
+		return
+	case v.Type() == cty.String:
+		b.errorf(r, "Invalid value", "%s = %q: must be true, false or %q", name, v.AsString(), SealRequired)
+		return
+	}
+	b.errorf(r, "Invalid value", "%s: must be true, false or %q, not a %s", name, SealRequired, v.Type().FriendlyName())
 }
 
 func (b *builder) plugins(p *pluginsBlock, dst *Plugins) {

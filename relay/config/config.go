@@ -163,7 +163,14 @@ type Notification struct {
 	Category string   // APNs category for actionable types
 	Actions  []string // offered answers; non-empty means actionable
 	Seal     bool     // seal title/body/data to the device's public key
+	// SealRequired (seal = "required", implies Seal): a device without a
+	// public key gets a generic alert with no content; the app fetches the
+	// content with GET /v1/events/{id}.
+	SealRequired bool
 }
+
+// SealRequired is the seal value that keeps content off keyless devices.
+const SealRequired = "required"
 
 // Actionable reports whether alerts of this type offer answers.
 func (n *Notification) Actionable() bool { return len(n.Actions) > 0 }

@@ -116,6 +116,8 @@ var invalidCases = []struct {
 	{"notification empty action", `notification "pager" { actions = ["ok", ""] }`, "actions", "notification.pager.actions: action 2 is empty"},
 	{"notification duplicate action", `notification "pager" { actions = ["ok", "ok"] }`, "actions", `notification.pager.actions: action "ok" is listed twice`},
 	{"notification many actions", `notification "pager" { actions = ["a","b","c","d","e","f","g","h","i"] }`, "actions", "notification.pager.actions: 9 actions; at most 8"},
+	{"notification seal word", `notification "pager" { seal = "always" }`, "seal", `notification.pager.seal = "always": must be true, false or "required"`},
+	{"notification seal number", `notification "pager" { seal = 1 }`, "seal", `notification.pager.seal: must be true, false or "required"`},
 	{"plugins timeout", `plugins { timeout = "fast" }`, "timeout", "plugins.timeout"},
 	{"plugins memory unit", `plugins { memory_limit = "16MB" }`, "memory_limit", `plugins.memory_limit = "16MB": not a size`},
 	{"plugins memory small", `plugins { memory_limit = "1KiB" }`, "memory_limit", "plugins.memory_limit = \"1KiB\": must be between 64KiB and 4GiB"},
@@ -390,6 +392,33 @@ func TestRepoConfig(t *testing.T) {
 // TestGolden parses each testdata/*.hcl and compares the normalized config
 // (or, when it has errors, the printed diagnostics) with testdata/*.golden.
 // Run with -update to rewrite the golden files.
+// TestSealRequired: seal = "required" seals like true and marks the type
+// so keyless devices get no content; true and false leave it unmarked.
+func TestSealRequired(t *testing.T) {
+	src := minimalApp + `
+notification "identity_verification" { seal = "required" }
+notification "otp_received" { seal = false }
+notification "pager" { seal = true }
+`
+	cfg, diags := Parse([]byte(src), "test.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for typ, want := range map[string][2]bool{
+		relay.TypeIdentityVerification: {true, true}, relay.TypeOTPReceived: {false, false}, "pager": {true, false},
+		relay.TypeNewTrustedDevice: {false, false},
+	} {
+		n := cfg.Notifications[typ]
+		if n.Seal != want[0] || n.SealRequired != want[1] {
+			t.Errorf("%s: seal %v required %v, want %v", typ, n.Seal, n.SealRequired, want)
+		}
+	}
+	roundTrip(t, cfg)
+	if !strings.Contains(string(cfg.format(false)), `seal     = "required"`) {
+		t.Errorf("normalized form lost seal = \"required\":\n%s", cfg.format(false))
+	}
+}
+
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.hcl"))
 	if err != nil || len(files) == 0 {

@@ -151,7 +151,11 @@ func (c *Config) format(redact bool) []byte {
 		} else {
 			b.SetAttributeValue("actions", cty.ListVal(actions))
 		}
-		b.SetAttributeValue("seal", cty.BoolVal(n.Seal))
+		if n.SealRequired {
+			setStr(b, "seal", SealRequired)
+		} else {
+			b.SetAttributeValue("seal", cty.BoolVal(n.Seal))
+		}
 	}
 
 	b = block("plugins")

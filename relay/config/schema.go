@@ -174,9 +174,11 @@ type notificationBlock struct {
 	CategoryR hcl.Range `hcl:"category,attr_range"`
 	Actions   *[]string `hcl:"actions,optional"`
 	ActionsR  hcl.Range `hcl:"actions,attr_range"`
-	Seal      *bool     `hcl:"seal,optional"`
-	SealR     hcl.Range `hcl:"seal,attr_range"`
-	Def       hcl.Range `hcl:",def_range"`
+	// Seal is true, false or "required": an expression, decoded by the
+	// builder, because HCL has no union type.
+	Seal  hcl.Expression `hcl:"seal,optional"`
+	SealR hcl.Range      `hcl:"seal,attr_range"`
+	Def   hcl.Range      `hcl:",def_range"`
 }
 
 type pluginsBlock struct {
