@@ -19,7 +19,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeLocked           = "locked"             // 409 the workspace enforces the type
 	CodeAlreadyAnswered  = "already_answered"   // 409 first answer won
-	CodeExpired          = "expired"            // 409 the event expired
+	CodeExpired          = "expired"            // 409 answer after expiry; 404 content fetched after expiry
 	CodeNotDelivered     = "not_delivered"      // 409 the event was suppressed
 	CodeTooManyDevices   = "too_many_devices"   // 409 MaxDevicesPerUser reached
 	CodePayloadTooLarge  = "payload_too_large"  // 413

@@ -185,6 +185,7 @@ func (s *Server) routes() {
 	s.mux.Handle("PUT /v1/preferences", s.authed(s.putPreferences))
 	s.mux.Handle("GET /v1/workspace/settings", s.authed(s.getSettings))
 	s.mux.Handle("PUT /v1/workspace/settings", s.authed(s.putSettings))
+	s.mux.Handle("GET /v1/events/{id}", s.authed(s.getEvent))
 	s.mux.Handle("POST /v1/events/{id}/actions", s.authed(s.postAction))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
