@@ -42,6 +42,12 @@ type appAPI struct {
 // relayd and waits for the API to answer.
 func startWithAPI(t *testing.T) (*harness, *appAPI) {
 	t.Helper()
+	return startWithAPIConfig(t, "")
+}
+
+// startWithAPIConfig is startWithAPI with extra config appended.
+func startWithAPIConfig(t *testing.T, extra string) (*harness, *appAPI) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,8 @@ auth {
   audience = "edgerelay"
   hs256_secret_file = "./jwt.secret"
 }
-`, addr)})
+%s
+`, addr, extra)})
 	writeFile(t, filepath.Join(h.dir, "jwt.secret"), e2eSecret)
 	h.start()
 	// Every answer of the app API must match its OpenAPI document.

@@ -84,9 +84,12 @@ func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Re
 }
 
 // sealingNotifier seals an alert to the device's public key when the type's
-// notification block says seal = true, so Apple and Google carry only
-// ciphertext. A device without a key gets the plain alert. If sealing fails
-// the send fails permanently: never fall back to plaintext.
+// notification block says seal = true or "required", so Apple and Google
+// carry only ciphertext bound to the alert (relay/seal, format v2). A
+// device without a key gets the plain alert under true, and under
+// "required" a generic alert with no content (the app fetches it with GET
+// /v1/events/{id}). If sealing fails the send fails permanently: never
+// fall back to plaintext.
 type sealingNotifier struct {
 	next delivery.Notifier
 	cfg  *config.Config
@@ -94,7 +97,12 @@ type sealingNotifier struct {
 
 func (s sealingNotifier) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
 	n := s.cfg.Notifications[a.Type]
-	if a.Silent || d.PublicKey == "" || n == nil || !n.Seal {
+	switch {
+	case a.Silent || n == nil || !n.Seal:
+		return s.next.Notify(ctx, d, a)
+	case d.PublicKey == "" && n.SealRequired:
+		return s.next.Notify(ctx, d, seal.Generic(a))
+	case d.PublicKey == "":
 		return s.next.Notify(ctx, d, a)
 	}
 	sealed, err := seal.Alert(a, d.PublicKey)
