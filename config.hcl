@@ -105,7 +105,10 @@ app "demo" {
 #   priority: high | normal
 #   category: APNs category of actionable alerts
 #   actions:  answers the app offers (approve / deny); non-empty = actionable
-#   seal:     encrypt title/body/data to the device's public key
+#   seal:     true: encrypt title/body/data/category/sound/thread id to the
+#             device's public key (docs/sealed-payloads.md), plain to
+#             devices without one; "required": devices without a key get
+#             a generic alert and the app fetches GET /v1/events/{id}
 notification "otp_received" {
   default  = "enabled"
   ttl      = "5m"
