@@ -517,6 +517,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte(minimalApp))
+	f.Add([]byte(minimalApp + `notification "otp_received" { seal = "required" }`))
 	for _, tc := range invalidCases {
 		f.Add([]byte(minimalApp + tc.src))
 	}
