@@ -232,19 +232,11 @@ func readPublicKey(path string) (any, string, error) {
 	return nil, "", fmt.Errorf("key type %T: want Ed25519 (EdDSA) or RSA (RS256)", key)
 }
 
-// checkID checks an id (path parameter, claim): 1..relay.MaxIDLen bytes of
-// printable ASCII without spaces.
+// checkID checks a workspace, user, device or event id (path parameter,
+// claim, body): the grammar of relay.CheckID, shared with the socket.
 func checkID(field, s string) error {
-	if s == "" {
-		return &FieldError{Field: field, Reason: "must not be empty"}
-	}
-	if len(s) > relay.MaxIDLen {
-		return &FieldError{Field: field, Reason: fmt.Sprintf("is longer than %d characters", relay.MaxIDLen)}
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == '/' {
-			return &FieldError{Field: field, Reason: "must be printable ASCII without spaces or slashes"}
-		}
+	if err := relay.CheckID(s); err != nil {
+		return &FieldError{Field: field, Reason: err.Error()}
 	}
 	return nil
 }

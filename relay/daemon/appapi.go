@@ -28,8 +28,10 @@ const withdrawType = "edgerelay.withdraw"
 
 // withdrawer sends the silent "withdraw the prompt" push to a user's other
 // devices once an alert is answered. The push is stored like any delivery
-// (a derived event "<id>~withdraw" with its own jobs), so it survives a
-// restart and shows in GET /v1/events.
+// (a derived event relay.InternalID(relay.InternalWithdraw, id), outside
+// the ids upstream can post, with its own jobs), so it survives a restart
+// and shows in GET /v1/events. Withdraws stored by older relays under
+// "<id>~withdraw" keep that id until pruned with their event.
 type withdrawer struct {
 	st  withdrawStore
 	q   pipeline.Queue
@@ -56,7 +58,7 @@ func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Re
 	// phone's request staying open.
 	ctx = context.WithoutCancel(ctx)
 	now := w.now()
-	ev := relay.Event{ID: rec.Event.ID + "~withdraw", Workspace: rec.Event.Workspace, User: rec.Event.User,
+	ev := relay.Event{ID: relay.InternalID(relay.InternalWithdraw, rec.Event.ID), Workspace: rec.Event.Workspace, User: rec.Event.User,
 		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
 	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
 	if err != nil || (len(errs) > 0 && errs[0] != nil) {

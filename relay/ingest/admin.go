@@ -30,7 +30,7 @@ func pathNames(w http.ResponseWriter, r *http.Request, names ...string) ([]strin
 	for i, n := range names {
 		vals[i] = r.PathValue(n)
 		var fe *FieldError
-		if err := checkName(n, vals[i]); errors.As(err, &fe) {
+		if err := checkID(n, vals[i]); errors.As(err, &fe) {
 			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("path parameter %q: %s", n, fe.Reason))
 			return nil, false
 		}

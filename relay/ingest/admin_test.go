@@ -73,7 +73,7 @@ func TestSettings(t *testing.T) {
 	if got := get(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("a refused PUT changed settings: %v", got)
 	}
-	ts.do(t, http.MethodGet, "/v1/workspaces/a%01b/settings", "", nil).wantError(t, http.StatusBadRequest, CodeBadRequest, `path parameter "ws": contains non-printable character U+0001`)
+	ts.do(t, http.MethodGet, "/v1/workspaces/a%01b/settings", "", nil).wantError(t, http.StatusBadRequest, CodeBadRequest, `path parameter "ws": contains control character U+0001`)
 
 	ts.store.mu.Lock()
 	ts.store.fail = errStoreDown

@@ -191,7 +191,7 @@ func blank(b []byte) bool {
 // Decoding is strict: unknown and duplicate fields, wrong types, invalid
 // UTF-8, unpaired surrogate escapes and data after the object are errors.
 // null stands for an absent field. id, workspace, user and type are
-// required; ids are 1 to relay.MaxIDLen printable characters; title, body,
+// required; ids follow relay.CheckID (the id grammar); title, body,
 // data and actions are bounded by relay's Max* limits; priority is high or
 // normal; times are RFC 3339 and expires_at may not be before occurred_at.
 // Defaults (expires_at, priority) are not filled here.
@@ -241,7 +241,7 @@ func salvageID(data []byte) string {
 				return ""
 			}
 			id, err := d.str("")
-			if err != nil || checkName("id", id) != nil {
+			if err != nil || checkID("id", id) != nil {
 				return ""
 			}
 			return id
@@ -775,13 +775,13 @@ func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) er
 			return &FieldError{Field: f.name, Reason: reasonMissingField}
 		}
 	}
-	if err := checkName("id", ev.ID); err != nil {
+	if err := checkID("id", ev.ID); err != nil {
 		return err
 	}
-	if err := checkName("workspace", ev.Workspace); err != nil {
+	if err := checkID("workspace", ev.Workspace); err != nil {
 		return err
 	}
-	if err := checkName("user", ev.User); err != nil {
+	if err := checkID("user", ev.User); err != nil {
 		return err
 	}
 	if knownType != nil {
@@ -831,6 +831,15 @@ func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) er
 	}
 	if !ev.OccurredAt.IsZero() && !ev.ExpiresAt.IsZero() && ev.ExpiresAt.Before(ev.OccurredAt) {
 		return &FieldError{Field: "expires_at", Reason: "before occurred_at"}
+	}
+	return nil
+}
+
+// checkID validates a workspace, user, device or event id (the grammar
+// of relay.CheckID).
+func checkID(field, s string) error {
+	if err := relay.CheckID(s); err != nil {
+		return &FieldError{Field: field, Reason: err.Error()}
 	}
 	return nil
 }

@@ -309,6 +309,17 @@ func (s *Server) logRejected(ev relay.Event, line int, err error) {
 
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	key := relay.EventKey{Workspace: r.PathValue("workspace"), ID: r.PathValue("id")}
+	// Internal ids (withdraw pushes, token proofs) can be read too.
+	for _, f := range []struct{ name, v string }{{"workspace", key.Workspace}, {"id", key.ID}} {
+		check := relay.CheckID
+		if f.name == "id" {
+			check = relay.CheckIDOrInternal
+		}
+		if err := check(f.v); err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("path parameter %q: %s", f.name, err))
+			return
+		}
+	}
 	rec, err := s.opts.Store.Event(r.Context(), key)
 	if errors.Is(err, relay.ErrNotFound) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("event %q not found in workspace %q", key.ID, key.Workspace))
