@@ -67,7 +67,11 @@ type Directory interface {
 	// RegisterDevice registers or replaces a device (keyed by workspace,
 	// user, device id) and, in the same write, removes every other device
 	// of the workspace holding the same push token (the phone moved to
-	// another user or device id). It returns the devices it removed.
+	// another user or device id). It returns the devices it removed. Each
+	// removed device of another user leaves a relay.DeviceMove notice for
+	// that user (TokenMoves.DeviceMoves); registering a device id clears
+	// its own notice. Callers: the operator (socket admin API), and the app
+	// API once a move is proven (TokenMoves).
 	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
 	// Device returns one device, or relay.ErrNotFound.
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
@@ -89,6 +93,32 @@ type Directory interface {
 	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
 	// PutPreferences merges preferences into a user's preferences.
 	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
+}
+
+// TokenMoves guards push tokens moving between users (the app API): a
+// token registered to one user's device moves to another user only with
+// proof that the registering app holds the device.
+type TokenMoves interface {
+	// RegisterUserDevice is RegisterDevice that never takes a token from
+	// another user: when a device of another user of the workspace holds
+	// d's token, nothing is written and the error is a
+	// *relay.TokenHeldError (wrapping relay.ErrTokenHeld) naming that
+	// device. Devices of d's own user holding the token are removed as by
+	// RegisterDevice (a token refresh, a new device id).
+	RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+	// DeviceMoves returns the notices of a user's devices whose token
+	// moved to another user, ordered by device id.
+	DeviceMoves(ctx context.Context, workspace, user string) ([]relay.DeviceMove, error)
+	// PutTokenProof stores a pending proof, replacing the user's previous
+	// one (one pending move per user).
+	PutTokenProof(ctx context.Context, p relay.TokenProof) error
+	// TokenProof returns a user's pending proof (expired or not), or
+	// relay.ErrNotFound.
+	TokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error)
+	// TakeTokenProof removes and returns a user's pending proof, or
+	// relay.ErrNotFound: of two concurrent takes exactly one gets it, so a
+	// code is used at most once.
+	TakeTokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error)
 }
 
 // Leased is an open job the schedule handed to one relay until its lease
@@ -222,6 +252,7 @@ type AnswerLog interface {
 type Backend interface {
 	EventLog
 	Directory
+	TokenMoves
 	Schedule
 	AnswerLog
 	// Ping reports whether the backend can serve writes now (/readyz).

@@ -21,9 +21,13 @@ import (
 //	bucket      key                    value
 //	answers     ws \0 id               JSON relay.Answer (the first answer; kept)
 //	answer_log  8-byte big-endian seq  JSON relay.Answer (pruned by PruneAnswers)
+//	device_moves ws \0 user \0 id    JSON relay.DeviceMove (cleared when the id registers again)
+//	token_proofs ws \0 user           JSON relay.TokenProof (one pending move per user)
 var (
-	bucketAnswers   = []byte("answers")
-	bucketAnswerLog = []byte("answer_log")
+	bucketAnswers     = []byte("answers")
+	bucketAnswerLog   = []byte("answer_log")
+	bucketDeviceMoves = []byte("device_moves")
+	bucketTokenProofs = []byte("token_proofs")
 )
 
 // pruneChunk bounds the log entries one PruneAnswers transaction deletes,
@@ -35,9 +39,20 @@ const maxAnswersLimit = 10_000
 
 // RegisterDevice registers or replaces d and, in the same transaction,
 // removes every other device of d's workspace whose token equals d's (the
-// token was taken by another user or device id). It returns the removed
+// token was taken by another user or device id), leaving a DeviceMove
+// notice for each removed device of another user. It returns the removed
 // devices.
 func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
+	return s.register(ctx, d, true)
+}
+
+// RegisterUserDevice implements store.TokenMoves: RegisterDevice, but a
+// token held by another user's device is refused (*relay.TokenHeldError).
+func (s *Store) RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
+	return s.register(ctx, d, false)
+}
+
+func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool) ([]relay.Device, error) {
 	if err := checkDeviceKey(d.Workspace, d.User, d.ID); err != nil {
 		return nil, fmt.Errorf("register device: %w", err)
 	}
@@ -73,22 +88,160 @@ func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Dev
 			if err := json.Unmarshal(v, &o); err != nil {
 				return fmt.Errorf("decode device %q: %w", k, err)
 			}
-			if o.Token == d.Token {
-				taken = append(taken, o)
-				drop = append(drop, bytes.Clone(k))
+			if o.Token != d.Token {
+				continue
 			}
+			if o.User != d.User && !moveUsers {
+				return &relay.TokenHeldError{Holder: o}
+			}
+			taken = append(taken, o)
+			drop = append(drop, bytes.Clone(k))
 		}
 		for _, k := range drop {
 			if err := b.Delete(k); err != nil {
 				return err
 			}
 		}
+		moves, err := tx.CreateBucketIfNotExists(bucketDeviceMoves)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketDeviceMoves, err)
+		}
+		for _, o := range taken {
+			if o.User == d.User {
+				continue
+			}
+			mv, err := json.Marshal(relay.DeviceMove{DeviceID: o.ID, Platform: o.Platform, App: o.App, Name: o.Name, MovedAt: d.UpdatedAt})
+			if err != nil {
+				return err
+			}
+			if err := moves.Put(joinKey(o.Workspace, o.User, o.ID), mv); err != nil {
+				return err
+			}
+		}
+		if err := moves.Delete(self); err != nil {
+			return err
+		}
 		return b.Put(self, v)
 	})
+	var held *relay.TokenHeldError
+	if errors.As(err, &held) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
 	}
 	return taken, nil
+}
+
+// DeviceMoves implements store.TokenMoves.
+func (s *Store) DeviceMoves(ctx context.Context, workspace, user string) ([]relay.DeviceMove, error) {
+	if err := errors.Join(checkPart("workspace", workspace), checkPart("user", user)); err != nil {
+		return nil, fmt.Errorf("device moves: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("device moves of %s/%s: %w", workspace, user, err)
+	}
+	defer leave()
+	out := []relay.DeviceMove{}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketDeviceMoves)
+		if b == nil {
+			return nil
+		}
+		prefix := prefixKey(workspace, user)
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var m relay.DeviceMove
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode device move %q: %w", k, err)
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device moves of %s/%s: %w", workspace, user, err)
+	}
+	return out, nil
+}
+
+// PutTokenProof implements store.TokenMoves.
+func (s *Store) PutTokenProof(ctx context.Context, p relay.TokenProof) error {
+	if err := errors.Join(checkPart("workspace", p.Workspace), checkPart("user", p.User)); err != nil {
+		return fmt.Errorf("put token proof: %w", err)
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return fmt.Errorf("put token proof: %w", err)
+	}
+	defer leave()
+	err = s.write(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketTokenProofs)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketTokenProofs, err)
+		}
+		return b.Put(joinKey(p.Workspace, p.User), v)
+	})
+	if err != nil {
+		return fmt.Errorf("put token proof of %s/%s: %w", p.Workspace, p.User, err)
+	}
+	return nil
+}
+
+// TokenProof implements store.TokenMoves.
+func (s *Store) TokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error) {
+	return s.tokenProof(ctx, workspace, user, false)
+}
+
+// TakeTokenProof implements store.TokenMoves; bbolt's single writer makes
+// the read and the delete one step.
+func (s *Store) TakeTokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error) {
+	return s.tokenProof(ctx, workspace, user, true)
+}
+
+func (s *Store) tokenProof(ctx context.Context, workspace, user string, take bool) (relay.TokenProof, error) {
+	var p relay.TokenProof
+	if err := errors.Join(checkPart("workspace", workspace), checkPart("user", user)); err != nil {
+		return p, fmt.Errorf("token proof: %w", err)
+	}
+	k := joinKey(workspace, user)
+	get := func(tx *bbolt.Tx) error {
+		p = relay.TokenProof{}
+		b := tx.Bucket(bucketTokenProofs)
+		if b == nil {
+			return relay.ErrNotFound
+		}
+		v := b.Get(k)
+		if v == nil {
+			return relay.ErrNotFound
+		}
+		if err := json.Unmarshal(v, &p); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		if take {
+			return b.Delete(k)
+		}
+		return nil
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return p, fmt.Errorf("token proof of %s/%s: %w", workspace, user, err)
+	}
+	defer leave()
+	if take {
+		err = s.write(get)
+	} else {
+		err = s.db.View(get)
+	}
+	if err != nil {
+		return relay.TokenProof{}, fmt.Errorf("token proof of %s/%s: %w", workspace, user, err)
+	}
+	return p, nil
 }
 
 // AnswerAction stores the first answer to a.Event and returns it with its

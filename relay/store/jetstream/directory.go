@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -35,7 +36,22 @@ func (s *Store) getDevice(ctx context.Context, ws, user, id string) (relay.Devic
 // dying in between leaves at worst a device removed whose successor is
 // not yet registered (the app registers again) or an index entry naming
 // a device that does not hold the token (checked on use).
+// A removed device of another user leaves a DeviceMove notice, written
+// after the removal (a relay dying in between loses the notice, never the
+// move's safety).
 func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
+	return s.register(ctx, d, true)
+}
+
+// RegisterUserDevice implements store.TokenMoves: RegisterDevice, but a
+// token held by another user's device is refused (*relay.TokenHeldError).
+// The holder is read in the same compare-and-set loop that writes the
+// token index, so a holder registered concurrently is never removed.
+func (s *Store) RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
+	return s.register(ctx, d, false)
+}
+
+func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool) ([]relay.Device, error) {
 	if d.Workspace == "" || d.User == "" || d.ID == "" || d.Token == "" {
 		return nil, errors.New("register device: workspace, user, device id and token are required")
 	}
@@ -56,6 +72,9 @@ func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Dev
 				return nil, fmt.Errorf("register device %s: %w", d.ID, err)
 			}
 			if orev != 0 && old.Token == d.Token {
+				if old.User != d.User && !moveUsers {
+					return nil, &relay.TokenHeldError{Holder: old}
+				}
 				err := s.dir.Delete(ctx, deviceKey(d.Workspace, h.User, h.ID), jetstream.LastRevision(orev))
 				if isWrongLast(err) {
 					continue
@@ -64,6 +83,9 @@ func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Dev
 					return nil, fmt.Errorf("register device %s: remove %s holding its token: %w", d.ID, h.ID, err)
 				}
 				removed = append(removed, old)
+				if old.User != d.User {
+					s.noteMove(ctx, old, d.UpdatedAt)
+				}
 			}
 		}
 		if hrev == 0 || h.User != d.User || h.ID != d.ID {
@@ -97,8 +119,107 @@ func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Dev
 		if rev != 0 && prev.Token != d.Token {
 			s.dropTokenIndex(ctx, prev)
 		}
+		s.clearMove(ctx, d)
 		return removed, nil
 	}
+}
+
+// noteMove leaves the notice that old lost its token to another user
+// (best effort: the move itself is done).
+func (s *Store) noteMove(ctx context.Context, old relay.Device, at time.Time) {
+	m := relay.DeviceMove{DeviceID: old.ID, Platform: old.Platform, App: old.App, Name: old.Name, MovedAt: at}
+	b, err := json.Marshal(m)
+	if err == nil {
+		_, err = s.dir.Put(ctx, moveKey(old.Workspace, old.User, old.ID), b)
+	}
+	if err != nil {
+		s.log.Warn("device moves: could not store a notice", relay.LogKeyWorkspace, old.Workspace, relay.LogKeyUser, old.User,
+			relay.LogKeyDevice, old.ID, relay.LogKeyError, err)
+	}
+}
+
+// clearMove removes d's own DeviceMove notice, if any (best effort; a
+// read first, so most registrations write nothing more).
+func (s *Store) clearMove(ctx context.Context, d relay.Device) {
+	key := moveKey(d.Workspace, d.User, d.ID)
+	var m relay.DeviceMove
+	rev, err := getJSON(ctx, s.dir, key, &m)
+	if err == nil && rev != 0 {
+		err = s.dir.Delete(ctx, key, jetstream.LastRevision(rev))
+	}
+	if err != nil && !isWrongLast(err) {
+		s.log.Warn("device moves: could not clear a notice", relay.LogKeyDevice, d.ID, relay.LogKeyError, err)
+	}
+}
+
+// DeviceMoves implements store.TokenMoves.
+func (s *Store) DeviceMoves(ctx context.Context, workspace, user string) ([]relay.DeviceMove, error) {
+	out := []relay.DeviceMove{}
+	err := scanBucket(ctx, s.dirStr, "mov."+tok(workspace)+"."+tok(user)+".*", func(key string, val []byte) error {
+		var m relay.DeviceMove
+		if err := json.Unmarshal(val, &m); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device moves of %s: %w", user, err)
+	}
+	slices.SortFunc(out, func(a, b relay.DeviceMove) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	return out, nil
+}
+
+// PutTokenProof implements store.TokenMoves.
+func (s *Store) PutTokenProof(ctx context.Context, p relay.TokenProof) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.dir.Put(ctx, proofKey(p.Workspace, p.User), b); err != nil {
+		return fmt.Errorf("put token proof of %s: %w", p.User, err)
+	}
+	return nil
+}
+
+// TokenProof implements store.TokenMoves.
+func (s *Store) TokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error) {
+	var p relay.TokenProof
+	rev, err := getJSON(ctx, s.dir, proofKey(workspace, user), &p)
+	if err != nil {
+		return relay.TokenProof{}, fmt.Errorf("token proof of %s: %w", user, err)
+	}
+	if rev == 0 {
+		return relay.TokenProof{}, fmt.Errorf("token proof of %s: %w", user, relay.ErrNotFound)
+	}
+	return p, nil
+}
+
+// TakeTokenProof implements store.TokenMoves: read, then delete at the
+// revision read (compare-and-set), so two relays never both take it.
+func (s *Store) TakeTokenProof(ctx context.Context, workspace, user string) (relay.TokenProof, error) {
+	key := proofKey(workspace, user)
+	for attempt := range maxCAS {
+		var p relay.TokenProof
+		rev, err := getJSON(ctx, s.dir, key, &p)
+		if err != nil {
+			return relay.TokenProof{}, fmt.Errorf("take token proof of %s: %w", user, err)
+		}
+		if rev == 0 {
+			return relay.TokenProof{}, fmt.Errorf("take token proof of %s: %w", user, relay.ErrNotFound)
+		}
+		err = s.dir.Delete(ctx, key, jetstream.LastRevision(rev))
+		if err == nil {
+			return p, nil
+		}
+		if !isWrongLast(err) {
+			return relay.TokenProof{}, fmt.Errorf("take token proof of %s: %w", user, err)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return relay.TokenProof{}, err
+		}
+	}
+	return relay.TokenProof{}, errTooManyConflicts
 }
 
 // dropTokenIndex removes d's token index entry if it still names d (best

@@ -400,6 +400,10 @@ func tokenKey(ws, token string) string {
 	h := sha256.Sum256([]byte(token))
 	return "tok." + tok(ws) + "." + hex.EncodeToString(h[:16])
 }
+func moveKey(ws, user, id string) string {
+	return "mov." + tok(ws) + "." + tok(user) + "." + tok(id)
+}
+func proofKey(ws, user string) string { return "prf." + tok(ws) + "." + tok(user) }
 func settingsKey(ws string) string    { return "set." + tok(ws) }
 func prefsKey(ws, user string) string { return "pref." + tok(ws) + "." + tok(user) }
 func laneToken(lane string) string    { return tok(lane) }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ func Run(t *testing.T, h Harness) {
 		{"PruneEvents", testPruneEvents},
 		{"Devices", testDevices},
 		{"RegisterDeviceTakesToken", testRegisterDeviceTakesToken},
+		{"RegisterUserDeviceKeepsOthersToken", testRegisterUserDeviceKeepsOthersToken},
+		{"TokenProofSingleUse", testTokenProofSingleUse},
 		{"SettingsAndPreferences", testSettingsAndPreferences},
 		{"PreferencesFromTwoRelays", testPreferencesFromTwoRelays},
 		{"LeasePriorityThenDue", testLeasePriorityThenDue},
@@ -391,6 +394,118 @@ func testRegisterDeviceTakesToken(t *testing.T, h Harness) {
 	}
 	if got, err := b.Device(ctx, ws, "u-7", "phone"); err != nil || got.Token != d.Token {
 		t.Fatalf("new holder %+v %v", got, err)
+	}
+}
+
+// A user registering another user's token is refused and nothing
+// changes; the same user's other device id gives it up; a move
+// (RegisterDevice) leaves the old owner a notice, cleared when that
+// device id registers again.
+func testRegisterUserDeviceKeepsOthersToken(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	d := device("d-1", relay.PlatformIOS)
+	d.Name = "Jane's iPhone"
+	register(t, b, d)
+	bob := d
+	bob.User, bob.ID, bob.Name = "bob", "phone", ""
+	taken, err := p.RegisterUserDevice(ctx, bob)
+	var held *relay.TokenHeldError
+	if !errors.As(err, &held) || !errors.Is(err, relay.ErrTokenHeld) || held.Holder.User != user || held.Holder.ID != "d-1" || taken != nil {
+		t.Fatalf("bob registering the token: %v %v, want a TokenHeldError naming %s/d-1", taken, err, user)
+	}
+	if got, err := b.Device(ctx, ws, user, "d-1"); err != nil || got.Token != d.Token {
+		t.Fatalf("owner lost the token: %+v %v", got, err)
+	}
+	if _, err := b.Device(ctx, ws, "bob", "phone"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("refused device stored: %v", err)
+	}
+	// Same user, new device id: the token follows without proof.
+	same := d
+	same.ID = "d-2"
+	if taken, err := p.RegisterUserDevice(ctx, same); err != nil || len(taken) != 1 || taken[0].ID != "d-1" {
+		t.Fatalf("same user's new device id: %v %v", taken, err)
+	}
+	if moves, err := b.DeviceMoves(ctx, ws, user); err != nil || len(moves) != 0 {
+		t.Fatalf("a same-user move left a notice: %v %v", moves, err)
+	}
+	// A proven move (RegisterDevice) leaves a notice for the old owner.
+	bob.UpdatedAt = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if taken, err := p.RegisterDevice(ctx, bob); err != nil || len(taken) != 1 || taken[0].User != user {
+		t.Fatalf("move: %v %v", taken, err)
+	}
+	moves, err := b.DeviceMoves(ctx, ws, user)
+	want := relay.DeviceMove{DeviceID: "d-2", Platform: relay.PlatformIOS, App: d.App, Name: "Jane's iPhone", MovedAt: bob.UpdatedAt}
+	if err != nil || len(moves) != 1 || !moves[0].MovedAt.Equal(want.MovedAt) {
+		t.Fatalf("moves %+v %v, want [%+v]", moves, err, want)
+	}
+	moves[0].MovedAt = want.MovedAt
+	if moves[0] != want {
+		t.Fatalf("move %+v, want %+v", moves[0], want)
+	}
+	if m, err := b.DeviceMoves(ctx, ws, "bob"); err != nil || len(m) != 0 {
+		t.Fatalf("the new owner has notices: %v %v", m, err)
+	}
+	// Now bob holds it: the old owner cannot take it back without proof.
+	if _, err := b.RegisterUserDevice(ctx, same); !errors.Is(err, relay.ErrTokenHeld) {
+		t.Fatalf("taking it back: %v", err)
+	}
+	// The old owner registering d-2 again (a new token) clears the notice.
+	same.Token = "another-token"
+	register(t, b, same)
+	if m, err := p.DeviceMoves(ctx, ws, user); err != nil || len(m) != 0 {
+		t.Fatalf("notice kept after re-registration: %v %v", m, err)
+	}
+}
+
+// A pending proof is one per user, readable, and taken exactly once.
+func testTokenProofSingleUse(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	if _, err := b.TokenProof(ctx, ws, user); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("no proof: %v", err)
+	}
+	if _, err := b.TakeTokenProof(ctx, ws, user); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("take no proof: %v", err)
+	}
+	exp := time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC)
+	first := relay.TokenProof{Workspace: ws, User: user, DeviceID: "phone", TokenHash: relay.HashSecret("tok"), CodeHash: relay.HashSecret("c1"), ExpiresAt: exp}
+	second := first
+	second.CodeHash = relay.HashSecret("c2")
+	for _, pr := range []relay.TokenProof{first, second} {
+		if err := b.PutTokenProof(ctx, pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := p.TokenProof(ctx, ws, user)
+	if err != nil || got.CodeHash != second.CodeHash || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("proof %+v %v, want the second", got, err)
+	}
+	if _, err := b.TokenProof(ctx, ws, "other"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("other user's proof: %v", err)
+	}
+	// Concurrent takes from two relays: exactly one gets it.
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for _, s := range []store.Backend{b, p, b, p} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.TakeTokenProof(ctx, ws, user)
+			switch {
+			case err == nil && got.CodeHash == second.CodeHash && got.DeviceID == "phone" && got.TokenHash == first.TokenHash:
+				wins.Add(1)
+			case !errors.Is(err, relay.ErrNotFound):
+				t.Errorf("take: %+v %v", got, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d takes got the proof, want 1", wins.Load())
+	}
+	if _, err := b.TokenProof(ctx, ws, user); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("proof left after take: %v", err)
 	}
 }
 
