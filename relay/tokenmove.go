@@ -45,6 +45,11 @@ func HashSecret(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// DataTokenProof is the data key of the silent push that carries a token
+// move's one-time code (with "device_id", the device id asked for). Such a
+// push is not a withdraw.
+const DataTokenProof = "token_proof"
+
 // DeviceMove is what the previous owner of a moved push token is told: its
 // device DeviceID lost the token to another user's proven registration at
 // MovedAt (GET /v1/devices "moved"). It does not name the new user.

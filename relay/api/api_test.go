@@ -71,7 +71,8 @@ func TestPreferencesLocked(t *testing.T) {
 }
 
 func TestDevices(t *testing.T) {
-	ts := startServer(t, func(o *Options) { o.MaxDevicesPerUser = 3 })
+	box := &proofBox{}
+	ts := startServer(t, func(o *Options) { o.MaxDevicesPerUser = 3; o.SendTokenProof = box.send })
 	alice := ts.token("acme", "alice", RoleUser)
 	bob := ts.token("acme", "bob", RoleUser)
 	key := "43EthRoOXXm4McXjSrIrQaGYFx3iCbi4-sojoRxiSFk" // URL alphabet, unpadded
@@ -89,9 +90,10 @@ func TestDevices(t *testing.T) {
 	if d, _ := ts.st.Device(t.Context(), "acme", "alice", "phone"); d.Token != "tok-2" || d.PublicKey != "" {
 		t.Fatalf("after re-register: %+v", d)
 	}
-	// Bob registers the same token (the phone changed hands): alice
-	// loses it.
-	expect(t, ts.do("PUT", "/v1/devices/handset", bob, map[string]string{"platform": "ios", "token": "tok-2", "app": "demo"}), 200, "")
+	// Bob registers the same token (the phone changed hands): with the
+	// code the phone got (TestTokenMoveNeedsProof), alice loses it.
+	expect(t, ts.do("PUT", "/v1/devices/handset", bob, map[string]string{"platform": "ios", "token": "tok-2", "app": "demo"}), 409, CodeTokenProofRequired)
+	expect(t, ts.do("PUT", "/v1/devices/handset", bob, map[string]string{"platform": "ios", "token": "tok-2", "app": "demo", "proof": box.last(t).code}), 200, "")
 	r = ts.do("GET", "/v1/devices", alice, nil)
 	expect(t, r, 200, "")
 	if !bytes.Contains(r.body, []byte(`"devices":[]`)) {

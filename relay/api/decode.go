@@ -181,7 +181,11 @@ type deviceRequest struct {
 	Environment string
 	Name        string
 	PublicKey   string // normalized: standard base64 with padding
+	Proof       string // the one-time code of a token move, or ""
 }
+
+// maxProofLen bounds the "proof" member (the codes are 26 base32 letters).
+const maxProofLen = 64
 
 // decodeDevice decodes and checks a device registration. knownApp nil
 // accepts any app name that is a valid id.
@@ -208,6 +212,8 @@ func decodeDevice(body []byte, knownApp func(string) bool) (deviceRequest, error
 			dst = &d.Name
 		case "public_key":
 			dst = &d.PublicKey
+		case "proof":
+			dst = &d.Proof
 		default:
 			return d, &FieldError{Field: truncate(k), Reason: "unknown field"}
 		}
@@ -256,6 +262,16 @@ func decodeDevice(body []byte, knownApp func(string) bool) (deviceRequest, error
 	}
 	if err := checkText("name", d.Name, MaxDeviceNameLen); err != nil {
 		return d, err
+	}
+	if seen["proof"] {
+		if d.Proof == "" || len(d.Proof) > maxProofLen {
+			return d, &FieldError{Field: "proof", Reason: fmt.Sprintf("must be 1 to %d characters", maxProofLen)}
+		}
+		for i := 0; i < len(d.Proof); i++ {
+			if c := d.Proof[i]; c <= ' ' || c >= 0x7f {
+				return d, &FieldError{Field: "proof", Reason: "must be printable ASCII without spaces"}
+			}
+		}
 	}
 	if d.PublicKey != "" {
 		key, err := publicKey(d.PublicKey)

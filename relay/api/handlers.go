@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,9 +13,13 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 )
 
-// DeviceList is the answer of GET /v1/devices.
+// DeviceList is the answer of GET /v1/devices: the caller's devices and,
+// when some of the caller's devices lost their push token to another
+// user's proven registration, those moves (kept until the device id
+// registers again).
 type DeviceList struct {
-	Devices []relay.Device `json:"devices"`
+	Devices []relay.Device     `json:"devices"`
+	Moved   []relay.DeviceMove `json:"moved,omitempty"`
 }
 
 // Preference is one type's entry in GET /v1/preferences: whether the
@@ -60,7 +66,12 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, c *Claims) 
 	if devs == nil {
 		devs = []relay.Device{}
 	}
-	writeJSON(w, http.StatusOK, DeviceList{Devices: devs})
+	moved, err := s.st.DeviceMoves(r.Context(), c.Workspace, c.Subject)
+	if err != nil {
+		s.storeError(w, r, "list device moves", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DeviceList{Devices: devs, Moved: moved})
 }
 
 // getDevice answers one of the caller's devices. Another user's device is
@@ -101,8 +112,9 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, c *Claims)
 }
 
 // putDevice registers or replaces one of the caller's devices. A token
-// held by another device of the workspace (another user's, or this user's
-// under another id) is taken from it.
+// held by another device id of the caller moves to this one. A token held
+// by another user's device moves only with proof that the caller's app
+// holds the device (moveToken); until then the owner keeps it.
 func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *Claims) {
 	id, ok := s.pathID(w, r, c, "device_id")
 	if !ok {
@@ -132,18 +144,111 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *Claims) {
 		Platform: req.Platform, Token: req.Token, App: req.App, Environment: req.Environment,
 		Name: req.Name, PublicKey: req.PublicKey, UpdatedAt: s.now().UTC(),
 	}
-	taken, err := s.st.RegisterDevice(r.Context(), d)
+	taken, err := s.st.RegisterUserDevice(r.Context(), d)
+	var held *relay.TokenHeldError
+	if errors.As(err, &held) {
+		if taken, ok = s.moveToken(w, r, c, d, req.Proof, held.Holder); !ok {
+			return
+		}
+		err = nil
+	}
 	if err != nil {
 		s.storeError(w, r, "register device", err)
 		return
 	}
 	for _, o := range taken {
-		s.log.Info("device token moved", relay.LogKeyWorkspace, c.Workspace, "from_user", o.User, "from_device", o.ID,
-			relay.LogKeyUser, c.Subject, relay.LogKeyDevice, id)
+		if o.User != c.Subject {
+			// The token is never logged, only who lost and who got it.
+			s.log.Info("device token moved to another user", relay.LogKeyWorkspace, c.Workspace,
+				"from_user", o.User, "from_device", o.ID, relay.LogKeyUser, c.Subject, relay.LogKeyDevice, id, "proven", true)
+			continue
+		}
+		s.log.Info("device token moved", relay.LogKeyWorkspace, c.Workspace, relay.LogKeyUser, c.Subject,
+			"from_device", o.ID, relay.LogKeyDevice, id)
 	}
 	s.log.Info("device registered", relay.LogKeyWorkspace, c.Workspace, relay.LogKeyUser, c.Subject, relay.LogKeyDevice, id,
 		relay.LogKeyPlatform, d.Platform, relay.LogKeyApp, d.App, "sealed", d.PublicKey != "")
 	writeJSON(w, http.StatusOK, d)
+}
+
+// TokenProofTTL is how long a token move's one-time code stays valid.
+const TokenProofTTL = 5 * time.Minute
+
+// moveToken handles a registration of a token held by holder, a device of
+// another user. Without proof it sends a one-time code to holder's token
+// by silent push (at most one per user, token and device id while the
+// code is valid) and answers 409 token_proof_required. With proof it
+// takes the user's pending code (single use, whatever the outcome),
+// checks it is this code, for this token and device id, unexpired, and
+// registers d, taking the token. ok is false when it answered.
+func (s *Server) moveToken(w http.ResponseWriter, r *http.Request, c *Claims, d relay.Device, proof string, holder relay.Device) ([]relay.Device, bool) {
+	ctx := r.Context()
+	now := s.now()
+	tokenHash := relay.HashSecret(d.Token)
+	if proof == "" {
+		if s.opts.SendTokenProof == nil {
+			s.deny(w, r, c, http.StatusConflict, CodeTokenProofRequired,
+				"this push token is registered to another user and this relay cannot send a proof", "token held by another user")
+			return nil, false
+		}
+		p, err := s.st.TokenProof(ctx, c.Workspace, c.Subject)
+		if err != nil && !errors.Is(err, relay.ErrNotFound) {
+			s.storeError(w, r, "read token proof", err)
+			return nil, false
+		}
+		pending := err == nil && p.DeviceID == d.ID && p.TokenHash == tokenHash && now.Before(p.ExpiresAt)
+		if !pending {
+			code := rand.Text()
+			p = relay.TokenProof{Workspace: c.Workspace, User: c.Subject, DeviceID: d.ID, TokenHash: tokenHash,
+				CodeHash: relay.HashSecret(code), ExpiresAt: now.Add(TokenProofTTL).UTC()}
+			if err := s.st.PutTokenProof(ctx, p); err != nil {
+				s.storeError(w, r, "store token proof", err)
+				return nil, false
+			}
+			if err := s.opts.SendTokenProof(context.WithoutCancel(ctx), holder, code, p); err != nil {
+				// Drop the code no push carries, so the next request sends one.
+				if _, terr := s.st.TakeTokenProof(context.WithoutCancel(ctx), c.Workspace, c.Subject); terr != nil {
+					s.log.Warn("drop unsent token proof", relay.LogKeyUser, c.Subject, relay.LogKeyError, terr)
+				}
+				s.storeError(w, r, "send token proof", err)
+				return nil, false
+			}
+			s.log.Info("device token held by another user: proof sent", relay.LogKeyWorkspace, c.Workspace,
+				"holder_user", holder.User, "holder_device", holder.ID, relay.LogKeyUser, c.Subject, relay.LogKeyDevice, d.ID)
+		}
+		s.deny(w, r, c, http.StatusConflict, CodeTokenProofRequired,
+			fmt.Sprintf("this push token is registered to another user; a one-time code was sent to the device by silent push (data %q); "+
+				"repeat this request with \"proof\": the code before %s", relay.DataTokenProof, p.ExpiresAt.Format(time.RFC3339)),
+			"token held by another user")
+		return nil, false
+	}
+	p, err := s.st.TakeTokenProof(ctx, c.Workspace, c.Subject)
+	if err != nil && !errors.Is(err, relay.ErrNotFound) {
+		s.storeError(w, r, "take token proof", err)
+		return nil, false
+	}
+	var why string
+	switch {
+	case err != nil:
+		why = "no code is pending"
+	case !now.Before(p.ExpiresAt):
+		why = "the code expired"
+	case p.DeviceID != d.ID || p.TokenHash != tokenHash:
+		why = "the code was sent for another token or device id"
+	case subtle.ConstantTimeCompare([]byte(p.CodeHash), []byte(relay.HashSecret(proof))) != 1:
+		why = "the code is wrong"
+	}
+	if why != "" {
+		s.deny(w, r, c, http.StatusConflict, CodeTokenProofInvalid,
+			"token proof refused: "+why+"; repeat the request without \"proof\" for a new code", "token proof refused: "+why)
+		return nil, false
+	}
+	taken, err := s.st.RegisterDevice(ctx, d)
+	if err != nil {
+		s.storeError(w, r, "register device", err)
+		return nil, false
+	}
+	return taken, true
 }
 
 // effectiveSettings returns the setting of every configured type in a

@@ -22,10 +22,16 @@ const (
 	CodeExpired          = "expired"            // 409 answer after expiry; 404 content fetched after expiry
 	CodeNotDelivered     = "not_delivered"      // 409 the event was suppressed
 	CodeTooManyDevices   = "too_many_devices"   // 409 MaxDevicesPerUser reached
-	CodePayloadTooLarge  = "payload_too_large"  // 413
-	CodeRateLimited      = "rate_limited"       // 429 (with Retry-After)
-	CodeInternal         = "internal"           // 500
-	CodeUnavailable      = "unavailable"        // 503
+	// CodeTokenProofRequired: the push token is another user's; a one-time
+	// code went to the device by silent push (PUT again with "proof").
+	CodeTokenProofRequired = "token_proof_required" // 409
+	// CodeTokenProofInvalid: the proof is wrong, expired, used or for
+	// another token or device id (PUT without "proof" for a new code).
+	CodeTokenProofInvalid = "token_proof_invalid" // 409
+	CodePayloadTooLarge   = "payload_too_large"   // 413
+	CodeRateLimited       = "rate_limited"        // 429 (with Retry-After)
+	CodeInternal          = "internal"            // 500
+	CodeUnavailable       = "unavailable"         // 503
 )
 
 // ErrorBody is the JSON error answer of every route.

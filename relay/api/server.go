@@ -45,6 +45,7 @@ const (
 // log and the events answered.
 type Store interface {
 	store.Directory
+	store.TokenMoves
 	store.AnswerLog
 	Event(ctx context.Context, key relay.EventKey) (*store.Record, error)
 }
@@ -66,6 +67,12 @@ type Options struct {
 	// before the answer is sent, with a context that outlives the
 	// request; it must not block for long.
 	OnAnswer func(ctx context.Context, a relay.Answer, rec *store.Record)
+	// SendTokenProof, when set, sends the one-time code of a token move
+	// (relay.TokenProof) by silent push to holder, the device that holds
+	// the token now (the daemon queues it like any push). It runs on the
+	// request's goroutine with a context that outlives the request. Nil:
+	// tokens never move between users through the app API.
+	SendTokenProof func(ctx context.Context, holder relay.Device, code string, p relay.TokenProof) error
 	// Now is the clock (tokens, expiry, answer times); nil: time.Now.
 	Now func() time.Time
 	// Listener, when set, is served instead of listening on
