@@ -15,9 +15,9 @@ import (
 
 // proofBox records the codes the server asks to send.
 type proofBox struct {
-	mu    sync.Mutex
-	sent  []sentProof
-	fail  error
+	mu   sync.Mutex
+	sent []sentProof
+	fail error
 }
 
 type sentProof struct {
