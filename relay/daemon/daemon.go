@@ -190,7 +190,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
 		wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
-		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer})
+		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
+			SendTokenProof: wd.sendTokenProof})
 		if err != nil {
 			return fmt.Errorf("app api: %w", err)
 		}

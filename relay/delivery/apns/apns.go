@@ -350,7 +350,8 @@ var interruptionLevels = map[string]bool{"passive": true, "active": true, "time-
 //   - for a Silent alert instead aps.content-available = 1 only: a
 //     withdraw push repeats nothing of the alert's presentation;
 //   - the alert's Data as top-level string keys, then "event_id", "type",
-//     "expires_at" (RFC 3339) and, when Silent, "withdraw": "true"; these
+//     "expires_at" (RFC 3339) and, when Silent and not a token proof (Data
+//     relay.DataTokenProof), "withdraw": "true"; these
 //     keys win over Data keys of the same name, and a Data key "aps" is
 //     dropped.
 func Payload(a *relay.Alert) ([]byte, error) {
@@ -392,7 +393,7 @@ func Payload(a *relay.Alert) ([]byte, error) {
 	if !a.ExpiresAt.IsZero() {
 		root["expires_at"] = a.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	if a.Silent {
+	if a.Silent && a.Data[relay.DataTokenProof] == "" {
 		root["withdraw"] = "true"
 	}
 	b, err := json.Marshal(root)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -481,5 +482,22 @@ func TestErrorsCarryNoDeviceToken(t *testing.T) {
 	err := e.client.Notify(t.Context(), device, alertFor(relay.TypeOTPReceived, time.Minute))
 	if err == nil || strings.Contains(err.Error(), tok) {
 		t.Fatalf("dial error carries the device token: %v", err)
+	}
+}
+
+// A silent token proof is a background push carrying the code, not a
+// withdraw.
+func TestPayloadTokenProofIsNoWithdraw(t *testing.T) {
+	a := &relay.Alert{EventID: relay.InternalID(relay.InternalTokenProof, "n"), Type: "edgerelay.token_proof", Silent: true,
+		Data: map[string]string{relay.DataTokenProof: "CODE", "device_id": "phone"}}
+	b, err := apns.Payload(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	aps, _ := m["aps"].(map[string]any)
+	if m["withdraw"] != nil || m[relay.DataTokenProof] != "CODE" || aps["content-available"] != float64(1) || aps["alert"] != nil {
+		t.Fatalf("token proof payload %s", b)
 	}
 }

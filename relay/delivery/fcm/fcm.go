@@ -237,7 +237,7 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 //     and, when set, "category", "sound", "thread_id" and
 //     "interruption_level", for the app to build the notification;
 //   - a Silent alert is data-only, normal priority, with data "withdraw":
-//     "true".
+//     "true" unless it carries a token proof (data relay.DataTokenProof).
 //
 // android.priority follows the alert's Priority, android.collapse_key is
 // CollapseID, and android.ttl is the time left until ExpiresAt (never
@@ -257,7 +257,9 @@ func Message(d relay.Device, a *relay.Alert, now time.Time) *messaging.Message {
 	m := &messaging.Message{Token: d.Token, Data: data}
 	switch {
 	case a.Silent:
-		data["withdraw"] = "true"
+		if a.Data[relay.DataTokenProof] == "" {
+			data["withdraw"] = "true"
+		}
 	case actionable:
 		data["title"] = a.Title
 		data["body"] = a.Body

@@ -492,3 +492,14 @@ func TestErrorsCarryNoDeviceToken(t *testing.T) {
 		}
 	}
 }
+
+// A silent token proof is a data message carrying the code, not a
+// withdraw.
+func TestMessageTokenProofIsNoWithdraw(t *testing.T) {
+	a := &relay.Alert{EventID: relay.InternalID(relay.InternalTokenProof, "n"), Type: "edgerelay.token_proof", Silent: true,
+		Data: map[string]string{relay.DataTokenProof: "CODE", "device_id": "phone"}}
+	m := fcm.Message(android, a, time.Now())
+	if _, ok := m.Data["withdraw"]; ok || m.Data[relay.DataTokenProof] != "CODE" || m.Notification != nil || m.Android.Priority != "normal" {
+		t.Fatalf("token proof message %+v %+v", m.Data, m.Android)
+	}
+}
