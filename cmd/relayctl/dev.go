@@ -309,7 +309,7 @@ func eventViews(ctx context.Context, c *client, ws string, ids []string) ([]map[
 	settled := true
 	for _, id := range ids {
 		var v map[string]any
-		if err := c.getJSON(ctx, "/v1/events/"+ws+"/"+id, &v); err != nil {
+		if err := c.getJSON(ctx, "/v1/events/"+url.PathEscape(ws)+"/"+url.PathEscape(id), &v); err != nil {
 			return nil, false
 		}
 		if v["decision"] == nil {
