@@ -176,8 +176,8 @@ const TokenProofTTL = 5 * time.Minute
 
 // moveToken handles a registration of a token held by holder, a device of
 // another user. Without proof it sends a one-time code to holder's token
-// by silent push (at most one per user, token and device id while the
-// code is valid) and answers 409 token_proof_required. With proof it
+// by silent push (at most one per user and token while the code is valid)
+// and answers 409 token_proof_required. With proof it
 // takes the user's pending code (single use, whatever the outcome),
 // checks it is this code, for this token and device id, unexpired, and
 // registers d, taking the token. ok is false when it answered.
@@ -196,7 +196,9 @@ func (s *Server) moveToken(w http.ResponseWriter, r *http.Request, c *Claims, d 
 			s.storeError(w, r, "read token proof", err)
 			return nil, false
 		}
-		pending := err == nil && p.DeviceID == d.ID && p.TokenHash == tokenHash && now.Before(p.ExpiresAt)
+		// One push per user and token while its code is valid, whatever
+		// the device id asked for: retries cannot flood the holder.
+		pending := err == nil && p.TokenHash == tokenHash && now.Before(p.ExpiresAt)
 		if !pending {
 			code := rand.Text()
 			p = relay.TokenProof{Workspace: c.Workspace, User: c.Subject, DeviceID: d.ID, TokenHash: tokenHash,
@@ -217,8 +219,8 @@ func (s *Server) moveToken(w http.ResponseWriter, r *http.Request, c *Claims, d 
 				"holder_user", holder.User, "holder_device", holder.ID, relay.LogKeyUser, c.Subject, relay.LogKeyDevice, d.ID)
 		}
 		s.deny(w, r, c, http.StatusConflict, CodeTokenProofRequired,
-			fmt.Sprintf("this push token is registered to another user; a one-time code was sent to the device by silent push (data %q); "+
-				"repeat this request with \"proof\": the code before %s", relay.DataTokenProof, p.ExpiresAt.Format(time.RFC3339)),
+			fmt.Sprintf("this push token is registered to another user; a one-time code for device id %s was sent to the device by silent push (data %q); "+
+				"repeat that registration with \"proof\": the code before %s", quote(p.DeviceID), relay.DataTokenProof, p.ExpiresAt.Format(time.RFC3339)),
 			"token held by another user")
 		return nil, false
 	}

@@ -108,6 +108,13 @@ func TestTokenMoveNeedsProof(t *testing.T) {
 	}
 	// Asking again while the code is valid sends nothing more.
 	expect(t, ts.do("PUT", "/v1/devices/bphone", bob, deviceBody(token, "")), 409, CodeTokenProofRequired)
+	// So does asking under another device id: one push per token while
+	// its code is valid.
+	r = ts.do("PUT", "/v1/devices/other", bob, deviceBody(token, ""))
+	expect(t, r, 409, CodeTokenProofRequired)
+	if !strings.Contains(r.errMessage(), `device id "bphone"`) {
+		t.Fatalf("message %q does not name the device id the code is for", r.errMessage())
+	}
 	if n := box.count(); n != 1 {
 		t.Fatalf("%d proofs sent, want 1 while one is pending", n)
 	}
