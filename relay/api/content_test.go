@@ -68,7 +68,7 @@ func TestEventContent(t *testing.T) {
 	expect(t, ts.do("GET", "/v1/events/evt-s", alice, nil), 409, CodeNotDelivered)
 	// No token, bad id.
 	expect(t, ts.do("GET", "/v1/events/evt-c", "", nil), 401, CodeUnauthorized)
-	expect(t, ts.do("GET", "/v1/events/a%20b", alice, nil), 400, CodeBadRequest)
+	expect(t, ts.do("GET", "/v1/events/a%0Ab", alice, nil), 400, CodeBadRequest)
 
 	// At expiry the content is gone.
 	ts.clock.Add(time.Minute)
