@@ -1,5 +1,7 @@
 package relaytest
 
+import "strings"
+
 // IDForm is one id of the id grammar's table (relay.CheckID), shared by
 // the tests of both APIs so they accept and refuse the same ids.
 type IDForm struct {
@@ -23,9 +25,9 @@ var IDForms = []struct {
 	{IDForm{"reserved url chars", "a?b#c%d&e=f", true}, ""},
 	{IDForm{"old internal suffix", "x~withdraw", true}, ""},
 	{IDForm{"tilde inside", "a~b", true}, ""},
-	{IDForm{"128 runes", repeat("é", 128), true}, ""},
+	{IDForm{"128 runes", strings.Repeat("é", 128), true}, ""},
 	{IDForm{"empty", "", false}, "must not be empty"},
-	{IDForm{"129 runes", repeat("é", 129), false}, "longer than 128"},
+	{IDForm{"129 runes", strings.Repeat("é", 129), false}, "longer than 128"},
 	{IDForm{"newline", "a\nb", false}, "control character U+000A"},
 	{IDForm{"tab", "a\tb", false}, "control character U+0009"},
 	{IDForm{"nul", "a\x00b", false}, "control character U+0000"},
@@ -42,12 +44,4 @@ var IDForms = []struct {
 	{IDForm{"dot dot", "..", false}, `must not be ".."`},
 	{IDForm{"internal prefix", "~withdraw~x", false}, "reserved"},
 	{IDForm{"invalid utf8", "a\xffb", false}, "not valid UTF-8"},
-}
-
-func repeat(s string, n int) string {
-	out := ""
-	for range n {
-		out += s
-	}
-	return out
 }
