@@ -28,9 +28,6 @@ import (
 // An id with characters reserved in URLs ('/', '?', '#', '%', space, …) is
 // addressed in a path by percent-encoding them (%2F, %3F, %23, %25, %20).
 
-// InternalPrefix begins every internal event id and no upstream id.
-const InternalPrefix = "~"
-
 // CheckID reports whether s is a valid id; the error is the reason, for a
 // message that names the field (e.g. "must not be empty").
 func CheckID(s string) error {
@@ -53,8 +50,9 @@ func CheckIDOrInternal(s string) error {
 	return CheckID(s)
 }
 
-// maxInternalIDLen bounds an internal id: a prefix, a kind and an id.
-const maxInternalIDLen = MaxIDLen + 32
+// maxInternalIDLen bounds an internal id: a prefix, a kind, perhaps a
+// plugin name, and an id.
+const maxInternalIDLen = 3 * MaxIDLen
 
 func checkIDChars(s string, maxLen int) error {
 	if s == "" {
@@ -82,24 +80,4 @@ func checkIDChars(s string, maxLen int) error {
 		return fmt.Errorf("must not be %q", s)
 	}
 	return nil
-}
-
-// Kinds of internal events.
-const (
-	// InternalWithdraw carries the silent push that withdraws an answered
-	// prompt from the user's other devices.
-	InternalWithdraw = "withdraw"
-	// InternalTokenProof carries the silent push with the one-time code
-	// that proves a device holds a push token (a token moving to another
-	// user).
-	InternalTokenProof = "token-proof"
-)
-
-// InternalID returns the id of an event the relay derives from event id
-// (kind: InternalWithdraw, …). Internal ids begin with InternalPrefix,
-// which CheckID refuses, so an upstream event can never be taken for one
-// (an upstream "x~withdraw" is just another event). The only place that
-// builds them.
-func InternalID(kind, id string) string {
-	return InternalPrefix + kind + InternalPrefix + id
 }

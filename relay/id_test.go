@@ -28,21 +28,29 @@ func TestCheckID(t *testing.T) {
 }
 
 func TestInternalIDOutsideUpstreamIDs(t *testing.T) {
-	for _, id := range []string{"evt-1", "x~withdraw", "okta/7", strings.Repeat("é", relay.MaxIDLen)} {
-		for _, kind := range []string{relay.InternalWithdraw, relay.InternalTokenProof} {
-			in := relay.InternalID(kind, id)
+	seen := map[string]string{}
+	for _, id := range []string{"evt-1", "x~withdraw", "okta/7", "a~b", strings.Repeat("é", relay.MaxIDLen)} {
+		made := map[string]string{
+			"withdraw":    relay.WithdrawID(id),
+			"expired":     relay.ExpiryWithdrawID(id),
+			"notice":      relay.NoticeID(id, "push_bombing_guard"),
+			"notice2":     relay.NoticeID(id, "other"),
+			"token-proof": relay.InternalID(relay.InternalTokenProof, id),
+		}
+		for what, in := range made {
 			if relay.CheckID(in) == nil {
 				t.Errorf("CheckID(%q) accepts an internal id", in)
 			}
 			if err := relay.CheckIDOrInternal(in); err != nil {
 				t.Errorf("CheckIDOrInternal(%q) = %v", in, err)
 			}
-			if in == id || relay.InternalID(kind, id+"x") == in {
-				t.Errorf("InternalID(%q, %q) = %q is not distinct", kind, id, in)
+			if prev, dup := seen[in]; dup {
+				t.Errorf("%s of %q = %q, already made for %s", what, id, in, prev)
 			}
+			seen[in] = what + " of " + id
 		}
 	}
-	if relay.InternalID(relay.InternalWithdraw, "x") == "x~withdraw" {
+	if relay.WithdrawID("x") == "x~withdraw" {
 		t.Fatal("the internal withdraw id is still the upstream-reachable old form")
 	}
 }

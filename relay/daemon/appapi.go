@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -30,10 +28,8 @@ const withdrawType = "edgerelay.withdraw"
 
 // withdrawer sends the silent "withdraw the prompt" push to a user's other
 // devices once an alert is answered. The push is stored like any delivery
-// (a derived event relay.InternalID(relay.InternalWithdraw, id), outside
-// the ids upstream can post, with its own jobs), so it survives a restart
-// and shows in GET /v1/events. Withdraws stored by older relays under
-// "<id>~withdraw" keep that id until pruned with their event.
+// (a derived event relay.WithdrawID(id) with its own jobs), so it survives a
+// restart and shows in GET /v1/events.
 type withdrawer struct {
 	st  withdrawStore
 	q   pipeline.Queue
@@ -50,43 +46,6 @@ type withdrawStore interface {
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
 }
 
-// tokenProofType is the type of the internal events that carry a token
-// move's one-time code. Like withdrawType it is no configured type, so
-// recovery suppresses such an event if relayd stopped before deciding it.
-const tokenProofType = "edgerelay.token_proof"
-
-// sendTokenProof queues the silent push with a token move's one-time code
-// to holder, the device that holds the token now (api.Options.
-// SendTokenProof): an internal event with one job, sent through the
-// normal queue and provider path, expiring with the code. The push has no
-// visible content; its data carries relay.DataTokenProof and the device
-// id asked for. The code is kept in the event's stored alert until the
-// event is pruned (it expires within api.TokenProofTTL).
-func (w *withdrawer) sendTokenProof(ctx context.Context, holder relay.Device, code string, p relay.TokenProof) error {
-	now := w.now()
-	nonce := rand.Text()
-	ev := relay.Event{ID: relay.InternalID(relay.InternalTokenProof, nonce), Workspace: holder.Workspace, User: holder.User,
-		Type: tokenProofType, ExpiresAt: p.ExpiresAt, OccurredAt: now}
-	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
-	if err == nil && len(errs) > 0 {
-		err = errs[0]
-	}
-	if err != nil {
-		return fmt.Errorf("store token proof push: %w", err)
-	}
-	alert := &relay.Alert{EventID: ev.ID, Workspace: ev.Workspace, Type: tokenProofType,
-		Data:     map[string]string{relay.DataTokenProof: code, "device_id": p.DeviceID},
-		Priority: relay.PriorityNormal, CollapseID: "tp-" + nonce, ExpiresAt: p.ExpiresAt, Silent: true}
-	jobs := []relay.Job{{Event: ev.Key(), DeviceID: holder.ID, Platform: holder.Platform, App: holder.App,
-		State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}}
-	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "token_proof", Plugins: []relay.PluginDecision{}}
-	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
-		return fmt.Errorf("record token proof push: %w", err)
-	}
-	pipeline.Scheduled(w.q, alert.Priority, jobs)
-	return nil
-}
-
 func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {
 	alert := api.WithdrawAlert(rec, a)
 	ids := api.WithdrawDevices(rec, a)
@@ -97,7 +56,7 @@ func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Re
 	// phone's request staying open.
 	ctx = context.WithoutCancel(ctx)
 	now := w.now()
-	ev := relay.Event{ID: relay.InternalID(relay.InternalWithdraw, rec.Event.ID), Workspace: rec.Event.Workspace, User: rec.Event.User,
+	ev := relay.Event{ID: relay.WithdrawID(rec.Event.ID), Workspace: rec.Event.Workspace, User: rec.Event.User,
 		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
 	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
 	if err != nil || (len(errs) > 0 && errs[0] != nil) {

@@ -36,7 +36,7 @@ func TestIDsAnswerable(t *testing.T) {
 	a.must(200, "POST", "/v1/events/"+escaped+"/actions", jose, map[string]string{"action": "approve", "device_id": "josé's phone/1"})
 
 	// The tablet's withdraw push is stored under the internal id.
-	wid := url.PathEscape(relay.InternalID(relay.InternalWithdraw, id))
+	wid := url.PathEscape(relay.WithdrawID(id))
 	waitFor(t, 20*time.Second, func() error { return h.settled("acme", wid) })
 	if v, _ := h.event("acme", wid); len(v.Deliveries) != 1 || v.Deliveries[0].State != "delivered" {
 		t.Fatalf("withdraw event: %+v", v)

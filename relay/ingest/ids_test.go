@@ -97,7 +97,7 @@ func TestIDGrammar(t *testing.T) {
 // one.
 func TestInternalIDReadable(t *testing.T) {
 	ts := startServer(t, nil)
-	id := relay.InternalID(relay.InternalWithdraw, "evt-1")
+	id := relay.WithdrawID("evt-1")
 	r := ts.do(t, http.MethodGet, "/v1/events/acme/"+url.PathEscape(id), "", nil)
 	r.wantError(t, http.StatusNotFound, CodeNotFound, "")
 	r = postJSON(t, ts, fmt.Sprintf(`{"id":%q,"workspace":"acme","user":"u","type":"otp_received"}`, id))
