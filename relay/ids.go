@@ -46,6 +46,6 @@ func WithdrawID(id string) string { return InternalID(InternalWithdraw, id) }
 func ExpiryWithdrawID(id string) string { return InternalID(InternalExpired, id) }
 
 // NoticeID is the id of the derived event that carries the notice plugin
-// asked for while judging event id: one per event and plugin. A plugin's
-// name is a file name, so it holds no '/' and "plugin/id" is unambiguous.
-func NoticeID(id, plugin string) string { return InternalID(InternalNotice, plugin+"/"+id) }
+// asked for while judging event id: one per event and plugin. (Two pairs
+// could only meet if a plugin's file name held InternalPrefix.)
+func NoticeID(id, plugin string) string { return InternalID(InternalNotice, id+InternalPrefix+plugin) }
