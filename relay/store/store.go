@@ -1,7 +1,7 @@
 // Package store defines how edgerelay keeps its state, by role: the event
 // log (idempotency and decisions), the directory (devices, settings,
-// preferences), the job schedule (leases, priorities, dead letters) and the
-// answer log. Every backend implements every role in full (Backend); the
+// preferences), the job schedule (leases, priorities, dead letters), the
+// answer log and the user.recent counters. Every backend implements every role in full (Backend); the
 // conformance suite in storetest runs against each of them. Backends live
 // in subpackages: bolt (one embedded file) and jetstream (a cluster on NATS
 // JetStream).
@@ -255,6 +255,7 @@ type Backend interface {
 	TokenMoves
 	Schedule
 	AnswerLog
+	Recents
 	// Ping reports whether the backend can serve writes now (/readyz).
 	Ping(ctx context.Context) error
 	// Close flushes and closes the store. It must succeed even when ctx is

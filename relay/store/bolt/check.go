@@ -258,7 +258,7 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 			return err
 		})
 	}
-	for _, b := range [][]byte{bucketDevices, bucketSettings, bucketPrefs} {
+	for _, b := range [][]byte{bucketDevices, bucketSettings, bucketPrefs, bucketRecent} {
 		check(b, jsonValue)
 	}
 	return problems

@@ -35,6 +35,7 @@
 //	devices    ws \0 user \0 device      JSON relay.Device
 //	settings   ws                        JSON {type: setting}
 //	prefs      ws \0 user                JSON {type: bool}
+//	recent     ws \0 user                JSON {type: store.RecentCounter} (user.recent)
 //	answers    ws \0 id                  JSON relay.Answer (the first answer; kept)
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter

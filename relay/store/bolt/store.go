@@ -56,11 +56,12 @@ var (
 	bucketDevices   = []byte("devices")
 	bucketSettings  = []byte("settings")
 	bucketPrefs     = []byte("prefs")
+	bucketRecent    = []byte("recent")
 )
 
 var allBuckets = [][]byte{
 	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
-	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketDeadLetters,
+	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketRecent, bucketDeadLetters,
 	bucketSched, bucketSchedJobs, bucketSchedLeases, bucketSchedCount,
 }
 

@@ -52,6 +52,8 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLettersAndReplay", testDeadLetters},
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"Answers", testAnswers},
+		{"RecentCounts", testRecentCounts},
+		{"RecentCountsFromTwoRelays", testRecentCountsFromTwoRelays},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -876,5 +878,83 @@ func testAnswers(t *testing.T, h Harness) {
 	if _, err := b.AnswerAction(ctx, relay.Answer{Event: relay.EventKey{Workspace: ws, ID: "evt-1"}, User: user, DeviceID: "d-9",
 		Action: "deny", AnsweredAt: now}); !errors.Is(err, relay.ErrConflict) {
 		t.Fatalf("answer after prune: %v, want conflict", err)
+	}
+}
+
+// testRecentCounts: CountRecent counts and answers the counts including
+// the event; old buckets leave their windows; Recent reads without
+// counting.
+func testRecentCounts(t *testing.T, h Harness) {
+	b := h.open(t)
+	now := time.Now().Truncate(time.Minute).Add(30 * time.Second)
+	for i := 1; i <= 3; i++ {
+		got, err := b.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (store.RecentCounts{M1: i, M10: i, H1: i}); got[relay.TypeIdentityVerification] != want {
+			t.Fatalf("count %d: got %+v, want %+v", i, got, want)
+		}
+	}
+	// Another type is counted apart; the answer carries every type.
+	got, err := b.CountRecent(ctx, ws, user, relay.TypeOTPReceived, now.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[relay.TypeOTPReceived] != (store.RecentCounts{M1: 1, M10: 1, H1: 1}) ||
+		got[relay.TypeIdentityVerification] != (store.RecentCounts{M1: 0, M10: 3, H1: 3}) {
+		t.Fatalf("two minutes later: %+v", got)
+	}
+	if r, err := b.Recent(ctx, ws, user, now.Add(11*time.Minute)); err != nil ||
+		r[relay.TypeIdentityVerification] != (store.RecentCounts{H1: 3}) {
+		t.Fatalf("eleven minutes later: %+v %v", r, err)
+	}
+	if r, err := b.Recent(ctx, ws, user, now.Add(63*time.Minute)); err != nil || r != nil {
+		t.Fatalf("past the hour: %+v %v", r, err)
+	}
+	if r, err := b.Recent(ctx, ws, "nobody", now); err != nil || r != nil {
+		t.Fatalf("a user never counted: %+v %v", r, err)
+	}
+	if _, err := b.CountRecent(ctx, "", user, relay.TypeOTPReceived, now); err == nil {
+		t.Fatal("empty workspace: no error")
+	}
+}
+
+// testRecentCountsFromTwoRelays: concurrent counts from two relays are
+// never lost and each call sees a distinct count (the push-bombing guard
+// relies on exactly one decision seeing max+1).
+func testRecentCountsFromTwoRelays(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	now := time.Now()
+	const n = 8
+	seen := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			got, err := s.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, now)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seen <- got[relay.TypeIdentityVerification].M10
+		})
+	}
+	wg.Wait()
+	close(seen)
+	var counts []int
+	for c := range seen {
+		counts = append(counts, c)
+	}
+	slices.Sort(counts)
+	if want := []int{1, 2, 3, 4, 5, 6, 7, 8}; !slices.Equal(counts, want) {
+		t.Fatalf("counts seen %v, want each of %v once", counts, want)
+	}
+	if r, err := b.Recent(ctx, ws, user, now); err != nil || r[relay.TypeIdentityVerification].M10 != n {
+		t.Fatalf("total %+v %v, want %d", r, err, n)
 	}
 }
