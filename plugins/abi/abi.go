@@ -185,7 +185,7 @@ type Prior struct {
 // Output is what a plugin answers, as JSON:
 //
 //	{"verdict":"allow|suppress|defer","reason":"…","defer_until":RFC3339,
-//	 "set":{…},"devices":["id",…]}
+//	 "set":{…},"devices":["id",…],"notice":{"title","body","data"}}
 //
 // Decoders reject unknown fields of Output and of its "set" object.
 type Output struct {
@@ -199,6 +199,23 @@ type Output struct {
 	Set *Set // "set"
 	// Devices, when non-nil, narrows delivery to these device IDs.
 	Devices []string // "devices"
+	// Notice, when non-nil, asks the host to send the event's user one
+	// separate informational alert, whatever the verdict (an addition to
+	// ABI 1: older hosts refuse the field, older plugins never send it).
+	Notice *Notice // "notice"
+}
+
+// Notice is an informational alert a plugin asks the host to send to the
+// user of the event it judged, as its own alert beside the event's. The
+// host chooses its type, priority and devices (all of the user's); it
+// carries no actions or category and can never be answered, so a plugin
+// can warn a user without giving an attacker something to approve. The
+// host sends at most one notice per event and plugin; a plugin that wants
+// one warning per burst asks for it once (see policies/push_bombing_guard).
+type Notice struct {
+	Title string            // "title", required, at most MaxTitleLen bytes
+	Body  string            // "body", at most MaxBodyLen bytes
+	Data  map[string]string // "data", at most MaxDataEntries entries
 }
 
 // Set holds the fields a plugin may change. A nil pointer leaves the field
@@ -293,21 +310,22 @@ func (o *Output) Validate() error {
 				return fieldErr("set.interruption_level", "unknown level %q (want passive, active, time-sensitive or critical)", truncate(*l))
 			}
 		}
-		if len(s.Data) > MaxDataEntries {
-			return fieldErr("set.data", "%d entries, max %d", len(s.Data), MaxDataEntries)
+		if err := checkData("set.data", s.Data); err != nil {
+			return err
 		}
-		for k, v := range s.Data {
-			if k == "" {
-				return fieldErr("set.data", "empty key")
-			}
-			if err := checkString("set.data key", k, MaxDataKeyLen); err != nil {
-				err.(*FieldError).Field += " " + strconv.Quote(truncate(k))
-				return err
-			}
-			if err := checkString("set.data", v, MaxDataValueLen); err != nil {
-				err.(*FieldError).Field += "." + truncate(k)
-				return err
-			}
+	}
+	if n := o.Notice; n != nil {
+		if n.Title == "" {
+			return fieldErr("notice.title", "required")
+		}
+		if err := checkString("notice.title", n.Title, MaxTitleLen); err != nil {
+			return err
+		}
+		if err := checkString("notice.body", n.Body, MaxBodyLen); err != nil {
+			return err
+		}
+		if err := checkData("notice.data", n.Data); err != nil {
+			return err
 		}
 	}
 	if len(o.Devices) > MaxDevices {
@@ -319,6 +337,27 @@ func (o *Output) Validate() error {
 		}
 		if err := checkString("devices", d, MaxDeviceIDLen); err != nil {
 			err.(*FieldError).Field = fmt.Sprintf("devices[%d]", i)
+			return err
+		}
+	}
+	return nil
+}
+
+// checkData checks a data map's size, keys and values.
+func checkData(field string, data map[string]string) error {
+	if len(data) > MaxDataEntries {
+		return fieldErr(field, "%d entries, max %d", len(data), MaxDataEntries)
+	}
+	for k, v := range data {
+		if k == "" {
+			return fieldErr(field, "empty key")
+		}
+		if err := checkString(field+" key", k, MaxDataKeyLen); err != nil {
+			err.(*FieldError).Field += " " + strconv.Quote(truncate(k))
+			return err
+		}
+		if err := checkString(field, v, MaxDataValueLen); err != nil {
+			err.(*FieldError).Field += "." + truncate(k)
 			return err
 		}
 	}

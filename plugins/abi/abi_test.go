@@ -50,6 +50,7 @@ func sampleOutput() Output {
 			Data: map[string]string{"warning": "push_bombing"},
 		},
 		Devices: []string{"d1"},
+		Notice:  &Notice{Title: "Repeated sign-in requests blocked", Body: "Not you?\nChange your password.", Data: map[string]string{"warning": "push_bombing"}},
 	}
 }
 
@@ -276,6 +277,11 @@ func TestDecodeOutputStrict(t *testing.T) {
 		{"device type", `{"verdict":"allow","devices":[1]}`, "devices: expected string, found number"},
 		{"reason too long", `{"verdict":"suppress","reason":"` + strings.Repeat("r", 300) + `"}`, "reason: 300 bytes, max 256"},
 		{"too big", `{"verdict":"allow","reason":"` + strings.Repeat(" ", MaxOutputBytes) + `"}`, "max 65536"},
+		{"notice without title", `{"verdict":"suppress","notice":{"body":"b"}}`, "notice.title: required"},
+		{"notice unknown field", `{"verdict":"suppress","notice":{"title":"t","actions":["approve"]}}`, `notice: unknown field "actions"`},
+		{"notice category", `{"verdict":"suppress","notice":{"title":"t","category":"APPROVE_DENY"}}`, `notice: unknown field "category"`},
+		{"notice title too long", `{"verdict":"allow","notice":{"title":"` + strings.Repeat("x", 257) + `"}}`, "notice.title: 257 bytes, max 256"},
+		{"notice data empty key", `{"verdict":"allow","notice":{"title":"t","data":{"":"v"}}}`, "notice.data: empty key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

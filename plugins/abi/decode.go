@@ -380,8 +380,37 @@ func DecodeOutput(b []byte, out *Output) error {
 				break
 			}
 			return d.strings(&out.Devices, "devices")
+		case 0x66e65: // notice
+			if string(key) != "notice" {
+				break
+			}
+			if d.null() {
+				return nil
+			}
+			n := &Notice{}
+			out.Notice = n
+			return d.object("notice", func(key []byte) error {
+				switch keyID(key) {
+				case 0x57465: // title
+					if string(key) != "title" {
+						break
+					}
+					return d.str(&n.Title, "notice.title")
+				case 0x46279: // body
+					if string(key) != "body" {
+						break
+					}
+					return d.str(&n.Body, "notice.body")
+				case 0x46461: // data
+					if string(key) != "data" {
+						break
+					}
+					return d.stringMap(&n.Data, "notice.data")
+				}
+				return fieldErr("notice", "unknown field %q (want title, body, data)", truncate(string(key)))
+			})
 		}
-		return fieldErr("", "unknown field %q (want verdict, reason, defer_until, set, devices)", truncate(string(key)))
+		return fieldErr("", "unknown field %q (want verdict, reason, defer_until, set, devices, notice)", truncate(string(key)))
 	}); err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func appendEvent(dst []byte, e *Event) []byte {
 
 // AppendOutput appends the JSON encoding of out to dst and returns the
 // extended slice. It does not validate out (see Output.Validate); empty
-// reason, zero defer_until, nil set and nil devices are omitted.
+// reason, zero defer_until, nil set, nil devices and nil notice are omitted.
 func AppendOutput(dst []byte, out *Output) []byte {
 	dst = append(dst, `{"verdict":`...)
 	dst = appendString(dst, out.Verdict)
@@ -190,6 +190,19 @@ func AppendOutput(dst []byte, out *Output) []byte {
 	if out.Devices != nil {
 		dst = append(dst, `,"devices":`...)
 		dst = appendStrings(dst, out.Devices)
+	}
+	if n := out.Notice; n != nil {
+		dst = append(dst, `,"notice":{"title":`...)
+		dst = appendString(dst, n.Title)
+		if n.Body != "" {
+			dst = append(dst, `,"body":`...)
+			dst = appendString(dst, n.Body)
+		}
+		if n.Data != nil {
+			dst = append(dst, `,"data":`...)
+			dst = appendStringMap(dst, n.Data)
+		}
+		dst = append(dst, '}')
 	}
 	return append(dst, '}')
 }

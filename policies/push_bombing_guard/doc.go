@@ -4,15 +4,20 @@
 // (which include the event being judged):
 //
 //   - count <= max: the prompt passes unchanged;
-//   - count == max+1 (the first prompt over the limit): the prompt is still
-//     delivered, but rewritten into one warning alert — title "Repeated
-//     sign-in requests blocked", a body that explains, category "" (no
-//     approve/deny buttons) and data {"warning": "push_bombing"} — with
-//     reason "push_bombing_warning";
-//   - count > max+1: suppressed with reason "push_bombing_suppressed".
+//   - count == max+1 (the first prompt over the limit): suppressed with
+//     reason "push_bombing_guard", and the output asks the host for one
+//     notice (abi.Notice): a separate warning alert to the user, titled
+//     "Repeated sign-in requests blocked", with a body that explains and
+//     data {"warning": "push_bombing"}, that carries no actions and can
+//     never be answered;
+//   - count > max+1: suppressed with reason "push_bombing_guard".
 //
-// So an attacker who spams MFA prompts gets at most max prompts plus one
-// warning through per window. identity_verification is often enforced, so
+// The host counts at decision time, one user's events one by one in
+// event order, in the store (so the counts survive a restart and are
+// shared by a cluster): exactly one decision per window sees max+1.
+//
+// So an attacker who spams MFA prompts gets at most max prompts through, and the
+// user one warning, per window. identity_verification is often enforced, so
 // the manifest must grant override_enforced = true.
 //
 // Config:

@@ -8,13 +8,11 @@ import (
 	"github.com/edgerelay/edgerelay/plugins/abi"
 )
 
-// Reasons the policy gives.
-const (
-	ReasonSuppressed = "push_bombing_suppressed"
-	ReasonWarning    = "push_bombing_warning"
-)
+// ReasonSuppressed is the reason of every prompt the guard suppresses: it
+// names the guard.
+const ReasonSuppressed = "push_bombing_guard"
 
-// WarningTitle is the title of the warning alert.
+// WarningTitle is the title of the warning notice.
 const WarningTitle = "Repeated sign-in requests blocked"
 
 // Config is the policy's configuration.
@@ -66,16 +64,16 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 	case n > c.Max+1:
 		return abi.Suppress(ReasonSuppressed)
 	}
-	out := abi.Allow()
-	out.Reason = ReasonWarning
-	out.Set = &abi.Set{
-		Title: abi.String(WarningTitle),
-		Body: abi.String(fmt.Sprintf("More than %d sign-in requests for your account arrived in the last %s, "+
+	// The first prompt over the limit is suppressed like the rest, and
+	// the user gets one separate warning: a notice the host sends as its
+	// own alert, with no actions, that nobody can approve.
+	out := abi.Suppress(ReasonSuppressed)
+	out.Notice = &abi.Notice{
+		Title: WarningTitle,
+		Body: fmt.Sprintf("More than %d sign-in requests for your account arrived in the last %s, "+
 			"so further requests are blocked for now. If you are not signing in, someone may know your "+
-			"password: change it and never approve a request you did not start.", c.Max, windowNames[c.Window])),
-		Category:          abi.String(""),
-		InterruptionLevel: abi.String(abi.InterruptionTimeSensitive),
-		Data:              map[string]string{"warning": "push_bombing"},
+			"password: change it and never approve a request you did not start.", c.Max, windowNames[c.Window]),
+		Data: map[string]string{"warning": "push_bombing"},
 	}
 	return out
 }

@@ -30,11 +30,11 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"first", dflt, in("identity_verification", abi.Recent{M1: 1, M10: 1, H1: 1}), "allow", ""},
 		{"at limit", dflt, in("identity_verification", abi.Recent{M10: 5}), "allow", ""},
-		{"first over: warning", dflt, in("identity_verification", abi.Recent{M10: 6}), "allow", ReasonWarning},
+		{"first over: suppressed, warned", dflt, in("identity_verification", abi.Recent{M10: 6}), "suppress", ReasonSuppressed},
 		{"second over", dflt, in("identity_verification", abi.Recent{M10: 7}), "suppress", ReasonSuppressed},
 		{"far over", dflt, in("identity_verification", abi.Recent{M10: 500}), "suppress", ReasonSuppressed},
 		{"other window ignored", dflt, in("identity_verification", abi.Recent{M1: 9, H1: 90, M10: 2}), "allow", ""},
-		{"hour window", hour, in("identity_verification", abi.Recent{H1: 4}), "allow", ReasonWarning},
+		{"hour window", hour, in("identity_verification", abi.Recent{H1: 4}), "suppress", ReasonSuppressed},
 		{"hour window over", hour, in("identity_verification", abi.Recent{H1: 5}), "suppress", ReasonSuppressed},
 		{"other type", dflt, in("otp_received", abi.Recent{M10: 50}), "allow", ""},
 		{"no counts", dflt, abi.Input{Event: abi.Event{Type: "identity_verification"}}, "allow", ""},
@@ -48,12 +48,17 @@ func TestEvaluate(t *testing.T) {
 			if err := out.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if tc.reason == ReasonWarning {
-				s := out.Set
-				if s == nil || *s.Title != WarningTitle || s.Category == nil || *s.Category != "" ||
-					s.Data["warning"] != "push_bombing" || !strings.Contains(*s.Body, "blocked") {
-					t.Fatalf("warning %+v", s)
-				}
+			// Exactly the first prompt over the limit asks for the
+			// warning notice; no prompt is rewritten.
+			firstOver := strings.HasPrefix(tc.name, "first over") || tc.name == "hour window"
+			if n := out.Notice; firstOver != (n != nil) {
+				t.Fatalf("notice %+v, want one: %v", n, firstOver)
+			}
+			if n := out.Notice; n != nil && (n.Title != WarningTitle || n.Data["warning"] != "push_bombing" || !strings.Contains(n.Body, "blocked")) {
+				t.Fatalf("warning %+v", n)
+			}
+			if out.Set != nil {
+				t.Fatalf("set %+v: the guard never rewrites the prompt", out.Set)
 			}
 		})
 	}

@@ -1,6 +1,6 @@
 # push_bombing_guard: at most `max` MFA prompts per user per window; the
-# first prompt over the limit becomes one warning alert, the rest are
-# suppressed. identity_verification is usually enforced, hence
+# rest are suppressed, and the first over the limit asks the relay for one
+# separate warning alert (a notice: no actions, never answerable). identity_verification is usually enforced, hence
 # override_enforced.
 order             = 20
 types             = ["identity_verification"]

@@ -44,6 +44,7 @@ type withdrawStore interface {
 	AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error)
 	Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
+	Devices(ctx context.Context, workspace, user string) ([]relay.Device, error)
 }
 
 func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {

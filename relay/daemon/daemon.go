@@ -27,7 +27,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
 	"github.com/edgerelay/edgerelay/relay/queue"
-	"github.com/edgerelay/edgerelay/relay/store/jetstream"
 )
 
 // Daemon is a running relayd.
@@ -116,16 +115,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.Plugins.Dir, 0o755); err != nil {
 		return fmt.Errorf("plugins dir: %w", err)
 	}
-	var recent recentCounts = policy.NewRecent()
-	var shared *sharedRecent
-	if js, ok := st.(*jetstream.Store); ok {
-		shared = newSharedRecent(js, d.log.Named("recent"))
-		recent = shared
-	}
 	watcher := policy.NewWatcher(policy.WatcherOptions{
 		Dir:    cfg.Plugins.Dir,
 		Engine: engine,
-		Set:    policy.SetOptions{Recent: recent, OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy")},
+		Set:    policy.SetOptions{OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy")},
 		Logger: d.log.Named("policy.watcher"),
 	})
 	defer func() {
@@ -140,22 +133,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.reload.Store(watcher)
 	d.metrics.reg.MustRegister(newPluginCollector(watcher.List), newQueueCollector(q))
 
+	notices := &noticer{st: st, cfg: cfg, q: q, now: time.Now, log: d.log.Named("notice")}
 	pl := pipeline.New(pipeline.Options{
 		Config: cfg,
 		Store:  st,
 		Queue:  q,
 		Policy: policyAdapter{w: watcher},
 		Logger: d.log.Named("pipeline"),
-		OnAccepted: func(ev relay.Event) {
-			if shared == nil { // one relay: counted in memory as accepted
-				recent.Record(ev.Workspace, ev.User, ev.Type, time.Now())
-			}
-		},
-		OnDecide: func(ev relay.Event) {
-			if shared != nil { // a cluster: counted in the store as decided
-				shared.Record(ev.Workspace, ev.User, ev.Type, time.Now())
-			}
-		},
+		// user.recent lives in the store: it survives a restart and every
+		// relay of a cluster counts into it.
+		Recent:    st,
+		OnNotices: notices.send,
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {

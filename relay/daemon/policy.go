@@ -19,9 +19,17 @@ type policyAdapter struct {
 
 func (p policyAdapter) Evaluate(ctx context.Context, in pipeline.PolicyInput) (pipeline.PolicyResult, error) {
 	ev := in.Event
+	var recent map[string]abi.Recent
+	if len(in.Recent) > 0 {
+		recent = make(map[string]abi.Recent, len(in.Recent))
+		for t, c := range in.Recent {
+			recent[t] = abi.Recent{M1: c.M1, M10: c.M10, H1: c.H1}
+		}
+	}
 	res, err := p.w.Evaluate(ctx, &policy.Request{
 		Now: in.Now, Event: &ev, Baseline: in.Baseline,
 		Settings: in.Settings, Preferences: in.Preferences, Devices: in.Devices,
+		Recent: recent,
 	})
 	if err != nil {
 		return pipeline.PolicyResult{}, err
@@ -29,6 +37,9 @@ func (p policyAdapter) Evaluate(ctx context.Context, in pipeline.PolicyInput) (p
 	out := pipeline.PolicyResult{
 		Verdict: res.Verdict, Reason: res.Reason, DeferUntil: res.DeferUntil,
 		Plugins: res.Plugins, Devices: res.Devices,
+	}
+	for _, n := range res.Notices {
+		out.Notices = append(out.Notices, pipeline.Notice{Plugin: n.Plugin, Title: n.Title, Body: n.Body, Data: n.Data})
 	}
 	if set := res.Set; set != nil {
 		out.Apply = func(a *relay.Alert) { applySet(a, set) }

@@ -31,6 +31,9 @@ type PolicyInput struct {
 	Settings    map[string]relay.Setting
 	Preferences map[string]bool
 	Devices     []relay.Device
+	// Recent is the user's user.recent counts, this event included (nil:
+	// no counts).
+	Recent map[string]store.RecentCounts
 }
 
 // PolicyResult is what the plugin chain decided.
@@ -43,6 +46,17 @@ type PolicyResult struct {
 	Apply func(*relay.Alert)
 	// Devices narrows the target devices; nil: all.
 	Devices []string
+	// Notices are the informational alerts the plugins asked the host to
+	// send the same user (abi.Notice), in chain order.
+	Notices []Notice
+}
+
+// Notice is an informational alert a plugin asked for: never actionable.
+type Notice struct {
+	Plugin string // the plugin that asked
+	Title  string
+	Body   string
+	Data   map[string]string
 }
 
 // Store is what the pipeline needs: the event log and the directory.
@@ -79,11 +93,14 @@ type Options struct {
 	// Accept blocks (backpressure on the socket).
 	Backlog int
 	Now     func() time.Time
-	// OnAccepted, when set, is called for each event accepted.
-	OnAccepted func(relay.Event)
-	// OnDecide, when set, is called for each event about to be judged by
-	// the policies (after its baseline said deliver).
-	OnDecide func(relay.Event)
+	// Recent keeps the user.recent counts; nil: the plugins see none. An
+	// event is counted when it is decided, just before the plugins judge
+	// it, so each decision sees the events decided before it and itself.
+	Recent store.Recents
+	// OnNotices, when set, is called after an event's decision is
+	// recorded with the notices its plugins asked for (at most once per
+	// event: a decision that lost to another relay's calls nothing).
+	OnNotices func(ctx context.Context, ev relay.Event, notices []Notice)
 	// SweepInterval is how often Run looks for accepted events that no
 	// decider took (a decision that failed, a relay that died between
 	// accepting and deciding); default DefaultSweepInterval.
@@ -106,6 +123,17 @@ type Pipeline struct {
 	in   chan relay.Event // accepted normal-priority events
 	// inHigh holds accepted high-priority events; deciders take them first.
 	inHigh chan relay.Event
+	// slots bounds the accepted events waiting for a decider (in the
+	// channels or a user's line): Accept waits for a slot, a decider
+	// frees it. The channels hold as many, so sends to them never block.
+	slots chan struct{}
+	// lines keeps each user's events in acceptance order: a user with a
+	// key here has one event in a channel or being decided, and the rest
+	// wait in the line. One user's events are thus decided one by one in
+	// order (the push-bombing guard's counts follow the events), while
+	// different users' events are decided in parallel.
+	mu    sync.Mutex
+	lines map[userKey][]relay.Event
 	// stopping is closed when Run's context ends: Accept then stops
 	// waiting for a decider (the events are stored; Recover decides them
 	// at the next start).
@@ -135,7 +163,8 @@ func New(opts Options) *Pipeline {
 	if opts.SweepAge <= 0 {
 		opts.SweepAge = DefaultSweepAge
 	}
-	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), inHigh: make(chan relay.Event, opts.Backlog), stopping: make(chan struct{})}
+	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), inHigh: make(chan relay.Event, opts.Backlog),
+		slots: make(chan struct{}, opts.Backlog), lines: map[userKey][]relay.Event{}, stopping: make(chan struct{})}
 	p.sendable = func(app string, pl relay.Platform) bool {
 		a := opts.Config.AppByName(app)
 		if a == nil {
@@ -184,19 +213,66 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		if e != nil {
 			continue
 		}
-		if p.opts.OnAccepted != nil {
-			p.opts.OnAccepted(ok[k])
-		}
 		// Wait for a decider even if the poster hangs up: the event is
 		// accepted, so it must be decided now, not at the next restart.
 		select {
-		case p.queueFor(ok[k]) <- ok[k]:
+		case p.slots <- struct{}{}:
+			p.dispatch(ok[k])
 		case <-p.stopping:
 			// Shutting down: stored but not decided; Recover decides it at
 			// the next start.
 		}
 	}
 	return errs, nil
+}
+
+type userKey struct{ ws, user string }
+
+// dispatch hands an event holding a slot to the deciders, behind the
+// user's events accepted before it.
+func (p *Pipeline) dispatch(ev relay.Event) {
+	k := userKey{ev.Workspace, ev.User}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if line, busy := p.lines[k]; busy {
+		p.lines[k] = append(line, ev)
+		return
+	}
+	p.lines[k] = nil
+	p.queueFor(ev) <- ev // never blocks: the channel holds every slot
+}
+
+// own marks a user busy for a sweep's decision; false: the user's events
+// are with the deciders, which will decide them in order.
+func (p *Pipeline) own(k userKey) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, busy := p.lines[k]; busy {
+		return false
+	}
+	p.lines[k] = nil
+	return true
+}
+
+// next ends the decision of one of the user's events: the next event of
+// its line goes to the deciders, or the user is free.
+func (p *Pipeline) next(k userKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := p.lines[k]
+	if len(line) == 0 {
+		delete(p.lines, k)
+		return
+	}
+	ev := line[0]
+	line[0] = relay.Event{}
+	if len(line) == 1 {
+		line = nil // keeps the user busy with an empty line
+	} else {
+		line = line[1:]
+	}
+	p.lines[k] = line
+	p.queueFor(ev) <- ev // never blocks: it holds a slot
 }
 
 // queueFor returns the decider queue of an accepted event.
@@ -238,7 +314,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case ev := <-p.inHigh:
-					p.decideWithRetry(ctx, ev)
+					p.decideQueued(ctx, ev)
 				default:
 					// High priority first: a backlog of accepted shares
 					// never delays deciding a sign-in.
@@ -246,9 +322,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					case <-ctx.Done():
 						return
 					case ev := <-p.inHigh:
-						p.decideWithRetry(ctx, ev)
+						p.decideQueued(ctx, ev)
 					case ev := <-p.in:
-						p.decideWithRetry(ctx, ev)
+						p.decideQueued(ctx, ev)
 					}
 				}
 			}
@@ -256,6 +332,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// decideQueued decides an event a decider took from a channel, frees its
+// slot and passes the user's next event on.
+func (p *Pipeline) decideQueued(ctx context.Context, ev relay.Event) {
+	p.decideWithRetry(ctx, ev)
+	<-p.slots
+	p.next(userKey{ev.Workspace, ev.User})
 }
 
 // decideWithRetry decides an event, trying again a few times when the store
@@ -331,7 +415,13 @@ func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err
 		if ctx.Err() != nil {
 			return events, ctx.Err()
 		}
-		if err := p.Decide(ctx, ev); err != nil {
+		k := userKey{ev.Workspace, ev.User}
+		if !p.own(k) {
+			continue // the deciders have this user's events, in order
+		}
+		err := p.Decide(ctx, ev)
+		p.next(k)
+		if err != nil {
 			failed++
 			last = fmt.Errorf("decide event %s: %w", ev.Key(), err)
 			p.log.Warn("decide undecided event: left for the next sweep", relay.LogKeyEventID, ev.ID,
@@ -382,6 +472,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	dec.Plugins = []relay.PluginDecision{}
 	alert := p.render(ev, n)
 
+	var notices []Notice
 	state := relay.StatePending
 	switch {
 	case ev.Expired(now):
@@ -390,13 +481,18 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	case dec.Verdict == relay.VerdictSuppress:
 		state = relay.StateSuppressed
 	case p.opts.Policy != nil:
-		if p.opts.OnDecide != nil {
-			p.opts.OnDecide(ev)
+		var recent map[string]store.RecentCounts
+		if p.opts.Recent != nil {
+			recent, err = p.opts.Recent.CountRecent(ctx, ev.Workspace, ev.User, ev.Type, now)
+			if err != nil {
+				return fmt.Errorf("count user.recent: %w", err)
+			}
 		}
-		res, err := p.opts.Policy.Evaluate(ctx, PolicyInput{Now: now, Event: ev, Baseline: dec, Settings: settings, Preferences: prefs, Devices: devices})
+		res, err := p.opts.Policy.Evaluate(ctx, PolicyInput{Now: now, Event: ev, Baseline: dec, Settings: settings, Preferences: prefs, Devices: devices, Recent: recent})
 		if err != nil {
 			return fmt.Errorf("evaluate policies: %w", err)
 		}
+		notices = res.Notices
 		dec.Plugins = res.Plugins
 		if res.Verdict != "" {
 			dec.Verdict = res.Verdict
@@ -441,6 +537,9 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 			return nil // decided already (a sweep, or another relay)
 		}
 		return fmt.Errorf("record decision: %w", err)
+	}
+	if len(notices) > 0 && p.opts.OnNotices != nil {
+		p.opts.OnNotices(ctx, ev, notices)
 	}
 	if state.Final() {
 		return nil

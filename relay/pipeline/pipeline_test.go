@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -272,5 +273,81 @@ func TestAcceptedEventDecidedEvenIfPosterLeaves(t *testing.T) {
 		}
 	default:
 		t.Fatal("accepted event was not handed to a decider")
+	}
+}
+
+// seenPolicy records the user.recent count each event was judged with.
+type seenPolicy struct {
+	mu   sync.Mutex
+	seen map[string]int // event id → identity_verification 10m count
+	wait time.Duration  // each evaluation takes this long
+}
+
+func (s *seenPolicy) Evaluate(_ context.Context, in PolicyInput) (PolicyResult, error) {
+	time.Sleep(s.wait) // lets other deciders overtake, if they could
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[in.Event.ID] = in.Recent[relay.TypeIdentityVerification].M10
+	return PolicyResult{}, nil
+}
+
+// TestBatchJudgedInOrder: a batch of one user's prompts is judged one by
+// one in event order, each decision seeing the counts of the ones before
+// it and itself — not the whole burst — while 64 deciders run. Another
+// user's events are counted apart. The counts are in the store, so a new
+// pipeline on the same store (a restart) continues them.
+func TestBatchJudgedInOrder(t *testing.T) {
+	_, st, q := newPipeline(t)
+	pol := &seenPolicy{seen: map[string]int{}, wait: time.Millisecond}
+	run := func(events []relay.Event) {
+		t.Helper()
+		p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: pol, Recent: st})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		errs, err := p.Accept(ctx, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range errs {
+			if e != nil {
+				t.Fatalf("event %d: %v", i, e)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			pol.mu.Lock()
+			n := len(pol.seen)
+			pol.mu.Unlock()
+			if n >= len(events) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d events judged", n, len(events))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	var batch []relay.Event
+	for i := range 8 {
+		batch = append(batch, relay.Event{ID: fmt.Sprintf("p%d", i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
+		batch = append(batch, relay.Event{ID: fmt.Sprintf("o%d", i), Workspace: "w", User: "other", Type: relay.TypeIdentityVerification})
+	}
+	run(batch)
+	for i := range 8 {
+		if got := pol.seen[fmt.Sprintf("p%d", i)]; got != i+1 {
+			t.Errorf("p%d judged with count %d, want %d (counts: %v)", i, got, i+1, pol.seen)
+		}
+		if got := pol.seen[fmt.Sprintf("o%d", i)]; got != i+1 {
+			t.Errorf("o%d judged with count %d, want %d", i, got, i+1)
+		}
+	}
+	pol.mu.Lock()
+	pol.seen = map[string]int{}
+	pol.mu.Unlock()
+	run([]relay.Event{{ID: "after-restart", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}})
+	if got := pol.seen["after-restart"]; got != 9 {
+		t.Errorf("after a restart: count %d, want 9", got)
 	}
 }

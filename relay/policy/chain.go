@@ -36,6 +36,9 @@ type Request struct {
 	Settings    map[string]relay.Setting // the workspace's settings by type
 	Preferences map[string]bool          // the user's preferences by type
 	Devices     []relay.Device           // the user's devices
+	// Recent is the user.recent counts, this event included; nil: ask
+	// SetOptions.Recent.
+	Recent map[string]abi.Recent
 }
 
 // Result is the decision of the chain.
@@ -52,6 +55,16 @@ type Result struct {
 	// Plugins lists each plugin that ran (or was skipped by its open
 	// breaker), in order, with the hash of the version that judged.
 	Plugins []relay.PluginDecision
+	// Notices are the informational alerts plugins asked for (abi.Notice),
+	// in chain order, with the plugin's name. Shadow plugins and failed
+	// calls ask for none.
+	Notices []Notice
+}
+
+// Notice is a plugin's request for an informational alert to the user.
+type Notice struct {
+	Plugin string
+	abi.Notice
 }
 
 // Decision returns the result as the decision the store records.
@@ -231,6 +244,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			res.Plugins = append(res.Plugins, dec)
 			continue
 		}
+		if out.Notice != nil {
+			res.Notices = append(res.Notices, Notice{Plugin: p.name, Notice: *out.Notice})
+		}
 		in.Prior = append(in.Prior, abi.Prior{Plugin: p.name, Verdict: out.Verdict, Reason: out.Reason})
 		switch out.Verdict {
 		case abi.VerdictAllow:
@@ -357,7 +373,10 @@ func (s *Set) input(req *Request, now time.Time) *abi.Input {
 	for _, d := range req.Devices {
 		in.User.Devices = append(in.User.Devices, abi.Device{ID: d.ID, Platform: string(d.Platform), App: d.App})
 	}
-	if s.opts.Recent != nil {
+	switch {
+	case req.Recent != nil:
+		in.User.Recent = req.Recent
+	case s.opts.Recent != nil:
 		in.User.Recent = s.opts.Recent.Lookup(ev.Workspace, ev.User, now)
 	}
 	return in
