@@ -48,6 +48,13 @@ func startWithAPI(t *testing.T) (*harness, *appAPI) {
 // startWithAPIConfig is startWithAPI with extra config appended.
 func startWithAPIConfig(t *testing.T, extra string) (*harness, *appAPI) {
 	t.Helper()
+	return startWithAPIAfter(t, extra, nil)
+}
+
+// startWithAPIAfter is startWithAPIConfig with setup run on the harness
+// before relayd starts (plugins to install).
+func startWithAPIAfter(t *testing.T, extra string, setup func(h *harness)) (*harness, *appAPI) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +73,9 @@ auth {
 %s
 `, addr, extra)})
 	writeFile(t, filepath.Join(h.dir, "jwt.secret"), e2eSecret)
+	if setup != nil {
+		setup(h)
+	}
 	h.start()
 	// Every answer of the app API must match its OpenAPI document.
 	a := &appAPI{t: t, base: "http://" + addr, hc: &http.Client{Timeout: 10 * time.Second,

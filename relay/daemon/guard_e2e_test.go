@@ -1,0 +1,159 @@
+// End-to-end tests of issue 10's push-bombing guard and answerability:
+// the shipped push_bombing_guard through relayd, with both fakes.
+
+package daemon_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/relaytest"
+)
+
+const guardReason = "push_bombing_guard"
+
+// installGuard copies the shipped push_bombing_guard (make policies) into
+// the relay's plugin directory; max = 5 prompts per 10 minutes.
+func installGuard(t *testing.T) func(h *harness) {
+	t.Helper()
+	wasm, err := os.ReadFile("../../build/policies/push_bombing_guard.wasm")
+	if err != nil {
+		t.Skipf("build the shipped policies first (make policies): %v", err)
+	}
+	manifest, err := os.ReadFile("../../build/policies/push_bombing_guard.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "plugins", "push_bombing_guard.hcl"), manifest)
+		writeFile(t, filepath.Join(h.dir, "plugins", "push_bombing_guard.wasm"), wasm)
+	}
+}
+
+// guardWarningID is the id of the warning the guard asks for on event id.
+func guardWarningID(id string) string { return relay.NoticeID(id, "push_bombing_guard") }
+
+// TestPushBombingGuard: 8 prompts for one user in one NDJSON batch, and 8
+// posted one by one for another, each give exactly 5 delivered prompts;
+// the other 3 are suppressed with the guard's reason; the user gets
+// exactly one warning, on both phones, with no actions; nothing of it can
+// be answered; after a restart within the window the count goes on.
+func TestPushBombingGuard(t *testing.T) {
+	h, a := startWithAPIAfter(t, "", installGuard(t))
+	defer h.stop(syscall.SIGTERM)
+	const n, max = 8, 5
+	tokens := map[string]string{}
+	for _, user := range []string{"alice", "bob"} {
+		tok := a.token("acme", user, "user")
+		tokens[user] = tok
+		a.must(200, "PUT", "/v1/devices/phone", tok, map[string]string{"platform": "ios", "token": hexToken(user + "-phone"), "app": "demo", "environment": "sandbox"})
+		a.must(200, "PUT", "/v1/devices/pixel", tok, map[string]string{"platform": "android", "token": hexToken(user + "-pixel"), "app": "demo"})
+	}
+	prompt := func(user, id string) map[string]any {
+		return map[string]any{"id": id, "workspace": "acme", "user": user, "type": "identity_verification",
+			"title": "Confirm sign-in " + id, "body": "Firefox in Berlin", "actions": []string{"approve", "deny"}}
+	}
+	// alice: one batch; bob: one by one.
+	var batch []map[string]any
+	for i := range n {
+		batch = append(batch, prompt("alice", fmt.Sprintf("a-%d", i)))
+	}
+	for _, r := range h.post(batch...) {
+		if r.Status != "accepted" {
+			t.Fatalf("batch: %+v", r)
+		}
+	}
+	for i := range n {
+		if r := h.post(prompt("bob", fmt.Sprintf("b-%d", i))); r[0].Status != "accepted" {
+			t.Fatalf("post: %+v", r)
+		}
+	}
+
+	check := func(user, prefix string, count int) {
+		t.Helper()
+		for i := range count {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			waitFor(t, 20*time.Second, func() error { return h.settled("acme", id) })
+			v, _ := h.event("acme", id)
+			if i < max {
+				if v.Decision.Verdict != "deliver" || len(v.Deliveries) != 2 || v.Deliveries[0].State != "delivered" || v.Deliveries[1].State != "delivered" {
+					t.Errorf("%s (prompt %d): want delivered to both phones, got %+v %+v", id, i+1, v.Decision, v.Deliveries)
+				}
+			} else if v.Decision.Verdict != "suppress" || v.Decision.Reason != guardReason {
+				t.Errorf("%s (prompt %d): want suppressed by the guard, got %+v", id, i+1, v.Decision)
+			}
+			// Only the first prompt over the limit asks for the warning.
+			w, code := h.event("acme", guardWarningID(id))
+			if i == max {
+				waitFor(t, 20*time.Second, func() error { return h.settled("acme", guardWarningID(id)) })
+				w, _ = h.event("acme", guardWarningID(id))
+				if len(w.Deliveries) != 2 || w.Deliveries[0].State != "delivered" || w.Deliveries[1].State != "delivered" {
+					t.Errorf("%s's warning: %d %+v", id, code, w)
+				}
+			} else if code != 404 {
+				t.Errorf("%s: a warning event %+v (status %d)", id, w, code)
+			}
+			// Nothing but the delivered prompts can be answered.
+			code, body := a.do("POST", "/v1/events/"+id+"/actions", tokens[user], map[string]string{"action": "approve", "device_id": "phone"})
+			if i < max && code != 200 || i >= max && (code != 409 || !strings.Contains(string(body), `"code":"not_delivered"`)) {
+				t.Errorf("answer %s (prompt %d): %d %s", id, i+1, code, body)
+			}
+		}
+	}
+	check("alice", "a", n)
+	check("bob", "b", n)
+	warning := guardWarningID("a-5")
+	if code, body := a.do("POST", "/v1/events/"+warning+"/actions", tokens["alice"], map[string]string{"action": "approve", "device_id": "phone"}); code == 200 {
+		t.Fatalf("the warning was answered: %d %s", code, body)
+	}
+
+	// At the fakes: per user exactly 5 prompts and one warning on each
+	// platform, and the warning carries no actions and no category.
+	pushes := map[string][]relaytest.Push{"apns": h.APNs.Pushes(), "fcm": h.FCM.Pushes()}
+	for _, user := range []string{"alice", "bob"} {
+		for provider, ps := range pushes {
+			token := hexToken(user + "-phone")
+			if provider == "fcm" {
+				token = hexToken(user + "-pixel")
+			}
+			prompts, warnings := 0, 0
+			for _, p := range ps {
+				if p.Token != token || p.Status != 200 {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(p.Title(), "Confirm sign-in"):
+					prompts++
+				case p.Title() == "Repeated sign-in requests blocked":
+					warnings++
+					if p.Category() != "" || p.Data()["actions"] != "" || p.PushType() == "data" {
+						t.Errorf("%s warning to %s is actionable: %s", provider, user, p.String())
+					}
+				}
+			}
+			if prompts != max || warnings != 1 {
+				t.Errorf("%s to %s: %d prompts and %d warnings, want %d and 1", provider, user, prompts, warnings, max)
+			}
+		}
+	}
+
+	// A restart within the window: the counts are in the store.
+	h.stop(syscall.SIGTERM)
+	h.start()
+	if r := h.post(prompt("alice", "a-after")); r[0].Status != "accepted" {
+		t.Fatalf("post: %+v", r)
+	}
+	waitFor(t, 20*time.Second, func() error { return h.settled("acme", "a-after") })
+	if v, _ := h.event("acme", "a-after"); v.Decision.Verdict != "suppress" || v.Decision.Reason != guardReason {
+		t.Fatalf("the 9th prompt after a restart: %+v, want suppressed by the guard", v.Decision)
+	}
+	if _, code := h.event("acme", guardWarningID("a-after")); code != 404 {
+		t.Fatalf("a second warning after the restart (status %d)", code)
+	}
+}
