@@ -20,4 +20,15 @@ type Answer struct {
 	DeviceID   string    `json:"device_id"`
 	Action     string    `json:"action"`
 	AnsweredAt time.Time `json:"answered_at"`
+	// Cancelled marks the upstream's cancel (socket DELETE
+	// /v1/events/{ws}/{id}), stored as the event's first answer so that
+	// it and a device's answer exclude each other atomically. Its Action is
+	// CancelAction and DeviceID CancelDevice; the actions stream skips it.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
+
+// The Action and DeviceID of an upstream cancel's Answer.
+const (
+	CancelAction = "cancel"
+	CancelDevice = "upstream"
+)

@@ -238,6 +238,9 @@ type AnswerLog interface {
 	// nothing and returns the stored answer with an error wrapping
 	// relay.ErrConflict. Sequence numbers grow in commit order.
 	AnswerAction(ctx context.Context, a relay.Answer) (relay.Answer, error)
+	// Answered returns the first answer to an event (a device's, or an
+	// upstream cancel), or relay.ErrNotFound when there is none.
+	Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error)
 	// Answers returns up to limit answers with Seq > afterSeq, in Seq
 	// order (none: an empty slice).
 	Answers(ctx context.Context, afterSeq uint64, limit int) ([]relay.Answer, error)

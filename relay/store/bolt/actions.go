@@ -400,3 +400,31 @@ func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error)
 		}
 	}
 }
+
+// Answered returns the first answer to an event, or relay.ErrNotFound.
+func (s *Store) Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error) {
+	if err := checkEventKey(key); err != nil {
+		return relay.Answer{}, fmt.Errorf("answered: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, err)
+	}
+	defer leave()
+	var out relay.Answer
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		idx := tx.Bucket(bucketAnswers)
+		if idx == nil {
+			return relay.ErrNotFound
+		}
+		v := idx.Get(eventKey(key))
+		if v == nil {
+			return relay.ErrNotFound
+		}
+		return json.Unmarshal(v, &out)
+	})
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, err)
+	}
+	return out, nil
+}

@@ -145,3 +145,30 @@ func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error)
 		n++
 	}
 }
+
+// Answered implements store.AnswerLog: the answered mark, else the
+// event's message in the answer log (the mark may not be written yet).
+func (s *Store) Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error) {
+	var a relay.Answer
+	rev, err := getJSON(ctx, s.events, answerKey(key.Workspace, key.ID), &a)
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, err)
+	}
+	if rev != 0 {
+		return a, nil
+	}
+	msg, err := retryUnavailable(ctx, func() (*jetstream.RawStreamMsg, error) {
+		return s.answer.GetLastMsgForSubject(ctx, s.answerSubject(key))
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, relay.ErrNotFound)
+	}
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, err)
+	}
+	a, err = decodeAnswer(msg)
+	if err != nil {
+		return relay.Answer{}, fmt.Errorf("answered %s: %w", key, err)
+	}
+	return a, nil
+}

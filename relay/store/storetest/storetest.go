@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLettersAndReplay", testDeadLetters},
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"Answers", testAnswers},
+		{"AnsweredAndCancel", testAnsweredAndCancel},
 		{"RecentCounts", testRecentCounts},
 		{"RecentCountsFromTwoRelays", testRecentCountsFromTwoRelays},
 	} {
@@ -956,5 +957,30 @@ func testRecentCountsFromTwoRelays(t *testing.T, h Harness) {
 	}
 	if r, err := b.Recent(ctx, ws, user, now); err != nil || r[relay.TypeIdentityVerification].M10 != n {
 		t.Fatalf("total %+v %v, want %d", r, err, n)
+	}
+}
+
+// testAnsweredAndCancel: Answered reads the first answer from any relay;
+// an upstream cancel is a first answer like a device's, so it and a
+// device's answer exclude each other.
+func testAnsweredAndCancel(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	key := relay.EventKey{Workspace: ws, ID: "evt-c"}
+	if _, err := p.Answered(ctx, key); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("no answer yet: %v", err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cancel := relay.Answer{Event: key, User: user, DeviceID: relay.CancelDevice, Action: relay.CancelAction, AnsweredAt: now, Cancelled: true}
+	if _, err := b.AnswerAction(ctx, cancel); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Answered(ctx, key)
+	if err != nil || !got.Cancelled || got.Action != relay.CancelAction || got.Seq == 0 {
+		t.Fatalf("Answered after a cancel: %+v %v", got, err)
+	}
+	stored, err := p.AnswerAction(ctx, relay.Answer{Event: key, User: user, DeviceID: "d-1", Action: "approve", AnsweredAt: now})
+	if !errors.Is(err, relay.ErrConflict) || !stored.Cancelled {
+		t.Fatalf("answer after a cancel: %+v %v, want a conflict with the cancel", stored, err)
 	}
 }
