@@ -427,11 +427,18 @@ func (s *Server) postAction(w http.ResponseWriter, r *http.Request, c *Claims) {
 		s.deny(w, r, c, http.StatusConflict, CodeExpired, "event "+quote(id)+" expired at "+ev.ExpiresAt.UTC().Format(time.RFC3339), "answer after expiry")
 		return
 	}
-	if rec.Decision != nil && rec.Decision.Verdict == relay.VerdictSuppress {
-		s.deny(w, r, c, http.StatusConflict, CodeNotDelivered, "event "+quote(id)+" was not delivered", "answer to a suppressed event")
+	// Only a prompt the relay decided to send can be answered: not one a
+	// baseline or a plugin suppressed, nor one not decided yet (it may
+	// still be suppressed, e.g. by the push-bombing guard).
+	if rec.Decision == nil || rec.Decision.Verdict == relay.VerdictSuppress {
+		s.deny(w, r, c, http.StatusConflict, CodeNotDelivered, "event "+quote(id)+" was not delivered", "answer to a suppressed or undecided event")
 		return
 	}
 	ans, err := s.st.AnswerAction(ctx, relay.Answer{Event: key, User: c.Subject, DeviceID: req.DeviceID, Action: req.Action, AnsweredAt: now.UTC()})
+	if errors.Is(err, relay.ErrConflict) && ans.Cancelled {
+		s.deny(w, r, c, http.StatusConflict, CodeCancelled, "event "+quote(id)+" was cancelled by its sender", "answer after cancel")
+		return
+	}
 	if errors.Is(err, relay.ErrConflict) {
 		s.deny(w, r, c, http.StatusConflict, CodeAlreadyAnswered,
 			fmt.Sprintf("event %s was already answered (%s)", quote(id), ans.Action), "already answered")

@@ -20,7 +20,8 @@ const (
 	CodeLocked           = "locked"             // 409 the workspace enforces the type
 	CodeAlreadyAnswered  = "already_answered"   // 409 first answer won
 	CodeExpired          = "expired"            // 409 answer after expiry; 404 content fetched after expiry
-	CodeNotDelivered     = "not_delivered"      // 409 the event was suppressed
+	CodeNotDelivered     = "not_delivered"      // 409 the event was suppressed or is not decided yet
+	CodeCancelled        = "cancelled"          // 409 the upstream cancelled the event
 	CodeTooManyDevices   = "too_many_devices"   // 409 MaxDevicesPerUser reached
 	// CodeTokenProofRequired: the push token is another user's; a one-time
 	// code went to the device by silent push (PUT again with "proof").

@@ -215,6 +215,10 @@ func (h *streamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, a := range answers {
+			if a.Cancelled { // the upstream's own cancel, not an answer
+				cursor = a.Seq
+				continue
+			}
 			data, err := json.Marshal(NewAnswerEvent(a))
 			if err != nil {
 				h.log.Error("encode answer", relay.LogKeyError, err)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -48,24 +49,69 @@ type withdrawStore interface {
 }
 
 func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {
-	alert := api.WithdrawAlert(rec, a)
-	ids := api.WithdrawDevices(rec, a)
-	if alert == nil || len(ids) == 0 {
-		return
-	}
 	// The answer is already stored; the withdraw must not depend on the
 	// phone's request staying open.
-	ctx = context.WithoutCancel(ctx)
+	w.push(context.WithoutCancel(ctx), rec, a, "", relay.WithdrawID(rec.Event.ID), api.WithdrawDevices(rec, a), time.Time{})
+}
+
+// onCancel withdraws a cancelled alert from every device it was sent or is
+// being sent to. It returns the devices the push goes to.
+func (w *withdrawer) onCancel(ctx context.Context, cancel relay.Answer, rec *store.Record) []string {
+	ids := api.WithdrawDevices(rec, cancel)
+	if !w.push(context.WithoutCancel(ctx), rec, cancel, withdrawCancelled, relay.WithdrawID(rec.Event.ID), ids, time.Time{}) {
+		return []string{}
+	}
+	return ids
+}
+
+// onScheduled schedules, for an actionable alert just decided, the
+// withdraw push its devices get when it expires unanswered: a deferred
+// job due at expires_at. The send is skipped (answerGate) if an answer or
+// a cancel withdrew the alert before.
+func (w *withdrawer) onScheduled(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job) {
+	if len(alert.Actions) == 0 || alert.Silent {
+		return
+	}
+	rec := &store.Record{Event: ev, Alert: alert, Jobs: jobs}
+	expiry := relay.Answer{Event: ev.Key(), Action: withdrawExpired, AnsweredAt: ev.ExpiresAt}
+	w.push(context.WithoutCancel(ctx), rec, expiry, withdrawExpired, relay.ExpiryWithdrawID(ev.ID), api.WithdrawDevices(rec, expiry), ev.ExpiresAt)
+}
+
+// A withdraw push's data "action" is the answer's action; a push that is
+// not an answer's also carries data "reason": why the alert went away.
+const (
+	withdrawReasonKey = "reason"
+	withdrawExpired   = "expired"   // expired unanswered (data "action" too)
+	withdrawCancelled = "cancelled" // the upstream cancelled it
+)
+
+// push stores the derived event id carrying rec's withdraw push to the
+// devices ids, due at due (zero: now), with data "reason" when reason is
+// set, and schedules it. It reports
+// whether it scheduled a push (false: nothing to withdraw, done before,
+// or an error, logged).
+func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer, reason, id string, ids []string, due time.Time) bool {
+	alert := api.WithdrawAlert(rec, a)
+	if alert == nil || len(ids) == 0 {
+		return false
+	}
+	if reason != "" {
+		alert.Data[withdrawReasonKey] = reason
+	}
 	now := w.now()
-	ev := relay.Event{ID: relay.WithdrawID(rec.Event.ID), Workspace: rec.Event.Workspace, User: rec.Event.User,
+	ev := relay.Event{ID: id, Workspace: rec.Event.Workspace, User: rec.Event.User,
 		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
 	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
 	if err != nil || (len(errs) > 0 && errs[0] != nil) {
 		if err == nil && errors.Is(errs[0], relay.ErrDuplicate) {
-			return
+			return false
 		}
 		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, errors.Join(err, errs[0]))
-		return
+		return false
+	}
+	state := relay.StatePending
+	if due.After(now) {
+		state = relay.StateDeferred
 	}
 	var jobs []relay.Job
 	for _, id := range ids {
@@ -73,15 +119,51 @@ func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Re
 		if err != nil {
 			continue
 		}
-		jobs = append(jobs, relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, App: d.App,
-			State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now})
+		j := relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, App: d.App,
+			State: state, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+		if state == relay.StateDeferred {
+			j.NextAt = due
+		}
+		jobs = append(jobs, j)
 	}
 	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
+	if state == relay.StateDeferred {
+		dec = relay.Decision{Verdict: relay.VerdictDefer, Reason: "withdraw at expiry", DeferUntil: due, Plugins: []relay.PluginDecision{}}
+	}
 	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
 		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
-		return
+		return false
 	}
 	pipeline.Scheduled(w.q, alert.Priority, jobs)
+	return true
+}
+
+// answerGate holds back sends that an answer or a cancel made pointless:
+// a prompt the upstream cancelled (its jobs not yet sent end expired), and
+// the expiry withdraw of an alert already withdrawn by its answer or
+// cancel.
+type answerGate struct {
+	next delivery.Notifier
+	st   answeredReader
+}
+
+type answeredReader interface {
+	Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error)
+}
+
+func (g answerGate) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
+	key := relay.EventKey{Workspace: a.Workspace, ID: a.EventID}
+	switch {
+	case a.Silent && a.Data["action"] == withdrawExpired && a.Data[withdrawReasonKey] == withdrawExpired:
+		if _, err := g.st.Answered(ctx, key); err == nil {
+			return fmt.Errorf("withdrawn when answered or cancelled: %w", relay.ErrExpired)
+		}
+	case !a.Silent && len(a.Actions) > 0:
+		if ans, err := g.st.Answered(ctx, key); err == nil && ans.Cancelled {
+			return fmt.Errorf("cancelled by the upstream: %w", relay.ErrExpired)
+		}
+	}
+	return g.next.Notify(ctx, d, a)
 }
 
 // sealingNotifier seals an alert to the device's public key when the type's

@@ -77,7 +77,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("store closed")
 	}()
 
-	lanes, err := d.openProviders(ctx)
+	lanes, err := d.openProviders(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -134,6 +134,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.metrics.reg.MustRegister(newPluginCollector(watcher.List), newQueueCollector(q))
 
 	notices := &noticer{st: st, cfg: cfg, q: q, now: time.Now, log: d.log.Named("notice")}
+	wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
 	pl := pipeline.New(pipeline.Options{
 		Config: cfg,
 		Store:  st,
@@ -142,8 +143,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger: d.log.Named("pipeline"),
 		// user.recent lives in the store: it survives a restart and every
 		// relay of a cluster counts into it.
-		Recent:    st,
-		OnNotices: notices.send,
+		Recent:      st,
+		OnNotices:   notices.send,
+		OnScheduled: wd.onScheduled,
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {
@@ -177,7 +179,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions"), Poll: d.streamPoll()}))
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
-		wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
 		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
 			SendTokenProof: wd.sendTokenProof})
 		if err != nil {
@@ -186,6 +187,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	} else {
 		d.log.Warn("app API disabled: the config has no auth block to verify tokens with")
 	}
+	srv.Handle("DELETE /v1/events/{workspace}/{id}", cancelHandler(st, wd, time.Now, d.log.Named("cancel")))
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
@@ -274,7 +276,9 @@ func (d *Daemon) nodeName() string {
 }
 
 // openProviders builds one lane per app and platform.
-func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, error) {
+// Every lane sends through answerGate: a cancelled prompt's jobs and a
+// needless expiry withdraw are dropped when leased.
+func (d *Daemon) openProviders(ctx context.Context, st answeredReader) (map[string]queue.Lane, error) {
 	lanes := map[string]queue.Lane{}
 	for _, a := range d.cfg.Apps {
 		if a.APNS != nil {
@@ -282,14 +286,14 @@ func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, erro
 			if err != nil {
 				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
 			}
-			lanes[relay.Lane(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 256 * max(a.APNS.Connections, 1)}
+			lanes[relay.Lane(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: answerGate{next: sealingNotifier{next: c, cfg: d.cfg}, st: st}, Concurrency: 256 * max(a.APNS.Connections, 1)}
 		}
 		if a.FCM != nil {
 			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
 			if err != nil {
 				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
 			}
-			lanes[relay.Lane(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 100}
+			lanes[relay.Lane(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: answerGate{next: sealingNotifier{next: c, cfg: d.cfg}, st: st}, Concurrency: 100}
 		}
 	}
 	return lanes, nil

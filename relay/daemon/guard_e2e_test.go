@@ -157,3 +157,116 @@ func TestPushBombingGuard(t *testing.T) {
 		t.Fatalf("a second warning after the restart (status %d)", code)
 	}
 }
+
+// withdrawPushes returns the withdraw pushes of event id that reached
+// token, by provider.
+func withdrawPushes(h *harness, id string, token string) []relaytest.Push {
+	var out []relaytest.Push
+	for _, ps := range [][]relaytest.Push{h.APNs.Pushes(), h.FCM.Pushes()} {
+		for _, p := range ps {
+			if p.Token == token && p.Status == 200 && p.Data()["withdraw"] == "true" && p.Data()["event_id"] == id {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// promptPush returns the prompt push of event id to token.
+func promptPush(h *harness, id, token string) (relaytest.Push, bool) {
+	for _, ps := range [][]relaytest.Push{h.APNs.Pushes(), h.FCM.Pushes()} {
+		for _, p := range ps {
+			if p.Token == token && p.Status == 200 && p.Data()["withdraw"] != "true" && p.Data()["event_id"] == id {
+				return p, true
+			}
+		}
+	}
+	return relaytest.Push{}, false
+}
+
+// TestCancelAndExpiryWithdraw: the upstream cancels a delivered prompt
+// through the socket: both phones get the withdraw push with the prompt's
+// collapse id and a later answer is refused (409 cancelled). A prompt that
+// expires unanswered is withdrawn from both phones; one answered before
+// its expiry gets no second withdraw.
+func TestCancelAndExpiryWithdraw(t *testing.T) {
+	h, a := startWithAPI(t)
+	defer h.stop(syscall.SIGTERM)
+	alice := a.token("acme", "alice", "user")
+	phone, pixel := hexToken("alice-phone"), hexToken("alice-pixel")
+	a.must(200, "PUT", "/v1/devices/phone", alice, map[string]string{"platform": "ios", "token": phone, "app": "demo", "environment": "sandbox"})
+	a.must(200, "PUT", "/v1/devices/pixel", alice, map[string]string{"platform": "android", "token": pixel, "app": "demo"})
+
+	// Two short-lived prompts first, so their expiry overlaps the cancel.
+	expires := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
+	short := func(id string) map[string]any {
+		e := h.mfaEvent(id)
+		e["expires_at"] = expires
+		return e
+	}
+	if r := h.post(h.mfaEvent("c-1"), short("x-1"), short("x-2")); r[0].Status != "accepted" || r[1].Status != "accepted" || r[2].Status != "accepted" {
+		t.Fatalf("post: %+v", r)
+	}
+	for _, id := range []string{"c-1", "x-1", "x-2"} {
+		waitFor(t, 10*time.Second, func() error { return h.settled("acme", id) })
+	}
+	a.must(200, "POST", "/v1/events/x-2/actions", alice, map[string]string{"action": "approve", "device_id": "phone"})
+
+	// Cancel.
+	code, body := h.do("DELETE", "/v1/events/acme/c-1", "", nil)
+	if code != 200 || !strings.Contains(string(body), `"status":"cancelled"`) || !strings.Contains(string(body), `"withdrawn":["phone","pixel"]`) {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	for _, tok := range []string{phone, pixel} {
+		waitFor(t, 10*time.Second, func() error {
+			ws := withdrawPushes(h, "c-1", tok)
+			if len(ws) == 0 {
+				return fmt.Errorf("no withdraw push of c-1 to %s", tok[:8])
+			}
+			p, ok := promptPush(h, "c-1", tok)
+			if !ok || ws[0].CollapseID() != p.CollapseID() || ws[0].Data()["reason"] != "cancelled" {
+				t.Fatalf("withdraw %s does not replace the prompt %s", ws[0].String(), p.String())
+			}
+			return nil
+		})
+	}
+	if code, body := a.do("POST", "/v1/events/c-1/actions", alice, map[string]string{"action": "approve", "device_id": "phone"}); code != 409 || !strings.Contains(string(body), `"code":"cancelled"`) {
+		t.Fatalf("answer after cancel: %d %s", code, body)
+	}
+	if code, body := h.do("DELETE", "/v1/events/acme/c-1", "", nil); code != 200 || !strings.Contains(string(body), `"withdrawn":[]`) {
+		t.Fatalf("second cancel: %d %s", code, body)
+	}
+	if code, body := h.do("DELETE", "/v1/events/acme/x-2", "", nil); code != 409 || !strings.Contains(string(body), "already_answered") {
+		t.Fatalf("cancel of an answered prompt: %d %s", code, body)
+	}
+	if code, _ := h.do("DELETE", "/v1/events/acme/nope", "", nil); code != 404 {
+		t.Fatalf("cancel of an unknown event: %d", code)
+	}
+
+	// Expiry: x-1 is withdrawn from both phones once it expires.
+	for _, tok := range []string{phone, pixel} {
+		waitFor(t, 10*time.Second, func() error {
+			for _, w := range withdrawPushes(h, "x-1", tok) {
+				if w.Data()["reason"] == "expired" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no expiry withdraw of x-1 to %s", tok[:8])
+		})
+	}
+	if code, body := a.do("POST", "/v1/events/x-1/actions", alice, map[string]string{"action": "approve", "device_id": "pixel"}); code != 409 || !strings.Contains(string(body), `"code":"expired"`) {
+		t.Fatalf("answer after expiry: %d %s", code, body)
+	}
+	// x-2 was answered: its expiry withdraw is dropped, the answer's went
+	// to the pixel only.
+	waitFor(t, 10*time.Second, func() error { return h.settled("acme", relay.ExpiryWithdrawID("x-2")) })
+	if v, _ := h.event("acme", relay.ExpiryWithdrawID("x-2")); len(v.Deliveries) != 2 || v.Deliveries[0].State != "expired" || v.Deliveries[1].State != "expired" {
+		t.Fatalf("x-2's expiry withdraw: %+v", v)
+	}
+	if ws := withdrawPushes(h, "x-2", phone); len(ws) != 0 {
+		t.Fatalf("the answering phone got withdraw pushes: %v", ws)
+	}
+	if ws := withdrawPushes(h, "x-2", pixel); len(ws) != 1 || ws[0].Data()["reason"] != "" {
+		t.Fatalf("x-2 withdraws to the pixel: %v", ws)
+	}
+}

@@ -101,6 +101,9 @@ type Options struct {
 	// recorded with the notices its plugins asked for (at most once per
 	// event: a decision that lost to another relay's calls nothing).
 	OnNotices func(ctx context.Context, ev relay.Event, notices []Notice)
+	// OnScheduled, when set, is called after a decision that sends (jobs
+	// pending or deferred) is recorded, with the alert and the jobs.
+	OnScheduled func(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job)
 	// SweepInterval is how often Run looks for accepted events that no
 	// decider took (a decision that failed, a relay that died between
 	// accepting and deciding); default DefaultSweepInterval.
@@ -545,6 +548,9 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		return nil
 	}
 	Scheduled(p.opts.Queue, alert.Priority, jobs)
+	if p.opts.OnScheduled != nil && len(jobs) > 0 {
+		p.opts.OnScheduled(ctx, ev, alert, jobs)
+	}
 	return nil
 }
 
