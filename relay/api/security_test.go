@@ -290,6 +290,23 @@ func TestActionsDenials(t *testing.T) {
 		t.Fatalf("answers stored after denials: %+v", a)
 	}
 
+	// Not decided yet (it may still be suppressed, e.g. by the
+	// push-bombing guard): 409 not_delivered.
+	undecided := relay.Event{ID: "evt-new", Workspace: "acme", User: "alice", Type: relay.TypeIdentityVerification,
+		Actions: []string{"approve", "deny"}, ExpiresAt: ts.clock.Now().Add(time.Hour)}
+	ts.st.AddEvents(t.Context(), []relay.Event{undecided}, ts.clock.Now())
+	expect(t, answer(alice, "evt-new", "approve", "phone"), 409, CodeNotDelivered)
+	// Suppressed by a plugin: 409 not_delivered.
+	ts.st.Decide(t.Context(), undecided.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "push_bombing_guard"}, nil, nil)
+	expect(t, answer(alice, "evt-new", "approve", "phone"), 409, CodeNotDelivered)
+	// Cancelled by the upstream (stored as the first answer): 409 cancelled.
+	ts.addEvent("acme", "evt-cancelled", "alice", time.Hour, "phone")
+	if _, err := ts.st.AnswerAction(t.Context(), relay.Answer{Event: relay.EventKey{Workspace: "acme", ID: "evt-cancelled"}, User: "alice",
+		DeviceID: relay.CancelDevice, Action: relay.CancelAction, AnsweredAt: ts.clock.Now(), Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, answer(alice, "evt-cancelled", "approve", "phone"), 409, CodeCancelled)
+
 	// A non-actionable event.
 	ev := relay.Event{ID: "evt-info", Workspace: "acme", User: "alice", Type: relay.TypeAccountShared, ExpiresAt: ts.clock.Now().Add(time.Hour)}
 	ts.st.AddEvents(t.Context(), []relay.Event{ev}, ts.clock.Now())
