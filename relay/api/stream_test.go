@@ -243,3 +243,22 @@ func TestStreamBadLastEventID(t *testing.T) {
 		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
 }
+
+// TestStreamSkipsCancels: an upstream cancel, stored as an event's first
+// answer, is not an answer: the stream skips it and goes on.
+func TestStreamSkipsCancels(t *testing.T) {
+	f := newStreamFixture(t, time.Hour)
+	f.answer(t) // seq 1
+	if _, err := f.st.AnswerAction(t.Context(), relay.Answer{Event: relay.EventKey{Workspace: "acme", ID: "cancelled"},
+		User: "alice", DeviceID: relay.CancelDevice, Action: relay.CancelAction, AnsweredAt: time.Now().UTC(), Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.answer(t) // seq 3
+	c := openStream(t, f.url, "")
+	if a := c.nextAnswer(); a.Seq != 1 {
+		t.Fatalf("got %+v, want seq 1", a)
+	}
+	if a := c.nextAnswer(); a.Seq != 3 || a.EventID == "cancelled" {
+		t.Fatalf("got %+v, want seq 3 (the cancel skipped)", a)
+	}
+}
