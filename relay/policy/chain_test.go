@@ -378,3 +378,41 @@ func TestGuestOutputKeptOutOfLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestChainNotices: an enforce plugin's notice is collected with its name,
+// whatever its verdict (also a suppress refused for an enforced type); a
+// shadow plugin's and a failed plugin's are not; the request's own counts
+// win over the Set's RecentSource.
+func TestChainNotices(t *testing.T) {
+	e := openEngine(t, Options{})
+	notice := `"notice":{"title":"Heads up","data":{"warning":"x"}}`
+	s := buildSet(t, e, SetOptions{},
+		plug{name: "a-warn", out: `{"verdict":"allow",` + notice + `}`, man: Manifest{Order: 1}},
+		plug{name: "b-shadow", out: `{"verdict":"suppress",` + notice + `}`, man: Manifest{Order: 2, Mode: ModeShadow}},
+		plug{name: "c-bad", out: `{"verdict":"allow","notice":{"body":"no title"}}`, man: Manifest{Order: 3}},
+		plug{name: "d-suppress", out: `{"verdict":"suppress","reason":"guard",` + notice + `}`, man: Manifest{Order: 4}},
+	)
+	res, err := s.Evaluate(t.Context(), testRequest(relay.TypeIdentityVerification, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range res.Notices {
+		got = append(got, n.Plugin+":"+n.Title+":"+n.Data["warning"])
+	}
+	if want := []string{"a-warn:Heads up:x", "d-suppress:Heads up:x"}; !slices.Equal(got, want) {
+		t.Fatalf("notices %v, want %v", got, want)
+	}
+	if res.Verdict != relay.VerdictDeliver {
+		t.Fatalf("an enforced type suppressed without override_enforced: %+v", res)
+	}
+
+	req := testRequest(relay.TypeIdentityVerification, false)
+	req.Recent = map[string]abi.Recent{relay.TypeIdentityVerification: {M1: 7, M10: 8, H1: 9}}
+	rec := NewRecent()
+	rec.Record("ws1", "u1", relay.TypeIdentityVerification, t0)
+	in := NewSet(SetOptions{Recent: rec}, nil).input(req, t0)
+	if got := in.User.Recent[relay.TypeIdentityVerification]; got != (abi.Recent{M1: 7, M10: 8, H1: 9}) {
+		t.Fatalf("recent %+v, want the request's", got)
+	}
+}
