@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store/bolt"
+)
+
+type countingNotifier struct{ sent []string }
+
+func (c *countingNotifier) Notify(_ context.Context, _ relay.Device, a *relay.Alert) error {
+	c.sent = append(c.sent, a.EventID)
+	return nil
+}
+
+// TestAnswerGate: a cancelled prompt's unsent jobs end expired instead of
+// being sent; an answered one's are still sent (first answer wins, the
+// withdraw follows); the expiry withdraw is dropped once an answer or a
+// cancel withdrew the alert, and sent otherwise.
+func TestAnswerGate(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	ctx := t.Context()
+	now := time.Now().UTC()
+	answer := func(id string, cancelled bool) {
+		a := relay.Answer{Event: relay.EventKey{Workspace: "w", ID: id}, User: "u", DeviceID: "phone", Action: "approve", AnsweredAt: now}
+		if cancelled {
+			a.DeviceID, a.Action, a.Cancelled = relay.CancelDevice, relay.CancelAction, true
+		}
+		if _, err := st.AnswerAction(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer("cancelled", true)
+	answer("answered", false)
+	next := &countingNotifier{}
+	g := answerGate{next: next, st: st}
+	prompt := func(id string) *relay.Alert {
+		return &relay.Alert{EventID: id, Workspace: "w", Type: relay.TypeIdentityVerification, Actions: []string{"approve", "deny"}}
+	}
+	expiry := func(id string) *relay.Alert {
+		return &relay.Alert{EventID: id, Workspace: "w", Silent: true,
+			Data: map[string]string{"action": withdrawExpired, withdrawReasonKey: withdrawExpired}}
+	}
+	for _, tc := range []struct {
+		alert   *relay.Alert
+		dropped bool
+	}{
+		{prompt("cancelled"), true},
+		{prompt("answered"), false},
+		{prompt("open"), false},
+		{&relay.Alert{EventID: "cancelled", Workspace: "w", Silent: true, Data: map[string]string{"action": "cancel", withdrawReasonKey: withdrawCancelled}}, false},
+		{expiry("cancelled"), true},
+		{expiry("answered"), true},
+		{expiry("open"), false},
+	} {
+		before := len(next.sent)
+		err := g.Notify(ctx, relay.Device{ID: "phone"}, tc.alert)
+		if tc.dropped != errors.Is(err, relay.ErrExpired) || tc.dropped == (len(next.sent) > before) {
+			t.Errorf("%s silent=%v: err %v, sent %v; want dropped %v", tc.alert.EventID, tc.alert.Silent, err, next.sent[before:], tc.dropped)
+		}
+	}
+}
