@@ -195,6 +195,14 @@ func cmdPluginTest(ctx context.Context, g *globals, args []string) error {
 		"decision": decisionView(res, setJSON),
 		"timing":   map[string]any{"first_call": first.String()},
 	}
+	if len(res.Notices) > 0 {
+		// The informational alerts the plugin asked the relay to send.
+		var ns []map[string]any
+		for _, n := range res.Notices {
+			ns = append(ns, map[string]any{"plugin": n.Plugin, "title": n.Title, "body": n.Body, "data": n.Data})
+		}
+		out["notices"] = ns
+	}
 	if len(times) > 0 {
 		out["timing"] = map[string]any{"first_call": first.String(), "warm_p50": times[len(times)/2].String(),
 			"warm_p99": times[min(len(times)-1, len(times)*99/100)].String(), "warm_runs": len(times)}

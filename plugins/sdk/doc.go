@@ -28,6 +28,14 @@
 // main is never called: a reactor module runs package init in _initialize,
 // then the host calls the exports.
 //
+// To warn the user without touching the event's own alert, set
+// abi.Output.Notice: the relay sends it as a separate informational alert
+// (no actions, never answerable), once per event and plugin:
+//
+//	out := abi.Suppress("push_bombing_guard")
+//	out.Notice = &abi.Notice{Title: "Repeated sign-in requests blocked", Body: "…"}
+//	return out
+//
 // The package owns the glue: the input and output buffers (package globals,
 // reused across calls), decoding with the abi codec, calling the handler and
 // encoding its answer. It must not hold policy logic. All its files are
