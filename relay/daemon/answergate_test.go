@@ -21,7 +21,8 @@ func (c *countingNotifier) Notify(_ context.Context, _ relay.Device, a *relay.Al
 // TestAnswerGate: a cancelled prompt's unsent jobs end expired instead of
 // being sent; an answered one's are still sent (first answer wins, the
 // withdraw follows); the expiry withdraw is dropped once an answer or a
-// cancel withdrew the alert, and sent otherwise.
+// cancel withdrew the alert or it never reached the device, and sent
+// otherwise.
 func TestAnswerGate(t *testing.T) {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
 	if err != nil {

@@ -141,7 +141,8 @@ func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer
 // answerGate holds back sends that an answer or a cancel made pointless:
 // a prompt the upstream cancelled (its jobs not yet sent end expired), and
 // the expiry withdraw of an alert already withdrawn by its answer or
-// cancel.
+// cancel, or that never reached the device (an outage: nothing to
+// withdraw, and no pile of withdraw pushes after it).
 type answerGate struct {
 	next delivery.Notifier
 	st   answeredReader
@@ -149,6 +150,7 @@ type answerGate struct {
 
 type answeredReader interface {
 	Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error)
+	Event(ctx context.Context, key relay.EventKey) (*store.Record, error)
 }
 
 func (g answerGate) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
@@ -158,12 +160,25 @@ func (g answerGate) Notify(ctx context.Context, d relay.Device, a *relay.Alert) 
 		if _, err := g.st.Answered(ctx, key); err == nil {
 			return fmt.Errorf("withdrawn when answered or cancelled: %w", relay.ErrExpired)
 		}
+		if rec, err := g.st.Event(ctx, key); err == nil && !deliveredTo(rec, d.ID) {
+			return fmt.Errorf("the prompt never reached this device: %w", relay.ErrExpired)
+		}
 	case !a.Silent && len(a.Actions) > 0:
 		if ans, err := g.st.Answered(ctx, key); err == nil && ans.Cancelled {
 			return fmt.Errorf("cancelled by the upstream: %w", relay.ErrExpired)
 		}
 	}
 	return g.next.Notify(ctx, d, a)
+}
+
+// deliveredTo reports whether rec's alert was delivered to device id.
+func deliveredTo(rec *store.Record, id string) bool {
+	for _, j := range rec.Jobs {
+		if j.DeviceID == id {
+			return j.State == relay.StateDelivered
+		}
+	}
+	return false
 }
 
 // sealingNotifier seals an alert to the device's public key when the type's
