@@ -40,6 +40,21 @@ func TestAnswerGate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every prompt was delivered to the phone; "outage" never reached it.
+	for _, id := range []string{"cancelled", "answered", "open", "outage"} {
+		ev := relay.Event{ID: id, Workspace: "w", User: "u", Type: relay.TypeIdentityVerification, ExpiresAt: now.Add(time.Minute)}
+		if _, err := st.AddEvents(ctx, []relay.Event{ev}, now); err != nil {
+			t.Fatal(err)
+		}
+		state := relay.StateDelivered
+		if id == "outage" {
+			state = relay.StateExpired
+		}
+		if err := st.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil,
+			[]relay.Job{{Event: ev.Key(), DeviceID: "phone", Platform: relay.PlatformIOS, App: "demo", State: state, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	answer("cancelled", true)
 	answer("answered", false)
 	next := &countingNotifier{}
@@ -62,6 +77,7 @@ func TestAnswerGate(t *testing.T) {
 		{expiry("cancelled"), true},
 		{expiry("answered"), true},
 		{expiry("open"), false},
+		{expiry("outage"), true},
 	} {
 		before := len(next.sent)
 		err := g.Notify(ctx, relay.Device{ID: "phone"}, tc.alert)
