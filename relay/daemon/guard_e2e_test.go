@@ -243,6 +243,36 @@ func TestCancelAndExpiryWithdraw(t *testing.T) {
 		t.Fatalf("cancel of an unknown event: %d", code)
 	}
 
+	// A prompt not sent yet (APNs answers 429 TooManyRequests for
+	// carol's phone, a per-token wait) is dropped when cancelled: it
+	// never reaches the phone.
+	carol := a.token("acme", "carol", "user")
+	carolTok := hexToken("carol-phone")
+	h.APNs.Script(carolTok, relaytest.Rule{Reason: "TooManyRequests"})
+	a.must(200, "PUT", "/v1/devices/phone", carol, map[string]string{"platform": "ios", "token": carolTok, "app": "demo", "environment": "sandbox"})
+	c2 := h.mfaEvent("c-2")
+	c2["user"] = "carol"
+	if r := h.post(c2); r[0].Status != "accepted" {
+		t.Fatalf("post: %+v", r)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if v, _ := h.event("acme", "c-2"); len(v.Deliveries) != 1 || v.Deliveries[0].Attempts == 0 {
+			return fmt.Errorf("c-2 not tried yet: %+v", v.Deliveries)
+		}
+		return nil
+	})
+	if code, body := h.do("DELETE", "/v1/events/acme/c-2", "", nil); code != 200 {
+		t.Fatalf("cancel c-2: %d %s", code, body)
+	}
+	h.APNs.ClearScript()
+	waitFor(t, 10*time.Second, func() error { return h.settled("acme", "c-2") })
+	if v, _ := h.event("acme", "c-2"); v.Deliveries[0].State != "expired" || !strings.Contains(v.Deliveries[0].LastError, "cancelled") {
+		t.Fatalf("c-2 after cancel: %+v", v.Deliveries)
+	}
+	if p, ok := promptPush(h, "c-2", carolTok); ok {
+		t.Fatalf("a cancelled prompt reached the phone: %s", p.String())
+	}
+
 	// Expiry: x-1 is withdrawn from both phones once it expires.
 	for _, tok := range []string{phone, pixel} {
 		waitFor(t, 10*time.Second, func() error {
