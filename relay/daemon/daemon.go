@@ -44,6 +44,11 @@ type Daemon struct {
 
 	// Version is reported by GET /v1/status; main sets it before Run.
 	Version string
+
+	// Test hooks (export_test.go): zero values mean production behaviour.
+	storeFault  func() error  // bolt.Options.WriteFault
+	healthEvery time.Duration // store probe interval (default healthInterval)
+	sweepEvery  time.Duration // pipeline SweepInterval and SweepAge
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -146,6 +151,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Queue:  q,
 		Policy: policyAdapter{w: watcher},
 		Logger: d.log.Named("pipeline"),
+		// Zero: the pipeline's defaults.
+		SweepInterval: d.sweepEvery,
+		SweepAge:      d.sweepEvery,
 		OnAccepted: func(ev relay.Event) {
 			if shared == nil { // one relay: counted in memory as accepted
 				recent.Record(ev.Workspace, ev.User, ev.Type, time.Now())
@@ -168,7 +176,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	defaults := cfg.Defaults()
-	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health")}
+	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health"), every: d.healthEvery}
 	d.health = hl
 	srv := ingest.New(ingest.Options{
 		Readiness:        hl.err,
