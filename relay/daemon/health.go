@@ -24,7 +24,7 @@ type health struct {
 	ping     func(context.Context) error
 	breakers func() map[string]string
 	log      hclog.Logger
-	every    time.Duration // probe interval; 0: healthInterval
+	every    time.Duration         // probe interval; 0: healthInterval
 	storeErr atomic.Pointer[error] // last probe's failure; nil: fine
 }
 
