@@ -73,6 +73,13 @@ type Directory interface {
 	// its own notice. Callers: the operator (socket admin API), and the app
 	// API once a move is proven (TokenMoves).
 	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+	// RegisterDeviceLimit is RegisterDevice for a user allowed at most
+	// limit devices: registering a new device id for a user who has limit
+	// devices already stores nothing and returns an error wrapping
+	// ErrTooManyDevices (replacing one of them is fine). Concurrent
+	// registrations, also from several relays, never leave more than limit
+	// devices. limit <= 0 means no limit.
+	RegisterDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error)
 	// Device returns one device, or relay.ErrNotFound.
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
 	// Devices returns a user's devices ordered by id.
@@ -106,6 +113,9 @@ type TokenMoves interface {
 	// device. Devices of d's own user holding the token are removed as by
 	// RegisterDevice (a token refresh, a new device id).
 	RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+	// RegisterUserDeviceLimit is RegisterUserDevice with the device limit
+	// of Directory.RegisterDeviceLimit, checked in the same write.
+	RegisterUserDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error)
 	// DeviceMoves returns the notices of a user's devices whose token
 	// moved to another user, ordered by device id.
 	DeviceMoves(ctx context.Context, workspace, user string) ([]relay.DeviceMove, error)
@@ -181,6 +191,10 @@ type Schedule interface {
 	// dead letter or job), ErrReplayed, or relay.ErrExpired.
 	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (relay.Job, error)
 }
+
+// ErrTooManyDevices is returned by RegisterDeviceLimit when the user has
+// as many devices as the limit allows.
+var ErrTooManyDevices = errors.New("too many devices for the user")
 
 // ErrLeaseLost is returned by Settle when the lease ended before it was
 // settled and the job is no longer this relay's to settle.

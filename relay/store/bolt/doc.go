@@ -35,7 +35,7 @@
 //	devices    ws \0 user \0 device      JSON relay.Device
 //	settings   ws                        JSON {type: setting}
 //	prefs      ws \0 user                JSON {type: bool}
-//	answers    ws \0 id                  JSON relay.Answer (the first answer; kept)
+//	answers    ws \0 id                  JSON relay.Answer (the first answer; pruned with its event)
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
 //	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)

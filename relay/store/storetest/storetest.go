@@ -42,6 +42,7 @@ func Run(t *testing.T, h Harness) {
 		{"RegisterDeviceTakesToken", testRegisterDeviceTakesToken},
 		{"RegisterUserDeviceKeepsOthersToken", testRegisterUserDeviceKeepsOthersToken},
 		{"TokenProofSingleUse", testTokenProofSingleUse},
+		{"DeviceLimitConcurrent", testDeviceLimitConcurrent},
 		{"SettingsAndPreferences", testSettingsAndPreferences},
 		{"PreferencesFromTwoRelays", testPreferencesFromTwoRelays},
 		{"LeasePriorityThenDue", testLeasePriorityThenDue},
@@ -52,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLettersAndReplay", testDeadLetters},
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"Answers", testAnswers},
+		{"PruneEventsForgetsAnswer", testPruneEventsForgetsAnswer},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -876,5 +878,103 @@ func testAnswers(t *testing.T, h Harness) {
 	if _, err := b.AnswerAction(ctx, relay.Answer{Event: relay.EventKey{Workspace: ws, ID: "evt-1"}, User: user, DeviceID: "d-9",
 		Action: "deny", AnsweredAt: now}); !errors.Is(err, relay.ErrConflict) {
 		t.Fatalf("answer after prune: %v, want conflict", err)
+	}
+}
+
+// testDeviceLimitConcurrent registers 20 new devices at once, from two
+// relays, for a user allowed 15 with 5 already: exactly 10 fit.
+func testDeviceLimitConcurrent(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	const limit = 15
+	for i := range 5 {
+		if _, err := b.RegisterDeviceLimit(ctx, device(fmt.Sprintf("old-%d", i), relay.PlatformIOS), limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var ok, refused atomicCount
+	for i := range 20 {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			_, err := s.RegisterDeviceLimit(ctx, device(fmt.Sprintf("new-%02d", i), relay.PlatformAndroid), limit)
+			switch {
+			case err == nil:
+				ok.add()
+			case errors.Is(err, store.ErrTooManyDevices):
+				refused.add()
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	devs, err := b.Devices(ctx, ws, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != limit || ok.get() != 10 || refused.get() != 10 {
+		t.Fatalf("%d devices (%d registered, %d refused), want %d", len(devs), ok.get(), refused.get(), limit)
+	}
+	// Re-registering one of them is fine; a new one is not, until one is
+	// deleted.
+	if _, err := p.RegisterDeviceLimit(ctx, device("old-1", relay.PlatformIOS), limit); err != nil {
+		t.Fatalf("re-register at the limit: %v", err)
+	}
+	if _, err := p.RegisterDeviceLimit(ctx, device("one-more", relay.PlatformIOS), limit); !errors.Is(err, store.ErrTooManyDevices) {
+		t.Fatalf("one more: %v, want ErrTooManyDevices", err)
+	}
+	if err := b.DeleteDevice(ctx, ws, user, "old-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RegisterDeviceLimit(ctx, device("one-more", relay.PlatformIOS), limit); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCount) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *atomicCount) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// testPruneEventsForgetsAnswer: once an answered event is pruned, its id
+// can be used again and the new event answered (issue 11: the answered
+// mark outlived the event).
+func testPruneEventsForgetsAnswer(t *testing.T, h Harness) {
+	b := h.open(t)
+	old := event("mfa-1", relay.PriorityHigh)
+	old.OccurredAt = old.OccurredAt.Add(-2 * time.Hour)
+	old.ExpiresAt = time.Now().Add(-time.Hour)
+	add(t, b, old)
+	if err := b.Decide(ctx, old.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "expired"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ans := relay.Answer{Event: old.Key(), User: user, DeviceID: "d-1", Action: "approve", AnsweredAt: time.Now().UTC().Add(-time.Hour)}
+	if _, err := b.AnswerAction(ctx, ans); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PruneAnswers(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.PruneEvents(ctx, time.Now()); err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	again := event("mfa-1", relay.PriorityHigh)
+	add(t, b, again)
+	ans.AnsweredAt = time.Now().UTC()
+	ans.Action = "deny"
+	got, err := b.AnswerAction(ctx, ans)
+	if err != nil || got.Action != "deny" {
+		t.Fatalf("answer to the reused id: %+v, %v", got, err)
 	}
 }
