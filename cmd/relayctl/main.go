@@ -74,6 +74,7 @@ func commandTable() []*command {
 		{"dlq list", "[-limit N] [-after ID]", "list dead letters, newest first", secSocket, true, cmdDLQList},
 		{"dlq replay", "ID", "queue a dead letter's job again", secSocket, true, cmdDLQReplay},
 		{"health", "", "/healthz and /readyz (exit 4 when not ready)", secSocket, true, cmdHealth},
+		{"backup", "[-progress] FILE", "copy the running relayd's store into FILE: a consistent snapshot, relayd keeps running (store \"bolt\"; restore: docs/operations.md)", secSocket, true, cmdBackup},
 		{"import-bolt", "FILE", "copy devices, settings and preferences of a stopped relay's bolt store into the running relayd (moving to a cluster)", secSocket, true, cmdImportBolt},
 		{"actions tail", "[-from SEQ]", "follow answers to actionable alerts (resumes after reconnects); -json: one object per line", secSocket, true, cmdActions},
 		{"plugin test", "FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl] [-enforced]", "run a plugin exactly as relayd would; print the decision and timings", secPlugins, true, cmdPluginTest},

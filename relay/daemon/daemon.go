@@ -209,6 +209,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
+	srv.Handle("GET /v1/backup", backupHandler(st, d.log.Named("backup")))
 	d.socket.Store(srv)
 
 	// Three stages stop one after the other: the socket first (no new
