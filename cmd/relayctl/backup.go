@@ -100,4 +100,3 @@ func (c *client) errorAnswer(method, path string, resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	return answerError(method, path, resp.StatusCode, data)
 }
-
