@@ -262,6 +262,28 @@ type AnswerLog interface {
 	PruneAnswers(ctx context.Context, before time.Time) (int, error)
 }
 
+// Eraser removes what the store holds of a user or a workspace (a user
+// leaving, GDPR erasure).
+type Eraser interface {
+	// Erase removes user's devices, preferences, events (with their
+	// decisions, jobs and schedule entries), answers and dead letters in
+	// workspace; with user "" everything of the workspace, its settings
+	// too. A job being sent while Erase runs is not sent again (its settle
+	// finds the lease lost). Erasing what is not there is no error. It
+	// returns what it removed.
+	Erase(ctx context.Context, workspace, user string) (Erased, error)
+}
+
+// Erased counts what Erase removed.
+type Erased struct {
+	Devices     int `json:"devices"`
+	Preferences int `json:"preferences"` // users' preference sets
+	Settings    int `json:"settings"`    // 1 when the workspace's settings went
+	Events      int `json:"events"`
+	Answers     int `json:"answers"` // answer log entries
+	DeadLetters int `json:"dead_letters"`
+}
+
 // Backend is a whole store: every role, and Close.
 type Backend interface {
 	EventLog
@@ -269,6 +291,7 @@ type Backend interface {
 	TokenMoves
 	Schedule
 	AnswerLog
+	Eraser
 	// Ping reports whether the backend can serve writes now (/readyz).
 	Ping(ctx context.Context) error
 	// Close flushes and closes the store. It must succeed even when ctx is

@@ -5,9 +5,11 @@ package storetest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +27,10 @@ type Harness struct {
 	// second relay of a cluster sees it (closed by the suite). Without it,
 	// cross-relay tests use b itself.
 	OpenPeer func(t *testing.T, b store.Backend) store.Backend
+	// Dump, when set, returns every live key and value the backend holds
+	// (its raw bytes, as strings): the erase test checks that nothing
+	// of an erased user is left.
+	Dump func(t *testing.T, b store.Backend) []string
 }
 
 // Run runs the conformance suite.
@@ -54,6 +60,8 @@ func Run(t *testing.T, h Harness) {
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"Answers", testAnswers},
 		{"PruneEventsForgetsAnswer", testPruneEventsForgetsAnswer},
+		{"EraseUser", testEraseUser},
+		{"EraseWorkspace", testEraseWorkspace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -976,5 +984,149 @@ func testPruneEventsForgetsAnswer(t *testing.T, h Harness) {
 	got, err := b.AnswerAction(ctx, ans)
 	if err != nil || got.Action != "deny" {
 		t.Fatalf("answer to the reused id: %+v, %v", got, err)
+	}
+}
+
+// eraseFixture gives user (in workspace ws) and other a device each,
+// preferences, an event with an open job, one delivered, one dead letter
+// and an answer, on a lane of its own (app "app-"+tag).
+func eraseFixture(t *testing.T, b store.Backend, workspace, who, tag string) {
+	t.Helper()
+	dev := device("phone-"+tag, relay.PlatformIOS)
+	dev.Workspace, dev.User, dev.App = workspace, who, "app-"+tag // a lane of its own
+	if err := b.PutPreferences(ctx, workspace, who, map[string]bool{relay.TypeOTPReceived: false}); err != nil {
+		t.Fatal(err)
+	}
+	lane := relay.Lane(dev.App, relay.PlatformIOS)
+	for i, want := range []relay.DeliveryState{relay.StateDelivered, relay.StateFailed, relay.StatePending} {
+		ev := event(fmt.Sprintf("evt-%s-%d", tag, i), relay.PriorityNormal)
+		ev.Workspace, ev.User = workspace, who
+		ev.Body = "secret of " + who
+		schedule(t, b, ev, time.Time{}, dev)
+		if want == relay.StatePending {
+			continue
+		}
+		got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+		if len(got) != 1 {
+			t.Fatalf("leased %v", ids(got))
+		}
+		settle(t, b, got[0], want, time.Time{}, "400 BadDeviceToken")
+	}
+	a := relay.Answer{Event: relay.EventKey{Workspace: workspace, ID: "evt-" + tag + "-0"}, User: who, DeviceID: dev.ID, Action: "approve", AnsweredAt: time.Now().UTC()}
+	if _, err := b.AnswerAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mentions returns the entries of dump that contain s.
+func mentions(dump []string, s string) []string {
+	var out []string
+	for _, e := range dump {
+		if strings.Contains(e, s) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tokenOf is how the jetstream backend writes a key part (base64url).
+func tokenOf(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// testEraseUser erases one user of a workspace: nothing of theirs is left
+// (and a scan of the raw store finds no trace), the other user keeps all.
+func testEraseUser(t *testing.T, h Harness) {
+	b := h.open(t)
+	const gone, stays = "leaver-7f3a", "stayer-2b9c"
+	eraseFixture(t, b, ws, gone, "g")
+	eraseFixture(t, b, ws, stays, "s")
+	before, err := b.OpenJobs(ctx)
+	if err != nil || before.Total() != 2 {
+		t.Fatalf("open jobs %+v %v, want 2", before, err)
+	}
+	got, err := b.Erase(ctx, ws, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Erased{Devices: 1, Preferences: 1, Events: 3, Answers: 1, DeadLetters: 1}
+	if got != want {
+		t.Fatalf("erased %+v, want %+v", got, want)
+	}
+	if devs, _ := b.Devices(ctx, ws, gone); len(devs) != 0 {
+		t.Errorf("devices left: %+v", devs)
+	}
+	if p, _ := b.Preferences(ctx, ws, gone); len(p) != 0 {
+		t.Errorf("preferences left: %+v", p)
+	}
+	for i := range 3 {
+		if _, err := b.Event(ctx, relay.EventKey{Workspace: ws, ID: fmt.Sprintf("evt-g-%d", i)}); !errors.Is(err, relay.ErrNotFound) {
+			t.Errorf("event evt-g-%d: %v", i, err)
+		}
+	}
+	answers, _ := b.Answers(ctx, 0, 100)
+	dls, _ := b.DeadLetters(ctx, "", 100)
+	if len(answers) != 1 || answers[0].User != stays || len(dls) != 1 || dls[0].Event.ID != "evt-s-1" {
+		t.Errorf("answers %+v, dead letters %+v: want only the other user's", answers, dls)
+	}
+	if after, _ := b.OpenJobs(ctx); after.Total() != 1 {
+		t.Errorf("open jobs after erase %+v, want 1", after)
+	}
+	// The schedule hands out only the other user's job.
+	if leased := leaseAll(t, b, relay.Lane("app-g", relay.PlatformIOS), "r1", time.Minute, 1, 300*time.Millisecond); len(leased) != 0 {
+		t.Errorf("erased job leased: %v", ids(leased))
+	}
+	if leased := leaseAll(t, b, relay.Lane("app-s", relay.PlatformIOS), "r1", time.Minute, 1, 5*time.Second); !slices.Equal(ids(leased), []string{"evt-s-2/phone-s"}) {
+		t.Errorf("leased after erase: %v", ids(leased))
+	}
+	if d, _ := b.Devices(ctx, ws, stays); len(d) != 1 {
+		t.Errorf("the other user's devices: %+v", d)
+	}
+	if h.Dump != nil {
+		dump := h.Dump(t, b)
+		for _, s := range []string{gone, tokenOf(gone), "secret of " + gone, "phone-g", tokenOf("phone-g"), "evt-g-", tokenOf("evt-g-0")} {
+			if m := mentions(dump, s); len(m) > 0 {
+				t.Errorf("%q still in the store: %q", s, m)
+			}
+		}
+		if len(mentions(dump, "secret of "+stays)) == 0 {
+			t.Errorf("the dump misses the other user: it proves nothing")
+		}
+	}
+	// Erasing again finds nothing.
+	if again, err := b.Erase(ctx, ws, gone); err != nil || again != (store.Erased{}) {
+		t.Errorf("erase again: %+v %v", again, err)
+	}
+}
+
+// testEraseWorkspace erases a whole workspace, settings too; another
+// workspace keeps everything.
+func testEraseWorkspace(t *testing.T, h Harness) {
+	b := h.open(t)
+	eraseFixture(t, b, "gone-ws", "u1", "a")
+	eraseFixture(t, b, "gone-ws", "u2", "b")
+	eraseFixture(t, b, "kept-ws", "u1", "c")
+	if err := b.PutSettings(ctx, "gone-ws", map[string]relay.Setting{relay.TypeOTPReceived: relay.SettingEnforced}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Erase(ctx, "gone-ws", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Erased{Devices: 2, Preferences: 2, Settings: 1, Events: 6, Answers: 2, DeadLetters: 2}
+	if got != want {
+		t.Fatalf("erased %+v, want %+v", got, want)
+	}
+	if s, _ := b.Settings(ctx, "gone-ws"); len(s) != 0 {
+		t.Errorf("settings left: %+v", s)
+	}
+	if d, _ := b.Devices(ctx, "kept-ws", "u1"); len(d) != 1 {
+		t.Errorf("other workspace's devices: %+v", d)
+	}
+	if h.Dump != nil {
+		dump := h.Dump(t, b)
+		for _, s := range []string{"gone-ws", tokenOf("gone-ws")} {
+			if m := mentions(dump, s); len(m) > 0 {
+				t.Errorf("%q still in the store: %q", s, m)
+			}
+		}
 	}
 }
