@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -99,4 +100,46 @@ func cmdBackup(ctx context.Context, g *globals, args []string) error {
 func (c *client) errorAnswer(method, path string, resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	return answerError(method, path, resp.StatusCode, data)
+}
+
+// cmdErase removes everything relayd holds of a user, or of a workspace
+// (POST /v1/erase).
+func cmdErase(ctx context.Context, g *globals, args []string) error {
+	fs := g.flags()
+	ws := fs.String("workspace", "", "the workspace (required)")
+	user := fs.String("user", "", "the user; without it the whole workspace is erased, its settings too")
+	if _, err := g.args(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *ws == "" {
+		return g.usageError(fs, "-workspace is required")
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]string{"workspace": *ws, "user": *user})
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, "/v1/erase", "application/json", body, &raw); err != nil {
+		return err
+	}
+	return g.show(raw, func(raw json.RawMessage) error {
+		var res struct {
+			Erased map[string]int `json:"erased"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return err
+		}
+		scope := "workspace " + *ws
+		if *user != "" {
+			scope = "user " + *user + " of workspace " + *ws
+		}
+		e := res.Erased
+		fmt.Fprintf(g.stdout, "erased %s: %d devices, %d preference sets, %d settings, %d events, %d answers, %d dead letters\n",
+			scope, e["devices"], e["preferences"], e["settings"], e["events"], e["answers"], e["dead_letters"])
+		return nil
+	})
 }

@@ -18,8 +18,9 @@ import (
 // are found by decoding the workspace's events; the answer log and dead
 // letters are matched by the erased events (and, for answers, the user).
 // bbolt reuses freed pages but does not zero them: the erased bytes stay
-// in free pages of the file until they are overwritten (a backup written
-// afterwards, GET /v1/backup, copies only pages in use).
+// in free pages of the file (and of backups copied from it) until they are
+// overwritten; an offline `bbolt compact` writes a file without them
+// (docs/operations.md).
 func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased, error) {
 	if err := checkPart("workspace", workspace); err != nil {
 		return store.Erased{}, fmt.Errorf("erase: %w", err)
