@@ -207,6 +207,7 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	}
 	b.retry(s.Retry, &c.Retry)
 	b.queue(s.Queue, &c.Queue)
+	b.retention(s.Retention, &c.Retention)
 	if m := s.Metrics; m != nil {
 		if m.AllowRemote != nil {
 			c.Metrics.AllowRemote = *m.AllowRemote
@@ -688,6 +689,34 @@ func (b *builder) queue(q *queueBlock, dst *Queue) {
 			dst.InMemory = n
 		}
 	}
+}
+
+func (b *builder) retention(r *retentionBlock, dst *Retention) {
+	if r == nil {
+		return
+	}
+	if r.Answers != nil {
+		var d time.Duration
+		b.duration(r.Answers, r.AnswersR, "retention.answers", &d)
+		switch {
+		case d == 0:
+		case d < minAnswerRetention:
+			b.errorf(r.AnswersR, "Invalid value", "retention.answers = %q: must be at least %s (apps resuming the actions stream need the recent answers)", *r.Answers, minAnswerRetention)
+		default:
+			dst.Answers = d
+		}
+	}
+	b.durationOrOff(r.DeadLetters, r.DeadLettersR, "retention.dead_letters", &dst.DeadLetters)
+	b.durationOrOff(r.InactiveDevices, r.InactiveDevicesR, "retention.inactive_devices", &dst.InactiveDevices)
+}
+
+// durationOrOff is duration that also takes "off" (0: never pruned).
+func (b *builder) durationOrOff(v *string, r hcl.Range, name string, dst *time.Duration) {
+	if v != nil && *v == "off" {
+		*dst = 0
+		return
+	}
+	b.duration(v, r, name, dst)
 }
 
 func (b *builder) address(addr string, r hcl.Range, name string) bool {

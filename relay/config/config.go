@@ -27,6 +27,7 @@ type Config struct {
 	Plugins       Plugins
 	Retry         Retry
 	Queue         Queue
+	Retention     Retention
 	NATS          *NATS // nil: no embedded NATS server
 	Metrics       Metrics
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
@@ -194,6 +195,21 @@ type Queue struct {
 	// Lease is how long a job leased by one relay is its own; a relay that
 	// dies mid-send has its jobs sent by the others after it.
 	Lease time.Duration
+}
+
+// Retention is the retention {} block: how long data other than events
+// is kept (events: store.retention). 0 means kept until erased ("off").
+type Retention struct {
+	// Answers is how long answers stay in the answer log that the actions
+	// stream and GET /v1/answers read (the first-answer record stays with
+	// its event).
+	Answers time.Duration
+	// DeadLetters is how long a dead letter is kept after it failed.
+	DeadLetters time.Duration
+	// InactiveDevices removes devices not registered again (updated_at)
+	// for this long: apps re-register at every start, so a device silent
+	// that long is gone.
+	InactiveDevices time.Duration
 }
 
 // Retry is the retry {} block.

@@ -167,6 +167,10 @@ func (c *Config) format(redact bool) []byte {
 	b = block("queue")
 	b.SetAttributeValue("max_open_jobs", cty.NumberIntVal(int64(c.Queue.MaxOpenJobs)))
 	setStr(b, "lease", formatDuration(c.Queue.Lease))
+	b = block("retention")
+	setStr(b, "answers", formatDuration(c.Retention.Answers))
+	setStr(b, "dead_letters", offOr(c.Retention.DeadLetters))
+	setStr(b, "inactive_devices", offOr(c.Retention.InactiveDevices))
 	b = block("retry")
 	setStr(b, "initial", formatDuration(c.Retry.Initial))
 	setStr(b, "max", formatDuration(c.Retry.Max))
@@ -177,6 +181,14 @@ func (c *Config) format(redact bool) []byte {
 	b.SetAttributeValue("allow_remote", cty.BoolVal(c.Metrics.AllowRemote))
 	b.SetAttributeValue("pprof", cty.BoolVal(c.Metrics.Pprof))
 	return hclwrite.Format(f.Bytes())
+}
+
+// offOr renders a retention: "off" for 0 (kept).
+func offOr(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return formatDuration(d)
 }
 
 // formatDuration renders d like time.Duration.String without the trailing

@@ -199,7 +199,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if appAPIEnabled(cfg) {
 		wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
 		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
-			SendTokenProof: wd.sendTokenProof})
+			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers})
 		if err != nil {
 			return fmt.Errorf("app api: %w", err)
 		}
@@ -254,9 +254,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Address != "" {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
-	if cfg.Store.Retention > 0 {
-		g.Go(func() error { return runPruner(gctx, st, cfg.Store.Retention, d.log.Named("store")) })
-	}
+	g.Go(func() error { return runPruner(gctx, st, retentionsOf(cfg), d.log.Named("store")) })
 	g.Go(func() error {
 		select {
 		case <-srv.Ready():

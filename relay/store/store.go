@@ -100,6 +100,9 @@ type Directory interface {
 	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
 	// PutPreferences merges preferences into a user's preferences.
 	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
+	// PruneDevices removes devices last registered (UpdatedAt) before
+	// before, and returns how many (retention.inactive_devices).
+	PruneDevices(ctx context.Context, before time.Time) (int, error)
 }
 
 // TokenMoves guards push tokens moving between users (the app API): a
@@ -190,6 +193,9 @@ type Schedule interface {
 	// write, and returns the job. It fails with relay.ErrNotFound (no such
 	// dead letter or job), ErrReplayed, or relay.ErrExpired.
 	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (relay.Job, error)
+	// PruneDeadLetters removes dead letters that failed before before,
+	// and returns how many (retention.dead_letters).
+	PruneDeadLetters(ctx context.Context, before time.Time) (int, error)
 }
 
 // ErrTooManyDevices is returned by RegisterDeviceLimit when the user has

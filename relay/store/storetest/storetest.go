@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 		{"Answers", testAnswers},
 		{"PruneEventsForgetsAnswer", testPruneEventsForgetsAnswer},
 		{"EraseUser", testEraseUser},
+		{"PruneDeadLettersAndDevices", testPruneDeadLettersAndDevices},
 		{"EraseWorkspace", testEraseWorkspace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -1128,5 +1129,40 @@ func testEraseWorkspace(t *testing.T, h Harness) {
 				t.Errorf("%q still in the store: %q", s, m)
 			}
 		}
+	}
+}
+
+// testPruneDeadLettersAndDevices: retention of dead letters (by failure
+// time) and inactive devices (by last registration).
+func testPruneDeadLettersAndDevices(t *testing.T, h Harness) {
+	b := h.open(t)
+	eraseFixture(t, b, ws, user, "x") // one dead letter
+	if n, err := b.PruneDeadLetters(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("pruned %d recent dead letters, %v", n, err)
+	}
+	if n, err := b.PruneDeadLetters(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("pruned %d dead letters, %v; want 1", n, err)
+	}
+	if dls, _ := b.DeadLetters(ctx, "", 10); len(dls) != 0 {
+		t.Fatalf("dead letters left: %+v", dls)
+	}
+	old := device("old", relay.PlatformAndroid)
+	old.UpdatedAt = time.Now().Add(-48 * time.Hour).UTC()
+	register(t, b, old, device("fresh", relay.PlatformAndroid))
+	n, err := b.PruneDevices(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d devices, %v; want 1", n, err)
+	}
+	devs, _ := b.Devices(ctx, ws, user)
+	var names []string
+	for _, d := range devs {
+		names = append(names, d.ID)
+	}
+	if !slices.Equal(names, []string{"fresh", "phone-x"}) {
+		t.Fatalf("devices left %v", names)
+	}
+	// A pruned device's place under the device limit is free again.
+	if _, err := b.RegisterDeviceLimit(ctx, device("new", relay.PlatformAndroid), 3); err != nil {
+		t.Fatalf("register after prune: %v", err)
 	}
 }
