@@ -41,7 +41,9 @@ func TestPrunerRetentions(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		start := time.Now()
-		go func() { done <- runPruner(ctx, f, retentions{events: 7 * 24 * time.Hour, deadLetters: 30 * 24 * time.Hour}, hclog.NewNullLogger()) }()
+		go func() {
+			done <- runPruner(ctx, f, retentions{events: 7 * 24 * time.Hour, deadLetters: 30 * 24 * time.Hour}, hclog.NewNullLogger())
+		}()
 		time.Sleep(time.Minute + pruneInterval + time.Second)
 		synctest.Wait()
 		cancel()
