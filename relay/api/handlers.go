@@ -125,7 +125,7 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *Claims) {
 	if !ok {
 		return
 	}
-	req, err := decodeDevice(body, func(app string) bool { return s.cfg.AppByName(app) != nil })
+	req, err := decodeDevice(body, func(app string) bool { return s.cfg.Load().AppByName(app) != nil })
 	if err != nil {
 		s.badRequest(w, r, c, err)
 		return
@@ -263,10 +263,10 @@ func (s *Server) effectiveSettings(ctx context.Context, ws string) (map[string]r
 	if err != nil {
 		return nil, err
 	}
-	return relay.EffectiveSettings(s.cfg.Defaults(), explicit), nil
+	return relay.EffectiveSettings(s.cfg.Load().Defaults(), explicit), nil
 }
 
-func (s *Server) knownType(t string) bool { return s.cfg.Notifications[t] != nil }
+func (s *Server) knownType(t string) bool { return s.cfg.Load().Notifications[t] != nil }
 
 func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request, c *Claims) {
 	settings, err := s.effectiveSettings(r.Context(), c.Workspace)
