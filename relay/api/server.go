@@ -110,7 +110,7 @@ type Server struct {
 	log      hclog.Logger
 	now      func() time.Time
 	verifier atomic.Pointer[Verifier] // swapped by SetConfig
-	tls      *tls.Config // nil: plain HTTP
+	tls      *tls.Config              // nil: plain HTTP
 	mux      *httpjson.Mux
 	users    *limiter
 	addrs    *limiter
@@ -163,14 +163,14 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("new api server: %w", err)
 	}
 	s := &Server{
-		opts:     opts,
-		st:       opts.Store,
-		log:      opts.Logger,
-		now:      opts.Now,
-		mux:      httpjson.NewMux(),
-		users:    newLimiter(opts.UserRate, opts.UserBurst),
-		addrs:    newLimiter(opts.AddrRate, opts.AddrBurst),
-		ready:    make(chan struct{}),
+		opts:  opts,
+		st:    opts.Store,
+		log:   opts.Logger,
+		now:   opts.Now,
+		mux:   httpjson.NewMux(),
+		users: newLimiter(opts.UserRate, opts.UserBurst),
+		addrs: newLimiter(opts.AddrRate, opts.AddrBurst),
+		ready: make(chan struct{}),
 	}
 	s.cfg.Store(opts.Config)
 	s.verifier.Store(v)
