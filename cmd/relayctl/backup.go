@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -140,6 +141,37 @@ func cmdErase(ctx context.Context, g *globals, args []string) error {
 		e := res.Erased
 		fmt.Fprintf(g.stdout, "erased %s: %d devices, %d preference sets, %d settings, %d events, %d answers, %d dead letters\n",
 			scope, e["devices"], e["preferences"], e["settings"], e["events"], e["answers"], e["dead_letters"])
+		return nil
+	})
+}
+
+// cmdConfigReload makes the running relayd re-read config.hcl (as SIGHUP,
+// but with the answer: what changed, or why nothing did).
+func cmdConfigReload(ctx context.Context, g *globals, args []string) error {
+	if _, err := g.args(g.flags(), args, 0, 0); err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, "/v1/config/reload", "", nil, &raw); err != nil {
+		return err
+	}
+	return g.show(raw, func(raw json.RawMessage) error {
+		var res struct {
+			File    string   `json:"file"`
+			Changed []string `json:"changed"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return err
+		}
+		if len(res.Changed) == 0 {
+			fmt.Fprintf(g.stdout, "reloaded %s: nothing changed\n", res.File)
+			return nil
+		}
+		fmt.Fprintf(g.stdout, "reloaded %s: %s\n", res.File, strings.Join(res.Changed, ", "))
 		return nil
 	})
 }

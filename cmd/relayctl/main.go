@@ -76,6 +76,7 @@ func commandTable() []*command {
 		{"health", "", "/healthz and /readyz (exit 4 when not ready)", secSocket, true, cmdHealth},
 		{"backup", "[-progress] FILE", "copy the running relayd's store into FILE: a consistent snapshot, relayd keeps running (store \"bolt\"; restore: docs/operations.md)", secSocket, true, cmdBackup},
 		{"erase", "-workspace W [-user U]", "remove everything relayd holds of a user (devices, preferences, events, answers, dead letters), or of a whole workspace", secSocket, true, cmdErase},
+		{"config reload", "", "make the running relayd re-read its config file (app credentials, auth keys, notification blocks, retry, queue limits); says what changed or why nothing did", secSocket, true, cmdConfigReload},
 		{"import-bolt", "FILE", "copy devices, settings and preferences of a stopped relay's bolt store into the running relayd (moving to a cluster)", secSocket, true, cmdImportBolt},
 		{"actions tail", "[-from SEQ]", "follow answers to actionable alerts (resumes after reconnects); -json: one object per line", secSocket, true, cmdActions},
 		{"plugin test", "FILE.wasm -event EV.json [-config C.json] [-manifest M.hcl] [-enforced]", "run a plugin exactly as relayd would; print the decision and timings", secPlugins, true, cmdPluginTest},

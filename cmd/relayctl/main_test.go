@@ -236,6 +236,7 @@ func TestJSONEveryDataCommand(t *testing.T) {
 		{"import-bolt", []string{"import-bolt", emptyBolt(t)}, 0, false},
 		{"backup", []string{"backup", filepath.Join(dir, "backup.db")}, 0, false},
 		{"erase", []string{"erase", "-workspace", "gone", "-user", "u9"}, 0, false},
+		{"config reload", []string{"config", "reload"}, 0, false},
 	}
 	covered := map[string]bool{"plugin test": true} // TestPluginNewBuildsAndPasses
 	for _, tc := range tests {

@@ -20,8 +20,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/api"
 	"github.com/edgerelay/edgerelay/relay/config"
-	"github.com/edgerelay/edgerelay/relay/delivery/apns"
-	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
 	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
@@ -41,6 +39,9 @@ type Daemon struct {
 	socket  atomic.Pointer[ingest.Server]  // set while running (route checks)
 	abort   chan struct{}                  // closed by Abort
 	aborted sync.Once
+
+	live    atomic.Pointer[liveConfig] // the config in force (reloads)
+	running atomic.Pointer[running]    // set while running (reloads)
 
 	// Version is reported by GET /v1/status; main sets it before Run.
 	Version string
@@ -83,7 +84,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("store closed")
 	}()
 
-	lanes, err := d.openProviders(ctx)
+	d.live.Store(newLiveConfig(cfg))
+	lanes, swaps, err := d.openProviders(ctx)
 	if err != nil {
 		return err
 	}
@@ -175,7 +177,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("decided events left undecided by a previous run", "events", events)
 	}
 
-	defaults := cfg.Defaults()
 	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health"), every: d.healthEvery}
 	d.health = hl
 	srv := ingest.New(ingest.Options{
@@ -185,9 +186,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
 		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
 		Store:            st,
-		KnownType:        func(t string) bool { return cfg.Notifications[t] != nil },
-		Types:            func() map[string]relay.Setting { return defaults },
-		KnownApp:         func(a string) bool { return cfg.AppByName(a) != nil },
+		// The config in force: a reload changes types and apps.
+		KnownType: func(t string) bool { return d.live.Load().cfg.Notifications[t] != nil },
+		Types:     func() map[string]relay.Setting { return d.live.Load().defaults },
+		KnownApp:  func(a string) bool { return d.live.Load().cfg.AppByName(a) != nil },
 		Logger:           d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
@@ -209,6 +211,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
+	srv.Handle("POST /v1/config/reload", d.configReloadHandler())
+	rn := &running{pipeline: pl, queue: q, api: apiSrv, lanes: swaps}
+	d.running.Store(rn)
+	defer rn.closeRetired()
 	srv.Handle("GET /v1/backup", backupHandler(st, d.log.Named("backup")))
 	// TODO(audit): once the audit log lands (issue-12-obs), record each
 	// erasure: ingest.Record(ctx, log, st, relay.AuditEntry{Action:
@@ -297,26 +303,26 @@ func (d *Daemon) nodeName() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-// openProviders builds one lane per app and platform.
-func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, error) {
+// openProviders builds one lane per app and platform, each behind a
+// swapNotifier a reload can replace.
+func (d *Daemon) openProviders(ctx context.Context) (map[string]queue.Lane, map[string]*swapNotifier, error) {
 	lanes := map[string]queue.Lane{}
-	for _, a := range d.cfg.Apps {
-		if a.APNS != nil {
-			c, err := apns.New(a.APNS, apns.Options{Logger: d.log.Named("apns").With(relay.LogKeyApp, a.Name)})
-			if err != nil {
-				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
-			}
-			lanes[relay.Lane(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 256 * max(a.APNS.Connections, 1)}
+	swaps := map[string]*swapNotifier{}
+	for k, l := range lanesOf(d.cfg) {
+		p, err := d.newLaneProvider(ctx, l.app, l.p, d.cfg)
+		if err != nil {
+			return nil, nil, err
 		}
-		if a.FCM != nil {
-			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
-			if err != nil {
-				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
-			}
-			lanes[relay.Lane(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: sealingNotifier{next: c, cfg: d.cfg}, Concurrency: 100}
+		sw := &swapNotifier{}
+		sw.cur.Store(p)
+		swaps[k] = sw
+		conc := 100
+		if l.p == relay.PlatformIOS {
+			conc = 256 * max(l.app.APNS.Connections, 1)
 		}
+		lanes[k] = queue.Lane{Notifier: sw, Concurrency: conc}
 	}
-	return lanes, nil
+	return lanes, swaps, nil
 }
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {
@@ -401,9 +407,15 @@ func queueHandler(q *queue.Queue, node string) http.Handler {
 	})
 }
 
-// Reload re-reads the policy plugin directory (SIGHUP). Settings that
-// cannot change without a restart are not re-read.
+// Reload is SIGHUP: it re-reads config.hcl (ReloadConfig; a file that
+// cannot be applied is logged and the running config stays) and the
+// policy plugin directory.
 func (d *Daemon) Reload() {
+	if changed, err := d.ReloadConfig(context.Background()); err != nil {
+		d.log.Error("config reload failed: the running config stays", relay.LogKeyError, err)
+	} else {
+		d.log.Info("config reloaded", "file", d.cfg.File, "changed", changed)
+	}
 	w := d.reload.Load()
 	if w == nil {
 		return
