@@ -190,7 +190,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		KnownType: func(t string) bool { return d.live.Load().cfg.Notifications[t] != nil },
 		Types:     func() map[string]relay.Setting { return d.live.Load().defaults },
 		KnownApp:  func(a string) bool { return d.live.Load().cfg.AppByName(a) != nil },
-		Logger:           d.log.Named("ingest"),
+		Logger:    d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
