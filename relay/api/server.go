@@ -125,7 +125,7 @@ type Server struct {
 // by NewVerifier (a reload: the caller builds v first, so a bad key file
 // changes nothing). The address and TLS files are not re-read.
 func (s *Server) SetConfig(cfg *config.Config, v *Verifier) {
-	s.verifier.Store(v)
+	s.verifier.Swap(v).Close() // the old key set stops refreshing
 	s.cfg.Store(cfg)
 }
 
@@ -177,6 +177,7 @@ func New(opts Options) (*Server, error) {
 	if c := opts.Config.API; c.TLSCertFile != "" || c.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
 		if err != nil {
+			v.Close()
 			return nil, fmt.Errorf("new api server: api.tls: %w", err)
 		}
 		s.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
@@ -231,6 +232,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("run api server: already run")
 	}
+	defer func() { s.verifier.Load().Close() }() // a key set stops refreshing
 	l := s.opts.Listener
 	if l == nil {
 		var err error

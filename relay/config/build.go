@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -306,12 +307,66 @@ func (b *builder) auth(a *authBlock, dst *Auth) {
 	} else {
 		b.duration(a.MaxLifetime, a.MaxLifetimeR, "auth.max_token_lifetime", &dst.MaxTokenLifetime)
 	}
-	switch {
-	case dst.HS256SecretFile != "" && dst.PublicKeyFile != "":
-		b.errorf(a.PublicKeyR, "Conflicting attributes", "auth: set exactly one of hs256_secret_file and public_key_file, not both")
-	case dst.HS256SecretFile == "" && dst.PublicKeyFile == "" && !b.failed(a.HS256R) && !b.failed(a.PublicKeyR):
-		b.errorf(a.Def, "Missing required attribute", "auth: set exactly one of hs256_secret_file (HS256) or public_key_file (EdDSA or RS256)")
+	if a.JWKSURL != nil {
+		if err := checkJWKSURL(*a.JWKSURL); err != nil {
+			b.errorf(a.JWKSURLR, "Invalid value", "auth.jwks_url = %q: %v", *a.JWKSURL, err)
+		} else {
+			dst.JWKSURL = *a.JWKSURL
+		}
 	}
+	if a.JWKSRefresh != nil {
+		if a.JWKSURL == nil {
+			b.errorf(a.JWKSRefreshR, "Unsupported attribute", "auth.jwks_refresh needs auth.jwks_url")
+		}
+		var d time.Duration
+		b.duration(a.JWKSRefresh, a.JWKSRefreshR, "auth.jwks_refresh", &d)
+		if d != 0 && d < time.Minute {
+			b.errorf(a.JWKSRefreshR, "Invalid value", "auth.jwks_refresh = %q: must be at least 1m", *a.JWKSRefresh)
+		} else if d != 0 {
+			dst.JWKSRefresh = d
+		}
+	}
+	if dst.JWKSURL != "" && dst.JWKSRefresh == 0 {
+		dst.JWKSRefresh = DefaultJWKSRefresh
+	}
+	n, last := 0, a.Def // the second key source is the one named
+	for _, k := range []struct {
+		set bool
+		r   hcl.Range
+	}{{dst.HS256SecretFile != "" || b.failed(a.HS256R), a.HS256R}, {dst.PublicKeyFile != "" || b.failed(a.PublicKeyR), a.PublicKeyR}, {a.JWKSURL != nil, a.JWKSURLR}} {
+		if k.set {
+			n++
+			if n == 2 {
+				last = k.r
+			}
+		}
+	}
+	switch {
+	case n > 1:
+		b.errorf(last, "Conflicting attributes", "auth: set exactly one of hs256_secret_file, public_key_file and jwks_url")
+	case n == 0:
+		b.errorf(a.Def, "Missing required attribute", "auth: set exactly one of hs256_secret_file (HS256), public_key_file (EdDSA or RS256) or jwks_url (a key set)")
+	}
+}
+
+// checkJWKSURL accepts https URLs, and http only on a loopback host (a
+// key set fetched in the clear could be replaced on the way).
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Host == "":
+		return errors.New("not an absolute URL")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return errors.New("plain http is refused unless the host is loopback: use https")
+	}
+	return fmt.Errorf("scheme %q: use https", u.Scheme)
 }
 
 func (b *builder) store(s *storeBlock, c *Config) {

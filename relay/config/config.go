@@ -85,6 +85,12 @@ type Auth struct {
 	// MaxTokenLifetime refuses tokens valid for longer (exp - iat, or
 	// exp - now without iat); 0 means no maximum ("off").
 	MaxTokenLifetime time.Duration
+	// JWKSURL is an identity provider's JSON Web Key Set (RS256, ES256 or
+	// EdDSA keys, chosen by the token's kid), instead of a key file.
+	JWKSURL string
+	// JWKSRefresh is how often the key set is fetched again (a token with
+	// an unknown kid also fetches it, at most every 5 minutes).
+	JWKSRefresh time.Duration
 }
 
 // Store is the store "kind" {} block.

@@ -88,6 +88,9 @@ const (
 	OnErrorSuppress = "suppress" // treat the failure as a suppress verdict
 )
 
+// DefaultJWKSRefresh is how often auth.jwks_url is fetched again.
+const DefaultJWKSRefresh = time.Hour
+
 // Retention defaults: answers for a day (the actions stream's replay
 // window), dead letters for 30 days; inactive devices are kept.
 const (

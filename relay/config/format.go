@@ -57,6 +57,10 @@ func (c *Config) format(redact bool) []byte {
 		setStr(b, "audience", c.Auth.Audience)
 		optStr(b, "hs256_secret_file", c.Auth.HS256SecretFile)
 		optStr(b, "public_key_file", c.Auth.PublicKeyFile)
+		optStr(b, "jwks_url", c.Auth.JWKSURL)
+		if c.Auth.JWKSURL != "" {
+			setStr(b, "jwks_refresh", formatDuration(c.Auth.JWKSRefresh))
+		}
 		if c.Auth.MaxTokenLifetime > 0 {
 			setStr(b, "max_token_lifetime", formatDuration(c.Auth.MaxTokenLifetime))
 		} else {

@@ -71,6 +71,10 @@ type authBlock struct {
 	PublicKeyR   hcl.Range `hcl:"public_key_file,attr_range"`
 	MaxLifetime  *string   `hcl:"max_token_lifetime,optional"`
 	MaxLifetimeR hcl.Range `hcl:"max_token_lifetime,attr_range"`
+	JWKSURL      *string   `hcl:"jwks_url,optional"`
+	JWKSURLR     hcl.Range `hcl:"jwks_url,attr_range"`
+	JWKSRefresh  *string   `hcl:"jwks_refresh,optional"`
+	JWKSRefreshR hcl.Range `hcl:"jwks_refresh,attr_range"`
 	Def          hcl.Range `hcl:",def_range"`
 }
 
