@@ -100,27 +100,22 @@ func (d *Daemon) newLaneProvider(ctx context.Context, a *config.App, p relay.Pla
 	}
 }
 
-// lanesOf lists the lanes a config has: app × platform with a block.
-func lanesOf(cfg *config.Config) map[string]struct {
+// laneSpec is one lane of a config: an app and a platform it has a block
+// for.
+type laneSpec struct {
 	app *config.App
 	p   relay.Platform
-} {
-	out := map[string]struct {
-		app *config.App
-		p   relay.Platform
-	}{}
+}
+
+// lanesOf lists the lanes a config has, by relay.Lane.
+func lanesOf(cfg *config.Config) map[string]laneSpec {
+	out := map[string]laneSpec{}
 	for _, a := range cfg.Apps {
 		if a.APNS != nil {
-			out[relay.Lane(a.Name, relay.PlatformIOS)] = struct {
-				app *config.App
-				p   relay.Platform
-			}{a, relay.PlatformIOS}
+			out[relay.Lane(a.Name, relay.PlatformIOS)] = laneSpec{a, relay.PlatformIOS}
 		}
 		if a.FCM != nil {
-			out[relay.Lane(a.Name, relay.PlatformAndroid)] = struct {
-				app *config.App
-				p   relay.Platform
-			}{a, relay.PlatformAndroid}
+			out[relay.Lane(a.Name, relay.PlatformAndroid)] = laneSpec{a, relay.PlatformAndroid}
 		}
 	}
 	return out
