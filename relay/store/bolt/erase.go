@@ -46,6 +46,19 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 		if out.Devices, err = deleteCounted(tx.Bucket(bucketDevices), scope); err != nil {
 			return err
 		}
+		// Token move notices and pending proofs (created on first use).
+		for _, name := range [][]byte{bucketDeviceMoves, bucketTokenProofs} {
+			if b := tx.Bucket(name); b != nil {
+				if _, err := deleteCounted(b, scope); err != nil {
+					return err
+				}
+				if user != "" { // a proof's key is ws \0 user, without a trailing separator
+					if err := b.Delete(joinKey(workspace, user)); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		prefs := tx.Bucket(bucketPrefs)
 		if user != "" {
 			if prefs.Get(joinKey(workspace, user)) != nil {

@@ -46,6 +46,15 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 	if err != nil {
 		return wrap(err)
 	}
+	// Every device subject of the scope, also the delete markers of
+	// devices removed before (their subject names the user).
+	purge = append(purge, "dev."+scope)
+	// Token move notices and the pending proof.
+	if user != "" {
+		purge = append(purge, "mov."+scope, proofKey(workspace, user))
+	} else {
+		purge = append(purge, "mov."+scope, "prf."+ws+".*")
+	}
 	if user != "" {
 		purge = append(purge, rosterKey(workspace, user))
 		if rev, err := getJSON(ctx, s.dir, prefsKey(workspace, user), &map[string]bool{}); err != nil {

@@ -1017,6 +1017,17 @@ func eraseFixture(t *testing.T, b store.Backend, workspace, who, tag string) {
 	if _, err := b.AnswerAction(ctx, a); err != nil {
 		t.Fatal(err)
 	}
+	// A spare phone whose token another user took (a move notice for
+	// who), and a pending token proof of who's.
+	spare := device("spare-"+tag, relay.PlatformAndroid)
+	spare.Workspace, spare.User = workspace, who
+	taker := spare
+	taker.User, taker.ID = "taker-"+tag, "taken-"+tag
+	register(t, b, spare, taker)
+	if err := b.PutTokenProof(ctx, relay.TokenProof{Workspace: workspace, User: who, DeviceID: "new-" + tag,
+		TokenHash: relay.HashSecret("t"), CodeHash: relay.HashSecret("c"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // mentions returns the entries of dump that contain s.
@@ -1083,7 +1094,7 @@ func testEraseUser(t *testing.T, h Harness) {
 	}
 	if h.Dump != nil {
 		dump := h.Dump(t, b)
-		for _, s := range []string{gone, tokenOf(gone), "secret of " + gone, "phone-g", tokenOf("phone-g"), "evt-g-", tokenOf("evt-g-0")} {
+		for _, s := range []string{gone, tokenOf(gone), "secret of " + gone, "phone-g", tokenOf("phone-g"), "evt-g-", tokenOf("evt-g-0"), tokenOf("spare-g"), "new-g"} {
 			if m := mentions(dump, s); len(m) > 0 {
 				t.Errorf("%q still in the store: %q", s, m)
 			}
@@ -1112,7 +1123,7 @@ func testEraseWorkspace(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.Erased{Devices: 2, Preferences: 2, Settings: 1, Events: 6, Answers: 2, DeadLetters: 2}
+	want := store.Erased{Devices: 4, Preferences: 2, Settings: 1, Events: 6, Answers: 2, DeadLetters: 2} // with the takers'
 	if got != want {
 		t.Fatalf("erased %+v, want %+v", got, want)
 	}
