@@ -3,10 +3,13 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"sync"
@@ -58,7 +61,35 @@ type laneProvider struct {
 	notifier delivery.Notifier // raw, sealing by the config's notification blocks
 	raw      delivery.Notifier // the client
 	client   io.Closer
-	block    any // *config.APNS or *config.FCM (compared on reload)
+	block    any    // *config.APNS or *config.FCM
+	print    string // fingerprint of block and the files it names (reload compares it)
+}
+
+// fingerprint identifies a provider block with the contents of the files
+// it names: a key replaced in place (same path) is a change too.
+func fingerprint(block any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%#v\n", block)
+	var files []string
+	switch b := block.(type) {
+	case *config.APNS:
+		files = []string{b.KeyFile, b.CertFile, b.CAFile}
+	case *config.FCM:
+		files = []string{b.CredentialsFile, b.CAFile}
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(h, "%s: %v\n", f, err)
+			continue
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // running is what a reload changes in a running relayd.
@@ -90,13 +121,13 @@ func (d *Daemon) newLaneProvider(ctx context.Context, a *config.App, p relay.Pla
 		if err != nil {
 			return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
 		}
-		return &laneProvider{notifier: sealingNotifier{next: c, cfg: cfg}, raw: c, client: c, block: a.APNS}, nil
+		return &laneProvider{notifier: sealingNotifier{next: c, cfg: cfg}, raw: c, client: c, block: a.APNS, print: fingerprint(a.APNS)}, nil
 	default:
 		c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
 		if err != nil {
 			return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
 		}
-		return &laneProvider{notifier: sealingNotifier{next: c, cfg: cfg}, raw: c, client: c, block: a.FCM}, nil
+		return &laneProvider{notifier: sealingNotifier{next: c, cfg: cfg}, raw: c, client: c, block: a.FCM, print: fingerprint(a.FCM)}, nil
 	}
 }
 
@@ -163,8 +194,8 @@ func restartOnly(old, new *config.Config) []string {
 }
 
 // ReloadConfig re-reads config.hcl and applies it to the running relayd:
-// app credentials (each lane whose apns or fcm block changed gets a new
-// client; the next push uses it), auth keys, notification blocks, retry
+// app credentials (each lane whose apns or fcm block, or a file it names,
+// changed gets a new client; the next push uses it), auth keys, notification blocks, retry
 // and queue.max_open_jobs. Nothing changes unless all of it can: a file
 // that does not load fails with ErrInvalidConfig, one that changes what
 // only a restart applies with ErrRestartRequired naming it, and a client
@@ -202,8 +233,8 @@ func (d *Daemon) ReloadConfig(ctx context.Context) ([]string, error) {
 		if lane.p == relay.PlatformAndroid {
 			block = lane.app.FCM
 		}
-		if reflect.DeepEqual(block, r.lanes[k].cur.Load().block) {
-			continue
+		if fingerprint(block) == r.lanes[k].cur.Load().print {
+			continue // same block, same files
 		}
 		p, err := d.newLaneProvider(ctx, lane.app, lane.p, cfg)
 		if err != nil {
@@ -239,7 +270,7 @@ func (d *Daemon) ReloadConfig(ctx context.Context) ([]string, error) {
 		cur := sw.cur.Load()
 		next := fresh[k]
 		if next == nil {
-			next = &laneProvider{notifier: sealingNotifier{next: cur.raw, cfg: cfg}, raw: cur.raw, client: cur.client, block: cur.block}
+			next = &laneProvider{notifier: sealingNotifier{next: cur.raw, cfg: cfg}, raw: cur.raw, client: cur.client, block: cur.block, print: cur.print}
 		} else {
 			r.retired = append(r.retired, cur.client)
 		}

@@ -122,6 +122,16 @@ func TestReloadRotatesAPNsKeyAndKeepsOnInvalid(t *testing.T) {
 		t.Fatalf("push after the reload signed by %q, want %q", k, newKeyID)
 	}
 
+	// The key file replaced in place (same path, same key id): a change
+	// too.
+	key3, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der3, _ := x509.MarshalPKCS8PrivateKey(key3)
+	writeFile(t, filepath.Join(h.dir, "AuthKey2.p8"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der3}))
+	h.APNs.RotateAuthKey(&key3.PublicKey, newKeyID)
+	h.signal(syscall.SIGHUP)
+	h.waitLog("config reloaded", 2)
+	send("e2b") // the fake accepts only key3 now
+
 	// An invalid file: SIGHUP logs why and the running config stays.
 	good, _ := os.ReadFile(h.cfgPath)
 	h.editConfig(`jitter = 0.2`, `jitter = 7`)
