@@ -303,6 +303,16 @@ func TestJSONEveryDataCommand(t *testing.T) {
 		}
 	}
 
+	// The backup is a store file holding what relayd held when it ran.
+	bk, err := bolt.Open(filepath.Join(dir, "backup.db"), bolt.Options{})
+	if err != nil {
+		t.Fatalf("open the backup: %v", err)
+	}
+	if devs, err := bk.Devices(context.Background(), "acme", "u1"); err != nil || len(devs) != 2 {
+		t.Errorf("devices in the backup: %+v %v", devs, err)
+	}
+	bk.Close(context.Background())
+
 	// The human status screen names what an operator looks for first.
 	code, stdout, stderr = runCLI(t, "-config", cfg, "status")
 	if code != 0 {
