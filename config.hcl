@@ -167,6 +167,15 @@ queue {
   lease         = "30s"
 }
 
+# How long data other than events is kept ("off": until relayctl erase).
+# Answers: the actions stream's replay window. Inactive devices: not
+# registered again for that long (apps re-register at every start).
+retention {
+  answers          = "24h"
+  dead_letters     = "720h"
+  inactive_devices = "2160h"
+}
+
 # Prometheus /metrics (and /debug/pprof/), without authentication. Leave
 # address out (or "") to disable the listener. A non-loopback address needs
 # allow_remote = true; pprof = false removes the profiling endpoints.

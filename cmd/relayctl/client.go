@@ -66,13 +66,7 @@ func (c *client) doReader(ctx context.Context, method, path, contentType string,
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
-			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error.Code, e.Error.Message)
-		}
-		return fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
+		return answerError(method, path, resp.StatusCode, data)
 	}
 	if out != nil {
 		if raw, ok := out.(*json.RawMessage); ok {
@@ -82,6 +76,17 @@ func (c *client) doReader(ctx context.Context, method, path, contentType string,
 		return json.Unmarshal(data, out)
 	}
 	return nil
+}
+
+// answerError is the error of an error answer, with its JSON message.
+func answerError(method, path string, status int, data []byte) error {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
+		return fmt.Errorf("%s %s: %d %s: %s", method, path, status, e.Error.Code, e.Error.Message)
+	}
+	return fmt.Errorf("%s %s: %d: %s", method, path, status, strings.TrimSpace(string(data)))
 }
 
 func (c *client) getJSON(ctx context.Context, path string, out any) error {

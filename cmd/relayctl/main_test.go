@@ -234,6 +234,9 @@ func TestJSONEveryDataCommand(t *testing.T) {
 		{"dev init", []string{"dev", "init", "-dir", filepath.Join(dir, "dev")}, 0, false},
 		{"actions tail", []string{"actions", "tail"}, 0, true},
 		{"import-bolt", []string{"import-bolt", emptyBolt(t)}, 0, false},
+		{"backup", []string{"backup", filepath.Join(dir, "backup.db")}, 0, false},
+		{"erase", []string{"erase", "-workspace", "gone", "-user", "u9"}, 0, false},
+		{"config reload", []string{"config", "reload"}, 0, false},
 	}
 	covered := map[string]bool{"plugin test": true} // TestPluginNewBuildsAndPasses
 	for _, tc := range tests {
@@ -299,6 +302,16 @@ func TestJSONEveryDataCommand(t *testing.T) {
 			t.Errorf("data command %q has no -json case", c.name)
 		}
 	}
+
+	// The backup is a store file holding what relayd held when it ran.
+	bk, err := bolt.Open(filepath.Join(dir, "backup.db"), bolt.Options{})
+	if err != nil {
+		t.Fatalf("open the backup: %v", err)
+	}
+	if devs, err := bk.Devices(context.Background(), "acme", "u1"); err != nil || len(devs) != 2 {
+		t.Errorf("devices in the backup: %+v %v", devs, err)
+	}
+	bk.Close(context.Background())
 
 	// The human status screen names what an operator looks for first.
 	code, stdout, stderr = runCLI(t, "-config", cfg, "status")

@@ -9,7 +9,9 @@
 //
 // Signals: SIGINT/SIGTERM shut down gracefully (a second one stops at once,
 // still closing the store, and exits 1);
-// SIGHUP reloads policy plugins.
+// SIGHUP re-reads config.hcl (app credentials, auth keys, notification
+// blocks, retry and queue limits; a file that cannot be applied is logged
+// and the running config stays) and reloads policy plugins.
 package main
 
 import (
@@ -136,7 +138,7 @@ func run(args []string) int {
 				d.Abort()
 			}
 		case <-hup:
-			log.Info("SIGHUP: reloading policy plugins")
+			log.Info("SIGHUP: reloading config and policy plugins")
 			d.Reload()
 		}
 	}

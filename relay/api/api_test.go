@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -297,5 +298,38 @@ func TestPruneLoop(t *testing.T) {
 			t.Fatal("old answer not pruned")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDeviceLimitConcurrent: 20 registrations at once past a limit of 15
+// leave 15 devices (the limit was checked before the write: 31 were left).
+func TestDeviceLimitConcurrent(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.MaxDevicesPerUser = 15 })
+	carol := ts.token("acme", "carol", RoleUser)
+	for i := range 11 {
+		expect(t, ts.do("PUT", fmt.Sprintf("/v1/devices/old-%d", i), carol, map[string]string{"platform": "android", "token": fmt.Sprintf("o-%d", i), "app": "demo"}), 200, "")
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			codes[i] = ts.do("PUT", fmt.Sprintf("/v1/devices/new-%d", i), carol, map[string]string{"platform": "android", "token": fmt.Sprintf("n-%d", i), "app": "demo"}).status
+		})
+	}
+	wg.Wait()
+	devs, err := ts.st.Devices(t.Context(), "acme", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := 0
+	for _, c := range codes {
+		if c == 200 {
+			ok++
+		} else if c != 409 {
+			t.Errorf("status %d, want 200 or 409", c)
+		}
+	}
+	if len(devs) != 15 || ok != 4 {
+		t.Fatalf("%d devices, %d registrations answered 200; want 15 and 4", len(devs), ok)
 	}
 }

@@ -2,6 +2,9 @@ package api
 
 import (
 	"bytes"
+	"cmp"
+	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -13,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -79,7 +83,15 @@ type Verifier struct {
 	alg         string
 	now         func() time.Time
 	maxLifetime time.Duration // 0: no maximum
+	// With auth.jwks_url: the key set (fetched and refreshed in the
+	// background until Close), instead of key.
+	jwks keyfunc.Keyfunc
+	stop context.CancelFunc
 }
+
+// jwksAlgs are the algorithms accepted with a key set, each checked
+// against the type of the key the token's kid names.
+var jwksAlgs = []string{"RS256", "ES256", "EdDSA"}
 
 // NewVerifier reads the key file named by a (auth.hs256_secret_file or
 // auth.public_key_file) and returns a verifier that accepts only tokens
@@ -112,14 +124,35 @@ func NewVerifier(a config.Auth, now func() time.Time) (*Verifier, error) {
 			return nil, fmt.Errorf("auth.public_key_file %s: %w", a.PublicKeyFile, err)
 		}
 		v.key, v.alg = key, alg
+	case a.JWKSURL != "":
+		ctx, stop := context.WithCancel(context.Background())
+		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{a.JWKSURL}, keyfunc.Override{
+			RefreshInterval: cmp.Or(a.JWKSRefresh, time.Hour),
+			HTTPTimeout:     10 * time.Second,
+			// An identity provider down at start must not keep relayd
+			// down: tokens are refused until the set is fetched.
+			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+				return func(context.Context, error) {} // logged by Verify's error
+			},
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("auth.jwks_url %s: %w", a.JWKSURL, err)
+		}
+		v.jwks, v.stop, v.alg = kf, stop, strings.Join(jwksAlgs, ",")
 	default:
-		return nil, errors.New("auth: set hs256_secret_file or public_key_file")
+		return nil, errors.New("auth: set hs256_secret_file, public_key_file or jwks_url")
 	}
 	if a.Issuer == "" || a.Audience == "" {
+		v.Close()
 		return nil, errors.New("auth: issuer and audience must be set")
 	}
+	methods := []string{v.alg}
+	if v.jwks != nil {
+		methods = jwksAlgs
+	}
 	v.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{v.alg}),
+		jwt.WithValidMethods(methods),
 		jwt.WithIssuer(a.Issuer),
 		jwt.WithAudience(a.Audience),
 		jwt.WithExpirationRequired(),
@@ -131,8 +164,43 @@ func NewVerifier(a config.Auth, now func() time.Time) (*Verifier, error) {
 	return v, nil
 }
 
-// Algorithm returns the one JWT algorithm the verifier accepts.
+// Algorithm returns the JWT algorithm the verifier accepts (with a key
+// set, the list).
 func (v *Verifier) Algorithm() string { return v.alg }
+
+// Close stops fetching the key set (auth.jwks_url); other verifiers hold
+// nothing. Safe to call more than once.
+func (v *Verifier) Close() {
+	if v.stop != nil {
+		v.stop()
+	}
+}
+
+// jwksKey returns the key of the set named by t's kid, if its type fits
+// t's algorithm (an RSA key never meets ES256, an HMAC secret never
+// anything).
+func (v *Verifier) jwksKey(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["kid"].(string); !ok {
+		return nil, errors.New("token has no kid: with auth.jwks_url the key is chosen by kid")
+	}
+	key, err := v.jwks.Keyfunc(t)
+	if err != nil {
+		return nil, err
+	}
+	var fits bool
+	switch key.(type) {
+	case *rsa.PublicKey:
+		fits = t.Method.Alg() == "RS256"
+	case *ecdsa.PublicKey:
+		fits = t.Method.Alg() == "ES256"
+	case ed25519.PublicKey:
+		fits = t.Method.Alg() == "EdDSA"
+	}
+	if !fits {
+		return nil, fmt.Errorf("key %v of the key set is a %T, not a key for %s", t.Header["kid"], key, t.Method.Alg())
+	}
+	return key, nil
+}
 
 // Verify parses and checks a token. The error says why it was refused (for
 // logs; never show it the token).
@@ -144,7 +212,7 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 	_, err := v.parser.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
 		// WithValidMethods already refused every other alg; check again
 		// so the key can never meet another algorithm.
-		if t.Method == nil || t.Method.Alg() != v.alg {
+		if t.Method == nil || (v.jwks == nil && t.Method.Alg() != v.alg) {
 			return nil, fmt.Errorf("algorithm %v not allowed", t.Header["alg"])
 		}
 		// RFC 7515 section 4.1.11: a recipient must refuse a token whose
@@ -152,6 +220,9 @@ func (v *Verifier) Verify(raw string) (*Claims, error) {
 		// none (and an empty crit is invalid too).
 		if _, ok := t.Header["crit"]; ok {
 			return nil, errors.New("critical header extensions (crit) not supported")
+		}
+		if v.jwks != nil {
+			return v.jwksKey(t)
 		}
 		return v.key, nil
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // DeviceList is the answer of GET /v1/devices: the caller's devices and,
@@ -124,19 +125,9 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *Claims) {
 	if !ok {
 		return
 	}
-	req, err := decodeDevice(body, func(app string) bool { return s.cfg.AppByName(app) != nil })
+	req, err := decodeDevice(body, func(app string) bool { return s.cfg.Load().AppByName(app) != nil })
 	if err != nil {
 		s.badRequest(w, r, c, err)
-		return
-	}
-	existing, err := s.st.Devices(r.Context(), c.Workspace, c.Subject)
-	if err != nil {
-		s.storeError(w, r, "list devices", err)
-		return
-	}
-	if len(existing) >= s.opts.MaxDevicesPerUser && !slices.ContainsFunc(existing, func(d relay.Device) bool { return d.ID == id }) {
-		s.deny(w, r, c, http.StatusConflict, CodeTooManyDevices,
-			fmt.Sprintf("at most %d devices per user; delete one first", s.opts.MaxDevicesPerUser), "device limit")
 		return
 	}
 	d := relay.Device{
@@ -144,7 +135,14 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *Claims) {
 		Platform: req.Platform, Token: req.Token, App: req.App, Environment: req.Environment,
 		Name: req.Name, PublicKey: req.PublicKey, UpdatedAt: s.now().UTC(),
 	}
-	taken, err := s.st.RegisterUserDevice(r.Context(), d)
+	// The store counts the user's devices in the same write: concurrent
+	// registrations never pass the limit.
+	taken, err := s.st.RegisterUserDeviceLimit(r.Context(), d, s.opts.MaxDevicesPerUser)
+	if errors.Is(err, store.ErrTooManyDevices) {
+		s.deny(w, r, c, http.StatusConflict, CodeTooManyDevices,
+			fmt.Sprintf("at most %d devices per user; delete one first", s.opts.MaxDevicesPerUser), "device limit")
+		return
+	}
 	var held *relay.TokenHeldError
 	if errors.As(err, &held) {
 		if taken, ok = s.moveToken(w, r, c, d, req.Proof, held.Holder); !ok {
@@ -245,7 +243,12 @@ func (s *Server) moveToken(w http.ResponseWriter, r *http.Request, c *Claims, d 
 			"token proof refused: "+why+"; repeat the request without \"proof\" for a new code", "token proof refused: "+why)
 		return nil, false
 	}
-	taken, err := s.st.RegisterDevice(ctx, d)
+	taken, err := s.st.RegisterDeviceLimit(ctx, d, s.opts.MaxDevicesPerUser)
+	if errors.Is(err, store.ErrTooManyDevices) {
+		s.deny(w, r, c, http.StatusConflict, CodeTooManyDevices,
+			fmt.Sprintf("at most %d devices per user; delete one first", s.opts.MaxDevicesPerUser), "device limit")
+		return nil, false
+	}
 	if err != nil {
 		s.storeError(w, r, "register device", err)
 		return nil, false
@@ -260,10 +263,10 @@ func (s *Server) effectiveSettings(ctx context.Context, ws string) (map[string]r
 	if err != nil {
 		return nil, err
 	}
-	return relay.EffectiveSettings(s.cfg.Defaults(), explicit), nil
+	return relay.EffectiveSettings(s.cfg.Load().Defaults(), explicit), nil
 }
 
-func (s *Server) knownType(t string) bool { return s.cfg.Notifications[t] != nil }
+func (s *Server) knownType(t string) bool { return s.cfg.Load().Notifications[t] != nil }
 
 func (s *Server) getPreferences(w http.ResponseWriter, r *http.Request, c *Claims) {
 	settings, err := s.effectiveSettings(r.Context(), c.Workspace)

@@ -105,12 +105,12 @@ type Options struct {
 // Server serves the app API. Create it with New, then Run it once.
 type Server struct {
 	opts     Options
-	cfg      *config.Config
+	cfg      atomic.Pointer[config.Config] // swapped by SetConfig
 	st       Store
 	log      hclog.Logger
 	now      func() time.Time
-	verifier *Verifier
-	tls      *tls.Config // nil: plain HTTP
+	verifier atomic.Pointer[Verifier] // swapped by SetConfig
+	tls      *tls.Config              // nil: plain HTTP
 	mux      *httpjson.Mux
 	users    *limiter
 	addrs    *limiter
@@ -118,6 +118,15 @@ type Server struct {
 	ready   chan struct{}
 	addr    atomic.Pointer[net.Addr]
 	running atomic.Bool
+}
+
+// SetConfig makes cfg (auth, notification types, apps) the config of the
+// requests that start from now on, with v, a verifier made from cfg.Auth
+// by NewVerifier (a reload: the caller builds v first, so a bad key file
+// changes nothing). The address and TLS files are not re-read.
+func (s *Server) SetConfig(cfg *config.Config, v *Verifier) {
+	s.verifier.Swap(v).Close() // the old key set stops refreshing
+	s.cfg.Store(cfg)
 }
 
 // New checks opts and reads the key files (auth key, TLS certificate). It
@@ -154,20 +163,21 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("new api server: %w", err)
 	}
 	s := &Server{
-		opts:     opts,
-		cfg:      opts.Config,
-		st:       opts.Store,
-		log:      opts.Logger,
-		now:      opts.Now,
-		verifier: v,
-		mux:      httpjson.NewMux(),
-		users:    newLimiter(opts.UserRate, opts.UserBurst),
-		addrs:    newLimiter(opts.AddrRate, opts.AddrBurst),
-		ready:    make(chan struct{}),
+		opts:  opts,
+		st:    opts.Store,
+		log:   opts.Logger,
+		now:   opts.Now,
+		mux:   httpjson.NewMux(),
+		users: newLimiter(opts.UserRate, opts.UserBurst),
+		addrs: newLimiter(opts.AddrRate, opts.AddrBurst),
+		ready: make(chan struct{}),
 	}
+	s.cfg.Store(opts.Config)
+	s.verifier.Store(v)
 	if c := opts.Config.API; c.TLSCertFile != "" || c.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
 		if err != nil {
+			v.Close()
 			return nil, fmt.Errorf("new api server: api.tls: %w", err)
 		}
 		s.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
@@ -222,10 +232,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("run api server: already run")
 	}
+	defer func() { s.verifier.Load().Close() }() // a key set stops refreshing
 	l := s.opts.Listener
 	if l == nil {
 		var err error
-		if l, err = net.Listen("tcp", s.cfg.API.Address); err != nil {
+		if l, err = net.Listen("tcp", s.cfg.Load().API.Address); err != nil {
 			return fmt.Errorf("run api server: listen: %w", err)
 		}
 	}
@@ -263,7 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pruneCtx, stopPrune := context.WithCancel(ctx)
 	defer stopPrune()
 	wg.Go(func() { s.pruneLoop(pruneCtx) })
-	s.log.Info("listening", "address", addr.String(), "tls", s.tls != nil, "auth", s.verifier.Algorithm())
+	s.log.Info("listening", "address", addr.String(), "tls", s.tls != nil, "auth", s.verifier.Load().Algorithm())
 	close(s.ready)
 
 	var runErr error
@@ -349,7 +360,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *Claims)) htt
 			s.deny(w, r, nil, http.StatusUnauthorized, CodeUnauthorized, "missing bearer token", err.Error())
 			return
 		}
-		c, err := s.verifier.Verify(raw)
+		c, err := s.verifier.Load().Verify(raw)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgerelay", error="invalid_token"`)
 			s.deny(w, r, nil, http.StatusUnauthorized, CodeUnauthorized, "invalid token", "token refused: "+err.Error())

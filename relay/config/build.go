@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -207,6 +208,7 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	}
 	b.retry(s.Retry, &c.Retry)
 	b.queue(s.Queue, &c.Queue)
+	b.retention(s.Retention, &c.Retention)
 	if m := s.Metrics; m != nil {
 		if m.AllowRemote != nil {
 			c.Metrics.AllowRemote = *m.AllowRemote
@@ -305,12 +307,66 @@ func (b *builder) auth(a *authBlock, dst *Auth) {
 	} else {
 		b.duration(a.MaxLifetime, a.MaxLifetimeR, "auth.max_token_lifetime", &dst.MaxTokenLifetime)
 	}
-	switch {
-	case dst.HS256SecretFile != "" && dst.PublicKeyFile != "":
-		b.errorf(a.PublicKeyR, "Conflicting attributes", "auth: set exactly one of hs256_secret_file and public_key_file, not both")
-	case dst.HS256SecretFile == "" && dst.PublicKeyFile == "" && !b.failed(a.HS256R) && !b.failed(a.PublicKeyR):
-		b.errorf(a.Def, "Missing required attribute", "auth: set exactly one of hs256_secret_file (HS256) or public_key_file (EdDSA or RS256)")
+	if a.JWKSURL != nil {
+		if err := checkJWKSURL(*a.JWKSURL); err != nil {
+			b.errorf(a.JWKSURLR, "Invalid value", "auth.jwks_url = %q: %v", *a.JWKSURL, err)
+		} else {
+			dst.JWKSURL = *a.JWKSURL
+		}
 	}
+	if a.JWKSRefresh != nil {
+		if a.JWKSURL == nil {
+			b.errorf(a.JWKSRefreshR, "Unsupported attribute", "auth.jwks_refresh needs auth.jwks_url")
+		}
+		var d time.Duration
+		b.duration(a.JWKSRefresh, a.JWKSRefreshR, "auth.jwks_refresh", &d)
+		if d != 0 && d < time.Minute {
+			b.errorf(a.JWKSRefreshR, "Invalid value", "auth.jwks_refresh = %q: must be at least 1m", *a.JWKSRefresh)
+		} else if d != 0 {
+			dst.JWKSRefresh = d
+		}
+	}
+	if dst.JWKSURL != "" && dst.JWKSRefresh == 0 {
+		dst.JWKSRefresh = DefaultJWKSRefresh
+	}
+	n, last := 0, a.Def // the second key source is the one named
+	for _, k := range []struct {
+		set bool
+		r   hcl.Range
+	}{{dst.HS256SecretFile != "" || b.failed(a.HS256R), a.HS256R}, {dst.PublicKeyFile != "" || b.failed(a.PublicKeyR), a.PublicKeyR}, {a.JWKSURL != nil, a.JWKSURLR}} {
+		if k.set {
+			n++
+			if n == 2 {
+				last = k.r
+			}
+		}
+	}
+	switch {
+	case n > 1:
+		b.errorf(last, "Conflicting attributes", "auth: set exactly one of hs256_secret_file, public_key_file and jwks_url")
+	case n == 0:
+		b.errorf(a.Def, "Missing required attribute", "auth: set exactly one of hs256_secret_file (HS256), public_key_file (EdDSA or RS256) or jwks_url (a key set)")
+	}
+}
+
+// checkJWKSURL accepts https URLs, and http only on a loopback host (a
+// key set fetched in the clear could be replaced on the way).
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Host == "":
+		return errors.New("not an absolute URL")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return errors.New("plain http is refused unless the host is loopback: use https")
+	}
+	return fmt.Errorf("scheme %q: use https", u.Scheme)
 }
 
 func (b *builder) store(s *storeBlock, c *Config) {
@@ -688,6 +744,34 @@ func (b *builder) queue(q *queueBlock, dst *Queue) {
 			dst.InMemory = n
 		}
 	}
+}
+
+func (b *builder) retention(r *retentionBlock, dst *Retention) {
+	if r == nil {
+		return
+	}
+	if r.Answers != nil {
+		var d time.Duration
+		b.duration(r.Answers, r.AnswersR, "retention.answers", &d)
+		switch {
+		case d == 0:
+		case d < minAnswerRetention:
+			b.errorf(r.AnswersR, "Invalid value", "retention.answers = %q: must be at least %s (apps resuming the actions stream need the recent answers)", *r.Answers, minAnswerRetention)
+		default:
+			dst.Answers = d
+		}
+	}
+	b.durationOrOff(r.DeadLetters, r.DeadLettersR, "retention.dead_letters", &dst.DeadLetters)
+	b.durationOrOff(r.InactiveDevices, r.InactiveDevicesR, "retention.inactive_devices", &dst.InactiveDevices)
+}
+
+// durationOrOff is duration that also takes "off" (0: never pruned).
+func (b *builder) durationOrOff(v *string, r hcl.Range, name string, dst *time.Duration) {
+	if v != nil && *v == "off" {
+		*dst = 0
+		return
+	}
+	b.duration(v, r, name, dst)
 }
 
 func (b *builder) address(addr string, r hcl.Range, name string) bool {

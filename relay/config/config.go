@@ -27,6 +27,7 @@ type Config struct {
 	Plugins       Plugins
 	Retry         Retry
 	Queue         Queue
+	Retention     Retention
 	NATS          *NATS // nil: no embedded NATS server
 	Metrics       Metrics
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
@@ -84,6 +85,12 @@ type Auth struct {
 	// MaxTokenLifetime refuses tokens valid for longer (exp - iat, or
 	// exp - now without iat); 0 means no maximum ("off").
 	MaxTokenLifetime time.Duration
+	// JWKSURL is an identity provider's JSON Web Key Set (RS256, ES256 or
+	// EdDSA keys, chosen by the token's kid), instead of a key file.
+	JWKSURL string
+	// JWKSRefresh is how often the key set is fetched again (a token with
+	// an unknown kid also fetches it, at most every 5 minutes).
+	JWKSRefresh time.Duration
 }
 
 // Store is the store "kind" {} block.
@@ -194,6 +201,21 @@ type Queue struct {
 	// Lease is how long a job leased by one relay is its own; a relay that
 	// dies mid-send has its jobs sent by the others after it.
 	Lease time.Duration
+}
+
+// Retention is the retention {} block: how long data other than events
+// is kept (events: store.retention). 0 means kept until erased ("off").
+type Retention struct {
+	// Answers is how long answers stay in the answer log that the actions
+	// stream and GET /v1/answers read (the first-answer record stays with
+	// its event).
+	Answers time.Duration
+	// DeadLetters is how long a dead letter is kept after it failed.
+	DeadLetters time.Duration
+	// InactiveDevices removes devices not registered again (updated_at)
+	// for this long: apps re-register at every start, so a device silent
+	// that long is gone.
+	InactiveDevices time.Duration
 }
 
 // Retry is the retry {} block.

@@ -49,6 +49,7 @@ func Default() *Config {
 		},
 		Retry:           Retry{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2},
 		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory, Lease: DefaultQueueLease},
+		Retention:       Retention{Answers: DefaultAnswerRetention, DeadLetters: DefaultDeadLetterRetention},
 		Metrics:         Metrics{Address: "", Pprof: true},
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -85,6 +86,17 @@ const (
 const (
 	OnErrorSkip     = "skip"     // ignore the failed plugin, continue the chain
 	OnErrorSuppress = "suppress" // treat the failure as a suppress verdict
+)
+
+// DefaultJWKSRefresh is how often auth.jwks_url is fetched again.
+const DefaultJWKSRefresh = time.Hour
+
+// Retention defaults: answers for a day (the actions stream's replay
+// window), dead letters for 30 days; inactive devices are kept.
+const (
+	DefaultAnswerRetention     = 24 * time.Hour
+	DefaultDeadLetterRetention = 30 * 24 * time.Hour
+	minAnswerRetention         = time.Minute
 )
 
 // Queue defaults and bounds.

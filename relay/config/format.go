@@ -57,6 +57,10 @@ func (c *Config) format(redact bool) []byte {
 		setStr(b, "audience", c.Auth.Audience)
 		optStr(b, "hs256_secret_file", c.Auth.HS256SecretFile)
 		optStr(b, "public_key_file", c.Auth.PublicKeyFile)
+		optStr(b, "jwks_url", c.Auth.JWKSURL)
+		if c.Auth.JWKSURL != "" {
+			setStr(b, "jwks_refresh", formatDuration(c.Auth.JWKSRefresh))
+		}
 		if c.Auth.MaxTokenLifetime > 0 {
 			setStr(b, "max_token_lifetime", formatDuration(c.Auth.MaxTokenLifetime))
 		} else {
@@ -167,6 +171,10 @@ func (c *Config) format(redact bool) []byte {
 	b = block("queue")
 	b.SetAttributeValue("max_open_jobs", cty.NumberIntVal(int64(c.Queue.MaxOpenJobs)))
 	setStr(b, "lease", formatDuration(c.Queue.Lease))
+	b = block("retention")
+	setStr(b, "answers", formatDuration(c.Retention.Answers))
+	setStr(b, "dead_letters", offOr(c.Retention.DeadLetters))
+	setStr(b, "inactive_devices", offOr(c.Retention.InactiveDevices))
 	b = block("retry")
 	setStr(b, "initial", formatDuration(c.Retry.Initial))
 	setStr(b, "max", formatDuration(c.Retry.Max))
@@ -177,6 +185,14 @@ func (c *Config) format(redact bool) []byte {
 	b.SetAttributeValue("allow_remote", cty.BoolVal(c.Metrics.AllowRemote))
 	b.SetAttributeValue("pprof", cty.BoolVal(c.Metrics.Pprof))
 	return hclwrite.Format(f.Bytes())
+}
+
+// offOr renders a retention: "off" for 0 (kept).
+func offOr(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return formatDuration(d)
 }
 
 // formatDuration renders d like time.Duration.String without the trailing

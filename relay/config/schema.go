@@ -25,6 +25,7 @@ type fileSchema struct {
 	Plugins       *pluginsBlock        `hcl:"plugins,block"`
 	Retry         *retryBlock          `hcl:"retry,block"`
 	Queue         *queueBlock          `hcl:"queue,block"`
+	Retention     *retentionBlock      `hcl:"retention,block"`
 	Metrics       *metricsBlock        `hcl:"metrics,block"`
 }
 
@@ -70,6 +71,10 @@ type authBlock struct {
 	PublicKeyR   hcl.Range `hcl:"public_key_file,attr_range"`
 	MaxLifetime  *string   `hcl:"max_token_lifetime,optional"`
 	MaxLifetimeR hcl.Range `hcl:"max_token_lifetime,attr_range"`
+	JWKSURL      *string   `hcl:"jwks_url,optional"`
+	JWKSURLR     hcl.Range `hcl:"jwks_url,attr_range"`
+	JWKSRefresh  *string   `hcl:"jwks_refresh,optional"`
+	JWKSRefreshR hcl.Range `hcl:"jwks_refresh,attr_range"`
 	Def          hcl.Range `hcl:",def_range"`
 }
 
@@ -208,6 +213,15 @@ type queueBlock struct {
 	InMemoryR    hcl.Range `hcl:"in_memory,attr_range"`
 	Lease        *string   `hcl:"lease,optional"`
 	LeaseR       hcl.Range `hcl:"lease,attr_range"`
+}
+
+type retentionBlock struct {
+	Answers          *string   `hcl:"answers,optional"`
+	AnswersR         hcl.Range `hcl:"answers,attr_range"`
+	DeadLetters      *string   `hcl:"dead_letters,optional"`
+	DeadLettersR     hcl.Range `hcl:"dead_letters,attr_range"`
+	InactiveDevices  *string   `hcl:"inactive_devices,optional"`
+	InactiveDevicesR hcl.Range `hcl:"inactive_devices,attr_range"`
 }
 
 type metricsBlock struct {

@@ -18,7 +18,7 @@ import (
 // appAPIEnabled reports whether the config gives the app API a key to
 // verify tokens with; without one the API is not served.
 func appAPIEnabled(cfg *config.Config) bool {
-	return cfg.Auth.HS256SecretFile != "" || cfg.Auth.PublicKeyFile != ""
+	return cfg.Auth.HS256SecretFile != "" || cfg.Auth.PublicKeyFile != "" || cfg.Auth.JWKSURL != ""
 }
 
 // withdrawType is the type of the derived events that carry withdraw

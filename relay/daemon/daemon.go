@@ -20,8 +20,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/api"
 	"github.com/edgerelay/edgerelay/relay/config"
-	"github.com/edgerelay/edgerelay/relay/delivery/apns"
-	"github.com/edgerelay/edgerelay/relay/delivery/fcm"
 	"github.com/edgerelay/edgerelay/relay/httpjson"
 	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
@@ -41,8 +39,16 @@ type Daemon struct {
 	abort   chan struct{}                  // closed by Abort
 	aborted sync.Once
 
+	live    atomic.Pointer[liveConfig] // the config in force (reloads)
+	running atomic.Pointer[running]    // set while running (reloads)
+
 	// Version is reported by GET /v1/status; main sets it before Run.
 	Version string
+
+	// Test hooks (export_test.go): zero values mean production behaviour.
+	storeFault  func() error  // bolt.Options.WriteFault
+	healthEvery time.Duration // store probe interval (default healthInterval)
+	sweepEvery  time.Duration // pipeline SweepInterval and SweepAge
 }
 
 // New returns a daemon for cfg. It opens nothing; Run does.
@@ -77,7 +83,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("store closed")
 	}()
 
-	lanes, err := d.openProviders(ctx, st)
+	d.live.Store(newLiveConfig(cfg))
+	lanes, swaps, err := d.openProviders(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -146,6 +153,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Recent:      st,
 		OnNotices:   notices.send,
 		OnScheduled: wd.onScheduled,
+		// Zero: the pipeline's defaults.
+		SweepInterval: d.sweepEvery,
+		SweepAge:      d.sweepEvery,
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {
@@ -157,8 +167,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.log.Info("decided events left undecided by a previous run", "events", events)
 	}
 
-	defaults := cfg.Defaults()
-	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health")}
+	hl := &health{ping: st.Ping, breakers: q.OpenBreakers, log: d.log.Named("health"), every: d.healthEvery}
 	d.health = hl
 	srv := ingest.New(ingest.Options{
 		Readiness:        hl.err,
@@ -167,10 +176,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
 		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
 		Store:            st,
-		KnownType:        func(t string) bool { return cfg.Notifications[t] != nil },
-		Types:            func() map[string]relay.Setting { return defaults },
-		KnownApp:         func(a string) bool { return cfg.AppByName(a) != nil },
-		Logger:           d.log.Named("ingest"),
+		// The config in force: a reload changes types and apps.
+		KnownType: func(t string) bool { return d.live.Load().cfg.Notifications[t] != nil },
+		Types:     func() map[string]relay.Setting { return d.live.Load().defaults },
+		KnownApp:  func(a string) bool { return d.live.Load().cfg.AppByName(a) != nil },
+		Logger:    d.log.Named("ingest"),
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
@@ -180,7 +190,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
 		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
-			SendTokenProof: wd.sendTokenProof})
+			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers})
 		if err != nil {
 			return fmt.Errorf("app api: %w", err)
 		}
@@ -191,6 +201,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
+	srv.Handle("POST /v1/config/reload", d.configReloadHandler())
+	rn := &running{pipeline: pl, queue: q, api: apiSrv, lanes: swaps}
+	d.running.Store(rn)
+	defer rn.closeRetired()
+	srv.Handle("GET /v1/backup", backupHandler(st, d.log.Named("backup")))
+	// TODO(audit): once the audit log lands (issue-12-obs), record each
+	// erasure: ingest.Record(ctx, log, st, relay.AuditEntry{Action:
+	// relay.AuditErase, Workspace: res.Workspace, User: res.User, After:
+	// relay.AuditJSON(res.Erased)}) as the onErased callback.
+	srv.Handle("POST /v1/erase", eraseHandler(st, d.log.Named("erase"), nil))
 	d.socket.Store(srv)
 
 	// Three stages stop one after the other: the socket first (no new
@@ -230,9 +250,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Address != "" {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
-	if cfg.Store.Retention > 0 {
-		g.Go(func() error { return runPruner(gctx, st, cfg.Store.Retention, d.log.Named("store")) })
-	}
+	g.Go(func() error { return runPruner(gctx, st, retentionsOf(cfg), d.log.Named("store")) })
 	g.Go(func() error {
 		select {
 		case <-srv.Ready():
@@ -275,28 +293,28 @@ func (d *Daemon) nodeName() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-// openProviders builds one lane per app and platform.
-// Every lane sends through answerGate: a cancelled prompt's jobs and a
-// needless expiry withdraw are dropped when leased.
-func (d *Daemon) openProviders(ctx context.Context, st answeredReader) (map[string]queue.Lane, error) {
+// openProviders builds one lane per app and platform, each behind a
+// swapNotifier a reload can replace. Every lane sends through answerGate:
+// a cancelled prompt's jobs and a needless expiry withdraw are dropped
+// when leased.
+func (d *Daemon) openProviders(ctx context.Context, st answeredReader) (map[string]queue.Lane, map[string]*swapNotifier, error) {
 	lanes := map[string]queue.Lane{}
-	for _, a := range d.cfg.Apps {
-		if a.APNS != nil {
-			c, err := apns.New(a.APNS, apns.Options{Logger: d.log.Named("apns").With(relay.LogKeyApp, a.Name)})
-			if err != nil {
-				return nil, fmt.Errorf("app %q: apns: %w", a.Name, err)
-			}
-			lanes[relay.Lane(a.Name, relay.PlatformIOS)] = queue.Lane{Notifier: answerGate{next: sealingNotifier{next: c, cfg: d.cfg}, st: st}, Concurrency: 256 * max(a.APNS.Connections, 1)}
+	swaps := map[string]*swapNotifier{}
+	for k, l := range lanesOf(d.cfg) {
+		p, err := d.newLaneProvider(ctx, l.app, l.p, d.cfg)
+		if err != nil {
+			return nil, nil, err
 		}
-		if a.FCM != nil {
-			c, err := fcm.New(ctx, a.FCM, fcm.Options{Logger: d.log.Named("fcm").With(relay.LogKeyApp, a.Name)})
-			if err != nil {
-				return nil, fmt.Errorf("app %q: fcm: %w", a.Name, err)
-			}
-			lanes[relay.Lane(a.Name, relay.PlatformAndroid)] = queue.Lane{Notifier: answerGate{next: sealingNotifier{next: c, cfg: d.cfg}, st: st}, Concurrency: 100}
+		sw := &swapNotifier{}
+		sw.cur.Store(p)
+		swaps[k] = sw
+		conc := 100
+		if l.p == relay.PlatformIOS {
+			conc = 256 * max(l.app.APNS.Connections, 1)
 		}
+		lanes[k] = queue.Lane{Notifier: answerGate{next: sw, st: st}, Concurrency: conc}
 	}
-	return lanes, nil
+	return lanes, swaps, nil
 }
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {
@@ -381,9 +399,15 @@ func queueHandler(q *queue.Queue, node string) http.Handler {
 	})
 }
 
-// Reload re-reads the policy plugin directory (SIGHUP). Settings that
-// cannot change without a restart are not re-read.
+// Reload is SIGHUP: it re-reads config.hcl (ReloadConfig; a file that
+// cannot be applied is logged and the running config stays) and the
+// policy plugin directory.
 func (d *Daemon) Reload() {
+	if changed, err := d.ReloadConfig(context.Background()); err != nil {
+		d.log.Error("config reload failed: the running config stays", relay.LogKeyError, err)
+	} else {
+		d.log.Info("config reloaded", "file", d.cfg.File, "changed", changed)
+	}
 	w := d.reload.Load()
 	if w == nil {
 		return

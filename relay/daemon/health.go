@@ -24,12 +24,16 @@ type health struct {
 	ping     func(context.Context) error
 	breakers func() map[string]string
 	log      hclog.Logger
+	every    time.Duration         // probe interval; 0: healthInterval
 	storeErr atomic.Pointer[error] // last probe's failure; nil: fine
 }
 
 // run probes the store until ctx is done.
 func (h *health) run(ctx context.Context) error {
-	t := time.NewTicker(healthInterval)
+	if h.every <= 0 {
+		h.every = healthInterval
+	}
+	t := time.NewTicker(h.every)
 	defer t.Stop()
 	for {
 		h.probe(ctx)
@@ -42,7 +46,7 @@ func (h *health) run(ctx context.Context) error {
 }
 
 func (h *health) probe(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, healthInterval)
+	pctx, cancel := context.WithTimeout(ctx, max(h.every, healthInterval))
 	err := h.ping(pctx)
 	cancel()
 	if ctx.Err() != nil {

@@ -7,21 +7,35 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/config"
 )
 
-// pruneInterval is how often finished events past their retention are
-// deleted.
+// pruneInterval is how often data past its retention is deleted.
 const pruneInterval = time.Hour
 
-// eventPruner is implemented by stores that can delete old events.
-type eventPruner interface {
+// pruner is implemented by stores that delete old data.
+type pruner interface {
 	PruneEvents(ctx context.Context, before time.Time) (int, error)
+	PruneDeadLetters(ctx context.Context, before time.Time) (int, error)
+	PruneDevices(ctx context.Context, before time.Time) (int, error)
 }
 
-// runPruner deletes finished events once they are retention past their
-// expiry, shortly after start and then every pruneInterval, so the store
-// does not grow without bound.
-func runPruner(ctx context.Context, p eventPruner, retention time.Duration, log hclog.Logger) error {
+// retentions is what runPruner keeps for how long (0: kept).
+type retentions struct {
+	events          time.Duration // store.retention, after the event's expiry
+	deadLetters     time.Duration // retention.dead_letters
+	inactiveDevices time.Duration // retention.inactive_devices
+}
+
+func retentionsOf(cfg *config.Config) retentions {
+	return retentions{events: cfg.Store.Retention, deadLetters: cfg.Retention.DeadLetters, inactiveDevices: cfg.Retention.InactiveDevices}
+}
+
+// runPruner deletes finished events, dead letters and inactive devices past
+// their retention, shortly after start and then every pruneInterval, so
+// the store does not grow without bound. (Answers: the app API prunes its
+// log, retention.answers.)
+func runPruner(ctx context.Context, p pruner, r retentions, log hclog.Logger) error {
 	t := time.NewTimer(time.Minute)
 	defer t.Stop()
 	for {
@@ -30,13 +44,26 @@ func runPruner(ctx context.Context, p eventPruner, retention time.Duration, log 
 			return nil
 		case <-t.C:
 		}
-		start := time.Now()
-		n, err := p.PruneEvents(ctx, start.Add(-retention))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("prune old events", relay.LogKeyError, err)
-		case n > 0:
-			log.Info("pruned old events", "events", n, "retention", retention, "took", time.Since(start))
+		for _, step := range []struct {
+			what      string
+			retention time.Duration
+			prune     func(context.Context, time.Time) (int, error)
+		}{
+			{"events", r.events, p.PruneEvents},
+			{"dead letters", r.deadLetters, p.PruneDeadLetters},
+			{"inactive devices", r.inactiveDevices, p.PruneDevices},
+		} {
+			if step.retention <= 0 {
+				continue
+			}
+			start := time.Now()
+			n, err := step.prune(ctx, start.Add(-step.retention))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Error("prune old "+step.what, relay.LogKeyError, err)
+			case n > 0:
+				log.Info("pruned old "+step.what, "count", n, "retention", step.retention, "took", time.Since(start))
+			}
 		}
 		t.Reset(pruneInterval)
 	}

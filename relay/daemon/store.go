@@ -23,7 +23,7 @@ func (d *Daemon) openStore(ctx context.Context) (store.Backend, func(context.Con
 	switch cfg.Store.Kind {
 	case config.StoreBolt:
 		// config.Load fills the bolt path (<data_dir>/relay.db by default).
-		st, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: d.log.Named("store")})
+		st, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: d.log.Named("store"), WriteFault: d.storeFault})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -144,7 +145,13 @@ type Pipeline struct {
 	stoppingOnce sync.Once
 	// sendable reports whether an app has a provider for a platform.
 	sendable func(app string, p relay.Platform) bool
+	// cfg is the config in force: opts.Config, then what SetConfig gave.
+	cfg atomic.Pointer[config.Config]
 }
+
+// SetConfig makes cfg (notification types, apps) the config of the
+// decisions that start from now on (a reload).
+func (p *Pipeline) SetConfig(cfg *config.Config) { p.cfg.Store(cfg) }
 
 // New returns a pipeline; Run starts its deciders.
 func New(opts Options) *Pipeline {
@@ -168,8 +175,9 @@ func New(opts Options) *Pipeline {
 	}
 	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), inHigh: make(chan relay.Event, opts.Backlog),
 		slots: make(chan struct{}, opts.Backlog), lines: map[userKey][]relay.Event{}, stopping: make(chan struct{})}
+	p.cfg.Store(opts.Config)
 	p.sendable = func(app string, pl relay.Platform) bool {
-		a := opts.Config.AppByName(app)
+		a := p.cfg.Load().AppByName(app)
 		if a == nil {
 			return false
 		}
@@ -288,7 +296,7 @@ func (p *Pipeline) queueFor(ev relay.Event) chan relay.Event {
 
 // fill applies the notification type's defaults.
 func (p *Pipeline) fill(ev *relay.Event, now time.Time) error {
-	n := p.opts.Config.Notifications[ev.Type]
+	n := p.cfg.Load().Notifications[ev.Type]
 	if n == nil {
 		return fmt.Errorf("field %q: unknown notification type %q", "type", ev.Type)
 	}
@@ -443,7 +451,7 @@ func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err
 // its jobs.
 func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	now := p.opts.Now()
-	n := p.opts.Config.Notifications[ev.Type]
+	n := p.cfg.Load().Notifications[ev.Type]
 	if n == nil {
 		return ignoreConflict(p.opts.Store.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "unknown_type"}, nil, nil))
 	}

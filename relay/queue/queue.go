@@ -108,6 +108,11 @@ type Queue struct {
 	// the store by Run, moved by Scheduled and by final outcomes between.
 	openHigh, openNormal atomic.Int64
 
+	// The limits a reload may change (SetLimits): opts.MaxOpenJobs and
+	// opts.Backoff at first.
+	maxOpen atomic.Int64
+	backoff atomic.Pointer[Backoff]
+
 	mu sync.Mutex // guards lanes' inFlight and breakers, tokens
 	// tokens: device tokens APNs answered 429 TooManyRequests for, and
 	// until when their jobs wait.
@@ -153,6 +158,7 @@ func New(opts Options) *Queue {
 		opts.Now = time.Now
 	}
 	q := &Queue{opts: opts, log: opts.Logger, lanes: make(map[string]*lane), tokens: map[string]time.Time{}}
+	q.SetLimits(opts.MaxOpenJobs, opts.Backoff)
 	for k, l := range opts.Lanes {
 		if l.Concurrency <= 0 {
 			l.Concurrency = DefaultConcurrency
@@ -160,6 +166,15 @@ func New(opts Options) *Queue {
 		q.lanes[k] = &lane{key: k, Lane: l, wake: make(chan struct{}, 1)}
 	}
 	return q
+}
+
+// SetLimits changes the backlog limit (Options.MaxOpenJobs; <= 0 keeps
+// it) and the retry backoff of the sends settled from now on (a reload).
+func (q *Queue) SetLimits(maxOpenJobs int, b Backoff) {
+	if maxOpenJobs > 0 {
+		q.maxOpen.Store(int64(maxOpenJobs))
+	}
+	q.backoff.Store(&b)
 }
 
 // ErrFull is returned by Admit when the backlog reached its limit.
@@ -170,7 +185,7 @@ var ErrFull = errors.New("queue full")
 // (normal-priority events are refused first, see HighReserve).
 func (q *Queue) Admit(p relay.Priority) error {
 	open := q.openHigh.Load() + q.openNormal.Load()
-	limit := int64(q.opts.MaxOpenJobs)
+	limit := q.maxOpen.Load()
 	if p != relay.PriorityHigh {
 		limit = max(1, int64(float64(limit)*(1-HighReserve)))
 	}
@@ -462,7 +477,7 @@ func (q *Queue) send(ctx context.Context, l *lane, lj store.Leased, probe bool, 
 		q.settle(ctx, l, lj, relay.StateFailed, time.Time{}, err.Error(), took, false)
 	default: // Retry, ConfigError
 		now := q.opts.Now()
-		next := now.Add(q.opts.Backoff.Delay(lj.Job.Attempts, retryAfter))
+		next := now.Add(q.backoff.Load().Delay(lj.Job.Attempts, retryAfter))
 		if until, open := q.breakerUntil(l); open && until.After(next) {
 			next = until // wait for the breaker's probe
 		}

@@ -165,6 +165,16 @@ func (f *FakeAPNs) WriteCAFile(path string) error {
 // added.
 func (f *FakeAPNs) Script(token string, r Rule) { f.srv.script.add(token, r) }
 
+// RotateAuthKey makes the fake accept provider tokens signed with key
+// under key id kid only, as Apple does once a key is revoked: tokens of
+// the old key are refused (InvalidProviderToken) from now on.
+func (f *FakeAPNs) RotateAuthKey(key *ecdsa.PublicKey, kid string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opts.AuthKey, f.opts.KeyID = key, kid
+	clear(f.verified)
+}
+
 // ClearScript removes every rule.
 func (f *FakeAPNs) ClearScript() { f.srv.script.clear() }
 
@@ -358,19 +368,20 @@ func (f *FakeAPNs) authenticate(r *http.Request) string {
 		return ""
 	}
 	raw, ok := bearer(r)
+	// Like APNs, verify a token once and then only check its age.
+	f.mu.Lock()
+	key, kid := f.opts.AuthKey, f.opts.KeyID // RotateAuthKey changes them
+	iat, seen := f.verified[raw]
+	f.mu.Unlock()
 	if !ok || raw == "" {
-		if f.opts.AuthKey == nil {
+		if key == nil {
 			return ""
 		}
 		return "MissingProviderToken"
 	}
-	if f.opts.AuthKey == nil {
+	if key == nil {
 		return ""
 	}
-	// Like APNs, verify a token once and then only check its age.
-	f.mu.Lock()
-	iat, seen := f.verified[raw]
-	f.mu.Unlock()
 	if seen {
 		if time.Since(time.Unix(iat, 0)) > apnsTokenMaxAge {
 			return "ExpiredProviderToken"
@@ -381,10 +392,10 @@ func (f *FakeAPNs) authenticate(r *http.Request) string {
 	if err != nil {
 		return "InvalidProviderToken"
 	}
-	if t.str(t.header, "kid") != f.opts.KeyID || t.str(t.claims, "iss") != f.opts.TeamID {
+	if t.str(t.header, "kid") != kid || t.str(t.claims, "iss") != f.opts.TeamID {
 		return "InvalidProviderToken"
 	}
-	if err := t.verifyES256(f.opts.AuthKey); err != nil {
+	if err := t.verifyES256(key); err != nil {
 		return "InvalidProviderToken"
 	}
 	iat, ok = t.num("iat")

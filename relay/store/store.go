@@ -73,6 +73,13 @@ type Directory interface {
 	// its own notice. Callers: the operator (socket admin API), and the app
 	// API once a move is proven (TokenMoves).
 	RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+	// RegisterDeviceLimit is RegisterDevice for a user allowed at most
+	// limit devices: registering a new device id for a user who has limit
+	// devices already stores nothing and returns an error wrapping
+	// ErrTooManyDevices (replacing one of them is fine). Concurrent
+	// registrations, also from several relays, never leave more than limit
+	// devices. limit <= 0 means no limit.
+	RegisterDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error)
 	// Device returns one device, or relay.ErrNotFound.
 	Device(ctx context.Context, workspace, user, id string) (relay.Device, error)
 	// Devices returns a user's devices ordered by id.
@@ -93,6 +100,9 @@ type Directory interface {
 	Preferences(ctx context.Context, workspace, user string) (map[string]bool, error)
 	// PutPreferences merges preferences into a user's preferences.
 	PutPreferences(ctx context.Context, workspace, user string, p map[string]bool) error
+	// PruneDevices removes devices last registered (UpdatedAt) before
+	// before, and returns how many (retention.inactive_devices).
+	PruneDevices(ctx context.Context, before time.Time) (int, error)
 }
 
 // TokenMoves guards push tokens moving between users (the app API): a
@@ -106,6 +116,9 @@ type TokenMoves interface {
 	// device. Devices of d's own user holding the token are removed as by
 	// RegisterDevice (a token refresh, a new device id).
 	RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error)
+	// RegisterUserDeviceLimit is RegisterUserDevice with the device limit
+	// of Directory.RegisterDeviceLimit, checked in the same write.
+	RegisterUserDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error)
 	// DeviceMoves returns the notices of a user's devices whose token
 	// moved to another user, ordered by device id.
 	DeviceMoves(ctx context.Context, workspace, user string) ([]relay.DeviceMove, error)
@@ -180,7 +193,14 @@ type Schedule interface {
 	// write, and returns the job. It fails with relay.ErrNotFound (no such
 	// dead letter or job), ErrReplayed, or relay.ErrExpired.
 	ReplayDeadLetter(ctx context.Context, id string, now time.Time) (relay.Job, error)
+	// PruneDeadLetters removes dead letters that failed before before,
+	// and returns how many (retention.dead_letters).
+	PruneDeadLetters(ctx context.Context, before time.Time) (int, error)
 }
+
+// ErrTooManyDevices is returned by RegisterDeviceLimit when the user has
+// as many devices as the limit allows.
+var ErrTooManyDevices = errors.New("too many devices for the user")
 
 // ErrLeaseLost is returned by Settle when the lease ended before it was
 // settled and the job is no longer this relay's to settle.
@@ -251,6 +271,28 @@ type AnswerLog interface {
 	PruneAnswers(ctx context.Context, before time.Time) (int, error)
 }
 
+// Eraser removes what the store holds of a user or a workspace (a user
+// leaving, GDPR erasure).
+type Eraser interface {
+	// Erase removes user's devices, preferences, events (with their
+	// decisions, jobs and schedule entries), answers and dead letters in
+	// workspace; with user "" everything of the workspace, its settings
+	// too. A job being sent while Erase runs is not sent again (its settle
+	// finds the lease lost). Erasing what is not there is no error. It
+	// returns what it removed.
+	Erase(ctx context.Context, workspace, user string) (Erased, error)
+}
+
+// Erased counts what Erase removed.
+type Erased struct {
+	Devices     int `json:"devices"`
+	Preferences int `json:"preferences"` // users' preference sets
+	Settings    int `json:"settings"`    // 1 when the workspace's settings went
+	Events      int `json:"events"`
+	Answers     int `json:"answers"` // answer log entries
+	DeadLetters int `json:"dead_letters"`
+}
+
 // Backend is a whole store: every role, and Close.
 type Backend interface {
 	EventLog
@@ -259,6 +301,7 @@ type Backend interface {
 	Schedule
 	AnswerLog
 	Recents
+	Eraser
 	// Ping reports whether the backend can serve writes now (/readyz).
 	Ping(ctx context.Context) error
 	// Close flushes and closes the store. It must succeed even when ctx is

@@ -63,6 +63,12 @@ plugins {
   on_error     = "ignore"
 }
 
+retention {
+  answers          = "10s"
+  dead_letters     = "forever"
+  inactive_devices = "-1h"
+}
+
 retry {
   initial = "1m"
   max     = "10s"

@@ -89,6 +89,12 @@ plugins {
   on_error     = "suppress"
 }
 
+retention {
+  answers          = "2h"
+  dead_letters     = "off"
+  inactive_devices = "2160h"
+}
+
 retry {
   initial = "500ms"
   max     = "1h"

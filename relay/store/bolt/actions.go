@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // Buckets of the app API's state. They are created by the first write that
@@ -19,7 +20,7 @@ import (
 // treat a missing bucket as empty.
 //
 //	bucket      key                    value
-//	answers     ws \0 id               JSON relay.Answer (the first answer; kept)
+//	answers     ws \0 id               JSON relay.Answer (the first answer; pruned with its event)
 //	answer_log  8-byte big-endian seq  JSON relay.Answer (pruned by PruneAnswers)
 //	device_moves ws \0 user \0 id    JSON relay.DeviceMove (cleared when the id registers again)
 //	token_proofs ws \0 user           JSON relay.TokenProof (one pending move per user)
@@ -43,16 +44,28 @@ const maxAnswersLimit = 10_000
 // notice for each removed device of another user. It returns the removed
 // devices.
 func (s *Store) RegisterDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
-	return s.register(ctx, d, true)
+	return s.register(ctx, d, true, 0)
 }
 
 // RegisterUserDevice implements store.TokenMoves: RegisterDevice, but a
 // token held by another user's device is refused (*relay.TokenHeldError).
 func (s *Store) RegisterUserDevice(ctx context.Context, d relay.Device) ([]relay.Device, error) {
-	return s.register(ctx, d, false)
+	return s.register(ctx, d, false, 0)
 }
 
-func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool) ([]relay.Device, error) {
+// RegisterDeviceLimit implements store.Directory: the user's devices are
+// counted in the write transaction, so bbolt's single writer makes the
+// limit exact.
+func (s *Store) RegisterDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error) {
+	return s.register(ctx, d, true, limit)
+}
+
+// RegisterUserDeviceLimit implements store.TokenMoves.
+func (s *Store) RegisterUserDeviceLimit(ctx context.Context, d relay.Device, limit int) ([]relay.Device, error) {
+	return s.register(ctx, d, false, limit)
+}
+
+func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, limit int) ([]relay.Device, error) {
 	if err := checkDeviceKey(d.Workspace, d.User, d.ID); err != nil {
 		return nil, fmt.Errorf("register device: %w", err)
 	}
@@ -78,6 +91,16 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool) ([
 	err = s.write(func(tx *bbolt.Tx) error {
 		taken = nil
 		b := tx.Bucket(bucketDevices)
+		if limit > 0 && b.Get(self) == nil {
+			n, own := 0, prefixKey(d.Workspace, d.User)
+			c := b.Cursor()
+			for k, _ := c.Seek(own); k != nil && bytes.HasPrefix(k, own); k, _ = c.Next() {
+				n++
+			}
+			if n >= limit {
+				return fmt.Errorf("%w: %d of %d", store.ErrTooManyDevices, n, limit)
+			}
+		}
 		var drop [][]byte
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {

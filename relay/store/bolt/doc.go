@@ -36,7 +36,7 @@
 //	settings   ws                        JSON {type: setting}
 //	prefs      ws \0 user                JSON {type: bool}
 //	recent     ws \0 user                JSON {type: store.RecentCounter} (user.recent)
-//	answers    ws \0 id                  JSON relay.Answer (the first answer; kept)
+//	answers    ws \0 id                  JSON relay.Answer (the first answer; pruned with its event)
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
 //	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)

@@ -18,7 +18,8 @@ const pruneEventsChunk = 512
 // finished — decided, with no open job — together with their decision and
 // finished jobs, so the file stops growing. Once an event's record is gone
 // its (workspace, id) may be accepted again: the idempotency window is the
-// retention. Answers and dead letters have their own retention. It returns
+// retention. The event's first answer (the answers bucket) goes with it;
+// the answer log and dead letters have their own retention. It returns
 // how many events it removed.
 func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) {
 	leave, err := s.enter(ctx)
@@ -64,6 +65,7 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 				removed = 0 // Batch may run fn again
 				events, decisions := tx.Bucket(bucketEvents), tx.Bucket(bucketDecisions)
 				open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
+				answers := tx.Bucket(bucketAnswers) // nil until the first answer
 				for _, k := range keys {
 					if decisions.Get(k) == nil {
 						continue // not decided yet
@@ -80,6 +82,13 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 					}
 					if err := events.Delete(k); err != nil {
 						return err
+					}
+					// The first answer goes with its event: a reused id
+					// can be answered again.
+					if answers != nil {
+						if err := answers.Delete(k); err != nil {
+							return err
+						}
 					}
 					removed++
 				}

@@ -44,6 +44,10 @@ type Options struct {
 	// MaxBatchDelay and MaxBatchSize tune group commit (bbolt DB.Batch).
 	MaxBatchDelay time.Duration
 	MaxBatchSize  int
+	// WriteFault, when set, is asked before every write transaction; an
+	// error fails the write as a full disk would (tests inject store
+	// faults with it, on a real file).
+	WriteFault func() error
 }
 
 // Bucket names (see doc.go for the layout).
@@ -78,6 +82,7 @@ type Store struct {
 	inflight atomic.Int32   // the same count, readable (tests)
 	writers  atomic.Int32   // write calls in flight
 	noSolo   bool           // always batch (benchmarks compare)
+	fault    func() error   // Options.WriteFault
 	done     chan struct{}  // closed by Close: walks stop
 	once     sync.Once
 	closeErr error
@@ -151,7 +156,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 	}
 	opts.Logger.Debug("store opened", "path", path)
-	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{})}, nil
+	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), fault: opts.WriteFault}, nil
 }
 
 // Ping reports whether the store can take writes: a write transaction
@@ -219,6 +224,11 @@ func (s *Store) leave() {
 // collects the callers arriving within MaxBatchDelay, or while the commit
 // before it syncs. fn must be idempotent: Batch may run it more than once.
 func (s *Store) write(fn func(*bbolt.Tx) error) error {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return err
+		}
+	}
 	n := s.writers.Add(1)
 	defer s.writers.Add(-1)
 	if n == 1 && !s.noSolo {

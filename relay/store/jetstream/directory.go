@@ -86,6 +86,7 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool) ([
 				if old.User != d.User {
 					s.noteMove(ctx, old, d.UpdatedAt)
 				}
+				s.releaseDevice(ctx, old.Workspace, old.User, old.ID)
 			}
 		}
 		if hrev == 0 || h.User != d.User || h.ID != d.ID {
@@ -304,6 +305,7 @@ func (s *Store) removeDevice(ctx context.Context, ws, user, id string, cond func
 		err = s.dir.Delete(ctx, deviceKey(ws, user, id), jetstream.LastRevision(rev))
 		if err == nil {
 			s.dropTokenIndex(ctx, d)
+			s.releaseDevice(ctx, ws, user, id)
 			return true, nil
 		}
 		if !isWrongLast(err) {

@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,56 @@ func harness(servers []*natsd.Server, replicas int) storetest.Harness {
 			mu.Unlock()
 			return open(t, 1, prefix)
 		},
+		Dump: func(t *testing.T, b store.Backend) []string {
+			mu.Lock()
+			prefix := prefixOf[b]
+			mu.Unlock()
+			return dumpPrefix(t, servers[0], prefix)
+		},
 	}
+}
+
+// streamsOf names every stream of a store prefix.
+func streamsOf(prefix string) []string {
+	return []string{prefix + "_jobs", prefix + "_answers", prefix + "_accepted", "KV_" + prefix + "_events", "KV_" + prefix + "_dir", "KV_" + prefix + "_recent"}
+}
+
+// dumpPrefix returns the subject and data of every message in a store's
+// streams, delete and purge markers included.
+func dumpPrefix(t *testing.T, s *natsd.Server, prefix string) []string {
+	nc, err := s.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []string
+	for _, name := range streamsOf(prefix) {
+		str, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		info, err := str.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := str.GetMsg(ctx, seq)
+			if errors.Is(err, njs.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("stream %s seq %d: %v", name, seq, err)
+			}
+			out = append(out, name+" "+m.Subject+" "+string(m.Data))
+		}
+	}
+	return out
 }
 
 // dropPrefix deletes a test's streams, so that a long suite does not keep
@@ -77,7 +127,7 @@ func dropPrefix(t *testing.T, s *natsd.Server, prefix string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, name := range []string{prefix + "_jobs", prefix + "_answers", prefix + "_accepted", "KV_" + prefix + "_events", "KV_" + prefix + "_dir", "KV_" + prefix + "_recent"} {
+	for _, name := range streamsOf(prefix) {
 		if err := js.DeleteStream(ctx, name); err != nil {
 			t.Logf("drop stream %s: %v", name, err)
 		}

@@ -5,9 +5,11 @@ package storetest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +27,10 @@ type Harness struct {
 	// second relay of a cluster sees it (closed by the suite). Without it,
 	// cross-relay tests use b itself.
 	OpenPeer func(t *testing.T, b store.Backend) store.Backend
+	// Dump, when set, returns every live key and value the backend holds
+	// (its raw bytes, as strings): the erase test checks that nothing
+	// of an erased user is left.
+	Dump func(t *testing.T, b store.Backend) []string
 }
 
 // Run runs the conformance suite.
@@ -53,6 +59,11 @@ func Run(t *testing.T, h Harness) {
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"Answers", testAnswers},
 		{"AnsweredAndCancel", testAnsweredAndCancel},
+		{"DeviceLimitConcurrent", testDeviceLimitConcurrent},
+		{"PruneEventsForgetsAnswer", testPruneEventsForgetsAnswer},
+		{"EraseUser", testEraseUser},
+		{"PruneDeadLettersAndDevices", testPruneDeadLettersAndDevices},
+		{"EraseWorkspace", testEraseWorkspace},
 		{"RecentCounts", testRecentCounts},
 		{"RecentCountsFromTwoRelays", testRecentCountsFromTwoRelays},
 	} {
@@ -982,5 +993,297 @@ func testAnsweredAndCancel(t *testing.T, h Harness) {
 	stored, err := p.AnswerAction(ctx, relay.Answer{Event: key, User: user, DeviceID: "d-1", Action: "approve", AnsweredAt: now})
 	if !errors.Is(err, relay.ErrConflict) || !stored.Cancelled {
 		t.Fatalf("answer after a cancel: %+v %v, want a conflict with the cancel", stored, err)
+	}
+}
+
+// testDeviceLimitConcurrent registers 20 new devices at once, from two
+// relays, for a user allowed 15 with 5 already: exactly 10 fit.
+func testDeviceLimitConcurrent(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	const limit = 15
+	for i := range 5 {
+		if _, err := b.RegisterDeviceLimit(ctx, device(fmt.Sprintf("old-%d", i), relay.PlatformIOS), limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var ok, refused atomicCount
+	for i := range 20 {
+		s := b
+		if i%2 == 1 {
+			s = p
+		}
+		wg.Go(func() {
+			_, err := s.RegisterDeviceLimit(ctx, device(fmt.Sprintf("new-%02d", i), relay.PlatformAndroid), limit)
+			switch {
+			case err == nil:
+				ok.add()
+			case errors.Is(err, store.ErrTooManyDevices):
+				refused.add()
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	devs, err := b.Devices(ctx, ws, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != limit || ok.get() != 10 || refused.get() != 10 {
+		t.Fatalf("%d devices (%d registered, %d refused), want %d", len(devs), ok.get(), refused.get(), limit)
+	}
+	// Re-registering one of them is fine; a new one is not, until one is
+	// deleted.
+	if _, err := p.RegisterDeviceLimit(ctx, device("old-1", relay.PlatformIOS), limit); err != nil {
+		t.Fatalf("re-register at the limit: %v", err)
+	}
+	if _, err := p.RegisterDeviceLimit(ctx, device("one-more", relay.PlatformIOS), limit); !errors.Is(err, store.ErrTooManyDevices) {
+		t.Fatalf("one more: %v, want ErrTooManyDevices", err)
+	}
+	if err := b.DeleteDevice(ctx, ws, user, "old-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RegisterDeviceLimit(ctx, device("one-more", relay.PlatformIOS), limit); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCount) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *atomicCount) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// testPruneEventsForgetsAnswer: once an answered event is pruned, its id
+// can be used again and the new event answered (issue 11: the answered
+// mark outlived the event).
+func testPruneEventsForgetsAnswer(t *testing.T, h Harness) {
+	b := h.open(t)
+	old := event("mfa-1", relay.PriorityHigh)
+	old.OccurredAt = old.OccurredAt.Add(-2 * time.Hour)
+	old.ExpiresAt = time.Now().Add(-time.Hour)
+	add(t, b, old)
+	if err := b.Decide(ctx, old.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "expired"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ans := relay.Answer{Event: old.Key(), User: user, DeviceID: "d-1", Action: "approve", AnsweredAt: time.Now().UTC().Add(-time.Hour)}
+	if _, err := b.AnswerAction(ctx, ans); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PruneAnswers(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.PruneEvents(ctx, time.Now()); err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	again := event("mfa-1", relay.PriorityHigh)
+	add(t, b, again)
+	ans.AnsweredAt = time.Now().UTC()
+	ans.Action = "deny"
+	got, err := b.AnswerAction(ctx, ans)
+	if err != nil || got.Action != "deny" {
+		t.Fatalf("answer to the reused id: %+v, %v", got, err)
+	}
+}
+
+// eraseFixture gives user (in workspace ws) and other a device each,
+// preferences, an event with an open job, one delivered, one dead letter
+// and an answer, on a lane of its own (app "app-"+tag).
+func eraseFixture(t *testing.T, b store.Backend, workspace, who, tag string) {
+	t.Helper()
+	dev := device("phone-"+tag, relay.PlatformIOS)
+	dev.Workspace, dev.User, dev.App = workspace, who, "app-"+tag // a lane of its own
+	if err := b.PutPreferences(ctx, workspace, who, map[string]bool{relay.TypeOTPReceived: false}); err != nil {
+		t.Fatal(err)
+	}
+	lane := relay.Lane(dev.App, relay.PlatformIOS)
+	for i, want := range []relay.DeliveryState{relay.StateDelivered, relay.StateFailed, relay.StatePending} {
+		ev := event(fmt.Sprintf("evt-%s-%d", tag, i), relay.PriorityNormal)
+		ev.Workspace, ev.User = workspace, who
+		ev.Body = "secret of " + who
+		schedule(t, b, ev, time.Time{}, dev)
+		if want == relay.StatePending {
+			continue
+		}
+		got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+		if len(got) != 1 {
+			t.Fatalf("leased %v", ids(got))
+		}
+		settle(t, b, got[0], want, time.Time{}, "400 BadDeviceToken")
+	}
+	a := relay.Answer{Event: relay.EventKey{Workspace: workspace, ID: "evt-" + tag + "-0"}, User: who, DeviceID: dev.ID, Action: "approve", AnsweredAt: time.Now().UTC()}
+	if _, err := b.AnswerAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// A spare phone whose token another user took (a move notice for
+	// who), and a pending token proof of who's.
+	spare := device("spare-"+tag, relay.PlatformAndroid)
+	spare.Workspace, spare.User = workspace, who
+	taker := spare
+	taker.User, taker.ID = "taker-"+tag, "taken-"+tag
+	register(t, b, spare, taker)
+	if err := b.PutTokenProof(ctx, relay.TokenProof{Workspace: workspace, User: who, DeviceID: "new-" + tag,
+		TokenHash: relay.HashSecret("t"), CodeHash: relay.HashSecret("c"), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// user.recent counters (their key names the user).
+	if _, err := b.CountRecent(ctx, workspace, who, relay.TypeIdentityVerification, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mentions returns the entries of dump that contain s.
+func mentions(dump []string, s string) []string {
+	var out []string
+	for _, e := range dump {
+		if strings.Contains(e, s) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tokenOf is how the jetstream backend writes a key part (base64url).
+func tokenOf(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// testEraseUser erases one user of a workspace: nothing of theirs is left
+// (and a scan of the raw store finds no trace), the other user keeps all.
+func testEraseUser(t *testing.T, h Harness) {
+	b := h.open(t)
+	const gone, stays = "leaver-7f3a", "stayer-2b9c"
+	eraseFixture(t, b, ws, gone, "g")
+	eraseFixture(t, b, ws, stays, "s")
+	before, err := b.OpenJobs(ctx)
+	if err != nil || before.Total() != 2 {
+		t.Fatalf("open jobs %+v %v, want 2", before, err)
+	}
+	got, err := b.Erase(ctx, ws, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Erased{Devices: 1, Preferences: 1, Events: 3, Answers: 1, DeadLetters: 1}
+	if got != want {
+		t.Fatalf("erased %+v, want %+v", got, want)
+	}
+	if devs, _ := b.Devices(ctx, ws, gone); len(devs) != 0 {
+		t.Errorf("devices left: %+v", devs)
+	}
+	if p, _ := b.Preferences(ctx, ws, gone); len(p) != 0 {
+		t.Errorf("preferences left: %+v", p)
+	}
+	for i := range 3 {
+		if _, err := b.Event(ctx, relay.EventKey{Workspace: ws, ID: fmt.Sprintf("evt-g-%d", i)}); !errors.Is(err, relay.ErrNotFound) {
+			t.Errorf("event evt-g-%d: %v", i, err)
+		}
+	}
+	answers, _ := b.Answers(ctx, 0, 100)
+	dls, _ := b.DeadLetters(ctx, "", 100)
+	if len(answers) != 1 || answers[0].User != stays || len(dls) != 1 || dls[0].Event.ID != "evt-s-1" {
+		t.Errorf("answers %+v, dead letters %+v: want only the other user's", answers, dls)
+	}
+	if after, _ := b.OpenJobs(ctx); after.Total() != 1 {
+		t.Errorf("open jobs after erase %+v, want 1", after)
+	}
+	// The schedule hands out only the other user's job.
+	if leased := leaseAll(t, b, relay.Lane("app-g", relay.PlatformIOS), "r1", time.Minute, 1, 300*time.Millisecond); len(leased) != 0 {
+		t.Errorf("erased job leased: %v", ids(leased))
+	}
+	if leased := leaseAll(t, b, relay.Lane("app-s", relay.PlatformIOS), "r1", time.Minute, 1, 5*time.Second); !slices.Equal(ids(leased), []string{"evt-s-2/phone-s"}) {
+		t.Errorf("leased after erase: %v", ids(leased))
+	}
+	if d, _ := b.Devices(ctx, ws, stays); len(d) != 1 {
+		t.Errorf("the other user's devices: %+v", d)
+	}
+	if h.Dump != nil {
+		dump := h.Dump(t, b)
+		for _, s := range []string{gone, tokenOf(gone), "secret of " + gone, "phone-g", tokenOf("phone-g"), "evt-g-", tokenOf("evt-g-0"), tokenOf("spare-g"), "new-g"} {
+			if m := mentions(dump, s); len(m) > 0 {
+				t.Errorf("%q still in the store: %q", s, m)
+			}
+		}
+		if len(mentions(dump, "secret of "+stays)) == 0 {
+			t.Errorf("the dump misses the other user: it proves nothing")
+		}
+	}
+	// Erasing again finds nothing.
+	if again, err := b.Erase(ctx, ws, gone); err != nil || again != (store.Erased{}) {
+		t.Errorf("erase again: %+v %v", again, err)
+	}
+}
+
+// testEraseWorkspace erases a whole workspace, settings too; another
+// workspace keeps everything.
+func testEraseWorkspace(t *testing.T, h Harness) {
+	b := h.open(t)
+	eraseFixture(t, b, "gone-ws", "u1", "a")
+	eraseFixture(t, b, "gone-ws", "u2", "b")
+	eraseFixture(t, b, "kept-ws", "u1", "c")
+	if err := b.PutSettings(ctx, "gone-ws", map[string]relay.Setting{relay.TypeOTPReceived: relay.SettingEnforced}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Erase(ctx, "gone-ws", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Erased{Devices: 4, Preferences: 2, Settings: 1, Events: 6, Answers: 2, DeadLetters: 2} // with the takers'
+	if got != want {
+		t.Fatalf("erased %+v, want %+v", got, want)
+	}
+	if s, _ := b.Settings(ctx, "gone-ws"); len(s) != 0 {
+		t.Errorf("settings left: %+v", s)
+	}
+	if d, _ := b.Devices(ctx, "kept-ws", "u1"); len(d) != 1 {
+		t.Errorf("other workspace's devices: %+v", d)
+	}
+	if h.Dump != nil {
+		dump := h.Dump(t, b)
+		for _, s := range []string{"gone-ws", tokenOf("gone-ws")} {
+			if m := mentions(dump, s); len(m) > 0 {
+				t.Errorf("%q still in the store: %q", s, m)
+			}
+		}
+	}
+}
+
+// testPruneDeadLettersAndDevices: retention of dead letters (by failure
+// time) and inactive devices (by last registration).
+func testPruneDeadLettersAndDevices(t *testing.T, h Harness) {
+	b := h.open(t)
+	eraseFixture(t, b, ws, user, "x") // one dead letter
+	if n, err := b.PruneDeadLetters(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("pruned %d recent dead letters, %v", n, err)
+	}
+	if n, err := b.PruneDeadLetters(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("pruned %d dead letters, %v; want 1", n, err)
+	}
+	if dls, _ := b.DeadLetters(ctx, "", 10); len(dls) != 0 {
+		t.Fatalf("dead letters left: %+v", dls)
+	}
+	old := device("old", relay.PlatformAndroid)
+	old.UpdatedAt = time.Now().Add(-48 * time.Hour).UTC()
+	register(t, b, old, device("fresh", relay.PlatformAndroid))
+	n, err := b.PruneDevices(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d devices, %v; want 1", n, err)
+	}
+	devs, _ := b.Devices(ctx, ws, user)
+	var names []string
+	for _, d := range devs {
+		names = append(names, d.ID)
+	}
+	if !slices.Equal(names, []string{"fresh", "phone-x"}) {
+		t.Fatalf("devices left %v", names)
+	}
+	// A pruned device's place under the device limit is free again.
+	if _, err := b.RegisterDeviceLimit(ctx, device("new", relay.PlatformAndroid), 3); err != nil {
+		t.Fatalf("register after prune: %v", err)
 	}
 }
