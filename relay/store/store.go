@@ -293,6 +293,57 @@ type Erased struct {
 	DeadLetters int `json:"dead_letters"`
 }
 
+// AuditFilter selects audit entries. Zero fields match everything.
+type AuditFilter struct {
+	Workspace string
+	User      string
+	Action    string
+	Since     time.Time // entries at or after Since
+	Before    uint64    // entries with Seq < Before (paging; 0: from the newest)
+	Limit     int       // at most this many (required, > 0; backends cap it)
+}
+
+// Match reports whether e passes the filter (Limit aside).
+func (f AuditFilter) Match(e *relay.AuditEntry) bool {
+	return (f.Workspace == "" || e.Workspace == f.Workspace) &&
+		(f.User == "" || e.User == f.User) &&
+		(f.Action == "" || e.Action == f.Action) &&
+		(f.Since.IsZero() || !e.Time.Before(f.Since)) &&
+		(f.Before == 0 || e.Seq < f.Before)
+}
+
+// MaxAuditLimit caps AuditFilter.Limit.
+const MaxAuditLimit = 1000
+
+// AuditLog is the append-only record of changes made by operators and
+// admins (relay.AuditEntry). Entries are never changed; only PruneAudit
+// removes them, oldest first, once past their retention.
+type AuditLog interface {
+	// AppendAudit stores e durably with the next sequence number (Seq;
+	// the rest kept as given) and returns it. Action and Actor.Kind are
+	// required.
+	AppendAudit(ctx context.Context, e relay.AuditEntry) (relay.AuditEntry, error)
+	// Audit returns up to f.Limit (at most MaxAuditLimit) entries that
+	// match f, newest first (none: an empty slice).
+	Audit(ctx context.Context, f AuditFilter) ([]relay.AuditEntry, error)
+	// PruneAudit drops entries made before before, oldest first, and
+	// returns how many it dropped.
+	PruneAudit(ctx context.Context, before time.Time) (int, error)
+}
+
+// CheckAuditEntry reports what is missing from an entry to append.
+func CheckAuditEntry(e *relay.AuditEntry) error {
+	switch {
+	case e.Action == "":
+		return errors.New("audit entry: action: must not be empty")
+	case e.Actor.Kind == "":
+		return errors.New("audit entry: actor.kind: must not be empty")
+	case e.Time.IsZero():
+		return errors.New("audit entry: time: must be set")
+	}
+	return nil
+}
+
 // Backend is a whole store: every role, and Close.
 type Backend interface {
 	EventLog
@@ -302,6 +353,7 @@ type Backend interface {
 	AnswerLog
 	Recents
 	Eraser
+	AuditLog
 	// Ping reports whether the backend can serve writes now (/readyz).
 	Ping(ctx context.Context) error
 	// Close flushes and closes the store. It must succeed even when ctx is

@@ -39,6 +39,7 @@
 //	answers    ws \0 id                  JSON relay.Answer (the first answer; pruned with its event)
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
+//	audit_log  8-byte big-endian seq     JSON relay.AuditEntry (append-only; pruned by age)
 //	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)
 //
 // A job lives in exactly one of jobs_open and jobs_done, chosen by

@@ -18,6 +18,7 @@
 //	stream P_jobs      P.jobs.<lane>.<h|n>   work queue: one message per open job, naming it
 //	stream P_answers   P.answers.<ws>.<id>   the answer log; the stream sequence is Answer.Seq
 //	stream P_accepted  P.accepted            undecided index: keys of accepted events
+//	stream P_audit     P.audit               the audit log; the stream sequence is AuditEntry.Seq
 //
 // The KV buckets' streams have direct get off: every read goes to the
 // stream leader and sees every acknowledged write, whichever server a

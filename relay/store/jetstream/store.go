@@ -89,8 +89,9 @@ type Store struct {
 	jobs              jetstream.Stream // work queue of job messages
 	answer            jetstream.Stream // the answer log
 	accept            jetstream.Stream // undecided markers
+	audit             jetstream.Stream // the audit log
 
-	subj struct{ jobs, answers, accepted string }
+	subj struct{ jobs, answers, accepted, audit string }
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by consumer name
@@ -130,6 +131,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.subj.jobs = opts.Prefix + ".jobs"
 	s.subj.answers = opts.Prefix + ".answers"
 	s.subj.accepted = opts.Prefix + ".accepted"
+	s.subj.audit = opts.Prefix + ".audit"
 
 	if opts.Conn != nil {
 		s.nc = opts.Conn
@@ -237,6 +239,9 @@ func (s *Store) setup(ctx context.Context) error {
 			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
 		{&s.accept, jetstream.StreamConfig{Name: p + "_accepted", Subjects: []string{s.subj.accepted},
 			Description: "edgerelay undecided index: accepted event keys, deleted once decided",
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+		{&s.audit, jetstream.StreamConfig{Name: p + "_audit", Subjects: []string{s.subj.audit},
+			Description: "edgerelay audit log: changes by operators and admins, append-only",
 			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
 	}
 	for _, st := range streams {

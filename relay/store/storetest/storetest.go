@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +67,7 @@ func Run(t *testing.T, h Harness) {
 		{"EraseWorkspace", testEraseWorkspace},
 		{"RecentCounts", testRecentCounts},
 		{"RecentCountsFromTwoRelays", testRecentCountsFromTwoRelays},
+		{"AuditLog", testAuditLog},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -1285,5 +1287,98 @@ func testPruneDeadLettersAndDevices(t *testing.T, h Harness) {
 	// A pruned device's place under the device limit is free again.
 	if _, err := b.RegisterDeviceLimit(ctx, device("new", relay.PlatformAndroid), 3); err != nil {
 		t.Fatalf("register after prune: %v", err)
+	}
+}
+
+func testAuditLog(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if _, err := b.AppendAudit(ctx, relay.AuditEntry{Time: now, Actor: relay.Actor{Kind: relay.ActorSystem}}); err == nil || !strings.Contains(err.Error(), "action") {
+		t.Fatalf("entry without action: %v, want an error naming action", err)
+	}
+	if _, err := b.Audit(ctx, store.AuditFilter{}); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("no limit: %v, want an error naming limit", err)
+	}
+	if got, err := b.Audit(ctx, store.AuditFilter{Limit: 10}); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("empty log: %#v %v, want an empty slice", got, err)
+	}
+	entries := []relay.AuditEntry{
+		{Time: now, Actor: relay.SocketActor(1000, 42), Action: relay.AuditSettingsPut, Workspace: ws,
+			Before: json.RawMessage(`{"otp_received":"enabled"}`), After: json.RawMessage(`{"otp_received":"enforced"}`)},
+		{Time: now.Add(time.Second), Actor: relay.Actor{Kind: relay.ActorApp, Subject: "admin-1", Workspace: ws, Role: "admin"},
+			Action: relay.AuditPreferencesPut, Workspace: ws, User: user, After: json.RawMessage(`{"otp_received":false}`)},
+		{Time: now.Add(2 * time.Second), Actor: relay.SocketActor(0, 7), Action: relay.AuditDeviceDelete, Workspace: "other", User: user, Target: "d-1"},
+		{Time: now.Add(3 * time.Second), Actor: relay.Actor{Kind: relay.ActorSystem}, Action: relay.AuditPluginLoad, Target: "quiet"},
+	}
+	var seqs []uint64
+	for i, e := range entries {
+		s := b
+		if i%2 == 1 {
+			s = p // both relays append to one log
+		}
+		got, err := s.AppendAudit(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seqs) > 0 && got.Seq <= seqs[len(seqs)-1] {
+			t.Fatalf("seq %d after %d: not increasing", got.Seq, seqs[len(seqs)-1])
+		}
+		seqs = append(seqs, got.Seq)
+	}
+	all, err := p.Audit(ctx, store.AuditFilter{Limit: 100})
+	if err != nil || len(all) != 4 {
+		t.Fatalf("audit %+v %v", all, err)
+	}
+	for i, e := range all { // newest first, stored as given
+		want := entries[3-i]
+		want.Seq = seqs[3-i]
+		if e.Seq != want.Seq || !e.Time.Equal(want.Time) || e.Action != want.Action || e.Target != want.Target ||
+			e.Actor.Kind != want.Actor.Kind || e.Actor.Subject != want.Actor.Subject || string(e.Before) != string(want.Before) ||
+			string(e.After) != string(want.After) {
+			t.Fatalf("entry %d = %+v, want %+v", i, e, want)
+		}
+	}
+	if a := all[3].Actor; a.UID == nil || *a.UID != 1000 || a.PID == nil || *a.PID != 42 {
+		t.Fatalf("socket actor %+v, want uid 1000 pid 42", a)
+	}
+	if a := all[1].Actor; a.UID == nil || *a.UID != 0 {
+		t.Fatalf("root's uid 0 must survive: %+v", a)
+	}
+	for _, tc := range []struct {
+		f    store.AuditFilter
+		want []uint64
+	}{
+		{store.AuditFilter{Workspace: ws, Limit: 10}, []uint64{seqs[1], seqs[0]}},
+		{store.AuditFilter{User: user, Limit: 10}, []uint64{seqs[2], seqs[1]}},
+		{store.AuditFilter{Action: relay.AuditSettingsPut, Limit: 10}, []uint64{seqs[0]}},
+		{store.AuditFilter{Since: now.Add(2 * time.Second), Limit: 10}, []uint64{seqs[3], seqs[2]}},
+		{store.AuditFilter{Before: seqs[2], Limit: 1}, []uint64{seqs[1]}},
+		{store.AuditFilter{Limit: 2}, []uint64{seqs[3], seqs[2]}},
+	} {
+		got, err := b.Audit(ctx, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gs []uint64
+		for _, e := range got {
+			gs = append(gs, e.Seq)
+		}
+		if !slices.Equal(gs, tc.want) {
+			t.Errorf("filter %+v: seqs %v, want %v", tc.f, gs, tc.want)
+		}
+	}
+	n, err := b.PruneAudit(ctx, now.Add(2*time.Second))
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d %v, want 2", n, err)
+	}
+	rest, err := p.Audit(ctx, store.AuditFilter{Limit: 10})
+	if err != nil || len(rest) != 2 || rest[1].Seq != seqs[2] {
+		t.Fatalf("after prune %+v %v", rest, err)
+	}
+	// Sequence numbers keep growing after a prune.
+	e, err := b.AppendAudit(ctx, relay.AuditEntry{Time: now.Add(4 * time.Second), Actor: relay.Actor{Kind: relay.ActorSystem}, Action: relay.AuditPluginUnload})
+	if err != nil || e.Seq <= seqs[3] {
+		t.Fatalf("append after prune: %+v %v", e, err)
 	}
 }
