@@ -146,11 +146,23 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) {
 		set[k] = relay.Setting(v)
 	}
 	if len(set) > 0 {
+		explicit, err := s.opts.Store.Settings(r.Context(), p[0])
+		if err != nil {
+			s.storeError(w, "read settings", err)
+			return
+		}
 		if err := s.opts.Store.PutSettings(r.Context(), p[0], set); err != nil {
 			s.storeError(w, "store settings", err)
 			return
 		}
 		s.log.Info("workspace settings changed", relay.LogKeyWorkspace, p[0], "settings", fmt.Sprint(set))
+		eff := s.effectiveSettings(explicit)
+		before := make(map[string]relay.Setting, len(set))
+		for t := range set {
+			before[t] = eff[t]
+		}
+		s.record(r, relay.AuditEntry{Action: relay.AuditSettingsPut, Workspace: p[0],
+			Before: relay.AuditJSON(before), After: relay.AuditJSON(set)})
 	}
 	s.getSettings(w, r)
 }
@@ -214,10 +226,24 @@ func (s *Server) putPreferences(w http.ResponseWriter, r *http.Request) {
 		set[k] = v
 	}
 	if len(set) > 0 {
+		explicit, err := s.opts.Store.Preferences(r.Context(), p[0], p[1])
+		if err != nil {
+			s.storeError(w, "read preferences", err)
+			return
+		}
 		if err := s.opts.Store.PutPreferences(r.Context(), p[0], p[1], set); err != nil {
 			s.storeError(w, "store preferences", err)
 			return
 		}
+		// Always someone other than the user: the operator.
+		eff := s.effectivePreferences(explicit)
+		before := make(map[string]bool, len(set))
+		for t := range set {
+			v, ok := eff[t]
+			before[t] = v || !ok
+		}
+		s.record(r, relay.AuditEntry{Action: relay.AuditPreferencesPut, Workspace: p[0], User: p[1],
+			Before: relay.AuditJSON(before), After: relay.AuditJSON(set)})
 	}
 	s.getPreferences(w, r)
 }
@@ -260,7 +286,10 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.opts.Store.DeleteDevice(r.Context(), p[0], p[1], p[2])
+	before, err := s.opts.Store.Device(r.Context(), p[0], p[1], p[2])
+	if err == nil {
+		err = s.opts.Store.DeleteDevice(r.Context(), p[0], p[1], p[2])
+	}
 	if errors.Is(err, relay.ErrNotFound) {
 		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("device %q not found", p[2]))
 		return
@@ -270,6 +299,8 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("device deleted", relay.LogKeyWorkspace, p[0], relay.LogKeyUser, p[1], relay.LogKeyDevice, p[2])
+	s.record(r, relay.AuditEntry{Action: relay.AuditDeviceDelete, Workspace: p[0], User: p[1], Target: p[2],
+		Before: relay.AuditJSON(AuditDevice(before))})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -401,4 +432,11 @@ func publicKey(b64 string) (string, error) {
 		return "", &FieldError{Field: "public_key", Reason: ke.Reason}
 	}
 	return key, err
+}
+
+// AuditDevice is what the audit log keeps of a device: not its push token
+// or public key (secrets of the phone, useless to an auditor).
+func AuditDevice(d relay.Device) map[string]any {
+	return map[string]any{"id": d.ID, "platform": d.Platform, "app": d.App, "environment": d.Environment,
+		"name": d.Name, "updated_at": d.UpdatedAt}
 }

@@ -79,7 +79,7 @@ func TestSettings(t *testing.T) {
 	ts.store.fail = errStoreDown
 	ts.store.mu.Unlock()
 	ts.do(t, http.MethodGet, "/v1/workspaces/acme/settings", "", nil).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "read settings: disk on fire")
-	ts.do(t, http.MethodPut, "/v1/workspaces/acme/settings", MediaTypeJSON, []byte(`{"otp_received":"enabled"}`)).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "store settings: disk on fire")
+	ts.do(t, http.MethodPut, "/v1/workspaces/acme/settings", MediaTypeJSON, []byte(`{"otp_received":"enabled"}`)).wantError(t, http.StatusServiceUnavailable, CodeUnavailable, "read settings: disk on fire")
 }
 
 func TestSettingsWithoutTypes(t *testing.T) {

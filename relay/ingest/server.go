@@ -107,6 +107,10 @@ type Options struct {
 	// answer the effective value of every type; without it, only the
 	// values explicitly set.
 	Types func() map[string]relay.Setting
+	// Audit records the admin routes' changes (settings, preferences,
+	// device removals), each with the socket peer's uid and pid, and serves
+	// GET /v1/audit. nil: nothing is recorded and GET /v1/audit answers 404.
+	Audit store.AuditLog
 	// KnownApp reports whether an app name is declared in config (device
 	// registration). nil accepts any app name that is a valid id.
 	KnownApp func(string) bool
@@ -206,6 +210,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /v1/workspaces/{ws}/users/{user}/devices/{device_id}", s.deleteDevice)
 	s.mux.HandleFunc("GET /v1/workspaces/{ws}/users/{user}/preferences", s.getPreferences)
 	s.mux.HandleFunc("PUT /v1/workspaces/{ws}/users/{user}/preferences", s.putPreferences)
+	s.mux.HandleFunc("GET /v1/audit", s.getAudit)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
@@ -296,6 +301,7 @@ func (s *Server) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ConnContext:       connContext,
 	}
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
