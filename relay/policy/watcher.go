@@ -46,6 +46,32 @@ type WatcherOptions struct {
 	// can be lost: network filesystems, inotify overflow).
 	Resync time.Duration
 	Logger hclog.Logger
+	// OnChange, when set, is told of every plugin loaded, replaced (a new
+	// .wasm or manifest) or unloaded, after the new chain is in use (the
+	// audit log). It is called from Reload, one call at a time.
+	OnChange func(PluginChange)
+}
+
+// PluginChange is one plugin's change in a reload: Before is nil for a
+// plugin loaded for the first time, After nil for one unloaded.
+type PluginChange struct {
+	Name          string
+	Before, After *PluginVersion
+}
+
+// PluginVersion names a loaded plugin version.
+type PluginVersion struct {
+	Hash             string `json:"hash"` // sha256 of the .wasm file
+	Order            int    `json:"order"`
+	Mode             string `json:"mode"`
+	OverrideEnforced bool   `json:"override_enforced"`
+}
+
+func versionOf(sl *slot) *PluginVersion {
+	if sl == nil || sl.plugin == nil {
+		return nil
+	}
+	return &PluginVersion{Hash: sl.wasmHash, Order: sl.manifest.Order, Mode: sl.manifest.Mode, OverrideEnforced: sl.manifest.OverrideEnforced}
 }
 
 // PluginInfo describes a loaded plugin for GET /v1/plugins.
@@ -283,6 +309,7 @@ func (w *Watcher) Reload() error {
 	var retired []*Plugin
 	changed := false
 	loaded := 0
+	var changes []PluginChange
 	for name, fv := range found {
 		sl := w.slots[name]
 		if sl != nil && sl.wasmHash == fv.wasmHash && sl.manHash == fv.manHash && fv.err == nil {
@@ -293,9 +320,11 @@ func (w *Watcher) Reload() error {
 		if sl != nil && sl.badKey == key && fv.err == nil {
 			continue // the same broken bytes: already reported
 		}
+		before := versionOf(sl)
 		ok, err := w.apply(name, sl, fv, &retired)
 		if ok && err == nil {
 			loaded++
+			changes = append(changes, PluginChange{Name: name, Before: before, After: versionOf(w.slots[name])})
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -325,6 +354,7 @@ func (w *Watcher) Reload() error {
 		delete(w.slots, name)
 		w.setErr(name, "")
 		if sl.plugin != nil {
+			changes = append(changes, PluginChange{Name: name, Before: versionOf(sl)})
 			retired = append(retired, sl.plugin)
 			changed = true
 			w.log.Info("policy unloaded: file removed", relay.LogKeyPolicy, name, "hash", sl.wasmHash[:12])
@@ -332,6 +362,11 @@ func (w *Watcher) Reload() error {
 	}
 	if changed {
 		w.publish()
+	}
+	if w.opts.OnChange != nil {
+		for _, c := range changes {
+			w.opts.OnChange(c)
+		}
 	}
 	for _, p := range retired {
 		if err := p.Close(context.Background()); err != nil {

@@ -288,3 +288,44 @@ func TestWatcherRefusesSymlinkOutside(t *testing.T) {
 		t.Fatalf("alias: %+v", pi)
 	}
 }
+
+// TestWatcherOnChange checks the audit hook: one change per plugin loaded,
+// replaced (module or manifest) or unloaded; none for a failed load or
+// an unchanged file.
+func TestWatcherOnChange(t *testing.T) {
+	e := openEngine(t, Options{})
+	dir := t.TempDir()
+	var got []string
+	w := NewWatcher(WatcherOptions{Dir: dir, Engine: e, OnChange: func(c PluginChange) {
+		s := c.Name
+		for _, v := range []*PluginVersion{c.Before, c.After} {
+			if v == nil {
+				s += " -"
+			} else {
+				s += fmt.Sprintf(" %s/%d/%s", v.Hash[:8], v.Order, v.Mode)
+			}
+		}
+		got = append(got, s)
+	}})
+	defer w.Close(context.Background())
+	a := constPlugin(`{"verdict":"allow"}`)
+	h := sha256hex(a)[:8]
+	writeFile(t, filepath.Join(dir, "a.wasm"), a)
+	writeFile(t, filepath.Join(dir, "b.wasm"), []byte("garbage"))
+	_ = w.Reload()
+	_ = w.Reload() // nothing new
+	writeFile(t, filepath.Join(dir, "a.hcl"), []byte("order = 3\nmode = \"shadow\"\n"))
+	_ = w.Reload()
+	if err := os.Remove(filepath.Join(dir, "a.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Reload()
+	want := []string{
+		"a - " + h + "/0/enforce",
+		"a " + h + "/0/enforce " + h + "/3/shadow",
+		"a " + h + "/3/shadow -",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
