@@ -363,12 +363,23 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, c *Claims) 
 		return
 	}
 	if len(set) > 0 {
+		before, err := s.effectiveSettings(r.Context(), c.Workspace)
+		if err != nil {
+			s.storeError(w, r, "read settings", err)
+			return
+		}
 		if err := s.st.PutSettings(r.Context(), c.Workspace, set); err != nil {
 			s.storeError(w, r, "store settings", err)
 			return
 		}
 		s.log.Info("workspace settings changed", relay.LogKeyWorkspace, c.Workspace, relay.LogKeyUser, c.Subject,
 			"role", c.Role, "settings", fmt.Sprint(set))
+		changed := make(map[string]relay.Setting, len(set))
+		for t := range set {
+			changed[t] = before[t]
+		}
+		s.audit(r.Context(), c, relay.AuditEntry{Action: relay.AuditSettingsPut, Workspace: c.Workspace,
+			Before: relay.AuditJSON(changed), After: relay.AuditJSON(set)})
 	}
 	s.getSettings(w, r, c)
 }
@@ -460,4 +471,20 @@ func (s *Server) postAction(w http.ResponseWriter, r *http.Request, c *Claims) {
 		s.opts.OnAnswer(context.WithoutCancel(ctx), ans, rec)
 	}
 	writeJSON(w, http.StatusOK, ActionResult{Seq: ans.Seq, EventID: id, Action: ans.Action, AnsweredAt: ans.AnsweredAt})
+}
+
+// audit records a change made by the caller of c. The change is made, so
+// a failure to record it is logged, not answered.
+func (s *Server) audit(ctx context.Context, c *Claims, e relay.AuditEntry) {
+	if s.opts.Audit == nil {
+		return
+	}
+	e.Time = s.now().UTC()
+	e.Actor = relay.Actor{Kind: relay.ActorApp, Subject: c.Subject, Workspace: c.Workspace, Role: c.Role}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := s.opts.Audit.AppendAudit(ctx, e); err != nil {
+		s.log.Error("audit entry not recorded", "action", e.Action, relay.LogKeyWorkspace, e.Workspace, relay.LogKeyUser, c.Subject,
+			"before", string(e.Before), "after", string(e.After), relay.LogKeyError, err)
+	}
 }

@@ -96,6 +96,9 @@ type Options struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
+	// Audit, when set, records the admin changes made through this API
+	// (workspace settings) with the caller's sub, ws and role.
+	Audit store.AuditLog
 	// AnswerRetention is how long answers stay on the stream's log;
 	// PruneInterval how often Run prunes it (Default* if zero).
 	AnswerRetention time.Duration
