@@ -183,3 +183,10 @@ metrics {
   address = "127.0.0.1:9480"
   pprof   = true
 }
+
+# The audit log (relayctl audit, GET /v1/audit): who changed settings,
+# preferences, devices, dead letters and plugins. Entries older than
+# retention are pruned (hourly, with the event records).
+audit {
+  retention = "8760h"
+}

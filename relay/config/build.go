@@ -209,6 +209,9 @@ func (b *builder) build(s *fileSchema, top hcl.Range) *Config {
 	b.retry(s.Retry, &c.Retry)
 	b.queue(s.Queue, &c.Queue)
 	b.retention(s.Retention, &c.Retention)
+	if a := s.Audit; a != nil {
+		b.duration(a.Retention, a.RetentionR, "audit.retention", &c.Audit.Retention)
+	}
 	if m := s.Metrics; m != nil {
 		if m.AllowRemote != nil {
 			c.Metrics.AllowRemote = *m.AllowRemote

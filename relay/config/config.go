@@ -30,6 +30,7 @@ type Config struct {
 	Retention     Retention
 	NATS          *NATS // nil: no embedded NATS server
 	Metrics       Metrics
+	Audit         Audit
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight sends.
 	ShutdownTimeout time.Duration
 }
@@ -233,4 +234,11 @@ type Metrics struct {
 	AllowRemote bool
 	// Pprof serves /debug/pprof/ on the metrics listener.
 	Pprof bool
+}
+
+// Audit is the audit {} block.
+type Audit struct {
+	// Retention is how long audit log entries are kept; older ones are
+	// pruned with the event records.
+	Retention time.Duration
 }

@@ -51,6 +51,7 @@ func Default() *Config {
 		Queue:           Queue{MaxOpenJobs: DefaultMaxOpenJobs, InMemory: DefaultQueueInMemory, Lease: DefaultQueueLease},
 		Retention:       Retention{Answers: DefaultAnswerRetention, DeadLetters: DefaultDeadLetterRetention},
 		Metrics:         Metrics{Address: "", Pprof: true},
+		Audit:           Audit{Retention: DefaultAuditRetention},
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -114,6 +115,9 @@ const (
 // DefaultRetention keeps a finished event's record for a week after it
 // expired.
 const DefaultRetention = 7 * 24 * time.Hour
+
+// DefaultAuditRetention keeps audit log entries for 365 days.
+const DefaultAuditRetention = 365 * 24 * time.Hour
 
 // DefaultMaxTokenLifetime is auth.max_token_lifetime when left out: an app
 // API token valid for longer than a day is refused.

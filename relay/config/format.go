@@ -184,6 +184,9 @@ func (c *Config) format(redact bool) []byte {
 	setStr(b, "address", c.Metrics.Address)
 	b.SetAttributeValue("allow_remote", cty.BoolVal(c.Metrics.AllowRemote))
 	b.SetAttributeValue("pprof", cty.BoolVal(c.Metrics.Pprof))
+
+	b = block("audit")
+	setStr(b, "retention", formatDuration(c.Audit.Retention))
 	return hclwrite.Format(f.Bytes())
 }
 

@@ -27,6 +27,7 @@ type fileSchema struct {
 	Queue         *queueBlock          `hcl:"queue,block"`
 	Retention     *retentionBlock      `hcl:"retention,block"`
 	Metrics       *metricsBlock        `hcl:"metrics,block"`
+	Audit         *auditBlock          `hcl:"audit,block"`
 }
 
 type logBlock struct {
@@ -231,4 +232,9 @@ type metricsBlock struct {
 	AllowRemoteR hcl.Range `hcl:"allow_remote,attr_range"`
 	Pprof        *bool     `hcl:"pprof,optional"`
 	PprofR       hcl.Range `hcl:"pprof,attr_range"`
+}
+
+type auditBlock struct {
+	Retention  *string   `hcl:"retention,optional"`
+	RetentionR hcl.Range `hcl:"retention,attr_range"`
 }
