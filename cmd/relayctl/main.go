@@ -73,6 +73,7 @@ func commandTable() []*command {
 		{"queue", "", "delivery backlog per lane", secSocket, true, cmdQueue},
 		{"dlq list", "[-limit N] [-after ID]", "list dead letters, newest first", secSocket, true, cmdDLQList},
 		{"dlq replay", "ID", "queue a dead letter's job again", secSocket, true, cmdDLQReplay},
+		{"audit", "[-workspace W] [-user U] [-action A] [-since 24h|TIME] [-limit N] [-before SEQ]", "who changed what and when: settings, preferences, devices, dead letters, plugins; newest first", secSocket, true, cmdAudit},
 		{"health", "", "/healthz and /readyz (exit 4 when not ready)", secSocket, true, cmdHealth},
 		{"backup", "[-progress] FILE", "copy the running relayd's store into FILE: a consistent snapshot, relayd keeps running (store \"bolt\"; restore: docs/operations.md)", secSocket, true, cmdBackup},
 		{"erase", "-workspace W [-user U]", "remove everything relayd holds of a user (devices, preferences, events, answers, dead letters), or of a whole workspace", secSocket, true, cmdErase},

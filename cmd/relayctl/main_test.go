@@ -227,6 +227,7 @@ func TestJSONEveryDataCommand(t *testing.T) {
 		{"queue", []string{"queue"}, 0, false},
 		{"dlq list", []string{"dlq", "list", "-limit", "5"}, 0, false},
 		{"health", []string{"health"}, 0, false},
+		{"audit", []string{"audit", "-limit", "5"}, 0, false},
 		{"status", []string{"status"}, 0, false},
 		{"plugin list", []string{"plugin", "list"}, 0, false},
 		{"plugin reload", []string{"plugin", "reload"}, 0, false},

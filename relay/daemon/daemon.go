@@ -127,6 +127,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Engine: engine,
 		Set:    policy.SetOptions{OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy")},
 		Logger: d.log.Named("policy.watcher"),
+		// Every plugin change is an operator's change (a file dropped in).
+		OnChange: auditPluginChange(st, d.log.Named("audit")),
 	})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -176,6 +178,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
 		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
 		Store:            st,
+		Audit:     st,
 		// The config in force: a reload changes types and apps.
 		KnownType: func(t string) bool { return d.live.Load().cfg.Notifications[t] != nil },
 		Types:     func() map[string]relay.Setting { return d.live.Load().defaults },
@@ -184,13 +187,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
-	srv.Handle("POST /v1/deadletters/{id}/replay", q.ReplayHandler())
+	srv.Handle("POST /v1/deadletters/{id}/replay", auditReplay(q.ReplayHandler(), st, d.log.Named("audit")))
 	hub := api.NewHub()
 	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions"), Poll: d.streamPoll()}))
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
 		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
-			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers})
+			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers, Audit: st})
 		if err != nil {
 			return fmt.Errorf("app api: %w", err)
 		}
@@ -199,7 +202,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	srv.Handle("DELETE /v1/events/{workspace}/{id}", cancelHandler(st, wd, time.Now, d.log.Named("cancel")))
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
-	srv.Handle("POST /v1/plugins/reload", reloadHandler(watcher))
+	srv.Handle("POST /v1/plugins/reload", auditReload(reloadHandler(watcher), watcher.List, st, d.log.Named("audit")))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
 	srv.Handle("POST /v1/config/reload", d.configReloadHandler())
 	rn := &running{pipeline: pl, queue: q, api: apiSrv, lanes: swaps}
@@ -251,6 +254,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
 	g.Go(func() error { return runPruner(gctx, st, retentionsOf(cfg), d.log.Named("store")) })
+	if cfg.Audit.Retention > 0 {
+		g.Go(func() error { return runAuditPruner(gctx, st, cfg.Audit.Retention, d.log.Named("audit")) })
+	}
 	g.Go(func() error {
 		select {
 		case <-srv.Ready():

@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/ingest"
+	"github.com/edgerelay/edgerelay/relay/policy"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// captureWriter keeps a copy of a handler's status and body, so a wrapper
+// can record what an admin route did.
+type captureWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	c.body.Write(b)
+	return c.ResponseWriter.Write(b)
+}
+
+// auditReplay wraps POST /v1/deadletters/{id}/replay: a replay answered
+// 200 is recorded with the socket peer. (A 409 "no provider for its lane"
+// re-opened the job too but is not recorded: its answer does not name
+// the job.)
+func auditReplay(next http.Handler, a store.AuditLog, log hclog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &captureWriter{ResponseWriter: w}
+		next.ServeHTTP(cw, r)
+		if cw.status != http.StatusOK {
+			return
+		}
+		var res struct {
+			Event    relay.EventKey `json:"event"`
+			DeviceID string         `json:"device_id"`
+		}
+		var after bytes.Buffer
+		if json.Unmarshal(cw.body.Bytes(), &res) != nil || json.Compact(&after, cw.body.Bytes()) != nil {
+			after.Reset() // not the answer the queue gives: record the replay without it
+		}
+		ingest.Record(r.Context(), log, a, relay.AuditEntry{
+			Action: relay.AuditDeadLetterReplay, Workspace: res.Event.Workspace, Target: r.PathValue("id"),
+			Before: relay.AuditJSON(map[string]string{"state": string(relay.StateFailed)}),
+			After:  json.RawMessage(after.Bytes()),
+		})
+	})
+}
+
+// pluginVersions is the loaded plugins by name, for plugins.reload's
+// before and after.
+func pluginVersions(list []policy.PluginInfo) map[string]policy.PluginVersion {
+	out := make(map[string]policy.PluginVersion, len(list))
+	for _, p := range list {
+		if p.Hash != "" {
+			out[p.Name] = policy.PluginVersion{Hash: p.Hash, Order: p.Order, Mode: p.Mode}
+		}
+	}
+	return out
+}
+
+// auditReload wraps POST /v1/plugins/reload: the operator's reload is
+// recorded with the plugin versions before and after (each plugin it
+// loaded or unloaded is also recorded, by the watcher's OnChange).
+func auditReload(next http.Handler, list func() []policy.PluginInfo, a store.AuditLog, log hclog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		before := pluginVersions(list())
+		cw := &captureWriter{ResponseWriter: w}
+		next.ServeHTTP(cw, r)
+		if cw.status != http.StatusOK {
+			return
+		}
+		ingest.Record(r.Context(), log, a, relay.AuditEntry{Action: relay.AuditPluginsReload,
+			Before: relay.AuditJSON(before), After: relay.AuditJSON(pluginVersions(list()))})
+	})
+}
+
+// auditPluginChange records a plugin loaded, replaced or unloaded by the
+// watcher (actor: relayd itself; the operator's own reload is recorded
+// by auditReload).
+func auditPluginChange(a store.AuditLog, log hclog.Logger) func(policy.PluginChange) {
+	return func(c policy.PluginChange) {
+		action := relay.AuditPluginLoad
+		if c.After == nil {
+			action = relay.AuditPluginUnload
+		}
+		e := relay.AuditEntry{Time: time.Now().UTC(), Actor: relay.Actor{Kind: relay.ActorSystem}, Action: action, Target: c.Name}
+		if c.Before != nil {
+			e.Before = relay.AuditJSON(c.Before)
+		}
+		if c.After != nil {
+			e.After = relay.AuditJSON(c.After)
+		}
+		ingest.Record(context.Background(), log, a, e)
+	}
+}
+
+// auditPruneInterval is how often audit entries past audit.retention are
+// pruned.
+const auditPruneInterval = time.Hour
+
+// runAuditPruner drops audit entries older than retention, shortly after
+// start and then every auditPruneInterval.
+func runAuditPruner(ctx context.Context, a store.AuditLog, retention time.Duration, log hclog.Logger) error {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := a.PruneAudit(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("prune audit log", relay.LogKeyError, err)
+		case n > 0:
+			log.Info("pruned audit log", "entries", n, "retention", retention)
+		}
+		t.Reset(auditPruneInterval)
+	}
+}
