@@ -92,6 +92,10 @@ type Options struct {
 	Now func() time.Time
 	// OnOutcome, when set, is called after each job reaches a final state.
 	OnOutcome func(j relay.Job, sendDuration time.Duration)
+	// OnFinal, when set, is called with the same outcomes as OnOutcome,
+	// with the lease the job was sent under (its alert's type, when its
+	// event was accepted): the accept-to-deliver latency.
+	OnFinal func(lj store.Leased, j relay.Job)
 	// OnBreaker, when set, is called when a lane's breaker opens (open
 	// true, with the provider's reason) or closes.
 	OnBreaker func(lane string, open bool, reason string)
@@ -550,6 +554,9 @@ func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.De
 	if q.opts.OnOutcome != nil {
 		q.opts.OnOutcome(j, took)
 	}
+	if q.opts.OnFinal != nil {
+		q.opts.OnFinal(lj, j)
+	}
 }
 
 // blockToken makes a device token's jobs wait until until.
@@ -608,9 +615,15 @@ type Stats struct {
 	store.LaneStats
 	// Depth is the lane's open jobs (High + Normal).
 	Depth int `json:"depth"`
-	// OldestAge is how long the oldest due job has waited.
+	// OldestAge is how long the lane's longest-open job has waited since
+	// its event was accepted: due, leased, retrying or parked behind an
+	// open breaker alike, so it keeps growing through an outage.
 	OldestAge time.Duration `json:"-"`
 	Oldest    string        `json:"oldest_age"`
+	// OldestDueAge is how long the oldest due job has been due (the
+	// backlog the lane's sends have not reached yet).
+	OldestDueAge time.Duration `json:"-"`
+	DueAge       string        `json:"oldest_due_age"`
 	// InFlight is this relay's sends in flight on the lane.
 	InFlight int `json:"in_flight"`
 	// Breaker is closed, open or half-open (this relay's).
@@ -652,9 +665,12 @@ func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
 	out := make([]Stats, 0, len(byLane))
 	for _, s := range byLane {
 		if !s.OldestDue.IsZero() {
-			s.OldestAge = max0(now.Sub(s.OldestDue))
+			s.OldestDueAge = max0(now.Sub(s.OldestDue))
 		}
-		s.Oldest = s.OldestAge.String()
+		if !s.OldestOpen.IsZero() {
+			s.OldestAge = max0(now.Sub(s.OldestOpen))
+		}
+		s.Oldest, s.DueAge = s.OldestAge.String(), s.OldestDueAge.String()
 		s.Depth = s.High + s.Normal
 		if s.Breaker == "" {
 			s.Breaker = "none"

@@ -389,3 +389,37 @@ func TestQueueTakesOverExpiredLeases(t *testing.T) {
 		t.Fatalf("%d sends, want 5", c)
 	}
 }
+
+// TestQueueStatsAgeDuringOutage: jobs parked behind an open breaker are
+// not due, yet they wait; the lane's oldest age counts from when their
+// events were accepted, so GET /v1/queue and the metrics show the outage
+// (it showed "0s" for 1,501 parked jobs).
+func TestQueueStatsAgeDuringOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		down := &delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry, RetryAfter: 4 * time.Minute}
+		n := &notifier{errs: slices.Repeat([]error{down}, 100)}
+		for i := range 10 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, 2*time.Hour, time.Time{})
+		}
+		// All leased at once: three failures open the breaker, the other
+		// jobs park until the cool-down ends; none is due at 3m.
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 10}})
+		o.BreakerCooldown, o.OutageThreshold = time.Hour, 3
+		q, stop := run(t, o)
+		defer stop()
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		stats, err := q.Stats(context.Background())
+		if err != nil || len(stats) != 1 {
+			t.Fatalf("stats %+v %v", stats, err)
+		}
+		s := stats[0]
+		if s.Breaker != "open" || s.Depth != 10 || s.Due != 0 {
+			t.Fatalf("lane %+v: want the breaker open and 10 jobs parked, none due", s)
+		}
+		if s.OldestAge < 3*time.Minute || s.Oldest != s.OldestAge.String() || s.Expired != 0 {
+			t.Fatalf("oldest age %v (%q), expired %d: want ≥ 3m, the time the jobs have waited, none expired", s.OldestAge, s.Oldest, s.Expired)
+		}
+	})
+}

@@ -143,6 +143,9 @@ type Leased struct {
 	// Device is the job's device as registered now; zero (ID "") when it
 	// is no longer registered.
 	Device relay.Device
+	// AcceptedAt is when the job's event was accepted (zero if unknown):
+	// the start of the accept-to-deliver latency.
+	AcceptedAt time.Time
 	// Ticket is the backend's proof of this lease; Settle checks it. Pass
 	// it back unchanged.
 	Ticket any
@@ -228,6 +231,15 @@ type LaneStats struct {
 	OldestDue time.Time `json:"oldest_due,omitzero"`
 	// Owners counts the lane's leases by relay, where the backend knows.
 	Owners map[string]int `json:"owners,omitempty"`
+	// OldestOpen is when the event of the lane's longest-open job was
+	// accepted (zero: none open): due, leased, retrying, deferred or
+	// parked behind an open breaker alike, so its age stays true during
+	// an outage. Backends may bound the jobs they read for it (see each
+	// backend's LaneStats).
+	OldestOpen time.Time `json:"oldest_open,omitzero"`
+	// Expired counts the lane's open jobs whose event expired: they will
+	// end expired, unsent (read with OldestOpen, with the same bound).
+	Expired int `json:"expired"`
 }
 
 // DeadLetter is a job that failed permanently (state relay.StateFailed),

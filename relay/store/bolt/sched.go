@@ -248,8 +248,9 @@ type recordReader struct {
 }
 
 type owner struct {
-	user  string
-	alert *relay.Alert
+	user     string
+	alert    *relay.Alert
+	accepted time.Time
 }
 
 func newRecordReader(tx *bbolt.Tx) *recordReader {
@@ -273,7 +274,7 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 			if err := json.Unmarshal(ev[eventHeaderLen:], &eu); err != nil {
 				return store.Leased{}, fmt.Errorf("decode event %s: %w", j.Event, err)
 			}
-			o.user = eu.Event.User
+			o.user, o.accepted = eu.Event.User, eu.ReceivedAt
 		}
 		if dv := r.tx.Bucket(bucketDecisions).Get(ek); dv != nil {
 			d, err := decodeDecision(dv)
@@ -284,7 +285,7 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 		}
 		r.owners[string(ek)] = o
 	}
-	l := store.Leased{Job: j, User: o.user, Alert: o.alert}
+	l := store.Leased{Job: j, User: o.user, Alert: o.alert, AcceptedAt: o.accepted}
 	if o.user != "" {
 		dk := joinKey(j.Event.Workspace, o.user, j.DeviceID)
 		d, ok := r.devices[string(dk)]
@@ -306,6 +307,7 @@ type eventUser struct {
 	Event struct {
 		User string `json:"user"`
 	} `json:"event"`
+	ReceivedAt time.Time `json:"received_at"`
 }
 
 // Settle records the new state of a leased job and ends its lease, in one
@@ -448,6 +450,11 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 				}
 			}
 		}
+		for lane, st := range byLane {
+			if err := s.laneAge(tx, lane, now, st); err != nil {
+				return err
+			}
+		}
 		c := tx.Bucket(bucketSchedLeases).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			i := bytes.IndexByte(k, sep)
@@ -479,6 +486,57 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 	}
 	slices.SortFunc(out, func(a, b store.LaneStats) int { return strings.Compare(a.Lane, b.Lane) })
 	return out, nil
+}
+
+// maxAgeScan bounds how many of a lane's open jobs LaneStats reads for
+// OldestOpen and Expired (each costs an event read); beyond it they
+// describe the first maxAgeScan jobs in schedule order (high priority
+// first, then due order).
+const maxAgeScan = 20_000
+
+// laneAge fills st.OldestOpen and st.Expired from the events of the lane's
+// open jobs, whatever their due time: jobs parked behind an open breaker
+// or waiting for a retry are not due, yet they wait.
+func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.LaneStats) error {
+	sched, events := tx.Bucket(bucketSched), tx.Bucket(bucketEvents)
+	type times struct{ received, expires time.Time }
+	seen := map[string]times{} // by event key: one read per event, not per device
+	n := 0
+	for _, rank := range []byte{rankHigh, rankNormal} {
+		prefix := lanePrefix(lane, rank)
+		c := sched.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxAgeScan; k, _ = c.Next() {
+			n++
+			_, _, jk, err := parseSchedKey(k)
+			if err != nil {
+				return err
+			}
+			i := bytes.LastIndexByte(jk, sep)
+			if i < 0 {
+				return fmt.Errorf("%w: job key %q", errCorrupt, jk)
+			}
+			t, ok := seen[string(jk[:i])]
+			if !ok {
+				v := events.Get(jk[:i])
+				if v == nil {
+					continue // pruned under it: not waiting for anything
+				}
+				ev, err := decodeEvent(v)
+				if err != nil {
+					return err
+				}
+				t = times{ev.ReceivedAt, ev.Event.ExpiresAt}
+				seen[string(jk[:i])] = t
+			}
+			if !t.received.IsZero() && (st.OldestOpen.IsZero() || t.received.Before(st.OldestOpen)) {
+				st.OldestOpen = t.received
+			}
+			if !t.expires.IsZero() && !now.Before(t.expires) {
+				st.Expired++
+			}
+		}
+	}
+	return nil
 }
 
 // releaseLeases ends every lease at open: a bolt file has one relay at a

@@ -395,7 +395,7 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		putBack(req.TTL)
 		t := &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply(), rev: nrev}
 		t.rec, _ = json.Marshal(r)
-		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, Ticket: t}
+		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, AcceptedAt: r.ReceivedAt, Ticket: t}
 		if drev != 0 {
 			l.Device = d
 		}
@@ -542,7 +542,7 @@ func (s *Store) subjectCounts(ctx context.Context) (map[laneprio]int, error) {
 }
 
 // laneStatsMaxScan bounds the records LaneStats reads per lane; beyond it,
-// Leased, Due and Owners describe the jobs scanned (the oldest messages)
+// Leased, Due, Owners, OldestOpen and Expired describe the jobs scanned (the oldest messages)
 // while High and Normal still count every message.
 const laneStatsMaxScan = 5000
 
@@ -614,6 +614,13 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 		j := r.job(m.Device)
 		if j == nil || j.State.Final() {
 			continue
+		}
+		// Open, due or not (parked, retrying, leased): it waits.
+		if !r.ReceivedAt.IsZero() && (st.OldestOpen.IsZero() || r.ReceivedAt.Before(st.OldestOpen)) {
+			st.OldestOpen = r.ReceivedAt
+		}
+		if !j.ExpiresAt.IsZero() && !now.Before(j.ExpiresAt) {
+			st.Expired++
 		}
 		if j.LeaseUntil.After(wall) {
 			st.Leased++

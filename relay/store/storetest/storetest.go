@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 		{"SettleRetryAndFinal", testSettleRetryAndFinal},
 		{"DeadLettersAndReplay", testDeadLetters},
 		{"CountsAndLaneStats", testCountsAndLaneStats},
+		{"LaneStatsAgeOfJobsNotDue", testLaneStatsAge},
 		{"Answers", testAnswers},
 		{"AnsweredAndCancel", testAnsweredAndCancel},
 		{"DeviceLimitConcurrent", testDeviceLimitConcurrent},
@@ -610,6 +611,7 @@ func testLeaseCarries(t *testing.T, h Harness) {
 	d := device("d-1", relay.PlatformIOS)
 	d.PublicKey = ""
 	e := event("evt-1", relay.PriorityHigh)
+	before := time.Now()
 	schedule(t, b, e, time.Time{}, d)
 	got := leaseAll(t, h.peer(t, b), relay.Lane(app, relay.PlatformIOS), "r2", time.Minute, 1, 5*time.Second)
 	if len(got) != 1 {
@@ -619,6 +621,9 @@ func testLeaseCarries(t *testing.T, h Harness) {
 	if l.User != user || l.Alert == nil || l.Alert.CollapseID != "c-evt-1" || l.Device.Token != "tok-d-1" ||
 		l.Job.App != app || l.Job.State != relay.StatePending || !l.Job.ExpiresAt.Equal(e.ExpiresAt) {
 		t.Fatalf("lease %+v", l)
+	}
+	if l.AcceptedAt.Before(before.Add(-time.Second)) || l.AcceptedAt.After(time.Now()) {
+		t.Fatalf("lease accepted at %v, want when the event was added (after %v)", l.AcceptedAt, before)
 	}
 	// A device removed after the decision leases with a zero device.
 	schedule(t, b, event("evt-2", relay.PriorityHigh), time.Time{}, device("d-2", relay.PlatformIOS))
@@ -823,6 +828,50 @@ func testCountsAndLaneStats(t *testing.T, h Harness) {
 	}
 	if is.Due != 1 || is.OldestDue.IsZero() {
 		t.Fatalf("ios lane: %d due (oldest %v), want 1 (one leased, one not due)", is.Due, is.OldestDue)
+	}
+}
+
+// testLaneStatsAge: a lane's oldest open job counts whether or not it is
+// due (a retry, a job parked behind an open breaker, a lease), from when
+// its event was accepted; open jobs past their expiry are counted.
+func testLaneStatsAge(t *testing.T, h Harness) {
+	b := h.open(t)
+	lane := relay.Lane(app, relay.PlatformIOS)
+	ios := device("d-ios", relay.PlatformIOS)
+	before := time.Now()
+	old := event("old", relay.PriorityNormal)
+	schedule(t, b, old, time.Now().Add(time.Hour), ios) // parked: due in an hour
+	accepted := time.Now()
+	schedule(t, b, event("new", relay.PriorityHigh), time.Now().Add(30*time.Minute), ios)
+	stats, err := b.LaneStats(ctx, time.Now())
+	if err != nil || len(stats) != 1 {
+		t.Fatalf("lane stats %+v %v", stats, err)
+	}
+	s := stats[0]
+	if s.Lane != lane || s.Due != 0 || !s.OldestDue.IsZero() {
+		t.Fatalf("lane %+v: want nothing due", s)
+	}
+	if s.OldestOpen.Before(before.Add(-time.Second)) || s.OldestOpen.After(accepted) || s.Expired != 0 {
+		t.Fatalf("oldest open %v, want when %q was accepted (between %v and %v); expired %d, want 0", s.OldestOpen, old.ID, before, accepted, s.Expired)
+	}
+	// Past the events' expiry (10 minutes), both jobs are counted expired.
+	if stats, err = b.LaneStats(ctx, time.Now().Add(11*time.Minute)); err != nil || stats[0].Expired != 2 {
+		t.Fatalf("11 minutes on: %+v %v, want 2 expired", stats, err)
+	}
+	// A leased job still waits.
+	later := time.Now().Add(2 * time.Hour)
+	var got []store.Leased
+	for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+		got, _, err = b.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r1", Now: later, TTL: time.Minute, Max: 2, Wait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) == 0 {
+		t.Fatal("nothing leased")
+	}
+	if stats, err = b.LaneStats(ctx, later); err != nil || stats[0].OldestOpen.IsZero() {
+		t.Fatalf("leased: %+v %v, want the oldest still counted", stats, err)
 	}
 }
 
