@@ -96,6 +96,10 @@ type Options struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	DrainTimeout      time.Duration
+	// OnRequest, when set, is told of every request once answered: its
+	// route pattern ("PUT /v1/devices/{device_id}"; "unmatched" for no
+	// route), status and duration (metrics; never ids or paths).
+	OnRequest func(route string, status int, took time.Duration)
 	// Audit, when set, records the admin changes made through this API
 	// (workspace settings) with the caller's sub, ws and role.
 	Audit store.AuditLog
@@ -327,6 +331,18 @@ func (s *Server) pruneLoop(ctx context.Context) {
 // ServeHTTP serves one request: the per-address rate limit, the routes,
 // JSON 404 and 405 answers and panic recovery.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.opts.OnRequest != nil {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			route := "unmatched"
+			if _, p := s.mux.Handler(r); p != "" {
+				route = p
+			}
+			s.opts.OnRequest(route, sw.code(), time.Since(start))
+		}()
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler { //nolint:errorlint // sentinel value, compared as net/http does
@@ -423,3 +439,34 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, what string,
 	s.log.Error(what, "path", truncate(r.URL.Path), relay.LogKeyError, err)
 	writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "temporarily unavailable")
 }
+
+// statusWriter records the status a handler answered (OnRequest).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// code is the status answered; 200 when the handler wrote nothing.
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

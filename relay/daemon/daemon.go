@@ -88,8 +88,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.metrics.knownType = func(t string) bool { return cfg.Notifications[t] != nil }
+	timed := timedStore{Backend: st, m: d.metrics}
 	q := queue.New(queue.Options{
-		Schedule:     st,
+		Schedule:     timed,
 		Devices:      st,
 		Owner:        d.nodeName(),
 		LeaseTTL:     cfg.Queue.Lease,
@@ -98,6 +100,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:       d.log.Named("queue"),
 		DrainTimeout: cfg.ShutdownTimeout,
 		OnOutcome:    d.metrics.outcome,
+		OnFinal:      d.metrics.final,
 		OnBreaker:    d.metrics.onBreaker,
 		MaxOpenJobs:  cfg.Queue.MaxOpenJobs,
 	})
@@ -125,7 +128,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	watcher := policy.NewWatcher(policy.WatcherOptions{
 		Dir:    cfg.Plugins.Dir,
 		Engine: engine,
-		Set:    policy.SetOptions{OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy")},
+		Set: policy.SetOptions{OnError: cfg.Plugins.OnError, Logger: d.log.Named("policy"),
+			Observe: func(p string, took time.Duration) { d.metrics.pluginTime.WithLabelValues(p).Observe(took.Seconds()) }},
 		Logger: d.log.Named("policy.watcher"),
 		// Every plugin change is an operator's change (a file dropped in).
 		OnChange: auditPluginChange(st, d.log.Named("audit")),
@@ -146,7 +150,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
 	pl := pipeline.New(pipeline.Options{
 		Config: cfg,
-		Store:  st,
+		Store:  timed,
 		Queue:  q,
 		Policy: policyAdapter{w: watcher},
 		Logger: d.log.Named("pipeline"),
@@ -155,6 +159,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Recent:      st,
 		OnNotices:   notices.send,
 		OnScheduled: wd.onScheduled,
+		OnDecided:   d.metrics.decided,
 		// Zero: the pipeline's defaults.
 		SweepInterval: d.sweepEvery,
 		SweepAge:      d.sweepEvery,
@@ -193,7 +198,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	var apiSrv *api.Server
 	if appAPIEnabled(cfg) {
 		apiSrv, err = api.New(api.Options{Config: cfg, Store: st, Hub: hub, Logger: d.log.Named("api"), OnAnswer: wd.onAnswer,
-			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers, Audit: st})
+			SendTokenProof: wd.sendTokenProof, AnswerRetention: cfg.Retention.Answers, Audit: st, OnRequest: d.metrics.apiRequest})
 		if err != nil {
 			return fmt.Errorf("app api: %w", err)
 		}

@@ -2,14 +2,17 @@ package daemon
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/pipeline"
 	"github.com/edgerelay/edgerelay/relay/policy"
 	"github.com/edgerelay/edgerelay/relay/queue"
+	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // metrics are relayd's Prometheus series.
@@ -20,10 +23,22 @@ type metrics struct {
 	sendTime   *prometheus.HistogramVec // platform
 	breaker    *prometheus.GaugeVec     // lane: 1 while open
 	breakerOps *prometheus.CounterVec   // lane: times opened
+	latency    *prometheus.HistogramVec // type, platform: accepted to delivered
+	decisions  *prometheus.CounterVec   // type, verdict, reason
+	pluginTime *prometheus.HistogramVec // plugin
+	apiReqs    *prometheus.CounterVec   // route, status
+	apiTime    *prometheus.HistogramVec // route
+	storeTime  *prometheus.HistogramVec // op
+	storeErrs  *prometheus.CounterVec   // op
+
+	// knownType reports a configured notification type: other types are
+	// counted as "other", so labels stay bounded.
+	knownType func(string) bool
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
+		knownType: func(string) bool { return true },
 		reg: prometheus.NewRegistry(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgerelay_events_total", Help: "Events received on the socket, by result.",
@@ -42,6 +57,35 @@ func newMetrics() *metrics {
 			Name: "edgerelay_breaker_opened_total", Help: "Times a lane's circuit breaker opened.",
 		}, []string{"lane"}),
 	}
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "edgerelay_accept_to_deliver_seconds", Help: "Time from an event's acceptance on the socket to the provider's acceptance of its push, per delivered job.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16), // 10 ms to 5.5 min
+	}, []string{"type", "platform"})
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgerelay_decisions_total", Help: "Decisions recorded by this relay, by notification type, verdict and reason (plugin:NAME when a policy plugin decided).",
+	}, []string{"type", "verdict", "reason"})
+	m.pluginTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "edgerelay_plugin_eval_seconds", Help: "Duration of policy plugin evaluations, failed ones included.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14), // 100 µs to 0.8 s
+	}, []string{"plugin"})
+	m.apiReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgerelay_api_requests_total", Help: "App API requests by route pattern and status.",
+	}, []string{"route", "status"})
+	m.apiTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "edgerelay_api_request_seconds", Help: "App API request durations by route pattern.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms to 4 s
+	}, []string{"route"})
+	m.storeTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "edgerelay_store_commit_seconds", Help: "Duration of the store's durable writes on the delivery path, by operation.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100 µs to 3.3 s
+	}, []string{"op"})
+	m.storeErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgerelay_store_errors_total", Help: "Store operations on the delivery path that failed, by operation.",
+	}, []string{"op"})
+	for _, op := range storeOps {
+		m.storeErrs.WithLabelValues(op) // every op has a series from the start: rate() sees the first error
+	}
+	m.reg.MustRegister(m.latency, m.decisions, m.pluginTime, m.apiReqs, m.apiTime, m.storeTime, m.storeErrs)
 	m.reg.MustRegister(m.events, m.deliveries, m.sendTime, m.breaker, m.breakerOps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -61,6 +105,54 @@ func (m *metrics) outcome(j relay.Job, took time.Duration) {
 	if took > 0 {
 		m.sendTime.WithLabelValues(string(j.Platform)).Observe(took.Seconds())
 	}
+}
+
+// typeLabel bounds the type label to configured types.
+func (m *metrics) typeLabel(t string) string {
+	if m.knownType(t) {
+		return t
+	}
+	return "other"
+}
+
+// final observes the accept-to-deliver latency of a delivered job.
+func (m *metrics) final(lj store.Leased, j relay.Job) {
+	if j.State != relay.StateDelivered || lj.AcceptedAt.IsZero() || lj.Alert == nil {
+		return
+	}
+	m.latency.WithLabelValues(m.typeLabel(lj.Alert.Type), string(j.Platform)).Observe(max(j.UpdatedAt.Sub(lj.AcceptedAt), 0).Seconds())
+}
+
+// decided counts a decision.
+func (m *metrics) decided(ev relay.Event, d relay.Decision) {
+	m.decisions.WithLabelValues(m.typeLabel(ev.Type), string(d.Verdict), decisionReason(d)).Inc()
+}
+
+// decisionReason is a decision's reason as a bounded label: the baseline's
+// reasons as they are, "plugin:NAME" when a policy plugin suppressed or
+// deferred (or failed with on_error = suppress), "other" otherwise. A
+// plugin's own reason text never becomes a label.
+func decisionReason(d relay.Decision) string {
+	if d.Verdict != relay.VerdictDeliver {
+		for i := len(d.Plugins) - 1; i >= 0; i-- {
+			p := d.Plugins[i]
+			if !p.Shadow && (p.Verdict == string(d.Verdict) || p.Verdict == policy.DecisionError) {
+				return "plugin:" + p.Name
+			}
+		}
+	}
+	switch d.Reason {
+	case relay.ReasonEnabled, relay.ReasonEnforced, relay.ReasonWorkspaceDisabled, relay.ReasonUserOptOut,
+		relay.ReasonNoDevices, relay.ReasonExpired, pipeline.ReasonUnknownType:
+		return d.Reason
+	}
+	return "other"
+}
+
+// apiRequest counts an app API request.
+func (m *metrics) apiRequest(route string, status int, took time.Duration) {
+	m.apiReqs.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.apiTime.WithLabelValues(route).Observe(took.Seconds())
 }
 
 // pluginCollector exports each loaded plugin's counters at scrape time.
@@ -106,6 +198,7 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 type queueCollector struct {
 	q                                  *queue.Queue
 	open, depth, inFlight, due, dueAge *prometheus.Desc
+	jobAge, expired                    *prometheus.Desc
 }
 
 func newQueueCollector(q *queue.Queue) *queueCollector {
@@ -117,11 +210,13 @@ func newQueueCollector(q *queue.Queue) *queueCollector {
 		inFlight: prometheus.NewDesc("edgerelay_queue_in_flight", "This relay's sends in flight per lane.", l, nil),
 		due:      prometheus.NewDesc("edgerelay_queue_due", "Jobs due now per lane.", l, nil),
 		dueAge:   prometheus.NewDesc("edgerelay_queue_oldest_due_seconds", "Age of the oldest due job per lane.", l, nil),
+		jobAge:   prometheus.NewDesc("edgerelay_queue_oldest_job_seconds", "Time the lane's longest-open job has waited since its event was accepted (due, retrying or parked behind an open breaker).", l, nil),
+		expired:  prometheus.NewDesc("edgerelay_queue_expired_jobs", "Open jobs per lane whose event expired: they will end expired, unsent.", l, nil),
 	}
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.open, c.depth, c.inFlight, c.due, c.dueAge} {
+	for _, d := range []*prometheus.Desc{c.open, c.depth, c.inFlight, c.due, c.dueAge, c.jobAge, c.expired} {
 		ch <- d
 	}
 }
@@ -139,6 +234,8 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.High+s.Normal), s.Lane)
 		ch <- prometheus.MustNewConstMetric(c.inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Lane)
 		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, float64(s.Due), s.Lane)
-		ch <- prometheus.MustNewConstMetric(c.dueAge, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.dueAge, prometheus.GaugeValue, s.OldestDueAge.Seconds(), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.jobAge, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Lane)
+		ch <- prometheus.MustNewConstMetric(c.expired, prometheus.GaugeValue, float64(s.Expired), s.Lane)
 	}
 }

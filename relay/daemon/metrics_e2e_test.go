@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,7 +68,23 @@ func TestMetricsCatalogue(t *testing.T) {
 		t.Skip("builds a wasm plugin")
 	}
 	doc := readMetricsDoc(t)
-	h := newHarness(t, harnessOptions{logLevel: "warn", metrics: true})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := l.Addr().String()
+	l.Close()
+	h := newHarness(t, harnessOptions{logLevel: "warn", metrics: true, extraConfig: fmt.Sprintf(`
+api {
+  address = %q
+}
+auth {
+  issuer = "upstream"
+  audience = "edgerelay"
+  hs256_secret_file = "./jwt.secret"
+}
+`, apiAddr)})
+	writeFile(t, filepath.Join(h.dir, "jwt.secret"), e2eSecret)
 	wasm := filepath.Join(t.TempDir(), "scripted.wasm")
 	buildPlugin(t, "testdata/scripted", wasm)
 	data, err := os.ReadFile(wasm)
@@ -78,6 +95,20 @@ func TestMetricsCatalogue(t *testing.T) {
 	h.start()
 	defer h.stop(syscall.SIGTERM)
 	h.registerPhones("acme", "u-1")
+	// App API traffic: a route with a path parameter, an error, no route.
+	a := &appAPI{t: t, base: "http://" + apiAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	defer a.hc.CloseIdleConnections()
+	waitFor(t, 10*time.Second, func() error {
+		resp, err := a.hc.Get(a.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	tok := a.token("acme", "u-1", "user")
+	a.must(http.StatusOK, "GET", "/v1/devices/"+"iphone", tok, nil)
+	a.must(http.StatusForbidden, "PUT", "/v1/workspace/settings", tok, map[string]string{"otp_received": "enforced"})
+	a.must(http.StatusNotFound, "GET", "/v1/nowhere", tok, nil)
 	h.APNs.Script("", relaytest.Rule{Reason: "InvalidProviderToken"})
 	var events []map[string]any
 	for i := range 5 {
@@ -96,8 +127,10 @@ func TestMetricsCatalogue(t *testing.T) {
 	var families map[string]*dto.MetricFamily
 	waitFor(t, 15*time.Second, func() error {
 		families = scrape(t, h.metricsAddr)
-		if f := families["edgerelay_deliveries_total"]; f == nil || len(f.Metric) == 0 {
-			return fmt.Errorf("no android delivery counted yet")
+		for _, name := range []string{"edgerelay_deliveries_total", "edgerelay_accept_to_deliver_seconds"} {
+			if f := families[name]; f == nil || len(f.Metric) == 0 {
+				return fmt.Errorf("no android delivery in %s yet", name)
+			}
 		}
 		return nil
 	})
@@ -123,6 +156,46 @@ func TestMetricsCatalogue(t *testing.T) {
 				t.Errorf("%s: labels %q, documented %q", m.name, labels, m.labels)
 			}
 		}
+	}
+	// Label values stay bounded: no ids, no free text.
+	values := func(name, label string) []string {
+		var out []string
+		for _, s := range families[name].GetMetric() {
+			for _, l := range s.Label {
+				if l.GetName() == label {
+					out = append(out, l.GetValue())
+				}
+			}
+		}
+		return out
+	}
+	bounded := map[string]*regexp.Regexp{
+		"edgerelay_decisions_total/reason":             regexp.MustCompile(`^(enabled|enforced|workspace_disabled|user_opt_out|no_devices|expired|unknown_type|other|plugin:[A-Za-z0-9_.-]+)$`),
+		"edgerelay_decisions_total/type":               regexp.MustCompile(`^(identity_verification|new_trusted_device|account_shared|otp_received|other)$`),
+		"edgerelay_accept_to_deliver_seconds/platform": regexp.MustCompile(`^(ios|android)$`),
+		"edgerelay_api_requests_total/route":           regexp.MustCompile(`^(unmatched|(GET|PUT|POST|DELETE) /[a-z0-9/_{}.]*)$`),
+		"edgerelay_api_requests_total/status":          regexp.MustCompile(`^[1-5][0-9][0-9]$`),
+		"edgerelay_store_commit_seconds/op":            regexp.MustCompile(`^(add_events|decide|settle)$`),
+	}
+	for key, re := range bounded {
+		name, label, _ := strings.Cut(key, "/")
+		vals := values(name, label)
+		if len(vals) == 0 {
+			t.Errorf("%s: no %s label values", name, label)
+		}
+		for _, v := range vals {
+			if !re.MatchString(v) || strings.Contains(v, "iphone") {
+				t.Errorf("%s{%s=%q}: not a bounded value (%s)", name, label, v, re)
+			}
+		}
+	}
+	for _, want := range []string{"GET /v1/devices/{device_id}", "PUT /v1/workspace/settings", "unmatched"} {
+		if !slices.Contains(values("edgerelay_api_requests_total", "route"), want) {
+			t.Errorf("edgerelay_api_requests_total: no route %q in %q", want, values("edgerelay_api_requests_total", "route"))
+		}
+	}
+	if !slices.Contains(values("edgerelay_decisions_total", "reason"), "enabled") {
+		t.Errorf("edgerelay_decisions_total: reasons %q, want enabled", values("edgerelay_decisions_total", "reason"))
 	}
 	// And every edgerelay_ metric exported is documented.
 	for name := range families {

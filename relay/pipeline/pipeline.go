@@ -105,6 +105,10 @@ type Options struct {
 	// OnScheduled, when set, is called after a decision that sends (jobs
 	// pending or deferred) is recorded, with the alert and the jobs.
 	OnScheduled func(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job)
+	// OnDecided, when set, is called with each decision this relay
+	// recorded (not those another relay or an earlier sweep recorded
+	// first): decision metrics.
+	OnDecided func(relay.Event, relay.Decision)
 	// SweepInterval is how often Run looks for accepted events that no
 	// decider took (a decision that failed, a relay that died between
 	// accepting and deciding); default DefaultSweepInterval.
@@ -447,13 +451,22 @@ func (p *Pipeline) sweep(ctx context.Context, before time.Time) (events int, err
 	return events, nil
 }
 
+// ReasonUnknownType is the reason of an event whose type is no longer
+// declared in config (it was, when the event was accepted).
+const ReasonUnknownType = "unknown_type"
+
 // Decide runs the decision chain for one stored event, records it and queues
 // its jobs.
 func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	now := p.opts.Now()
 	n := p.cfg.Load().Notifications[ev.Type]
 	if n == nil {
-		return ignoreConflict(p.opts.Store.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "unknown_type"}, nil, nil))
+		dec := relay.Decision{Verdict: relay.VerdictSuppress, Reason: ReasonUnknownType}
+		err := p.opts.Store.Decide(ctx, ev.Key(), dec, nil, nil)
+		if err == nil && p.opts.OnDecided != nil {
+			p.opts.OnDecided(ev, dec)
+		}
+		return ignoreConflict(err)
 	}
 	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
 	if err != nil {
@@ -548,6 +561,9 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 			return nil // decided already (a sweep, or another relay)
 		}
 		return fmt.Errorf("record decision: %w", err)
+	}
+	if p.opts.OnDecided != nil {
+		p.opts.OnDecided(ev, dec)
 	}
 	if len(notices) > 0 && p.opts.OnNotices != nil {
 		p.opts.OnNotices(ctx, ev, notices)

@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// storeOps are the store operations watched on the delivery path: the
+// writes every event and every send makes (lease: errors only).
+var storeOps = []string{"add_events", "decide", "lease", "settle"}
+
+// timedStore times the delivery path's store writes and counts their
+// failures (edgerelay_store_commit_seconds, edgerelay_store_errors_total).
+// Only the pipeline and the queue use it; the rest of relayd uses the
+// store itself (its concrete type stays visible there).
+type timedStore struct {
+	store.Backend
+	m *metrics
+}
+
+func (t timedStore) observe(op string, start time.Time, err error) {
+	if err != nil {
+		t.m.storeErrs.WithLabelValues(op).Inc()
+		return
+	}
+	t.m.storeTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (t timedStore) AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error) {
+	start := time.Now()
+	res, err := t.Backend.AddEvents(ctx, events, receivedAt)
+	t.observe("add_events", start, err)
+	return res, err
+}
+
+func (t timedStore) Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error {
+	start := time.Now()
+	err := t.Backend.Decide(ctx, key, d, alert, jobs)
+	if errorsIsConflict(err) {
+		t.observe("decide", start, nil) // decided first elsewhere: the store worked
+	} else {
+		t.observe("decide", start, err)
+	}
+	return err
+}
+
+func (t timedStore) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leased, time.Time, error) {
+	start := time.Now()
+	jobs, next, err := t.Backend.Lease(ctx, req)
+	// Not timed: a backend may wait for work (LeaseRequest.Wait).
+	if err != nil && ctx.Err() == nil { // a shutdown is not a store error
+		t.observe("lease", start, err)
+	}
+	return jobs, next, err
+}
+
+func (t timedStore) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
+	start := time.Now()
+	err := t.Backend.Settle(ctx, l, j)
+	if errorsIsLeaseLost(err) {
+		t.observe("settle", start, nil) // another relay has the job: the store worked
+	} else {
+		t.observe("settle", start, err)
+	}
+	return err
+}
+
+func errorsIsConflict(err error) bool  { return err != nil && errors.Is(err, relay.ErrConflict) }
+func errorsIsLeaseLost(err error) bool { return err != nil && errors.Is(err, store.ErrLeaseLost) }
