@@ -82,3 +82,9 @@ retry {
 metrics {
   address = "127.0.0.1:9480"
 }
+
+# Who changed settings, preferences, devices, dead letters and plugins
+# (relayctl audit); entries older than retention are pruned.
+audit {
+  retention = "8760h"
+}

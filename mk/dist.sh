@@ -9,6 +9,7 @@
 #   relayd.hcl                       production sample config
 #   relayd.service relayd.sysusers   systemd unit and its user
 #   policies/                        the shipped policy plugins (build/policies)
+#   deploy/                          Grafana dashboard, Prometheus alert rules
 #   docs/ README.md RATIONALE.md LICENSE (when present)
 # and OUT/SHA256SUMS. The policies must be built first (make policies).
 set -eu
@@ -38,6 +39,7 @@ for p in $PLATFORMS; do
 	cp dist/relayd.hcl dist/relayd.service dist/relayd.sysusers "$stage/"
 	cp build/policies/*.wasm build/policies/*.hcl "$stage/policies/"
 	cp docs/*.md "$stage/docs/"
+	cp -R deploy "$stage/"
 	cp README.md RATIONALE.md "$stage/"
 	if [ -f LICENSE ]; then cp LICENSE "$stage/"; fi
 	tar -C "$OUT" --owner=0 --group=0 --numeric-owner -czf "$OUT/$name.tar.gz" "$name"

@@ -232,7 +232,7 @@ func TestDistArchives(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			files := readArchive(t, a)
 			for _, want := range []string{"bin/relayd", "bin/relayctl", "relayd.hcl", "relayd.service", "relayd.sysusers",
-				"README.md", "docs/operations.md", "docs/config.md"} {
+				"README.md", "docs/operations.md", "docs/config.md", "deploy/grafana/edgerelay.json", "deploy/prometheus/alerts.yml"} {
 				if _, ok := files[name+"/"+want]; !ok {
 					t.Errorf("%s: no %s", filepath.Base(a), want)
 				}

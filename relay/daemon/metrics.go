@@ -39,7 +39,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		knownType: func(string) bool { return true },
-		reg: prometheus.NewRegistry(),
+		reg:       prometheus.NewRegistry(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgerelay_events_total", Help: "Events received on the socket, by result.",
 		}, []string{"result"}),

@@ -197,6 +197,26 @@ auth {
 	if !slices.Contains(values("edgerelay_decisions_total", "reason"), "enabled") {
 		t.Errorf("edgerelay_decisions_total: reasons %q, want enabled", values("edgerelay_decisions_total", "reason"))
 	}
+	// Every metric the shipped dashboard and alert rules use is exported,
+	// and its series carry the labels they rely on.
+	for name, labels := range usedMetrics(t, deployQueries(t), doc) {
+		f := families[name]
+		if f == nil || len(f.Metric) == 0 {
+			t.Errorf("%s: used in deploy/, no series in the scrape", name)
+			continue
+		}
+		for _, l := range labels {
+			if slices.Contains(targetLabels, l) || l == "le" {
+				continue
+			}
+			for _, s := range f.Metric {
+				if !slices.ContainsFunc(s.Label, func(p *dto.LabelPair) bool { return p.GetName() == l }) {
+					t.Errorf("%s: deploy/ relies on label %q, a scraped series lacks it", name, l)
+					break
+				}
+			}
+		}
+	}
 	// And every edgerelay_ metric exported is documented.
 	for name := range families {
 		if strings.HasPrefix(name, "edgerelay_") && !slices.ContainsFunc(doc, func(m documentedMetric) bool { return m.name == name }) {
