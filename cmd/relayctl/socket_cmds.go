@@ -369,6 +369,7 @@ type laneView struct {
 	InFlight      int            `json:"in_flight"`
 	Due           int            `json:"due"`
 	Oldest        string         `json:"oldest_age"`
+	Expired       int            `json:"expired"`
 	Breaker       string         `json:"breaker"`
 	BreakerUntil  string         `json:"breaker_until"`
 	BreakerReason string         `json:"breaker_reason"`
@@ -388,7 +389,7 @@ func (g *globals) printLanes(q queueView) error {
 		return nil
 	}
 	tw := g.table()
-	fmt.Fprintln(tw, "LANE\tHIGH\tNORMAL\tDUE\tOLDEST DUE\tLEASED BY\tIN FLIGHT HERE\tBREAKER HERE")
+	fmt.Fprintln(tw, "LANE\tHIGH\tNORMAL\tDUE\tOLDEST\tEXPIRED\tLEASED BY\tIN FLIGHT HERE\tBREAKER HERE")
 	for _, l := range q.Lanes {
 		brk := l.Breaker
 		if l.BreakerUntil != "" {
@@ -409,7 +410,7 @@ func (g *globals) printLanes(q queueView) error {
 				leases += " (" + strings.Join(owners, " ") + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", l.Lane, l.High, l.Normal, l.Due, l.Oldest, leases, l.InFlight, brk)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%s\n", l.Lane, l.High, l.Normal, l.Due, l.Oldest, l.Expired, leases, l.InFlight, brk)
 	}
 	return tw.Flush()
 }
