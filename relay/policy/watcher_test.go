@@ -308,7 +308,7 @@ func TestWatcherOnChange(t *testing.T) {
 		got = append(got, s)
 	}})
 	defer w.Close(context.Background())
-	a := constPlugin(`{"verdict":"allow"}`)
+	a := wasmtest.ConstPlugin(`{"verdict":"allow"}`)
 	h := sha256hex(a)[:8]
 	writeFile(t, filepath.Join(dir, "a.wasm"), a)
 	writeFile(t, filepath.Join(dir, "b.wasm"), []byte("garbage"))
