@@ -38,31 +38,41 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 	return c.ResponseWriter.Write(b)
 }
 
-// auditReplay wraps POST /v1/deadletters/{id}/replay: a replay answered
-// 200 is recorded with the socket peer. (A 409 "no provider for its lane"
-// re-opened the job too but is not recorded: its answer does not name
-// the job.)
-func auditReplay(next http.Handler, a store.AuditLog, log hclog.Logger) http.Handler {
+// auditOK wraps an admin route of the socket: when it answers 200, the
+// entry built from the request and the answer's body is recorded with the
+// socket peer as the actor. (The upstream cancel, DELETE
+// /v1/events/{workspace}/{id}, is to be wrapped the same way with
+// relay.AuditEventCancel once it lands.)
+func auditOK(next http.Handler, a store.AuditLog, log hclog.Logger, entry func(r *http.Request, body []byte) relay.AuditEntry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &captureWriter{ResponseWriter: w}
 		next.ServeHTTP(cw, r)
 		if cw.status != http.StatusOK {
 			return
 		}
-		var res struct {
-			Event    relay.EventKey `json:"event"`
-			DeviceID string         `json:"device_id"`
-		}
-		var after bytes.Buffer
-		if json.Unmarshal(cw.body.Bytes(), &res) != nil || json.Compact(&after, cw.body.Bytes()) != nil {
-			after.Reset() // not the answer the queue gives: record the replay without it
-		}
-		ingest.Record(r.Context(), log, a, relay.AuditEntry{
-			Action: relay.AuditDeadLetterReplay, Workspace: res.Event.Workspace, Target: r.PathValue("id"),
-			Before: relay.AuditJSON(map[string]string{"state": string(relay.StateFailed)}),
-			After:  json.RawMessage(after.Bytes()),
-		})
+		ingest.Record(r.Context(), log, a, entry(r, cw.body.Bytes()))
 	})
+}
+
+// compactJSON is body on one line, or nil when it is not JSON.
+func compactJSON(body []byte) json.RawMessage {
+	var b bytes.Buffer
+	if json.Compact(&b, body) != nil {
+		return nil
+	}
+	return b.Bytes()
+}
+
+// replayEntry records POST /v1/deadletters/{id}/replay answered 200. (A
+// 409 "no provider for its lane" re-opened the job too but is not
+// recorded: its answer does not name the job.)
+func replayEntry(r *http.Request, body []byte) relay.AuditEntry {
+	var res struct {
+		Event relay.EventKey `json:"event"`
+	}
+	_ = json.Unmarshal(body, &res)
+	return relay.AuditEntry{Action: relay.AuditDeadLetterReplay, Workspace: res.Event.Workspace, Target: r.PathValue("id"),
+		Before: relay.AuditJSON(map[string]string{"state": string(relay.StateFailed)}), After: compactJSON(body)}
 }
 
 // pluginVersions is the loaded plugins by name, for plugins.reload's

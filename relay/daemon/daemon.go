@@ -192,7 +192,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	})
 	srv.Handle("GET /v1/queue", queueHandler(q, d.nodeName()))
 	srv.Handle("GET /v1/deadletters", q.DeadLettersHandler())
-	srv.Handle("POST /v1/deadletters/{id}/replay", auditReplay(q.ReplayHandler(), st, d.log.Named("audit")))
+	srv.Handle("POST /v1/deadletters/{id}/replay", auditOK(q.ReplayHandler(), st, d.log.Named("audit"), replayEntry))
 	hub := api.NewHub()
 	srv.Handle("GET /v1/actions/stream", api.StreamHandler(st, api.StreamOptions{Hub: hub, Logger: d.log.Named("actions"), Poll: d.streamPoll()}))
 	var apiSrv *api.Server
