@@ -332,6 +332,9 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
 	for _, o := range taken {
 		s.log.Info("device removed: its push token moved to another device", relay.LogKeyWorkspace, o.Workspace,
 			relay.LogKeyUser, o.User, relay.LogKeyDevice, o.ID)
+		s.record(r, relay.AuditEntry{Action: relay.AuditDeviceDelete, Workspace: o.Workspace, User: o.User, Target: o.ID,
+			Before: relay.AuditJSON(AuditDevice(o)),
+			After:  relay.AuditJSON(map[string]string{"reason": "push token registered for " + d.User + "/" + d.ID})})
 	}
 	writeJSON(w, http.StatusOK, d)
 }

@@ -113,3 +113,28 @@ func TestAuditNotConfigured(t *testing.T) {
 	}
 	ts.do(t, http.MethodGet, "/v1/audit", "", nil).wantError(t, http.StatusNotFound, CodeNotFound, "no audit log")
 }
+
+// TestAuditTokenMoved: an operator registering a push token another device
+// of the workspace holds removes that device, and the removal is recorded.
+func TestAuditTokenMoved(t *testing.T) {
+	audit, err := bolt.Open(filepath.Join(t.TempDir(), "audit.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = audit.Close(t.Context()) })
+	ts := startServer(t, func(o *Options) { o.Audit = audit })
+	for _, p := range []string{"/v1/workspaces/acme/users/u-1/devices/old", "/v1/workspaces/acme/users/u-2/devices/new"} {
+		if r := ts.do(t, http.MethodPut, p, MediaTypeJSON, []byte(`{"platform":"android","token":"tok-1","app":"demo"}`)); r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", p, r.status, r.body)
+		}
+	}
+	var list AuditList
+	ts.do(t, http.MethodGet, "/v1/audit", "", nil).decode(t, &list)
+	if len(list.Entries) != 1 {
+		t.Fatalf("entries %+v, want the removal of u-1/old", list.Entries)
+	}
+	e := list.Entries[0]
+	if e.Action != relay.AuditDeviceDelete || e.User != "u-1" || e.Target != "old" || string(e.After) != `{"reason":"push token registered for u-2/new"}` {
+		t.Fatalf("entry %+v after %s", e, e.After)
+	}
+}
