@@ -17,7 +17,7 @@ const (
 
 // Actor is who made a change. Socket actors carry the peer's uid and pid
 // (nil when the kernel did not tell); app actors the JWT's sub, ws and
-// role.
+// role; system actors the relay's name as Subject.
 type Actor struct {
 	Kind      ActorKind `json:"kind"`
 	UID       *int      `json:"uid,omitempty"`

@@ -45,6 +45,10 @@ func (e *auditEntry) who() string {
 		return s
 	case "app":
 		return fmt.Sprintf("app:%s@%s/%s", a.Role, a.Workspace, a.Subject)
+	case "system":
+		if a.Subject != "" {
+			return "system:" + a.Subject
+		}
 	}
 	return a.Kind
 }

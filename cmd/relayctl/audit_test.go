@@ -109,6 +109,12 @@ func TestAuditAdminAndOperator(t *testing.T) {
 	if err := json.Unmarshal([]byte(ctl("-json", "audit", "-action", "deadletter.replay")), &out); err != nil || len(out.Entries) != 1 {
 		t.Errorf("-action deadletter.replay: %+v %v", out.Entries, err)
 	}
+	// An operator's plugin reload, with the (empty) plugin set before and after.
+	ctl("plugin", "reload")
+	if err := json.Unmarshal([]byte(ctl("-json", "audit", "-action", "plugins.reload")), &out); err != nil || len(out.Entries) != 1 ||
+		out.Entries[0].who() != wantWho || string(compactJSON(t, out.Entries[0].After)) != `{}` {
+		t.Errorf("-action plugins.reload: %+v %v", out.Entries, err)
+	}
 	code, _, stderr := runCLI(t, "-config", cfgPath, "audit", "-since", "yesterday")
 	if code != exitFailure || !strings.Contains(stderr, `field "since"`) {
 		t.Errorf("bad -since: exit %d, stderr %s", code, stderr)

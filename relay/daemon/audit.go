@@ -104,15 +104,16 @@ func auditReload(next http.Handler, list func() []policy.PluginInfo, a store.Aud
 }
 
 // auditPluginChange records a plugin loaded, replaced or unloaded by the
-// watcher (actor: relayd itself; the operator's own reload is recorded
-// by auditReload).
-func auditPluginChange(a store.AuditLog, log hclog.Logger) func(policy.PluginChange) {
+// watcher (actor: relayd itself, named by its relay name, since each
+// relay of a cluster loads its own plugin directory; the operator's own
+// reload is recorded by auditReload).
+func auditPluginChange(a store.AuditLog, relayName string, log hclog.Logger) func(policy.PluginChange) {
 	return func(c policy.PluginChange) {
 		action := relay.AuditPluginLoad
 		if c.After == nil {
 			action = relay.AuditPluginUnload
 		}
-		e := relay.AuditEntry{Time: time.Now().UTC(), Actor: relay.Actor{Kind: relay.ActorSystem}, Action: action, Target: c.Name}
+		e := relay.AuditEntry{Time: time.Now().UTC(), Actor: relay.Actor{Kind: relay.ActorSystem, Subject: relayName}, Action: action, Target: c.Name}
 		if c.Before != nil {
 			e.Before = relay.AuditJSON(c.Before)
 		}

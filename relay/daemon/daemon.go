@@ -132,7 +132,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			Observe: func(p string, took time.Duration) { d.metrics.pluginTime.WithLabelValues(p).Observe(took.Seconds()) }},
 		Logger: d.log.Named("policy.watcher"),
 		// Every plugin change is an operator's change (a file dropped in).
-		OnChange: auditPluginChange(st, d.log.Named("audit")),
+		OnChange: auditPluginChange(st, d.nodeName(), d.log.Named("audit")),
 	})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
