@@ -16,7 +16,7 @@ import (
 // TestAuditAdminAndOperator: an admin enforcing a type through the app
 // API and an operator replaying a dead letter through the socket both
 // appear in `relayctl audit`, with who did it and the state before and
-// after.
+// after; so do an upstream cancel and a plugin reload.
 func TestAuditAdminAndOperator(t *testing.T) {
 	cfgPath, fakes := startRelayd(t)
 	cfg, diags := config.Load(cfgPath)
@@ -108,6 +108,17 @@ func TestAuditAdminAndOperator(t *testing.T) {
 	// Filters reach the server.
 	if err := json.Unmarshal([]byte(ctl("-json", "audit", "-action", "deadletter.replay")), &out); err != nil || len(out.Entries) != 1 {
 		t.Errorf("-action deadletter.replay: %+v %v", out.Entries, err)
+	}
+	// The upstream cancelling a prompt on the socket.
+	os.WriteFile(ev, []byte(`{"id":"evt-c","workspace":"acme","user":"u1","type":"new_trusted_device","actions":["approve","deny"]}`), 0o600)
+	ctl("send", ev)
+	var cancelled json.RawMessage
+	if err := newClient(cfg.Socket.Path).do(t.Context(), http.MethodDelete, "/v1/events/acme/evt-c", "", nil, &cancelled); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	if err := json.Unmarshal([]byte(ctl("-json", "audit", "-action", "event.cancel")), &out); err != nil || len(out.Entries) != 1 ||
+		out.Entries[0].who() != wantWho || out.Entries[0].Target != "evt-c" || !strings.Contains(string(out.Entries[0].After), `"cancelled"`) {
+		t.Errorf("-action event.cancel: %+v %v", out.Entries, err)
 	}
 	// An operator's plugin reload, with the (empty) plugin set before and after.
 	ctl("plugin", "reload")

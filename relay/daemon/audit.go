@@ -40,9 +40,7 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 
 // auditOK wraps an admin route of the socket: when it answers 200, the
 // entry built from the request and the answer's body is recorded with the
-// socket peer as the actor. (The upstream cancel, DELETE
-// /v1/events/{workspace}/{id}, is to be wrapped the same way with
-// relay.AuditEventCancel once it lands.)
+// socket peer as the actor.
 func auditOK(next http.Handler, a store.AuditLog, log hclog.Logger, entry func(r *http.Request, body []byte) relay.AuditEntry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &captureWriter{ResponseWriter: w}
@@ -73,6 +71,14 @@ func replayEntry(r *http.Request, body []byte) relay.AuditEntry {
 	_ = json.Unmarshal(body, &res)
 	return relay.AuditEntry{Action: relay.AuditDeadLetterReplay, Workspace: res.Event.Workspace, Target: r.PathValue("id"),
 		Before: relay.AuditJSON(map[string]string{"state": string(relay.StateFailed)}), After: compactJSON(body)}
+}
+
+// cancelEntry records the upstream's DELETE /v1/events/{workspace}/{id}
+// answered 200 (a repeated cancel too: it is answered 200 with nothing
+// withdrawn).
+func cancelEntry(r *http.Request, body []byte) relay.AuditEntry {
+	return relay.AuditEntry{Action: relay.AuditEventCancel, Workspace: r.PathValue("workspace"), Target: r.PathValue("id"),
+		After: compactJSON(body)}
 }
 
 // pluginVersions is the loaded plugins by name, for plugins.reload's

@@ -205,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	} else {
 		d.log.Warn("app API disabled: the config has no auth block to verify tokens with")
 	}
-	srv.Handle("DELETE /v1/events/{workspace}/{id}", cancelHandler(st, wd, time.Now, d.log.Named("cancel")))
+	srv.Handle("DELETE /v1/events/{workspace}/{id}", auditOK(cancelHandler(st, wd, time.Now, d.log.Named("cancel")), st, d.log.Named("audit"), cancelEntry))
 	srv.Handle("GET /v1/plugins", pluginsHandler(watcher))
 	srv.Handle("POST /v1/plugins/reload", auditReload(reloadHandler(watcher), watcher.List, st, d.log.Named("audit")))
 	srv.Handle("GET /v1/status", d.statusHandler(time.Now()))
