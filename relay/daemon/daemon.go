@@ -183,7 +183,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		MaxInflightBytes: cfg.Socket.MaxInflightBytes,
 		Acceptor:         &countingAcceptor{next: pl, m: d.metrics},
 		Store:            st,
-		Audit:     st,
+		Audit:            st,
 		// The config in force: a reload changes types and apps.
 		KnownType: func(t string) bool { return d.live.Load().cfg.Notifications[t] != nil },
 		Types:     func() map[string]relay.Setting { return d.live.Load().defaults },
