@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -154,4 +156,33 @@ func runAuditPruner(ctx context.Context, a store.AuditLog, retention time.Durati
 		}
 		t.Reset(auditPruneInterval)
 	}
+}
+
+// auditErase completes an erasure in the audit log: the entries about the
+// erased user (or workspace) go too, and the erasure is recorded with the
+// operator as the actor and the user only as a pseudonym (ErasedUserID),
+// so the log keeps who erased when without keeping the user's id.
+func auditErase(a store.AuditLog, log hclog.Logger) func(ctx context.Context, r *http.Request, res eraseResult) {
+	return func(ctx context.Context, r *http.Request, res eraseResult) {
+		ctx = context.WithoutCancel(ctx)
+		n, err := a.EraseAudit(ctx, res.Workspace, res.User)
+		if err != nil {
+			// Ids only, as the erase handler logs.
+			log.Error("erase audit entries", relay.LogKeyWorkspace, res.Workspace, relay.LogKeyUser, res.User, relay.LogKeyError, err)
+		}
+		target := "workspace"
+		if res.User != "" {
+			target = ErasedUserID(res.Workspace, res.User)
+		}
+		ingest.Record(ctx, log, a, relay.AuditEntry{Action: relay.AuditErase, Workspace: res.Workspace, Target: target,
+			After: relay.AuditJSON(map[string]any{"erased": res.Erased, "audit_entries": n})})
+	}
+}
+
+// ErasedUserID is how the audit log names an erased user: "user:" and the
+// first 16 bytes of SHA-256(workspace, NUL, user) in hex. Whoever knows the
+// id can check that it was erased; the log does not keep the id.
+func ErasedUserID(workspace, user string) string {
+	h := sha256.Sum256([]byte(workspace + "\x00" + user))
+	return "user:" + hex.EncodeToString(h[:16])
 }

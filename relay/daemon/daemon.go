@@ -214,11 +214,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.running.Store(rn)
 	defer rn.closeRetired()
 	srv.Handle("GET /v1/backup", backupHandler(st, d.log.Named("backup")))
-	// TODO(audit): once the audit log lands (issue-12-obs), record each
-	// erasure: ingest.Record(ctx, log, st, relay.AuditEntry{Action:
-	// relay.AuditErase, Workspace: res.Workspace, User: res.User, After:
-	// relay.AuditJSON(res.Erased)}) as the onErased callback.
-	srv.Handle("POST /v1/erase", eraseHandler(st, d.log.Named("erase"), nil))
+	srv.Handle("POST /v1/erase", eraseHandler(st, d.log.Named("erase"), auditErase(st, d.log.Named("audit"))))
 	d.socket.Store(srv)
 
 	// Three stages stop one after the other: the socket first (no new

@@ -11,6 +11,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/edgerelay/edgerelay/relay/daemon"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
 )
 
@@ -58,6 +59,23 @@ func TestEraseLeavesNothingOfTheUser(t *testing.T) {
 	}
 	if _, code := h.event("acme", "evt-1"); code != 404 {
 		t.Errorf("erased event: %d", code)
+	}
+	// The audit log keeps who erased, not whom: the user as a pseudonym,
+	// and nothing of the entries about them (their preferences above).
+	code, body = h.do("GET", "/v1/audit?workspace=acme", "", nil)
+	var audit struct {
+		Entries []struct{ Action, User, Target string } `json:"entries"`
+	}
+	if err := json.Unmarshal(body, &audit); code != 200 || err != nil || len(audit.Entries) == 0 {
+		t.Fatalf("audit: %d %s", code, body)
+	}
+	if e := audit.Entries[0]; e.Action != "erase" || e.User != "" || e.Target != daemon.ErasedUserID("acme", gone) {
+		t.Errorf("newest audit entry %+v, want the erasure of %s", e, daemon.ErasedUserID("acme", gone))
+	}
+	for _, e := range audit.Entries {
+		if e.User == gone {
+			t.Errorf("audit entry about the erased user left: %+v", e)
+		}
 	}
 	if code, body := h.do("POST", "/v1/erase", "application/json", []byte(`{"user":"x"}`)); code != 400 || !strings.Contains(string(body), `\"workspace\"`) {
 		t.Errorf("erase without workspace: %d %s", code, body)

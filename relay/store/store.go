@@ -341,6 +341,10 @@ type AuditLog interface {
 	// PruneAudit drops entries made before before, oldest first, and
 	// returns how many it dropped.
 	PruneAudit(ctx context.Context, before time.Time) (int, error)
+	// EraseAudit drops the entries about user in workspace (with user "":
+	// every entry of the workspace), the audit log's part of an erasure
+	// (Eraser), and returns how many it dropped.
+	EraseAudit(ctx context.Context, workspace, user string) (int, error)
 }
 
 // CheckAuditEntry reports what is missing from an entry to append.

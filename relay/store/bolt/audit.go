@@ -159,3 +159,50 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
 		}
 	}
 }
+
+// EraseAudit implements store.AuditLog: one transaction over the log
+// (audit entries are few: operator and admin changes).
+func (s *Store) EraseAudit(ctx context.Context, workspace, user string) (int, error) {
+	if err := checkPart("workspace", workspace); err != nil {
+		return 0, fmt.Errorf("erase audit entries: %w", err)
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("erase audit entries: %w", err)
+	}
+	defer leave()
+	f := store.AuditFilter{Workspace: workspace, User: user}
+	var n int
+	err = s.write(func(tx *bbolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bucketAudit)
+		if b == nil {
+			return nil
+		}
+		var drop [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var e relay.AuditEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode audit entry %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if f.Match(&e) {
+				drop = append(drop, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(drop)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("erase audit entries: %w", err)
+	}
+	return n, nil
+}

@@ -107,3 +107,34 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
 		n++
 	}
 }
+
+// EraseAudit implements store.AuditLog: it reads the log from the oldest
+// entry and deletes the matching messages.
+func (s *Store) EraseAudit(ctx context.Context, workspace, user string) (int, error) {
+	if workspace == "" {
+		return 0, errors.New("erase audit entries: workspace: must not be empty")
+	}
+	f := store.AuditFilter{Workspace: workspace, User: user}
+	n := 0
+	for seq := uint64(1); ; seq++ {
+		msg, err := nextMsg(ctx, s.audit, seq, s.subj.audit)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("erase audit entries: %w", err)
+		}
+		seq = msg.Sequence
+		e, err := decodeAudit(msg)
+		if err != nil {
+			return n, fmt.Errorf("erase audit entries: %w", err)
+		}
+		if !f.Match(&e) {
+			continue
+		}
+		if err := s.audit.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("erase audit entries: delete %d: %w", seq, err)
+		}
+		n++
+	}
+}

@@ -1430,4 +1430,23 @@ func testAuditLog(t *testing.T, h Harness) {
 	if err != nil || e.Seq <= seqs[3] {
 		t.Fatalf("append after prune: %+v %v", e, err)
 	}
+	// An erasure drops the entries about the user, then the workspace's.
+	for _, u := range []string{user, user, "other", ""} {
+		if _, err := b.AppendAudit(ctx, relay.AuditEntry{Time: now.Add(5 * time.Second), Actor: relay.SocketActor(0, 1),
+			Action: relay.AuditPreferencesPut, Workspace: ws, User: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := p.EraseAudit(ctx, ws, user); err != nil || n != 2 {
+		t.Fatalf("erase user: %d %v, want 2", n, err)
+	}
+	if got, err := b.Audit(ctx, store.AuditFilter{Workspace: ws, Limit: 10}); err != nil || len(got) != 2 || got[0].User != "" || got[1].User != "other" {
+		t.Fatalf("after erasing %s: %+v %v", user, got, err)
+	}
+	if n, err := b.EraseAudit(ctx, ws, ""); err != nil || n != 2 {
+		t.Fatalf("erase workspace: %d %v, want 2", n, err)
+	}
+	if got, err := p.Audit(ctx, store.AuditFilter{Limit: 10}); err != nil || len(got) != 3 {
+		t.Fatalf("after erasing %s: %+v %v, want the 3 entries of other workspaces", ws, got, err)
+	}
 }
