@@ -7,13 +7,13 @@
 //
 // # Durability
 //
-// Concurrent writes go through bbolt's DB.Batch, so they share one
-// transaction and one fsync'd commit (group commit); a write that finds no
-// other write in flight commits at once with DB.Update instead of waiting
-// MaxBatchDelay for company. A write method returns only after its commit,
-// so whatever it reported as stored survives a crash of the process or the
-// machine. NoSync stays false. Batch may run a write
-// function more than once (when another function of the same batch fails),
+// Concurrent writes share one transaction and one fsync'd commit (group
+// commit, commit.go): a write that finds the store idle commits at once; the
+// writes that arrive while a commit syncs go together into the next one. A
+// write method returns only after its commit, so whatever it reported as
+// stored survives a crash of the process or the machine. NoSync stays
+// false. A write function may run more than once (when another function of
+// the same commit fails),
 // so every write function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
 // through those results, never by returning an error.

@@ -25,13 +25,8 @@ const (
 	// DefaultLockTimeout is how long Open waits for another process to
 	// release the file.
 	DefaultLockTimeout = 2 * time.Second
-	// DefaultMaxBatchDelay is how long a write that found other writes in
-	// flight waits for more to join its commit (a lone write commits at
-	// once). Writes also pile up behind a commit in progress, so this stays
-	// about one commit long; 5 and 10 ms measured slower at every
-	// concurrency (bench_test.go).
-	DefaultMaxBatchDelay = time.Millisecond
-	// DefaultMaxBatchSize is how many write calls one commit takes at most.
+	// DefaultMaxBatchSize is how many write calls one commit takes at most
+	// (commit.go).
 	DefaultMaxBatchSize = 1000
 )
 
@@ -41,9 +36,8 @@ type Options struct {
 	Logger hclog.Logger
 	// LockTimeout bounds the wait for the file lock held by another process.
 	LockTimeout time.Duration
-	// MaxBatchDelay and MaxBatchSize tune group commit (bbolt DB.Batch).
-	MaxBatchDelay time.Duration
-	MaxBatchSize  int
+	// MaxBatchSize caps how many write calls share one commit (commit.go).
+	MaxBatchSize int
 	// WriteFault, when set, is asked before every write transaction; an
 	// error fails the write as a full disk would (tests inject store
 	// faults with it, on a real file).
@@ -80,8 +74,8 @@ type Store struct {
 	closed   bool
 	wg       sync.WaitGroup // calls in flight
 	inflight atomic.Int32   // the same count, readable (tests)
-	writers  atomic.Int32   // write calls in flight
-	noSolo   bool           // always batch (benchmarks compare)
+	commits  committer      // group commit (commit.go)
+	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
 	done     chan struct{}  // closed by Close: walks stop
 	once     sync.Once
@@ -98,9 +92,6 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.MaxBatchDelay <= 0 {
-		opts.MaxBatchDelay = DefaultMaxBatchDelay
 	}
 	if opts.MaxBatchSize <= 0 {
 		opts.MaxBatchSize = DefaultMaxBatchSize
@@ -131,8 +122,6 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
-	db.MaxBatchSize = opts.MaxBatchSize
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -156,7 +145,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 	}
 	opts.Logger.Debug("store opened", "path", path)
-	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), fault: opts.WriteFault}, nil
+	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), maxBatch: opts.MaxBatchSize, fault: opts.WriteFault}, nil
 }
 
 // Ping reports whether the store can take writes: a write transaction
@@ -188,6 +177,7 @@ func (s *Store) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.once.Do(func() {
 		s.wg.Wait()
+		s.commits.loops.Wait() // the committer ends once the queue is empty
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 			return
@@ -216,25 +206,6 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 func (s *Store) leave() {
 	s.inflight.Add(-1)
 	s.wg.Done()
-}
-
-// write runs fn in a read-write transaction and returns once it is
-// committed to disk. A lone writer commits at once (db.Update); a writer
-// that finds others in flight joins their group commit (db.Batch), which
-// collects the callers arriving within MaxBatchDelay, or while the commit
-// before it syncs. fn must be idempotent: Batch may run it more than once.
-func (s *Store) write(fn func(*bbolt.Tx) error) error {
-	if s.fault != nil {
-		if err := s.fault(); err != nil {
-			return err
-		}
-	}
-	n := s.writers.Add(1)
-	defer s.writers.Add(-1)
-	if n == 1 && !s.noSolo {
-		return s.db.Update(fn)
-	}
-	return s.db.Batch(fn)
 }
 
 // stopped reports why a walk must stop, or nil.

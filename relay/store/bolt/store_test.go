@@ -600,7 +600,7 @@ func TestOpenErrors(t *testing.T) {
 func TestCloseWaitsAndStopsWalks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "relay.db")
 	ctx := context.Background()
-	s, err := Open(path, Options{MaxBatchDelay: 50 * time.Millisecond})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -664,16 +664,15 @@ func checkDB(tb testing.TB, db *bbolt.DB) {
 	}
 }
 
-// TestBatchRetry: when another function of the same batch fails, bbolt
-// rolls the batch back and runs the others again. Results must come out as
+// TestBatchRetry: when another function of the same commit fails, the
+// commit is rolled back and the others run again. Results must come out as
 // if each ran once.
 func TestBatchRetry(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "relay.db"), Options{MaxBatchDelay: 5 * time.Millisecond})
+	s, err := Open(filepath.Join(t.TempDir(), "relay.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	s.noSolo = true // every write joins a batch
 	ctx := context.Background()
 	injected := errors.New("injected")
 	stop := make(chan struct{})
@@ -686,7 +685,7 @@ func TestBatchRetry(t *testing.T) {
 					return
 				default:
 				}
-				if err := s.db.Batch(func(*bbolt.Tx) error { return injected }); err != injected {
+				if err := s.write(func(*bbolt.Tx) error { return injected }); err != injected {
 					t.Errorf("failing batch fn: got %v", err)
 					return
 				}
@@ -740,4 +739,33 @@ func TestBatchRetry(t *testing.T) {
 		t.Fatalf("undecided has %d entries, want %d", n, len(accepted))
 	}
 	checkDB(t, s.db)
+}
+
+// TestWritePanicStaysWithItsCaller: a write function that panics panics in
+// its own caller; the writes sharing its commit still commit.
+func TestWritePanicStaysWithItsCaller(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if i%10 == 0 {
+				defer func() {
+					if p := recover(); p != "boom" {
+						t.Errorf("recovered %v, want the write's panic", p)
+					}
+				}()
+				_ = s.write(func(*bbolt.Tx) error { panic("boom") })
+				return
+			}
+			mustAdd(t, s, ev("acme", fmt.Sprintf("e%d", i)))
+		})
+	}
+	wg.Wait()
+	for i := range 50 {
+		_, err := s.Event(ctx, relay.EventKey{Workspace: "acme", ID: fmt.Sprintf("e%d", i)})
+		if (i%10 == 0) != errors.Is(err, relay.ErrNotFound) {
+			t.Errorf("event e%d: %v", i, err)
+		}
+	}
 }

@@ -1,0 +1,122 @@
+package bolt
+
+import (
+	"fmt"
+	"sync"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// Group commit. A write queues its function; one committer goroutine runs
+// the queued functions in one read-write transaction and one fsync, then
+// takes whatever queued up while that commit was syncing, and so on until
+// the queue is empty. So a lone write commits at once (no waiting for a
+// batch that will not fill), and under load each commit carries every
+// write that arrived during the one before: the batch grows with the load
+// and nobody waits on a timer. (bbolt's own DB.Batch waits up to
+// MaxBatchDelay for company when more than one writer is in flight.)
+
+// writeCall is one queued write.
+type writeCall struct {
+	fn    func(*bbolt.Tx) error
+	err   error
+	panic any // a panic of fn, re-raised in the caller
+	done  chan struct{}
+}
+
+// committer is the queue of writes and whether a goroutine is committing it.
+type committer struct {
+	mu      sync.Mutex
+	pending []*writeCall
+	running bool
+	loops   sync.WaitGroup // the committer goroutine, when running
+}
+
+// write runs fn in a read-write transaction and returns once it is
+// committed to disk, sharing the transaction and its fsync with the writes
+// queued at the same time. fn must be idempotent: when another function of
+// the same commit fails, the commit is rolled back and fn runs again.
+func (s *Store) write(fn func(*bbolt.Tx) error) error {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return err
+		}
+	}
+	c := &writeCall{fn: fn, done: make(chan struct{})}
+	cm := &s.commits
+	cm.mu.Lock()
+	cm.pending = append(cm.pending, c)
+	if !cm.running {
+		cm.running = true
+		cm.loops.Go(s.commitLoop)
+	}
+	cm.mu.Unlock()
+	<-c.done
+	if c.panic != nil {
+		panic(c.panic)
+	}
+	return c.err
+}
+
+// commitLoop commits queued writes, up to maxBatch per transaction, until
+// the queue is empty.
+func (s *Store) commitLoop() {
+	cm := &s.commits
+	for {
+		cm.mu.Lock()
+		n := min(len(cm.pending), s.maxBatch)
+		if n == 0 {
+			cm.running = false
+			cm.pending = nil // drop the backing array a burst grew
+			cm.mu.Unlock()
+			return
+		}
+		batch := make([]*writeCall, n)
+		copy(batch, cm.pending)
+		cm.pending = cm.pending[n:]
+		cm.mu.Unlock()
+		s.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction. A function that fails (or panics)
+// gets its own error and leaves the batch; the others run again in a new
+// transaction, as bbolt's DB.Batch does.
+func (s *Store) commit(batch []*writeCall) {
+	for len(batch) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i, c := range batch {
+				if err := runCall(c, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			c := batch[failed]
+			c.err = err
+			close(c.done)
+			batch = append(batch[:failed:failed], batch[failed+1:]...)
+			continue
+		}
+		for _, c := range batch {
+			c.err = err // nil, or the commit itself failed
+			close(c.done)
+		}
+		return
+	}
+}
+
+// runCall runs c's function, turning a panic into an error for the batch
+// (and a panic for c's caller).
+func runCall(c *writeCall, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.panic = p
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+	}()
+	return c.fn(tx)
+}
