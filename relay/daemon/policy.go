@@ -17,6 +17,14 @@ type policyAdapter struct {
 	w *policy.Watcher
 }
 
+// Applies tells the pipeline whether an event needs the plugins: one that
+// needs none is decided on accept, in the same store write.
+func (p policyAdapter) Applies(ev relay.Event) bool { return p.w.Applies(ev.Workspace, ev.Type) }
+
+// Active tells the pipeline whether any plugin is loaded (one could read
+// the user.recent counts, which only deciders keep).
+func (p policyAdapter) Active() bool { return p.w.Active() }
+
 func (p policyAdapter) Evaluate(ctx context.Context, in pipeline.PolicyInput) (pipeline.PolicyResult, error) {
 	ev := in.Event
 	var recent map[string]abi.Recent

@@ -67,6 +67,21 @@ func (m *memStore) AddEvents(_ context.Context, events []relay.Event, at time.Ti
 	return errs, nil
 }
 
+func (m *memStore) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, at time.Time) ([]error, error) {
+	errs, err := m.AddEvents(ctx, events, at)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range decided {
+		if d != nil && errs[i] == nil {
+			if err := m.Decide(ctx, events[i].Key(), d.Decision, d.Alert, d.Jobs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return errs, nil
+}
+
 func (m *memStore) Event(_ context.Context, key relay.EventKey) (*store.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -219,13 +219,31 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 			return nil, err
 		}
 	}
-	res, err := p.opts.Store.AddEvents(ctx, ok, now)
+	// Decide at once what needs no plugin and no user.recent count (and so
+	// nothing to wait for): the event and its decision go into the same
+	// store write, and no decider is involved. The rest wait for a decider.
+	decided := make([]*judged, len(ok))
+	stored := make([]*store.Decided, len(ok))
+	for k := range ok {
+		j, err := p.judge(ctx, ok[k], now, true)
+		if err != nil || j == nil {
+			continue // a decider judges it (a failed read is tried again there)
+		}
+		decided[k] = j
+		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
+	}
+	res, err := p.opts.Store.AddDecided(ctx, ok, stored, now)
 	if err != nil {
 		return nil, fmt.Errorf("store events: %w", err)
 	}
 	for k, e := range res {
 		errs[idx[k]] = e
 		if e != nil {
+			continue
+		}
+		if j := decided[k]; j != nil {
+			// Hooks run whatever the poster does: the event is decided.
+			p.decided(context.WithoutCancel(ctx), ok[k], j)
 			continue
 		}
 		// Wait for a decider even if the poster hangs up: the event is
@@ -459,8 +477,7 @@ const ReasonUnknownType = "unknown_type"
 // its jobs.
 func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	now := p.opts.Now()
-	n := p.cfg.Load().Notifications[ev.Type]
-	if n == nil {
+	if p.cfg.Load().Notifications[ev.Type] == nil {
 		dec := relay.Decision{Verdict: relay.VerdictSuppress, Reason: ReasonUnknownType}
 		err := p.opts.Store.Decide(ctx, ev.Key(), dec, nil, nil)
 		if err == nil && p.opts.OnDecided != nil {
@@ -468,25 +485,83 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 		return ignoreConflict(err)
 	}
+	j, err := p.judge(ctx, ev, now, false)
+	if err != nil {
+		return err
+	}
+	if err := p.opts.Store.Decide(ctx, ev.Key(), j.dec, j.stored, j.jobs); err != nil {
+		if errors.Is(err, relay.ErrConflict) {
+			return nil // decided already (a sweep, or another relay)
+		}
+		return fmt.Errorf("record decision: %w", err)
+	}
+	p.decided(ctx, ev, j)
+	return nil
+}
+
+// judged is a decision ready to be recorded.
+type judged struct {
+	dec     relay.Decision
+	alert   *relay.Alert // the rendered alert
+	stored  *relay.Alert // the alert to store: nil when the jobs are final
+	jobs    []relay.Job
+	final   bool
+	notices []Notice
+}
+
+// decided runs what follows a recorded decision: OnDecided, the plugins'
+// notices, the queue's wake-up and OnScheduled.
+func (p *Pipeline) decided(ctx context.Context, ev relay.Event, j *judged) {
+	if p.opts.OnDecided != nil {
+		p.opts.OnDecided(ev, j.dec)
+	}
+	if len(j.notices) > 0 && p.opts.OnNotices != nil {
+		p.opts.OnNotices(ctx, ev, j.notices)
+	}
+	if j.final {
+		return
+	}
+	Scheduled(p.opts.Queue, j.alert.Priority, j.jobs)
+	if p.opts.OnScheduled != nil && len(j.jobs) > 0 {
+		p.opts.OnScheduled(ctx, ev, j.alert, j.jobs)
+	}
+}
+
+// policyApplies reports whether the policies would see ev; a Policy that
+// cannot tell sees every event.
+func (p *Pipeline) policyApplies(ev relay.Event) bool {
+	if a, ok := p.opts.Policy.(interface{ Applies(relay.Event) bool }); ok {
+		return a.Applies(ev)
+	}
+	return true
+}
+
+// policyActive reports whether any plugin is loaded (one could read the
+// user.recent counts); a Policy that cannot tell is.
+func (p *Pipeline) policyActive() bool {
+	if a, ok := p.opts.Policy.(interface{ Active() bool }); ok {
+		return a.Active()
+	}
+	return true
+}
+
+// judge runs the decision chain for ev, whose type is known. With quick
+// (deciding on accept), it returns nil, nil when the event needs a decider:
+// a plugin to judge it, or a user.recent count (kept in event order by the
+// deciders' per-user lines).
+func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, quick bool) (*judged, error) {
+	n := p.cfg.Load().Notifications[ev.Type]
+	if n == nil {
+		return nil, fmt.Errorf("unknown notification type %q", ev.Type)
+	}
 	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
 	if err != nil {
-		return fmt.Errorf("load settings: %w", err)
+		return nil, fmt.Errorf("load settings: %w", err)
 	}
 	prefs, err := p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
 	if err != nil {
-		return fmt.Errorf("load preferences: %w", err)
+		return nil, fmt.Errorf("load preferences: %w", err)
 	}
-	all, err := p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
-	if err != nil {
-		return fmt.Errorf("load devices: %w", err)
-	}
-	devices := all[:0:0]
-	for _, d := range all {
-		if p.sendable(d.App, d.Platform) {
-			devices = append(devices, d)
-		}
-	}
-
 	setting := relay.EffectiveSetting(ev.Type, n.Default, settings)
 	var pref *bool
 	if v, ok := prefs[ev.Type]; ok {
@@ -494,29 +569,49 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	}
 	dec := relay.Baseline(setting, pref)
 	dec.Plugins = []relay.PluginDecision{}
+	expired := ev.Expired(now)
+	// As before deciding on accept existed: with a Policy, every event
+	// whose baseline delivers is counted in user.recent and judged.
+	judgedByPolicy := !expired && dec.Verdict != relay.VerdictSuppress && p.opts.Policy != nil
+	if quick && judgedByPolicy && (p.policyApplies(ev) || (p.opts.Recent != nil && p.policyActive())) {
+		return nil, nil
+	}
+	all, err := p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	if err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	devices := all[:0:0]
+	for _, d := range all {
+		if p.sendable(d.App, d.Platform) {
+			devices = append(devices, d)
+		}
+	}
 	alert := p.render(ev, n)
 
-	var notices []Notice
+	out := &judged{}
 	state := relay.StatePending
 	switch {
-	case ev.Expired(now):
+	case expired:
 		dec = relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonExpired, Enforced: dec.Enforced, Plugins: dec.Plugins}
 		state = relay.StateExpired
 	case dec.Verdict == relay.VerdictSuppress:
 		state = relay.StateSuppressed
-	case p.opts.Policy != nil:
+	case judgedByPolicy && quick:
+		// No plugin applies and none could read a count: the baseline
+		// stands, as the (empty) chain would say.
+	case judgedByPolicy:
 		var recent map[string]store.RecentCounts
 		if p.opts.Recent != nil {
 			recent, err = p.opts.Recent.CountRecent(ctx, ev.Workspace, ev.User, ev.Type, now)
 			if err != nil {
-				return fmt.Errorf("count user.recent: %w", err)
+				return nil, fmt.Errorf("count user.recent: %w", err)
 			}
 		}
 		res, err := p.opts.Policy.Evaluate(ctx, PolicyInput{Now: now, Event: ev, Baseline: dec, Settings: settings, Preferences: prefs, Devices: devices, Recent: recent})
 		if err != nil {
-			return fmt.Errorf("evaluate policies: %w", err)
+			return nil, fmt.Errorf("evaluate policies: %w", err)
 		}
-		notices = res.Notices
+		out.notices = res.Notices
 		dec.Plugins = res.Plugins
 		if res.Verdict != "" {
 			dec.Verdict = res.Verdict
@@ -552,30 +647,11 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 		jobs = append(jobs, j)
 	}
-	var storedAlert *relay.Alert
-	if !state.Final() {
-		storedAlert = alert
+	out.dec, out.alert, out.jobs, out.final = dec, alert, jobs, state.Final()
+	if !out.final {
+		out.stored = alert
 	}
-	if err := p.opts.Store.Decide(ctx, ev.Key(), dec, storedAlert, jobs); err != nil {
-		if errors.Is(err, relay.ErrConflict) {
-			return nil // decided already (a sweep, or another relay)
-		}
-		return fmt.Errorf("record decision: %w", err)
-	}
-	if p.opts.OnDecided != nil {
-		p.opts.OnDecided(ev, dec)
-	}
-	if len(notices) > 0 && p.opts.OnNotices != nil {
-		p.opts.OnNotices(ctx, ev, notices)
-	}
-	if state.Final() {
-		return nil
-	}
-	Scheduled(p.opts.Queue, alert.Priority, jobs)
-	if p.opts.OnScheduled != nil && len(jobs) > 0 {
-		p.opts.OnScheduled(ctx, ev, alert, jobs)
-	}
-	return nil
+	return out, nil
 }
 
 // Scheduled tells q of the open jobs just decided, per lane.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
@@ -102,7 +104,12 @@ func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
 	if errs[0] != nil || errs[1] == nil || !errors.Is(errs[2], relay.ErrDuplicate) {
 		t.Fatalf("errs = %v", errs)
 	}
-	ev := <-p.inHigh
+	// No plugin: decided on accept, in the same store write.
+	rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := rec.Event
 	if ev.Priority != relay.PriorityHigh || len(ev.Actions) != 2 {
 		t.Errorf("defaults not filled: %+v", ev)
 	}
@@ -110,9 +117,9 @@ func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
 		t.Errorf("expires_at %v after accept, want the type's 2m TTL", ttl)
 	}
 	if err := p.Decide(ctx, ev); err != nil {
-		t.Fatal(err)
+		t.Fatalf("deciding again is not an error (the first decision stays): %v", err)
 	}
-	rec, err := st.Event(ctx, ev.Key())
+	rec, err = st.Event(ctx, ev.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +205,7 @@ func (s *flakyStore) Decide(ctx context.Context, k relay.EventKey, d relay.Decis
 func TestSweepDecidesAfterStoreRecovers(t *testing.T) {
 	_, st, q := newPipeline(t)
 	fs := &flakyStore{Store: st}
-	p := New(Options{Config: testConfig(t), Store: fs, Queue: q, SweepInterval: 20 * time.Millisecond, SweepAge: time.Millisecond})
+	p := New(Options{Config: testConfig(t), Store: fs, Queue: q, Policy: typePolicy{}, SweepInterval: 20 * time.Millisecond, SweepAge: time.Millisecond})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -247,9 +254,9 @@ type leavingStore struct {
 	cancel context.CancelFunc
 }
 
-func (s leavingStore) AddEvents(ctx context.Context, evs []relay.Event, at time.Time) ([]error, error) {
+func (s leavingStore) AddDecided(ctx context.Context, evs []relay.Event, d []*store.Decided, at time.Time) ([]error, error) {
 	defer s.cancel()
-	return s.Store.AddEvents(ctx, evs, at)
+	return s.Store.AddDecided(ctx, evs, d, at)
 }
 
 // TestAcceptedEventDecidedEvenIfPosterLeaves: an event answered accepted is
@@ -259,6 +266,7 @@ func TestAcceptedEventDecidedEvenIfPosterLeaves(t *testing.T) {
 	p, st, _ := newPipeline(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	p.opts.Store = leavingStore{Store: st, cancel: cancel}
+	p.opts.Policy = typePolicy{} // a plugin applies: a decider decides
 	errs, err := p.Accept(ctx, []relay.Event{{ID: "gone", Workspace: "w", User: "u", Type: relay.TypeOTPReceived}})
 	if err != nil || errs[0] != nil {
 		t.Fatalf("Accept = %v, %v", errs, err)
@@ -349,5 +357,100 @@ func TestBatchJudgedInOrder(t *testing.T) {
 	run([]relay.Event{{ID: "after-restart", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}})
 	if got := pol.seen["after-restart"]; got != 9 {
 		t.Errorf("after a restart: count %d, want 9", got)
+	}
+}
+
+// typePolicy is a plugin chain that applies to the types listed (all when
+// none) and keeps the baseline.
+type typePolicy struct{ types []string }
+
+func (p typePolicy) Applies(ev relay.Event) bool {
+	return len(p.types) == 0 || slices.Contains(p.types, ev.Type)
+}
+
+func (p typePolicy) Evaluate(_ context.Context, in PolicyInput) (PolicyResult, error) {
+	return PolicyResult{Verdict: in.Baseline.Verdict, Plugins: []relay.PluginDecision{{Name: "p", Verdict: "allow"}}}, nil
+}
+
+// TestAcceptDecidesWhatNeedsNoPlugin: an event no plugin applies to is
+// stored decided and scheduled when Accept returns, without a decider; an
+// event a plugin applies to waits for a decider. OnScheduled sees both.
+func TestAcceptDecidesWhatNeedsNoPlugin(t *testing.T) {
+	_, st, q := newPipeline(t)
+	var mu sync.Mutex
+	var scheduled []string
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: typePolicy{types: []string{relay.TypeAccountShared}},
+		OnScheduled: func(_ context.Context, ev relay.Event, _ *relay.Alert, _ []relay.Job) {
+			mu.Lock()
+			scheduled = append(scheduled, ev.ID)
+			mu.Unlock()
+		}})
+	ctx := t.Context()
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := p.Accept(ctx, []relay.Event{
+		{ID: "quick", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification},
+		{ID: "plugin", Workspace: "w", User: "u", Type: relay.TypeAccountShared},
+	})
+	if err != nil || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("Accept = %v, %v", errs, err)
+	}
+	rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "quick"})
+	if err != nil || rec.Decision == nil || rec.Decision.Reason != relay.ReasonEnforced || len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StatePending {
+		t.Fatalf("quick event not decided on accept: %+v, %v", rec, err)
+	}
+	if q.scheduled["demo/android"] != 1 {
+		t.Fatalf("scheduled %v, want the quick event's job", q.scheduled)
+	}
+	if rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "plugin"}); err != nil || rec.Decision != nil {
+		t.Fatalf("event for a plugin decided on accept: %+v, %v", rec, err)
+	}
+	select {
+	case ev := <-p.in:
+		if ev.ID != "plugin" {
+			t.Fatalf("decider got %s, want plugin", ev.ID)
+		}
+		if err := p.Decide(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the event for a plugin was not handed to a decider")
+	}
+	if len(p.inHigh) != 0 {
+		t.Fatal("the quick event went to a decider too")
+	}
+	rec, err = st.Event(ctx, relay.EventKey{Workspace: "w", ID: "plugin"})
+	if err != nil || rec.Decision == nil || len(rec.Decision.Plugins) != 1 {
+		t.Fatalf("plugin event: %+v, %v", rec, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(scheduled, []string{"quick", "plugin"}) {
+		t.Fatalf("OnScheduled saw %v, want quick then plugin", scheduled)
+	}
+}
+
+// activePolicy is a loaded chain whose plugins apply to no event.
+type activePolicy struct{ typePolicy }
+
+func (activePolicy) Active() bool { return true }
+
+// TestAcceptLeavesCountedEventsToDeciders: with user.recent counts kept and
+// a plugin loaded (which may read them), an event is counted and judged by
+// a decider, in the user's order, even when no plugin applies to its type.
+func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
+	_, st, q := newPipeline(t)
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Recent: st,
+		Policy: activePolicy{typePolicy{types: []string{"none"}}}})
+	ctx := t.Context()
+	if errs, err := p.Accept(ctx, []relay.Event{{ID: "counted", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil || errs[0] != nil {
+		t.Fatalf("Accept = %v, %v", errs, err)
+	}
+	if rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "counted"}); err != nil || rec.Decision != nil {
+		t.Fatalf("a counted event was decided on accept: %+v, %v", rec, err)
+	}
+	if len(p.inHigh) != 1 {
+		t.Fatal("the counted event was not handed to a decider")
 	}
 }

@@ -170,6 +170,18 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 // Entries returns the chain in order.
 func (s *Set) Entries() []Entry { return slices.Clone(s.entries) }
 
+// Applies reports whether any plugin of the chain would see an event of
+// type typ in workspace ws (when its baseline says deliver). When none
+// would, Evaluate returns the baseline without calling a plugin.
+func (s *Set) Applies(ws, typ string) bool {
+	for i := range s.entries {
+		if s.entries[i].Manifest.applies(ws, typ) {
+			return true
+		}
+	}
+	return false
+}
+
 // Evaluate runs the chain for req and returns the decision. Plugin failures
 // are handled per on_error and recorded, not returned. The error is non-nil
 // only when ctx ends or a plugin of this Set has been closed (a hot reload

@@ -168,6 +168,13 @@ func (w *Watcher) Evaluate(ctx context.Context, req *Request) (Result, error) {
 	return Result{}, fmt.Errorf("evaluate policies: %w", err)
 }
 
+// Applies reports whether a plugin of the current chain would see an event
+// of type typ in workspace ws (Set.Applies).
+func (w *Watcher) Applies(ws, typ string) bool { return w.cur.Load().Applies(ws, typ) }
+
+// Active reports whether the current chain has a plugin.
+func (w *Watcher) Active() bool { return len(w.cur.Load().entries) > 0 }
+
 // List describes the loaded plugins in chain order.
 func (w *Watcher) List() []PluginInfo {
 	s := w.cur.Load()

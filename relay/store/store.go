@@ -40,6 +40,14 @@ type EventLog interface {
 	// retained). The second result is a failure of the store itself, in
 	// which case nothing was stored.
 	AddEvents(ctx context.Context, events []relay.Event, receivedAt time.Time) ([]error, error)
+	// AddDecided is AddEvents for events the relay could decide before
+	// storing them (no plugin to wait for): decided[i], when not nil, is
+	// event i's decision, recorded as Decide would record it. A new event
+	// with a decision never enters the undecided set; on bolt it is stored
+	// and decided in one durable write. A duplicate writes nothing (its
+	// first decision stays). decided may be shorter than events or nil
+	// (events without a decision are stored undecided).
+	AddDecided(ctx context.Context, events []relay.Event, decided []*Decided, receivedAt time.Time) ([]error, error)
 	// Event returns the record of an event, or relay.ErrNotFound.
 	Event(ctx context.Context, key relay.EventKey) (*Record, error)
 	// Decide records an event's decision, its rendered alert (nil unless
@@ -58,6 +66,14 @@ type EventLog interface {
 	// expiry is before before and whose jobs are all final, and returns how
 	// many it removed. Their ids can be used again afterwards.
 	PruneEvents(ctx context.Context, before time.Time) (int, error)
+}
+
+// Decided is an event's decision made before the event was stored (see
+// EventLog.AddDecided): what EventLog.Decide takes.
+type Decided struct {
+	Decision relay.Decision
+	Alert    *relay.Alert
+	Jobs     []relay.Job
 }
 
 // Directory keeps devices, workspace settings and user preferences. Writes

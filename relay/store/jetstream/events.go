@@ -157,6 +157,34 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 	return res, nil
 }
 
+// AddDecided implements store.EventLog: AddEvents, then Decide for each new
+// event with a decision (concurrently). JetStream has no transaction over
+// the two, so an event whose decision write fails stays stored and
+// undecided (reported accepted): the undecided sweep decides it.
+func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time) ([]error, error) {
+	res, err := s.AddEvents(ctx, events, receivedAt)
+	if err != nil {
+		return nil, err
+	}
+	var g errgroup.Group
+	g.SetLimit(createParallel)
+	for i := range min(len(decided), len(res)) {
+		d := decided[i]
+		if d == nil || res[i] != nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := s.Decide(ctx, events[i].Key(), d.Decision, d.Alert, d.Jobs); err != nil && !errors.Is(err, relay.ErrConflict) {
+				s.log.Warn("decide an event on accept: left to the undecided sweep", relay.LogKeyEventID, events[i].ID,
+					relay.LogKeyWorkspace, events[i].Workspace, relay.LogKeyError, err)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return res, nil
+}
+
 // index writes a message of the undecided index.
 func (s *Store) index(ctx context.Context, m acceptedMsg) error {
 	b, err := json.Marshal(m)
@@ -254,6 +282,11 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		return fmt.Errorf("decide %s: decided before: %w", key, relay.ErrConflict)
 	}
 	jobs = slices.Clone(jobs)
+	for i := range jobs {
+		if jobs[i].Event == (relay.EventKey{}) {
+			jobs[i].Event = key // as on bolt: a job without an event is the decided event's
+		}
+	}
 	slices.SortFunc(jobs, func(a, b relay.Job) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	prio := prioToken(store.PriorityOf(alert))
 	for i := range jobs {

@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 		{"EventsIdempotent", testEventsIdempotent},
 		{"EventsConcurrentDuplicates", testEventsConcurrentDuplicates},
 		{"DecideFirstWins", testDecideFirstWins},
+		{"AddDecided", testAddDecided},
 		{"Undecided", testUndecided},
 		{"PruneEvents", testPruneEvents},
 		{"Devices", testDevices},
@@ -302,6 +303,61 @@ func testDecideFirstWins(t *testing.T, h Harness) {
 	}
 	if err := b.Decide(ctx, relay.EventKey{Workspace: ws, ID: "nope"}, again, nil, nil); !errors.Is(err, relay.ErrNotFound) {
 		t.Fatalf("unknown event: %v", err)
+	}
+}
+
+// testAddDecided: events stored with their decision are decided at once
+// (scheduled, never undecided); a duplicate keeps its first decision.
+func testAddDecided(t *testing.T, h Harness) {
+	b := h.open(t)
+	dev := device("d-1", relay.PlatformIOS)
+	register(t, b, dev)
+	now := time.Now()
+	deliver, quiet, later := event("deliver", relay.PriorityHigh), event("quiet", relay.PriorityNormal), event("later", relay.PriorityNormal)
+	job := relay.Job{DeviceID: dev.ID, Platform: dev.Platform, App: dev.App, State: relay.StatePending, ExpiresAt: deliver.ExpiresAt, UpdatedAt: now}
+	decided := []*store.Decided{
+		{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled, Plugins: []relay.PluginDecision{}}, Alert: alertOf(deliver), Jobs: []relay.Job{job}},
+		{Decision: relay.Decision{Verdict: relay.VerdictSuppress, Reason: relay.ReasonUserOptOut}},
+		nil, // stored undecided
+	}
+	res, err := b.AddDecided(ctx, []relay.Event{deliver, quiet, later}, decided, now)
+	if err != nil || len(res) != 3 || res[0] != nil || res[1] != nil || res[2] != nil {
+		t.Fatalf("AddDecided = %v, %v", res, err)
+	}
+	rec, err := b.Event(ctx, deliver.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Decision == nil || rec.Decision.Verdict != relay.VerdictDeliver || rec.Alert == nil || len(rec.Jobs) != 1 || rec.Jobs[0].Event != deliver.Key() {
+		t.Fatalf("decided on accept: %+v", rec)
+	}
+	if rec, err := b.Event(ctx, quiet.Key()); err != nil || rec.Decision == nil || rec.Decision.Reason != relay.ReasonUserOptOut || len(rec.Jobs) != 0 {
+		t.Fatalf("suppressed on accept: %+v, %v", rec, err)
+	}
+	var undecided []string
+	if err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
+		undecided = append(undecided, e.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(undecided, []string{"later"}) {
+		t.Fatalf("undecided %v, want [later]", undecided)
+	}
+	got := leaseAll(t, b, relay.Lane(app, relay.PlatformIOS), "r1", time.Minute, 1, 5*time.Second)
+	if len(got) != 1 || got[0].Job.Event != deliver.Key() || got[0].Alert == nil || got[0].Device.Token != dev.Token || got[0].User != user {
+		t.Fatalf("leased %+v, want the job decided on accept", got)
+	}
+	// A duplicate writes nothing: the first decision stays.
+	res, err = b.AddDecided(ctx, []relay.Event{quiet}, []*store.Decided{decided[0]}, now)
+	if err != nil || !errors.Is(res[0], relay.ErrDuplicate) {
+		t.Fatalf("duplicate: %v, %v", res, err)
+	}
+	if rec, err := b.Event(ctx, quiet.Key()); err != nil || rec.Decision.Verdict != relay.VerdictSuppress || len(rec.Jobs) != 0 {
+		t.Fatalf("duplicate changed the record: %+v, %v", rec, err)
+	}
+	if err := b.Decide(ctx, deliver.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "late"}, nil, nil); !errors.Is(err, relay.ErrConflict) {
+		t.Fatalf("deciding again: %v, want conflict", err)
 	}
 }
 
