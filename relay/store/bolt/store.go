@@ -111,10 +111,11 @@ func Open(path string, opts Options) (*Store, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      opts.LockTimeout,
 		FreelistType: bbolt.FreelistMapType,
-		// The freelist is rebuilt from the pages at open instead of being
-		// written at every commit (as etcd does): cheaper commits, a
-		// slower open of a very large file.
-		NoFreelistSync: true,
+		// The freelist is written at every commit, so open reads it from
+		// its page. Unsynced (as etcd runs it), open rebuilds it by
+		// reading every page of the file: a restart on a 1.8 GB store
+		// showed 1.85 GB resident and read it all from disk.
+		NoFreelistSync: false,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: store %s is locked by another relayd (waited %s): %w", path, opts.LockTimeout, err)

@@ -769,3 +769,51 @@ func TestWritePanicStaysWithItsCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestFreelistSynced: the store writes its freelist, so a restart reads one
+// page instead of scanning the whole file; a file written without one (as
+// before) gets it at its first open.
+func TestFreelistSynced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	old, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	freelist := func() uint64 {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var best meta
+		for _, off := range []int64{0, int64(os.Getpagesize())} {
+			buf := make([]byte, pageHeaderSize+metaSize)
+			if _, err := f.ReadAt(buf, off); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := parseMeta(buf); err == nil && m.txid >= best.txid {
+				best = m
+			}
+		}
+		return best.freelist
+	}
+	if freelist() != noFreelist {
+		t.Fatal("the old-style file has a freelist page")
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, s, ev("acme", "a"))
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if freelist() == noFreelist {
+		t.Fatal("no freelist page after the store wrote to the file")
+	}
+	checkDB(t, openAt(t, path).db)
+}
