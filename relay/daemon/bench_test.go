@@ -2,14 +2,17 @@ package daemon_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +67,7 @@ type loadResult struct {
 	p50, p99      time.Duration
 	cpuPer1k      float64 // relayd CPU seconds per 1,000 deliveries
 	peakRSSMiB    float64
+	storeBytes    float64 // store data on disk per event
 }
 
 // BenchmarkEndToEnd loads relayd (a subprocess) through its socket and
@@ -79,6 +83,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		android  bool
 		rate     int  // events/s; 0: as fast as the socket takes them
 		boltOnly bool // the cluster backends run the main scenarios only
+		batch    int  // events per POST (default 50)
 	}
 	var runs []struct {
 		scenario
@@ -86,11 +91,15 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	for _, be := range benchBackends() {
 		for _, sc := range []scenario{
-			{"apns+fcm/latency=0ms", 0, true, 0, false},
-			{"apns+fcm/latency=20ms", 20 * time.Millisecond, true, 0, true},
-			{"apns-only/latency=0ms", 0, false, 0, true},
-			{"apns+fcm/paced-1000/s", 0, true, 1000, false},
-			{"apns+fcm/paced-1000/s/20ms", 20 * time.Millisecond, true, 1000, true},
+			{"apns+fcm/latency=0ms", 0, true, 0, false, 0},
+			{"apns+fcm/latency=20ms", 20 * time.Millisecond, true, 0, true, 0},
+			{"apns-only/latency=0ms", 0, false, 0, true, 0},
+			{"apns+fcm/paced-1000/s", 0, true, 1000, false, 0},
+			{"apns+fcm/paced-1000/s/20ms", 20 * time.Millisecond, true, 1000, true, 0},
+			// The latency target: one event per POST at 2,000/s.
+			{"apns-only/paced-2000/s/1-per-post", 0, false, 2000, true, 1},
+			// The accept target: NDJSON batches of 1,000.
+			{"apns-only/latency=0ms/batch=1000", 0, false, 0, true, 1000},
 		} {
 			if sc.boltOnly && be.name != "bolt" {
 				continue
@@ -111,7 +120,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 				if sc.rate > 0 {
 					events = min(n, 5*sc.rate) // five seconds of paced load
 				}
-				r = runLoad(b, be, name, events, sc.latency, sc.android, sc.rate)
+				r = runLoad(b, be, name, events, sc.latency, sc.android, sc.rate, cmp.Or(sc.batch, 50))
 			}
 			b.ReportMetric(r.acceptPerSec, "accepted/s")
 			b.ReportMetric(r.deliverPerSec, "deliveries/s")
@@ -119,6 +128,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 			b.ReportMetric(r.cpuPer1k, "cpu-s/1k-deliveries")
 			b.ReportMetric(r.peakRSSMiB, "peak-rss-MiB")
+			b.ReportMetric(r.storeBytes, "store-B/event")
 			results = append(results, r)
 		})
 	}
@@ -135,13 +145,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-44s %8s %10s %12s %14s %9s %9s %14s %10s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-s/1k-del", "peak-RSS")
+	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event")
 	for _, r := range append(results, bare) {
-		fmt.Fprintf(&sb, "%-44s %8d %10d %12.0f %14.0f %9s %9s %14.3f %8.1fMiB\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k, r.peakRSSMiB)
+		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes)
 	}
 	for _, r := range results {
-		if strings.HasPrefix(r.name, "bolt/apns-only") && bare.deliverPerSec > 0 {
+		if r.name == "bolt/apns-only/latency=0ms" && bare.deliverPerSec > 0 {
 			fmt.Fprintf(&sb, "relay/bare ratio (APNs deliveries/s, same fake, 0ms): %.2f\n", r.deliverPerSec/bare.deliverPerSec)
 		}
 	}
@@ -149,7 +159,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	fmt.Fprint(os.Stderr, sb.String())
 }
 
-func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration, android bool, rate int) loadResult {
+func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration, android bool, rate, batch int) loadResult {
 	b.StopTimer()
 	hs := startCluster(b, be, harnessOptions{logLevel: "warn", metrics: true})
 	for _, h := range hs[1:] {
@@ -196,18 +206,15 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		cpu0 += procCPU(b, h.pid())
 	}
 
-	// Posters send NDJSON batches of 50; each event's send time is kept to
+	// Posters send NDJSON batches; each event's send time is kept to
 	// measure socket-to-fake latency.
-	const batch = 50
 	posters := 8
-	var tick <-chan time.Time
 	if rate > 0 {
-		// One poster, one batch per tick: a steady rate below saturation,
-		// where latency means something.
-		posters = 1
-		t := time.NewTicker(time.Second * batch / time.Duration(rate))
-		defer t.Stop()
-		tick = t.C
+		// Paced: batch k is posted at start + k×batch/rate, by whichever
+		// poster is free (a steady rate below saturation, where latency
+		// means something; enough posters that one slow answer does not
+		// hold back the next).
+		posters = max(1, min(64, rate/batch/50))
 	}
 	sent := make([]time.Time, n)
 	var next atomic.Int64
@@ -219,14 +226,14 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		wg.Go(func() {
 			var buf bytes.Buffer
 			for {
-				lo := int(next.Add(batch)) - batch
+				lo := int(next.Add(int64(batch))) - batch
 				if lo >= n {
 					return
 				}
 				h := hs[(lo/batch)%len(hs)] // round-robin over the cluster's relays
 				hi := min(lo+batch, n)
-				if tick != nil {
-					<-tick
+				if rate > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(lo) * time.Second / time.Duration(rate))))
 				}
 				buf.Reset()
 				for i := lo; i < hi; i++ {
@@ -293,6 +300,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		p50:           pct(lat, 0.50), p99: pct(lat, 0.99),
 		cpuPer1k:   cpu.Seconds() / float64(len(all)) * 1000,
 		peakRSSMiB: rss,
+		storeBytes: float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
 	}
 }
 
@@ -376,6 +384,28 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// dirSize returns the bytes of the files under dir (the store's data).
+func dirSize(tb testing.TB, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Logf("store size: %v", err)
+	}
+	return n
 }
 
 // peakRSS returns a process's peak resident set size (VmHWM) in MiB.
