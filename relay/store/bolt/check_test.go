@@ -109,17 +109,17 @@ func TestOneBrokenMetaIsFine(t *testing.T) {
 	}
 }
 
-// A value bbolt's page check cannot see (a JSON event with a byte
+// A value bbolt's page check cannot see (an event whose title length was
 // changed) is found by Check's decode pass.
 func TestCheckFindsDamagedValue(t *testing.T) {
 	path := writeStore(t)
 	b, _ := os.ReadFile(path)
 	// Damage every copy: a page rewritten by a later commit leaves an old
 	// copy of the value in a free page, which no read ever visits.
-	const value = `"Code for GitHub"`
+	const value = "\x0fCode for GitHub" // length-prefixed
 	n := 0
 	for i := strings.Index(string(b), value); i >= 0; i = strings.Index(string(b), value) {
-		b[i] = 0x1e
+		b[i] = 0xff // a length running past the value
 		n++
 	}
 	if n == 0 {

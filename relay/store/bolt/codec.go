@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -13,13 +14,33 @@ import (
 
 // Value encodings. Values carry only what their key does not.
 
-// eventFormat is the first byte of an events value.
-const eventFormat = 1
+// Events and decisions values are binary since format 2 (a lease decodes
+// the decision and the event's user of every job it hands out, and JSON
+// was the largest part of that and of the accept commit). Values written
+// in format 1 (JSON) are still read.
+const (
+	// eventFormatJSON: 0x01, 8-byte seq, JSON {event, received_at}.
+	eventFormatJSON = 1
+	// eventFormat: 0x02, 8-byte seq, then id, workspace, user, type,
+	// title, body (strings: uvarint length + bytes), data (uvarint count,
+	// then key and value strings in key order), actions (uvarint count,
+	// then strings), priority, occurred_at, expires_at, received_at (times
+	// as in job values).
+	eventFormat = 2
+	// decisionFormat is the first byte of a binary decisions value (a JSON
+	// one starts with '{'): verdict, reason, enforced (byte), defer_until,
+	// plugins (uvarint count+1, 0 for none; name, hash, verdict, reason,
+	// shadow each), then 0 (no alert) or 1 and the alert: event_id,
+	// workspace, type, title, body, data, category, actions, priority,
+	// interruption_level, sound, thread_id, collapse_id, expires_at,
+	// silent, mutable_content.
+	decisionFormat = 2
+)
 
 // eventHeaderLen is the format byte plus the 8-byte undecided seq.
 const eventHeaderLen = 9
 
-// eventValue is the JSON part of an events value.
+// eventValue is an events value decoded.
 type eventValue struct {
 	Event      relay.Event `json:"event"`
 	ReceivedAt time.Time   `json:"received_at"`
@@ -28,20 +49,31 @@ type eventValue struct {
 // encodeEvent returns an events value with room for the seq, which
 // setEventSeq fills in inside the transaction.
 func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
-	js, err := json.Marshal(eventValue{Event: e, ReceivedAt: receivedAt})
-	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+	n := eventHeaderLen + len(e.ID) + len(e.Workspace) + len(e.User) + len(e.Type) + len(e.Title) + len(e.Body) + len(e.Priority) + 4*15 + 16
+	for k, v := range e.Data {
+		n += len(k) + len(v) + 4
 	}
-	b := make([]byte, eventHeaderLen, eventHeaderLen+len(js))
+	for _, a := range e.Actions {
+		n += len(a) + 2
+	}
+	b := make([]byte, eventHeaderLen, n)
 	b[0] = eventFormat
-	return append(b, js...), nil
+	for _, s := range [...]string{e.ID, e.Workspace, e.User, e.Type, e.Title, e.Body} {
+		b = appendString(b, s)
+	}
+	b = appendMap(b, e.Data)
+	b = appendStrings(b, e.Actions)
+	b = appendString(b, string(e.Priority))
+	b = appendTime(b, e.OccurredAt)
+	b = appendTime(b, e.ExpiresAt)
+	return appendTime(b, receivedAt), nil
 }
 
 func setEventSeq(b []byte, seq uint64) { binary.BigEndian.PutUint64(b[1:eventHeaderLen], seq) }
 
 // eventSeq returns the undecided seq of an events value.
 func eventSeq(b []byte) (uint64, error) {
-	if len(b) < eventHeaderLen || b[0] != eventFormat {
+	if len(b) < eventHeaderLen || (b[0] != eventFormat && b[0] != eventFormatJSON) {
 		return 0, fmt.Errorf("decode event: unknown format (%d bytes)", len(b))
 	}
 	return binary.BigEndian.Uint64(b[1:eventHeaderLen]), nil
@@ -52,32 +84,176 @@ func decodeEvent(b []byte) (eventValue, error) {
 	if _, err := eventSeq(b); err != nil {
 		return v, err
 	}
-	if err := json.Unmarshal(b[eventHeaderLen:], &v); err != nil {
+	if b[0] == eventFormatJSON {
+		if err := json.Unmarshal(b[eventHeaderLen:], &v); err != nil {
+			return v, fmt.Errorf("decode event: %w", err)
+		}
+		return v, nil
+	}
+	r := byteReader{b: b[eventHeaderLen:]}
+	e := &v.Event
+	e.ID, e.Workspace, e.User, e.Type = r.string(), r.string(), r.string(), r.string()
+	e.Title, e.Body = r.string(), r.string()
+	e.Data = r.stringMap()
+	e.Actions = r.strings()
+	e.Priority = relay.Priority(intern(r.bytes()))
+	e.OccurredAt, e.ExpiresAt, v.ReceivedAt = r.time(), r.time(), r.time()
+	if err := r.end(); err != nil {
 		return v, fmt.Errorf("decode event: %w", err)
 	}
 	return v, nil
 }
 
-// decisionValue is a decisions value.
+// eventUser returns the user and receive time of an events value (a lease
+// reads them for every event it hands out).
+func eventUser(b []byte) (string, time.Time, error) {
+	if _, err := eventSeq(b); err != nil {
+		return "", time.Time{}, err
+	}
+	if b[0] == eventFormatJSON {
+		var eu struct {
+			Event struct {
+				User string `json:"user"`
+			} `json:"event"`
+			ReceivedAt time.Time `json:"received_at"`
+		}
+		if err := json.Unmarshal(b[eventHeaderLen:], &eu); err != nil {
+			return "", time.Time{}, fmt.Errorf("decode event: %w", err)
+		}
+		return eu.Event.User, eu.ReceivedAt, nil
+	}
+	v, err := decodeEvent(b)
+	return v.Event.User, v.ReceivedAt, err
+}
+
+// decisionValue is a decisions value decoded.
 type decisionValue struct {
 	Decision relay.Decision `json:"decision"`
 	Alert    *relay.Alert   `json:"alert,omitempty"`
 }
 
 func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
-	b, err := json.Marshal(decisionValue{Decision: d, Alert: a})
-	if err != nil {
-		return nil, fmt.Errorf("encode decision: %w", err)
+	b := make([]byte, 0, 256)
+	b = append(b, decisionFormat)
+	b = appendString(b, string(d.Verdict))
+	b = appendString(b, d.Reason)
+	b = appendBool(b, d.Enforced)
+	b = appendTime(b, d.DeferUntil)
+	if d.Plugins == nil {
+		b = append(b, 0)
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(d.Plugins))+1)
+		for _, p := range d.Plugins {
+			for _, s := range [...]string{p.Name, p.Hash, p.Verdict, p.Reason} {
+				b = appendString(b, s)
+			}
+			b = appendBool(b, p.Shadow)
+		}
 	}
-	return b, nil
+	if a == nil {
+		return append(b, 0), nil
+	}
+	b = append(b, 1)
+	for _, s := range [...]string{a.EventID, a.Workspace, a.Type, a.Title, a.Body} {
+		b = appendString(b, s)
+	}
+	b = appendMap(b, a.Data)
+	b = appendString(b, a.Category)
+	b = appendStrings(b, a.Actions)
+	for _, s := range [...]string{string(a.Priority), a.InterruptionLevel, a.Sound, a.ThreadID, a.CollapseID} {
+		b = appendString(b, s)
+	}
+	b = appendTime(b, a.ExpiresAt)
+	b = appendBool(b, a.Silent)
+	return appendBool(b, a.MutableContent), nil
 }
 
 func decodeDecision(b []byte) (decisionValue, error) {
 	var v decisionValue
-	if err := json.Unmarshal(b, &v); err != nil {
+	if len(b) > 0 && b[0] == '{' {
+		if err := json.Unmarshal(b, &v); err != nil {
+			return v, fmt.Errorf("decode decision: %w", err)
+		}
+		return v, nil
+	}
+	r := byteReader{b: b}
+	if f := r.byte(); f != decisionFormat {
+		return v, fmt.Errorf("decode decision: %w: unknown format %d", errCorrupt, f)
+	}
+	d := &v.Decision
+	d.Verdict = relay.Verdict(internVerdict(r.bytes()))
+	d.Reason = r.string()
+	d.Enforced = r.bool()
+	d.DeferUntil = r.time()
+	if n := r.uvarint(); n > 0 {
+		n--
+		if n > uint64(len(r.b)) {
+			r.fail("plugin count")
+		} else {
+			d.Plugins = make([]relay.PluginDecision, n)
+			for i := range d.Plugins {
+				p := &d.Plugins[i]
+				p.Name, p.Hash, p.Verdict, p.Reason = r.string(), r.string(), r.string(), r.string()
+				p.Shadow = r.bool()
+			}
+		}
+	}
+	if r.bool() {
+		a := &relay.Alert{}
+		a.EventID, a.Workspace, a.Type, a.Title, a.Body = r.string(), r.string(), r.string(), r.string(), r.string()
+		a.Data = r.stringMap()
+		a.Category = r.string()
+		a.Actions = r.strings()
+		a.Priority = relay.Priority(intern(r.bytes()))
+		a.InterruptionLevel, a.Sound, a.ThreadID, a.CollapseID = r.string(), r.string(), r.string(), r.string()
+		a.ExpiresAt = r.time()
+		a.Silent, a.MutableContent = r.bool(), r.bool()
+		v.Alert = a
+	}
+	if err := r.end(); err != nil {
 		return v, fmt.Errorf("decode decision: %w", err)
 	}
 	return v, nil
+}
+
+func internVerdict(b []byte) string {
+	for _, s := range [...]relay.Verdict{relay.VerdictDeliver, relay.VerdictSuppress, relay.VerdictDefer} {
+		if string(b) == string(s) {
+			return string(s)
+		}
+	}
+	return string(b)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// appendMap appends a map's size and its pairs in key order (so equal maps
+// encode alike).
+func appendMap(b []byte, m map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = appendString(b, m[k])
+	}
+	return b
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
 }
 
 // Job values are binary, not JSON: recovery decodes every open job
@@ -157,7 +333,7 @@ func decodeJob(k, v []byte) (relay.Job, error) {
 	return d.decode(k, v)
 }
 
-// errCorrupt reports a job value that does not parse.
+// errCorrupt reports a value that does not parse.
 var errCorrupt = errors.New("corrupt job value")
 
 func decodeJobValue(j *relay.Job, v []byte) error {
@@ -190,7 +366,7 @@ func intern(b []byte) string {
 		string(relay.PlatformIOS), string(relay.PlatformAndroid),
 		string(relay.StatePending), string(relay.StateDeferred), string(relay.StateDelivered),
 		string(relay.StateSuppressed), string(relay.StateExpired), string(relay.StateFailed),
-		string(relay.StateTokenRemoved),
+		string(relay.StateTokenRemoved), string(relay.PriorityHigh), string(relay.PriorityNormal),
 	} {
 		if string(b) == s {
 			return s
@@ -252,6 +428,66 @@ func (r *byteReader) bytes() []byte {
 	s := r.b[:n]
 	r.b = r.b[n:]
 	return s
+}
+
+func (r *byteReader) string() string { return string(r.bytes()) }
+
+func (r *byteReader) bool() bool {
+	switch r.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		r.fail("bool")
+		return false
+	}
+}
+
+// count reads a count of items of at least one byte each.
+func (r *byteReader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail("count")
+		return 0
+	}
+	return int(n)
+}
+
+func (r *byteReader) strings() []string {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = r.string()
+	}
+	return out
+}
+
+func (r *byteReader) stringMap() map[string]string {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for range n {
+		k := r.string()
+		m[k] = r.string()
+	}
+	return m
+}
+
+// end returns the first error, or one for bytes left over.
+func (r *byteReader) end() error {
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(r.b))
+	}
+	return nil
 }
 
 func (r *byteReader) time() time.Time {

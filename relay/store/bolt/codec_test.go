@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -57,4 +58,102 @@ func FuzzDecodeJob(f *testing.F) {
 			t.Fatalf("not stable:\n%+v\n%+v", got, again)
 		}
 	})
+}
+
+func TestEventAndDecisionCodecRoundTrip(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 123, time.UTC)
+	events := []relay.Event{
+		{ID: "e", Workspace: "w"},
+		{ID: "evt-1", Workspace: "acme", User: "u-42", Type: relay.TypeIdentityVerification, Title: "Sign-in", Body: "Approve?",
+			Data: map[string]string{"b": "2", "a": "1", "": "empty"}, Actions: []string{"approve", "deny"},
+			Priority: relay.PriorityHigh, OccurredAt: at.Add(-time.Second), ExpiresAt: at.Add(time.Minute)},
+	}
+	for _, want := range events {
+		b, err := encodeEvent(want, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setEventSeq(b, 42)
+		got, err := decodeEvent(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, _ := eventSeq(b); seq != 42 || !reflect.DeepEqual(got.Event, want) || !got.ReceivedAt.Equal(at) {
+			t.Fatalf("round trip (seq %d):\n got %+v\nwant %+v", seq, got, want)
+		}
+		if u, at2, err := eventUser(b); err != nil || u != want.User || !at2.Equal(at) {
+			t.Fatalf("eventUser = %q, %v, %v", u, at2, err)
+		}
+	}
+	alert := &relay.Alert{EventID: "evt-1", Workspace: "acme", Type: "t", Title: "T", Body: "B", Data: map[string]string{"k": "v"},
+		Category: "C", Actions: []string{"approve"}, Priority: relay.PriorityNormal, InterruptionLevel: "time-sensitive",
+		Sound: "s", ThreadID: "th", CollapseID: "c", ExpiresAt: at, Silent: true, MutableContent: true}
+	decisions := []decisionValue{
+		{Decision: relay.Decision{Verdict: relay.VerdictSuppress, Reason: "r"}},
+		{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnforced, Enforced: true, Plugins: []relay.PluginDecision{}}, Alert: alert},
+		{Decision: relay.Decision{Verdict: relay.VerdictDefer, DeferUntil: at, Plugins: []relay.PluginDecision{
+			{Name: "quiet", Hash: "h", Verdict: "defer", Reason: "night", Shadow: true}, {Name: "x"}}}, Alert: &relay.Alert{}},
+	}
+	for _, want := range decisions {
+		b, err := encodeDecision(want.Decision, want.Alert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeDecision(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+		}
+		// Damage is an error, never a panic.
+		for i := range len(b) {
+			if _, err := decodeDecision(b[:i]); err == nil && i > 0 {
+				t.Fatalf("decision cut at %d of %d bytes decoded", i, len(b))
+			}
+		}
+	}
+}
+
+// TestJSONValuesStillRead: stores written before the binary format (events
+// format 1, JSON decisions) open and read as before.
+func TestJSONValuesStillRead(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	e := relay.Event{ID: "evt-1", Workspace: "acme", User: "u-42", Type: "t", Data: map[string]string{"a": "1"}, ExpiresAt: at}
+	js, err := json.Marshal(eventValue{Event: e, ReceivedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := append([]byte{eventFormatJSON, 0, 0, 0, 0, 0, 0, 0, 7}, js...)
+	got, err := decodeEvent(ev)
+	if seq, _ := eventSeq(ev); err != nil || seq != 7 || !reflect.DeepEqual(got.Event, e) || !got.ReceivedAt.Equal(at) {
+		t.Fatalf("old event: %+v, %v", got, err)
+	}
+	if u, at2, err := eventUser(ev); err != nil || u != "u-42" || !at2.Equal(at) {
+		t.Fatalf("old event's user: %q, %v, %v", u, at2, err)
+	}
+	d := decisionValue{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enabled", Plugins: []relay.PluginDecision{}},
+		Alert: &relay.Alert{EventID: "evt-1", Title: "T", ExpiresAt: at}}
+	dv, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeDecision(dv); err != nil || !reflect.DeepEqual(got, d) {
+		t.Fatalf("old decision: %+v, %v", got, err)
+	}
+}
+
+// TestCodecCoversEveryField fails when relay.Event, relay.Alert,
+// relay.Decision or relay.PluginDecision gain a field: add it to the
+// binary encoding (codec.go) — in a new format if old values must still
+// read — and then to the count here.
+func TestCodecCoversEveryField(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want int
+	}{{relay.Event{}, 11}, {relay.Alert{}, 16}, {relay.Decision{}, 5}, {relay.PluginDecision{}, 5}} {
+		if n := reflect.TypeOf(c.v).NumField(); n != c.want {
+			t.Errorf("%T has %d fields, the codec encodes %d", c.v, n, c.want)
+		}
+	}
 }

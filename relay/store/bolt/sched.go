@@ -269,12 +269,12 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 	ek := eventKey(j.Event)
 	o, ok := r.owners[string(ek)]
 	if !ok {
-		if ev := r.tx.Bucket(bucketEvents).Get(ek); ev != nil && len(ev) > eventHeaderLen {
-			var eu eventUser
-			if err := json.Unmarshal(ev[eventHeaderLen:], &eu); err != nil {
-				return store.Leased{}, fmt.Errorf("decode event %s: %w", j.Event, err)
+		if ev := r.tx.Bucket(bucketEvents).Get(ek); ev != nil {
+			u, at, err := eventUser(ev)
+			if err != nil {
+				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
 			}
-			o.user, o.accepted = eu.Event.User, eu.ReceivedAt
+			o.user, o.accepted = u, at
 		}
 		if dv := r.tx.Bucket(bucketDecisions).Get(ek); dv != nil {
 			d, err := decodeDecision(dv)
@@ -300,14 +300,6 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 		l.Device = d
 	}
 	return l, nil
-}
-
-// eventUser is the part of an events value a lease needs.
-type eventUser struct {
-	Event struct {
-		User string `json:"user"`
-	} `json:"event"`
-	ReceivedAt time.Time `json:"received_at"`
 }
 
 // Settle records the new state of a leased job and ends its lease, in one
