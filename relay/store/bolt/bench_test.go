@@ -3,11 +3,20 @@ package bolt
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // BenchmarkAddEventsParallel measures group commit: many callers adding
@@ -83,4 +92,120 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+// BenchmarkStoreGrowth stores EDGERELAY_BENCH_STORE_EVENTS (default
+// 200,000) events the way relayd does at saturation (decided on accept in
+// batches of 1,000, one iOS job each, leased and settled delivered), then
+// reports the file's bytes per delivered event, and how long a restart
+// takes (the start-up check and Open) and how much of the file it maps in.
+//
+//	EDGERELAY_BENCH_STORE_EVENTS=1000000 go test -run '^$' -bench StoreGrowth -benchtime 1x ./relay/store/bolt/
+func BenchmarkStoreGrowth(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("EDGERELAY_BENCH_STORE_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	for range b.N {
+		path := filepath.Join(b.TempDir(), "relay.db")
+		s, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		now := time.Now()
+		lane := relay.Lane("demo", relay.PlatformIOS)
+		for u := range 1000 {
+			if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "bench", User: fmt.Sprintf("u-%d", u), ID: "iphone",
+				Platform: relay.PlatformIOS, App: "demo", Token: fmt.Sprintf("%064x", u)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for lo := 0; lo < n; lo += 1000 {
+			var evs []relay.Event
+			var ds []*store.Decided
+			for i := lo; i < min(lo+1000, n); i++ {
+				e := relay.Event{ID: fmt.Sprintf("e-%d", i), Workspace: "bench", User: fmt.Sprintf("u-%d", i%1000), Type: relay.TypeIdentityVerification,
+					Title: "Sign-in", Body: "Approve sign-in from 203.0.113.9?", Actions: []string{"approve", "deny"}, Priority: relay.PriorityHigh,
+					ExpiresAt: now.Add(2 * time.Minute)}
+				a := &relay.Alert{EventID: e.ID, Workspace: e.Workspace, Type: e.Type, Title: e.Title, Body: e.Body, Actions: e.Actions,
+					Category: "APPROVE_DENY", Priority: e.Priority, InterruptionLevel: "time-sensitive", CollapseID: fmt.Sprintf("%032x", i), ExpiresAt: e.ExpiresAt}
+				evs = append(evs, e)
+				ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnforced, Plugins: []relay.PluginDecision{}},
+					Alert: a, Jobs: []relay.Job{{Event: e.Key(), DeviceID: "iphone", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: now}}})
+			}
+			if _, err := s.AddDecided(ctx, evs, ds, now); err != nil {
+				b.Fatal(err)
+			}
+			leased, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r", Now: time.Now(), TTL: time.Minute, Max: 1000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for _, l := range leased {
+				wg.Go(func() {
+					j := l.Job
+					j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
+					if err := s.Settle(ctx, l, j); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+		}
+		if os.Getenv("EDGERELAY_BENCH_STORE_STATS") != "" {
+			s.db.View(func(tx *bbolt.Tx) error {
+				return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
+					st := bk.Stats()
+					b.Logf("%-13s keys %7d leaf pages %6d (%5.1f MiB, %3.0f%% used) overflow %d branch %d", name, st.KeyN, st.LeafPageN,
+						float64(st.LeafAlloc)/(1<<20), 100*float64(st.LeafInuse)/float64(max(1, st.LeafAlloc)), st.LeafOverflowN, st.BranchPageN)
+					return nil
+				})
+			})
+			st := s.db.Stats()
+			b.Logf("free pages %d, pending %d", st.FreePageN, st.PendingPageN)
+		}
+		if err := s.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rss0 := rssFileKiB(b)
+		t0 := time.Now()
+		if err := CheckOpenWork(path); err != nil {
+			b.Fatal(err)
+		}
+		checked := time.Since(t0)
+		s, err = Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		opened := time.Since(t0)
+		if _, err := s.OpenJobs(ctx); err != nil {
+			b.Fatal(err)
+		}
+		mapped := rssFileKiB(b) - rss0
+		s.Close(ctx)
+		b.ReportMetric(float64(fi.Size())/float64(n), "file-B/event")
+		b.ReportMetric(float64(checked.Milliseconds()), "startcheck-ms")
+		b.ReportMetric(float64(opened.Milliseconds()), "check+open-ms")
+		b.ReportMetric(float64(mapped)/1024, "reopen-file-RSS-MiB")
+	}
+}
+
+// rssFileKiB is this process's file-backed resident memory.
+func rssFileKiB(tb testing.TB) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb
+		}
+	}
+	return 0
 }

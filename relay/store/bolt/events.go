@@ -68,7 +68,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 		return results, nil
 	}
 	err = s.write(func(tx *bbolt.Tx) error {
-		evb, und := tx.Bucket(bucketEvents), tx.Bucket(bucketUndecided)
+		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
 		for i, k := range keys {
 			if k == nil {
 				continue
@@ -254,7 +254,7 @@ func prepareDecision(key relay.EventKey, d relay.Decision, alert *relay.Alert, j
 // apply writes the decision of the event stored under k, its jobs and
 // their schedule entries.
 func (d *decision) apply(tx *bbolt.Tx, k []byte) error {
-	if err := tx.Bucket(bucketDecisions).Put(k, d.value); err != nil {
+	if err := history(tx, bucketDecisions).Put(k, d.value); err != nil {
 		return fmt.Errorf("put decision: %w", err)
 	}
 	for _, p := range d.puts {
@@ -264,7 +264,11 @@ func (d *decision) apply(tx *bbolt.Tx, k []byte) error {
 			scheduleLane(tx, &j)
 			value = encodeJob(&j)
 		}
-		if err := tx.Bucket(p.bucket).Put(p.key, value); err != nil {
+		b := tx.Bucket(p.bucket)
+		if bytes.Equal(p.bucket, bucketJobsDone) {
+			b = history(tx, bucketJobsDone)
+		}
+		if err := b.Put(p.key, value); err != nil {
 			return fmt.Errorf("put job: %w", err)
 		}
 		if !j.State.Final() {
