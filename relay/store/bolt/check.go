@@ -186,7 +186,7 @@ func CheckOpenWork(path string) error { return check(path, false) }
 
 // boundedBuckets are the buckets CheckOpenWork checks whole.
 var boundedBuckets = [][]byte{
-	bucketUndecided, bucketJobsOpen, bucketDevices, bucketSettings, bucketPrefs, bucketRecent,
+	bucketUndecided, bucketJobsOpen, bucketDevices, bucketSettings, bucketPrefs,
 	bucketSched, bucketSchedJobs, bucketSchedLeases, bucketSchedCount,
 }
 
