@@ -19,11 +19,6 @@ import (
 // child, not the daemon.
 const checkStoreChildEnv = "EDGERELAY_CHECK_STORE_CHILD"
 
-// checkStoreDeepEnv=1 makes the child read the whole file (bolt.Check, for
-// -check-store); otherwise it checks what a start reads (bolt.CheckOpenWork),
-// so a start does not read years of history.
-const checkStoreDeepEnv = "EDGERELAY_CHECK_STORE_DEEP"
-
 const (
 	exitDamaged      = 1
 	exitCannotCheck  = 3
@@ -31,11 +26,7 @@ const (
 )
 
 func checkStoreChild(path string) int {
-	check := bolt.CheckOpenWork
-	if os.Getenv(checkStoreDeepEnv) == "1" {
-		check = bolt.Check
-	}
-	err := check(path)
+	err := bolt.Check(path)
 	switch {
 	case err == nil:
 		return 0
@@ -47,19 +38,16 @@ func checkStoreChild(path string) int {
 	return exitCannotCheck
 }
 
-// checkStore checks the bolt store file at path in a child process, all of
-// it when deep. A damaged file, including one that crashes the check, gives
-// an error matching bolt.ErrDamaged.
-func checkStore(path string, deep bool) error {
+// checkStore checks the bolt store file at path in a child process. A
+// damaged file, including one that crashes the check, gives an error
+// matching bolt.ErrDamaged.
+func checkStore(path string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("check store %s: %w", path, err)
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), checkStoreChildEnv+"="+path, "GOTRACEBACK=single")
-	if deep {
-		cmd.Env = append(cmd.Env, checkStoreDeepEnv+"=1")
-	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: maxChildErrBytes}
 	err = cmd.Run()

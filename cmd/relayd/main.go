@@ -71,10 +71,9 @@ func run(args []string) int {
 		return 0
 	}
 	// A damaged store file would crash the daemon (bbolt panics, or faults
-	// on a truncated file): check it first, in a child process — what a
-	// start reads at every start, the whole file with -check-store.
+	// on a truncated file): check it first, in a child process.
 	if cfg.Store.Kind == config.StoreBolt {
-		if err := checkStore(cfg.Store.Path, *checkStoreOnly); err != nil {
+		if err := checkStore(cfg.Store.Path); err != nil {
 			fmt.Fprintf(os.Stderr, "relayd: %v\n", err)
 			return 1
 		}

@@ -174,23 +174,7 @@ func VerifyFile(path string) error {
 // A badly damaged file can crash the process running Check (bbolt panics
 // in its own goroutines, and faults on pages past the end of the file):
 // run it in a child process and treat a crash as damage.
-func Check(path string) error { return check(path, true) }
-
-// CheckOpenWork is Check bounded to what a relay reads when it starts and
-// while it sends: the pages and values of the schedule, the open jobs, the
-// undecided events, the directory, and the events and decisions of open
-// jobs and undecided events. History (finished events and jobs) is not
-// read, so the check takes as long as the open work, not as the file:
-// relayd runs it at every start; Check (relayd -check-store) reads it all.
-func CheckOpenWork(path string) error { return check(path, false) }
-
-// boundedBuckets are the buckets CheckOpenWork checks whole.
-var boundedBuckets = [][]byte{
-	bucketUndecided, bucketJobsOpen, bucketDevices, bucketSettings, bucketPrefs,
-	bucketSched, bucketSchedJobs, bucketSchedLeases, bucketSchedCount,
-}
-
-func check(path string, deep bool) error {
+func Check(path string) error {
 	if err := VerifyFile(path); err != nil {
 		return err
 	}
@@ -206,25 +190,14 @@ func check(path string, deep bool) error {
 	}
 	defer db.Close()
 	var problems []error
-	drain := func(errs <-chan error) {
-		for err := range errs { // drained: the checker goroutine must end
+	err = db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() { // drained: the checker goroutine must end
 			if len(problems) < 10 {
 				problems = append(problems, err)
 			}
 		}
-	}
-	err = db.View(func(tx *bbolt.Tx) error {
-		if deep {
-			drain(tx.Check())
-		} else {
-			for _, name := range boundedBuckets {
-				if b := tx.Bucket(name); b != nil && b.Root() != 0 {
-					drain(tx.Check(bbolt.WithPageId(uint64(b.Root()))))
-				}
-			}
-		}
 		if len(problems) == 0 {
-			problems = checkValues(tx, 10, deep)
+			problems = checkValues(tx, 10)
 		}
 		return nil
 	})
@@ -237,26 +210,21 @@ func check(path string, deep bool) error {
 	return nil
 }
 
-// checkValues decodes the entries of the buckets relayd reads at start-up
+// checkValues decodes every entry of the buckets relayd reads at start-up
 // and when serving, as the store would, and returns up to max problems: a
 // damaged value that bbolt's page check cannot see (random bytes inside a
-// value) would otherwise stop the recovery walk at every start. deep
-// decodes every event and decision; otherwise only those of undecided
-// events and open jobs.
-func checkValues(tx *bbolt.Tx, max int, deep bool) []error {
+// value) would otherwise stop the recovery walk at every start.
+func checkValues(tx *bbolt.Tx, max int) []error {
 	var problems []error
-	report := func(bucket, k []byte, err error) {
-		if err != nil && len(problems) < max {
-			problems = append(problems, fmt.Errorf("bucket %s, key %q: %w", bucket, k, err))
-		}
-	}
 	check := func(bucket []byte, fn func(k, v []byte) error) {
 		b := tx.Bucket(bucket)
 		if b == nil {
 			return
 		}
 		_ = b.ForEach(func(k, v []byte) error {
-			report(bucket, k, fn(k, v))
+			if err := fn(k, v); err != nil && len(problems) < max {
+				problems = append(problems, fmt.Errorf("bucket %s, key %q: %w", bucket, k, err))
+			}
 			return nil
 		})
 	}
@@ -266,55 +234,27 @@ func checkValues(tx *bbolt.Tx, max int, deep bool) []error {
 		}
 		return nil
 	}
-	checkEvent := func(k, v []byte) error {
+	check(bucketEvents, func(k, v []byte) error {
 		if _, err := splitEventKey(k); err != nil {
 			return err
 		}
 		_, err := decodeEvent(v)
 		return err
-	}
-	checkDecision := func(_, v []byte) error {
+	})
+	check(bucketDecisions, func(_, v []byte) error {
 		_, err := decodeDecision(v)
 		return err
-	}
-	// one checks the event (and decision) stored under event key k.
-	seen := map[string]bool{}
-	one := func(k []byte, decision bool) {
-		if seen[string(k)] {
-			return
-		}
-		seen[string(k)] = true
-		if v := tx.Bucket(bucketEvents).Get(k); v != nil {
-			report(bucketEvents, k, checkEvent(k, v))
-		}
-		if v := tx.Bucket(bucketDecisions).Get(k); decision && v != nil {
-			report(bucketDecisions, k, checkDecision(k, v))
-		}
-	}
-	if deep {
-		check(bucketEvents, checkEvent)
-		check(bucketDecisions, checkDecision)
-	}
+	})
 	check(bucketUndecided, func(k, v []byte) error {
 		if len(k) != 8 {
 			return fmt.Errorf("key of %d bytes, want 8", len(k))
 		}
 		_, err := splitEventKey(v)
-		if err == nil && !deep {
-			one(v, false)
-		}
 		return err
 	})
-	jobBuckets := [][]byte{bucketJobsOpen}
-	if deep {
-		jobBuckets = append(jobBuckets, bucketJobsDone)
-	}
-	for _, b := range jobBuckets {
+	for _, b := range [][]byte{bucketJobsOpen, bucketJobsDone} {
 		check(b, func(k, v []byte) error {
-			j, err := decodeJob(k, v)
-			if err == nil && !deep { // jobs_open only
-				one(eventKey(j.Event), true)
-			}
+			_, err := decodeJob(k, v)
 			return err
 		})
 	}

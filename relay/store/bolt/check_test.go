@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,53 +155,4 @@ func FuzzVerifyFile(f *testing.F) {
 			t.Fatalf("not a damage error: %v", err)
 		}
 	})
-}
-
-// CheckOpenWork finds damage in what a start reads (an open job's event)
-// and does not read finished history, which Check does.
-func TestCheckOpenWorkBounded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "relay.db")
-	s := openAt(t, path)
-	ctx := context.Background()
-	open, done := ev("acme", "open"), ev("acme", "done")
-	open.Title, done.Title = "Open title", "Done title"
-	mustAdd(t, s, open, done)
-	for _, e := range []relay.Event{open, done} {
-		st := relay.StatePending
-		if e.ID == "done" {
-			st = relay.StateDelivered
-		}
-		if err := s.Decide(ctx, e.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, &relay.Alert{Title: e.Title}, []relay.Job{job(e.Key(), "phone", st)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	orig, _ := os.ReadFile(path)
-	damage := func(value string) {
-		b := bytes.Clone(orig)
-		n := 0
-		for i := bytes.Index(b, []byte(value)); i >= 0; i = bytes.Index(b, []byte(value)) {
-			b[i] = 0xff // a length running past the value
-			n++
-		}
-		if n == 0 {
-			t.Fatalf("%q not found in the file", value)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	damage("\x0aDone title")
-	if err := CheckOpenWork(path); err != nil {
-		t.Fatalf("finished history was read: %v", err)
-	}
-	if err := Check(path); !errors.Is(err, ErrDamaged) {
-		t.Fatalf("deep check: %v, want damaged", err)
-	}
-	damage("\x0aOpen title")
-	if err := CheckOpenWork(path); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "bucket events") {
-		t.Fatalf("open work: %v, want the open job's event damaged", err)
-	}
 }
