@@ -163,6 +163,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		// Zero: the pipeline's defaults.
 		SweepInterval: d.sweepEvery,
 		SweepAge:      d.sweepEvery,
+		// bolt stores an event with its decision in one commit.
+		DecideOnAccept: cfg.Store.Kind == config.StoreBolt,
 	})
 	events, err := pl.Recover(ctx)
 	if err != nil {

@@ -94,6 +94,12 @@ type Options struct {
 	// Accept blocks (backpressure on the socket).
 	Backlog int
 	Now     func() time.Time
+	// DecideOnAccept decides, in Accept, the events that need no plugin
+	// and no user.recent count, and stores each with its decision
+	// (Store.AddDecided). For a store that writes both at once (bolt: one
+	// commit instead of two); on JetStream AddDecided is two writes, and
+	// the POST would wait for the second, so it is off there.
+	DecideOnAccept bool
 	// Recent keeps the user.recent counts; nil: the plugins see none. An
 	// event is counted when it is decided, just before the plugins judge
 	// it, so each decision sees the events decided before it and itself.
@@ -225,6 +231,9 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
 	for k := range ok {
+		if !p.opts.DecideOnAccept {
+			break
+		}
 		j, err := p.judge(ctx, ok[k], now, true)
 		if err != nil || j == nil {
 			continue // a decider judges it (a failed read is tried again there)

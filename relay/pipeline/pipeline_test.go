@@ -79,7 +79,7 @@ func newPipeline(t *testing.T) (*Pipeline, *bolt.Store, *captureQueue) {
 	}
 	t.Cleanup(func() { st.Close(context.Background()) })
 	q := &captureQueue{}
-	return New(Options{Config: testConfig(t), Store: st, Queue: q}), st, q
+	return New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true}), st, q
 }
 
 func TestAcceptFillsDefaultsAndDecides(t *testing.T) {
@@ -379,7 +379,7 @@ func TestAcceptDecidesWhatNeedsNoPlugin(t *testing.T) {
 	_, st, q := newPipeline(t)
 	var mu sync.Mutex
 	var scheduled []string
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: typePolicy{types: []string{relay.TypeAccountShared}},
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true, Policy: typePolicy{types: []string{relay.TypeAccountShared}},
 		OnScheduled: func(_ context.Context, ev relay.Event, _ *relay.Alert, _ []relay.Job) {
 			mu.Lock()
 			scheduled = append(scheduled, ev.ID)
@@ -441,7 +441,7 @@ func (activePolicy) Active() bool { return true }
 // a decider, in the user's order, even when no plugin applies to its type.
 func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
 	_, st, q := newPipeline(t)
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Recent: st,
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Recent: st, DecideOnAccept: true,
 		Policy: activePolicy{typePolicy{types: []string{"none"}}}})
 	ctx := t.Context()
 	if errs, err := p.Accept(ctx, []relay.Event{{ID: "counted", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil || errs[0] != nil {

@@ -97,8 +97,9 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkStoreGrowth stores EDGERELAY_BENCH_STORE_EVENTS (default
 // 200,000) events the way relayd does at saturation (decided on accept in
 // batches of 1,000, one iOS job each, leased and settled delivered), then
-// reports the file's bytes per delivered event, and how long a restart
-// takes (the start-up check and Open) and how much of the file it maps in.
+// reports the file's bytes per delivered event, how long a restart takes
+// (relayd's start-up check, which reads the whole file, and Open) and how
+// much of the file Open maps in.
 //
 //	EDGERELAY_BENCH_STORE_EVENTS=1000000 go test -run '^$' -bench StoreGrowth -benchtime 1x ./relay/store/bolt/
 func BenchmarkStoreGrowth(b *testing.B) {
@@ -172,17 +173,20 @@ func BenchmarkStoreGrowth(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rss0 := rssFileKiB(b)
+		// A restart: relayd's start-up check (in a child process there),
+		// then Open and a first read.
 		t0 := time.Now()
-		if err := CheckOpenWork(path); err != nil {
+		if err := Check(path); err != nil {
 			b.Fatal(err)
 		}
 		checked := time.Since(t0)
+		rss0 := rssFileKiB(b)
+		t1 := time.Now()
 		s, err = Open(path, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		opened := time.Since(t0)
+		opened := time.Since(t1)
 		if _, err := s.OpenJobs(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -190,7 +194,7 @@ func BenchmarkStoreGrowth(b *testing.B) {
 		s.Close(ctx)
 		b.ReportMetric(float64(fi.Size())/float64(n), "file-B/event")
 		b.ReportMetric(float64(checked.Milliseconds()), "startcheck-ms")
-		b.ReportMetric(float64(opened.Milliseconds()), "check+open-ms")
+		b.ReportMetric(float64(opened.Milliseconds()), "open-ms")
 		b.ReportMetric(float64(mapped)/1024, "reopen-file-RSS-MiB")
 	}
 }
