@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -103,10 +102,8 @@ func TestPriorityEndToEnd(t *testing.T) {
 }
 
 func testPriority(t *testing.T, b backend) {
-	n := 20_000 // issue 8 asks for 20,000
-	if v, err := strconv.Atoi(os.Getenv("EDGERELAY_PRIORITY_EVENTS")); err == nil && v > 0 {
-		n = v
-	} else if testing.Short() {
+	n := envInt("EDGERELAY_PRIORITY_EVENTS", 20_000) // issue 8 asks for 20,000
+	if testing.Short() {
 		n = 3000
 	}
 	hs := startCluster(t, backend{name: b.name, nodes: 1, config: b.config}, harnessOptions{logLevel: "warn", apnsConnections: 1})
@@ -160,13 +157,10 @@ func testPriority(t *testing.T, b backend) {
 // clusterEvents is how many events the cluster kill tests post (override
 // with EDGERELAY_CLUSTER_EVENTS; issue 8 asks for 20,000).
 func clusterEvents(t *testing.T) int {
-	if n, err := strconv.Atoi(os.Getenv("EDGERELAY_CLUSTER_EVENTS")); err == nil && n > 0 {
-		return n
-	}
 	if testing.Short() {
 		return 500
 	}
-	return 1000
+	return envInt("EDGERELAY_CLUSTER_EVENTS", 1000)
 }
 
 // TestClusterRelayKilled: three relays, each with an embedded NATS server

@@ -138,7 +138,7 @@ func countPushes(all []relaytest.Push, expires map[string]time.Time) pushStats {
 // 429 (with Retry-After) and reset 5% of streams; every event is delivered
 // to both phones, none after its expiry, and duplicates are counted.
 func TestFaultInjection(t *testing.T) {
-	n := 10_000
+	n := envInt("EDGERELAY_FAULT_EVENTS", 10_000)
 	if testing.Short() {
 		n = 1000
 	}
@@ -204,7 +204,7 @@ func TestFaultInjection(t *testing.T) {
 // a load against fakes with 20 ms latency; after the last restart every
 // accepted event is delivered or expired, none lost.
 func TestCrashSIGKILL(t *testing.T) {
-	n, kills := 20_000, 10
+	n, kills := envInt("EDGERELAY_CRASH_EVENTS", 20_000), 10
 	if testing.Short() {
 		n, kills = 2000, 3
 	}
@@ -623,4 +623,13 @@ func BenchmarkOutageRSS(b *testing.B) {
 		b.Logf("outage: %d open jobs queued in %v; RSS idle %.0f MiB, steady %.0f MiB (max %.0f over 30 s; anonymous %.0f MiB, the rest is the store's mmap), peak %.0f MiB; max jobs in memory %.0f; APNs requests %d; store %.0f MiB",
 			n, queued.Round(time.Millisecond), rss0, steady, mx, anon, peak, depth, h.APNs.Requests(), float64(fi.Size())/(1<<20))
 	}
+}
+
+// envInt reads a test size from the environment (make test shrinks the
+// longest e2e tests to fit the CI budget; run them full size by hand).
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

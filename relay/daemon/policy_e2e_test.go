@@ -208,7 +208,8 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const swaps, events = 50, 10_000
+	const swaps = 50
+	events := envInt("EDGERELAY_RELOAD_EVENTS", 10_000)
 	versions := make([][]byte, swaps+1)
 	manifest := []byte("order = 1\nconfig {\n  verdict = \"allow\"\n  reason = \"ok\"\n}\n")
 	man, err := policy.ParseManifest("swapper.hcl", manifest)
