@@ -264,9 +264,17 @@ func (h *harness) startWith(timeout time.Duration) {
 	h.t.Helper()
 	h.mu.Lock()
 	cmd := exec.Command(relaydBin, "-config", h.cfgPath)
-	h.logs = &lockedBuffer{}
-	cmd.Stdout = h.logs
-	cmd.Stderr = h.logs
+	logs := &lockedBuffer{}
+	h.logs = logs
+	cmd.Stdout = logs
+	cmd.Stderr = logs
+	// A failed test shows what this relayd said (its last lines).
+	h.t.Cleanup(func() {
+		if h.t.Failed() {
+			out := logs.String()
+			h.t.Logf("relayd %s log (last 8 KiB):\n%s", h.dir, out[max(0, len(out)-8<<10):])
+		}
+	})
 	if err := cmd.Start(); err != nil {
 		h.mu.Unlock()
 		h.t.Fatal(err)

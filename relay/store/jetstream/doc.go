@@ -65,8 +65,9 @@
 // a lost ack or nak, or a duplicate message, is repaired when the message
 // comes back and is checked again. The consumers' AckWait
 // (Options.FetchAckWait, 30 s) only covers a relay dying between a fetch
-// and turning the message into a lease. With Wait, Lease waits on both
-// consumers at once and returns as soon as something is leased.
+// and turning the message into a lease. Lease only fetches without
+// waiting; with Wait, it waits on a core NATS subscription to the lane's
+// job subjects (a doorbell) and fetches again when a job is published.
 //
 // Lease ends are written with the leasing relay's clock and compared with
 // another relay's: keep the relays' clocks synchronized (NTP). The lease

@@ -138,65 +138,98 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, errClosed)
 	}
 	deadline := time.Now().Add(req.Wait)
-	for {
+	var bell <-chan struct{}
+	if req.Wait > 0 {
+		var err error
+		if bell, err = s.doorbell(req.Lane); err != nil {
+			return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, err)
+		}
+	}
+	for rung := 0; ; {
 		if err := ctx.Err(); err != nil {
 			return nil, time.Time{}, fmt.Errorf("lease %s: %w", req.Lane, err)
 		}
-		out, cons, err := s.leaseNow(ctx, req)
+		select { // a ring from before this look is answered by it
+		case <-bell:
+		default:
+		}
+		out, err := s.leaseNow(ctx, req)
 		if err != nil || len(out) > 0 {
 			return out, time.Time{}, err
 		}
-		// Nothing due: wait for a message, and lease again if what came
-		// was not for taking (not due, or not decided yet).
 		wait := time.Until(deadline)
 		if wait < 10*time.Millisecond {
 			return nil, time.Time{}, nil
 		}
-		out, err = s.leaseWait(ctx, req, cons, wait)
-		if err != nil {
-			return out, time.Time{}, err
+		if rung > 0 && rung <= len(ringRetry) {
+			// The bell rang but the consumer had nothing yet (a message
+			// reaches subscribers before the stream has stored it): look
+			// again shortly rather than wait for the next ring.
+			wait = min(wait, ringRetry[rung-1])
+			rung++
 		}
-		if len(out) > 0 {
-			// Work came: fill the batch with what else is there now.
-			more := req
-			more.Max -= len(out)
-			if more.Max > 0 {
-				got, _, err := s.leaseNow(ctx, more)
-				out = append(out, got...)
-				slices.SortStableFunc(out, func(a, b store.Leased) int {
-					return strings.Compare(prioToken(store.PriorityOf(a.Alert)), prioToken(store.PriorityOf(b.Alert)))
-				})
-				return out, time.Time{}, err
-			}
-			return out, time.Time{}, nil
+		t := time.NewTimer(wait)
+		select {
+		case <-bell:
+			rung = 1
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		if time.Until(deadline) <= 0 {
-			return nil, time.Time{}, nil
-		}
+		t.Stop()
 	}
 }
 
-// leaseNow leases what the lane's consumers hold now, high first. It
-// returns the consumers it used (both, when it leased nothing).
-func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.Leased, []jetstream.Consumer, error) {
+// ringRetry spaces the looks after a ring that found nothing.
+var ringRetry = []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
+
+// doorbell returns the lane's bell: it rings (a buffered send, never
+// blocking) when a job message is published to the lane, and Lease waits
+// on it, then fetches without waiting. Lease does not wait in a pull
+// request: one ended early by the client stays open at the consumer's
+// leader until it expires (in a cluster the end of interest reaches the
+// leader late), and a message the leader hands it then is lost to every
+// relay until the consumer's AckWait (30 s). Messages coming back from a
+// delay (retries, lease ends) do not ring: the queue's next Lease, within
+// its poll interval, finds them.
+func (s *Store) doorbell(lane string) (<-chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.bells[lane]; ok {
+		return ch, nil
+	}
+	ch := make(chan struct{}, 1)
+	sub, err := s.nc.Subscribe(s.jobSubject(lane, "*"), func(*nats.Msg) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("doorbell of lane %s: %w", lane, err)
+	}
+	s.bells[lane] = ch
+	s.bellSubs = append(s.bellSubs, sub)
+	return ch, nil
+}
+
+// leaseNow leases what the lane's consumers hold now, high first.
+func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.Leased, error) {
 	var out []store.Leased
-	var cons []jetstream.Consumer
 	for _, p := range prios {
 		if len(out) >= req.Max {
 			break // the lease clock runs: no consumer set-up past this point
 		}
 		c, err := s.consumer(ctx, req.Lane, p)
 		if err != nil {
-			return out, nil, fmt.Errorf("lease %s: %w", req.Lane, err)
+			return out, fmt.Errorf("lease %s: %w", req.Lane, err)
 		}
-		cons = append(cons, c)
 		for range maxFetchRounds {
 			if len(out) >= req.Max {
 				break
 			}
 			batch, err := c.FetchNoWait(req.Max - len(out))
 			if err != nil {
-				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			var msgs []jetstream.Msg
 			for msg := range batch.Messages() {
@@ -206,7 +239,7 @@ func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.L
 			got, takeErr := s.takeAll(ctx, req, msgs)
 			out = append(out, got...)
 			if takeErr != nil {
-				return out, nil, takeErr
+				return out, takeErr
 			}
 			if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
 				// A consumer just created, or between leaders: nothing to
@@ -214,72 +247,14 @@ func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.L
 				s.forgetConsumer(req.Lane, p)
 				break
 			} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				return out, nil, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			if n == 0 {
 				break
 			}
 		}
 	}
-	return out, cons, nil
-}
-
-// leaseWait waits up to wait on both priorities' consumers at once,
-// one message each; the first message to come ends the other wait, and
-// what came is leased, high first. (A message the server sends just as
-// its wait is ended is redelivered after the consumers' AckWait.)
-func (s *Store) leaseWait(ctx context.Context, req store.LeaseRequest, cons []jetstream.Consumer, wait time.Duration) ([]store.Leased, error) {
-	deadline := time.Now().Add(wait)
-	wctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	msgs := make([][]jetstream.Msg, len(cons))
-	errs := make([]error, len(cons))
-	var wg sync.WaitGroup
-	for i, c := range cons {
-		wg.Go(func() {
-			batch, err := c.Fetch(1, jetstream.FetchContext(wctx))
-			if err != nil {
-				// A wait ended by the other consumer's message, or too
-				// short to send, is no error.
-				if wctx.Err() == nil && time.Until(deadline) > 10*time.Millisecond {
-					errs[i] = err
-				}
-				return
-			}
-			for m := range batch.Messages() {
-				msgs[i] = append(msgs[i], m)
-				cancel()
-			}
-			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) &&
-				!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
-				!errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrNoResponders) {
-				errs[i] = err
-			}
-		})
-	}
-	wg.Wait()
-	var out []store.Leased
-	var firstErr error
-	for i := range cons {
-		for _, m := range msgs[i] {
-			if len(out) >= req.Max || firstErr != nil {
-				_ = m.Nak() // not ours to take: back at once
-				continue
-			}
-			l, ok, err := s.take(ctx, req, m)
-			if err != nil {
-				firstErr = err
-				continue
-			}
-			if ok {
-				out = append(out, l)
-			}
-		}
-		if errs[i] != nil && firstErr == nil && ctx.Err() == nil {
-			firstErr = fmt.Errorf("lease %s: wait: %w", req.Lane, errs[i])
-		}
-	}
-	return out, firstErr
+	return out, nil
 }
 
 // takeParallel bounds the messages of one fetch checked and leased at once.

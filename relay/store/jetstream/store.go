@@ -95,6 +95,8 @@ type Store struct {
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by consumer name
+	bells     map[string]chan struct{}      // by lane: see doorbell
+	bellSubs  []*nats.Subscription
 	closed    bool
 }
 
@@ -124,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.FetchAckWait <= 0 {
 		opts.FetchAckWait = DefaultFetchAckWait
 	}
-	s := &Store{opts: opts, log: opts.Logger, consumers: map[string]jetstream.Consumer{}}
+	s := &Store{opts: opts, log: opts.Logger, consumers: map[string]jetstream.Consumer{}, bells: map[string]chan struct{}{}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -351,7 +353,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close(context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	subs := s.bellSubs
+	s.bellSubs = nil
 	s.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
 	// Settle's delays of job messages are sent without waiting: let them
 	// reach the server (a lost one only delays a retry to the lease's end).
 	if s.nc.IsConnected() {
