@@ -50,7 +50,7 @@ demo: build policies
 
 # test: the race-enabled suite. The longest end-to-end tests run smaller
 # than their full size to fit CI (20 minutes on 2 cores); unset these to
-# run them full size (docs/benchmarks.md lists the full-size runs).
+# run them full size (e.g. `make test TEST_SIZES=`).
 # (The hot-reload test keeps its full 10,000 events: fewer are all judged
 # before the first swap is compiled under -race.)
 TEST_SIZES ?= EDGERELAY_CORRUPTIONS=60 EDGERELAY_PRIORITY_EVENTS=5000 EDGERELAY_FAULT_EVENTS=4000 \
