@@ -369,59 +369,13 @@ func (s *Store) Answers(ctx context.Context, afterSeq uint64, limit int) ([]rela
 // which makes later answers conflict, is kept. It returns how many entries
 // it deleted.
 func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error) {
-	leave, err := s.enter(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("prune answers: %w", err)
-	}
-	defer leave()
-
-	total := 0
-	for {
-		if err := s.stopped(ctx); err != nil {
-			return total, fmt.Errorf("prune answers: %w", err)
+	return s.pruneLog(ctx, bucketAnswerLog, "answers", before, func(v []byte) (time.Time, error) {
+		var a struct {
+			AnsweredAt time.Time `json:"answered_at"`
 		}
-		var n int
-		var more bool
-		err := s.write(func(tx *bbolt.Tx) error {
-			n, more = 0, false
-			b := tx.Bucket(bucketAnswerLog)
-			if b == nil {
-				return nil
-			}
-			var drop [][]byte
-			c := b.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if len(drop) == pruneChunk {
-					more = true
-					break
-				}
-				var a struct {
-					AnsweredAt time.Time `json:"answered_at"`
-				}
-				if err := json.Unmarshal(v, &a); err != nil {
-					return fmt.Errorf("decode answer %d: %w", binary.BigEndian.Uint64(k), err)
-				}
-				if !a.AnsweredAt.Before(before) {
-					break
-				}
-				drop = append(drop, bytes.Clone(k))
-			}
-			for _, k := range drop {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-			}
-			n = len(drop)
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("prune answers: %w", err)
-		}
-		total += n
-		if !more {
-			return total, nil
-		}
-	}
+		err := json.Unmarshal(v, &a)
+		return a.AnsweredAt, err
+	})
 }
 
 // Answered returns the first answer to an event, or relay.ErrNotFound.

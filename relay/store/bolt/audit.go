@@ -106,58 +106,13 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]relay.AuditEn
 // PruneAudit implements store.AuditLog, in chunks of pruneChunk entries
 // per transaction, from the oldest, stopping at the first newer entry.
 func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
-	leave, err := s.enter(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("prune audit log: %w", err)
-	}
-	defer leave()
-	total := 0
-	for {
-		if err := s.stopped(ctx); err != nil {
-			return total, fmt.Errorf("prune audit log: %w", err)
+	return s.pruneLog(ctx, bucketAudit, "audit log", before, func(v []byte) (time.Time, error) {
+		var e struct {
+			Time time.Time `json:"time"`
 		}
-		var n int
-		var more bool
-		err := s.write(func(tx *bbolt.Tx) error {
-			n, more = 0, false
-			b := tx.Bucket(bucketAudit)
-			if b == nil {
-				return nil
-			}
-			var drop [][]byte
-			c := b.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if len(drop) == pruneChunk {
-					more = true
-					break
-				}
-				var e struct {
-					Time time.Time `json:"time"`
-				}
-				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("decode audit entry %d: %w", binary.BigEndian.Uint64(k), err)
-				}
-				if !e.Time.Before(before) {
-					break
-				}
-				drop = append(drop, bytes.Clone(k))
-			}
-			for _, k := range drop {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-			}
-			n = len(drop)
-			return nil
-		})
-		if err != nil {
-			return total, fmt.Errorf("prune audit log: %w", err)
-		}
-		total += n
-		if !more {
-			return total, nil
-		}
-	}
+		err := json.Unmarshal(v, &e)
+		return e.Time, err
+	})
 }
 
 // EraseAudit implements store.AuditLog: one transaction over the log

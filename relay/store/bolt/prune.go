@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -103,5 +104,62 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 			return total, nil
 		}
 		after = last
+	}
+}
+
+// pruneLog deletes the entries of a log bucket (keyed by sequence number,
+// written in time order) whose time, read by timeOf, is before before:
+// from the oldest, in chunks of pruneChunk per transaction, stopping at
+// the first newer entry. what names the log in errors.
+func (s *Store) pruneLog(ctx context.Context, bucket []byte, what string, before time.Time, timeOf func(v []byte) (time.Time, error)) (int, error) {
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: %w", what, err)
+	}
+	defer leave()
+	total := 0
+	for {
+		if err := s.stopped(ctx); err != nil {
+			return total, fmt.Errorf("prune %s: %w", what, err)
+		}
+		var n int
+		var more bool
+		err := s.write(func(tx *bbolt.Tx) error {
+			n, more = 0, false
+			b := tx.Bucket(bucket)
+			if b == nil {
+				return nil
+			}
+			var drop [][]byte
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(drop) == pruneChunk {
+					more = true
+					break
+				}
+				t, err := timeOf(v)
+				if err != nil {
+					return fmt.Errorf("decode %s entry %d: %w", what, binary.BigEndian.Uint64(k), err)
+				}
+				if !t.Before(before) {
+					break
+				}
+				drop = append(drop, bytes.Clone(k))
+			}
+			for _, k := range drop {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(drop)
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune %s: %w", what, err)
+		}
+		total += n
+		if !more {
+			return total, nil
+		}
 	}
 }

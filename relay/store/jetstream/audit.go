@@ -84,28 +84,10 @@ func (s *Store) Audit(ctx context.Context, f store.AuditFilter) ([]relay.AuditEn
 // PruneAudit implements store.AuditLog: from the oldest entry, while
 // entries are older than before, it deletes them.
 func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
-	n := 0
-	for seq := uint64(1); ; seq++ {
-		msg, err := nextMsg(ctx, s.audit, seq, s.subj.audit)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("prune audit log: %w", err)
-		}
-		seq = msg.Sequence
-		e, err := decodeAudit(msg)
-		if err != nil {
-			return n, fmt.Errorf("prune audit log: %w", err)
-		}
-		if !e.Time.Before(before) {
-			return n, nil
-		}
-		if err := s.audit.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, fmt.Errorf("prune audit log: delete %d: %w", seq, err)
-		}
-		n++
-	}
+	return s.deleteAudit(ctx, "prune audit log", func(e *relay.AuditEntry) (bool, bool) {
+		older := e.Time.Before(before)
+		return older, !older
+	})
 }
 
 // EraseAudit implements store.AuditLog: it reads the log from the oldest
@@ -115,6 +97,15 @@ func (s *Store) EraseAudit(ctx context.Context, workspace, user string) (int, er
 		return 0, errors.New("erase audit entries: workspace: must not be empty")
 	}
 	f := store.AuditFilter{Workspace: workspace, User: user}
+	return s.deleteAudit(ctx, "erase audit entries", func(e *relay.AuditEntry) (bool, bool) {
+		return f.Match(e), false
+	})
+}
+
+// deleteAudit walks the audit log from the oldest entry and deletes the
+// entries judge says to, until judge says stop or the log ends. what
+// names the work in errors.
+func (s *Store) deleteAudit(ctx context.Context, what string, judge func(e *relay.AuditEntry) (del, stop bool)) (int, error) {
 	n := 0
 	for seq := uint64(1); ; seq++ {
 		msg, err := nextMsg(ctx, s.audit, seq, s.subj.audit)
@@ -122,18 +113,22 @@ func (s *Store) EraseAudit(ctx context.Context, workspace, user string) (int, er
 			return n, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("erase audit entries: %w", err)
+			return n, fmt.Errorf("%s: %w", what, err)
 		}
 		seq = msg.Sequence
 		e, err := decodeAudit(msg)
 		if err != nil {
-			return n, fmt.Errorf("erase audit entries: %w", err)
+			return n, fmt.Errorf("%s: %w", what, err)
 		}
-		if !f.Match(&e) {
+		del, stop := judge(&e)
+		if stop {
+			return n, nil
+		}
+		if !del {
 			continue
 		}
 		if err := s.audit.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, fmt.Errorf("erase audit entries: delete %d: %w", seq, err)
+			return n, fmt.Errorf("%s: delete %d: %w", what, seq, err)
 		}
 		n++
 	}
