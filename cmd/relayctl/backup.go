@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+
+	"github.com/schollz/progressbar/v3"
 )
 
 // cmdBackup copies the running relayd's store (GET /v1/backup) into FILE:
@@ -55,16 +55,9 @@ func cmdBackup(ctx context.Context, g *globals, args []string) error {
 	defer os.Remove(tmp.Name()) // after a successful rename: nothing to remove
 	var body io.Reader = resp.Body
 	if *progress || g.stderrTTY {
-		bar := progressbar.NewOptions64(resp.ContentLength,
-			progressbar.OptionSetWriter(g.stderr),
-			progressbar.OptionSetDescription("backup "+dst),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionClearOnFinish(),
-		)
-		r := progressbar.NewReader(body, bar)
-		body = &r
-		defer bar.Finish()
+		var done func()
+		body, done = g.progress(body, resp.ContentLength, "backup "+dst)
+		defer done()
 	}
 	n, err := io.Copy(tmp, body)
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
@@ -174,4 +167,18 @@ func cmdConfigReload(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(g.stdout, "reloaded %s: %s\n", res.File, strings.Join(res.Changed, ", "))
 		return nil
 	})
+}
+
+// progress wraps r in a progress bar of size bytes on stderr (size < 0:
+// unknown); done finishes the bar.
+func (g *globals) progress(r io.Reader, size int64, desc string) (io.Reader, func()) {
+	bar := progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(g.stderr),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionClearOnFinish(),
+	)
+	pr := progressbar.NewReader(r, bar)
+	return &pr, func() { _ = bar.Finish() }
 }

@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/schollz/progressbar/v3"
 )
 
 // printJSON writes raw JSON indented, or as it is when it is not JSON.
@@ -101,16 +99,9 @@ func cmdSend(ctx context.Context, g *globals, args []string) error {
 	}
 	var body io.Reader = bytes.NewReader(data)
 	if *progress || (g.stderrTTY && len(data) >= largeSend) {
-		bar := progressbar.NewOptions64(int64(len(data)),
-			progressbar.OptionSetWriter(g.stderr),
-			progressbar.OptionSetDescription("sending "+name),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionClearOnFinish(),
-		)
-		r := progressbar.NewReader(body, bar)
-		body = &r
-		defer bar.Finish()
+		var done func()
+		body, done = g.progress(body, int64(len(data)), "sending "+name)
+		defer done()
 	}
 	var raw json.RawMessage
 	if err := c.doReader(ctx, http.MethodPost, "/v1/events", "application/x-ndjson", body, int64(len(data)), &raw); err != nil {
