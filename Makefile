@@ -73,6 +73,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./relay/ingest/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeInput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOutput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompactInput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompactOutput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
 
 vet:
 	$(GO) vet ./...

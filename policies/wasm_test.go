@@ -144,6 +144,9 @@ type plugin struct {
 	stderr bytes.Buffer
 }
 
+// input encodes in as the Go SDK asks the host to: compact.
+func input(in *abi.Input) []byte { return abi.AppendInputCompact(nil, in) }
+
 func load(tb testing.TB, name string) *plugin { return loadWith(tb, name, true) }
 
 // loadWith loads name; cod turns wazero's close-on-context-done (the
@@ -176,6 +179,7 @@ func loadPath(tb testing.TB, path string, cod bool) *plugin {
 	for export, sig := range map[string]string{
 		abi.ExportInitialize: "()->()", abi.ExportAbiVersion: "()->(i32)",
 		abi.ExportAlloc: "(i32)->(i32)", abi.ExportEvaluate: "(i32,i32)->(i64)",
+		abi.ExportEncoding: "()->(i32)",
 	} {
 		f, ok := exports[export]
 		if !ok && export == abi.ExportInitialize {
@@ -200,6 +204,15 @@ func loadPath(tb testing.TB, path string, cod bool) *plugin {
 	res, err := p.mod.ExportedFunction(abi.ExportAbiVersion).Call(ctx)
 	if err != nil || len(res) != 1 || uint32(res[0]) != abi.Version {
 		tb.Fatalf("%s: relay_abi_version = %v, %v", name, res, err)
+	}
+	// Every module built with the SDK reads and writes the compact
+	// encoding, which the host then uses.
+	enc := p.mod.ExportedFunction(abi.ExportEncoding)
+	if enc == nil {
+		tb.Fatalf("%s: no %s export", name, abi.ExportEncoding)
+	}
+	if res, err := enc.Call(ctx); err != nil || len(res) != 1 || uint32(res[0]) != abi.EncodingCompact {
+		tb.Fatalf("%s: %s = %v, %v; want %d", name, abi.ExportEncoding, res, err, abi.EncodingCompact)
 	}
 	p.alloc = p.mod.ExportedFunction(abi.ExportAlloc)
 	p.eval = p.mod.ExportedFunction(abi.ExportEvaluate)
@@ -249,7 +262,7 @@ func (p *plugin) evaluate(ctx context.Context, doc []byte) ([]byte, error) {
 
 func (p *plugin) decide(tb testing.TB, in *abi.Input) abi.Output {
 	tb.Helper()
-	raw, err := p.evaluate(context.Background(), abi.AppendInput(nil, in))
+	raw, err := p.evaluate(context.Background(), input(in))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -257,7 +270,7 @@ func (p *plugin) decide(tb testing.TB, in *abi.Input) abi.Output {
 		tb.Fatalf("out_len 0; stderr: %s", p.stderr.String())
 	}
 	var out abi.Output
-	if err := abi.DecodeOutput(raw, &out); err != nil {
+	if err := abi.DecodeOutputCompact(raw, &out); err != nil {
 		tb.Fatalf("decode output %s: %v", raw, err)
 	}
 	return out
@@ -379,7 +392,7 @@ func TestWasmFailures(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ name, doc, stderr string }{
 		{"garbage input", `{"abi":1,`, "decode input"},
-		{"bad config", string(abi.AppendInput(nil, &abi.Input{ABI: 1, Config: []byte(`{"max":0}`)})), "max: 0 must be at least 1"},
+		{"bad config", string(input(&abi.Input{ABI: 1, Config: []byte(`{"max":0}`)})), "max: 0 must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p.stderr.Reset()
@@ -419,7 +432,7 @@ func BenchmarkWasmEvaluate(b *testing.B) {
 				p := loadWith(b, name, cod)
 				in := inputs[name]
 				in.Config = manifestConfig(b, name)
-				doc := abi.AppendInput(nil, &in)
+				doc := input(&in)
 				if _, err := p.evaluate(context.Background(), doc); err != nil { // warm: config parse
 					b.Fatal(err)
 				}
@@ -464,7 +477,7 @@ func TestBundleNeedsPolicy(t *testing.T) {
 	for _, cfg := range []string{`{"body":"x"}`, `{"policy":"nope"}`, `{"policy":1}`} {
 		in := event("otp_received", nil)
 		in.Config = []byte(cfg)
-		raw, err := p.evaluate(context.Background(), abi.AppendInput(nil, &in))
+		raw, err := p.evaluate(context.Background(), input(&in))
 		if err != nil || raw != nil {
 			t.Fatalf("%s: %s %v", cfg, raw, err)
 		}

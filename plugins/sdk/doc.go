@@ -2,10 +2,10 @@
 
 // Package sdk is the guest side of the edgerelay plugin ABI for Go plugins
 // built with the standard toolchain (GOOS=wasip1 GOARCH=wasm
-// -buildmode=c-shared). Importing it exports relay_abi_version, relay_alloc
-// and relay_evaluate from the module (Go's //go:wasmexport works from any
-// package linked into a c-shared module); the Go linker adds _initialize and
-// memory. A plugin registers its rule once, from init:
+// -buildmode=c-shared). Importing it exports relay_abi_version, relay_alloc,
+// relay_evaluate and relay_encoding (asking for the compact encoding) from
+// the module (Go's //go:wasmexport works from any package linked into a
+// c-shared module); the Go linker adds _initialize and memory. A plugin registers its rule once, from init:
 //
 //	package main
 //

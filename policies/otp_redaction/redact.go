@@ -122,17 +122,29 @@ type token struct {
 }
 
 // kind classifies a rune: 'd' digit, 'l' letter, 'm' combining mark, 0
-// anything else. ASCII is decided without the Unicode tables.
+// anything else. ASCII is a table lookup the compiler inlines (in a guest
+// a call costs more than the lookup); the rest needs the Unicode tables.
 func kind(r rune) byte {
-	switch {
-	case r < 0x80:
+	if r < 0x80 {
+		return asciiKind[r]
+	}
+	return kindUnicode(r)
+}
+
+var asciiKind = func() (t [0x80]byte) {
+	for r := range t {
 		switch {
 		case r >= '0' && r <= '9':
-			return 'd'
+			t[r] = 'd'
 		case (r|0x20) >= 'a' && (r|0x20) <= 'z':
-			return 'l'
+			t[r] = 'l'
 		}
-		return 0
+	}
+	return t
+}()
+
+func kindUnicode(r rune) byte {
+	switch {
 	case r >= 0x2000 && r <= 0x206f:
 		return 0 // general punctuation, such as the mask's bullets
 	case unicode.IsDigit(r):
@@ -254,14 +266,25 @@ func appendCodeSpans(spans [][2]int, s, code string, want []rune) [][2]int {
 }
 
 // fold maps a digit of any script to its ASCII digit and a letter to lower
-// case.
+// case. ASCII is inlined, as in kind.
 func fold(r rune) rune {
 	if r < 0x80 {
-		if r >= 'A' && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
+		return rune(asciiFold[r])
 	}
+	return foldUnicode(r)
+}
+
+var asciiFold = func() (t [0x80]byte) {
+	for r := range t {
+		t[r] = byte(r)
+		if r >= 'A' && r <= 'Z' {
+			t[r] = byte(r + 'a' - 'A')
+		}
+	}
+	return t
+}()
+
+func foldUnicode(r rune) rune {
 	if unicode.IsDigit(r) {
 		for _, rg := range unicode.Nd.R16 {
 			if lo, hi := rune(rg.Lo), rune(rg.Hi); r >= lo && r <= hi {

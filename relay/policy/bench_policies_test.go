@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"fmt"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 // shippedPolicies are the policies under policies/, in manifest order.

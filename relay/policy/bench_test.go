@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 var (

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 
 	"context"
 	"github.com/hashicorp/go-hclog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"errors"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 func openEngine(tb testing.TB, opts Options) *Engine {
@@ -125,6 +126,18 @@ func TestLoadRejects(t *testing.T) {
 			m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
 			return m.Bytes()
 		}(), "unsupported ABI version 2"},
+		{"unknown encoding", func() []byte {
+			m := wasmtest.ABIModule(1)
+			m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+			m.Func("relay_encoding", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(7))
+			return m.Bytes()
+		}(), "relay_encoding returned 7, want 0 (JSON) or 1 (compact)"},
+		{"encoding signature", func() []byte {
+			m := wasmtest.ABIModule(1)
+			m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+			m.Func("relay_encoding", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1))
+			return m.Bytes()
+		}(), `export "relay_encoding" has signature (i32) -> (i32), want () -> (i32)`},
 		{"foreign import", foreign(), "plugin x imports env.foo: only wasi_snapshot_preview1 is allowed"},
 		{"bad signature", badSig(), `export "relay_evaluate" has signature (i32) -> (i32), want (i32,i32) -> (i64)`},
 		{"no memory", noMemory(), `missing export "memory"`},
@@ -494,4 +507,43 @@ func TestCachePrunedToLoadedVersions(t *testing.T) {
 		t.Fatalf("after restart and prune: %v, want %v", got, kept)
 	}
 	_ = v2
+}
+
+// A module that asks for the compact encoding gets compact input and is
+// read as compact output; the same answer in JSON from it is bad output.
+func TestCompactEncoding(t *testing.T) {
+	e := openEngine(t, Options{Timeout: time.Second})
+	in := policyInput("compact", &Manifest{})
+	compactPlugin := func(out []byte) []byte {
+		m := wasmtest.ABIModule(1).DataAt(16, out)
+		m.Func("relay_encoding", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(abi.EncodingCompact))
+		m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(16<<32|int64(len(out))))
+		return m.Bytes()
+	}
+	suppress := abi.Suppress("compact_says_no")
+	p := mustLoad(t, e, "compact", compactPlugin(abi.AppendOutputCompact(nil, &suppress)))
+	out, err := p.Evaluate(context.Background(), in)
+	if err != nil || out.Verdict != abi.VerdictSuppress || out.Reason != "compact_says_no" {
+		t.Fatalf("compact output: %+v, %v", out, err)
+	}
+	// The input it got is compact: an echo decodes as a compact input.
+	echo := wasmtest.ABIModule(1)
+	echo.Func("relay_encoding", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(abi.EncodingCompact))
+	echo.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.Packed(wasmtest.LocalGet(0), wasmtest.LocalGet(1)))
+	ep := mustLoad(t, e, "echo", echo.Bytes())
+	raw, err := ep.EvaluateRaw(context.Background(), abi.AppendInputCompact(nil, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got abi.Input
+	var dec abi.InputDecoder
+	if err := dec.DecodeCompact(raw, &got); err != nil || got.Event.ID != in.Event.ID {
+		t.Fatalf("echoed input: %+v, %v", got.Event, err)
+	}
+	jp := mustLoad(t, e, "json", compactPlugin([]byte(`{"verdict":"allow"}`)))
+	_, err = jp.Evaluate(context.Background(), in)
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Kind != KindBadOutput {
+		t.Fatalf("JSON from a compact plugin: %v, want bad output", err)
+	}
 }

@@ -2,12 +2,12 @@ package policy
 
 import (
 	"context"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 // TestNoStateAcrossWorkspaces: a plugin that keeps the last event in a

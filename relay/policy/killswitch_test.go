@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 // callTree returns a guest whose relay_evaluate makes 2^depth calls without

@@ -28,6 +28,7 @@ const (
 	exportAlloc       = abi.ExportAlloc
 	exportEvaluate    = abi.ExportEvaluate
 	exportInitialize  = abi.ExportInitialize
+	exportEncoding    = abi.ExportEncoding
 	wasiModule        = abi.ImportModule
 	minInitTimeout    = 2 * time.Second
 	initTimeoutFactor = 5
@@ -47,6 +48,10 @@ type Plugin struct {
 	loadedAt time.Time
 	eng      *Engine
 	compiled wazero.CompiledModule
+
+	// compact: the module reads and writes the compact encoding (it
+	// exports relay_encoding returning abi.EncodingCompact), not JSON.
+	compact bool
 
 	cacheKey   string   // sha256 of the compiled bytes
 	cacheFiles []string // its compilation cache files
@@ -197,6 +202,7 @@ func validate(name string, m wazero.CompiledModule) error {
 		{exportAlloc, []api.ValueType{i32}, []api.ValueType{i32}, false},
 		{exportEvaluate, []api.ValueType{i32, i32}, []api.ValueType{i64}, false},
 		{exportInitialize, nil, nil, true},
+		{exportEncoding, nil, []api.ValueType{i32}, true},
 	}
 	for _, w := range want {
 		def, ok := fns[w.name]
@@ -248,6 +254,24 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 	if v := int32(uint32(res[0])); v != abiVersion {
 		p.closeInstance(first)
 		return fmt.Errorf("plugin %s: unsupported ABI version %d", p.name, v)
+	}
+	if enc := first.mod.ExportedFunction(exportEncoding); enc != nil {
+		first.cs.arm(ctx, p.eng.opts.Timeout)
+		res, err := enc.Call(first.ctx)
+		first.cs.disarm()
+		if err != nil {
+			p.closeInstance(first)
+			return p.failure(fmt.Errorf("call %s: %w", exportEncoding, err), first)
+		}
+		switch v := int32(uint32(res[0])); v {
+		case abi.EncodingJSON:
+		case abi.EncodingCompact:
+			p.compact = true
+		default:
+			p.closeInstance(first)
+			return fmt.Errorf("plugin %s: %s returned %d, want %d (JSON) or %d (compact)",
+				p.name, exportEncoding, v, abi.EncodingJSON, abi.EncodingCompact)
+		}
 	}
 	for len(insts) < min(p.eng.opts.Prewarm, p.eng.opts.PoolSize) {
 		inst, err := p.newInstance(ctx)
@@ -314,7 +338,8 @@ func (p *Plugin) failure(err error, inst *instance) error {
 const rawWorkspace = "\x00raw"
 
 // EvaluateRaw runs relay_evaluate once on in and returns a copy of the
-// plugin's output, on an instance reserved for raw calls. It waits for one of the engine's evaluation slots (or ctx
+// plugin's output, both in the plugin's own encoding (JSON unless it asked
+// for the compact one), on an instance reserved for raw calls. It waits for one of the engine's evaluation slots (or ctx
 // to end), and bounds the guest call with the engine's Timeout. A guest
 // failure returns *Error (matching relay.ErrPolicyTimeout or
 // relay.ErrPolicyTrap); the instance is discarded. A closed plugin returns
@@ -324,14 +349,21 @@ func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
 }
 
 // Evaluate encodes in, runs the plugin and decodes and validates its
-// output (abi.DecodeOutput). Output that does not decode or validate is a
+// output (abi.DecodeOutput, or abi.DecodeOutputCompact for a plugin that
+// asked for the compact encoding). Output that does not decode or validate is a
 // failure of kind bad_output, like a trap: the instance is discarded.
 func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error) {
 	bp := bufPool.Get().(*[]byte)
-	*bp = abi.AppendInput((*bp)[:0], in)
+	decode := abi.DecodeOutput
+	if p.compact {
+		*bp = abi.AppendInputCompact((*bp)[:0], in)
+		decode = abi.DecodeOutputCompact
+	} else {
+		*bp = abi.AppendInput((*bp)[:0], in)
+	}
 	var out abi.Output
 	_, err := p.evaluate(ctx, in.Event.Workspace, *bp, func(b []byte) error {
-		if err := abi.DecodeOutput(b, &out); err != nil {
+		if err := decode(b, &out); err != nil {
 			return &badOutputError{msg: "decode output: " + err.Error()}
 		}
 		return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
 func writeFile(tb testing.TB, path string, b []byte) {

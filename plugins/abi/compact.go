@@ -1,0 +1,563 @@
+package abi
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The compact encoding is a binary form of Input and Output for plugins
+// that ask for it (the optional export relay_encoding returning
+// EncodingCompact; the Go SDK does). It carries exactly what the JSON
+// documents carry, in a fixed order, so a plugin reads its input without
+// parsing text: in a standard-Go guest, decoding the JSON input took most
+// of a typical policy's call. JSON stays the encoding every language can
+// use and the default.
+//
+// Layout (all integers are unsigned LEB128 varints unless noted):
+//
+//	input   := 'I' fmt abi now event baseline settings user prior config [more]
+//	output  := 'O' fmt verdict reason defer_until set devices notice
+//	fmt     := 1
+//	str     := len bytes                          (valid UTF-8)
+//	opt     := 0 | len+1 bytes                    (0: absent)
+//	time    := 0 | 1 zigzag(unix seconds) nanos   (0: zero time)
+//	map     := 0 | n+1 (str str)*n                (0: nil; keys sorted)
+//	list    := 0 | n+1 str*n                      (0: nil)
+//	event   := id workspace user type title body data:map actions:list
+//	           priority occurred_at:time expires_at:time
+//	baseline:= verdict:str reason:str enforced:byte
+//	user    := preferences:(0 | n+1 (str byte)*n) devices:(0 | n+1 (id platform app)*n)
+//	           recent:(0 | n+1 (str m1 m10 h1)*n)
+//	prior   := 0 | n+1 (plugin verdict reason)*n
+//	config  := opt                                (the config {} block as JSON)
+//	verdict := byte                               (1 allow, 2 suppress, 3 defer)
+//	set     := 0 | 1 title:opt body:opt priority:opt interruption_level:opt
+//	           sound:opt category:opt thread_id:opt data:map
+//	devices := list
+//	notice  := 0 | 1 title:str body:str data:map
+//
+// A newer host may append fields to the input after config; decoders
+// ignore what follows the fields they know. The output has no such room:
+// trailing bytes are an error, as unknown JSON fields are.
+
+// Encodings a plugin may ask for with relay_encoding.
+const (
+	// EncodingJSON is the default: Input and Output are JSON documents.
+	EncodingJSON = 0
+	// EncodingCompact is the binary form above.
+	EncodingCompact = 1
+)
+
+// ExportEncoding is the optional export () -> i32 naming the encoding a
+// plugin reads and writes (EncodingJSON when absent).
+const ExportEncoding = "relay_encoding"
+
+const (
+	compactInputTag  = 'I'
+	compactOutputTag = 'O'
+	compactFormat    = 1
+)
+
+// AppendInputCompact appends the compact encoding of in to dst. Invalid
+// UTF-8 in strings is replaced by U+FFFD, as DecodeInput would.
+func AppendInputCompact(dst []byte, in *Input) []byte {
+	dst = append(dst, compactInputTag, compactFormat)
+	dst = binary.AppendUvarint(dst, uint64(max(in.ABI, 0)))
+	dst = appendCTime(dst, in.Now)
+	e := &in.Event
+	for _, s := range [...]string{e.ID, e.Workspace, e.User, e.Type, e.Title, e.Body} {
+		dst = appendCStr(dst, s)
+	}
+	dst = appendCMap(dst, e.Data)
+	dst = appendCList(dst, e.Actions)
+	dst = appendCStr(dst, e.Priority)
+	dst = appendCTime(dst, e.OccurredAt)
+	dst = appendCTime(dst, e.ExpiresAt)
+	dst = appendCStr(dst, in.Baseline.Verdict)
+	dst = appendCStr(dst, in.Baseline.Reason)
+	dst = appendCBool(dst, in.Baseline.Enforced)
+	dst = appendCMap(dst, in.Workspace.Settings)
+	u := &in.User
+	if u.Preferences == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(u.Preferences))+1)
+		for _, k := range sortedKeys(u.Preferences) {
+			dst = appendCStr(dst, k)
+			dst = appendCBool(dst, u.Preferences[k])
+		}
+	}
+	if u.Devices == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(u.Devices))+1)
+		for i := range u.Devices {
+			d := &u.Devices[i]
+			dst = appendCStr(dst, d.ID)
+			dst = appendCStr(dst, d.Platform)
+			dst = appendCStr(dst, d.App)
+		}
+	}
+	if u.Recent == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(u.Recent))+1)
+		for _, k := range sortedKeys(u.Recent) {
+			r := u.Recent[k]
+			dst = appendCStr(dst, k)
+			dst = binary.AppendUvarint(dst, uint64(max(r.M1, 0)))
+			dst = binary.AppendUvarint(dst, uint64(max(r.M10, 0)))
+			dst = binary.AppendUvarint(dst, uint64(max(r.H1, 0)))
+		}
+	}
+	if in.Prior == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(in.Prior))+1)
+		for _, p := range in.Prior {
+			dst = appendCStr(dst, p.Plugin)
+			dst = appendCStr(dst, p.Verdict)
+			dst = appendCStr(dst, p.Reason)
+		}
+	}
+	if len(in.Config) == 0 {
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(in.Config))+1)
+	return append(dst, in.Config...)
+}
+
+// AppendOutputCompact appends the compact encoding of out to dst. The
+// verdict must be one of the three (Validate first); anything else is
+// written as an unknown verdict the decoder refuses.
+func AppendOutputCompact(dst []byte, out *Output) []byte {
+	dst = append(dst, compactOutputTag, compactFormat)
+	switch out.Verdict {
+	case VerdictAllow:
+		dst = append(dst, 1)
+	case VerdictSuppress:
+		dst = append(dst, 2)
+	case VerdictDefer:
+		dst = append(dst, 3)
+	default:
+		dst = append(dst, 0)
+	}
+	dst = appendCStr(dst, out.Reason)
+	dst = appendCTime(dst, out.DeferUntil)
+	if s := out.Set; s == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = append(dst, 1)
+		for _, p := range [...]*string{s.Title, s.Body, s.Priority, s.InterruptionLevel, s.Sound, s.Category, s.ThreadID} {
+			if p == nil {
+				dst = append(dst, 0)
+				continue
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(*p))+1)
+			dst = append(dst, *p...)
+		}
+		dst = appendCMap(dst, s.Data)
+	}
+	dst = appendCList(dst, out.Devices)
+	if n := out.Notice; n == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = append(dst, 1)
+		dst = appendCStr(dst, n.Title)
+		dst = appendCStr(dst, n.Body)
+		dst = appendCMap(dst, n.Data)
+	}
+	return dst
+}
+
+func appendCStr(dst []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendCBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+func appendCTime(dst []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(dst, 0)
+	}
+	dst = append(dst, 1)
+	dst = binary.AppendVarint(dst, t.Unix())
+	return binary.AppendUvarint(dst, uint64(t.Nanosecond()))
+}
+
+func appendCMap(dst []byte, m map[string]string) []byte {
+	if m == nil {
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m))+1)
+	for _, k := range sortedKeys(m) {
+		dst = appendCStr(dst, k)
+		dst = appendCStr(dst, m[k])
+	}
+	return dst
+}
+
+func appendCList(dst []byte, ss []string) []byte {
+	if ss == nil {
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(ss))+1)
+	for _, s := range ss {
+		dst = appendCStr(dst, s)
+	}
+	return dst
+}
+
+// errCompactShort is the error of a compact document that ends early.
+var errCompactShort = errors.New("ends early")
+
+// creader is a cursor over a compact document. b is owned by the reader
+// and never written, so strings alias it.
+type creader struct {
+	b     []byte
+	i     int
+	err   error
+	field string // the field being read, for the error
+}
+
+func (r *creader) fail(field string, err error) {
+	if r.err == nil {
+		r.field, r.err = field, err
+	}
+}
+
+func (r *creader) uvarint(field string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	// One byte is the common case (lengths and counts below 128).
+	if r.i < len(r.b) && r.b[r.i] < 0x80 {
+		v := r.b[r.i]
+		r.i++
+		return uint64(v)
+	}
+	v, n := binary.Uvarint(r.b[r.i:])
+	if n <= 0 {
+		r.fail(field, errors.New("bad or truncated varint"))
+		return 0
+	}
+	r.i += n
+	return v
+}
+
+// count reads a "0 | n+1" count: -1 for nil. n is bounded by the bytes
+// left (every element takes at least one), so a hostile count cannot make
+// the decoder allocate more than the document's size.
+func (r *creader) count(field string) int {
+	v := r.uvarint(field)
+	if v == 0 || r.err != nil {
+		return -1
+	}
+	if v-1 > uint64(len(r.b)-r.i) {
+		r.fail(field, errors.New("count exceeds the document"))
+		return -1
+	}
+	return int(v - 1)
+}
+
+func (r *creader) bytes(field string, n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)-r.i) {
+		r.fail(field, errCompactShort)
+		return nil
+	}
+	s := r.b[r.i : r.i+int(n) : r.i+int(n)]
+	r.i += int(n)
+	return s
+}
+
+func (r *creader) str(field string) string {
+	return alias(r.bytes(field, r.uvarint(field)))
+}
+
+// checkedStr is str for output documents, which come from the guest: they
+// must be valid UTF-8.
+func (r *creader) checkedStr(field string) string {
+	s := r.str(field)
+	if r.err == nil && !utf8.ValidString(s) {
+		r.fail(field, errors.New("invalid UTF-8"))
+	}
+	return s
+}
+
+func (r *creader) opt(field string, check bool) *string {
+	v := r.uvarint(field)
+	if v == 0 || r.err != nil {
+		return nil
+	}
+	s := alias(r.bytes(field, v-1))
+	if check && r.err == nil && !utf8.ValidString(s) {
+		r.fail(field, errors.New("invalid UTF-8"))
+	}
+	return &s
+}
+
+func (r *creader) byte(field string) byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.i >= len(r.b) {
+		r.fail(field, errCompactShort)
+		return 0
+	}
+	c := r.b[r.i]
+	r.i++
+	return c
+}
+
+func (r *creader) bool(field string) bool {
+	switch r.byte(field) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	r.fail(field, errors.New("want 0 or 1"))
+	return false
+}
+
+func (r *creader) int(field string) int {
+	v := r.uvarint(field)
+	if v > 1<<31-1 {
+		r.fail(field, errors.New("out of range"))
+		return 0
+	}
+	return int(v)
+}
+
+func (r *creader) time(field string) time.Time {
+	switch r.byte(field) {
+	case 0:
+		return time.Time{}
+	case 1:
+	default:
+		r.fail(field, errors.New("bad time tag"))
+		return time.Time{}
+	}
+	var sec int64
+	if r.err == nil {
+		var n int
+		if sec, n = binary.Varint(r.b[r.i:]); n <= 0 {
+			r.fail(field, errors.New("bad or truncated varint"))
+		} else {
+			r.i += n
+		}
+	}
+	ns := r.uvarint(field)
+	if r.err != nil {
+		return time.Time{}
+	}
+	if ns >= 1e9 || sec < -62135596800 || sec > 253402300799 { // years 1..9999
+		r.fail(field, errors.New("out of range"))
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(ns)).UTC()
+}
+
+func (r *creader) strMap(field string, check bool) map[string]string {
+	n := r.count(field)
+	if n < 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for range n {
+		var k, v string
+		if check {
+			k, v = r.checkedStr(field), r.checkedStr(field)
+		} else {
+			k, v = r.str(field), r.str(field)
+		}
+		if r.err != nil {
+			return nil
+		}
+		m[k] = v
+	}
+	return m
+}
+
+func (r *creader) list(field string, check bool) []string {
+	n := r.count(field)
+	if n < 0 {
+		return nil
+	}
+	ss := make([]string, n)
+	for i := range ss {
+		if check {
+			ss[i] = r.checkedStr(field)
+		} else {
+			ss[i] = r.str(field)
+		}
+	}
+	return ss
+}
+
+func (r *creader) error(doc string) error {
+	if r.err == nil {
+		return nil
+	}
+	return fieldErr(r.field, "compact %s: %v at byte %d", doc, r.err, r.i)
+}
+
+// DecodeCompact decodes the compact input b (AppendInputCompact) into in,
+// which it resets first. Strings alias a copy of b, so b may be reused
+// afterwards. Bytes after the fields it knows are ignored (a newer host's
+// additions). The host writes valid UTF-8, which is not checked again.
+func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
+	*in = Input{}
+	if len(b) < 2 || b[0] != compactInputTag || b[1] != compactFormat {
+		return fieldErr("", "not a compact input document (format %d)", compactFormat)
+	}
+	r := &creader{b: clone(b), i: 2}
+	in.ABI = r.int("abi")
+	in.Now = r.time("now")
+	e := &in.Event
+	e.ID = r.str("event.id")
+	e.Workspace = r.str("event.workspace")
+	e.User = r.str("event.user")
+	e.Type = r.str("event.type")
+	e.Title = r.str("event.title")
+	e.Body = r.str("event.body")
+	e.Data = r.strMap("event.data", false)
+	e.Actions = r.list("event.actions", false)
+	e.Priority = r.str("event.priority")
+	e.OccurredAt = r.time("event.occurred_at")
+	e.ExpiresAt = r.time("event.expires_at")
+	in.Baseline.Verdict = r.str("baseline.verdict")
+	in.Baseline.Reason = r.str("baseline.reason")
+	in.Baseline.Enforced = r.bool("baseline.enforced")
+	in.Workspace.Settings = r.strMap("workspace.settings", false)
+	u := &in.User
+	if n := r.count("user.preferences"); n >= 0 {
+		u.Preferences = make(map[string]bool, n)
+		for range n {
+			k := r.str("user.preferences")
+			v := r.bool("user.preferences")
+			if r.err != nil {
+				break
+			}
+			u.Preferences[k] = v
+		}
+	}
+	if n := r.count("user.devices"); n >= 0 {
+		u.Devices = make([]Device, n)
+		for i := range u.Devices {
+			d := &u.Devices[i]
+			d.ID = r.str("user.devices.id")
+			d.Platform = r.str("user.devices.platform")
+			d.App = r.str("user.devices.app")
+		}
+	}
+	if n := r.count("user.recent"); n >= 0 {
+		u.Recent = make(map[string]Recent, n)
+		for range n {
+			k := r.str("user.recent")
+			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
+			if r.err != nil {
+				break
+			}
+			u.Recent[k] = v
+		}
+	}
+	if n := r.count("prior"); n >= 0 {
+		in.Prior = make([]Prior, n)
+		for i := range in.Prior {
+			p := &in.Prior[i]
+			p.Plugin = r.str("prior.plugin")
+			p.Verdict = r.str("prior.verdict")
+			p.Reason = r.str("prior.reason")
+		}
+	}
+	if v := r.uvarint("config"); v > 0 {
+		in.Config = r.bytes("config", v-1)
+	}
+	if err := r.error("input"); err != nil {
+		*in = Input{}
+		return err
+	}
+	return nil
+}
+
+// DecodeOutputCompact decodes the compact output b (AppendOutputCompact)
+// into out, which it resets first, and validates it (Output.Validate).
+// Strings must be valid UTF-8; trailing bytes are an error.
+func DecodeOutputCompact(b []byte, out *Output) error {
+	*out = Output{}
+	if len(b) > MaxOutputBytes {
+		return fieldErr("", "output is %d bytes, max %d", len(b), MaxOutputBytes)
+	}
+	if len(b) < 2 || b[0] != compactOutputTag || b[1] != compactFormat {
+		return fieldErr("", "not a compact output document (format %d)", compactFormat)
+	}
+	r := &creader{b: clone(b), i: 2}
+	switch v := r.byte("verdict"); v {
+	case 1:
+		out.Verdict = VerdictAllow
+	case 2:
+		out.Verdict = VerdictSuppress
+	case 3:
+		out.Verdict = VerdictDefer
+	default:
+		if r.err == nil {
+			r.fail("verdict", errors.New("unknown verdict code (want 1 allow, 2 suppress or 3 defer)"))
+		}
+	}
+	out.Reason = r.checkedStr("reason")
+	out.DeferUntil = r.time("defer_until")
+	switch r.byte("set") {
+	case 0:
+	case 1:
+		s := &Set{}
+		s.Title = r.opt("set.title", true)
+		s.Body = r.opt("set.body", true)
+		s.Priority = r.opt("set.priority", true)
+		s.InterruptionLevel = r.opt("set.interruption_level", true)
+		s.Sound = r.opt("set.sound", true)
+		s.Category = r.opt("set.category", true)
+		s.ThreadID = r.opt("set.thread_id", true)
+		s.Data = r.strMap("set.data", true)
+		out.Set = s
+	default:
+		r.fail("set", errors.New("bad presence tag"))
+	}
+	out.Devices = r.list("devices", true)
+	switch r.byte("notice") {
+	case 0:
+	case 1:
+		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true)}
+	default:
+		r.fail("notice", errors.New("bad presence tag"))
+	}
+	if r.err == nil && r.i != len(r.b) {
+		r.fail("", errors.New("trailing data"))
+	}
+	if err := r.error("output"); err != nil {
+		*out = Output{}
+		return err
+	}
+	return out.Validate()
+}
+
+// IsCompactOutput reports whether b starts like a compact output document,
+// for tools that print what a plugin answered.
+func IsCompactOutput(b []byte) bool {
+	return len(b) >= 2 && b[0] == compactOutputTag && b[1] == compactFormat
+}

@@ -1,0 +1,183 @@
+package abi
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// compactInputs are inputs whose compact and JSON encodings must decode to
+// the same Input: the sample, and its nil, empty and zero variants.
+func compactInputs() []Input {
+	full := sampleInput()
+	bare := Input{ABI: Version, Event: Event{ID: "e", Type: "otp_received"}}
+	empty := sampleInput()
+	empty.Event.Data, empty.Event.Actions = map[string]string{}, []string{}
+	empty.Workspace.Settings, empty.User.Preferences = map[string]string{}, map[string]bool{}
+	empty.User.Devices, empty.User.Recent, empty.Prior = []Device{}, map[string]Recent{}, []Prior{}
+	empty.Now, empty.Event.OccurredAt = time.Time{}, time.Time{}
+	odd := sampleInput()
+	odd.Event.Title = "bad \xff utf-8"
+	odd.Event.ExpiresAt = time.Date(1969, 7, 20, 20, 17, 40, 999999999, time.UTC)
+	odd.Event.Body = strings.Repeat("é", 300) // lengths past one varint byte
+	return []Input{full, bare, empty, odd}
+}
+
+func TestCompactInputMatchesJSON(t *testing.T) {
+	for i, in := range compactInputs() {
+		var fromJSON, fromCompact Input
+		if err := DecodeInput(AppendInput(nil, &in), &fromJSON); err != nil {
+			t.Fatalf("%d: json: %v", i, err)
+		}
+		var dec InputDecoder
+		if err := dec.DecodeCompact(AppendInputCompact(nil, &in), &fromCompact); err != nil {
+			t.Fatalf("%d: compact: %v", i, err)
+		}
+		normConfig(&fromJSON)
+		normConfig(&fromCompact)
+		if !reflect.DeepEqual(fromJSON, fromCompact) {
+			t.Errorf("%d: decodings differ:\n json    %#v\n compact %#v", i, fromJSON, fromCompact)
+		}
+	}
+}
+
+func TestCompactInputIgnoresAppendedFields(t *testing.T) {
+	in := sampleInput()
+	doc := append(AppendInputCompact(nil, &in), 7, 'n', 'e', 'w')
+	var got Input
+	var dec InputDecoder
+	if err := dec.DecodeCompact(doc, &got); err != nil {
+		t.Fatalf("a newer host's trailing fields: %v", err)
+	}
+	if got.Event.ID != in.Event.ID || string(got.Config) != string(in.Config) {
+		t.Fatalf("decoded %#v", got)
+	}
+}
+
+func TestCompactInputAliasesACopy(t *testing.T) {
+	in := sampleInput()
+	doc := AppendInputCompact(nil, &in)
+	var got Input
+	var dec InputDecoder
+	if err := dec.DecodeCompact(doc, &got); err != nil {
+		t.Fatal(err)
+	}
+	clear(doc) // the guest's input buffer is reused by the next call
+	if got.Event.Title != in.Event.Title || got.Event.Data["code"] != "123456" {
+		t.Fatalf("strings changed with the buffer: %q %v", got.Event.Title, got.Event.Data)
+	}
+}
+
+func TestCompactOutputMatchesJSON(t *testing.T) {
+	sup := Suppress("push_bombing_guard")
+	empty := Output{Verdict: VerdictAllow, Set: &Set{Data: map[string]string{}}, Devices: []string{}}
+	for i, out := range []Output{sampleOutput(), Allow(), sup, empty} {
+		var fromJSON, fromCompact Output
+		if err := DecodeOutput(AppendOutput(nil, &out), &fromJSON); err != nil {
+			t.Fatalf("%d: json: %v", i, err)
+		}
+		if err := DecodeOutputCompact(AppendOutputCompact(nil, &out), &fromCompact); err != nil {
+			t.Fatalf("%d: compact: %v", i, err)
+		}
+		if !reflect.DeepEqual(fromJSON, fromCompact) {
+			t.Errorf("%d: decodings differ:\n json    %#v\n compact %#v", i, fromJSON, fromCompact)
+		}
+	}
+}
+
+// Every prefix of a valid document is an error naming a field, never a
+// panic or a partly filled value.
+func TestCompactTruncated(t *testing.T) {
+	in, out := sampleInput(), sampleOutput()
+	idoc, odoc := AppendInputCompact(nil, &in), AppendOutputCompact(nil, &out)
+	for n := range len(idoc) {
+		var got Input
+		var dec InputDecoder
+		err := dec.DecodeCompact(idoc[:n], &got)
+		if err == nil {
+			t.Fatalf("input cut at %d of %d decoded", n, len(idoc))
+		}
+		if !reflect.DeepEqual(got, Input{}) {
+			t.Fatalf("input cut at %d left %#v", n, got)
+		}
+	}
+	for n := range len(odoc) {
+		var got Output
+		if err := DecodeOutputCompact(odoc[:n], &got); err == nil {
+			t.Fatalf("output cut at %d of %d decoded", n, len(odoc))
+		}
+	}
+}
+
+func TestCompactOutputErrors(t *testing.T) {
+	allow := AppendOutputCompact(nil, &Output{Verdict: VerdictAllow})
+	badUTF8 := AppendOutputCompact(nil, &Output{Verdict: VerdictAllow})
+	badUTF8 = append(badUTF8[:3], 2, 0xff, 'x') // reason
+	badUTF8 = append(badUTF8, 0, 0, 0, 0)
+	long := Output{Verdict: VerdictAllow, Set: &Set{Title: String(strings.Repeat("t", MaxTitleLen+1))}}
+	for _, tc := range []struct {
+		name, field string
+		doc         []byte
+	}{
+		{"json", "", []byte(`{"verdict":"allow"}`)},
+		{"unknown verdict", "verdict", append([]byte{'O', 1, 9}, allow[3:]...)},
+		{"trailing data", "", append(allow, 0)},
+		{"invalid UTF-8", "reason", badUTF8},
+		{"validated", "set.title", AppendOutputCompact(nil, &long)},
+		{"hostile count", "devices", append(allow[:len(allow)-2], 0xff, 0xff, 0xff, 0x7f, 0)},
+	} {
+		var out Output
+		err := DecodeOutputCompact(tc.doc, &out)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: got %v, want an error naming field %q", tc.name, err, tc.field)
+		}
+	}
+}
+
+func FuzzDecodeCompactInput(f *testing.F) {
+	for _, in := range compactInputs() {
+		f.Add(AppendInputCompact(nil, &in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var x Input
+		var dec InputDecoder
+		if err := dec.DecodeCompact(b, &x); err != nil {
+			return
+		}
+		var y Input
+		if err := dec.DecodeCompact(AppendInputCompact(nil, &x), &y); err != nil {
+			t.Fatalf("decode(append(x)): %v", err)
+		}
+		normConfig(&x)
+		normConfig(&y)
+		if !reflect.DeepEqual(x, y) {
+			t.Fatalf("round trip differs:\n x %#v\n y %#v", x, y)
+		}
+	})
+}
+
+func FuzzDecodeCompactOutput(f *testing.F) {
+	for _, out := range []Output{sampleOutput(), Allow(), Suppress("x")} {
+		f.Add(AppendOutputCompact(nil, &out))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var x Output
+		if err := DecodeOutputCompact(b, &x); err != nil {
+			return
+		}
+		var y, z Output
+		if err := DecodeOutputCompact(AppendOutputCompact(nil, &x), &y); err != nil {
+			t.Fatalf("decode(append(x)): %v", err)
+		}
+		if !reflect.DeepEqual(x, y) {
+			t.Fatalf("round trip differs:\n x %#v\n y %#v", x, y)
+		}
+		// What the guest said means the same in JSON.
+		if err := DecodeOutput(AppendOutput(nil, &x), &z); err != nil || !reflect.DeepEqual(x, z) {
+			t.Fatalf("json of a valid compact output: %v\n x %#v\n z %#v", err, x, z)
+		}
+	})
+}
