@@ -96,6 +96,59 @@ type Engine struct {
 
 	cacheMu    sync.Mutex          // serializes compiles and cache pruning
 	cacheIndex map[string][]string // module key -> cache files (cache.go)
+
+	modMu   sync.Mutex               // serializes module lookups and compiles
+	modules map[string]*sharedModule // module key -> the compiled module plugins share
+}
+
+// sharedModule is one compiled module and the number of loaded plugins
+// using it. Plugins whose (instrumented) bytes are identical, such as the
+// shipped policies installed from one bundle, share one: wazero's
+// CompiledModule holds the decoded module besides the machine code, about
+// 9 MiB for a standard-Go plugin, so a copy per plugin cost that much RSS
+// each.
+type sharedModule struct {
+	compiled wazero.CompiledModule
+	files    []string // its compilation cache files
+	refs     int
+}
+
+// module returns the compiled module for code (key is its sha256),
+// compiling it unless a loaded plugin already did. Every successful call
+// must be matched by releaseModule.
+func (e *Engine) module(ctx context.Context, key string, code []byte) (wazero.CompiledModule, []string, error) {
+	e.modMu.Lock()
+	defer e.modMu.Unlock()
+	if m, ok := e.modules[key]; ok {
+		m.refs++
+		return m.compiled, m.files, nil
+	}
+	var compiled wazero.CompiledModule
+	files, err := e.compileCached(key, func() (err error) {
+		compiled, err = e.rt.CompileModule(ctx, code)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.modules[key] = &sharedModule{compiled: compiled, files: files, refs: 1}
+	return compiled, files, nil
+}
+
+// releaseModule drops one use of the module key and closes it after the
+// last.
+func (e *Engine) releaseModule(ctx context.Context, key string) error {
+	e.modMu.Lock()
+	defer e.modMu.Unlock()
+	m, ok := e.modules[key]
+	if !ok {
+		return nil
+	}
+	if m.refs--; m.refs > 0 {
+		return nil
+	}
+	delete(e.modules, key)
+	return m.compiled.Close(ctx)
 }
 
 // Open creates the runtime (deadlines enforced, memory capped, compilation
@@ -136,6 +189,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		sem:     make(chan struct{}, opts.MaxConcurrent),
 		pages:   uint32(pages),
 		plugins: make(map[*Plugin]struct{}),
+		modules: make(map[string]*sharedModule),
 	}
 	// No WithCloseOnContextDone: the kill switch is the load-time rewrite
 	// (killswitch.go), which costs a few instructions per loop iteration

@@ -547,3 +547,48 @@ func TestCompactEncoding(t *testing.T) {
 		t.Fatalf("JSON from a compact plugin: %v, want bad output", err)
 	}
 }
+
+// Plugins with identical bytes share one compiled module; it lives until
+// the last of them closes.
+func TestIdenticalPluginsShareACompiledModule(t *testing.T) {
+	e := openEngine(t, Options{Timeout: time.Second})
+	wasm := wasmtest.ConstPlugin(`{"verdict":"allow"}`)
+	a := mustLoad(t, e, "a", wasm)
+	b := mustLoad(t, e, "b", wasm)
+	other := mustLoad(t, e, "other", wasmtest.ConstPlugin(`{"verdict":"suppress"}`))
+	modules := func() (n, refs int) {
+		e.modMu.Lock()
+		defer e.modMu.Unlock()
+		for _, m := range e.modules {
+			n, refs = n+1, refs+m.refs
+		}
+		return n, refs
+	}
+	if n, refs := modules(); n != 2 || refs != 3 {
+		t.Fatalf("%d modules, %d uses; want 2 modules for 3 plugins", n, refs)
+	}
+	if a.compiled != b.compiled || a.compiled == other.compiled {
+		t.Fatal("identical plugins do not share their compiled module")
+	}
+	ctx := context.Background()
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := policyInput("b", &Manifest{})
+	if out, err := b.Evaluate(ctx, in); err != nil || out.Verdict != abi.VerdictAllow {
+		t.Fatalf("b after a closed: %+v, %v", out, err)
+	}
+	// b needs a new instance now: instantiating from the shared module
+	// still works.
+	inst, err := b.newInstance(ctx)
+	if err != nil {
+		t.Fatalf("instantiate b after a closed: %v", err)
+	}
+	b.closeInstance(inst)
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, refs := modules(); n != 1 || refs != 1 {
+		t.Fatalf("after closing a and b: %d modules, %d uses; want other's only", n, refs)
+	}
+}

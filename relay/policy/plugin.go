@@ -138,17 +138,13 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 			return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
 		}
 	}
-	var compiled wazero.CompiledModule
 	key := sha256hex(code)
-	files, err := e.compileCached(key, func() (err error) {
-		compiled, err = e.rt.CompileModule(ctx, code)
-		return err
-	})
+	compiled, files, err := e.module(ctx, key, code)
 	if err != nil {
 		return nil, fmt.Errorf("compile policy %s: %w", name, err)
 	}
 	if err := validate(name, compiled); err != nil {
-		return nil, errors.Join(err, compiled.Close(ctx))
+		return nil, errors.Join(err, e.releaseModule(ctx, key))
 	}
 	p := &Plugin{
 		name:       name,
@@ -160,7 +156,7 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		cacheFiles: files,
 	}
 	if err := e.track(p); err != nil {
-		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), compiled.Close(ctx))
+		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), e.releaseModule(ctx, key))
 	}
 	if err := p.prewarm(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), p.Close(ctx))
@@ -564,7 +560,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 		p.closeInstance(inst)
 	}
 	p.eng.untrack(p)
-	if err := p.compiled.Close(context.WithoutCancel(ctx)); err != nil {
+	if err := p.eng.releaseModule(context.WithoutCancel(ctx), p.cacheKey); err != nil {
 		return fmt.Errorf("close policy %s: %w", p.name, err)
 	}
 	return nil
