@@ -195,7 +195,7 @@ func BenchmarkWorkspaceSwitch(b *testing.B) {
 		}
 		defer p.closeInstance(inst)
 		inst.ws = in.Event.Workspace
-		if _, err := p.evaluate(ctx, in.Event.Workspace, abi.AppendInput(nil, in), nil); err != nil {
+		if _, err := p.evaluate(ctx, in.Event.Workspace, abi.AppendInputCompact(nil, in), nil); err != nil {
 			b.Fatal(err)
 		}
 		view, _ := inst.mem.Read(0, inst.mem.Size())

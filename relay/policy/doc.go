@@ -18,8 +18,10 @@
 //     into timeouts.
 //   - An instance serves one workspace only: a guest may keep anything in
 //     its globals, and that must never reach another workspace's decision.
-//     Pools keep at most PoolSize idle instances per plugin (least recently
-//     used evicted); the Watcher closes instances idle for IdleTimeout.
+//     Pools keep at most PoolSize idle instances per plugin and workspace
+//     and MaxIdle per plugin (least recently used evicted), so every busy
+//     workspace keeps its own warm instance (a new standard-Go instance
+//     takes ~10 ms); the Watcher closes instances idle for IdleTimeout.
 //   - Linear memory is capped (MemoryLimit) and backed on Linux by one mmap
 //     reservation per instance, so growing to the limit costs no copies and
 //     no Go heap (measured by TestMemoryBombHostHeap).

@@ -26,6 +26,7 @@ const (
 	DefaultMemoryLimit = 64 << 20 // bytes of linear memory per instance
 	DefaultTimeout     = 500 * time.Millisecond
 	DefaultIdleTimeout = 2 * time.Minute
+	DefaultMaxIdle     = 8
 	// MaxModuleBytes caps the size of a .wasm file the engine will compile.
 	MaxModuleBytes = 32 << 20
 	// MaxInputBytes caps the input handed to relay_evaluate.
@@ -56,8 +57,15 @@ type Options struct {
 	// GOMAXPROCS. Deadlines are wall-clock, so more evaluations than cores
 	// lets healthy calls be killed.
 	MaxConcurrent int
-	// PoolSize caps the idle instances kept per plugin. Zero: MaxConcurrent.
+	// PoolSize caps the idle instances kept per plugin for one workspace
+	// (an instance only ever serves one). Zero: MaxConcurrent.
 	PoolSize int
+	// MaxIdle caps the idle instances kept per plugin across workspaces;
+	// past it the least recently used goes. Instantiating a standard-Go
+	// module takes about 10 ms, so the pool must hold an instance for
+	// every workspace with steady traffic. Zero: DefaultMaxIdle, at least
+	// PoolSize.
+	MaxIdle int
 	// Prewarm is how many instances Load creates before returning (at least
 	// one, which also checks the ABI version). Zero: 1.
 	Prewarm int
@@ -173,6 +181,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.PoolSize <= 0 {
 		opts.PoolSize = opts.MaxConcurrent
 	}
+	if opts.MaxIdle <= 0 {
+		opts.MaxIdle = DefaultMaxIdle
+	}
+	opts.MaxIdle = max(opts.MaxIdle, opts.PoolSize)
 	if opts.Prewarm <= 0 {
 		opts.Prewarm = 1
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +63,45 @@ func TestTrimReleasesIdleInstances(t *testing.T) {
 	}
 	if _, err := p.EvaluateRaw(context.Background(), []byte("{}")); err != nil || p.Stats().Instances != 1 {
 		t.Fatalf("after trim: %v, %d instances", err, p.Stats().Instances)
+	}
+}
+
+// Traffic from several workspaces keeps one warm instance per workspace:
+// with a pool of MaxConcurrent idle instances in all, four workspaces in
+// turn needed a new instance (~10 ms for a standard-Go module) for every
+// call.
+func TestPoolKeepsAnInstancePerBusyWorkspace(t *testing.T) {
+	e := openEngine(t, Options{Timeout: time.Second, MaxConcurrent: 2})
+	p := mustLoad(t, e, "const", wasmtest.ConstPlugin(`{"verdict":"allow"}`))
+	ctx := context.Background()
+	const workspaces, rounds = 4, 50
+	for r := range rounds {
+		for w := range workspaces {
+			in := policyInput("const", &Manifest{})
+			in.Event.Workspace = fmt.Sprint("ws-", w)
+			if _, err := p.Evaluate(ctx, in); err != nil {
+				t.Fatalf("round %d, workspace %d: %v", r, w, err)
+			}
+		}
+	}
+	// The prewarmed instance serves the first workspace; one new one for
+	// each of the other three.
+	if got := p.Stats().Created; got != workspaces {
+		t.Fatalf("%d instances created for %d calls from %d workspaces; want %d", got, rounds*workspaces, workspaces, workspaces)
+	}
+	// The cap still holds: more workspaces than MaxIdle evict the least
+	// recently used.
+	for w := range DefaultMaxIdle + 3 {
+		in := policyInput("const", &Manifest{})
+		in.Event.Workspace = fmt.Sprint("burst-", w)
+		if _, err := p.Evaluate(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.poolMu.Lock()
+	idle := len(p.idle)
+	p.poolMu.Unlock()
+	if idle != DefaultMaxIdle {
+		t.Fatalf("%d idle instances, want the cap %d", idle, DefaultMaxIdle)
 	}
 }

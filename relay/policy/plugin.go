@@ -497,21 +497,38 @@ func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
 	return inst, nil
 }
 
-// put returns a healthy instance to the pool, evicting the least recently
-// used one when the pool is full. The caller holds mu.RLock, so the plugin
-// is not closed.
+// put returns a healthy instance to the pool. The pool keeps at most
+// PoolSize idle instances per workspace and MaxIdle in all, evicting the
+// least recently used of the workspace, or of all. The caller holds
+// mu.RLock, so the plugin is not closed.
 func (p *Plugin) put(inst *instance) {
 	inst.idleAt = time.Now()
-	var evict *instance
+	evict := -1
 	p.poolMu.Lock()
-	if len(p.idle) >= p.eng.opts.PoolSize {
-		evict = p.idle[0]
-		p.idle = append(p.idle[:0], p.idle[1:]...)
+	same, oldest := 0, -1
+	for i, x := range p.idle { // least recently used first
+		if x.ws == inst.ws {
+			if oldest < 0 {
+				oldest = i
+			}
+			same++
+		}
+	}
+	switch {
+	case same >= p.eng.opts.PoolSize:
+		evict = oldest
+	case len(p.idle) >= p.eng.opts.MaxIdle:
+		evict = 0
+	}
+	var old *instance
+	if evict >= 0 {
+		old = p.idle[evict]
+		p.idle = append(p.idle[:evict], p.idle[evict+1:]...)
 	}
 	p.idle = append(p.idle, inst)
 	p.poolMu.Unlock()
-	if evict != nil {
-		p.closeInstance(evict)
+	if old != nil {
+		p.closeInstance(old)
 	}
 }
 
