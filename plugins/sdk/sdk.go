@@ -37,30 +37,23 @@ func Handle(h func(in abi.Input) abi.Output) {
 
 // HandleConfig registers a rule with a typed configuration. parse turns the
 // manifest's config {} block (raw JSON, nil when there is none) into C; it
-// runs on the first call and again only when the config bytes change, so a
-// plugin pays for it once per instance. A parse error fails every call
-// (out_len 0) with the error on stderr, which the host shows.
+// runs once per instance and config (the relay lets plugins whose files
+// hold the same bytes share instances, so one instance may serve several
+// manifests' configs in turn; each is parsed once). A parse error fails
+// every call with that config (out_len 0) with the error on stderr, which
+// the host shows.
 func HandleConfig[C any](parse func(raw []byte) (C, error), eval func(in abi.Input, cfg C) abi.Output) {
-	var (
-		raw    []byte
-		cfg    C
-		err    error
-		parsed bool
-	)
-	handler = func(in abi.Input) (abi.Output, error) {
-		if !parsed || !bytes.Equal(raw, in.Config) {
-			raw = append(raw[:0], in.Config...)
-			var rest []byte
-			if _, rest, err = splitPolicy(in.Config); err == nil {
-				cfg, err = parse(rest)
-			}
-			parsed = true
-		}
+	handler = configured(func(raw []byte) (func(abi.Input) abi.Output, error) {
+		_, rest, err := splitPolicy(raw)
 		if err != nil {
-			return abi.Output{}, err
+			return nil, err
 		}
-		return eval(in, cfg), nil
-	}
+		c, err := parse(rest)
+		if err != nil {
+			return nil, err
+		}
+		return func(in abi.Input) abi.Output { return eval(in, c) }, nil
+	})
 }
 
 // policies are the named policies of a bundle (Policy).
@@ -76,16 +69,26 @@ var policies map[string]func(raw []byte) (func(abi.Input) abi.Output, error)
 //	}
 //
 // The rest of the config goes to parse, as with HandleConfig. Plugins whose
-// files hold the same bytes share one compiled module in the relay, so a
-// bundle costs one compile and keeps one copy of the code hot instead of
-// one per plugin (a standard-Go module's code is megabytes; calls that
-// alternate between separately compiled modules run with cold caches).
-// Call Policy from init, once per policy; do not mix it with Handle or
-// HandleConfig.
+// files hold the same bytes share one compiled module and its instances in
+// the relay, so a bundle costs one compile, one copy of the code and one
+// set of instances instead of one per plugin (a standard-Go module's code
+// is megabytes; calls that alternate between separately compiled modules
+// run with cold caches). Call Policy from init, once per policy; do not mix
+// it with Handle or HandleConfig.
 func Policy[C any](name string, parse func(raw []byte) (C, error), eval func(in abi.Input, cfg C) abi.Output) {
 	if policies == nil {
 		policies = make(map[string]func([]byte) (func(abi.Input) abi.Output, error))
-		handler = bundleHandler()
+		handler = configured(func(raw []byte) (func(abi.Input) abi.Output, error) {
+			name, rest, err := splitPolicy(raw)
+			if err != nil {
+				return nil, err
+			}
+			mk, ok := policies[name]
+			if !ok {
+				return nil, errors.New("config.policy " + strconv.Quote(name) + " names no policy of this module")
+			}
+			return mk(rest)
+		})
 	}
 	policies[name] = func(raw []byte) (func(abi.Input) abi.Output, error) {
 		c, err := parse(raw)
@@ -96,32 +99,40 @@ func Policy[C any](name string, parse func(raw []byte) (C, error), eval func(in 
 	}
 }
 
-func bundleHandler() func(abi.Input) (abi.Output, error) {
+// maxConfigs bounds the configs an instance remembers (configured).
+const maxConfigs = 64
+
+// configured returns a handler that builds the rule for each config it
+// meets once, with build, and remembers it (or the error) by the config's
+// bytes. The last config is compared first: most instances only ever see
+// one.
+func configured(build func(raw []byte) (func(abi.Input) abi.Output, error)) func(abi.Input) (abi.Output, error) {
+	type rule struct {
+		h   func(abi.Input) abi.Output
+		err error
+	}
 	var (
-		raw    []byte
-		h      func(abi.Input) abi.Output
-		err    error
-		parsed bool
+		last    []byte
+		lastR   rule
+		started bool
+		seen    = map[string]rule{}
 	)
 	return func(in abi.Input) (abi.Output, error) {
-		if !parsed || !bytes.Equal(raw, in.Config) {
-			raw = append(raw[:0], in.Config...)
-			parsed = true
-			h = nil
-			name, rest, serr := splitPolicy(in.Config)
-			err = serr
-			if err == nil {
-				if mk, ok := policies[name]; ok {
-					h, err = mk(rest)
-				} else {
-					err = errors.New("config.policy " + strconv.Quote(name) + " names no policy of this module")
+		if !started || !bytes.Equal(last, in.Config) {
+			r, ok := seen[string(in.Config)]
+			if !ok {
+				if len(seen) >= maxConfigs {
+					clear(seen)
 				}
+				r.h, r.err = build(in.Config)
+				seen[string(in.Config)] = r
 			}
+			last, lastR, started = append(last[:0], in.Config...), r, true
 		}
-		if err != nil {
-			return abi.Output{}, err
+		if lastR.err != nil {
+			return abi.Output{}, lastR.err
 		}
-		return h(in), nil
+		return lastR.h(in), nil
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -109,27 +110,44 @@ type Engine struct {
 	modules map[string]*sharedModule // module key -> the compiled module plugins share
 }
 
-// sharedModule is one compiled module and the number of loaded plugins
-// using it. Plugins whose (instrumented) bytes are identical, such as the
-// shipped policies installed from one bundle, share one: wazero's
-// CompiledModule holds the decoded module besides the machine code, about
-// 9 MiB for a standard-Go plugin, so a copy per plugin cost that much RSS
-// each.
+// sharedModule is one compiled module, its pool of instances and the
+// number of loaded plugins using it. Plugins whose (instrumented) bytes are
+// identical, such as the shipped policies installed from one bundle, share
+// it: wazero's CompiledModule holds the decoded module besides the machine
+// code (about 9 MiB for a standard-Go plugin), and each standard-Go
+// instance 4-8 MiB of linear memory. An instance still serves one
+// workspace only; plugins of the same bytes are the same code, and the Go
+// SDK keeps each config's parsed rule apart.
 type sharedModule struct {
 	compiled wazero.CompiledModule
 	files    []string // its compilation cache files
-	refs     int
+	refs     int      // guarded by Engine.modMu
+
+	initMu  sync.Mutex // held while the first plugin checks and prewarms it
+	ready   bool       // checked and prewarmed (guarded by initMu)
+	compact bool       // reads and writes the compact encoding; set before ready
+
+	mu   sync.Mutex
+	idle []*instance // least recently used first
+
+	live    atomic.Int64
+	created atomic.Uint64
+}
+
+func (m *sharedModule) closeInstance(inst *instance) {
+	_ = inst.mod.Close(context.Background())
+	m.live.Add(-1)
 }
 
 // module returns the compiled module for code (key is its sha256),
 // compiling it unless a loaded plugin already did. Every successful call
 // must be matched by releaseModule.
-func (e *Engine) module(ctx context.Context, key string, code []byte) (wazero.CompiledModule, []string, error) {
+func (e *Engine) module(ctx context.Context, key string, code []byte) (*sharedModule, error) {
 	e.modMu.Lock()
 	defer e.modMu.Unlock()
 	if m, ok := e.modules[key]; ok {
 		m.refs++
-		return m.compiled, m.files, nil
+		return m, nil
 	}
 	var compiled wazero.CompiledModule
 	files, err := e.compileCached(key, func() (err error) {
@@ -137,25 +155,35 @@ func (e *Engine) module(ctx context.Context, key string, code []byte) (wazero.Co
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	e.modules[key] = &sharedModule{compiled: compiled, files: files, refs: 1}
-	return compiled, files, nil
+	m := &sharedModule{compiled: compiled, files: files, refs: 1}
+	e.modules[key] = m
+	return m, nil
 }
 
-// releaseModule drops one use of the module key and closes it after the
-// last.
+// releaseModule drops one use of the module key; the last closes its idle
+// instances and the compiled code.
 func (e *Engine) releaseModule(ctx context.Context, key string) error {
 	e.modMu.Lock()
-	defer e.modMu.Unlock()
 	m, ok := e.modules[key]
 	if !ok {
+		e.modMu.Unlock()
 		return nil
 	}
 	if m.refs--; m.refs > 0 {
+		e.modMu.Unlock()
 		return nil
 	}
 	delete(e.modules, key)
+	e.modMu.Unlock()
+	m.mu.Lock()
+	idle := m.idle
+	m.idle = nil
+	m.mu.Unlock()
+	for _, inst := range idle {
+		m.closeInstance(inst)
+	}
 	return m.compiled.Close(ctx)
 }
 

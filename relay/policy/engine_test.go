@@ -567,7 +567,7 @@ func TestIdenticalPluginsShareACompiledModule(t *testing.T) {
 	if n, refs := modules(); n != 2 || refs != 3 {
 		t.Fatalf("%d modules, %d uses; want 2 modules for 3 plugins", n, refs)
 	}
-	if a.compiled != b.compiled || a.compiled == other.compiled {
+	if a.mod != b.mod || a.mod == other.mod {
 		t.Fatal("identical plugins do not share their compiled module")
 	}
 	ctx := context.Background()

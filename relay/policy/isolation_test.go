@@ -98,10 +98,46 @@ func TestPoolKeepsAnInstancePerBusyWorkspace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.poolMu.Lock()
-	idle := len(p.idle)
-	p.poolMu.Unlock()
+	p.mod.mu.Lock()
+	idle := len(p.mod.idle)
+	p.mod.mu.Unlock()
 	if idle != DefaultMaxIdle {
 		t.Fatalf("%d idle instances, want the cap %d", idle, DefaultMaxIdle)
+	}
+}
+
+// The shipped bundle installed under two names shares one instance per
+// workspace, and each plugin still gets its own config's rule: the Go SDK
+// keeps one parsed rule per config.
+func TestBundlePluginsShareInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the shipped bundle")
+	}
+	bundle, err := buildGoPlugin(t.TempDir(), "../../policies/all/wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := openEngine(t, Options{Timeout: time.Second, MaxConcurrent: 1})
+	_, otpM := shipped(t, "otp_redaction")
+	_, qhM := shipped(t, "quiet_hours")
+	otp := mustLoad(t, e, "otp_redaction", bundle)
+	qh := mustLoad(t, e, "quiet_hours", bundle)
+	otpIn := policyInput("otp_redaction", otpM)
+	qhIn := policyInput("quiet_hours", qhM)
+	qhIn.Event.Type = relay.TypeAccountShared
+	qhIn.Now = time.Date(2026, 3, 1, 23, 30, 0, 0, time.UTC) // 00:30 in Paris: quiet
+	ctx := context.Background()
+	for i := range 20 {
+		out, err := otp.Evaluate(ctx, otpIn)
+		if err != nil || out.Reason != "otp_redacted" {
+			t.Fatalf("call %d, otp_redaction: %+v, %v", i, out, err)
+		}
+		out, err = qh.Evaluate(ctx, qhIn)
+		if err != nil || out.Verdict != "defer" {
+			t.Fatalf("call %d, quiet_hours: %+v, %v", i, out, err)
+		}
+	}
+	if o, q := otp.Stats(), qh.Stats(); o.Created != 1 || q.Created != 1 || o.Instances != 1 {
+		t.Fatalf("stats otp %+v, quiet_hours %+v: want one instance serving both", o, q)
 	}
 }

@@ -34,7 +34,9 @@ const (
 	initTimeoutFactor = 5
 )
 
-// Plugin is one compiled version of a plugin with its pool of instances.
+// Plugin is one compiled version of a plugin. Its module and pool of
+// instances are shared with every loaded plugin whose file holds the same
+// bytes (sharedModule).
 //
 // # Notes
 //
@@ -47,11 +49,7 @@ type Plugin struct {
 	size     int
 	loadedAt time.Time
 	eng      *Engine
-	compiled wazero.CompiledModule
-
-	// compact: the module reads and writes the compact encoding (it
-	// exports relay_encoding returning abi.EncodingCompact), not JSON.
-	compact bool
+	mod      *sharedModule // the compiled module and its instances
 
 	cacheKey   string   // sha256 of the compiled bytes
 	cacheFiles []string // its compilation cache files
@@ -59,17 +57,12 @@ type Plugin struct {
 	mu     sync.RWMutex // read: an evaluation in flight; write: Close
 	closed bool         // guarded by mu
 
-	poolMu sync.Mutex
-	idle   []*instance
-
 	breaker breaker
 
 	calls     atomic.Uint64
 	failures  atomic.Uint64
 	timeouts  atomic.Uint64
 	discarded atomic.Uint64
-	created   atomic.Uint64
-	live      atomic.Int64
 }
 
 // Stats are a plugin version's counters.
@@ -78,8 +71,8 @@ type Stats struct {
 	Failures  uint64 // evaluations that failed (all kinds)
 	Timeouts  uint64 // failures of kind timeout
 	Discarded uint64 // instances thrown away after a failure
-	Instances int64  // instances alive (idle or in use)
-	Created   uint64 // instances created (each runs the guest's initialization)
+	Instances int64  // instances alive (idle or in use), shared with plugins of the same bytes
+	Created   uint64 // instances created (each runs the guest's initialization), likewise
 }
 
 // Name returns the plugin's name (its file name without .wasm).
@@ -98,8 +91,8 @@ func (p *Plugin) Stats() Stats {
 		Failures:  p.failures.Load(),
 		Timeouts:  p.timeouts.Load(),
 		Discarded: p.discarded.Load(),
-		Instances: p.live.Load(),
-		Created:   p.created.Load(),
+		Instances: p.mod.live.Load(),
+		Created:   p.mod.created.Load(),
 	}
 }
 
@@ -139,11 +132,11 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		}
 	}
 	key := sha256hex(code)
-	compiled, files, err := e.module(ctx, key, code)
+	m, err := e.module(ctx, key, code)
 	if err != nil {
 		return nil, fmt.Errorf("compile policy %s: %w", name, err)
 	}
-	if err := validate(name, compiled); err != nil {
+	if err := validate(name, m.compiled); err != nil {
 		return nil, errors.Join(err, e.releaseModule(ctx, key))
 	}
 	p := &Plugin{
@@ -151,9 +144,9 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		hash:       sha256hex(wasm),
 		size:       len(wasm),
 		eng:        e,
-		compiled:   compiled,
+		mod:        m,
 		cacheKey:   key,
-		cacheFiles: files,
+		cacheFiles: m.files,
 	}
 	if err := e.track(p); err != nil {
 		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), e.releaseModule(ctx, key))
@@ -233,8 +226,14 @@ func signature(params, results []api.ValueType) string {
 }
 
 // prewarm creates the first instance (checking the ABI version) and fills
-// the pool up to the engine's Prewarm count.
+// the pool up to the engine's Prewarm count, once per shared module: a
+// plugin with the same bytes as one already loaded finds it done.
 func (p *Plugin) prewarm(ctx context.Context) error {
+	p.mod.initMu.Lock()
+	defer p.mod.initMu.Unlock()
+	if p.mod.ready {
+		return nil
+	}
 	first, err := p.newInstance(ctx)
 	if err != nil {
 		return err
@@ -262,7 +261,7 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 		switch v := int32(uint32(res[0])); v {
 		case abi.EncodingJSON:
 		case abi.EncodingCompact:
-			p.compact = true
+			p.mod.compact = true
 		default:
 			p.closeInstance(first)
 			return fmt.Errorf("plugin %s: %s returned %d, want %d (JSON) or %d (compact)",
@@ -283,9 +282,10 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 	for _, in := range insts {
 		in.idleAt = now
 	}
-	p.poolMu.Lock()
-	p.idle = append(p.idle, insts...)
-	p.poolMu.Unlock()
+	p.mod.mu.Lock()
+	p.mod.idle = append(p.mod.idle, insts...)
+	p.mod.mu.Unlock()
+	p.mod.ready = true
 	return nil
 }
 
@@ -301,15 +301,15 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	inst := &instance{out: out}
 	inst.ctx = withCallState(p.eng.instCtx, &inst.cs)
 	inst.cs.arm(ctx, max(minInitTimeout, initTimeoutFactor*p.eng.opts.Timeout))
-	mod, err := p.eng.rt.InstantiateModule(inst.ctx, p.compiled, cfg)
+	mod, err := p.eng.rt.InstantiateModule(inst.ctx, p.mod.compiled, cfg)
 	inst.cs.disarm()
 	if err != nil {
 		kind := classify(err, out.Tail(stderrBytes), false)
 		return nil, &Error{Plugin: p.name, Kind: kind, Stderr: out.Excerpt(stderrInError),
 			Err: fmt.Errorf("instantiate: %w", err)}
 	}
-	p.live.Add(1)
-	p.created.Add(1)
+	p.mod.live.Add(1)
+	p.mod.created.Add(1)
 	inst.mod = mod
 	inst.mem = mod.ExportedMemory(exportMemory)
 	inst.alloc = mod.ExportedFunction(exportAlloc)
@@ -317,10 +317,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-func (p *Plugin) closeInstance(inst *instance) {
-	_ = inst.mod.Close(context.Background())
-	p.live.Add(-1)
-}
+func (p *Plugin) closeInstance(inst *instance) { p.mod.closeInstance(inst) }
 
 // failure wraps a guest error as *Error, naming its kind, and attaches what
 // the guest printed.
@@ -351,7 +348,7 @@ func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
 func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error) {
 	bp := bufPool.Get().(*[]byte)
 	decode := abi.DecodeOutput
-	if p.compact {
+	if p.mod.compact {
 		*bp = abi.AppendInputCompact((*bp)[:0], in)
 		decode = abi.DecodeOutputCompact
 	} else {
@@ -471,10 +468,10 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 // get returns an idle instance that served ws before, or one that never
 // served anyone, or a new one. The instance is bound to ws.
 func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
-	p.poolMu.Lock()
+	p.mod.mu.Lock()
 	pick := -1
-	for i := len(p.idle) - 1; i >= 0; i-- {
-		if w := p.idle[i].ws; w == ws {
+	for i := len(p.mod.idle) - 1; i >= 0; i-- {
+		if w := p.mod.idle[i].ws; w == ws {
 			pick = i
 			break
 		} else if w == "" && pick < 0 {
@@ -482,13 +479,13 @@ func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
 		}
 	}
 	if pick >= 0 {
-		inst := p.idle[pick]
-		p.idle = append(p.idle[:pick], p.idle[pick+1:]...)
-		p.poolMu.Unlock()
+		inst := p.mod.idle[pick]
+		p.mod.idle = append(p.mod.idle[:pick], p.mod.idle[pick+1:]...)
+		p.mod.mu.Unlock()
 		inst.ws = ws
 		return inst, nil
 	}
-	p.poolMu.Unlock()
+	p.mod.mu.Unlock()
 	inst, err := p.newInstance(ctx)
 	if err != nil {
 		return nil, err
@@ -504,9 +501,9 @@ func (p *Plugin) get(ctx context.Context, ws string) (*instance, error) {
 func (p *Plugin) put(inst *instance) {
 	inst.idleAt = time.Now()
 	evict := -1
-	p.poolMu.Lock()
+	p.mod.mu.Lock()
 	same, oldest := 0, -1
-	for i, x := range p.idle { // least recently used first
+	for i, x := range p.mod.idle { // least recently used first
 		if x.ws == inst.ws {
 			if oldest < 0 {
 				oldest = i
@@ -517,16 +514,16 @@ func (p *Plugin) put(inst *instance) {
 	switch {
 	case same >= p.eng.opts.PoolSize:
 		evict = oldest
-	case len(p.idle) >= p.eng.opts.MaxIdle:
+	case len(p.mod.idle) >= p.eng.opts.MaxIdle:
 		evict = 0
 	}
 	var old *instance
 	if evict >= 0 {
-		old = p.idle[evict]
-		p.idle = append(p.idle[:evict], p.idle[evict+1:]...)
+		old = p.mod.idle[evict]
+		p.mod.idle = append(p.mod.idle[:evict], p.mod.idle[evict+1:]...)
 	}
-	p.idle = append(p.idle, inst)
-	p.poolMu.Unlock()
+	p.mod.idle = append(p.mod.idle, inst)
+	p.mod.mu.Unlock()
 	if old != nil {
 		p.closeInstance(old)
 	}
@@ -536,18 +533,18 @@ func (p *Plugin) put(inst *instance) {
 // memory (a standard-Go guest holds 2-4 MiB). The next evaluation creates
 // a new one.
 func (p *Plugin) Trim(now time.Time, idle time.Duration) int {
-	p.poolMu.Lock()
+	p.mod.mu.Lock()
 	var old []*instance
-	keep := p.idle[:0]
-	for _, inst := range p.idle {
+	keep := p.mod.idle[:0]
+	for _, inst := range p.mod.idle {
 		if now.Sub(inst.idleAt) >= idle {
 			old = append(old, inst)
 		} else {
 			keep = append(keep, inst)
 		}
 	}
-	p.idle = keep
-	p.poolMu.Unlock()
+	p.mod.idle = keep
+	p.mod.mu.Unlock()
 	for _, inst := range old {
 		p.closeInstance(inst)
 	}
@@ -559,8 +556,9 @@ func (p *Plugin) discard(inst *instance) {
 	p.closeInstance(inst)
 }
 
-// Close waits for in-flight evaluations, then closes the idle instances and
-// the compiled module. Later evaluations fail with relay.ErrClosed. Close is
+// Close waits for in-flight evaluations, then lets go of the shared
+// module: the last plugin using it closes its idle instances and the
+// compiled code. Later evaluations fail with relay.ErrClosed. Close is
 // idempotent.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.mu.Lock()
@@ -569,13 +567,6 @@ func (p *Plugin) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
-	p.poolMu.Lock()
-	idle := p.idle
-	p.idle = nil
-	p.poolMu.Unlock()
-	for _, inst := range idle {
-		p.closeInstance(inst)
-	}
 	p.eng.untrack(p)
 	if err := p.eng.releaseModule(context.WithoutCancel(ctx), p.cacheKey); err != nil {
 		return fmt.Errorf("close policy %s: %w", p.name, err)
