@@ -72,6 +72,12 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 // "１２３ ４５６") count as one run, and every word mixing letters and at
 // least 2 digits ("AB12CD"). Digits are any Unicode decimal digits.
 func Redact(s, code string) string {
+	if asciiNoDigit(s) && (code == "" || hasASCIIDigit(code)) {
+		// Everything masked needs a digit (the code has one, and so does
+		// anything that looks like a code), and s has none: the common
+		// account name costs one pass over its bytes.
+		return s
+	}
 	// Fixed-size backing arrays keep a typical title off the heap (in a
 	// guest every allocation counts).
 	var tokBuf [32]token
@@ -88,6 +94,26 @@ func Redact(s, code string) string {
 		}
 	}
 	return mask(s, spans)
+}
+
+// asciiNoDigit reports whether s is all ASCII without a digit (other
+// scripts' digits are judged by the full path).
+func asciiNoDigit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || (c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func hasASCIIDigit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= '0' && c <= '9' {
+			return true
+		}
+	}
+	return false
 }
 
 // mask replaces the byte ranges spans of s (in any order, possibly
