@@ -242,11 +242,9 @@ func (r *creader) uvarint(field string) uint64 {
 	if r.err != nil {
 		return 0
 	}
-	// One byte is the common case (lengths and counts below 128).
-	if r.i < len(r.b) && r.b[r.i] < 0x80 {
-		v := r.b[r.i]
-		r.i++
-		return uint64(v)
+	if i := r.i; i < len(r.b) && r.b[i] < 0x80 { // one byte: the common case
+		r.i = i + 1
+		return uint64(r.b[i])
 	}
 	v, n := binary.Uvarint(r.b[r.i:])
 	if n <= 0 {
@@ -286,6 +284,14 @@ func (r *creader) bytes(field string, n uint64) []byte {
 }
 
 func (r *creader) str(field string) string {
+	// A string shorter than 128 bytes (one length byte) without a call
+	// more: in a guest a call costs more than reading the string.
+	if i := r.i; r.err == nil && i < len(r.b) {
+		if n := int(r.b[i]); n < 0x80 && n < len(r.b)-i {
+			r.i = i + 1 + n
+			return alias(r.b[i+1 : i+1+n])
+		}
+	}
 	return alias(r.bytes(field, r.uvarint(field)))
 }
 
