@@ -203,6 +203,15 @@ type Output struct {
 	// separate informational alert, whatever the verdict (an addition to
 	// ABI 1: older hosts refuse the field, older plugins never send it).
 	Notice *Notice // "notice"
+	// IgnoreType tells the host that the plugin answers this same
+	// unchanged allow (verdict allow, this reason, nothing set, narrowed
+	// or noticed) for every event of this event's type, whatever its
+	// workspace, user, content or time, as long as the plugin and its
+	// config stay the same: the host may record this answer for later
+	// events of the type instead of calling (quiet_hours for its exempt
+	// types). Only with an unchanged allow. An addition to ABI 1, like
+	// notice.
+	IgnoreType bool // "ignore_type"
 }
 
 // Notice is an informational alert a plugin asks the host to send to the
@@ -327,6 +336,9 @@ func (o *Output) Validate() error {
 		if err := checkData("notice.data", n.Data); err != nil {
 			return err
 		}
+	}
+	if o.IgnoreType && (o.Verdict != VerdictAllow || o.Set != nil || o.Devices != nil || o.Notice != nil) {
+		return fieldErr("ignore_type", "only with verdict allow and nothing set, narrowed or noticed")
 	}
 	if len(o.Devices) > MaxDevices {
 		return fieldErr("devices", "%d entries, max %d", len(o.Devices), MaxDevices)

@@ -19,7 +19,7 @@ import (
 // Layout (all integers are unsigned LEB128 varints unless noted):
 //
 //	input   := 'I' fmt abi now event baseline settings user prior config [more]
-//	output  := 'O' fmt verdict reason defer_until set devices notice
+//	output  := 'O' fmt verdict reason defer_until set devices notice flags
 //	fmt     := 1
 //	str     := len bytes                          (valid UTF-8)
 //	opt     := 0 | len+1 bytes                    (0: absent)
@@ -38,6 +38,7 @@ import (
 //	           sound:opt category:opt thread_id:opt data:map
 //	devices := list
 //	notice  := 0 | 1 title:str body:str data:map
+//	flags   := byte                               (bit 0: ignore_type)
 //
 // A newer host may append fields to the input after config; decoders
 // ignore what follows the fields they know. The output has no such room:
@@ -170,7 +171,11 @@ func AppendOutputCompact(dst []byte, out *Output) []byte {
 		dst = appendCStr(dst, n.Body)
 		dst = appendCMap(dst, n.Data)
 	}
-	return dst
+	var flags byte
+	if out.IgnoreType {
+		flags |= 1
+	}
+	return append(dst, flags)
 }
 
 func appendCStr(dst []byte, s string) []byte {
@@ -551,6 +556,12 @@ func DecodeOutputCompact(b []byte, out *Output) error {
 		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true)}
 	default:
 		r.fail("notice", errors.New("bad presence tag"))
+	}
+	switch f := r.byte("flags"); {
+	case f&^1 != 0:
+		r.fail("flags", errors.New("unknown flag bits"))
+	default:
+		out.IgnoreType = f&1 != 0
 	}
 	if r.err == nil && r.i != len(r.b) {
 		r.fail("", errors.New("trailing data"))

@@ -3,6 +3,7 @@ package abi
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,8 @@ func TestCompactInputAliasesACopy(t *testing.T) {
 func TestCompactOutputMatchesJSON(t *testing.T) {
 	sup := Suppress("push_bombing_guard")
 	empty := Output{Verdict: VerdictAllow, Set: &Set{Data: map[string]string{}}, Devices: []string{}}
-	for i, out := range []Output{sampleOutput(), Allow(), sup, empty} {
+	ignore := Output{Verdict: VerdictAllow, Reason: "exempt", IgnoreType: true}
+	for i, out := range []Output{sampleOutput(), Allow(), sup, empty, ignore} {
 		var fromJSON, fromCompact Output
 		if err := DecodeOutput(AppendOutput(nil, &out), &fromJSON); err != nil {
 			t.Fatalf("%d: json: %v", i, err)
@@ -116,7 +118,7 @@ func TestCompactOutputErrors(t *testing.T) {
 	allow := AppendOutputCompact(nil, &Output{Verdict: VerdictAllow})
 	badUTF8 := AppendOutputCompact(nil, &Output{Verdict: VerdictAllow})
 	badUTF8 = append(badUTF8[:3], 2, 0xff, 'x') // reason
-	badUTF8 = append(badUTF8, 0, 0, 0, 0)
+	badUTF8 = append(badUTF8, 0, 0, 0, 0, 0)
 	long := Output{Verdict: VerdictAllow, Set: &Set{Title: String(strings.Repeat("t", MaxTitleLen+1))}}
 	for _, tc := range []struct {
 		name, field string
@@ -124,10 +126,13 @@ func TestCompactOutputErrors(t *testing.T) {
 	}{
 		{"json", "", []byte(`{"verdict":"allow"}`)},
 		{"unknown verdict", "verdict", append([]byte{'O', 1, 9}, allow[3:]...)},
-		{"trailing data", "", append(allow, 0)},
+		{"trailing data", "", append(slices.Clip(allow), 0)},
 		{"invalid UTF-8", "reason", badUTF8},
 		{"validated", "set.title", AppendOutputCompact(nil, &long)},
-		{"hostile count", "devices", append(allow[:len(allow)-2], 0xff, 0xff, 0xff, 0x7f, 0)},
+		{"hostile count", "devices", append(slices.Clip(allow[:len(allow)-3]), 0xff, 0xff, 0xff, 0x7f, 0, 0)},
+		{"unknown flag", "flags", append(slices.Clip(allow[:len(allow)-1]), 2)},
+		{"ignore_type with a change", "ignore_type", AppendOutputCompact(nil, &Output{Verdict: VerdictAllow, IgnoreType: true, Devices: []string{"d1"}})},
+		{"ignore_type with suppress", "ignore_type", AppendOutputCompact(nil, &Output{Verdict: VerdictSuppress, IgnoreType: true})},
 	} {
 		var out Output
 		err := DecodeOutputCompact(tc.doc, &out)
@@ -170,7 +175,7 @@ func FuzzDecodeCompactInput(f *testing.F) {
 }
 
 func FuzzDecodeCompactOutput(f *testing.F) {
-	for _, out := range []Output{sampleOutput(), Allow(), Suppress("x")} {
+	for _, out := range []Output{sampleOutput(), Allow(), Suppress("x"), {Verdict: VerdictAllow, IgnoreType: true}} {
 		f.Add(AppendOutputCompact(nil, &out))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -409,8 +409,13 @@ func DecodeOutput(b []byte, out *Output) error {
 				}
 				return fieldErr("notice", "unknown field %q (want title, body, data)", truncate(string(key)))
 			})
+		case 0xb6965: // ignore_type
+			if string(key) != "ignore_type" {
+				break
+			}
+			return d.bool(&out.IgnoreType, "ignore_type")
 		}
-		return fieldErr("", "unknown field %q (want verdict, reason, defer_until, set, devices, notice)", truncate(string(key)))
+		return fieldErr("", "unknown field %q (want verdict, reason, defer_until, set, devices, notice, ignore_type)", truncate(string(key)))
 	}); err != nil {
 		return err
 	}

@@ -204,6 +204,9 @@ func AppendOutput(dst []byte, out *Output) []byte {
 		}
 		dst = append(dst, '}')
 	}
+	if out.IgnoreType {
+		dst = append(dst, `,"ignore_type":true`...)
+	}
 	return append(dst, '}')
 }
 

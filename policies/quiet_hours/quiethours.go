@@ -148,7 +148,14 @@ func (w *Window) Until(now time.Time) (time.Time, bool) {
 
 // Evaluate applies the policy to one event.
 func Evaluate(in abi.Input, c *Config) abi.Output {
-	if in.Baseline.Enforced || slices.Contains(c.Exempt, in.Event.Type) {
+	if slices.Contains(c.Exempt, in.Event.Type) {
+		// The same answer for every event of the type: the relay need
+		// not call again for it (until the plugin or config changes).
+		out := abi.Allow()
+		out.IgnoreType = true
+		return out
+	}
+	if in.Baseline.Enforced {
 		return abi.Allow()
 	}
 	w := c.Default

@@ -137,3 +137,31 @@ func TestZoneOffsetCache(t *testing.T) {
 		}
 	}
 }
+
+// An exempt type is allowed whatever else the event says, so the policy
+// tells the relay it need not be asked again for the type; any other
+// answer depends on the time, the user or the workspace's settings.
+func TestIgnoreTypeOnlyForExemptTypes(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"default":{"start":"22:00","end":"07:00","tz":"Europe/Paris"},"exempt":["otp_received"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		in     abi.Input
+		ignore bool
+	}{
+		{"exempt, quiet", input("2026-11-27T23:30:00Z", "otp_received", "u-1", false), true},
+		{"exempt, enforced", input("2026-11-27T12:00:00Z", "otp_received", "u-1", true), true},
+		{"not exempt, outside", input("2026-11-27T12:00:00Z", "account_shared", "u-1", false), false},
+		{"not exempt, enforced", input("2026-11-27T23:30:00Z", "account_shared", "u-1", true), false},
+	} {
+		out := Evaluate(tc.in, cfg)
+		if out.IgnoreType != tc.ignore || out.Verdict != abi.VerdictAllow {
+			t.Errorf("%s: %+v, want allow with ignore_type %v", tc.name, out, tc.ignore)
+		}
+		if err := out.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

@@ -132,6 +132,10 @@ type Set struct {
 	opts    SetOptions
 	log     hclog.Logger
 	entries []Entry
+	// ignored[i] holds, by event type, the answer entries[i] said it gives
+	// every event of that type (abi.Output.IgnoreType): its reason. A new
+	// Set (any reload) starts empty.
+	ignored []sync.Map
 }
 
 // NewSet sorts entries by manifest order, then name, and returns the chain.
@@ -164,7 +168,7 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 		}
 		return 0
 	})
-	return &Set{opts: opts, log: opts.Logger, entries: es}
+	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]sync.Map, len(es))}
 }
 
 // Entries returns the chain in order.
@@ -212,6 +216,16 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		in.Config = m.Config
 		shadow := m.Mode == ModeShadow
 		dec := relay.PluginDecision{Name: p.name, Hash: e.hash, Shadow: shadow}
+		if reason, ok := s.ignored[i].Load(ev.Type); ok {
+			// The plugin said it allows every event of this type
+			// unchanged: record its answer without the call.
+			dec.Verdict, dec.Reason = abi.VerdictAllow, reason.(string)
+			res.Plugins = append(res.Plugins, dec)
+			if !shadow {
+				in.Prior = append(in.Prior, abi.Prior{Plugin: p.name, Verdict: dec.Verdict, Reason: dec.Reason})
+			}
+			continue
+		}
 		log := s.log.With(relay.LogKeyPolicy, p.name, relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace)
 
 		out, err := s.call(ctx, p, in, now)
@@ -255,6 +269,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			continue
 		}
 		dec.Verdict, dec.Reason = out.Verdict, out.Reason
+		if out.IgnoreType { // validated: an unchanged allow
+			s.ignored[i].Store(ev.Type, out.Reason)
+		}
 		if shadow {
 			res.Plugins = append(res.Plugins, dec)
 			continue

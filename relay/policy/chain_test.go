@@ -2,13 +2,13 @@ package policy
 
 import (
 	"bytes"
-
 	"context"
-	"github.com/hashicorp/go-hclog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
@@ -414,5 +414,60 @@ func TestChainNotices(t *testing.T) {
 	in := NewSet(SetOptions{Recent: rec}, nil).input(req, t0)
 	if got := in.User.Recent[relay.TypeIdentityVerification]; got != (abi.Recent{M1: 7, M10: 8, H1: 9}) {
 		t.Fatalf("recent %+v, want the request's", got)
+	}
+}
+
+// A plugin that answers ignore_type is called once per event type; later
+// events of the type record the same answer, and the next plugin still
+// sees it among its priors.
+func TestIgnoreTypeSkipsLaterCalls(t *testing.T) {
+	e := openEngine(t, Options{})
+	set := buildSet(t, e, SetOptions{},
+		plug{name: "exempt", out: `{"verdict":"allow","reason":"exempt","ignore_type":true}`, man: Manifest{Order: 1}},
+		plug{name: "echo", out: `{"verdict":"allow"}`, man: Manifest{Order: 2}})
+	exempt := set.Entries()[0].Plugin
+	ctx := context.Background()
+	for i, typ := range []string{relay.TypeOTPReceived, relay.TypeOTPReceived, relay.TypeOTPReceived, relay.TypeAccountShared} {
+		res, err := set.Evaluate(ctx, testRequest(typ, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Plugins) != 2 || res.Plugins[0].Verdict != abi.VerdictAllow || res.Plugins[0].Reason != "exempt" ||
+			res.Plugins[0].Hash != set.Entries()[0].hash {
+			t.Fatalf("event %d (%s): recorded %+v", i, typ, res.Plugins)
+		}
+		if res.Verdict != relay.VerdictDeliver {
+			t.Fatalf("event %d: verdict %s", i, res.Verdict)
+		}
+	}
+	if calls := exempt.Stats().Calls; calls != 2 {
+		t.Fatalf("the ignoring plugin was called %d times for two types, want 2", calls)
+	}
+	if calls := set.Entries()[1].Plugin.Stats().Calls; calls != 4 {
+		t.Fatalf("the next plugin was called %d times, want every event", calls)
+	}
+	// A reload builds a new Set: it asks again.
+	again := NewSet(SetOptions{}, set.Entries())
+	if _, err := again.Evaluate(ctx, testRequest(relay.TypeOTPReceived, false)); err != nil {
+		t.Fatal(err)
+	}
+	if calls := exempt.Stats().Calls; calls != 3 {
+		t.Fatalf("after a reload: %d calls, want 3", calls)
+	}
+}
+
+// ignore_type with anything but an unchanged allow is bad output: a plugin
+// cannot make the relay skip it while it changes the event.
+func TestIgnoreTypeNeedsAnUnchangedAllow(t *testing.T) {
+	e := openEngine(t, Options{})
+	set := buildSet(t, e, SetOptions{},
+		plug{name: "liar", out: `{"verdict":"suppress","ignore_type":true}`, man: Manifest{Order: 1}})
+	res, err := set.Evaluate(context.Background(), testRequest(relay.TypeOTPReceived, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plugins) != 1 || res.Plugins[0].Verdict != DecisionError || res.Plugins[0].Reason != string(KindBadOutput) ||
+		res.Verdict != relay.VerdictDeliver {
+		t.Fatalf("got %+v (verdict %s), want a bad_output failure, skipped", res.Plugins, res.Verdict)
 	}
 }
