@@ -244,11 +244,12 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	// store write, and no decider is involved. The rest wait for a decider.
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
+	reads := &directoryReads{}
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
 			break
 		}
-		j, err := p.judge(ctx, ok[k], now, true)
+		j, err := p.judge(ctx, ok[k], now, reads)
 		if err != nil || j == nil {
 			continue // a decider judges it (a failed read is tried again there)
 		}
@@ -528,7 +529,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 		return ignoreConflict(err)
 	}
-	j, err := p.judge(ctx, ev, now, false)
+	j, err := p.judge(ctx, ev, now, nil)
 	if err != nil {
 		return err
 	}
@@ -629,20 +630,57 @@ func (p *Pipeline) policyActive() bool {
 	return true
 }
 
-// judge runs the decision chain for ev, whose type is known. With quick
-// (deciding on accept), it returns nil, nil when the event needs a decider:
-// a plugin to judge it, or a user.recent count (kept in event order by the
-// deciders' per-user lines).
-func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, quick bool) (*judged, error) {
+// directoryReads keeps what deciding on accept read of the directory for
+// one batch: its events for the same workspace and user (a batch of 1,000
+// events often has a few dozen users) read the settings, preferences and
+// devices once, as they were when the batch arrived. The maps and slices
+// are shared by the batch's events, so they are only read.
+type directoryReads struct {
+	settings map[string]map[string]relay.Setting
+	prefs    map[userKey]map[string]bool
+	devices  map[userKey][]relay.Device
+}
+
+// cached returns m[k], or reads it with read and keeps it in *m.
+func cached[K comparable, V any](m *map[K]V, k K, read func() (V, error)) (V, error) {
+	if v, ok := (*m)[k]; ok {
+		return v, nil
+	}
+	v, err := read()
+	if err != nil {
+		return v, err
+	}
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+	return v, nil
+}
+
+// judge runs the decision chain for ev, whose type is known. With reads
+// (quick: deciding on accept, reads keeping the batch's directory reads),
+// it returns nil, nil when the event needs a decider: a plugin to judge
+// it, or a user.recent count (kept in event order by the deciders'
+// per-user lines).
+func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*judged, error) {
+	quick := reads != nil
+	if reads == nil {
+		reads = &directoryReads{}
+	}
 	n := p.cfg.Load().Notifications[ev.Type]
 	if n == nil {
 		return nil, fmt.Errorf("unknown notification type %q", ev.Type)
 	}
-	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
+	uk := userKey{ev.Workspace, ev.User}
+	settings, err := cached(&reads.settings, ev.Workspace, func() (map[string]relay.Setting, error) {
+		return p.opts.Store.Settings(ctx, ev.Workspace)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load settings: %w", err)
 	}
-	prefs, err := p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
+	prefs, err := cached(&reads.prefs, uk, func() (map[string]bool, error) {
+		return p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load preferences: %w", err)
 	}
@@ -660,7 +698,9 @@ func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, qui
 	if quick && judgedByPolicy && (p.policyApplies(ev) || (p.opts.Recent != nil && p.policyActive())) {
 		return nil, nil
 	}
-	all, err := p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	all, err := cached(&reads.devices, uk, func() ([]relay.Device, error) {
+		return p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
 	}

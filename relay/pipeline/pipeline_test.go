@@ -55,7 +55,7 @@ func (q *captureQueue) jobs() int {
 	return n
 }
 
-func testConfig(t *testing.T) *config.Config {
+func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	cfg, diags := config.Parse([]byte(`
 app "demo" {
@@ -459,8 +459,16 @@ func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
 // countingStore counts the store writes that carry events.
 type countingStore struct {
 	*bolt.Store
-	mu     sync.Mutex
-	writes [][]string // event ids of each AddDecided call
+	mu      sync.Mutex
+	writes  [][]string // event ids of each AddDecided call
+	devices int        // Devices calls
+}
+
+func (s *countingStore) Devices(ctx context.Context, workspace, user string) ([]relay.Device, error) {
+	s.mu.Lock()
+	s.devices++
+	s.mu.Unlock()
+	return s.Store.Devices(ctx, workspace, user)
 }
 
 func (s *countingStore) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, at time.Time) ([]error, error) {
@@ -538,5 +546,35 @@ func TestDerivedEventsStoredWithTheDecision(t *testing.T) {
 	// Nothing derived from a final decision (the late event, expired).
 	if !slices.Equal(derivedFor, []string{"quick", "plugin", "quick"}) {
 		t.Fatalf("derived for %v", derivedFor)
+	}
+}
+
+// TestAcceptReadsEachUserOnce: deciding a batch on accept reads each
+// user's devices once, and every event still gets its own user's.
+func TestAcceptReadsEachUserOnce(t *testing.T) {
+	_, bst, q := newPipeline(t)
+	st := &countingStore{Store: bst}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	ctx := t.Context()
+	for _, u := range []string{"a", "b"} {
+		if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: u, ID: "phone-" + u, Platform: relay.PlatformAndroid, Token: "tok-" + u, App: "demo"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evs []relay.Event
+	for i := range 10 {
+		evs = append(evs, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: []string{"a", "b"}[i%2], Type: relay.TypeIdentityVerification})
+	}
+	if _, err := p.Accept(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if st.devices != 2 {
+		t.Fatalf("Devices read %d times for 10 events of 2 users, want 2", st.devices)
+	}
+	for _, ev := range evs {
+		rec, err := bst.Event(ctx, ev.Key())
+		if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "phone-"+ev.User {
+			t.Fatalf("event %s of %s: %+v, %v", ev.ID, ev.User, rec, err)
+		}
 	}
 }
