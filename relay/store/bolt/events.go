@@ -84,11 +84,12 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	err = s.write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
 		counts := countDeltas{}
+		c := evb.Cursor() // one cursor for the duplicate checks: Get makes one each
 		var prev []byte
 		for _, i := range order {
 			k := keys[i]
 			results[i], undecided[i] = nil, false // reset: a commit may run this function again
-			if bytes.Equal(k, prev) || evb.Get(k) != nil {
+			if got, _ := c.Seek(k); bytes.Equal(k, prev) || bytes.Equal(got, k) {
 				results[i] = relay.ErrDuplicate
 				continue
 			}
@@ -274,7 +275,8 @@ func prepareDecision(key relay.EventKey, d relay.Decision, alert *relay.Alert, j
 }
 
 // apply writes the decision of the event stored under k, its jobs and
-// their schedule entries (new entries counted in counts; nil: at once).
+// their schedule entries. counts is set when the event is new in this
+// write (see schedule); nil: the jobs may be scheduled already.
 func (d *decision) apply(tx *bbolt.Tx, k []byte, counts countDeltas) error {
 	if err := history(tx, bucketDecisions).Put(k, d.value); err != nil {
 		return fmt.Errorf("put decision: %w", err)

@@ -120,16 +120,19 @@ func (c countDeltas) flush(tx *bbolt.Tx) error {
 }
 
 // schedule puts the open job j (stored under jk) into the schedule of its
-// lane with rank, due at store.DueAt, replacing any entry it had. A new
-// entry's count goes to counts, or at once when counts is nil.
+// lane with rank, due at store.DueAt, replacing any entry it had. With
+// counts, j is a job of an event stored in this same write, so it has no
+// entry yet (an event is deleted only once its jobs are closed, and a
+// closed job has none): its count goes to counts and no old entry is
+// looked up.
 func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte, counts countDeltas) error {
 	jobs := tx.Bucket(bucketSchedJobs)
-	if old := jobs.Get(jk); old != nil {
+	if counts != nil {
+		counts.add(j.Lane(), rank, 1)
+	} else if old := jobs.Get(jk); old != nil {
 		if err := unschedule(tx, jk, old, false); err != nil {
 			return err
 		}
-	} else if counts != nil {
-		counts.add(j.Lane(), rank, 1)
 	} else if err := addCount(tx, j.Lane(), rank, 1); err != nil {
 		return err
 	}
