@@ -262,14 +262,17 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	// dropped at send time.)
 	events, all := ok, stored
 	var derived []Derived
+	if p.opts.Derive != nil {
+		derived = make([]Derived, 0, len(ok))
+	}
 	for k, j := range decided {
 		if j != nil {
 			derived = append(derived, p.derive(ok[k], j, now)...)
 		}
 	}
 	if len(derived) > 0 {
-		events = append(slices.Clip(ok), make([]relay.Event, 0, len(derived))...)
-		all = append(slices.Clip(stored), make([]*store.Decided, 0, len(derived))...)
+		events = slices.Grow(slices.Clip(ok), len(derived))
+		all = slices.Grow(slices.Clip(stored), len(derived))
 		for i := range derived {
 			events, all = append(events, derived[i].Event), append(all, &derived[i].Decided)
 		}
