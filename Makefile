@@ -66,6 +66,7 @@ test-short:
 # benchmarks. See docs/benchmarks.md.
 bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkEndToEnd' -benchtime $(BENCHTIME) -timeout 30m ./relay/daemon/
+	$(GO) test -run '^$$' -bench 'BenchmarkRestartBigStore' -benchtime 1x -timeout 10m ./relay/daemon/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./relay/config/

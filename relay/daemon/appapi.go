@@ -64,17 +64,31 @@ func (w *withdrawer) onCancel(ctx context.Context, cancel relay.Answer, rec *sto
 	return ids
 }
 
-// onScheduled schedules, for an actionable alert just decided, the
-// withdraw push its devices get when it expires unanswered: a deferred
-// job due at expires_at. The send is skipped (answerGate) if an answer or
-// a cancel withdrew the alert before.
-func (w *withdrawer) onScheduled(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job) {
+// deriveExpiry returns, for an actionable alert being decided, the
+// withdraw push its devices get when it expires unanswered: a derived
+// event with deferred jobs due at expires_at, which the pipeline stores
+// with the decision (pipeline.Options.Derive; on accept, in the same
+// commit). The send is skipped (answerGate) if an answer or a cancel
+// withdrew the alert before.
+func (w *withdrawer) deriveExpiry(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []pipeline.Derived {
 	if len(alert.Actions) == 0 || alert.Silent {
-		return
+		return nil
 	}
 	rec := &store.Record{Event: ev, Alert: alert, Jobs: jobs}
 	expiry := relay.Answer{Event: ev.Key(), Action: withdrawExpired, AnsweredAt: ev.ExpiresAt}
-	w.push(context.WithoutCancel(ctx), rec, expiry, withdrawExpired, relay.ExpiryWithdrawID(ev.ID), api.WithdrawDevices(rec, expiry), ev.ExpiresAt)
+	device := func(id string) (relay.Device, error) {
+		for _, j := range jobs {
+			if j.DeviceID == id {
+				return relay.Device{ID: id, Platform: j.Platform, App: j.App}, nil
+			}
+		}
+		return relay.Device{}, relay.ErrNotFound
+	}
+	d, ok := withdrawRecord(rec, expiry, withdrawExpired, relay.ExpiryWithdrawID(ev.ID), api.WithdrawDevices(rec, expiry), ev.ExpiresAt, now, device)
+	if !ok {
+		return nil
+	}
+	return []pipeline.Derived{d}
 }
 
 // A withdraw push's data "action" is the answer's action; a push that is
@@ -91,17 +105,14 @@ const (
 // whether it scheduled a push (false: nothing to withdraw, done before,
 // or an error, logged).
 func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer, reason, id string, ids []string, due time.Time) bool {
-	alert := api.WithdrawAlert(rec, a)
-	if alert == nil || len(ids) == 0 {
+	now := w.now()
+	d, ok := withdrawRecord(rec, a, reason, id, ids, due, now, func(id string) (relay.Device, error) {
+		return w.st.Device(ctx, rec.Event.Workspace, rec.Event.User, id)
+	})
+	if !ok {
 		return false
 	}
-	if reason != "" {
-		alert.Data[withdrawReasonKey] = reason
-	}
-	now := w.now()
-	ev := relay.Event{ID: id, Workspace: rec.Event.Workspace, User: rec.Event.User,
-		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
-	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
+	errs, err := w.st.AddEvents(ctx, []relay.Event{d.Event}, now)
 	if err != nil || (len(errs) > 0 && errs[0] != nil) {
 		if err == nil && errors.Is(errs[0], relay.ErrDuplicate) {
 			return false
@@ -109,13 +120,35 @@ func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer
 		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, errors.Join(err, errs[0]))
 		return false
 	}
+	if err := w.st.Decide(ctx, d.Event.Key(), d.Decided.Decision, d.Decided.Alert, d.Decided.Jobs); err != nil {
+		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
+		return false
+	}
+	pipeline.Scheduled(w.q, d.Decided.Alert.Priority, d.Decided.Jobs)
+	return true
+}
+
+// withdrawRecord builds the derived event id carrying rec's withdraw push
+// to the devices ids (device gives each one's platform and app; those it
+// does not know are left out), due at due (zero: now), with data "reason"
+// when reason is set, and its decision. false: nothing to withdraw.
+func withdrawRecord(rec *store.Record, a relay.Answer, reason, id string, ids []string, due, now time.Time, device func(id string) (relay.Device, error)) (pipeline.Derived, bool) {
+	alert := api.WithdrawAlert(rec, a)
+	if alert == nil || len(ids) == 0 {
+		return pipeline.Derived{}, false
+	}
+	if reason != "" {
+		alert.Data[withdrawReasonKey] = reason
+	}
+	ev := relay.Event{ID: id, Workspace: rec.Event.Workspace, User: rec.Event.User,
+		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
 	state := relay.StatePending
 	if due.After(now) {
 		state = relay.StateDeferred
 	}
 	var jobs []relay.Job
 	for _, id := range ids {
-		d, err := w.st.Device(ctx, ev.Workspace, ev.User, id)
+		d, err := device(id)
 		if err != nil {
 			continue
 		}
@@ -130,12 +163,7 @@ func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer
 	if state == relay.StateDeferred {
 		dec = relay.Decision{Verdict: relay.VerdictDefer, Reason: "withdraw at expiry", DeferUntil: due, Plugins: []relay.PluginDecision{}}
 	}
-	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
-		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
-		return false
-	}
-	pipeline.Scheduled(w.q, alert.Priority, jobs)
-	return true
+	return pipeline.Derived{Event: ev, Decided: store.Decided{Decision: dec, Alert: alert, Jobs: jobs}}, true
 }
 
 // answerGate holds back sends that an answer or a cancel made pointless:

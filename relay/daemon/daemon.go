@@ -156,10 +156,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger: d.log.Named("pipeline"),
 		// user.recent lives in the store: it survives a restart and every
 		// relay of a cluster counts into it.
-		Recent:      st,
-		OnNotices:   notices.send,
-		OnScheduled: wd.onScheduled,
-		OnDecided:   d.metrics.decided,
+		Recent:    st,
+		OnNotices: notices.send,
+		Derive:    wd.deriveExpiry,
+		OnDecided: d.metrics.decided,
 		// Zero: the pipeline's defaults.
 		SweepInterval: d.sweepEvery,
 		SweepAge:      d.sweepEvery,

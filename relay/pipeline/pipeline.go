@@ -60,6 +60,13 @@ type Notice struct {
 	Data   map[string]string
 }
 
+// Derived is an event a decision brings with it (Options.Derive), with
+// its own decision and jobs.
+type Derived struct {
+	Event   relay.Event
+	Decided store.Decided
+}
+
 // Store is what the pipeline needs: the event log and the directory.
 type Store interface {
 	store.EventLog
@@ -111,6 +118,13 @@ type Options struct {
 	// OnScheduled, when set, is called after a decision that sends (jobs
 	// pending or deferred) is recorded, with the alert and the jobs.
 	OnScheduled func(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job)
+	// Derive, when set, is called for a decision that sends (jobs pending
+	// or deferred) before it is recorded, with the alert and the jobs; the
+	// events it returns (the withdraw push an actionable alert gets at
+	// expiry) are stored already decided: in the same commit as the
+	// event when it is decided on accept (one fsync for both), in one
+	// commit right after the decision otherwise.
+	Derive func(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []Derived
 	// OnDecided, when set, is called with each decision this relay
 	// recorded (not those another relay or an earlier sweep recorded
 	// first): decision metrics.
@@ -230,21 +244,45 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	// store write, and no decider is involved. The rest wait for a decider.
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
+	reads := &directoryReads{}
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
 			break
 		}
-		j, err := p.judge(ctx, ok[k], now, true)
+		j, err := p.judge(ctx, ok[k], now, reads)
 		if err != nil || j == nil {
 			continue // a decider judges it (a failed read is tried again there)
 		}
 		decided[k] = j
 		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
 	}
-	res, err := p.opts.Store.AddDecided(ctx, ok, stored, now)
+	// The events the decisions bring along go into the same write. (A
+	// duplicate event's are most often duplicates too; when they are not,
+	// the original was not sent to those devices, and the withdraw is
+	// dropped at send time.)
+	events, all := ok, stored
+	var derived []Derived
+	if p.opts.Derive != nil {
+		derived = make([]Derived, 0, len(ok))
+	}
+	for k, j := range decided {
+		if j != nil {
+			derived = append(derived, p.derive(ok[k], j, now)...)
+		}
+	}
+	if len(derived) > 0 {
+		events = slices.Grow(slices.Clip(ok), len(derived))
+		all = slices.Grow(slices.Clip(stored), len(derived))
+		for i := range derived {
+			events, all = append(events, derived[i].Event), append(all, &derived[i].Decided)
+		}
+	}
+	res, err := p.opts.Store.AddDecided(ctx, events, all, now)
 	if err != nil {
 		return nil, fmt.Errorf("store events: %w", err)
 	}
+	p.derivedStored(derived, res[len(ok):])
+	res = res[:len(ok)]
 	for k, e := range res {
 		errs[idx[k]] = e
 		if e != nil {
@@ -494,7 +532,7 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 		return ignoreConflict(err)
 	}
-	j, err := p.judge(ctx, ev, now, false)
+	j, err := p.judge(ctx, ev, now, nil)
 	if err != nil {
 		return err
 	}
@@ -504,8 +542,49 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 		}
 		return fmt.Errorf("record decision: %w", err)
 	}
+	if derived := p.derive(ev, j, now); len(derived) > 0 {
+		events := make([]relay.Event, len(derived))
+		all := make([]*store.Decided, len(derived))
+		for i := range derived {
+			events[i], all[i] = derived[i].Event, &derived[i].Decided
+		}
+		res, err := p.opts.Store.AddDecided(ctx, events, all, now)
+		if err != nil {
+			// The decision stands; only what it brings along is lost
+			// (as when the derived write came after the hooks).
+			p.log.Error("store derived events", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
+		} else {
+			p.derivedStored(derived, res)
+		}
+	}
 	p.decided(ctx, ev, j)
 	return nil
+}
+
+// derive returns the events j brings along (Options.Derive), if it sends.
+func (p *Pipeline) derive(ev relay.Event, j *judged, now time.Time) []Derived {
+	if p.opts.Derive == nil || j.final || len(j.jobs) == 0 {
+		return nil
+	}
+	return p.opts.Derive(ev, j.alert, j.jobs, now)
+}
+
+// derivedStored wakes the lanes of the derived events stored (res: their
+// results) and logs those that could not be.
+func (p *Pipeline) derivedStored(derived []Derived, res []error) {
+	for i, err := range res {
+		d := &derived[i]
+		switch {
+		case err == nil:
+			prio := relay.PriorityNormal
+			if a := d.Decided.Alert; a != nil {
+				prio = a.Priority
+			}
+			Scheduled(p.opts.Queue, prio, d.Decided.Jobs)
+		case !errors.Is(err, relay.ErrDuplicate):
+			p.log.Error("store derived event", relay.LogKeyEventID, d.Event.ID, relay.LogKeyWorkspace, d.Event.Workspace, relay.LogKeyError, err)
+		}
+	}
 }
 
 // judged is a decision ready to be recorded.
@@ -554,20 +633,57 @@ func (p *Pipeline) policyActive() bool {
 	return true
 }
 
-// judge runs the decision chain for ev, whose type is known. With quick
-// (deciding on accept), it returns nil, nil when the event needs a decider:
-// a plugin to judge it, or a user.recent count (kept in event order by the
-// deciders' per-user lines).
-func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, quick bool) (*judged, error) {
+// directoryReads keeps what deciding on accept read of the directory for
+// one batch: its events for the same workspace and user (a batch of 1,000
+// events often has a few dozen users) read the settings, preferences and
+// devices once, as they were when the batch arrived. The maps and slices
+// are shared by the batch's events, so they are only read.
+type directoryReads struct {
+	settings map[string]map[string]relay.Setting
+	prefs    map[userKey]map[string]bool
+	devices  map[userKey][]relay.Device
+}
+
+// cached returns m[k], or reads it with read and keeps it in *m.
+func cached[K comparable, V any](m *map[K]V, k K, read func() (V, error)) (V, error) {
+	if v, ok := (*m)[k]; ok {
+		return v, nil
+	}
+	v, err := read()
+	if err != nil {
+		return v, err
+	}
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+	return v, nil
+}
+
+// judge runs the decision chain for ev, whose type is known. With reads
+// (quick: deciding on accept, reads keeping the batch's directory reads),
+// it returns nil, nil when the event needs a decider: a plugin to judge
+// it, or a user.recent count (kept in event order by the deciders'
+// per-user lines).
+func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*judged, error) {
+	quick := reads != nil
+	if reads == nil {
+		reads = &directoryReads{}
+	}
 	n := p.cfg.Load().Notifications[ev.Type]
 	if n == nil {
 		return nil, fmt.Errorf("unknown notification type %q", ev.Type)
 	}
-	settings, err := p.opts.Store.Settings(ctx, ev.Workspace)
+	uk := userKey{ev.Workspace, ev.User}
+	settings, err := cached(&reads.settings, ev.Workspace, func() (map[string]relay.Setting, error) {
+		return p.opts.Store.Settings(ctx, ev.Workspace)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load settings: %w", err)
 	}
-	prefs, err := p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
+	prefs, err := cached(&reads.prefs, uk, func() (map[string]bool, error) {
+		return p.opts.Store.Preferences(ctx, ev.Workspace, ev.User)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load preferences: %w", err)
 	}
@@ -585,7 +701,9 @@ func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, qui
 	if quick && judgedByPolicy && (p.policyApplies(ev) || (p.opts.Recent != nil && p.policyActive())) {
 		return nil, nil
 	}
-	all, err := p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	all, err := cached(&reads.devices, uk, func() ([]relay.Device, error) {
+		return p.opts.Store.Devices(ctx, ev.Workspace, ev.User)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func (q *captureQueue) jobs() int {
 	return n
 }
 
-func testConfig(t *testing.T) *config.Config {
+func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	cfg, diags := config.Parse([]byte(`
 app "demo" {
@@ -452,5 +453,128 @@ func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
 	}
 	if len(p.inHigh) != 1 {
 		t.Fatal("the counted event was not handed to a decider")
+	}
+}
+
+// countingStore counts the store writes that carry events.
+type countingStore struct {
+	*bolt.Store
+	mu      sync.Mutex
+	writes  [][]string // event ids of each AddDecided call
+	devices int        // Devices calls
+}
+
+func (s *countingStore) Devices(ctx context.Context, workspace, user string) ([]relay.Device, error) {
+	s.mu.Lock()
+	s.devices++
+	s.mu.Unlock()
+	return s.Store.Devices(ctx, workspace, user)
+}
+
+func (s *countingStore) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, at time.Time) ([]error, error) {
+	s.mu.Lock()
+	var ids []string
+	for _, e := range events {
+		ids = append(ids, e.ID)
+	}
+	s.writes = append(s.writes, ids)
+	s.mu.Unlock()
+	return s.Store.AddDecided(ctx, events, decided, at)
+}
+
+// TestDerivedEventsStoredWithTheDecision: the events Derive returns are
+// stored decided and scheduled — in the same write as an event decided on
+// accept, in one write after a decider's decision — and only for decisions
+// that send.
+func TestDerivedEventsStoredWithTheDecision(t *testing.T) {
+	_, bst, q := newPipeline(t)
+	st := &countingStore{Store: bst}
+	var derivedFor []string
+	derive := func(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []Derived {
+		derivedFor = append(derivedFor, ev.ID)
+		id := "d-" + ev.ID
+		j := relay.Job{Event: relay.EventKey{Workspace: ev.Workspace, ID: id}, DeviceID: jobs[0].DeviceID, Platform: jobs[0].Platform, App: jobs[0].App,
+			State: relay.StateDeferred, NextAt: ev.ExpiresAt, ExpiresAt: ev.ExpiresAt.Add(time.Minute), UpdatedAt: now}
+		return []Derived{{Event: relay.Event{ID: id, Workspace: ev.Workspace, User: ev.User, Type: "derived", ExpiresAt: j.ExpiresAt},
+			Decided: store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDefer, DeferUntil: ev.ExpiresAt, Plugins: []relay.PluginDecision{}},
+				Alert: &relay.Alert{EventID: id, Workspace: ev.Workspace, Type: "derived", Priority: relay.PriorityNormal, Silent: true, ExpiresAt: j.ExpiresAt}, Jobs: []relay.Job{j}}}}
+	}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true, Derive: derive,
+		Policy: typePolicy{types: []string{relay.TypeAccountShared}}})
+	ctx := t.Context()
+	if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	errs, err := p.Accept(ctx, []relay.Event{
+		{ID: "quick", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification},
+		{ID: "late", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification, OccurredAt: past.Add(-time.Minute), ExpiresAt: past},
+		{ID: "plugin", Workspace: "w", User: "u", Type: relay.TypeAccountShared},
+	})
+	if err != nil || errs[0] != nil || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("Accept = %v, %v", errs, err)
+	}
+	if want := [][]string{{"quick", "late", "plugin", "d-quick"}}; !reflect.DeepEqual(st.writes, want) {
+		t.Fatalf("writes %v, want %v (the derived event in the accept's write)", st.writes, want)
+	}
+	rec, err := bst.Event(ctx, relay.EventKey{Workspace: "w", ID: "d-quick"})
+	if err != nil || rec.Decision == nil || rec.Decision.Verdict != relay.VerdictDefer || len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateDeferred {
+		t.Fatalf("derived event: %+v, %v", rec, err)
+	}
+	if q.scheduled["demo/android"] != 2 {
+		t.Fatalf("scheduled %v, want the quick event's job and the derived one", q.scheduled)
+	}
+	// A decider's decision: its derived event in one write after it.
+	ev := <-p.in
+	if err := p.Decide(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.writes[len(st.writes)-1]; !slices.Equal(got, []string{"d-plugin"}) {
+		t.Fatalf("last write %v, want the derived event of the decided one", got)
+	}
+	if _, err := bst.Event(ctx, relay.EventKey{Workspace: "w", ID: "d-plugin"}); err != nil {
+		t.Fatal(err)
+	}
+	// Posted again: duplicates, the derived one too, and nothing scheduled.
+	errs, err = p.Accept(ctx, []relay.Event{{ID: "quick", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}})
+	if err != nil || !errors.Is(errs[0], relay.ErrDuplicate) {
+		t.Fatalf("Accept again = %v, %v", errs, err)
+	}
+	if q.scheduled["demo/android"] != 4 { // quick, d-quick, plugin, d-plugin
+		t.Fatalf("scheduled %v after a duplicate", q.scheduled)
+	}
+	// Nothing derived from a final decision (the late event, expired).
+	if !slices.Equal(derivedFor, []string{"quick", "plugin", "quick"}) {
+		t.Fatalf("derived for %v", derivedFor)
+	}
+}
+
+// TestAcceptReadsEachUserOnce: deciding a batch on accept reads each
+// user's devices once, and every event still gets its own user's.
+func TestAcceptReadsEachUserOnce(t *testing.T) {
+	_, bst, q := newPipeline(t)
+	st := &countingStore{Store: bst}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	ctx := t.Context()
+	for _, u := range []string{"a", "b"} {
+		if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: u, ID: "phone-" + u, Platform: relay.PlatformAndroid, Token: "tok-" + u, App: "demo"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evs []relay.Event
+	for i := range 10 {
+		evs = append(evs, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: []string{"a", "b"}[i%2], Type: relay.TypeIdentityVerification})
+	}
+	if _, err := p.Accept(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if st.devices != 2 {
+		t.Fatalf("Devices read %d times for 10 events of 2 users, want 2", st.devices)
+	}
+	for _, ev := range evs {
+		rec, err := bst.Event(ctx, ev.Key())
+		if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "phone-"+ev.User {
+			t.Fatalf("event %s of %s: %+v, %v", ev.ID, ev.User, rec, err)
+		}
 	}
 }

@@ -109,6 +109,9 @@ func BenchmarkStoreGrowth(b *testing.B) {
 	}
 	for range b.N {
 		path := filepath.Join(b.TempDir(), "relay.db")
+		if p := os.Getenv("EDGERELAY_BENCH_STORE_PATH"); p != "" {
+			path = p // kept for restart measurements (relayd on a big store)
+		}
 		s, err := Open(path, Options{})
 		if err != nil {
 			b.Fatal(err)

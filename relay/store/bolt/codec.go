@@ -104,6 +104,30 @@ func decodeEvent(b []byte) (eventValue, error) {
 	return v, nil
 }
 
+// checkEventValue reports whether b decodes as decodeEvent decodes it,
+// without building the event (the start-up check reads every value).
+func checkEventValue(b []byte) error {
+	if _, err := eventSeq(b); err != nil {
+		return err
+	}
+	if b[0] == eventFormatJSON {
+		_, err := decodeEvent(b)
+		return err
+	}
+	r := byteReader{b: b[eventHeaderLen:]}
+	r.skip(6) // id, workspace, user, type, title, body
+	r.skipMap()
+	r.skipStrings()
+	r.skip(1) // priority
+	r.time()
+	r.time()
+	r.time()
+	if err := r.end(); err != nil {
+		return fmt.Errorf("decode event: %w", err)
+	}
+	return nil
+}
+
 // eventUser returns the user and receive time of an events value (a lease
 // reads them for every event it hands out).
 func eventUser(b []byte) (string, time.Time, error) {
@@ -214,6 +238,46 @@ func decodeDecision(b []byte) (decisionValue, error) {
 		return v, fmt.Errorf("decode decision: %w", err)
 	}
 	return v, nil
+}
+
+// checkDecisionValue reports whether b decodes as decodeDecision decodes
+// it, without building the decision.
+func checkDecisionValue(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		_, err := decodeDecision(b)
+		return err
+	}
+	r := byteReader{b: b}
+	if f := r.byte(); f != decisionFormat {
+		return fmt.Errorf("decode decision: %w: unknown format %d", errCorrupt, f)
+	}
+	r.skip(2) // verdict, reason
+	r.bool()
+	r.time()
+	if n := r.uvarint(); n > 0 {
+		n--
+		if n > uint64(len(r.b)) {
+			r.fail("plugin count")
+		}
+		for ; n > 0 && r.err == nil; n-- {
+			r.skip(4) // name, hash, verdict, reason
+			r.bool()
+		}
+	}
+	if r.bool() {
+		r.skip(5) // event_id, workspace, type, title, body
+		r.skipMap()
+		r.skip(1) // category
+		r.skipStrings()
+		r.skip(5) // priority, interruption_level, sound, thread_id, collapse_id
+		r.time()
+		r.bool()
+		r.bool()
+	}
+	if err := r.end(); err != nil {
+		return fmt.Errorf("decode decision: %w", err)
+	}
+	return nil
 }
 
 func internVerdict(b []byte) string {
@@ -431,6 +495,19 @@ func (r *byteReader) bytes() []byte {
 }
 
 func (r *byteReader) string() string { return string(r.bytes()) }
+
+// skip reads past n strings.
+func (r *byteReader) skip(n int) {
+	for range n {
+		r.bytes()
+	}
+}
+
+// skipStrings reads past what strings reads.
+func (r *byteReader) skipStrings() { r.skip(r.count()) }
+
+// skipMap reads past what stringMap reads.
+func (r *byteReader) skipMap() { r.skip(2 * r.count()) }
 
 func (r *byteReader) bool() bool {
 	switch r.byte() {

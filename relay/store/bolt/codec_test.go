@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -154,6 +156,53 @@ func TestCodecCoversEveryField(t *testing.T) {
 	}{{relay.Event{}, 11}, {relay.Alert{}, 16}, {relay.Decision{}, 5}, {relay.PluginDecision{}, 5}} {
 		if n := reflect.TypeOf(c.v).NumField(); n != c.want {
 			t.Errorf("%T has %d fields, the codec encodes %d", c.v, n, c.want)
+		}
+	}
+}
+
+// TestCheckValueAgreesWithDecode: the start-up check's value parsers
+// (checkEventValue, checkDecisionValue) accept exactly what the decoders
+// decode, for valid values and for every cut and many random changes.
+func TestCheckValueAgreesWithDecode(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 123, time.UTC)
+	ev, err := encodeEvent(relay.Event{ID: "evt-1", Workspace: "acme", User: "u-42", Type: relay.TypeIdentityVerification, Title: "Sign-in", Body: "Approve?",
+		Data: map[string]string{"b": "2", "a": "1"}, Actions: []string{"approve", "deny"}, Priority: relay.PriorityHigh, ExpiresAt: at}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alert := &relay.Alert{EventID: "evt-1", Workspace: "acme", Type: "t", Title: "T", Body: "B", Data: map[string]string{"k": "v"},
+		Category: "C", Actions: []string{"approve"}, Priority: relay.PriorityNormal, CollapseID: "c", ExpiresAt: at, Silent: true}
+	dec, err := encodeDecision(relay.Decision{Verdict: relay.VerdictDefer, DeferUntil: at, Plugins: []relay.PluginDecision{{Name: "quiet", Verdict: "defer"}}}, alert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree := func(what string, b []byte, check func([]byte) error, decode func([]byte) error) {
+		t.Helper()
+		if c, d := check(b), decode(b); (c == nil) != (d == nil) {
+			t.Fatalf("%s %x: check says %v, decode says %v", what, b, c, d)
+		}
+	}
+	decEvent := func(b []byte) error { _, err := decodeEvent(b); return err }
+	decDecision := func(b []byte) error { _, err := decodeDecision(b); return err }
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, v := range []struct {
+		name   string
+		b      []byte
+		check  func([]byte) error
+		decode func([]byte) error
+	}{{"event", ev, checkEventValue, decEvent}, {"decision", dec, checkDecisionValue, decDecision}} {
+		if err := v.check(v.b); err != nil {
+			t.Fatalf("valid %s: %v", v.name, err)
+		}
+		for i := range len(v.b) {
+			agree(v.name+" cut", v.b[:i], v.check, v.decode)
+		}
+		for range 5000 {
+			b := bytes.Clone(v.b)
+			for range 1 + rng.IntN(3) {
+				b[rng.IntN(len(b))] = byte(rng.Uint32())
+			}
+			agree(v.name+" changed", b, v.check, v.decode)
 		}
 	}
 }

@@ -144,7 +144,7 @@ func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *relay.Job) error {
 			}
 			alert = d.Alert
 		}
-		if err := schedule(tx, jk, &j, rankOf(alert)); err != nil {
+		if err := schedule(tx, jk, &j, rankOf(alert), nil); err != nil {
 			return err
 		}
 		dl.ReplayedAt = now

@@ -67,25 +67,48 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	if valid == 0 {
 		return results, nil
 	}
+	// Write in key order: bbolt inserts into a sorted slice per page, so a
+	// batch's keys in post order move the page's tail at every insert,
+	// while in key order (ids that grow, as most do) they append. A stable
+	// sort keeps the first of two equal keys first: the one stored. The
+	// undecided are numbered in post order (their seq is the order the
+	// deciders take them in), so they are written after, in that order.
+	order := make([]int, 0, valid)
+	for i, k := range keys {
+		if k != nil {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
+	undecided := make([]bool, len(events))
 	err = s.write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
-		for i, k := range keys {
-			if k == nil {
-				continue
-			}
-			results[i] = nil // reset: a commit may run this function again
-			if evb.Get(k) != nil {
+		counts := countDeltas{}
+		c := evb.Cursor() // one cursor for the duplicate checks: Get makes one each
+		var prev []byte
+		for _, i := range order {
+			k := keys[i]
+			results[i], undecided[i] = nil, false // reset: a commit may run this function again
+			if got, _ := c.Seek(k); bytes.Equal(k, prev) || bytes.Equal(got, k) {
 				results[i] = relay.ErrDuplicate
 				continue
 			}
-			if d := decisions[i]; d != nil {
-				setEventSeq(values[i], 0) // decided: no undecided entry
-				if err := evb.Put(k, values[i]); err != nil {
-					return fmt.Errorf("put event: %w", err)
-				}
-				if err := d.apply(tx, k); err != nil {
-					return err
-				}
+			prev = k
+			d := decisions[i]
+			if d == nil {
+				undecided[i] = true
+				continue
+			}
+			setEventSeq(values[i], 0) // decided: no undecided entry
+			if err := evb.Put(k, values[i]); err != nil {
+				return fmt.Errorf("put event: %w", err)
+			}
+			if err := d.apply(tx, k, counts); err != nil {
+				return err
+			}
+		}
+		for i, k := range keys {
+			if !undecided[i] {
 				continue
 			}
 			seq, err := und.NextSequence()
@@ -100,7 +123,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 				return fmt.Errorf("put undecided: %w", err)
 			}
 		}
-		return nil
+		return counts.flush(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add events: %w", err)
@@ -196,7 +219,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := tx.Bucket(bucketUndecided).Delete(seqKey(seq)); err != nil {
 			return fmt.Errorf("delete undecided: %w", err)
 		}
-		return dec.apply(tx, k)
+		return dec.apply(tx, k, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("decide event %s: %w", key, err)
@@ -252,8 +275,9 @@ func prepareDecision(key relay.EventKey, d relay.Decision, alert *relay.Alert, j
 }
 
 // apply writes the decision of the event stored under k, its jobs and
-// their schedule entries.
-func (d *decision) apply(tx *bbolt.Tx, k []byte) error {
+// their schedule entries. counts is set when the event is new in this
+// write (see schedule); nil: the jobs may be scheduled already.
+func (d *decision) apply(tx *bbolt.Tx, k []byte, counts countDeltas) error {
 	if err := history(tx, bucketDecisions).Put(k, d.value); err != nil {
 		return fmt.Errorf("put decision: %w", err)
 	}
@@ -272,7 +296,7 @@ func (d *decision) apply(tx *bbolt.Tx, k []byte) error {
 			return fmt.Errorf("put job: %w", err)
 		}
 		if !j.State.Final() {
-			if err := schedule(tx, p.key, &j, d.rank); err != nil {
+			if err := schedule(tx, p.key, &j, d.rank, counts); err != nil {
 				return err
 			}
 		}

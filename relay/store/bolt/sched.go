@@ -99,11 +99,37 @@ func addCount(tx *bbolt.Tx, lane string, rank byte, delta int64) error {
 	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
+// countDeltas collects a write's changes to the open job counts, so a
+// batch of new jobs updates each lane's count once (addCount is a read and
+// a write of the count per call).
+type countDeltas map[string]int64
+
+func (c countDeltas) add(lane string, rank byte, delta int64) {
+	c[lane+string([]byte{sep, rank})] += delta
+}
+
+// flush applies the deltas.
+func (c countDeltas) flush(tx *bbolt.Tx) error {
+	for k, d := range c {
+		lane, rank := k[:len(k)-2], k[len(k)-1]
+		if err := addCount(tx, lane, rank, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // schedule puts the open job j (stored under jk) into the schedule of its
-// lane with rank, due at store.DueAt, replacing any entry it had.
-func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte) error {
+// lane with rank, due at store.DueAt, replacing any entry it had. With
+// counts, j is a job of an event stored in this same write, so it has no
+// entry yet (an event is deleted only once its jobs are closed, and a
+// closed job has none): its count goes to counts and no old entry is
+// looked up.
+func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte, counts countDeltas) error {
 	jobs := tx.Bucket(bucketSchedJobs)
-	if old := jobs.Get(jk); old != nil {
+	if counts != nil {
+		counts.add(j.Lane(), rank, 1)
+	} else if old := jobs.Get(jk); old != nil {
 		if err := unschedule(tx, jk, old, false); err != nil {
 			return err
 		}
@@ -343,7 +369,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			if err != nil {
 				return err
 			}
-			return schedule(tx, jk, &j, prefix[len(prefix)-1])
+			return schedule(tx, jk, &j, prefix[len(prefix)-1], nil)
 		}
 		return nil
 	})
@@ -600,7 +626,7 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := schedule(tx, e.k, &j, rankOf(l.Alert)); err != nil {
+		if err := schedule(tx, e.k, &j, rankOf(l.Alert), nil); err != nil {
 			return 0, err
 		}
 	}

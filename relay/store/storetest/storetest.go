@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"EventsConcurrentDuplicates", testEventsConcurrentDuplicates},
 		{"DecideFirstWins", testDecideFirstWins},
 		{"AddDecided", testAddDecided},
+		{"AddDecidedBatch", testAddDecidedBatch},
 		{"Undecided", testUndecided},
 		{"PruneEvents", testPruneEvents},
 		{"Devices", testDevices},
@@ -358,6 +359,67 @@ func testAddDecided(t *testing.T, h Harness) {
 	}
 	if err := b.Decide(ctx, deliver.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "late"}, nil, nil); !errors.Is(err, relay.ErrConflict) {
 		t.Fatalf("deciding again: %v, want conflict", err)
+	}
+}
+
+// testAddDecidedBatch: a batch in no key order, with two events posted
+// twice (an undecided one, then decided; a decided one twice): the first of
+// each is stored, the undecided are handed out in post order, and each
+// decided event's job is counted open once.
+func testAddDecidedBatch(t *testing.T, h Harness) {
+	b := h.open(t)
+	dev := device("d-1", relay.PlatformIOS)
+	register(t, b, dev)
+	now := time.Now()
+	decide := func(ev relay.Event) *store.Decided {
+		return &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled, Plugins: []relay.PluginDecision{}}, Alert: alertOf(ev),
+			Jobs: []relay.Job{{DeviceID: dev.ID, Platform: dev.Platform, App: dev.App, State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}}}
+	}
+	ids := []string{"u-9", "d-3", "u-1", "d-1", "u-5", "u-9", "d-2", "d-1"}
+	var evs []relay.Event
+	var ds []*store.Decided
+	for i, id := range ids {
+		ev := event(id, relay.PriorityHigh)
+		evs = append(evs, ev)
+		if strings.HasPrefix(id, "d-") || i == 5 {
+			ds = append(ds, decide(ev))
+		} else {
+			ds = append(ds, nil)
+		}
+	}
+	res, err := b.AddDecided(ctx, evs, ds, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range res {
+		if dup := i == 5 || i == 7; dup != errors.Is(e, relay.ErrDuplicate) || (!dup && e != nil) {
+			t.Fatalf("results %v, want duplicates at 5 and 7 only", res)
+		}
+	}
+	if rec, err := b.Event(ctx, evs[0].Key()); err != nil || rec.Decision != nil {
+		t.Fatalf("u-9: the first post (undecided) should win: %+v, %v", rec, err)
+	}
+	var undecided []string
+	if err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
+		undecided = append(undecided, e.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(undecided, []string{"u-9", "u-1", "u-5"}) {
+		t.Fatalf("undecided %v, want [u-9 u-1 u-5] (post order)", undecided)
+	}
+	var c store.OpenCounts
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err = h.peer(t, b).OpenJobs(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if c == (store.OpenCounts{High: 3}) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if c != (store.OpenCounts{High: 3}) {
+		t.Fatalf("open %+v, want 3 high (d-1, d-2, d-3)", c)
 	}
 }
 
