@@ -23,8 +23,8 @@ var (
 	handler func(abi.Input) (abi.Output, error)
 	inBuf   []byte
 	outBuf  []byte
-	decoder abi.InputDecoder // remembers the validated config across calls
-	calls   uint
+	decoder abi.InputDecoder
+	calls   uint // relay_evaluate calls, for yielding every 8th
 )
 
 // Handle registers h as the plugin's rule. Call it once, from init. An
