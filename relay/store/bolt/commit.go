@@ -22,6 +22,9 @@ type writeCall struct {
 	err   error
 	panic any // a panic of fn, re-raised in the caller
 	done  chan struct{}
+	// later: nobody waits for this write (writeLater); its failure
+	// goes to the store's log.
+	later bool
 }
 
 // committer is the queue of writes and whether a goroutine is committing it.
@@ -43,6 +46,30 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 		}
 	}
 	c := &writeCall{fn: fn, done: make(chan struct{})}
+	s.queue(c)
+	<-c.done
+	if c.panic != nil {
+		panic(c.panic)
+	}
+	return c.err
+}
+
+// writeLater queues fn as write does but returns at once. The queue is
+// committed in order, so fn is on disk no later than any write queued
+// after it returns: a write whose durability only matters together with
+// a later one (a user.recent count, with the decision it led to) need not
+// wait for an fsync of its own. A failure is logged.
+func (s *Store) writeLater(fn func(*bbolt.Tx) error) {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			s.log.Warn("store write failed", "error", err)
+			return
+		}
+	}
+	s.queue(&writeCall{fn: fn, done: make(chan struct{}), later: true})
+}
+
+func (s *Store) queue(c *writeCall) {
 	cm := &s.commits
 	cm.mu.Lock()
 	cm.pending = append(cm.pending, c)
@@ -51,11 +78,6 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 		cm.loops.Go(s.commitLoop)
 	}
 	cm.mu.Unlock()
-	<-c.done
-	if c.panic != nil {
-		panic(c.panic)
-	}
-	return c.err
 }
 
 // commitLoop commits queued writes, up to maxBatch per transaction, until
@@ -95,18 +117,24 @@ func (s *Store) commit(batch []*writeCall) {
 			return nil
 		})
 		if failed >= 0 {
-			c := batch[failed]
-			c.err = err
-			close(c.done)
+			s.finish(batch[failed], err)
 			batch = append(batch[:failed:failed], batch[failed+1:]...)
 			continue
 		}
 		for _, c := range batch {
-			c.err = err // nil, or the commit itself failed
-			close(c.done)
+			s.finish(c, err) // nil, or the commit itself failed
 		}
 		return
 	}
+}
+
+// finish ends a write call with err.
+func (s *Store) finish(c *writeCall, err error) {
+	c.err = err
+	if c.later && err != nil {
+		s.log.Warn("store write failed", "error", err)
+	}
+	close(c.done)
 }
 
 // runCall runs c's function, turning a panic into an error for the batch

@@ -35,6 +35,11 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 		return store.Erased{}, fmt.Errorf("erase: %w", err)
 	}
 	defer leave()
+	// No count may write an erased user's counters back: counting waits
+	// until the erasure is committed.
+	s.recent.mu.Lock()
+	defer s.recent.mu.Unlock()
+	s.forgetRecent(workspace, user)
 	var out store.Erased
 	err = s.write(func(tx *bbolt.Tx) error {
 		out = store.Erased{}

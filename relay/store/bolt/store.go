@@ -75,6 +75,7 @@ type Store struct {
 	wg       sync.WaitGroup // calls in flight
 	inflight atomic.Int32   // the same count, readable (tests)
 	commits  committer      // group commit (commit.go)
+	recent   recentCache    // user.recent counters (recent.go)
 	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
 	done     chan struct{}  // closed by Close: walks stop
