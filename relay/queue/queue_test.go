@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -422,4 +424,48 @@ func TestQueueStatsAgeDuringOutage(t *testing.T) {
 			t.Fatalf("oldest age %v (%q), expired %d: want ≥ 3m, the time the jobs have waited, none expired", s.OldestAge, s.Oldest, s.Expired)
 		}
 	})
+}
+
+// goroutineNotifier records the goroutine each send runs on and the most
+// sends in flight at once.
+type goroutineNotifier struct {
+	mu             sync.Mutex
+	goroutines     map[string]bool
+	inFlight, most int
+	sent           int
+}
+
+func (n *goroutineNotifier) Notify(context.Context, relay.Device, *relay.Alert) error {
+	buf := make([]byte, 64)
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf, false)]), "goroutine "), " ")
+	n.mu.Lock()
+	n.goroutines[id] = true
+	n.inFlight++
+	n.most = max(n.most, n.inFlight)
+	n.mu.Unlock()
+	time.Sleep(time.Millisecond)
+	n.mu.Lock()
+	n.inFlight--
+	n.sent++
+	n.mu.Unlock()
+	return nil
+}
+
+// TestQueueSendsOnALanePool: a lane's sends run on at most Concurrency
+// goroutines, reused from send to send (not one new goroutine per send,
+// whose stack grows again every time), and they exit with Run (goleak).
+func TestQueueSendsOnALanePool(t *testing.T) {
+	st := openStore(t)
+	for i := range 20 {
+		schedule(t, st, fmt.Sprintf("e-%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+	}
+	n := &goroutineNotifier{goroutines: map[string]bool{}}
+	_, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 4}}))
+	waitFor(t, func() bool { n.mu.Lock(); defer n.mu.Unlock(); return n.sent == 20 })
+	stop()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.goroutines) > 4 || n.most > 4 {
+		t.Fatalf("20 sends ran on %d goroutines, at most %d at once; want at most 4 (Concurrency)", len(n.goroutines), n.most)
+	}
 }
