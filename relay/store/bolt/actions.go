@@ -81,6 +81,7 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, li
 		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
 	}
 	defer leave()
+	defer s.devices.reset()
 
 	self := joinKey(d.Workspace, d.User, d.ID)
 	prefix := prefixKey(d.Workspace)

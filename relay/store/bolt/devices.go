@@ -33,6 +33,7 @@ func (s *Store) PutDevice(ctx context.Context, d relay.Device) error {
 	defer leave()
 
 	k := joinKey(d.Workspace, d.User, d.ID)
+	defer s.devices.reset()
 	err = s.write(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevices).Put(k, v)
 	})
@@ -83,8 +84,8 @@ func (s *Store) Devices(ctx context.Context, workspace, user string) ([]relay.De
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketDevices).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var d relay.Device
-			if err := json.Unmarshal(v, &d); err != nil {
+			d, err := s.devices.decode(v)
+			if err != nil {
 				return fmt.Errorf("decode device %q: %w", k, err)
 			}
 			devices = append(devices, d)
@@ -108,6 +109,7 @@ func (s *Store) DeleteDevice(ctx context.Context, workspace, user, id string) er
 		return fmt.Errorf("delete device %s/%s/%s: %w", workspace, user, id, err)
 	}
 	defer leave()
+	defer s.devices.reset()
 
 	k := joinKey(workspace, user, id)
 	var found bool
@@ -140,6 +142,7 @@ func (s *Store) RemoveDeviceToken(ctx context.Context, workspace, user, id, toke
 		return false, fmt.Errorf("remove device token %s/%s/%s: %w", workspace, user, id, err)
 	}
 	defer leave()
+	defer s.devices.reset()
 
 	k := joinKey(workspace, user, id)
 	var removed bool

@@ -40,6 +40,7 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 	s.recent.mu.Lock()
 	defer s.recent.mu.Unlock()
 	s.forgetRecent(workspace, user)
+	defer s.devices.reset()
 	var out store.Erased
 	err = s.write(func(tx *bbolt.Tx) error {
 		out = store.Erased{}

@@ -28,6 +28,7 @@ func (s *Store) PruneDeadLetters(ctx context.Context, before time.Time) (int, er
 // PruneDevices implements store.Directory: devices last registered before
 // before are deleted.
 func (s *Store) PruneDevices(ctx context.Context, before time.Time) (int, error) {
+	defer s.devices.reset()
 	return s.pruneWhere(ctx, bucketDevices, "devices", func(v []byte) (bool, error) {
 		var d relay.Device
 		if err := json.Unmarshal(v, &d); err != nil {

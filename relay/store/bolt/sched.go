@@ -220,7 +220,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 				found = append(found, bytes.Clone(k))
 			}
 		}
-		rd := newRecordReader(tx)
+		rd := newRecordReader(tx, &s.devices)
 		for _, k := range found {
 			prefix, _, jk, err := parseSchedKey(k)
 			if err != nil {
@@ -268,6 +268,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 // within one transaction.
 type recordReader struct {
 	tx      *bbolt.Tx
+	cache   *deviceCache
 	dec     jobDecoder
 	owners  map[string]owner
 	devices map[string]relay.Device
@@ -279,8 +280,8 @@ type owner struct {
 	accepted time.Time
 }
 
-func newRecordReader(tx *bbolt.Tx) *recordReader {
-	return &recordReader{tx: tx, owners: map[string]owner{}, devices: map[string]relay.Device{}}
+func newRecordReader(tx *bbolt.Tx, cache *deviceCache) *recordReader {
+	return &recordReader{tx: tx, cache: cache, owners: map[string]owner{}, devices: map[string]relay.Device{}}
 }
 
 func (r *recordReader) leased(jk []byte) (store.Leased, error) {
@@ -317,7 +318,8 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 		d, ok := r.devices[string(dk)]
 		if !ok {
 			if dv := r.tx.Bucket(bucketDevices).Get(dk); dv != nil {
-				if err := json.Unmarshal(dv, &d); err != nil {
+				var err error
+				if d, err = r.cache.decode(dv); err != nil {
 					return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
 				}
 			}
@@ -612,7 +614,7 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	rd := newRecordReader(tx)
+	rd := newRecordReader(tx, &deviceCache{}) // at open: no store yet
 	for _, e := range open {
 		j, err := decodeJob(e.k, e.v)
 		if err != nil {

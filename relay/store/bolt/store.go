@@ -78,6 +78,7 @@ type Store struct {
 	recent   recentCache    // user.recent counters (recent.go)
 	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
+	devices  deviceCache    // decoded devices (devcache.go)
 	done     chan struct{}  // closed by Close: walks stop
 	once     sync.Once
 	closeErr error
