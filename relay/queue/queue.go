@@ -308,29 +308,13 @@ func (q *Queue) warnUnservedLanes(ctx context.Context) {
 func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitGroup) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	// Leased jobs go to a pool of send goroutines that live as long as
-	// the lane: one receiving on work is idle; when none is, a new one
-	// starts (at most Concurrency, as sends in flight are). A goroutine
-	// per send paid for growing its stack through the HTTP/2 and TLS
-	// calls on every send (runtime.copystack, ~7% of relayd's CPU).
+	// Leased jobs are sent on the lane's pool of goroutines (pool.go).
 	type item struct {
 		lj    store.Leased
 		probe bool
 	}
-	work := make(chan item)
-	defer close(work) // the workers exit once their send is done
-	dispatch := func(it item) {
-		select {
-		case work <- it:
-		default:
-			sends.Go(func() {
-				q.process(sendCtx, l, it.lj, it.probe)
-				for it := range work {
-					q.process(sendCtx, l, it.lj, it.probe)
-				}
-			})
-		}
-	}
+	pool := newSendPool(sends, func(it item) { q.process(sendCtx, l, it.lj, it.probe) })
+	defer pool.close()
 	failures := 0
 	for {
 		if ctx.Err() != nil {
@@ -378,7 +362,7 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 			l.inFlight += len(jobs)
 			q.mu.Unlock()
 			for _, lj := range jobs {
-				dispatch(item{lj, probe})
+				pool.run(item{lj, probe})
 			}
 			if len(jobs) == max && err == nil {
 				continue // more may be due

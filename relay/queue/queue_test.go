@@ -436,8 +436,7 @@ type goroutineNotifier struct {
 }
 
 func (n *goroutineNotifier) Notify(context.Context, relay.Device, *relay.Alert) error {
-	buf := make([]byte, 64)
-	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf, false)]), "goroutine "), " ")
+	id := goroutineID()
 	n.mu.Lock()
 	n.goroutines[id] = true
 	n.inFlight++
@@ -467,5 +466,67 @@ func TestQueueSendsOnALanePool(t *testing.T) {
 	defer n.mu.Unlock()
 	if len(n.goroutines) > 4 || n.most > 4 {
 		t.Fatalf("20 sends ran on %d goroutines, at most %d at once; want at most 4 (Concurrency)", len(n.goroutines), n.most)
+	}
+}
+
+func goroutineID() string {
+	buf := make([]byte, 64)
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf, false)]), "goroutine "), " ")
+	return id
+}
+
+// TestSendPoolReusesTheLastIdle: after a burst, sends one at a time all
+// run on the goroutine idle the shortest (whose stack the runtime has not
+// shrunk), no new goroutine starts, and close ends them all.
+func TestSendPoolReusesTheLastIdle(t *testing.T) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ids []string
+	release, started := make(chan struct{}), make(chan struct{})
+	p := newSendPool(&wg, func(block bool) {
+		mu.Lock()
+		ids = append(ids, goroutineID())
+		mu.Unlock()
+		if block {
+			started <- struct{}{}
+			<-release
+		}
+	})
+	idle := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			p.mu.Lock()
+			got := len(p.idle)
+			p.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle, want %d", got, n)
+			}
+		}
+	}
+	for range 4 {
+		p.run(true)
+	}
+	for range 4 {
+		<-started
+	}
+	close(release)
+	idle(4)
+	for range 8 {
+		p.run(false)
+		idle(4)
+	}
+	p.close()
+	wg.Wait()
+	burst, after := ids[:4], ids[4:]
+	for _, id := range after {
+		if id != after[0] {
+			t.Fatalf("sends one at a time ran on %v, want one goroutine", after)
+		}
+	}
+	if !slices.Contains(burst, after[0]) {
+		t.Fatalf("a new goroutine (%s) started; the burst's were %v", after[0], burst)
 	}
 }
