@@ -66,12 +66,16 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 			return abi.Allow()
 		}
 	}
+	// One allocation for the Set and the strings it points to (in a guest
+	// each allocation counts).
+	set := &struct {
+		abi.Set
+		title, level string
+	}{title: "New " + what + " from " + clip(country, 64) + " — was this you?", level: c.Level}
+	set.Title, set.InterruptionLevel = &set.title, &set.level
 	out := abi.Allow()
 	out.Reason = Reason
-	out.Set = &abi.Set{
-		Title:             abi.String("New " + what + " from " + clip(country, 64) + " — was this you?"),
-		InterruptionLevel: abi.String(c.Level),
-	}
+	out.Set = &set.Set
 	return out
 }
 
