@@ -89,6 +89,10 @@ type Queue interface {
 // group fsync), so it is well above the number of cores.
 const DefaultDeciders = 64
 
+// DefaultInlineBudget is Options.InlineBudget's default: about a batch of
+// 100 events judged by two plugins each, at the plugins' usual speed.
+const DefaultInlineBudget = 10 * time.Millisecond
+
 // Options configure a Pipeline.
 type Options struct {
 	Config   *config.Config
@@ -107,6 +111,15 @@ type Options struct {
 	// commit instead of two); on JetStream AddDecided is two writes, and
 	// the POST would wait for the second, so it is off there.
 	DecideOnAccept bool
+	// InlineBudget is how long Accept may spend, per call, judging events
+	// with the plugins itself (with DecideOnAccept and a Policy): such an
+	// event is then stored with its decision in the accept's write, like
+	// one no plugin applies to, instead of waiting for a decider (a second
+	// write, a hop and a read of the directory per event). Past the budget
+	// the rest of the call's plugin-judged events go to the deciders, so a
+	// slow plugin delays a POST by one call at most. Zero:
+	// DefaultInlineBudget; negative: never.
+	InlineBudget time.Duration
 	// Recent keeps the user.recent counts; nil: the plugins see none. An
 	// event is counted when it is decided, just before the plugins judge
 	// it, so each decision sees the events decided before it and itself.
@@ -245,13 +258,19 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
 	reads := &directoryReads{}
+	in := p.inliner(now)
+	defer in.release() // after the dispatches below: the users' lines go on
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
 			break
 		}
-		j, err := p.judge(ctx, ok[k], now, reads)
+		reads.inline = in.take(ctx, ok[k])
+		// The poster hanging up must not cut a plugin call short: the
+		// event would be judged again by a decider.
+		j, err := p.judge(context.WithoutCancel(ctx), ok[k], now, reads)
 		if err != nil || j == nil {
-			continue // a decider judges it (a failed read is tried again there)
+			in.leave(ok[k]) // a decider judges it (a failed read is tried again there), and the user's later events
+			continue
 		}
 		decided[k] = j
 		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
@@ -624,6 +643,13 @@ func (p *Pipeline) policyApplies(ev relay.Event) bool {
 	return true
 }
 
+// needsChain reports whether deciding ev (a delivering baseline) needs
+// the plugins: one applies to it, or one could read the user.recent count
+// it adds to.
+func (p *Pipeline) needsChain(ev relay.Event) bool {
+	return p.policyApplies(ev) || (p.opts.Recent != nil && p.policyActive())
+}
+
 // policyActive reports whether any plugin is loaded (one could read the
 // user.recent counts); a Policy that cannot tell is.
 func (p *Pipeline) policyActive() bool {
@@ -631,6 +657,76 @@ func (p *Pipeline) policyActive() bool {
 		return a.Active()
 	}
 	return true
+}
+
+// inliner decides which of an Accept call's events the call judges with
+// the plugins itself: those of users it owns (p.own: no decider judges
+// their events meanwhile, and the call judges them in order), while the
+// call is within its budget, and never an event stored before (a
+// duplicate must not be counted in user.recent again).
+type inliner struct {
+	p        *Pipeline
+	deadline time.Time
+	owned    map[userKey]bool // users this call owns
+	left     map[userKey]bool // users whose events go to the deciders from here on
+}
+
+func (p *Pipeline) inliner(now time.Time) *inliner {
+	in := &inliner{p: p}
+	budget := p.opts.InlineBudget
+	if budget == 0 {
+		budget = DefaultInlineBudget
+	}
+	if p.opts.DecideOnAccept && p.opts.Policy != nil && budget > 0 {
+		in.deadline = time.Now().Add(budget)
+	}
+	return in
+}
+
+// take reports whether the call judges ev with the plugins itself. It is
+// only asked for events in the call's order.
+func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
+	if in.deadline.IsZero() {
+		return false
+	}
+	k := userKey{ev.Workspace, ev.User}
+	if in.left[k] || !in.p.needsChain(ev) || time.Now().After(in.deadline) {
+		return false
+	}
+	if !in.owned[k] {
+		if !in.p.own(k) {
+			in.leave(ev) // the user's earlier events are with the deciders
+			return false
+		}
+		if in.owned == nil {
+			in.owned = map[userKey]bool{}
+		}
+		in.owned[k] = true
+	}
+	if _, err := in.p.opts.Store.Event(ctx, ev.Key()); !errors.Is(err, relay.ErrNotFound) {
+		return false // a duplicate (AddDecided says so), or a failed read
+	}
+	return true
+}
+
+// leave sends ev's user's later events of this call to the deciders, in
+// order behind ev.
+func (in *inliner) leave(ev relay.Event) {
+	if in.deadline.IsZero() {
+		return
+	}
+	if in.left == nil {
+		in.left = map[userKey]bool{}
+	}
+	in.left[userKey{ev.Workspace, ev.User}] = true
+}
+
+// release ends the call's ownership of its users: the events that queued
+// behind in their lines (this call's, or another's) go to the deciders.
+func (in *inliner) release() {
+	for k := range in.owned {
+		in.p.next(k)
+	}
 }
 
 // directoryReads keeps what deciding on accept read of the directory for
@@ -642,6 +738,9 @@ type directoryReads struct {
 	settings map[string]map[string]relay.Setting
 	prefs    map[userKey]map[string]bool
 	devices  map[userKey][]relay.Device
+	// inline: the event may be judged by the plugins here (Accept owns
+	// its user: no decider judges the user's events meanwhile).
+	inline bool
 }
 
 // cached returns m[k], or reads it with read and keeps it in *m.
@@ -664,7 +763,8 @@ func cached[K comparable, V any](m *map[K]V, k K, read func() (V, error)) (V, er
 // (quick: deciding on accept, reads keeping the batch's directory reads),
 // it returns nil, nil when the event needs a decider: a plugin to judge
 // it, or a user.recent count (kept in event order by the deciders'
-// per-user lines).
+// per-user lines) — unless reads.inline, when Accept owns the user's
+// order and lets it run the chain itself.
 func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*judged, error) {
 	quick := reads != nil
 	if reads == nil {
@@ -698,7 +798,8 @@ func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, rea
 	// As before deciding on accept existed: with a Policy, every event
 	// whose baseline delivers is counted in user.recent and judged.
 	judgedByPolicy := !expired && dec.Verdict != relay.VerdictSuppress && p.opts.Policy != nil
-	if quick && judgedByPolicy && (p.policyApplies(ev) || (p.opts.Recent != nil && p.policyActive())) {
+	needsChain := judgedByPolicy && p.needsChain(ev)
+	if quick && needsChain && !reads.inline {
 		return nil, nil
 	}
 	all, err := cached(&reads.devices, uk, func() ([]relay.Device, error) {
@@ -723,7 +824,7 @@ func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, rea
 		state = relay.StateExpired
 	case dec.Verdict == relay.VerdictSuppress:
 		state = relay.StateSuppressed
-	case judgedByPolicy && quick:
+	case judgedByPolicy && quick && !needsChain:
 		// No plugin applies and none could read a count: the baseline
 		// stands, as the (empty) chain would say.
 	case judgedByPolicy:

@@ -268,6 +268,7 @@ func TestAcceptedEventDecidedEvenIfPosterLeaves(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	p.opts.Store = leavingStore{Store: st, cancel: cancel}
 	p.opts.Policy = typePolicy{} // a plugin applies: a decider decides
+	p.opts.InlineBudget = -1
 	errs, err := p.Accept(ctx, []relay.Event{{ID: "gone", Workspace: "w", User: "u", Type: relay.TypeOTPReceived}})
 	if err != nil || errs[0] != nil {
 		t.Fatalf("Accept = %v, %v", errs, err)
@@ -381,6 +382,7 @@ func TestAcceptDecidesWhatNeedsNoPlugin(t *testing.T) {
 	var mu sync.Mutex
 	var scheduled []string
 	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true, Policy: typePolicy{types: []string{relay.TypeAccountShared}},
+		InlineBudget: -1, // the plugin-judged event goes to a decider (TestAcceptJudgesWithPlugins: within the budget it does not)
 		OnScheduled: func(_ context.Context, ev relay.Event, _ *relay.Alert, _ []relay.Job) {
 			mu.Lock()
 			scheduled = append(scheduled, ev.ID)
@@ -442,7 +444,7 @@ func (activePolicy) Active() bool { return true }
 // a decider, in the user's order, even when no plugin applies to its type.
 func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
 	_, st, q := newPipeline(t)
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Recent: st, DecideOnAccept: true,
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Recent: st, DecideOnAccept: true, InlineBudget: -1,
 		Policy: activePolicy{typePolicy{types: []string{"none"}}}})
 	ctx := t.Context()
 	if errs, err := p.Accept(ctx, []relay.Event{{ID: "counted", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil || errs[0] != nil {
@@ -499,7 +501,7 @@ func TestDerivedEventsStoredWithTheDecision(t *testing.T) {
 			Decided: store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDefer, DeferUntil: ev.ExpiresAt, Plugins: []relay.PluginDecision{}},
 				Alert: &relay.Alert{EventID: id, Workspace: ev.Workspace, Type: "derived", Priority: relay.PriorityNormal, Silent: true, ExpiresAt: j.ExpiresAt}, Jobs: []relay.Job{j}}}}
 	}
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true, Derive: derive,
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true, Derive: derive, InlineBudget: -1,
 		Policy: typePolicy{types: []string{relay.TypeAccountShared}}})
 	ctx := t.Context()
 	if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
@@ -575,6 +577,97 @@ func TestAcceptReadsEachUserOnce(t *testing.T) {
 		rec, err := bst.Event(ctx, ev.Key())
 		if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "phone-"+ev.User {
 			t.Fatalf("event %s of %s: %+v, %v", ev.ID, ev.User, rec, err)
+		}
+	}
+}
+
+// TestAcceptJudgesWithPlugins: within its budget, Accept judges the events
+// a plugin applies to itself and stores them decided in the accept's write,
+// in order per user, each counted once in user.recent; past the budget,
+// for a user whose events are with the deciders, or for a duplicate, the
+// deciders judge, still in the user's order.
+func TestAcceptJudgesWithPlugins(t *testing.T) {
+	_, st, q := newPipeline(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pol := &seenPolicy{seen: map[string]int{}}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: pol, Recent: st, DecideOnAccept: true, InlineBudget: time.Second})
+	accept := func(events ...relay.Event) []error {
+		t.Helper()
+		errs, err := p.Accept(ctx, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return errs
+	}
+	decided := func(id string) bool {
+		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Decision != nil
+	}
+	prompt := func(id, user string) relay.Event {
+		return relay.Event{ID: id, Workspace: "w", User: user, Type: relay.TypeIdentityVerification}
+	}
+	accept(prompt("u1", "u"), prompt("v1", "v"), prompt("u2", "u"))
+	for id, want := range map[string]int{"u1": 1, "v1": 1, "u2": 2} {
+		if !decided(id) || pol.seen[id] != want {
+			t.Fatalf("%s: decided %v, count %d; want decided on accept with count %d", id, decided(id), pol.seen[id], want)
+		}
+	}
+	if len(p.inHigh)+len(p.in) != 0 {
+		t.Fatal("an event judged on accept went to a decider too")
+	}
+	// A retried post: a duplicate, not counted again.
+	if errs := accept(prompt("u2", "u")); !errors.Is(errs[0], relay.ErrDuplicate) {
+		t.Fatalf("retry: %v, want a duplicate", errs[0])
+	}
+	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || r[relay.TypeIdentityVerification].M10 != 2 {
+		t.Fatalf("counts after the duplicate: %+v, %v; want 2", r, err)
+	}
+	// A user with an event at a decider: this call leaves theirs to the
+	// deciders, behind it.
+	busy := userKey{"w", "u"}
+	if !p.own(busy) {
+		t.Fatal("user busy")
+	}
+	accept(prompt("u3", "u"), prompt("v2", "v"))
+	if decided("u3") || !decided("v2") {
+		t.Fatalf("u3 decided %v (want a decider's), v2 decided %v (want on accept)", decided("u3"), decided("v2"))
+	}
+	p.next(busy) // the decider is done: u3 goes on
+	if ev := <-p.inHigh; ev.ID != "u3" {
+		t.Fatalf("decider got %s, want u3", ev.ID)
+	}
+	if err := p.Decide(ctx, prompt("u3", "u")); err != nil {
+		t.Fatal(err)
+	}
+	p.next(busy)
+	if pol.seen["u3"] != 3 {
+		t.Fatalf("u3 judged with count %d, want 3", pol.seen["u3"])
+	}
+	// Past the budget: the first event of the call is judged here, the
+	// rest of the user's go to the deciders in order.
+	pol.wait = 20 * time.Millisecond
+	p.opts.InlineBudget = 10 * time.Millisecond
+	accept(prompt("u4", "u"), prompt("u5", "u"), prompt("u6", "u"))
+	if !decided("u4") || decided("u5") || decided("u6") {
+		t.Fatalf("decided on accept: u4 %v, u5 %v, u6 %v; want only u4", decided("u4"), decided("u5"), decided("u6"))
+	}
+	for _, id := range []string{"u5", "u6"} {
+		ev := <-p.inHigh
+		if ev.ID != id {
+			t.Fatalf("decider got %s, want %s", ev.ID, id)
+		}
+		if err := p.Decide(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		p.next(busy)
+	}
+	for id, want := range map[string]int{"u4": 4, "u5": 5, "u6": 6} {
+		if pol.seen[id] != want {
+			t.Fatalf("%s judged with count %d, want %d (%v)", id, pol.seen[id], want, pol.seen)
 		}
 	}
 }
