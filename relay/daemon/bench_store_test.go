@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgerelay/edgerelay/relay"
-	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/storetest"
 )
 
 // BenchmarkRestartBigStore restarts relayd on a store holding
@@ -92,46 +91,7 @@ func buildBigStore(b *testing.B, path string, n int) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	now := time.Now()
-	for u := range 1000 {
-		user := fmt.Sprintf("u-%d", u)
-		if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "bench", User: user, ID: "iphone", Platform: relay.PlatformIOS, App: "demo", Token: hexToken(user)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	lane := relay.Lane("demo", relay.PlatformIOS)
-	for lo := 0; lo < n; lo += 1000 {
-		var evs []relay.Event
-		var ds []*store.Decided
-		for i := lo; i < min(lo+1000, n); i++ {
-			e := relay.Event{ID: fmt.Sprintf("e-%d", i), Workspace: "bench", User: fmt.Sprintf("u-%d", i%1000), Type: relay.TypeIdentityVerification,
-				Title: "Sign-in", Body: "Approve sign-in from 203.0.113.9?", Actions: []string{"approve", "deny"}, Priority: relay.PriorityHigh,
-				ExpiresAt: now.Add(2 * time.Minute)}
-			a := &relay.Alert{EventID: e.ID, Workspace: e.Workspace, Type: e.Type, Title: e.Title, Body: e.Body, Actions: e.Actions,
-				Category: "APPROVE_DENY", Priority: e.Priority, InterruptionLevel: "time-sensitive", CollapseID: fmt.Sprintf("%032x", i), ExpiresAt: e.ExpiresAt}
-			evs = append(evs, e)
-			ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnforced, Plugins: []relay.PluginDecision{}},
-				Alert: a, Jobs: []relay.Job{{Event: e.Key(), DeviceID: "iphone", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: now}}})
-		}
-		if _, err := s.AddDecided(ctx, evs, ds, now); err != nil {
-			b.Fatal(err)
-		}
-		leased, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r", Now: time.Now(), TTL: time.Minute, Max: 1000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		for _, l := range leased {
-			wg.Go(func() {
-				j := l.Job
-				j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
-				if err := s.Settle(ctx, l, j); err != nil {
-					b.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-	}
+	storetest.FillDelivered(b, s, n, time.Now(), hexToken)
 	if err := s.Close(ctx); err != nil {
 		b.Fatal(err)
 	}

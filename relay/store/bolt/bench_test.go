@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
-	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/storetest"
 )
 
 // BenchmarkAddEventsParallel measures group commit: many callers adding
@@ -118,45 +117,7 @@ func BenchmarkStoreGrowth(b *testing.B) {
 		}
 		ctx := context.Background()
 		now := time.Now()
-		lane := relay.Lane("demo", relay.PlatformIOS)
-		for u := range 1000 {
-			if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "bench", User: fmt.Sprintf("u-%d", u), ID: "iphone",
-				Platform: relay.PlatformIOS, App: "demo", Token: fmt.Sprintf("%064x", u)}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for lo := 0; lo < n; lo += 1000 {
-			var evs []relay.Event
-			var ds []*store.Decided
-			for i := lo; i < min(lo+1000, n); i++ {
-				e := relay.Event{ID: fmt.Sprintf("e-%d", i), Workspace: "bench", User: fmt.Sprintf("u-%d", i%1000), Type: relay.TypeIdentityVerification,
-					Title: "Sign-in", Body: "Approve sign-in from 203.0.113.9?", Actions: []string{"approve", "deny"}, Priority: relay.PriorityHigh,
-					ExpiresAt: now.Add(2 * time.Minute)}
-				a := &relay.Alert{EventID: e.ID, Workspace: e.Workspace, Type: e.Type, Title: e.Title, Body: e.Body, Actions: e.Actions,
-					Category: "APPROVE_DENY", Priority: e.Priority, InterruptionLevel: "time-sensitive", CollapseID: fmt.Sprintf("%032x", i), ExpiresAt: e.ExpiresAt}
-				evs = append(evs, e)
-				ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnforced, Plugins: []relay.PluginDecision{}},
-					Alert: a, Jobs: []relay.Job{{Event: e.Key(), DeviceID: "iphone", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: now}}})
-			}
-			if _, err := s.AddDecided(ctx, evs, ds, now); err != nil {
-				b.Fatal(err)
-			}
-			leased, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r", Now: time.Now(), TTL: time.Minute, Max: 1000})
-			if err != nil {
-				b.Fatal(err)
-			}
-			var wg sync.WaitGroup
-			for _, l := range leased {
-				wg.Go(func() {
-					j := l.Job
-					j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
-					if err := s.Settle(ctx, l, j); err != nil {
-						b.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-		}
+		storetest.FillDelivered(b, s, n, now, func(user string) string { return fmt.Sprintf("%064x", user) })
 		if os.Getenv("EDGERELAY_BENCH_STORE_STATS") != "" {
 			s.db.View(func(tx *bbolt.Tx) error {
 				return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
