@@ -132,32 +132,6 @@ func auditPluginChange(a store.AuditLog, relayName string, log hclog.Logger) fun
 	}
 }
 
-// auditPruneInterval is how often audit entries past audit.retention are
-// pruned.
-const auditPruneInterval = time.Hour
-
-// runAuditPruner drops audit entries older than retention, shortly after
-// start and then every auditPruneInterval.
-func runAuditPruner(ctx context.Context, a store.AuditLog, retention time.Duration, log hclog.Logger) error {
-	t := time.NewTimer(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		n, err := a.PruneAudit(ctx, time.Now().Add(-retention))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("prune audit log", relay.LogKeyError, err)
-		case n > 0:
-			log.Info("pruned audit log", "entries", n, "retention", retention)
-		}
-		t.Reset(auditPruneInterval)
-	}
-}
-
 // auditErase completes an erasure in the audit log: the entries about the
 // erased user (or workspace) go too, and the erasure is recorded with the
 // operator as the actor and the user only as a pseudonym (ErasedUserID),

@@ -41,7 +41,7 @@ func TestAuditPruner(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
-		go func() { done <- runAuditPruner(ctx, st, 24*time.Hour, hclog.NewNullLogger()) }()
+		go func() { done <- runPruner(ctx, st, retentions{audit: 24 * time.Hour}, hclog.NewNullLogger()) }()
 		time.Sleep(time.Minute + time.Second)
 		synctest.Wait()
 		if n := count(); n != 2 {

@@ -257,9 +257,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		g.Go(func() error { return d.serveMetrics(gctx) })
 	}
 	g.Go(func() error { return runPruner(gctx, st, retentionsOf(cfg), d.log.Named("store")) })
-	if cfg.Audit.Retention > 0 {
-		g.Go(func() error { return runAuditPruner(gctx, st, cfg.Audit.Retention, d.log.Named("audit")) })
-	}
 	g.Go(func() error {
 		select {
 		case <-srv.Ready():

@@ -18,6 +18,7 @@ type pruner interface {
 	PruneEvents(ctx context.Context, before time.Time) (int, error)
 	PruneDeadLetters(ctx context.Context, before time.Time) (int, error)
 	PruneDevices(ctx context.Context, before time.Time) (int, error)
+	PruneAudit(ctx context.Context, before time.Time) (int, error)
 }
 
 // retentions is what runPruner keeps for how long (0: kept).
@@ -25,14 +26,16 @@ type retentions struct {
 	events          time.Duration // store.retention, after the event's expiry
 	deadLetters     time.Duration // retention.dead_letters
 	inactiveDevices time.Duration // retention.inactive_devices
+	audit           time.Duration // audit.retention
 }
 
 func retentionsOf(cfg *config.Config) retentions {
-	return retentions{events: cfg.Store.Retention, deadLetters: cfg.Retention.DeadLetters, inactiveDevices: cfg.Retention.InactiveDevices}
+	return retentions{events: cfg.Store.Retention, deadLetters: cfg.Retention.DeadLetters,
+		inactiveDevices: cfg.Retention.InactiveDevices, audit: cfg.Audit.Retention}
 }
 
-// runPruner deletes finished events, dead letters and inactive devices past
-// their retention, shortly after start and then every pruneInterval, so
+// runPruner deletes finished events, dead letters, inactive devices and
+// audit entries past their retention, shortly after start and then every pruneInterval, so
 // the store does not grow without bound. (Answers: the app API prunes its
 // log, retention.answers.)
 func runPruner(ctx context.Context, p pruner, r retentions, log hclog.Logger) error {
@@ -52,6 +55,7 @@ func runPruner(ctx context.Context, p pruner, r retentions, log hclog.Logger) er
 			{"events", r.events, p.PruneEvents},
 			{"dead letters", r.deadLetters, p.PruneDeadLetters},
 			{"inactive devices", r.inactiveDevices, p.PruneDevices},
+			{"audit entries", r.audit, p.PruneAudit},
 		} {
 			if step.retention <= 0 {
 				continue

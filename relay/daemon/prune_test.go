@@ -29,6 +29,9 @@ func (f *fakePruner) PruneEvents(_ context.Context, b time.Time) (int, error) {
 func (f *fakePruner) PruneDeadLetters(_ context.Context, b time.Time) (int, error) {
 	return f.rec("dead", b)
 }
+func (f *fakePruner) PruneAudit(_ context.Context, b time.Time) (int, error) {
+	return f.rec("audit", b)
+}
 func (f *fakePruner) PruneDevices(_ context.Context, b time.Time) (int, error) {
 	return f.rec("devices", b)
 }
