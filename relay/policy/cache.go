@@ -107,7 +107,7 @@ func (e *Engine) PruneCache() error {
 	e.mu.Lock()
 	for p := range e.plugins {
 		keys[p.cacheKey] = true
-		for _, f := range p.cacheFiles {
+		for _, f := range p.mod.files {
 			keep[f] = true
 		}
 	}

@@ -121,11 +121,12 @@ func decisionHash(module string, config []byte) string {
 	return sha256hex(append(append([]byte(module), '\n'), config...))
 }
 
-// Set is an immutable, ordered chain of loaded plugins.
+// Set is a fixed, ordered chain of loaded plugins.
 //
 // # Notes
 //
-//   - Set is safe for concurrent use. It never changes; hot reload builds a
+//   - Set is safe for concurrent use. Its chain never changes (it only
+//     remembers the types plugins said they ignore); hot reload builds a
 //     new Set and swaps it in.
 //   - Closing the plugins is the caller's business (the Watcher does it).
 type Set struct {

@@ -51,8 +51,7 @@ type Plugin struct {
 	eng      *Engine
 	mod      *sharedModule // the compiled module and its instances
 
-	cacheKey   string   // sha256 of the compiled bytes
-	cacheFiles []string // its compilation cache files
+	cacheKey string // sha256 of the compiled bytes (the module's key)
 
 	mu     sync.RWMutex // read: an evaluation in flight; write: Close
 	closed bool         // guarded by mu
@@ -140,13 +139,12 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, errors.Join(err, e.releaseModule(ctx, key))
 	}
 	p := &Plugin{
-		name:       name,
-		hash:       sha256hex(wasm),
-		size:       len(wasm),
-		eng:        e,
-		mod:        m,
-		cacheKey:   key,
-		cacheFiles: m.files,
+		name:     name,
+		hash:     sha256hex(wasm),
+		size:     len(wasm),
+		eng:      e,
+		mod:      m,
+		cacheKey: key,
 	}
 	if err := e.track(p); err != nil {
 		return nil, errors.Join(fmt.Errorf("load policy %s: %w", name, err), e.releaseModule(ctx, key))
