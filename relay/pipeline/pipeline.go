@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -117,7 +118,8 @@ type Options struct {
 	// one no plugin applies to, instead of waiting for a decider (a second
 	// write, a hop and a read of the directory per event). Past the budget
 	// the rest of the call's plugin-judged events go to the deciders, so a
-	// slow plugin delays a POST by one call at most. Zero:
+	// slow plugin delays a POST by one call at most. The call may first
+	// wait as long again for its users to be free (inliner). Zero:
 	// DefaultInlineBudget; negative: never.
 	InlineBudget time.Duration
 	// Recent keeps the user.recent counts; nil: the plugins see none. An
@@ -175,6 +177,14 @@ type Pipeline struct {
 	// different users' events are decided in parallel.
 	mu    sync.Mutex
 	lines map[userKey][]relay.Event
+	// freed has, for a busy user an Accept call waits for, a channel that
+	// closes when the user is free (its line done): the call then judges
+	// the user's events itself instead of adding them to the line.
+	freed map[userKey]chan struct{}
+	// judging holds the events an Accept call is judging and has not
+	// stored yet: a copy of one in another call (or later in the same
+	// call) is a duplicate to store, not to judge and count again.
+	judging map[relay.EventKey]struct{}
 	// stopping is closed when Run's context ends: Accept then stops
 	// waiting for a decider (the events are stored; Recover decides them
 	// at the next start).
@@ -211,7 +221,8 @@ func New(opts Options) *Pipeline {
 		opts.SweepAge = DefaultSweepAge
 	}
 	p := &Pipeline{opts: opts, log: opts.Logger, in: make(chan relay.Event, opts.Backlog), inHigh: make(chan relay.Event, opts.Backlog),
-		slots: make(chan struct{}, opts.Backlog), lines: map[userKey][]relay.Event{}, stopping: make(chan struct{})}
+		slots: make(chan struct{}, opts.Backlog), lines: map[userKey][]relay.Event{}, freed: map[userKey]chan struct{}{},
+		judging: map[relay.EventKey]struct{}{}, stopping: make(chan struct{})}
 	p.cfg.Store(opts.Config)
 	p.sendable = func(app string, pl relay.Platform) bool {
 		a := p.cfg.Load().AppByName(app)
@@ -258,7 +269,7 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
 	reads := &directoryReads{}
-	in := p.inliner(now)
+	in := p.inliner(ok)
 	defer in.release() // after the dispatches below: the users' lines go on
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
@@ -275,6 +286,9 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		decided[k] = j
 		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
 	}
+	// Other calls may judge these users' next events while this one
+	// stores its own (their order among concurrent calls is theirs).
+	in.judged()
 	// The events the decisions bring along go into the same write. (A
 	// duplicate event's are most often duplicates too; when they are not,
 	// the original was not sent to those devices, and the withdraw is
@@ -297,6 +311,7 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		}
 	}
 	res, err := p.opts.Store.AddDecided(ctx, events, all, now)
+	in.stored()
 	if err != nil {
 		return nil, fmt.Errorf("store events: %w", err)
 	}
@@ -361,6 +376,10 @@ func (p *Pipeline) next(k userKey) {
 	line := p.lines[k]
 	if len(line) == 0 {
 		delete(p.lines, k)
+		if freed, ok := p.freed[k]; ok {
+			close(freed)
+			delete(p.freed, k)
+		}
 		return
 	}
 	ev := line[0]
@@ -660,27 +679,94 @@ func (p *Pipeline) policyActive() bool {
 }
 
 // inliner decides which of an Accept call's events the call judges with
-// the plugins itself: those of users it owns (p.own: no decider judges
-// their events meanwhile, and the call judges them in order), while the
-// call is within its budget, and never an event stored before (a
-// duplicate must not be counted in user.recent again).
+// the plugins itself: those of users it owns (no decider judges their
+// events meanwhile, and the call judges them in order), while the call is
+// within its budget, and never an event stored before or being judged by
+// another call (a duplicate must not be counted in user.recent again).
 type inliner struct {
 	p        *Pipeline
 	deadline time.Time
 	owned    map[userKey]bool // users this call owns
 	left     map[userKey]bool // users whose events go to the deciders from here on
+	keys     []relay.EventKey // the events this call judges (in p.judging)
 }
 
-func (p *Pipeline) inliner(now time.Time) *inliner {
+// inliner returns the inliner of a call of events, owning the users of
+// those a plugin may judge. A busy user (another call judges its events,
+// or the deciders do) is waited for until the budget ends, so concurrent
+// posts with the same users judge in turn instead of adding to the
+// users' lines at the deciders (which, under load, would then never
+// empty). Users are taken in one global order, so two calls never wait
+// for each other.
+func (p *Pipeline) inliner(events []relay.Event) *inliner {
 	in := &inliner{p: p}
 	budget := p.opts.InlineBudget
 	if budget == 0 {
 		budget = DefaultInlineBudget
 	}
-	if p.opts.DecideOnAccept && p.opts.Policy != nil && budget > 0 {
-		in.deadline = time.Now().Add(budget)
+	if !p.opts.DecideOnAccept || p.opts.Policy == nil || budget <= 0 {
+		return in
 	}
+	deadline := time.Now().Add(budget)
+	var users []userKey
+	for _, ev := range events {
+		if p.needsChain(ev) {
+			users = append(users, userKey{ev.Workspace, ev.User})
+		}
+	}
+	slices.SortFunc(users, func(a, b userKey) int {
+		return cmp.Or(cmp.Compare(a.ws, b.ws), cmp.Compare(a.user, b.user))
+	})
+	users = slices.Compact(users)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for _, k := range users {
+		for {
+			freed := p.ownInline(k)
+			if freed == nil {
+				if in.owned == nil {
+					in.owned = make(map[userKey]bool, len(users))
+				}
+				in.owned[k] = true
+				break
+			}
+			if timer == nil {
+				timer = time.NewTimer(time.Until(deadline))
+			}
+			select {
+			case <-freed:
+				continue
+			case <-timer.C:
+			}
+			in.leaveUser(k) // the budget is spent waiting
+			break
+		}
+	}
+	// Judging has a budget of its own: a call waits for its users for the
+	// budget at most, and judges for the budget at most.
+	in.deadline = time.Now().Add(budget)
 	return in
+}
+
+// ownInline makes k's user busy, owned by an Accept call, and returns nil;
+// or, if the user is busy, a channel that closes when it is free.
+func (p *Pipeline) ownInline(k userKey) (freed chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, busy := p.lines[k]; !busy {
+		p.lines[k] = nil
+		return nil
+	}
+	freed, ok := p.freed[k]
+	if !ok {
+		freed = make(chan struct{})
+		p.freed[k] = freed
+	}
+	return freed
 }
 
 // take reports whether the call judges ev with the plugins itself. It is
@@ -690,20 +776,21 @@ func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
 		return false
 	}
 	k := userKey{ev.Workspace, ev.User}
-	if in.left[k] || !in.p.needsChain(ev) || time.Now().After(in.deadline) {
+	if !in.owned[k] || in.left[k] || !in.p.needsChain(ev) || time.Now().After(in.deadline) {
 		return false
 	}
-	if !in.owned[k] {
-		if !in.p.own(k) {
-			in.leave(ev) // the user's earlier events are with the deciders
-			return false
-		}
-		if in.owned == nil {
-			in.owned = map[userKey]bool{}
-		}
-		in.owned[k] = true
+	key := ev.Key()
+	in.p.mu.Lock()
+	_, dup := in.p.judging[key]
+	if !dup {
+		in.p.judging[key] = struct{}{}
 	}
-	if _, err := in.p.opts.Store.Event(ctx, ev.Key()); !errors.Is(err, relay.ErrNotFound) {
+	in.p.mu.Unlock()
+	if dup {
+		return false // another call's (or this one's) to store first
+	}
+	in.keys = append(in.keys, key)
+	if _, err := in.p.opts.Store.Event(ctx, key); !errors.Is(err, relay.ErrNotFound) {
 		return false // a duplicate (AddDecided says so), or a failed read
 	}
 	return true
@@ -715,10 +802,39 @@ func (in *inliner) leave(ev relay.Event) {
 	if in.deadline.IsZero() {
 		return
 	}
+	in.leaveUser(userKey{ev.Workspace, ev.User})
+}
+
+func (in *inliner) leaveUser(k userKey) {
 	if in.left == nil {
 		in.left = map[userKey]bool{}
 	}
-	in.left[userKey{ev.Workspace, ev.User}] = true
+	in.left[k] = true
+}
+
+// judged lets go of the owned users none of whose events in this call go
+// to the deciders: the call has judged all it will of them. The others'
+// lines go on after the call's dispatches (release), keeping their order.
+func (in *inliner) judged() {
+	for k := range in.owned {
+		if !in.left[k] {
+			in.p.next(k)
+			delete(in.owned, k)
+		}
+	}
+}
+
+// stored ends the call's hold on the events it judged: they are in the
+// store (or failed to be), where a copy finds them.
+func (in *inliner) stored() {
+	if len(in.keys) == 0 {
+		return
+	}
+	in.p.mu.Lock()
+	defer in.p.mu.Unlock()
+	for _, k := range in.keys {
+		delete(in.p.judging, k)
+	}
 }
 
 // release ends the call's ownership of its users: the events that queued

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -626,8 +627,9 @@ func TestAcceptJudgesWithPlugins(t *testing.T) {
 	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || r[relay.TypeIdentityVerification].M10 != 2 {
 		t.Fatalf("counts after the duplicate: %+v, %v; want 2", r, err)
 	}
-	// A user with an event at a decider: this call leaves theirs to the
-	// deciders, behind it.
+	// A user with an event at a decider: this call waits for the user for
+	// its budget, then leaves theirs to the deciders, behind it.
+	p.opts.InlineBudget = 50 * time.Millisecond
 	busy := userKey{"w", "u"}
 	if !p.own(busy) {
 		t.Fatal("user busy")
@@ -669,5 +671,90 @@ func TestAcceptJudgesWithPlugins(t *testing.T) {
 		if pol.seen[id] != want {
 			t.Fatalf("%s judged with count %d, want %d (%v)", id, pol.seen[id], want, pol.seen)
 		}
+	}
+}
+
+// gatedPolicy is a seenPolicy that holds the judgement of one event until
+// released.
+type gatedPolicy struct {
+	seenPolicy
+	hold    string        // the event id to hold
+	entered chan struct{} // closed when the held event is being judged
+	release chan struct{} // close to let it go on
+}
+
+func (g *gatedPolicy) Evaluate(ctx context.Context, in PolicyInput) (PolicyResult, error) {
+	if in.Event.ID == g.hold {
+		close(g.entered)
+		<-g.release
+	}
+	return g.seenPolicy.Evaluate(ctx, in)
+}
+
+// TestConcurrentAcceptsJudgeInline: a call whose users another call is
+// judging waits for that call (within its budget) and then judges its own
+// events itself, instead of handing them to the deciders (a second write
+// each); the counts follow the calls' order. An event twice in one call is
+// judged and counted once.
+func TestConcurrentAcceptsJudgeInline(t *testing.T) {
+	_, st, q := newPipeline(t)
+	ctx := t.Context()
+	pol := &gatedPolicy{seenPolicy: seenPolicy{seen: map[string]int{}}, hold: "a1", entered: make(chan struct{}), release: make(chan struct{})}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: pol, Recent: st, DecideOnAccept: true, InlineBudget: time.Minute})
+	prompt := func(id, user string) relay.Event {
+		return relay.Event{ID: id, Workspace: "w", User: user, Type: relay.TypeIdentityVerification}
+	}
+	accept := func(events ...relay.Event) chan []error {
+		done := make(chan []error, 1)
+		go func() {
+			errs, err := p.Accept(ctx, events)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- errs
+		}()
+		return done
+	}
+	first := accept(prompt("a1", "u"), prompt("a2", "v"))
+	<-pol.entered // the first call owns u and v
+	second := accept(prompt("b1", "v"), prompt("b2", "u"), prompt("b2", "u"))
+	close(pol.release)
+	<-first
+	errs := <-second
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], relay.ErrDuplicate) {
+		t.Fatalf("second call: %v, want accepted, accepted, duplicate", errs)
+	}
+	for id, want := range map[string]int{"a1": 1, "a2": 1, "b1": 2, "b2": 2} {
+		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Decision == nil || pol.seen[id] != want {
+			t.Fatalf("%s: decision %v, count %d; want decided on accept with count %d", id, rec.Decision, pol.seen[id], want)
+		}
+	}
+	if n := len(p.inHigh) + len(p.in); n != 0 {
+		t.Fatalf("%d events went to the deciders", n)
+	}
+	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || r[relay.TypeIdentityVerification].M10 != 2 {
+		t.Fatalf("u's count: %+v, %v; want 2 (the duplicate counted once)", r, err)
+	}
+	// A user whose events are at the deciders is waited for too: once
+	// its line is done, the call judges its event itself.
+	busy := userKey{"w", "u"}
+	if !p.own(busy) {
+		t.Fatal("user busy")
+	}
+	third := accept(prompt("c1", "u"))
+	for waiting := false; !waiting; {
+		runtime.Gosched()
+		p.mu.Lock()
+		_, waiting = p.freed[busy]
+		p.mu.Unlock()
+	}
+	p.next(busy)
+	<-third
+	if rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "c1"}); err != nil || rec.Decision == nil || pol.seen["c1"] != 3 {
+		t.Fatalf("c1: %+v, %v, count %d; want decided on accept with count 3", rec, err, pol.seen["c1"])
 	}
 }
