@@ -227,9 +227,12 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			}
 			continue
 		}
-		log := s.log.With(relay.LogKeyPolicy, p.name, relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace)
-
 		out, err := s.call(ctx, p, in, now)
+		// The event's logger, only when there is something to log (most
+		// calls log nothing, and it allocates).
+		log := func() hclog.Logger {
+			return s.log.With(relay.LogKeyPolicy, p.name, relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace)
+		}
 		if err == nil {
 			err = checkDevices(out.Devices, in.User.Devices)
 			if err != nil {
@@ -243,8 +246,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			}
 			dec.Verdict, dec.Reason = DecisionError, failureReason(err)
 			if errors.Is(err, errBreakerOpen) {
-				log.Debug("policy skipped: circuit breaker open")
+				log().Debug("policy skipped: circuit breaker open")
 			} else {
+				log := log()
 				log.Warn("policy failed", relay.LogKeyError, err)
 				var pe *Error
 				if errors.As(err, &pe) && pe.Stderr != "" && log.IsDebug() {
@@ -261,7 +265,7 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			}
 			if onError == OnErrorSuppress {
 				if enforced && !m.OverrideEnforced {
-					log.Warn("policy failure would suppress an enforced type: refused")
+					log().Warn("policy failure would suppress an enforced type: refused")
 					continue
 				}
 				res.Verdict, res.Reason = relay.VerdictSuppress, "policy "+p.name+" failed: "+dec.Reason
@@ -298,7 +302,7 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			if enforced && !m.OverrideEnforced {
 				dec.Reason = refused(dec.Reason)
 				res.Plugins = append(res.Plugins, dec)
-				log.Warn("policy tried to "+out.Verdict+" an enforced type: refused", relay.LogKeyType, ev.Type)
+				log().Warn("policy tried to "+out.Verdict+" an enforced type: refused", relay.LogKeyType, ev.Type)
 				continue
 			}
 			res.Plugins = append(res.Plugins, dec)
