@@ -946,7 +946,7 @@ func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, rea
 	case judgedByPolicy:
 		var recent map[string]store.RecentCounts
 		if p.opts.Recent != nil {
-			recent, err = p.opts.Recent.CountRecent(ctx, ev.Workspace, ev.User, ev.Type, now)
+			recent, err = p.opts.Recent.CountRecent(ctx, ev.Workspace, ev.User, ev.Type, ev.ID, now)
 			if err != nil {
 				return nil, fmt.Errorf("count user.recent: %w", err)
 			}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -756,5 +757,42 @@ func TestConcurrentAcceptsJudgeInline(t *testing.T) {
 	<-third
 	if rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "c1"}); err != nil || rec.Decision == nil || pol.seen["c1"] != 3 {
 		t.Fatalf("c1: %+v, %v, count %d; want decided on accept with count 3", rec, err, pol.seen["c1"])
+	}
+}
+
+// failOnceStore fails the first Decide, as a passing disk error would.
+type failOnceStore struct {
+	*bolt.Store
+	failed atomic.Bool
+}
+
+func (s *failOnceStore) Decide(ctx context.Context, k relay.EventKey, d relay.Decision, a *relay.Alert, jobs []relay.Job) error {
+	if s.failed.CompareAndSwap(false, true) {
+		return errors.New("write: input/output error")
+	}
+	return s.Store.Decide(ctx, k, d, a, jobs)
+}
+
+// TestRetriedDecisionCountedOnce: a decision whose write failed is judged
+// again, without counting its event in user.recent a second time (the
+// push-bombing guard would see one prompt as two).
+func TestRetriedDecisionCountedOnce(t *testing.T) {
+	_, st, q := newPipeline(t)
+	fs := &failOnceStore{Store: st}
+	pol := &seenPolicy{seen: map[string]int{}}
+	p := New(Options{Config: testConfig(t), Store: fs, Queue: q, Policy: pol, Recent: st})
+	ctx := t.Context()
+	if _, err := p.Accept(ctx, []relay.Event{{ID: "mfa", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil {
+		t.Fatal(err)
+	}
+	p.decideWithRetry(ctx, <-p.inHigh)
+	if !fs.failed.Load() {
+		t.Fatal("the first decision did not fail")
+	}
+	if rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: "mfa"}); err != nil || rec.Decision == nil {
+		t.Fatalf("not decided on the retry: %+v, %v", rec, err)
+	}
+	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || pol.seen["mfa"] != 1 || r[relay.TypeIdentityVerification].M10 != 1 {
+		t.Fatalf("judged with count %d, stored count %+v (%v); want 1 and 1", pol.seen["mfa"], r, err)
 	}
 }

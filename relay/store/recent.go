@@ -15,8 +15,10 @@ type Recents interface {
 	// returns, from the same atomic write, the user's counts for every type
 	// as of t, this event included. Two calls for one user, from any
 	// relays, never return the same count for a type in the same bucket
-	// window: each sees the other's event or is seen by it.
-	CountRecent(ctx context.Context, ws, user, typ string, t time.Time) (map[string]RecentCounts, error)
+	// window: each sees the other's event or is seen by it. id is the
+	// event's id: the same event counted again right after (a decision
+	// judged again because its write failed) is not counted twice.
+	CountRecent(ctx context.Context, ws, user, typ, id string, t time.Time) (map[string]RecentCounts, error)
 	// Recent returns the counts for every type (ws, user) had events of in
 	// the last hour, as of now, without counting; nil when there are none.
 	Recent(ctx context.Context, ws, user string, now time.Time) (map[string]RecentCounts, error)
@@ -35,13 +37,18 @@ type RecentCounts struct {
 type RecentCounter struct {
 	Tens [][2]int64 `json:"s,omitempty"` // 10-second period, count
 	Mins [][2]int64 `json:"m,omitempty"` // unix minute, count
+	// Last is the id of the last event counted, so a count repeated for
+	// it is not counted again (a user's events are counted in order, one
+	// at a time, so a repeat comes before the next event).
+	Last string `json:"l,omitempty"`
 }
 
 // RecentBump counts one event of type typ at t into m (a user's counters
 // by type), first dropping every bucket that fell out of its window as of
 // now (or t, if later). Events more than a window before now are not
-// counted in that window.
-func RecentBump(m map[string]*RecentCounter, typ string, t, now time.Time) {
+// counted in that window. An event whose id (when not empty) is the last
+// one counted for typ is not counted again.
+func RecentBump(m map[string]*RecentCounter, typ, id string, t, now time.Time) {
 	sec := t.Unix()
 	ten, minute := floorDiv(sec, 10), floorDiv(sec, 60)
 	nowTen, nowMin := max(floorDiv(now.Unix(), 10), ten), max(floorDiv(now.Unix(), 60), minute)
@@ -61,6 +68,10 @@ func RecentBump(m map[string]*RecentCounter, typ string, t, now time.Time) {
 		c = &RecentCounter{}
 		m[typ] = c
 	}
+	if id != "" && c.Last == id {
+		return
+	}
+	c.Last = id
 	if ten > nowTen-6 {
 		c.Tens = bump(c.Tens, ten)
 	}

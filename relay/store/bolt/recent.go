@@ -33,7 +33,7 @@ const recentSweepEvery = 4096
 // CountRecent counts one event of type typ for (ws, user) at t and returns
 // the user's counts as of t (store.Recents). The counters are in the file,
 // so they survive a restart.
-func (s *Store) CountRecent(ctx context.Context, ws, user, typ string, t time.Time) (map[string]store.RecentCounts, error) {
+func (s *Store) CountRecent(ctx context.Context, ws, user, typ, id string, t time.Time) (map[string]store.RecentCounts, error) {
 	if err := checkUserKey(ws, user); err != nil {
 		return nil, fmt.Errorf("count recent: %w", err)
 	}
@@ -60,7 +60,7 @@ func (s *Store) CountRecent(ctx context.Context, ws, user, typ string, t time.Ti
 		}
 		c.users[string(key)] = m
 	}
-	store.RecentBump(m, typ, t, t)
+	store.RecentBump(m, typ, id, t, t)
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("count recent %s/%s: %w", ws, user, err)

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,11 +23,12 @@ func TestRecentCountsWrittenBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 {
-		if _, err := s.CountRecent(ctx, "acme", "u-1", relay.TypeIdentityVerification, now); err != nil {
+	for i := range 3 {
+		id := fmt.Sprint("e", i)
+		if _, err := s.CountRecent(ctx, "acme", "u-1", relay.TypeIdentityVerification, id, now); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.CountRecent(ctx, "acme", "u-2", relay.TypeIdentityVerification, now); err != nil {
+		if _, err := s.CountRecent(ctx, "acme", "u-2", relay.TypeIdentityVerification, id, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,7 +43,7 @@ func TestRecentCountsWrittenBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(ctx)
-	got, err := s.CountRecent(ctx, "acme", "u-1", relay.TypeIdentityVerification, now)
+	got, err := s.CountRecent(ctx, "acme", "u-1", relay.TypeIdentityVerification, "e3", now)
 	if err != nil {
 		t.Fatal(err)
 	}

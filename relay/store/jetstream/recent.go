@@ -18,22 +18,22 @@ func recentKey(ws, user string) string { return "rc." + tok(ws) + "." + tok(user
 // counters every relay shares (compare-and-set on the user's key; a
 // flood of events for one user makes relays retry, not lose counts).
 func (s *Store) RecordRecent(ctx context.Context, ws, user, typ string, t time.Time) error {
-	_, err := s.countRecent(ctx, ws, user, typ, t, time.Now())
+	_, err := s.countRecent(ctx, ws, user, typ, "", t, time.Now())
 	return err
 }
 
 // CountRecent counts one event like RecordRecent and returns the counts
 // as of t that its compare-and-set wrote (store.Recents).
-func (s *Store) CountRecent(ctx context.Context, ws, user, typ string, t time.Time) (map[string]RecentCounts, error) {
+func (s *Store) CountRecent(ctx context.Context, ws, user, typ, id string, t time.Time) (map[string]RecentCounts, error) {
 	for _, f := range []struct{ name, v string }{{"workspace", ws}, {"user", user}, {"type", typ}} {
 		if f.v == "" {
 			return nil, fmt.Errorf("count recent: %s: must not be empty", f.name)
 		}
 	}
-	return s.countRecent(ctx, ws, user, typ, t, t)
+	return s.countRecent(ctx, ws, user, typ, id, t, t)
 }
 
-func (s *Store) countRecent(ctx context.Context, ws, user, typ string, t, now time.Time) (map[string]RecentCounts, error) {
+func (s *Store) countRecent(ctx context.Context, ws, user, typ, id string, t, now time.Time) (map[string]RecentCounts, error) {
 	key := recentKey(ws, user)
 	for attempt := range maxCAS {
 		m := map[string]*store.RecentCounter{}
@@ -41,7 +41,7 @@ func (s *Store) countRecent(ctx context.Context, ws, user, typ string, t, now ti
 		if err != nil {
 			return nil, fmt.Errorf("record recent of %s: %w", user, err)
 		}
-		store.RecentBump(m, typ, t, now)
+		store.RecentBump(m, typ, id, t, now)
 		if _, err = putJSON(ctx, s.recent, key, rev, m); err == nil {
 			return store.RecentAt(m, t), nil
 		}

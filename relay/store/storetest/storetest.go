@@ -1069,7 +1069,7 @@ func testRecentCounts(t *testing.T, h Harness) {
 	b := h.open(t)
 	now := time.Now().Truncate(time.Minute).Add(30 * time.Second)
 	for i := 1; i <= 3; i++ {
-		got, err := b.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, now)
+		got, err := b.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, fmt.Sprint("mfa-", i), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1077,8 +1077,14 @@ func testRecentCounts(t *testing.T, h Harness) {
 			t.Fatalf("count %d: got %+v, want %+v", i, got, want)
 		}
 	}
+	// The last event counted again (its decision is retried) is not
+	// counted twice.
+	if got, err := b.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, "mfa-3", now); err != nil ||
+		got[relay.TypeIdentityVerification] != (store.RecentCounts{M1: 3, M10: 3, H1: 3}) {
+		t.Fatalf("mfa-3 counted again: %+v, %v; want the counts unchanged", got, err)
+	}
 	// Another type is counted apart; the answer carries every type.
-	got, err := b.CountRecent(ctx, ws, user, relay.TypeOTPReceived, now.Add(2*time.Minute))
+	got, err := b.CountRecent(ctx, ws, user, relay.TypeOTPReceived, "otp-1", now.Add(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1096,7 +1102,7 @@ func testRecentCounts(t *testing.T, h Harness) {
 	if r, err := b.Recent(ctx, ws, "nobody", now); err != nil || r != nil {
 		t.Fatalf("a user never counted: %+v %v", r, err)
 	}
-	if _, err := b.CountRecent(ctx, "", user, relay.TypeOTPReceived, now); err == nil {
+	if _, err := b.CountRecent(ctx, "", user, relay.TypeOTPReceived, "otp-2", now); err == nil {
 		t.Fatal("empty workspace: no error")
 	}
 }
@@ -1117,7 +1123,7 @@ func testRecentCountsFromTwoRelays(t *testing.T, h Harness) {
 			s = p
 		}
 		wg.Go(func() {
-			got, err := s.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, now)
+			got, err := s.CountRecent(ctx, ws, user, relay.TypeIdentityVerification, fmt.Sprint("mfa-", i), now)
 			if err != nil {
 				t.Error(err)
 				return
@@ -1304,7 +1310,7 @@ func eraseFixture(t *testing.T, b store.Backend, workspace, who, tag string) {
 		t.Fatal(err)
 	}
 	// user.recent counters (their key names the user).
-	if _, err := b.CountRecent(ctx, workspace, who, relay.TypeIdentityVerification, time.Now()); err != nil {
+	if _, err := b.CountRecent(ctx, workspace, who, relay.TypeIdentityVerification, "mfa-"+tag, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }
