@@ -86,7 +86,8 @@ func AppendInputCompact(dst []byte, in *Input) []byte {
 		dst = append(dst, 0)
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(len(u.Preferences))+1)
-		for _, k := range sortedKeys(u.Preferences) {
+		var keys [8]string
+		for _, k := range appendSortedKeys(keys[:0], u.Preferences) {
 			dst = appendCStr(dst, k)
 			dst = appendCBool(dst, u.Preferences[k])
 		}
@@ -106,7 +107,8 @@ func AppendInputCompact(dst []byte, in *Input) []byte {
 		dst = append(dst, 0)
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(len(u.Recent))+1)
-		for _, k := range sortedKeys(u.Recent) {
+		var keys [8]string
+		for _, k := range appendSortedKeys(keys[:0], u.Recent) {
 			r := u.Recent[k]
 			dst = appendCStr(dst, k)
 			dst = binary.AppendUvarint(dst, uint64(max(r.M1, 0)))
@@ -207,7 +209,8 @@ func appendCMap(dst []byte, m map[string]string) []byte {
 		return append(dst, 0)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(m))+1)
-	for _, k := range sortedKeys(m) {
+	var keys [8]string
+	for _, k := range appendSortedKeys(keys[:0], m) {
 		dst = appendCStr(dst, k)
 		dst = appendCStr(dst, m[k])
 	}

@@ -254,12 +254,21 @@ func appendStringMap(dst []byte, m map[string]string) []byte {
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+	return appendSortedKeys(nil, m)
+}
+
+// appendSortedKeys appends m's keys to dst, sorted. With room in dst (a
+// small array on the caller's stack) the encoders allocate nothing for a
+// map's keys: an input has a few small maps, encoded once per call.
+func appendSortedKeys[V any](dst []string, m map[string]V) []string {
+	n := len(dst)
 	for k := range m {
-		keys = append(keys, k)
+		dst = append(dst, k)
 	}
-	slices.Sort(keys)
-	return keys
+	if len(m) > 1 {
+		slices.Sort(dst[n:])
+	}
+	return dst
 }
 
 // safe[b] is true for ASCII bytes that need no escaping inside a string.
