@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,9 +89,16 @@ type Queue interface {
 // group fsync), so it is well above the number of cores.
 const DefaultDeciders = 64
 
-// DefaultInlineBudget is Options.InlineBudget's default: about a batch of
-// 100 events judged by two plugins each, at the plugins' usual speed.
+// DefaultInlineBudget is Options.InlineBudget's default: a hundred times
+// a shipped policy's call, and well under the plugins' kill switch.
 const DefaultInlineBudget = 10 * time.Millisecond
+
+// lineWaits is how many budgets an Accept call may wait in all for users
+// whose earlier events are with the deciders. Long enough for their lines
+// to empty under load (the deciders judge a line at the plugins' speed):
+// a call that gave up sooner would add to them, and at saturation they
+// would never empty again, every later event taking the decider's path.
+const lineWaits = 50
 
 // Options configure a Pipeline.
 type Options struct {
@@ -112,15 +118,16 @@ type Options struct {
 	// commit instead of two); on JetStream AddDecided is two writes, and
 	// the POST would wait for the second, so it is off there.
 	DecideOnAccept bool
-	// InlineBudget is how long Accept may spend, per call, judging events
-	// with the plugins itself (with DecideOnAccept and a Policy): such an
-	// event is then stored with its decision in the accept's write, like
-	// one no plugin applies to, instead of waiting for a decider (a second
-	// write, a hop and a read of the directory per event). Past the budget
-	// the rest of the call's plugin-judged events go to the deciders, so a
-	// slow plugin delays a POST by one call at most. The call may first
-	// wait as long again for its users to be free (inliner). Zero:
-	// DefaultInlineBudget; negative: never.
+	// InlineBudget bounds Accept's judging of events with the plugins
+	// itself (with DecideOnAccept and a Policy): such an event is stored
+	// with its decision in the accept's write, like one no plugin applies
+	// to, instead of waiting for a decider (a second write, a hop and a
+	// read of the directory per event). After a judgement that took longer
+	// than the budget (a slow or failing plugin) the rest of the call's
+	// plugin-judged events go to the deciders, so such a plugin delays a
+	// POST by about one budget. The call also waits, up to 50 budgets in
+	// all, for users whose earlier events are with the deciders (inliner,
+	// lineWaits). Zero: DefaultInlineBudget; negative: never.
 	InlineBudget time.Duration
 	// Recent keeps the user.recent counts; nil: the plugins see none. An
 	// event is counted when it is decided, just before the plugins judge
@@ -177,9 +184,9 @@ type Pipeline struct {
 	// different users' events are decided in parallel.
 	mu    sync.Mutex
 	lines map[userKey][]relay.Event
-	// freed has, for a busy user an Accept call waits for, a channel that
-	// closes when the user is free (its line done): the call then judges
-	// the user's events itself instead of adding them to the line.
+	// freed has, for a user with a line that an Accept call waits for, a
+	// channel that closes when the line is done: the call then judges the
+	// user's events itself instead of adding them to the line.
 	freed map[userKey]chan struct{}
 	// judging holds the events an Accept call is judging and has not
 	// stored yet: a copy of one in another call (or later in the same
@@ -269,16 +276,19 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
 	reads := &directoryReads{}
-	in := p.inliner(ok)
-	defer in.release() // after the dispatches below: the users' lines go on
+	in := p.inliner()
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
 			break
 		}
 		reads.inline = in.take(ctx, ok[k])
+		start := time.Now()
 		// The poster hanging up must not cut a plugin call short: the
 		// event would be judged again by a decider.
 		j, err := p.judge(context.WithoutCancel(ctx), ok[k], now, reads)
+		if reads.inline {
+			in.took(time.Since(start))
+		}
 		if err != nil || j == nil {
 			in.leave(ok[k]) // a decider judges it (a failed read is tried again there), and the user's later events
 			continue
@@ -286,9 +296,6 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		decided[k] = j
 		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
 	}
-	// Other calls may judge these users' next events while this one
-	// stores its own (their order among concurrent calls is theirs).
-	in.judged()
 	// The events the decisions bring along go into the same write. (A
 	// duplicate event's are most often duplicates too; when they are not,
 	// the original was not sent to those devices, and the withdraw is
@@ -453,20 +460,31 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // decideQueued decides an event a decider took from a channel, frees its
-// slot and passes the user's next event on.
+// slot and passes the user's next event on: as soon as this one is judged
+// (counted and through the plugins), so the next is judged while this
+// decision is written, and a user's line empties at the plugins' speed,
+// not one store commit per event.
 func (p *Pipeline) decideQueued(ctx context.Context, ev relay.Event) {
-	p.decideWithRetry(ctx, ev)
+	k := userKey{ev.Workspace, ev.User}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			p.next(k)
+		}
+	}
+	p.decideWithRetry(ctx, ev, release)
 	<-p.slots
-	p.next(userKey{ev.Workspace, ev.User})
+	release()
 }
 
 // decideWithRetry decides an event, trying again a few times when the store
 // fails; an event still undecided after that is decided at the next start
-// (Recover).
-func (p *Pipeline) decideWithRetry(ctx context.Context, ev relay.Event) {
+// (Recover). judged, if not nil, is called once the event is judged.
+func (p *Pipeline) decideWithRetry(ctx context.Context, ev relay.Event, judged func()) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := p.Decide(ctx, ev)
+		err := p.decide(ctx, ev, judged)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -561,6 +579,14 @@ const ReasonUnknownType = "unknown_type"
 // Decide runs the decision chain for one stored event, records it and queues
 // its jobs.
 func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
+	return p.decide(ctx, ev, nil)
+}
+
+// decide is Decide, calling judged (if not nil) once the event is judged,
+// before its decision is recorded. (A record that fails is judged again
+// on the next attempt; a later event of the user judged meanwhile was
+// counted in user.recent before it then.)
+func (p *Pipeline) decide(ctx context.Context, ev relay.Event, judged func()) error {
 	now := p.opts.Now()
 	if p.cfg.Load().Notifications[ev.Type] == nil {
 		dec := relay.Decision{Verdict: relay.VerdictSuppress, Reason: ReasonUnknownType}
@@ -573,6 +599,9 @@ func (p *Pipeline) Decide(ctx context.Context, ev relay.Event) error {
 	j, err := p.judge(ctx, ev, now, nil)
 	if err != nil {
 		return err
+	}
+	if judged != nil {
+		judged()
 	}
 	if err := p.opts.Store.Decide(ctx, ev.Key(), j.dec, j.stored, j.jobs); err != nil {
 		if errors.Is(err, relay.ErrConflict) {
@@ -679,105 +708,67 @@ func (p *Pipeline) policyActive() bool {
 }
 
 // inliner decides which of an Accept call's events the call judges with
-// the plugins itself: those of users it owns (no decider judges their
-// events meanwhile, and the call judges them in order), while the call is
-// within its budget, and never an event stored before or being judged by
-// another call (a duplicate must not be counted in user.recent again).
+// the plugins itself: those of users whose earlier events are not with
+// the deciders (they would be counted and judged after later ones), never
+// an event stored before or being judged by another call (a duplicate
+// must not be counted in user.recent again), and none after a judgement
+// that took longer than the budget (a slow or failing plugin: the rest
+// go to the deciders, so it delays the POST by about one budget).
+// Concurrent calls may judge the same user's events at once: their order
+// is theirs (neither was accepted first), and each event's count is its
+// own (CountRecent is atomic).
 type inliner struct {
-	p        *Pipeline
-	deadline time.Time
-	owned    map[userKey]bool // users this call owns
-	left     map[userKey]bool // users whose events go to the deciders from here on
-	keys     []relay.EventKey // the events this call judges (in p.judging)
+	p       *Pipeline
+	budget  time.Duration    // 0: the call judges nothing itself
+	slow    bool             // a judgement took longer than the budget
+	waiting time.Duration    // how long the call may still wait for users (lineWaits)
+	free    map[userKey]bool // users found with no line at the deciders
+	left    map[userKey]bool // users whose events go to the deciders from here on
+	keys    []relay.EventKey // the events this call judges (in p.judging)
 }
 
-// inliner returns the inliner of a call of events, owning the users of
-// those a plugin may judge. A busy user (another call judges its events,
-// or the deciders do) is waited for until the budget ends, so concurrent
-// posts with the same users judge in turn instead of adding to the
-// users' lines at the deciders (which, under load, would then never
-// empty). Users are taken in one global order, so two calls never wait
-// for each other.
-func (p *Pipeline) inliner(events []relay.Event) *inliner {
+func (p *Pipeline) inliner() *inliner {
 	in := &inliner{p: p}
 	budget := p.opts.InlineBudget
 	if budget == 0 {
 		budget = DefaultInlineBudget
 	}
-	if !p.opts.DecideOnAccept || p.opts.Policy == nil || budget <= 0 {
-		return in
+	if p.opts.DecideOnAccept && p.opts.Policy != nil && budget > 0 {
+		in.budget, in.waiting = budget, lineWaits*budget
 	}
-	deadline := time.Now().Add(budget)
-	var users []userKey
-	for _, ev := range events {
-		if p.needsChain(ev) {
-			users = append(users, userKey{ev.Workspace, ev.User})
-		}
-	}
-	slices.SortFunc(users, func(a, b userKey) int {
-		return cmp.Or(cmp.Compare(a.ws, b.ws), cmp.Compare(a.user, b.user))
-	})
-	users = slices.Compact(users)
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for _, k := range users {
-		for {
-			freed := p.ownInline(k)
-			if freed == nil {
-				if in.owned == nil {
-					in.owned = make(map[userKey]bool, len(users))
-				}
-				in.owned[k] = true
-				break
-			}
-			if timer == nil {
-				timer = time.NewTimer(time.Until(deadline))
-			}
-			select {
-			case <-freed:
-				continue
-			case <-timer.C:
-			}
-			in.leaveUser(k) // the budget is spent waiting
-			break
-		}
-	}
-	// Judging has a budget of its own: a call waits for its users for the
-	// budget at most, and judges for the budget at most.
-	in.deadline = time.Now().Add(budget)
 	return in
 }
 
-// ownInline makes k's user busy, owned by an Accept call, and returns nil;
-// or, if the user is busy, a channel that closes when it is free.
-func (p *Pipeline) ownInline(k userKey) (freed chan struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, busy := p.lines[k]; !busy {
-		p.lines[k] = nil
-		return nil
+// took notes how long the call's last judgement with the plugins took.
+func (in *inliner) took(d time.Duration) {
+	if d > in.budget {
+		in.slow = true
 	}
-	freed, ok := p.freed[k]
-	if !ok {
-		freed = make(chan struct{})
-		p.freed[k] = freed
-	}
-	return freed
 }
 
 // take reports whether the call judges ev with the plugins itself. It is
-// only asked for events in the call's order.
+// only asked for events in the call's order. A user with a line at the
+// deciders is waited for (lineWaits).
 func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
-	if in.deadline.IsZero() {
+	if in.budget == 0 || in.slow {
 		return false
 	}
 	k := userKey{ev.Workspace, ev.User}
-	if !in.owned[k] || in.left[k] || !in.p.needsChain(ev) || time.Now().After(in.deadline) {
+	if in.left[k] || !in.p.needsChain(ev) {
 		return false
+	}
+	if !in.free[k] {
+		start := time.Now()
+		free := in.p.waitFree(k, start.Add(in.waiting))
+		in.waiting = max(in.waiting-time.Since(start), 0)
+		if !free {
+			in.leave(ev) // its events go behind the line
+			return false
+		}
+		if in.free == nil {
+			in.free = map[userKey]bool{}
+		}
+		in.free[k] = true
 	}
 	key := ev.Key()
 	in.p.mu.Lock()
@@ -796,32 +787,42 @@ func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
 	return true
 }
 
+// waitFree waits until k's user has no line at the deciders, or until
+// deadline; it reports whether the user is free.
+func (p *Pipeline) waitFree(k userKey, deadline time.Time) bool {
+	p.mu.Lock()
+	if _, busy := p.lines[k]; !busy {
+		p.mu.Unlock()
+		return true
+	}
+	freed, ok := p.freed[k]
+	if !ok {
+		freed = make(chan struct{})
+		p.freed[k] = freed
+	}
+	p.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-freed:
+		// Free now; a call's events dispatched meanwhile are concurrent
+		// with this one's.
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // leave sends ev's user's later events of this call to the deciders, in
 // order behind ev.
 func (in *inliner) leave(ev relay.Event) {
-	if in.deadline.IsZero() {
+	if in.budget == 0 {
 		return
 	}
-	in.leaveUser(userKey{ev.Workspace, ev.User})
-}
-
-func (in *inliner) leaveUser(k userKey) {
 	if in.left == nil {
 		in.left = map[userKey]bool{}
 	}
-	in.left[k] = true
-}
-
-// judged lets go of the owned users none of whose events in this call go
-// to the deciders: the call has judged all it will of them. The others'
-// lines go on after the call's dispatches (release), keeping their order.
-func (in *inliner) judged() {
-	for k := range in.owned {
-		if !in.left[k] {
-			in.p.next(k)
-			delete(in.owned, k)
-		}
-	}
+	in.left[userKey{ev.Workspace, ev.User}] = true
 }
 
 // stored ends the call's hold on the events it judged: they are in the
@@ -837,14 +838,6 @@ func (in *inliner) stored() {
 	}
 }
 
-// release ends the call's ownership of its users: the events that queued
-// behind in their lines (this call's, or another's) go to the deciders.
-func (in *inliner) release() {
-	for k := range in.owned {
-		in.p.next(k)
-	}
-}
-
 // directoryReads keeps what deciding on accept read of the directory for
 // one batch: its events for the same workspace and user (a batch of 1,000
 // events often has a few dozen users) read the settings, preferences and
@@ -854,8 +847,8 @@ type directoryReads struct {
 	settings map[string]map[string]relay.Setting
 	prefs    map[userKey]map[string]bool
 	devices  map[userKey][]relay.Device
-	// inline: the event may be judged by the plugins here (Accept owns
-	// its user: no decider judges the user's events meanwhile).
+	// inline: the event may be judged by the plugins here (none of its
+	// user's earlier events is with the deciders: inliner).
 	inline bool
 }
 
@@ -879,8 +872,8 @@ func cached[K comparable, V any](m *map[K]V, k K, read func() (V, error)) (V, er
 // (quick: deciding on accept, reads keeping the batch's directory reads),
 // it returns nil, nil when the event needs a decider: a plugin to judge
 // it, or a user.recent count (kept in event order by the deciders'
-// per-user lines) — unless reads.inline, when Accept owns the user's
-// order and lets it run the chain itself.
+// per-user lines) — unless reads.inline, when Accept may run the chain
+// itself (inliner).
 func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*judged, error) {
 	quick := reads != nil
 	if reads == nil {

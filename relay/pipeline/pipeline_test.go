@@ -628,9 +628,9 @@ func TestAcceptJudgesWithPlugins(t *testing.T) {
 	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || r[relay.TypeIdentityVerification].M10 != 2 {
 		t.Fatalf("counts after the duplicate: %+v, %v; want 2", r, err)
 	}
-	// A user with an event at a decider: this call waits for the user for
-	// its budget, then leaves theirs to the deciders, behind it.
-	p.opts.InlineBudget = 50 * time.Millisecond
+	// A user with an event at a decider: this call waits for the user (50
+	// budgets: 50ms), then leaves theirs to the deciders, behind it.
+	p.opts.InlineBudget = time.Millisecond
 	busy := userKey{"w", "u"}
 	if !p.own(busy) {
 		t.Fatal("user busy")
@@ -650,8 +650,8 @@ func TestAcceptJudgesWithPlugins(t *testing.T) {
 	if pol.seen["u3"] != 3 {
 		t.Fatalf("u3 judged with count %d, want 3", pol.seen["u3"])
 	}
-	// Past the budget: the first event of the call is judged here, the
-	// rest of the user's go to the deciders in order.
+	// A judgement slower than the budget: the call judges no more itself;
+	// the rest of the user's events go to the deciders, in order.
 	pol.wait = 20 * time.Millisecond
 	p.opts.InlineBudget = 10 * time.Millisecond
 	accept(prompt("u4", "u"), prompt("u5", "u"), prompt("u6", "u"))
@@ -692,11 +692,11 @@ func (g *gatedPolicy) Evaluate(ctx context.Context, in PolicyInput) (PolicyResul
 	return g.seenPolicy.Evaluate(ctx, in)
 }
 
-// TestConcurrentAcceptsJudgeInline: a call whose users another call is
-// judging waits for that call (within its budget) and then judges its own
-// events itself, instead of handing them to the deciders (a second write
-// each); the counts follow the calls' order. An event twice in one call is
-// judged and counted once.
+// TestConcurrentAcceptsJudgeInline: two calls with the same users judge
+// their events themselves at once, neither waiting for the other (their
+// order is theirs; each event gets a count of its own), instead of one
+// handing its users' events to the deciders (a second write each). An
+// event twice in one call is judged and counted once.
 func TestConcurrentAcceptsJudgeInline(t *testing.T) {
 	_, st, q := newPipeline(t)
 	ctx := t.Context()
@@ -717,15 +717,14 @@ func TestConcurrentAcceptsJudgeInline(t *testing.T) {
 		return done
 	}
 	first := accept(prompt("a1", "u"), prompt("a2", "v"))
-	<-pol.entered // the first call owns u and v
-	second := accept(prompt("b1", "v"), prompt("b2", "u"), prompt("b2", "u"))
-	close(pol.release)
-	<-first
-	errs := <-second
+	<-pol.entered // the first call is judging a1 (counted)
+	errs := <-accept(prompt("b1", "v"), prompt("b2", "u"), prompt("b2", "u"))
 	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], relay.ErrDuplicate) {
 		t.Fatalf("second call: %v, want accepted, accepted, duplicate", errs)
 	}
-	for id, want := range map[string]int{"a1": 1, "a2": 1, "b1": 2, "b2": 2} {
+	close(pol.release)
+	<-first
+	for id, want := range map[string]int{"a1": 1, "b1": 1, "b2": 2, "a2": 2} {
 		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: id})
 		if err != nil {
 			t.Fatal(err)
@@ -785,7 +784,7 @@ func TestRetriedDecisionCountedOnce(t *testing.T) {
 	if _, err := p.Accept(ctx, []relay.Event{{ID: "mfa", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil {
 		t.Fatal(err)
 	}
-	p.decideWithRetry(ctx, <-p.inHigh)
+	p.decideWithRetry(ctx, <-p.inHigh, nil)
 	if !fs.failed.Load() {
 		t.Fatal("the first decision did not fail")
 	}
@@ -794,5 +793,60 @@ func TestRetriedDecisionCountedOnce(t *testing.T) {
 	}
 	if r, err := st.Recent(ctx, "w", "u", time.Now()); err != nil || pol.seen["mfa"] != 1 || r[relay.TypeIdentityVerification].M10 != 1 {
 		t.Fatalf("judged with count %d, stored count %+v (%v); want 1 and 1", pol.seen["mfa"], r, err)
+	}
+}
+
+// blockingStore holds Decide of one event until released.
+type blockingStore struct {
+	*bolt.Store
+	hold    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStore) Decide(ctx context.Context, k relay.EventKey, d relay.Decision, a *relay.Alert, jobs []relay.Job) error {
+	if k.ID == s.hold {
+		close(s.entered)
+		<-s.release
+	}
+	return s.Store.Decide(ctx, k, d, a, jobs)
+}
+
+// TestDeciderPassesUserOnOnceJudged: a decider passes the user's next
+// event on as soon as it has judged one (counted, through the plugins),
+// not once the decision is written, so a user's line at the deciders
+// empties at the plugins' speed rather than one store commit per event.
+func TestDeciderPassesUserOnOnceJudged(t *testing.T) {
+	_, st, q := newPipeline(t)
+	bs := &blockingStore{Store: st, hold: "p1", entered: make(chan struct{}), release: make(chan struct{})}
+	pol := &seenPolicy{seen: map[string]int{}}
+	p := New(Options{Config: testConfig(t), Store: bs, Queue: q, Policy: pol, Recent: st})
+	ctx := t.Context()
+	prompt := func(id string) relay.Event {
+		return relay.Event{ID: id, Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}
+	}
+	if _, err := p.Accept(ctx, []relay.Event{prompt("p1"), prompt("p2")}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { p.decideQueued(ctx, <-p.inHigh); close(done) }()
+	<-bs.entered // p1 is judged; its decision is being written
+	select {
+	case ev := <-p.inHigh:
+		if ev.ID != "p2" {
+			t.Fatalf("next event %s, want p2", ev.ID)
+		}
+		p.decideQueued(ctx, ev)
+	case <-time.After(5 * time.Second):
+		close(bs.release)
+		t.Fatal("p2 was not passed on while p1's decision was being written")
+	}
+	close(bs.release)
+	<-done
+	for id, want := range map[string]int{"p1": 1, "p2": 2} {
+		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: id})
+		if err != nil || rec.Decision == nil || pol.seen[id] != want {
+			t.Fatalf("%s: %+v, %v, count %d; want decided with count %d", id, rec, err, pol.seen[id], want)
+		}
 	}
 }
