@@ -296,6 +296,9 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 		decided[k] = j
 		stored[k] = &store.Decided{Decision: j.dec, Alert: j.stored, Jobs: j.jobs}
 	}
+	// The users whose events go to the deciders are busy from now on, so
+	// no other call judges their later events before these.
+	defer in.release(in.reserve()) // after the dispatches below: their lines go on
 	// The events the decisions bring along go into the same write. (A
 	// duplicate event's are most often duplicates too; when they are not,
 	// the original was not sent to those devices, and the withdraw is
@@ -823,6 +826,34 @@ func (in *inliner) leave(ev relay.Event) {
 		in.left = map[userKey]bool{}
 	}
 	in.left[userKey{ev.Workspace, ev.User}] = true
+}
+
+// reserve makes the users whose events this call leaves to the deciders
+// busy (if they are not already) before the events are stored: a call
+// that stores later then waits for their lines rather than judging its
+// own first. It returns the users it made busy.
+func (in *inliner) reserve() []userKey {
+	if len(in.left) == 0 {
+		return nil
+	}
+	var reserved []userKey
+	in.p.mu.Lock()
+	defer in.p.mu.Unlock()
+	for k := range in.left {
+		if _, busy := in.p.lines[k]; !busy {
+			in.p.lines[k] = nil
+			reserved = append(reserved, k)
+		}
+	}
+	return reserved
+}
+
+// release lets the lines of the reserved users go on, once this call's
+// events have joined them.
+func (in *inliner) release(reserved []userKey) {
+	for _, k := range reserved {
+		in.p.next(k)
+	}
 }
 
 // stored ends the call's hold on the events it judged: they are in the

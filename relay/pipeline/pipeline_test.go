@@ -296,7 +296,10 @@ type seenPolicy struct {
 }
 
 func (s *seenPolicy) Evaluate(_ context.Context, in PolicyInput) (PolicyResult, error) {
-	time.Sleep(s.wait) // lets other deciders overtake, if they could
+	s.mu.Lock()
+	wait := s.wait
+	s.mu.Unlock()
+	time.Sleep(wait) // lets other deciders overtake, if they could
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen[in.Event.ID] = in.Recent[relay.TypeIdentityVerification].M10
@@ -847,6 +850,83 @@ func TestDeciderPassesUserOnOnceJudged(t *testing.T) {
 		rec, err := st.Event(ctx, relay.EventKey{Workspace: "w", ID: id})
 		if err != nil || rec.Decision == nil || pol.seen[id] != want {
 			t.Fatalf("%s: %+v, %v, count %d; want decided with count %d", id, rec, err, pol.seen[id], want)
+		}
+	}
+}
+
+// pausingStore pauses, after storing them, the AddDecided call of the
+// events that include one id, until released.
+type pausingStore struct {
+	*bolt.Store
+	id      string
+	stored  chan struct{}
+	release chan struct{}
+}
+
+func (s *pausingStore) AddDecided(ctx context.Context, evs []relay.Event, d []*store.Decided, at time.Time) ([]error, error) {
+	res, err := s.Store.AddDecided(ctx, evs, d, at)
+	if slices.ContainsFunc(evs, func(ev relay.Event) bool { return ev.ID == s.id }) {
+		close(s.stored)
+		<-s.release
+	}
+	return res, err
+}
+
+// TestLeftEventKeepsItsPlace: an event a call leaves to the deciders (here
+// after a slow judgement) keeps its place in its user's order: a call
+// that stores later waits for it instead of judging the user's next event
+// first, even while the first call has not yet handed it over.
+func TestLeftEventKeepsItsPlace(t *testing.T) {
+	_, st, q := newPipeline(t)
+	ps := &pausingStore{Store: st, id: "u1", stored: make(chan struct{}), release: make(chan struct{})}
+	pol := &seenPolicy{seen: map[string]int{}, wait: 20 * time.Millisecond}
+	p := New(Options{Config: testConfig(t), Store: ps, Queue: q, Policy: pol, Recent: st, DecideOnAccept: true, InlineBudget: 10 * time.Millisecond})
+	ctx := t.Context()
+	prompt := func(id, user string) relay.Event {
+		return relay.Event{ID: id, Workspace: "w", User: user, Type: relay.TypeIdentityVerification}
+	}
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		// v1's judgement is slow: u1 is left to the deciders.
+		if _, err := p.Accept(ctx, []relay.Event{prompt("v1", "v"), prompt("u1", "u")}); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-ps.stored // u1 is stored undecided, not yet handed to the deciders
+	pol.mu.Lock()
+	pol.wait = 0
+	pol.mu.Unlock()
+	second := make(chan struct{})
+	go func() {
+		defer close(second)
+		if _, err := p.Accept(ctx, []relay.Event{prompt("u2", "u")}); err != nil {
+			t.Error(err)
+		}
+	}()
+	// The second call waits for u (it must not judge u2 yet).
+	for waiting := false; !waiting; {
+		select {
+		case <-second:
+			t.Fatal("u2 judged before u1, which was stored first")
+		default:
+		}
+		runtime.Gosched()
+		p.mu.Lock()
+		_, waiting = p.freed[userKey{"w", "u"}]
+		p.mu.Unlock()
+	}
+	close(ps.release)
+	<-first
+	ev := <-p.inHigh // the decider's turn
+	if ev.ID != "u1" {
+		t.Fatalf("decider got %s, want u1", ev.ID)
+	}
+	p.decideQueued(ctx, ev)
+	<-second
+	for id, want := range map[string]int{"v1": 1, "u1": 1, "u2": 2} {
+		if pol.seen[id] != want {
+			t.Fatalf("%s judged with count %d, want %d (%v)", id, pol.seen[id], want, pol.seen)
 		}
 	}
 }
