@@ -197,7 +197,10 @@ func (c *Client) newPool(host string, conns, inFlight int, tlsCfg *tls.Config) *
 		p.clients = append(p.clients, &apns2.Client{
 			Host:       host,
 			Token:      c.token,
-			HTTPClient: &http.Client{Transport: captureTransport{tr}, Timeout: apns2.HTTPClientTimeout},
+			// No Client.Timeout: every push's context has a deadline
+			// (notify), and a Timeout costs a timer and a goroutine per
+			// request.
+			HTTPClient: &http.Client{Transport: captureTransport{tr}},
 		})
 	}
 	return p
