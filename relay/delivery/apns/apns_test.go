@@ -501,3 +501,19 @@ func TestPayloadTokenProofIsNoWithdraw(t *testing.T) {
 		t.Fatalf("token proof payload %s", b)
 	}
 }
+
+// TestSendTimeoutEndsAHangingPush: a provider that never answers holds a
+// push no longer than the send timeout (the push's context deadline; the
+// HTTP client has no timeout of its own), and the push is retried.
+func TestSendTimeoutEndsAHangingPush(t *testing.T) {
+	e := setup(t, apns.Options{SendTimeout: 200 * time.Millisecond})
+	e.fake.Script(tok, relaytest.Rule{Latency: time.Hour, Times: 1})
+	start := time.Now()
+	err := e.client.Notify(t.Context(), device, alertFor(relay.TypeOTPReceived, time.Minute))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("push held for %v with a 200ms send timeout", took)
+	}
+	if o, _ := delivery.Classify(err); o != delivery.Retry {
+		t.Fatalf("hanging push: %v, want a retry", err)
+	}
+}
