@@ -277,11 +277,12 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	stored := make([]*store.Decided, len(ok))
 	reads := &directoryReads{}
 	in := p.inliner()
+	in.claim(ctx, ok)
 	for k := range ok {
 		if !p.opts.DecideOnAccept {
 			break
 		}
-		reads.inline = in.take(ctx, ok[k])
+		reads.inline = in.take(ok[k])
 		start := time.Now()
 		// The poster hanging up must not cut a plugin call short: the
 		// event would be judged again by a decider.
@@ -722,12 +723,13 @@ func (p *Pipeline) policyActive() bool {
 // own (CountRecent is atomic).
 type inliner struct {
 	p       *Pipeline
-	budget  time.Duration    // 0: the call judges nothing itself
-	slow    bool             // a judgement took longer than the budget
-	waiting time.Duration    // how long the call may still wait for users (lineWaits)
-	free    map[userKey]bool // users found with no line at the deciders
-	left    map[userKey]bool // users whose events go to the deciders from here on
-	keys    []relay.EventKey // the events this call judges (in p.judging)
+	budget  time.Duration           // 0: the call judges nothing itself
+	slow    bool                    // a judgement took longer than the budget
+	waiting time.Duration           // how long the call may still wait for users (lineWaits)
+	free    map[userKey]bool        // users found with no line at the deciders
+	left    map[userKey]bool        // users whose events go to the deciders from here on
+	keys    []relay.EventKey        // the events this call took (in p.judging)
+	claimed map[relay.EventKey]bool // of keys, those not stored: the call may judge them
 }
 
 func (p *Pipeline) inliner() *inliner {
@@ -752,7 +754,7 @@ func (in *inliner) took(d time.Duration) {
 // take reports whether the call judges ev with the plugins itself. It is
 // only asked for events in the call's order. A user with a line at the
 // deciders is waited for (lineWaits).
-func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
+func (in *inliner) take(ev relay.Event) bool {
 	if in.budget == 0 || in.slow {
 		return false
 	}
@@ -774,20 +776,44 @@ func (in *inliner) take(ctx context.Context, ev relay.Event) bool {
 		in.free[k] = true
 	}
 	key := ev.Key()
+	if !in.claimed[key] {
+		return false // stored before, or another call's to store first
+	}
+	in.claimed[key] = false // a copy later in the call is a duplicate
+	return true
+}
+
+// claim takes for the call the events it may judge (those the plugins
+// would see): each one neither stored (a duplicate: AddDecided says so)
+// nor taken by another call, nor earlier in this one. Taking comes first,
+// so an event another call stores meanwhile is seen stored.
+func (in *inliner) claim(ctx context.Context, events []relay.Event) {
+	if in.budget == 0 {
+		return
+	}
 	in.p.mu.Lock()
-	_, dup := in.p.judging[key]
-	if !dup {
-		in.p.judging[key] = struct{}{}
+	for _, ev := range events {
+		if !in.p.needsChain(ev) {
+			continue
+		}
+		key := ev.Key()
+		if _, taken := in.p.judging[key]; !taken {
+			in.p.judging[key] = struct{}{}
+			in.keys = append(in.keys, key)
+		}
 	}
 	in.p.mu.Unlock()
-	if dup {
-		return false // another call's (or this one's) to store first
+	if len(in.keys) == 0 {
+		return
 	}
-	in.keys = append(in.keys, key)
-	if _, err := in.p.opts.Store.Event(ctx, key); !errors.Is(err, relay.ErrNotFound) {
-		return false // a duplicate (AddDecided says so), or a failed read
+	stored, err := in.p.opts.Store.Stored(ctx, in.keys)
+	if err != nil {
+		return // judged by the deciders, which read again
 	}
-	return true
+	in.claimed = make(map[relay.EventKey]bool, len(in.keys))
+	for i, key := range in.keys {
+		in.claimed[key] = !stored[i]
+	}
 }
 
 // waitFree waits until k's user has no line at the deciders, or until

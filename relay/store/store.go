@@ -50,6 +50,10 @@ type EventLog interface {
 	AddDecided(ctx context.Context, events []relay.Event, decided []*Decided, receivedAt time.Time) ([]error, error)
 	// Event returns the record of an event, or relay.ErrNotFound.
 	Event(ctx context.Context, key relay.EventKey) (*Record, error)
+	// Stored reports, for each key, whether its event is stored: one read
+	// for a batch (the pipeline checks a POST's events before counting
+	// them in user.recent, which a duplicate must not be).
+	Stored(ctx context.Context, keys []relay.EventKey) ([]bool, error)
 	// Decide records an event's decision, its rendered alert (nil unless
 	// delivering) and its jobs; the open ones (pending, deferred) enter the
 	// schedule, in the lane of their App and Platform, with the alert's

@@ -195,8 +195,8 @@ func (c *Client) newPool(host string, conns, inFlight int, tlsCfg *tls.Config) *
 			PingTimeout:     apns2.ReadIdleTimeout,
 		}
 		p.clients = append(p.clients, &apns2.Client{
-			Host:       host,
-			Token:      c.token,
+			Host:  host,
+			Token: c.token,
 			// No Client.Timeout: every push's context has a deadline
 			// (notify), and a Timeout costs a timer and a goroutine per
 			// request.

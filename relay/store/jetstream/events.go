@@ -263,6 +263,20 @@ func (s *Store) Event(ctx context.Context, key relay.EventKey) (*store.Record, e
 	return r.record(), nil
 }
 
+// Stored implements store.EventLog: one read per key (JetStream has no
+// batched read; the pipeline only asks on bolt, deciding on accept).
+func (s *Store) Stored(ctx context.Context, keys []relay.EventKey) ([]bool, error) {
+	out := make([]bool, len(keys))
+	for i, key := range keys {
+		_, rev, err := s.getEvent(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", key, err)
+		}
+		out[i] = rev != 0
+	}
+	return out, nil
+}
+
 // Decide implements store.EventLog. The open jobs' messages are published
 // before the record is written: a relay that dies in between leaves an
 // undecided event (decided again by recovery) and messages that point at

@@ -360,6 +360,15 @@ func testAddDecided(t *testing.T, h Harness) {
 	if err := b.Decide(ctx, deliver.Key(), relay.Decision{Verdict: relay.VerdictSuppress, Reason: "late"}, nil, nil); !errors.Is(err, relay.ErrConflict) {
 		t.Fatalf("deciding again: %v, want conflict", err)
 	}
+	// Stored tells stored events (decided or not) from others, in order.
+	never := relay.EventKey{Workspace: ws, ID: "never-posted"}
+	if got, err := h.peer(t, b).Stored(ctx, []relay.EventKey{later.Key(), never, deliver.Key(), quiet.Key()}); err != nil ||
+		!slices.Equal(got, []bool{true, false, true, true}) {
+		t.Fatalf("Stored = %v, %v; want [true false true true]", got, err)
+	}
+	if got, err := b.Stored(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("Stored(nil) = %v, %v", got, err)
+	}
 }
 
 // testAddDecidedBatch: a batch in no key order, with two events posted
