@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -927,6 +928,102 @@ func TestLeftEventKeepsItsPlace(t *testing.T) {
 	for id, want := range map[string]int{"v1": 1, "u1": 1, "u2": 2} {
 		if pol.seen[id] != want {
 			t.Fatalf("%s judged with count %d, want %d (%v)", id, pol.seen[id], want, pol.seen)
+		}
+	}
+}
+
+// slowSomePolicy is a seenPolicy whose judgement of events with an id
+// ending in "7" takes slow.
+type slowSomePolicy struct {
+	seenPolicy
+	slow time.Duration
+}
+
+func (s *slowSomePolicy) Evaluate(ctx context.Context, in PolicyInput) (PolicyResult, error) {
+	if strings.HasSuffix(in.Event.ID, "7") {
+		time.Sleep(s.slow)
+	}
+	return s.seenPolicy.Evaluate(ctx, in)
+}
+
+// TestConcurrentAcceptsCountEachEventOnce: concurrent POSTs with the same
+// users, some judgements slower than the budget (the rest of those POSTs
+// go to the deciders), and POSTs sent twice: every event is decided, each
+// counted in user.recent exactly once (a user's counts are 1..n, no gap,
+// no repeat), and within a POST a user's events are counted in order.
+func TestConcurrentAcceptsCountEachEventOnce(t *testing.T) {
+	_, st, q := newPipeline(t)
+	pol := &slowSomePolicy{seenPolicy: seenPolicy{seen: map[string]int{}}, slow: 3 * time.Millisecond}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, Policy: pol, Recent: st, DecideOnAccept: true, InlineBudget: 2 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	const posters, posts, batch, users = 6, 12, 10, 5
+	var batches [][]relay.Event
+	for i := range posters * posts {
+		var b []relay.Event
+		for j := range batch {
+			id := fmt.Sprintf("p%d-e%d", i, j)
+			b = append(b, relay.Event{ID: id, Workspace: "w", User: fmt.Sprint("u", (i+j)%users), Type: relay.TypeIdentityVerification})
+		}
+		batches = append(batches, b)
+	}
+	var wg sync.WaitGroup
+	for g := range posters {
+		wg.Go(func() {
+			for i := g; i < len(batches); i += posters {
+				if _, err := p.Accept(ctx, batches[i]); err != nil {
+					t.Error(err)
+				}
+				if i%5 == 0 { // a retried POST: all duplicates
+					if _, err := p.Accept(ctx, batches[i]); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, b := range batches {
+		for _, ev := range b {
+			for {
+				rec, err := st.Event(ctx, ev.Key())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Decision != nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not decided", ev.ID)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	pol.mu.Lock()
+	defer pol.mu.Unlock()
+	counts := map[string][]int{}
+	for _, b := range batches {
+		last := map[string]int{}
+		for _, ev := range b {
+			c := pol.seen[ev.ID]
+			if c <= last[ev.User] {
+				t.Fatalf("%s of %s counted %d after %d earlier in its POST", ev.ID, ev.User, c, last[ev.User])
+			}
+			last[ev.User] = c
+			counts[ev.User] = append(counts[ev.User], c)
+		}
+	}
+	for u, cs := range counts {
+		slices.Sort(cs)
+		for i, c := range cs {
+			if c != i+1 {
+				t.Fatalf("%s's counts %v: want 1..%d, each once", u, cs, len(cs))
+			}
 		}
 	}
 }
