@@ -875,6 +875,8 @@ func (p *Pipeline) waitFree(k userKey, deadline time.Time) bool {
 		return true
 	case <-t.C:
 		return false
+	case <-p.stopping: // shutting down: store, do not wait
+		return false
 	}
 }
 
