@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	bbolt "go.etcd.io/bbolt"
@@ -25,6 +26,12 @@ type writeCall struct {
 	// later: nobody waits for this write (writeLater); its failure
 	// goes to the store's log.
 	later bool
+	// early: the caller is released once fn ran in a transaction whose
+	// functions all succeeded, before that transaction's fsync
+	// (writeUnsynced); a failed commit then goes to the store's log.
+	early bool
+	// released: done was closed early.
+	released bool
 }
 
 // committer is the queue of writes and whether a goroutine is committing it.
@@ -33,6 +40,31 @@ type committer struct {
 	pending []*writeCall
 	running bool
 	loops   sync.WaitGroup // the committer goroutine, when running
+	// Commits are numbered; released is the last one that let an
+	// unsynced write's caller go before committing, committed the last
+	// one that ended. synced (on mu) is signalled at each end.
+	seq, released, committed uint64
+	synced                   *sync.Cond
+}
+
+// waitUnsynced waits until every unsynced write returned so far is
+// committed: a read after it sees them (read-your-writes for the schedule
+// views; see writeUnsynced).
+func (s *Store) waitUnsynced() {
+	cm := &s.commits
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	for target := cm.released; cm.committed < target; {
+		cm.cond().Wait()
+	}
+}
+
+// cond returns the committer's condition variable (cm.mu held).
+func (cm *committer) cond() *sync.Cond {
+	if cm.synced == nil {
+		cm.synced = sync.NewCond(&cm.mu)
+	}
+	return cm.synced
 }
 
 // write runs fn in a read-write transaction and returns once it is
@@ -46,6 +78,30 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 		}
 	}
 	c := &writeCall{fn: fn, done: make(chan struct{})}
+	s.queue(c)
+	<-c.done
+	if c.panic != nil {
+		panic(c.panic)
+	}
+	return c.err
+}
+
+// writeUnsynced runs fn in a read-write transaction as write does, but
+// returns once fn ran in a transaction that will commit (every function
+// of the batch succeeded), without waiting for its fsync. For writes that
+// need not survive a crash to be correct: a bolt lease (Open releases
+// every lease, see releaseLeases), whose jobs are sent while the lease
+// commits. The commit is still ordered: a write queued after this one
+// returns commits after it. A commit that fails afterwards is logged
+// (the lease is then lost: its job stays due and is sent again). Reads
+// that must see such a write call waitUnsynced first.
+func (s *Store) writeUnsynced(fn func(*bbolt.Tx) error) error {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return err
+		}
+	}
+	c := &writeCall{fn: fn, done: make(chan struct{}), early: true}
 	s.queue(c)
 	<-c.done
 	if c.panic != nil {
@@ -96,15 +152,21 @@ func (s *Store) commitLoop() {
 		batch := make([]*writeCall, n)
 		copy(batch, cm.pending)
 		cm.pending = cm.pending[n:]
+		cm.seq++
+		seq := cm.seq
 		cm.mu.Unlock()
-		s.commit(batch)
+		s.commit(batch, seq)
+		cm.mu.Lock()
+		cm.committed = seq
+		cm.cond().Broadcast()
+		cm.mu.Unlock()
 	}
 }
 
 // commit runs batch in one transaction. A function that fails (or panics)
 // gets its own error and leaves the batch; the others run again in a new
 // transaction, as bbolt's DB.Batch does.
-func (s *Store) commit(batch []*writeCall) {
+func (s *Store) commit(batch []*writeCall, seq uint64) {
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -113,6 +175,24 @@ func (s *Store) commit(batch []*writeCall) {
 					failed = i
 					return err
 				}
+			}
+			// Every function succeeded: this transaction commits
+			// unless the commit itself fails.
+			// (released is set before the callers go on, so a read
+			// they make after waitUnsynced sees this commit.)
+			if slices.ContainsFunc(batch, func(c *writeCall) bool { return c.early }) {
+				s.commits.mu.Lock()
+				s.commits.released = seq
+				s.commits.mu.Unlock()
+			}
+			for _, c := range batch {
+				if c.early {
+					c.released = true
+					close(c.done)
+				}
+			}
+			if s.beforeCommit != nil {
+				s.beforeCommit()
 			}
 			return nil
 		})
@@ -130,6 +210,12 @@ func (s *Store) commit(batch []*writeCall) {
 
 // finish ends a write call with err.
 func (s *Store) finish(c *writeCall, err error) {
+	if c.released {
+		if err != nil {
+			s.log.Warn("store write failed after its caller went on", "error", err)
+		}
+		return
+	}
 	c.err = err
 	if c.later && err != nil {
 		s.log.Warn("store write failed", "error", err)

@@ -206,7 +206,24 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	until := req.Now.Add(req.TTL)
 	var out []store.Leased
 	var next time.Time
-	err = s.write(func(tx *bbolt.Tx) error {
+	// A lane asks after every send and every new event: when nothing is
+	// due, answer from a read transaction instead of committing (and
+	// fsyncing) an empty write.
+	var due bool
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		due, next = laneDue(tx.Bucket(bucketSched), req.Lane, now)
+		return nil
+	})
+	if err != nil || !due {
+		if err != nil {
+			err = fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+		}
+		return nil, next, err
+	}
+	// The lease need not be on disk before its jobs are sent: Open
+	// releases every lease (one relay per file), so a crash sends them
+	// again either way. The jobs go out while the lease commits.
+	err = s.writeUnsynced(func(tx *bbolt.Tx) error {
 		out, next = out[:0], time.Time{}
 		sched := tx.Bucket(bucketSched)
 		var found [][]byte
@@ -247,21 +264,30 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			l.Ticket = nk
 			out = append(out, l)
 		}
-		for _, rank := range []byte{rankHigh, rankNormal} {
-			prefix := lanePrefix(req.Lane, rank)
-			if k, _ := sched.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
-				at := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):])))
-				if next.IsZero() || at.Before(next) {
-					next = at
-				}
-			}
-		}
+		_, next = laneDue(sched, req.Lane, now)
 		return nil
 	})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
 	}
 	return out, next, nil
+}
+
+// laneDue reports whether a lane has a job due at now, and when its next
+// job is due (the earliest of its first high and normal entries; zero:
+// none).
+func laneDue(sched *bbolt.Bucket, lane string, now uint64) (due bool, next time.Time) {
+	for _, rank := range []byte{rankHigh, rankNormal} {
+		prefix := lanePrefix(lane, rank)
+		if k, _ := sched.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+			at := binary.BigEndian.Uint64(k[len(prefix):])
+			due = due || at <= now
+			if t := time.Unix(0, int64(at)); next.IsZero() || t.Before(next) {
+				next = t
+			}
+		}
+	}
+	return due, next
 }
 
 // recordReader reads what a lease carries, caching per event and device
@@ -423,6 +449,7 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 		return nil, fmt.Errorf("lane stats: %w", err)
 	}
 	defer leave()
+	s.waitUnsynced() // the leases Lease returned are counted
 	byLane := map[string]*store.LaneStats{}
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		get := func(lane string) *store.LaneStats {

@@ -79,9 +79,12 @@ type Store struct {
 	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
 	devices  deviceCache    // decoded devices (devcache.go)
-	done     chan struct{}  // closed by Close: walks stop
-	once     sync.Once
-	closeErr error
+	// beforeCommit, when set (tests), runs after a batch's functions and
+	// before its commit writes and fsyncs.
+	beforeCommit func()
+	done         chan struct{} // closed by Close: walks stop
+	once         sync.Once
+	closeErr     error
 }
 
 // Open opens (creating if needed) the store file at path, after VerifyFile

@@ -1,0 +1,135 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// TestWriteUnsyncedReturnsBeforeTheCommit: writeUnsynced returns once its
+// function ran in a batch that will commit, while write waits for the
+// commit; both are on disk afterwards, and a function of the batch that
+// fails makes the unsynced one run again before it is released.
+func TestWriteUnsyncedReturnsBeforeTheCommit(t *testing.T) {
+	s := openTest(t)
+	bucket := []byte("t")
+	put := func(key string) func(*bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucket)
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(key), []byte("v"))
+		}
+	}
+	// The second commit (the batch below) waits in beforeCommit.
+	entered, holdCommit := make(chan struct{}), make(chan struct{})
+	commits := 0
+	s.beforeCommit = func() {
+		if commits++; commits == 2 {
+			close(entered)
+			<-holdCommit
+		}
+	}
+	// A first write holds the committer, so the next three share a batch.
+	holdFn, held := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.write(func(*bbolt.Tx) error { close(held); <-holdFn; return nil })
+	}()
+	<-held
+	failing := make(chan error, 1)
+	synced := make(chan error, 1)
+	unsynced := make(chan error, 1)
+	runs := 0
+	// Queued in this order: the unsynced write runs before the failing
+	// one, so it runs again in the retried transaction.
+	go func() {
+		unsynced <- s.writeUnsynced(func(tx *bbolt.Tx) error { runs++; return put("unsynced")(tx) })
+	}()
+	waitPending(t, s, 1)
+	go func() { failing <- s.write(func(*bbolt.Tx) error { return errors.New("injected") }) }()
+	waitPending(t, s, 2)
+	go func() { synced <- s.write(put("synced")) }()
+	waitPending(t, s, 3)
+	close(holdFn)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-failing; err == nil || err.Error() != "injected" {
+		t.Fatalf("failing write: %v", err)
+	}
+	<-entered // the retried batch ran its functions and waits to commit
+	select {
+	case err := <-unsynced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("writeUnsynced waited for the commit")
+	}
+	select {
+	case err := <-synced:
+		t.Fatalf("write returned before its commit (%v)", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(holdCommit)
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 {
+		t.Errorf("unsynced function ran %d times, want 2 (once more after the failing one left the batch)", runs)
+	}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		for _, k := range []string{"synced", "unsynced"} {
+			if tx.Bucket(bucket).Get([]byte(k)) == nil {
+				t.Errorf("%s write not committed", k)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPending waits until n write calls are queued.
+func waitPending(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.commits.mu.Lock()
+		got := len(s.commits.pending)
+		s.commits.mu.Unlock()
+		if got >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d writes queued", n)
+}
+
+// TestLeaseWithNothingDueWritesNothing: a lane asks for work after every
+// send; when nothing is due the answer comes from a read, not from a
+// commit (two fsyncs).
+func TestLeaseWithNothingDueWritesNothing(t *testing.T) {
+	s := openTest(t)
+	txid := func() int {
+		tx, err := s.db.Begin(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		return tx.ID()
+	}
+	before := txid()
+	jobs, next, err := s.Lease(context.Background(), store.LeaseRequest{Lane: "demo/ios", Owner: "r1", Now: t0, TTL: time.Minute, Max: 10})
+	if err != nil || len(jobs) != 0 || !next.IsZero() {
+		t.Fatalf("Lease on an empty lane: %v %v %v", jobs, next, err)
+	}
+	if after := txid(); after != before {
+		t.Errorf("Lease with nothing due committed %d transactions", after-before)
+	}
+}
