@@ -1,9 +1,11 @@
 package bolt
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -32,6 +34,8 @@ type writeCall struct {
 	early bool
 	// released: done was closed early.
 	released bool
+	// deferred: fn may wait up to deferDelay for company (writeDeferred).
+	deferred bool
 }
 
 // committer is the queue of writes and whether a goroutine is committing it.
@@ -45,6 +49,8 @@ type committer struct {
 	// one that ended. synced (on mu) is signalled at each end.
 	seq, released, committed uint64
 	synced                   *sync.Cond
+	// kick starts the committer for deferred writes left alone.
+	kick *time.Timer
 }
 
 // waitUnsynced waits until every unsynced write returned so far is
@@ -96,12 +102,28 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 // (the lease is then lost: its job stays due and is sent again). Reads
 // that must see such a write call waitUnsynced first.
 func (s *Store) writeUnsynced(fn func(*bbolt.Tx) error) error {
+	return s.writeEarly(fn, false)
+}
+
+// writeDeferred is writeUnsynced for a write that may also wait up to
+// deferDelay for another write to share its commit: a final settle. At a
+// low rate every settle committed alone (two fsyncs each, and an accept
+// arriving meanwhile waited for them); deferred, settles ride along with
+// the next accept or lease.
+func (s *Store) writeDeferred(fn func(*bbolt.Tx) error) error {
+	return s.writeEarly(fn, true)
+}
+
+// deferDelay is how long a deferred write waits for company at most.
+const deferDelay = time.Millisecond
+
+func (s *Store) writeEarly(fn func(*bbolt.Tx) error, deferred bool) error {
 	if s.fault != nil {
 		if err := s.fault(); err != nil {
 			return err
 		}
 	}
-	c := &writeCall{fn: fn, done: make(chan struct{}), early: true}
+	c := &writeCall{fn: fn, done: make(chan struct{}), early: true, deferred: deferred}
 	s.queue(c)
 	<-c.done
 	if c.panic != nil {
@@ -128,12 +150,39 @@ func (s *Store) writeLater(fn func(*bbolt.Tx) error) {
 func (s *Store) queue(c *writeCall) {
 	cm := &s.commits
 	cm.mu.Lock()
+	defer cm.mu.Unlock()
 	cm.pending = append(cm.pending, c)
-	if !cm.running {
-		cm.running = true
-		cm.loops.Go(s.commitLoop)
+	switch {
+	case cm.running:
+	case c.deferred:
+		if cm.kick == nil {
+			cm.kick = time.AfterFunc(cmp.Or(s.deferDelay, deferDelay), s.kickCommits)
+		}
+	default:
+		s.startCommits()
 	}
-	cm.mu.Unlock()
+}
+
+// startCommits starts the committer (cm.mu held, not running).
+func (s *Store) startCommits() {
+	cm := &s.commits
+	cm.running = true
+	if cm.kick != nil {
+		cm.kick.Stop() // the deferred writes go with this commit
+		cm.kick = nil
+	}
+	cm.loops.Go(s.commitLoop)
+}
+
+// kickCommits commits the deferred writes no other write came to share.
+func (s *Store) kickCommits() {
+	cm := &s.commits
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	cm.kick = nil
+	if !cm.running && len(cm.pending) > 0 {
+		s.startCommits()
+	}
 }
 
 // commitLoop commits queued writes, up to maxBatch per transaction, until

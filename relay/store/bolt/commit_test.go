@@ -133,3 +133,59 @@ func TestLeaseWithNothingDueWritesNothing(t *testing.T) {
 		t.Errorf("Lease with nothing due committed %d transactions", after-before)
 	}
 }
+
+// TestWriteDeferredSharesTheNextCommit: a deferred write does not start a
+// commit of its own while another write comes within the delay; alone,
+// it commits after the delay.
+func TestWriteDeferredSharesTheNextCommit(t *testing.T) {
+	s := openTest(t)
+	txid := func() int {
+		tx, err := s.db.Begin(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		return tx.ID()
+	}
+	put := func(key string) func(*bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("t"))
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(key), []byte("v"))
+		}
+	}
+	s.deferDelay = time.Hour // only another write commits it
+	before := txid()
+	deferred := make(chan error, 1)
+	go func() { deferred <- s.writeDeferred(put("deferred")) }()
+	waitPending(t, s, 1)
+	select {
+	case err := <-deferred:
+		t.Fatalf("deferred write returned alone (%v)", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := s.write(put("plain")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deferred; err != nil {
+		t.Fatal(err)
+	}
+	if n := txid() - before; n != 1 {
+		t.Errorf("deferred and plain write took %d commits, want 1", n)
+	}
+
+	// Alone, it commits after the delay.
+	s.commits.mu.Lock()
+	s.deferDelay = time.Millisecond
+	s.commits.mu.Unlock()
+	before = txid()
+	if err := s.writeDeferred(put("alone")); err != nil {
+		t.Fatal(err)
+	}
+	s.waitUnsynced()
+	if n := txid() - before; n != 1 {
+		t.Errorf("lone deferred write: %d commits, want 1", n)
+	}
+}

@@ -30,6 +30,7 @@ func (s *Store) DeadLetters(ctx context.Context, after string, limit int) ([]sto
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	defer leave()
+	s.waitUnsynced() // the dead letters of the settles returned so far
 	var out []store.DeadLetter
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketDeadLetters).Cursor()

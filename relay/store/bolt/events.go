@@ -142,6 +142,7 @@ func (s *Store) Event(ctx context.Context, key relay.EventKey) (*store.Record, e
 		return nil, fmt.Errorf("get event %s: %w", key, err)
 	}
 	defer leave()
+	s.waitUnsynced() // a job's state as its last Settle returned it
 
 	var rec *store.Record
 	k := eventKey(key)

@@ -377,7 +377,16 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	defer leave()
 	jk, jv := jobKey(j.Event, j.DeviceID), encodeJob(&j)
 	var lost bool
-	err = s.write(func(tx *bbolt.Tx) error {
+	// A final state need not be on disk before the queue goes on: a
+	// crash before its commit sends the job again, as a crash between
+	// the send and the settle always did. It shares the next commit.
+	// A job scheduled again is written at once: the lane's next lease
+	// must see it due.
+	write := s.write
+	if j.State.Final() {
+		write = s.writeDeferred
+	}
+	err = write(func(tx *bbolt.Tx) error {
 		lost = false
 		if cur := tx.Bucket(bucketSchedJobs).Get(jk); cur == nil || !bytes.Equal(cur, ticket) {
 			lost = true
@@ -417,6 +426,7 @@ func (s *Store) OpenJobs(ctx context.Context) (store.OpenCounts, error) {
 		return store.OpenCounts{}, fmt.Errorf("count open jobs: %w", err)
 	}
 	defer leave()
+	s.waitUnsynced() // the settles returned so far are counted
 	var c store.OpenCounts
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketSchedCount).ForEach(func(k, v []byte) error {

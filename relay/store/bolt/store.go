@@ -82,9 +82,11 @@ type Store struct {
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
-	done         chan struct{} // closed by Close: walks stop
-	once         sync.Once
-	closeErr     error
+	// deferDelay, when set (tests), replaces the const deferDelay.
+	deferDelay time.Duration
+	done       chan struct{} // closed by Close: walks stop
+	once       sync.Once
+	closeErr   error
 }
 
 // Open opens (creating if needed) the store file at path, after VerifyFile
