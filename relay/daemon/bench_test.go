@@ -68,7 +68,15 @@ type loadResult struct {
 	p50, p99      time.Duration
 	cpuPer1k      float64 // relayd CPU seconds per 1,000 deliveries
 	peakRSSMiB    float64
-	storeBytes    float64 // store data on disk per event
+	// peakAnonMiB, peakFileMiB: the highest anonymous (heap, stacks) and
+	// file-backed (binary, bbolt's mmap) RSS sampled during the run.
+	peakAnonMiB, peakFileMiB float64
+	// binMiB, storeMapMiB: the file-backed RSS of relayd's binary and of
+	// the store file's mmap at the end of the run.
+	binMiB, storeMapMiB float64
+	// postP50, postP99: a POST's round trip (accept, durable).
+	postP50, postP99 time.Duration
+	storeBytes       float64 // store data on disk per event
 	// acceptCPU is relayd's CPU from the first post to the last answer per
 	// event posted (deliveries under way in that time included): steadier
 	// than accepted/s on a shared machine.
@@ -133,6 +141,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 			b.ReportMetric(r.cpuPer1k, "cpu-s/1k-deliveries")
 			b.ReportMetric(r.peakRSSMiB, "peak-rss-MiB")
+			b.ReportMetric(r.peakAnonMiB, "peak-anon-MiB")
+			b.ReportMetric(r.peakFileMiB, "peak-file-MiB")
+			b.ReportMetric(float64(r.postP50.Microseconds())/1000, "post-p50-ms")
+			b.ReportMetric(float64(r.postP99.Microseconds())/1000, "post-p99-ms")
 			b.ReportMetric(r.storeBytes, "store-B/event")
 			b.ReportMetric(float64(r.acceptCPU.Nanoseconds())/1000, "accept-cpu-µs/event")
 			results = append(results, r)
@@ -151,10 +163,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event")
+	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99")
 	for _, r := range append(results, bare) {
-		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes)
+		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes, r.peakAnonMiB, r.peakFileMiB,
+			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String())
 	}
 	for _, r := range results {
 		if r.name == "bolt/apns-only/latency=0ms" && bare.deliverPerSec > 0 {
@@ -241,6 +254,20 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		defer clients[i].CloseIdleConnections()
 	}
 	types := []string{relay.TypeOTPReceived, relay.TypeAccountShared, relay.TypeNewTrustedDevice, relay.TypeIdentityVerification}
+	stopSampling := sampleRSS(h.pid())
+	if path := os.Getenv("EDGERELAY_BENCH_HEAPPROFILE"); path != "" {
+		// The heap in the middle of the load (a burst lasts a few
+		// seconds): what is live then, and what was allocated.
+		t := time.AfterFunc(time.Second, func() {
+			saveProfile(b, "http://"+h.metricsAddr+"/debug/pprof/heap?gc=1", path+"."+strings.NewReplacer("/", "_", "=", "").Replace(name))
+		})
+		defer t.Stop()
+	}
+	// Each POST's round trip (its events' accept, durable): with the
+	// socket-to-fake latency it says whether an event waits before its
+	// accept commit or after it.
+	var rttMu sync.Mutex
+	var rtts []time.Duration
 	start := time.Now()
 	b.StartTimer()
 	var wg sync.WaitGroup
@@ -266,6 +293,9 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 					sent[i] = now
 				}
 				code, body, err := post(hc, buf.Bytes())
+				rttMu.Lock()
+				rtts = append(rtts, time.Since(now))
+				rttMu.Unlock()
 				if err != nil || code != 202 || bytes.Contains(body, []byte(`"rejected"`)) {
 					b.Errorf("post: %d %s %v", code, body, err)
 					return
@@ -300,6 +330,10 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 			last = p.Time
 		}
 	}
+	anon, file := stopSampling()
+	// What of the file-backed RSS is relayd's binary and what the store's
+	// mmap (at the end of the run, when both are at their largest).
+	binMiB, storeMiB := mappedMiB(h.pid(), "/relayd", "/relay.db")
 	cpu := -cpu0
 	rss := 0.0
 	for _, h := range hs {
@@ -319,13 +353,16 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		}
 	}
 	slices.Sort(lat)
+	slices.Sort(rtts)
 	return loadResult{
 		name: name, events: n, deliveries: len(all),
 		acceptPerSec:  float64(n) / accepted.Seconds(),
 		deliverPerSec: float64(want) / last.Sub(start).Seconds(),
 		p50:           pct(lat, 0.50), p99: pct(lat, 0.99),
 		cpuPer1k:   cpu.Seconds() / float64(len(all)) * 1000,
-		peakRSSMiB: rss,
+		peakRSSMiB: rss, peakAnonMiB: anon, peakFileMiB: file,
+		binMiB: binMiB, storeMapMiB: storeMiB,
+		postP50: pct(rtts, 0.50), postP99: pct(rtts, 0.99),
 		storeBytes: float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
 		acceptCPU:  acceptCPU / time.Duration(n),
 	}
@@ -468,4 +505,89 @@ func profileSeconds() string {
 		return s
 	}
 	return "1"
+}
+
+// sampleRSS samples a process's anonymous and file-backed RSS (RssAnon,
+// RssFile in /proc/PID/status) every 10 ms until the returned function is
+// called, which returns the highest of each in MiB. VmHWM alone does not
+// say how much of the peak is heap and how much bbolt's mmap of the store
+// (file pages the kernel can drop).
+func sampleRSS(pid int) func() (anon, file float64) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var anon, file float64
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, line := range strings.Split(string(data), "\n") {
+					if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+						kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+						anon = max(anon, kb/1024)
+					} else if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
+						kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+						file = max(file, kb/1024)
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(stop)
+		<-done
+		return anon, file
+	}
+}
+
+// saveProfile writes the pprof profile at url to path.
+func saveProfile(tb testing.TB, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Logf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+}
+
+// mappedMiB returns the resident MiB of a process's mappings of files whose
+// paths end in each suffix (from /proc/PID/smaps).
+func mappedMiB(pid int, suffixes ...string) (float64, float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0
+	}
+	var got [2]float64
+	cur := -1
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = -1
+			if len(f) >= 6 {
+				for i, s := range suffixes[:2] {
+					if strings.HasSuffix(f[5], s) {
+						cur = i
+					}
+				}
+			}
+		case len(f) >= 2 && f[0] == "Rss:" && cur >= 0:
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			got[cur] += kb / 1024
+		}
+	}
+	return got[0], got[1]
 }
