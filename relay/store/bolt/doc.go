@@ -12,7 +12,11 @@
 // writes that arrive while a commit syncs go together into the next one. A
 // write method returns only after its commit, so whatever it reported as
 // stored survives a crash of the process or the machine. NoSync stays
-// false. A write function may run more than once (when another function of
+// false. Two exceptions, whose loss in a crash only sends a job again:
+// Lease returns once its transaction will commit, before the fsync (open
+// releases every lease anyway), and Settle to a final state also waits up
+// to 1 ms for another write to share its commit. The reads that show jobs
+// wait for those commits (waitUnsynced). A write function may run more than once (when another function of
 // the same commit fails),
 // so every write function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
