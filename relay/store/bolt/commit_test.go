@@ -3,11 +3,13 @@ package bolt
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
@@ -188,4 +190,93 @@ func TestWriteDeferredSharesTheNextCommit(t *testing.T) {
 	if n := txid() - before; n != 1 {
 		t.Errorf("lone deferred write: %d commits, want 1", n)
 	}
+}
+
+// TestReadsWaitForUnsyncedCommits: once Lease or Settle returned, LaneStats
+// and Event show what they wrote, even while their commit has not ended.
+func TestReadsWaitForUnsyncedCommits(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Now()
+	e := ev("acme", "e1")
+	e.ExpiresAt = now.Add(time.Hour)
+	mustAdd(t, s, e)
+	d := relay.Device{Workspace: "acme", User: e.User, ID: "d1", Platform: relay.PlatformIOS, Token: "tok", App: "demo", UpdatedAt: now}
+	if _, err := s.RegisterDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	job := relay.Job{Event: e.Key(), DeviceID: d.ID, Platform: d.Platform, App: d.App, State: relay.StatePending, ExpiresAt: e.ExpiresAt, UpdatedAt: now}
+	alert := &relay.Alert{EventID: e.ID, Workspace: e.Workspace, Type: e.Type, Title: "t", Body: "b", CollapseID: "c", ExpiresAt: e.ExpiresAt}
+	if err := s.Decide(ctx, e.Key(), relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled}, alert, []relay.Job{job}); err != nil {
+		t.Fatal(err)
+	}
+	lane := relay.Lane("demo", relay.PlatformIOS)
+
+	// Every commit from here on waits in beforeCommit until released.
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	s.beforeCommit = func() {
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		<-g
+	}
+	release := func() {
+		mu.Lock()
+		close(gate)
+		gate = make(chan struct{})
+		mu.Unlock()
+	}
+	// noAnswer fails if read returns before release, then releases the
+	// commit and returns read's answer.
+	noAnswer := func(what string, read func() any) any {
+		t.Helper()
+		got := make(chan any, 1)
+		go func() { got <- read() }()
+		select {
+		case v := <-got:
+			t.Fatalf("%s answered before the commit ended: %v", what, v)
+		case <-time.After(20 * time.Millisecond):
+		}
+		release()
+		return <-got
+	}
+
+	jobs, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r1", Now: now, TTL: time.Minute, Max: 10})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("lease: %v %v", jobs, err)
+	}
+	stats := noAnswer("LaneStats", func() any {
+		st, err := s.LaneStats(ctx, now)
+		if err != nil {
+			return err
+		}
+		return st
+	}).([]store.LaneStats)
+	if len(stats) != 1 || stats[0].Leased != 1 {
+		t.Fatalf("lane stats after the lease: %+v", stats)
+	}
+
+	s.commits.mu.Lock()
+	s.deferDelay = time.Millisecond // read by queue, under this lock
+	s.commits.mu.Unlock()
+	done := jobs[0].Job
+	done.State, done.Attempts, done.UpdatedAt = relay.StateDelivered, 1, now
+	if err := s.Settle(ctx, jobs[0], done); err != nil {
+		t.Fatal(err)
+	}
+	rec := noAnswer("Event", func() any {
+		r, err := s.Event(ctx, e.Key())
+		if err != nil {
+			return err
+		}
+		return r
+	}).(*store.Record)
+	if len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateDelivered {
+		t.Fatalf("jobs after the settle: %+v", rec.Jobs)
+	}
+	mu.Lock()
+	close(gate) // later commits pass
+	s.beforeCommit = nil
+	mu.Unlock()
 }
