@@ -144,7 +144,7 @@ func (s *Store) writeLater(fn func(*bbolt.Tx) error) {
 			return
 		}
 	}
-	s.queue(&writeCall{fn: fn, done: make(chan struct{}), later: true})
+	s.queue(&writeCall{fn: fn, later: true}) // no done: nobody waits
 }
 
 func (s *Store) queue(c *writeCall) {
@@ -266,8 +266,11 @@ func (s *Store) finish(c *writeCall, err error) {
 		return
 	}
 	c.err = err
-	if c.later && err != nil {
-		s.log.Warn("store write failed", "error", err)
+	if c.later {
+		if err != nil {
+			s.log.Warn("store write failed", "error", err)
+		}
+		return
 	}
 	close(c.done)
 }
