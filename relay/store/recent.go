@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -143,4 +146,82 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// AppendRecentJSON appends m as json.Marshal encodes it (keys sorted,
+// empty fields left out), without reflection: a user's counters are
+// encoded on every count (bolt writes them behind), which with
+// encoding/json cost more than the count itself.
+func AppendRecentJSON(dst []byte, m map[string]*RecentCounter) []byte {
+	if m == nil {
+		return append(dst, "null"...)
+	}
+	var small [8]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		c := m[k]
+		if c == nil {
+			dst = append(dst, "null"...)
+			continue
+		}
+		dst = append(dst, '{')
+		sep := false
+		for _, f := range [...]struct {
+			name string
+			bs   [][2]int64
+		}{{`"s":`, c.Tens}, {`"m":`, c.Mins}} {
+			if len(f.bs) == 0 {
+				continue
+			}
+			if sep {
+				dst = append(dst, ',')
+			}
+			sep = true
+			dst = append(dst, f.name...)
+			dst = append(dst, '[')
+			for j, b := range f.bs {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, '[')
+				dst = strconv.AppendInt(dst, b[0], 10)
+				dst = append(dst, ',')
+				dst = strconv.AppendInt(dst, b[1], 10)
+				dst = append(dst, ']')
+			}
+			dst = append(dst, ']')
+		}
+		if c.Last != "" {
+			if sep {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"l":`...)
+			dst = appendJSONString(dst, c.Last)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b >= 0x7f || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+			q, _ := json.Marshal(s) // escapes: encoding/json's rules
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

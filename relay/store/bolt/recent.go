@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -61,10 +60,7 @@ func (s *Store) CountRecent(ctx context.Context, ws, user, typ, id string, t tim
 		c.users[string(key)] = m
 	}
 	store.RecentBump(m, typ, id, t, t)
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("count recent %s/%s: %w", ws, user, err)
-	}
+	raw := store.AppendRecentJSON(nil, m)
 	s.writeLater(func(tx *bbolt.Tx) error { return tx.Bucket(bucketRecent).Put(key, raw) })
 	if c.calls++; c.calls >= recentSweepEvery {
 		c.calls = 0
