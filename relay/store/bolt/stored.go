@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -24,9 +25,12 @@ func (s *Store) Stored(ctx context.Context, keys []relay.EventKey) ([]bool, erro
 	defer leave()
 	out := make([]bool, len(keys))
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		events := tx.Bucket(bucketEvents)
+		// One cursor for all: a Get makes a cursor (and its stack) each.
+		c := tx.Bucket(bucketEvents).Cursor()
 		for i, key := range keys {
-			out[i] = events.Get(eventKey(key)) != nil
+			ek := eventKey(key)
+			k, _ := c.Seek(ek)
+			out[i] = bytes.Equal(k, ek)
 		}
 		return nil
 	})
