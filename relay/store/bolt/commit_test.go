@@ -113,19 +113,23 @@ func waitPending(t *testing.T, s *Store, n int) {
 	t.Fatalf("fewer than %d writes queued", n)
 }
 
+// lastTxID returns the id of s's last committed transaction.
+func lastTxID(t *testing.T, s *Store) int {
+	t.Helper()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	return tx.ID()
+}
+
 // TestLeaseWithNothingDueWritesNothing: a lane asks for work after every
 // send; when nothing is due the answer comes from a read, not from a
 // commit (two fsyncs).
 func TestLeaseWithNothingDueWritesNothing(t *testing.T) {
 	s := openTest(t)
-	txid := func() int {
-		tx, err := s.db.Begin(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		return tx.ID()
-	}
+	txid := func() int { return lastTxID(t, s) }
 	before := txid()
 	jobs, next, err := s.Lease(context.Background(), store.LeaseRequest{Lane: "demo/ios", Owner: "r1", Now: t0, TTL: time.Minute, Max: 10})
 	if err != nil || len(jobs) != 0 || !next.IsZero() {
@@ -141,14 +145,7 @@ func TestLeaseWithNothingDueWritesNothing(t *testing.T) {
 // it commits after the delay.
 func TestWriteDeferredSharesTheNextCommit(t *testing.T) {
 	s := openTest(t)
-	txid := func() int {
-		tx, err := s.db.Begin(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		return tx.ID()
-	}
+	txid := func() int { return lastTxID(t, s) }
 	put := func(key string) func(*bbolt.Tx) error {
 		return func(tx *bbolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists([]byte("t"))
