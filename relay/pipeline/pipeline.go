@@ -636,7 +636,7 @@ func (p *Pipeline) decide(ctx context.Context, ev relay.Event, judged func()) er
 		}
 		return ignoreConflict(err)
 	}
-	j, err := p.judge(ctx, ev, now, nil)
+	j, err := p.judge(ctx, ev, now)
 	if err != nil {
 		return err
 	}
@@ -963,15 +963,11 @@ func cached[K comparable, V any](m *map[K]V, k K, read func() (V, error)) (V, er
 	return v, nil
 }
 
-// judge runs the decision chain for ev, whose type is known. With reads
-// (quick: deciding on accept, reads keeping the batch's directory reads),
-// it returns nil, nil when the event needs a decider: a plugin to judge
-// it, or a user.recent count (kept in event order by the deciders'
-// per-user lines) — unless reads.inline, when Accept may run the chain
-// itself (inliner).
-func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*judged, error) {
-	pr, err := p.prepare(ctx, ev, now, reads)
-	if err != nil || pr == nil {
+// judge runs the decision chain for ev, whose type is known, as a decider
+// does: the reads, the plugins (when its baseline delivers) and the jobs.
+func (p *Pipeline) judge(ctx context.Context, ev relay.Event, now time.Time) (*judged, error) {
+	pr, err := p.prepare(ctx, ev, now, nil)
+	if err != nil {
 		return nil, err
 	}
 	return p.finish(ctx, pr, now)
@@ -993,8 +989,12 @@ type prepared struct {
 	alert         *relay.Alert
 }
 
-// prepare is judge's first half: the reads and the baseline. It returns
-// nil, nil as judge does.
+// prepare is judge's first half: the reads and the baseline. With reads
+// (quick: deciding on accept, reads keeping the batch's directory reads),
+// it returns nil, nil when the event needs a decider: a plugin to judge
+// it, or a user.recent count (kept in event order by the deciders'
+// per-user lines) — unless reads.inline, when Accept runs the chain
+// itself (inliner).
 func (p *Pipeline) prepare(ctx context.Context, ev relay.Event, now time.Time, reads *directoryReads) (*prepared, error) {
 	quick := reads != nil
 	if reads == nil {
