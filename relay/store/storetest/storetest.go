@@ -89,6 +89,20 @@ func (h Harness) open(t *testing.T) store.Backend {
 	return b
 }
 
+// undecidedIDs returns the ids of b's undecided events received before
+// before, in the order Undecided gives them.
+func undecidedIDs(t *testing.T, b store.Backend, before time.Time) []string {
+	t.Helper()
+	var ids []string
+	if err := b.Undecided(ctx, before, func(e relay.Event) error {
+		ids = append(ids, e.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 func (h Harness) peer(t *testing.T, b store.Backend) store.Backend {
 	t.Helper()
 	if h.OpenPeer == nil {
@@ -335,13 +349,7 @@ func testAddDecided(t *testing.T, h Harness) {
 	if rec, err := b.Event(ctx, quiet.Key()); err != nil || rec.Decision == nil || rec.Decision.Reason != relay.ReasonUserOptOut || len(rec.Jobs) != 0 {
 		t.Fatalf("suppressed on accept: %+v, %v", rec, err)
 	}
-	var undecided []string
-	if err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
-		undecided = append(undecided, e.ID)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	undecided := undecidedIDs(t, h.peer(t, b), time.Now().Add(time.Minute))
 	if !slices.Equal(undecided, []string{"later"}) {
 		t.Fatalf("undecided %v, want [later]", undecided)
 	}
@@ -408,13 +416,7 @@ func testAddDecidedBatch(t *testing.T, h Harness) {
 	if rec, err := b.Event(ctx, evs[0].Key()); err != nil || rec.Decision != nil {
 		t.Fatalf("u-9: the first post (undecided) should win: %+v, %v", rec, err)
 	}
-	var undecided []string
-	if err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
-		undecided = append(undecided, e.ID)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	undecided := undecidedIDs(t, h.peer(t, b), time.Now().Add(time.Minute))
 	if !slices.Equal(undecided, []string{"u-9", "u-1", "u-5"}) {
 		t.Fatalf("undecided %v, want [u-9 u-1 u-5] (post order)", undecided)
 	}
@@ -441,22 +443,11 @@ func testUndecided(t *testing.T, h Harness) {
 	if err := b.Decide(ctx, relay.EventKey{Workspace: ws, ID: "evt-2"}, d, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	err := h.peer(t, b).Undecided(ctx, time.Now().Add(time.Minute), func(e relay.Event) error {
-		got = append(got, e.ID)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := undecidedIDs(t, h.peer(t, b), time.Now().Add(time.Minute))
 	if want := []string{"evt-0", "evt-1", "evt-3", "evt-4"}; !slices.Equal(got, want) {
 		t.Fatalf("undecided %v, want %v (oldest first)", got, want)
 	}
-	got = nil
-	if err := b.Undecided(ctx, time.Now().Add(-time.Hour), func(e relay.Event) error { got = append(got, e.ID); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 0 {
+	if got = undecidedIDs(t, b, time.Now().Add(-time.Hour)); len(got) != 0 {
 		t.Fatalf("events received an hour ago: %v, want none", got)
 	}
 	stop := errors.New("stop")
