@@ -2,10 +2,11 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/edgerelay/edgerelay/relay/jsonstr"
 )
 
 // Recents keeps the counts plugins see as user.recent: how many events of
@@ -167,7 +168,7 @@ func AppendRecentJSON(dst []byte, m map[string]*RecentCounter) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = jsonstr.Append(dst, k)
 		dst = append(dst, ':')
 		c := m[k]
 		if c == nil {
@@ -206,22 +207,9 @@ func AppendRecentJSON(dst []byte, m map[string]*RecentCounter) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"l":`...)
-			dst = appendJSONString(dst, c.Last)
+			dst = jsonstr.Append(dst, c.Last)
 		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
-}
-
-// appendJSONString appends s as a JSON string, as encoding/json writes it.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b < 0x20 || b >= 0x7f || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
-			q, _ := json.Marshal(s) // escapes: encoding/json's rules
-			return append(dst, q...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }

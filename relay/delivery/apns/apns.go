@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sideshow/apns2"
@@ -27,6 +26,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/delivery"
+	"github.com/edgerelay/edgerelay/relay/jsonstr"
 )
 
 // Provider is the name in delivery errors and logs.
@@ -394,12 +394,12 @@ func Payload(a *relay.Alert) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, f.key)
+		b = jsonstr.Append(b, f.key)
 		b = append(b, ':')
 		if f.key == "aps" {
 			b = appendAPS(b, a)
 		} else {
-			b = appendJSONString(b, f.value)
+			b = jsonstr.Append(b, f.value)
 		}
 	}
 	return append(b, '}'), nil
@@ -412,87 +412,31 @@ func appendAPS(b []byte, a *relay.Alert) []byte {
 	}
 	b = append(b, `{"alert":{`...)
 	if a.Body != "" {
-		b = appendJSONString(append(b, `"body":`...), a.Body)
+		b = jsonstr.Append(append(b, `"body":`...), a.Body)
 		if a.Title != "" {
 			b = append(b, ',')
 		}
 	}
 	if a.Title != "" {
-		b = appendJSONString(append(b, `"title":`...), a.Title)
+		b = jsonstr.Append(append(b, `"title":`...), a.Title)
 	}
 	b = append(b, '}')
 	if a.Category != "" {
-		b = appendJSONString(append(b, `,"category":`...), a.Category)
+		b = jsonstr.Append(append(b, `,"category":`...), a.Category)
 	}
 	if interruptionLevels[a.InterruptionLevel] {
-		b = appendJSONString(append(b, `,"interruption-level":`...), a.InterruptionLevel)
+		b = jsonstr.Append(append(b, `,"interruption-level":`...), a.InterruptionLevel)
 	}
 	if a.MutableContent || a.Category != "" || len(a.Actions) > 0 || len(a.Data) > 0 {
 		b = append(b, `,"mutable-content":1`...)
 	}
 	if a.Sound != "" {
-		b = appendJSONString(append(b, `,"sound":`...), a.Sound)
+		b = jsonstr.Append(append(b, `,"sound":`...), a.Sound)
 	}
 	if a.ThreadID != "" {
-		b = appendJSONString(append(b, `,"thread-id":`...), a.ThreadID)
+		b = jsonstr.Append(append(b, `,"thread-id":`...), a.ThreadID)
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string escaped as encoding/json
-// does by default: ", \ and control characters, <, > and & (HTML-safe),
-// U+2028 and U+2029; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Classify turns an APNs answer other than 200 into a delivery error:
