@@ -259,7 +259,11 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		// The heap in the middle of the load (a burst lasts a few
 		// seconds): what is live then, and what was allocated.
 		t := time.AfterFunc(time.Second, func() {
-			saveProfile(b, "http://"+h.metricsAddr+"/debug/pprof/heap?gc=1", path+"."+strings.NewReplacer("/", "_", "=", "").Replace(name))
+			suffix := "." + strings.NewReplacer("/", "_", "=", "").Replace(name)
+			saveProfile(b, "http://"+h.metricsAddr+"/debug/pprof/heap?gc=1", path+suffix)
+			// And its goroutines then (how many, and where they wait):
+			// GC scans and shrinks every goroutine's stack.
+			saveProfile(b, "http://"+h.metricsAddr+"/debug/pprof/goroutine?debug=1", path+suffix+".goroutines.txt")
 		})
 		defer t.Stop()
 	}

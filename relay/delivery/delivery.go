@@ -146,6 +146,18 @@ func Deadline(ctx context.Context, now time.Time, expiresAt time.Time, max time.
 	return dl
 }
 
+// SendContext returns ctx bounded by Deadline(ctx, now, expiresAt, max),
+// and its cancel function. When ctx's own deadline is already that
+// deadline (the queue bounds every send by its lease), it returns ctx
+// itself: a derived context costs a timer per push.
+func SendContext(ctx context.Context, now time.Time, expiresAt time.Time, max time.Duration) (context.Context, context.CancelFunc) {
+	dl := Deadline(ctx, now, expiresAt, max)
+	if d, ok := ctx.Deadline(); ok && !dl.Before(d) {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, dl)
+}
+
 // ParseRetryAfter reads a Retry-After header value, in seconds or as an HTTP
 // date, relative to now. It returns 0 for an empty, malformed or past value.
 func ParseRetryAfter(v string, now time.Time) time.Duration {

@@ -77,6 +77,35 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
+func TestSendContext(t *testing.T) {
+	now := time.Now()
+	bg := context.Background()
+	// The caller's deadline is the soonest: its context is used as is.
+	ctx, cancel := context.WithDeadline(bg, now.Add(2*time.Second))
+	defer cancel()
+	sctx, scancel := SendContext(ctx, now, now.Add(time.Minute), SendTimeout)
+	scancel()
+	if sctx != ctx || sctx.Err() != nil {
+		t.Fatalf("ctx sooner: got a derived context (err %v), want the caller's", sctx.Err())
+	}
+	// The alert's expiry is sooner: a derived context ends then, and its
+	// cancel ends it without touching the caller's.
+	sctx, scancel = SendContext(ctx, now, now.Add(time.Second), SendTimeout)
+	if d, _ := sctx.Deadline(); !d.Equal(now.Add(time.Second)) {
+		t.Fatalf("expiry sooner: deadline %v, want %v", d, now.Add(time.Second))
+	}
+	scancel()
+	if sctx.Err() == nil || ctx.Err() != nil {
+		t.Fatalf("cancel: derived err %v, caller's err %v", sctx.Err(), ctx.Err())
+	}
+	// No deadline on the caller's: the send timeout bounds the send.
+	sctx, scancel = SendContext(bg, now, time.Time{}, SendTimeout)
+	defer scancel()
+	if d, ok := sctx.Deadline(); !ok || !d.Equal(now.Add(SendTimeout)) {
+		t.Fatalf("no deadline: got %v %v, want %v", d, ok, now.Add(SendTimeout))
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {

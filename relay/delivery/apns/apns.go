@@ -266,7 +266,7 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 		return err
 	}
 	p := c.pool(d)
-	sctx, cancel := context.WithDeadline(ctx, delivery.Deadline(ctx, now, a.ExpiresAt, c.timeout))
+	sctx, cancel := delivery.SendContext(ctx, now, a.ExpiresAt, c.timeout)
 	defer cancel()
 	select {
 	case p.sem <- struct{}{}:
@@ -381,7 +381,7 @@ func Payload(a *relay.Alert) ([]byte, error) {
 	}
 	root = append(root, field{"aps", ""}, field{"event_id", a.EventID}, field{"type", a.Type})
 	if !a.ExpiresAt.IsZero() {
-		root = append(root, field{"expires_at", a.ExpiresAt.UTC().Format(time.RFC3339)})
+		root = append(root, field{key: "expires_at"}) // written below, without a string
 	}
 	if a.Silent && a.Data[relay.DataTokenProof] == "" {
 		root = append(root, field{"withdraw", "true"})
@@ -396,9 +396,13 @@ func Payload(a *relay.Alert) ([]byte, error) {
 		}
 		b = jsonstr.Append(b, f.key)
 		b = append(b, ':')
-		if f.key == "aps" {
+		switch {
+		case f.key == "aps":
 			b = appendAPS(b, a)
-		} else {
+		case f.key == "expires_at" && !a.ExpiresAt.IsZero():
+			// RFC 3339 has nothing JSON escapes.
+			b = append(a.ExpiresAt.UTC().AppendFormat(append(b, '"'), time.RFC3339), '"')
+		default:
 			b = jsonstr.Append(b, f.value)
 		}
 	}

@@ -203,7 +203,7 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 		return &delivery.Error{Provider: Provider, Reason: "INVALID_ARGUMENT", Outcome: delivery.Permanent,
 			Err: fmt.Errorf("payload is %d bytes, limit %d", n, MaxPayload)}
 	}
-	sctx, cancel := context.WithDeadline(ctx, delivery.Deadline(ctx, now, a.ExpiresAt, c.timeout))
+	sctx, cancel := delivery.SendContext(ctx, now, a.ExpiresAt, c.timeout)
 	defer cancel()
 	select {
 	case c.sem <- struct{}{}:
