@@ -327,6 +327,10 @@ var fieldNames = [...]string{"id", "workspace", "user", "type", "title", "body",
 
 type decoder struct {
 	data []byte
+	// text is data as a string, made at the first string decoded: the
+	// strings without escapes are its substrings, so an event's strings
+	// cost one allocation, not one each.
+	text string
 	pos  int
 	seen uint16 // fields present (null counts as absent)
 	dup  uint16 // fields met, to refuse duplicates
@@ -605,8 +609,18 @@ func (d *decoder) actionsField(field string, ev *relay.Event) error {
 // str decodes the JSON string at d.pos (which is '"'). field names the
 // field for errors.
 func (d *decoder) str(field string) (string, error) {
+	start := d.pos + 1
 	b, err := d.rawStr(field)
-	return string(b), err
+	if err != nil || len(b) == 0 {
+		return string(b), err
+	}
+	if &b[0] != &d.data[start] {
+		return string(b), nil // unescaped into a buffer of its own
+	}
+	if d.text == "" {
+		d.text = string(d.data)
+	}
+	return d.text[start : start+len(b)], nil
 }
 
 // rawStr decodes the JSON string at d.pos (which is '"'). The result
@@ -798,8 +812,8 @@ func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) er
 		return err
 	}
 	for k, v := range ev.Data {
-		if err := checkLen("data", "key "+quoteShort(k), k, relay.MaxDataKeyLen); err != nil {
-			return err
+		if reason := lenFault(k, relay.MaxDataKeyLen); reason != "" {
+			return &FieldError{Field: "data", Reason: "key " + quoteShort(k) + " " + reason}
 		}
 		if r, ok := firstNotPrintable(k); ok {
 			return &FieldError{Field: "data", Reason: fmt.Sprintf("key %s contains non-printable character %U", quoteShort(k), r)}
@@ -814,8 +828,8 @@ func validateEvent(ev *relay.Event, seen uint16, knownType func(string) bool) er
 		}
 	}
 	for i, a := range ev.Actions {
-		if err := checkLen("actions", fmt.Sprintf("item %d", i), a, relay.MaxActionLen); err != nil {
-			return err
+		if reason := lenFault(a, relay.MaxActionLen); reason != "" {
+			return &FieldError{Field: "actions", Reason: fmt.Sprintf("item %d %s", i, reason)}
 		}
 		if r, ok := firstNotPrintable(a); ok {
 			return &FieldError{Field: "actions", Reason: fmt.Sprintf("item %d contains non-printable character %U", i, r)}
@@ -847,8 +861,8 @@ func checkID(field, s string) error {
 // checkName validates an identifier: 1 to relay.MaxIDLen printable
 // characters.
 func checkName(field, s string) error {
-	if err := checkLen(field, "", s, relay.MaxIDLen); err != nil {
-		return err
+	if reason := lenFault(s, relay.MaxIDLen); reason != "" {
+		return &FieldError{Field: field, Reason: reason}
 	}
 	if r, ok := firstNotPrintable(s); ok {
 		return &FieldError{Field: field, Reason: fmt.Sprintf("contains non-printable character %U", r)}
@@ -856,18 +870,17 @@ func checkName(field, s string) error {
 	return nil
 }
 
-func checkLen(field, what, s string, max int) error {
-	prefix := ""
-	if what != "" {
-		prefix = what + " "
-	}
+// lenFault says what is wrong with the length of s, at most max
+// characters and not empty ("" if nothing): the caller names it, so a
+// valid value costs no label.
+func lenFault(s string, max int) string {
 	if s == "" {
-		return &FieldError{Field: field, Reason: prefix + "must not be empty"}
+		return "must not be empty"
 	}
 	if len(s) > max && utf8.RuneCountInString(s) > max {
-		return &FieldError{Field: field, Reason: fmt.Sprintf("%sis longer than %d characters", prefix, max)}
+		return fmt.Sprintf("is longer than %d characters", max)
 	}
-	return nil
+	return ""
 }
 
 // checkText bounds a visible text; it may hold no control characters
