@@ -312,8 +312,12 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 	type item struct {
 		lj    store.Leased
 		probe bool
+		lease *leaseContext
 	}
-	pool := newSendPool(sends, func(it item) { q.process(sendCtx, l, it.lj, it.probe) })
+	pool := newSendPool(sends, func(it item) {
+		q.process(sendCtx, it.lease.ctx, l, it.lj, it.probe)
+		it.lease.done()
+	})
 	defer pool.close()
 	failures := 0
 	for {
@@ -361,8 +365,11 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 			q.mu.Lock()
 			l.inFlight += len(jobs)
 			q.mu.Unlock()
-			for _, lj := range jobs {
-				pool.run(item{lj, probe})
+			if len(jobs) > 0 {
+				lc := newLeaseContext(sendCtx, now.Add(q.opts.LeaseTTL*9/10), len(jobs))
+				for _, lj := range jobs {
+					pool.run(item{lj, probe, lc})
+				}
 			}
 			if len(jobs) == max && err == nil {
 				continue // more may be due
@@ -387,9 +394,34 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 
 func max0(d time.Duration) time.Duration { return max(d, 0) }
 
+// leaseContext is the context of one lease's sends: it ends before the
+// lease does (so no other relay sends a job while this send may still
+// land). The lease's jobs share it, and its timer: one per lease, not one
+// per send.
+type leaseContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	left   atomic.Int32 // sends not done
+}
+
+func newLeaseContext(parent context.Context, end time.Time, jobs int) *leaseContext {
+	lc := &leaseContext{}
+	lc.ctx, lc.cancel = context.WithDeadline(parent, end)
+	lc.left.Store(int32(jobs))
+	return lc
+}
+
+// done ends one send; the last ends the context.
+func (lc *leaseContext) done() {
+	if lc.left.Add(-1) == 0 {
+		lc.cancel()
+	}
+}
+
 // process sends one leased job (or parks it, when its lane's breaker opened
-// or its token is throttled) and settles the lease.
-func (q *Queue) process(ctx context.Context, l *lane, lj store.Leased, probe bool) {
+// or its token is throttled) and settles the lease. lctx bounds the send:
+// it ends before the lease does.
+func (q *Queue) process(ctx, lctx context.Context, l *lane, lj store.Leased, probe bool) {
 	defer q.done(l)
 	j := lj.Job
 	switch {
@@ -430,7 +462,7 @@ func (q *Queue) process(ctx context.Context, l *lane, lj store.Leased, probe boo
 			return
 		}
 	}
-	q.send(ctx, l, lj, probe, j)
+	q.send(ctx, lctx, l, lj, probe, j)
 }
 
 // done frees a lane's send slot.
@@ -442,20 +474,19 @@ func (q *Queue) done(l *lane) {
 }
 
 // send makes one attempt and settles the lease with its outcome.
-func (q *Queue) send(ctx context.Context, l *lane, lj store.Leased, probe bool, j relay.Job) {
+func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe bool, j relay.Job) {
 	now := q.opts.Now()
 	if !now.Before(lj.Alert.ExpiresAt) {
 		q.breakerResult(l, probe, noAnswer, "")
 		q.settle(ctx, l, lj, relay.StateExpired, time.Time{}, j.LastError, 0, false)
 		return
 	}
-	// A send ends before the alert expires and before the lease does (so
-	// no other relay sends the job while this send may still land).
-	deadline := lj.Alert.ExpiresAt
-	if leaseEnd := now.Add(q.opts.LeaseTTL * 9 / 10); leaseEnd.Before(deadline) {
-		deadline = leaseEnd
+	// A send ends before the alert expires and before the lease does
+	// (lctx).
+	sctx, cancel := lctx, context.CancelFunc(func() {})
+	if end, _ := lctx.Deadline(); lj.Alert.ExpiresAt.Before(end) {
+		sctx, cancel = context.WithDeadline(lctx, lj.Alert.ExpiresAt)
 	}
-	sctx, cancel := context.WithDeadline(ctx, deadline)
 	start := time.Now()
 	err := l.Notifier.Notify(sctx, lj.Device, lj.Alert)
 	cancel()

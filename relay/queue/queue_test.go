@@ -530,3 +530,50 @@ func TestSendPoolReusesTheLastIdle(t *testing.T) {
 		t.Fatalf("a new goroutine (%s) started; the burst's were %v", after[0], burst)
 	}
 }
+
+// ctxNotifier records each send's context.
+type ctxNotifier struct {
+	mu   sync.Mutex
+	ctxs map[string]context.Context // by event id
+}
+
+func (n *ctxNotifier) Notify(ctx context.Context, _ relay.Device, a *relay.Alert) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ctxs[a.EventID] = ctx
+	return nil
+}
+
+// TestSendEndsBeforeTheLease: a send's deadline is the sooner of the
+// alert's expiry and nine tenths of its lease, and the context the
+// lease's sends share ends once they are all done.
+func TestSendEndsBeforeTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		schedule(t, st, "long", relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		schedule(t, st, "short", relay.PriorityNormal, relay.PlatformIOS, 5*time.Second, time.Time{})
+		leased := time.Now()
+		n := &ctxNotifier{ctxs: map[string]context.Context{}}
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 4}})
+		o.LeaseTTL = 30 * time.Second
+		_, stop := run(t, o)
+		defer stop()
+		synctest.Wait() // sent and settled; the queue waits for more
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if len(n.ctxs) != 2 {
+			t.Fatalf("sent %d, want 2", len(n.ctxs))
+		}
+		if d, ok := n.ctxs["long"].Deadline(); !ok || !d.Equal(leased.Add(27*time.Second)) {
+			t.Fatalf("long-lived alert: deadline %v (%v), want the lease's end less a tenth, %v", d, ok, leased.Add(27*time.Second))
+		}
+		if d, ok := n.ctxs["short"].Deadline(); !ok || !d.Equal(leased.Add(5*time.Second)) {
+			t.Fatalf("alert expiring first: deadline %v (%v), want its expiry %v", d, ok, leased.Add(5*time.Second))
+		}
+		for id, ctx := range n.ctxs {
+			if !errors.Is(ctx.Err(), context.Canceled) {
+				t.Fatalf("%s: context err %v after its send, want canceled", id, ctx.Err())
+			}
+		}
+	})
+}
