@@ -117,7 +117,8 @@ type Queue struct {
 	maxOpen atomic.Int64
 	backoff atomic.Pointer[Backoff]
 
-	mu sync.Mutex // guards lanes' inFlight and breakers, tokens
+	settling sync.WaitGroup // settles under way (settle)
+	mu       sync.Mutex     // guards lanes' inFlight and breakers, tokens
 	// tokens: device tokens APNs answered 429 TooManyRequests for, and
 	// until when their jobs wait.
 	tokens map[string]time.Time
@@ -258,6 +259,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	loops.Wait()
 	sends.Wait()
+	q.settling.Wait() // the sends started their last settles
 	cancelSends()
 	return nil
 }
@@ -314,10 +316,13 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 		probe bool
 		lease *leaseContext
 	}
-	pool := newSendPool(sends, func(it item) {
-		q.process(sendCtx, it.lease.ctx, l, it.lj, it.probe)
-		it.lease.done()
-	})
+	pool := newSendPool(sends, l.Concurrency, time.Now,
+		func(it item) bool { return it.probe || store.PriorityOf(it.lj.Alert) == relay.PriorityHigh },
+		l.pushSample,
+		func(it item) {
+			q.process(sendCtx, it.lease.ctx, l, it.lj, it.probe)
+			it.lease.done()
+		})
 	defer pool.close()
 	failures := 0
 	for {
@@ -422,7 +427,6 @@ func (lc *leaseContext) done() {
 // or its token is throttled) and settles the lease. lctx bounds the send:
 // it ends before the lease does.
 func (q *Queue) process(ctx, lctx context.Context, l *lane, lj store.Leased, probe bool) {
-	defer q.done(l)
 	j := lj.Job
 	switch {
 	case lj.Alert == nil:
@@ -491,6 +495,7 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe 
 	err := l.Notifier.Notify(sctx, lj.Device, lj.Alert)
 	cancel()
 	took := time.Since(start)
+	l.pushed(took)
 	if err != nil && ctx.Err() != nil {
 		// Shutdown cut this send: hand the job back, due now, no attempt.
 		q.breakerResult(l, probe, noAnswer, "")
@@ -555,8 +560,10 @@ func (q *Queue) dropToken(ctx context.Context, l *lane, lj store.Leased, err err
 	q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{}, err.Error(), took, false)
 }
 
-// settle records a job's new state and ends its lease. An open state due
-// at or after the alert's expiry is recorded as expired instead.
+// settle records a job's new state and ends its lease, on a goroutine of
+// its own: the sender goes back to its pool while the store commits, and
+// the lane's send slot is freed once the state is recorded. An open state
+// due at or after the alert's expiry is recorded as expired instead.
 func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.DeliveryState, next time.Time, lastErr string, took time.Duration, probe bool) {
 	if probe {
 		q.breakerResult(l, true, noAnswer, "")
@@ -570,6 +577,12 @@ func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.De
 	if !s.Final() {
 		j.NextAt = next
 	}
+	q.settling.Go(func() { q.record(ctx, l, lj, j, s, next, took) })
+}
+
+// record settles lj with j and frees its lane's slot.
+func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Job, s relay.DeliveryState, next time.Time, took time.Duration) {
+	defer q.done(l)
 	if err := q.opts.Schedule.Settle(ctx, lj, j); err != nil {
 		lvl := hclog.Error
 		if errors.Is(err, store.ErrLeaseLost) {
@@ -639,6 +652,35 @@ type lane struct {
 
 	inFlight int
 	br       breaker
+
+	// The sends since the pool last looked (pushSample): their time, how
+	// many, and the shortest.
+	pushMu             sync.Mutex
+	pushSum, pushLeast time.Duration
+	pushes             int
+}
+
+func (l *lane) pushed(d time.Duration) {
+	l.pushMu.Lock()
+	l.pushSum += d
+	if l.pushes == 0 || d < l.pushLeast {
+		l.pushLeast = d
+	}
+	l.pushes++
+	l.pushMu.Unlock()
+}
+
+// pushSample returns the mean and shortest time of the sends since its
+// last call (the pool's limiter).
+func (l *lane) pushSample() (mean, least time.Duration, ok bool) {
+	l.pushMu.Lock()
+	defer l.pushMu.Unlock()
+	if l.pushes == 0 {
+		return 0, 0, false
+	}
+	mean, least = l.pushSum/time.Duration(l.pushes), l.pushLeast
+	l.pushSum, l.pushLeast, l.pushes = 0, 0, 0
+	return mean, least, true
 }
 
 func (l *lane) signal() {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -483,7 +484,7 @@ func TestSendPoolReusesTheLastIdle(t *testing.T) {
 	var mu sync.Mutex
 	var ids []string
 	release, started := make(chan struct{}), make(chan struct{})
-	p := newSendPool(&wg, func(block bool) {
+	p := newSendPool(&wg, 64, time.Now, nil, nil, func(block bool) {
 		mu.Lock()
 		ids = append(ids, goroutineID())
 		mu.Unlock()
@@ -576,4 +577,193 @@ func TestSendEndsBeforeTheLease(t *testing.T) {
 			}
 		}
 	})
+}
+
+// poolClock is a clock the pool tests move by hand.
+type poolClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *poolClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *poolClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// TestSendPoolLimitFollowsTheLoad: a pool starts at most poolMin
+// goroutines; what comes while they are all busy waits, urgent values
+// first; a window with them all busy, values waiting and sends taking the
+// provider's round trip raises the limit (and the waiting values start at
+// once); a quiet window brings it back to poolMin, ending the goroutines
+// beyond it.
+func TestSendPoolLimitFollowsTheLoad(t *testing.T) {
+	var wg sync.WaitGroup
+	clock := &poolClock{t: time.Unix(1e9, 0)}
+	type job struct {
+		name   string
+		urgent bool
+		hold   chan struct{} // nil: return at once
+	}
+	var mu sync.Mutex
+	var order []string
+	started := make(chan string, 100)
+	far := func() (time.Duration, time.Duration, bool) { return 20 * time.Millisecond, 20 * time.Millisecond, true }
+	p := newSendPool(&wg, 100, clock.now, func(j job) bool { return j.urgent }, far, func(j job) {
+		mu.Lock()
+		order = append(order, j.name)
+		mu.Unlock()
+		started <- j.name
+		if j.hold != nil {
+			<-j.hold
+		}
+	})
+	stats := func() (live, busy, limit, waiting int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.live, p.busy, p.lim.n(), p.waitingLen()
+	}
+	hold, first := make(chan struct{}), make(chan struct{})
+	for i := range poolMin {
+		h := hold
+		if i == 0 {
+			h = first
+		}
+		p.run(job{name: fmt.Sprint("busy-", i), hold: h})
+	}
+	for range poolMin {
+		<-started
+	}
+	p.run(job{name: "normal", hold: hold})
+	p.run(job{name: "urgent", urgent: true, hold: hold})
+	if live, busy, limit, waiting := stats(); live != poolMin || busy != poolMin || limit != poolMin || waiting != 2 {
+		t.Fatalf("at the limit: live %d busy %d limit %d waiting %d, want %d %d %d 2", live, busy, limit, waiting, poolMin, poolMin, poolMin)
+	}
+	// A goroutine that finishes takes the urgent one, not the first come.
+	close(first)
+	if got := <-started; got != "urgent" {
+		t.Fatalf("a goroutine freed ran %q, want the urgent one", got)
+	}
+	// A window with every goroutine busy, values waiting and every send
+	// as long as the shortest: the limit grows by half, and the one
+	// waiting starts at once.
+	clock.add(poolWindow)
+	p.run(job{name: "third", hold: hold})
+	got := []string{<-started, <-started}
+	slices.Sort(got)
+	if want := []string{"normal", "third"}; !slices.Equal(got, want) {
+		t.Fatalf("after a busy window, started %v, want %v", got, want)
+	}
+	if live, _, limit, waiting := stats(); limit != poolMin*3/2 || live != poolMin+2 || waiting != 0 {
+		t.Fatalf("after a busy window: live %d limit %d waiting %d, want %d %d 0", live, limit, waiting, poolMin+2, poolMin*3/2)
+	}
+	close(hold)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, busy, _, _ := stats(); busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sends did not finish")
+		}
+	}
+	// Quiet windows: the limit falls back to poolMin, and the next send
+	// ends the idle goroutines beyond it.
+	clock.add(10 * poolWindow)
+	p.run(job{name: "after"})
+	<-started
+	if live, _, limit, _ := stats(); limit != poolMin || live > poolMin {
+		t.Fatalf("after quiet windows: live %d limit %d, want ≤ %d and %d", live, limit, poolMin, poolMin)
+	}
+	p.close()
+	wg.Wait()
+	if live, busy, _, _ := stats(); live != 0 || busy != 0 {
+		t.Fatalf("closed: live %d busy %d, want 0", live, busy)
+	}
+	if len(order) != poolMin+4 {
+		t.Fatalf("ran %d values, want %d", len(order), poolMin+4)
+	}
+}
+
+// TestSendPoolRunsWaitingAfterClose: values waiting when the pool closes
+// are still run (their jobs are leased) by the goroutines finishing.
+func TestSendPoolRunsWaitingAfterClose(t *testing.T) {
+	var wg sync.WaitGroup
+	clock := &poolClock{t: time.Unix(1e9, 0)}
+	var ran atomic.Int32
+	hold := make(chan struct{})
+	p := newSendPool(&wg, 1, clock.now, nil, nil, func(block bool) {
+		if block {
+			<-hold
+		}
+		ran.Add(1)
+	})
+	p.run(true)
+	p.run(false)
+	p.run(false)
+	p.close()
+	close(hold)
+	wg.Wait()
+	if n := ran.Load(); n != 3 {
+		t.Fatalf("ran %d, want 3", n)
+	}
+}
+
+// TestLimiter drives a pool's limiter through the loads it must tell
+// apart, sends always waiting for a goroutine: a provider 20 ms away (every
+// send about as long as the shortest: the limit grows to the lane's
+// concurrency), the same on a busy machine (every other window's mean
+// stretched to four times its shortest: it still does), and a provider a
+// few hundred µs away with sends queueing in relayd (mean ten times the
+// shortest: it falls to poolMin); then nothing waiting (it follows twice
+// the mean busy).
+func TestLimiter(t *testing.T) {
+	const ms = time.Millisecond
+	l := limiter{limit: poolMin, max: 512}
+	for range 10 {
+		l.window(l.limit, 20*ms, 20*ms, true, true)
+	}
+	if l.n() != 512 {
+		t.Fatalf("provider 20 ms away: limit %d after 10 windows, want 512", l.n())
+	}
+	l = limiter{limit: poolMin, max: 512}
+	least := 512
+	for i := range 100 {
+		mean := 22 * ms
+		if i%2 == 1 {
+			mean = 80 * ms
+		}
+		l.window(l.limit, mean, 20*ms, true, true)
+		if i >= 50 {
+			least = min(least, l.n())
+		}
+	}
+	if least < 384 {
+		t.Fatalf("provider 20 ms away, machine busy: limit down to %d after 5 s, want at least 3/4 of 512", least)
+	}
+	l = limiter{limit: 512, max: 512}
+	for range 20 {
+		l.window(l.limit, 2*ms, ms/5, true, true)
+	}
+	if l.n() != poolMin {
+		t.Fatalf("sends queueing in relayd: limit %d after 20 windows, want %d", l.n(), poolMin)
+	}
+	// Nothing waits: twice the mean busy, never below poolMin, and never
+	// more than the limit was.
+	l = limiter{limit: 512, max: 512}
+	l.window(100, 20*ms, 20*ms, true, false)
+	if l.n() != 200 {
+		t.Fatalf("nothing waiting, 100 busy: limit %d, want 200", l.n())
+	}
+	l.window(150, 20*ms, 20*ms, true, false)
+	if l.n() != 200 {
+		t.Fatalf("nothing waiting, 150 busy: limit %d, want 200 (it grows only while sends wait)", l.n())
+	}
+	l.window(3, 0, 0, false, false)
+	if l.n() != poolMin {
+		t.Fatalf("nothing waiting, 3 busy: limit %d, want %d", l.n(), poolMin)
+	}
+	// Sends waited but none finished: nothing to learn, the limit holds.
+	l = limiter{limit: 100, max: 512}
+	l.window(100, 0, 0, false, true)
+	if l.n() != 100 {
+		t.Fatalf("no sends done: limit %d, want 100", l.n())
+	}
 }
