@@ -387,12 +387,17 @@ func (r *creader) time(field string) time.Time {
 	return time.Unix(sec, int64(ns)).UTC()
 }
 
-func (r *creader) strMap(field string, check bool) map[string]string {
+// strMap reads a map, returning it when build is set (else nil, having
+// read over it).
+func (r *creader) strMap(field string, check, build bool) map[string]string {
 	n := r.count(field)
 	if n < 0 {
 		return nil
 	}
-	m := make(map[string]string, n)
+	var m map[string]string
+	if build {
+		m = make(map[string]string, n)
+	}
 	for range n {
 		var k, v string
 		if check {
@@ -403,22 +408,33 @@ func (r *creader) strMap(field string, check bool) map[string]string {
 		if r.err != nil {
 			return nil
 		}
-		m[k] = v
+		if build {
+			m[k] = v
+		}
 	}
 	return m
 }
 
-func (r *creader) list(field string, check bool) []string {
+// list reads a list, returning it when build is set (else nil, having
+// read over it).
+func (r *creader) list(field string, check, build bool) []string {
 	n := r.count(field)
 	if n < 0 {
 		return nil
 	}
-	ss := make([]string, n)
-	for i := range ss {
+	var ss []string
+	if build {
+		ss = make([]string, n)
+	}
+	for i := range n {
+		var s string
 		if check {
-			ss[i] = r.checkedStr(field)
+			s = r.checkedStr(field)
 		} else {
-			ss[i] = r.str(field)
+			s = r.str(field)
+		}
+		if build {
+			ss[i] = s
 		}
 	}
 	return ss
@@ -436,11 +452,40 @@ func (r *creader) error(doc string) error {
 // afterwards. Bytes after the fields it knows are ignored (a newer host's
 // additions). The host writes valid UTF-8, which is not checked again.
 func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
+	return dec.decodeCompact(b, in, nil)
+}
+
+// DecodeCompactSections is DecodeCompact for a reader of some sections
+// only: it calls pick with the input's config (nil when there is none) and
+// builds only the sections pick returns; the others are left nil, as if
+// the host had sent none. The whole document is still checked. In a
+// standard-Go guest each map costs about as much as a shipped policy's own
+// work, and most policies read one of the six (a bundle learns which
+// policy runs from the config, which the compact form carries last; pick
+// sees it before any section is built). pick is not called when the
+// document does not decode.
+func (dec *InputDecoder) DecodeCompactSections(b []byte, in *Input, pick func(config []byte) Sections) error {
+	if pick == nil {
+		return dec.decodeCompact(b, in, nil)
+	}
+	return dec.decodeCompact(b, in, pick)
+}
+
+// decodeCompact is DecodeCompact, building every section on the way when
+// pick is nil and otherwise skipping them, remembering where each starts,
+// and building those pick asks for at the end.
+func (dec *InputDecoder) decodeCompact(b []byte, in *Input, pick func(config []byte) Sections) error {
 	*in = Input{}
 	if len(b) < 2 || b[0] != compactInputTag || b[1] != compactFormat {
 		return fieldErr("", "not a compact input document (format %d)", compactFormat)
 	}
 	r := &creader{b: clone(b), i: 2}
+	build := pick == nil
+	var at [numSections]int // where each section starts
+	section := func(s int) {
+		at[s] = r.i
+		r.section(in, s, build)
+	}
 	in.ABI = r.int("abi")
 	in.Now = r.time("now")
 	e := &in.Event
@@ -450,56 +495,19 @@ func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
 	e.Type = r.str("event.type")
 	e.Title = r.str("event.title")
 	e.Body = r.str("event.body")
-	e.Data = r.strMap("event.data", false)
-	e.Actions = r.list("event.actions", false)
+	section(sectionEventData)
+	section(sectionActions)
 	e.Priority = r.str("event.priority")
 	e.OccurredAt = r.time("event.occurred_at")
 	e.ExpiresAt = r.time("event.expires_at")
 	in.Baseline.Verdict = r.str("baseline.verdict")
 	in.Baseline.Reason = r.str("baseline.reason")
 	in.Baseline.Enforced = r.bool("baseline.enforced")
-	in.Workspace.Settings = r.strMap("workspace.settings", false)
-	u := &in.User
-	if n := r.count("user.preferences"); n >= 0 {
-		u.Preferences = make(map[string]bool, n)
-		for range n {
-			k := r.str("user.preferences")
-			v := r.bool("user.preferences")
-			if r.err != nil {
-				break
-			}
-			u.Preferences[k] = v
-		}
-	}
-	if n := r.count("user.devices"); n >= 0 {
-		u.Devices = make([]Device, n)
-		for i := range u.Devices {
-			d := &u.Devices[i]
-			d.ID = r.str("user.devices.id")
-			d.Platform = r.str("user.devices.platform")
-			d.App = r.str("user.devices.app")
-		}
-	}
-	if n := r.count("user.recent"); n >= 0 {
-		u.Recent = make(map[string]Recent, n)
-		for range n {
-			k := r.str("user.recent")
-			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
-			if r.err != nil {
-				break
-			}
-			u.Recent[k] = v
-		}
-	}
-	if n := r.count("prior"); n >= 0 {
-		in.Prior = make([]Prior, n)
-		for i := range in.Prior {
-			p := &in.Prior[i]
-			p.Plugin = r.str("prior.plugin")
-			p.Verdict = r.str("prior.verdict")
-			p.Reason = r.str("prior.reason")
-		}
-	}
+	section(sectionSettings)
+	section(sectionPreferences)
+	section(sectionDevices)
+	section(sectionRecent)
+	section(sectionPrior)
 	if v := r.uvarint("config"); v > 0 {
 		in.Config = r.bytes("config", v-1)
 	}
@@ -507,7 +515,103 @@ func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
 		*in = Input{}
 		return err
 	}
+	if !build {
+		want := pick(in.Config)
+		for s := range numSections {
+			if want&(1<<s) != 0 {
+				sr := &creader{b: r.b, i: at[s]}
+				sr.section(in, s, true) // checked by the first walk
+			}
+		}
+	}
 	return nil
+}
+
+// section reads section s of an input: into in when build is set, else
+// only over it (checking it all the same).
+func (r *creader) section(in *Input, s int, build bool) {
+	switch s {
+	case sectionEventData:
+		in.Event.Data = r.strMap("event.data", false, build)
+	case sectionActions:
+		in.Event.Actions = r.list("event.actions", false, build)
+	case sectionSettings:
+		in.Workspace.Settings = r.strMap("workspace.settings", false, build)
+	case sectionPreferences:
+		n := r.count("user.preferences")
+		if n < 0 {
+			return
+		}
+		var m map[string]bool
+		if build {
+			m = make(map[string]bool, n)
+		}
+		for range n {
+			k := r.str("user.preferences")
+			v := r.bool("user.preferences")
+			if r.err != nil {
+				return
+			}
+			if build {
+				m[k] = v
+			}
+		}
+		in.User.Preferences = m
+	case sectionDevices:
+		n := r.count("user.devices")
+		if n < 0 {
+			return
+		}
+		var ds []Device
+		if build {
+			ds = make([]Device, n)
+		}
+		for i := range n {
+			id := r.str("user.devices.id")
+			platform := r.str("user.devices.platform")
+			app := r.str("user.devices.app")
+			if build {
+				ds[i] = Device{ID: id, Platform: platform, App: app}
+			}
+		}
+		in.User.Devices = ds
+	case sectionRecent:
+		n := r.count("user.recent")
+		if n < 0 {
+			return
+		}
+		var m map[string]Recent
+		if build {
+			m = make(map[string]Recent, n)
+		}
+		for range n {
+			k := r.str("user.recent")
+			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
+			if r.err != nil {
+				return
+			}
+			if build {
+				m[k] = v
+			}
+		}
+		in.User.Recent = m
+	case sectionPrior:
+		n := r.count("prior")
+		if n < 0 {
+			return
+		}
+		var ps []Prior
+		if build {
+			ps = make([]Prior, n)
+		}
+		for i := range n {
+			p := Prior{Plugin: r.str("prior.plugin"), Verdict: r.str("prior.verdict"), Reason: r.str("prior.reason")}
+			if build {
+				ps[i] = p
+			}
+		}
+		in.Prior = ps
+	}
 }
 
 // DecodeOutputCompact decodes the compact output b (AppendOutputCompact)
@@ -547,16 +651,16 @@ func DecodeOutputCompact(b []byte, out *Output) error {
 		s.Sound = r.opt("set.sound", true)
 		s.Category = r.opt("set.category", true)
 		s.ThreadID = r.opt("set.thread_id", true)
-		s.Data = r.strMap("set.data", true)
+		s.Data = r.strMap("set.data", true, true)
 		out.Set = s
 	default:
 		r.fail("set", errors.New("bad presence tag"))
 	}
-	out.Devices = r.list("devices", true)
+	out.Devices = r.list("devices", true, true)
 	switch r.byte("notice") {
 	case 0:
 	case 1:
-		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true)}
+		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true, true)}
 	default:
 		r.fail("notice", errors.New("bad presence tag"))
 	}
