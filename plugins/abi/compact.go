@@ -240,19 +240,28 @@ type creader struct {
 	field string // the field being read, for the error
 }
 
+// fail records the first error. It also cuts b where the reader stands,
+// so the inlined fast paths (which check only the length) stop reading.
 func (r *creader) fail(field string, err error) {
 	if r.err == nil {
 		r.field, r.err = field, err
+		r.b = r.b[:r.i]
 	}
 }
 
+// uvarint reads a varint; the common one-byte case is inlined (in a guest
+// a call costs more than the read).
 func (r *creader) uvarint(field string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	if i := r.i; i < len(r.b) && r.b[i] < 0x80 { // one byte: the common case
+	if i := r.i; i < len(r.b) && r.b[i] < 0x80 {
 		r.i = i + 1
 		return uint64(r.b[i])
+	}
+	return r.uvarintSlow(field)
+}
+
+func (r *creader) uvarintSlow(field string) uint64 {
+	if r.err != nil {
+		return 0
 	}
 	v, n := binary.Uvarint(r.b[r.i:])
 	if n <= 0 {
@@ -291,15 +300,19 @@ func (r *creader) bytes(field string, n uint64) []byte {
 	return s
 }
 
+// str reads a string. One shorter than 128 bytes (one length byte) is
+// read inline: in a guest a call costs more than reading the string.
 func (r *creader) str(field string) string {
-	// A string shorter than 128 bytes (one length byte) without a call
-	// more: in a guest a call costs more than reading the string.
-	if i := r.i; r.err == nil && i < len(r.b) {
+	if i := r.i; i < len(r.b) {
 		if n := int(r.b[i]); n < 0x80 && n < len(r.b)-i {
 			r.i = i + 1 + n
 			return alias(r.b[i+1 : i+1+n])
 		}
 	}
+	return r.strSlow(field)
+}
+
+func (r *creader) strSlow(field string) string {
 	return alias(r.bytes(field, r.uvarint(field)))
 }
 
@@ -482,32 +495,23 @@ func (dec *InputDecoder) decodeCompact(b []byte, in *Input, pick func(config []b
 	r := &creader{b: clone(b), i: 2}
 	build := pick == nil
 	var at [numSections]int // where each section starts
-	section := func(s int) {
-		at[s] = r.i
-		r.section(in, s, build)
-	}
 	in.ABI = r.int("abi")
 	in.Now = r.time("now")
 	e := &in.Event
-	e.ID = r.str("event.id")
-	e.Workspace = r.str("event.workspace")
-	e.User = r.str("event.user")
-	e.Type = r.str("event.type")
-	e.Title = r.str("event.title")
-	e.Body = r.str("event.body")
-	section(sectionEventData)
-	section(sectionActions)
+	r.strs(eventFields[:], &e.ID, &e.Workspace, &e.User, &e.Type, &e.Title, &e.Body)
+	at[sectionEventData] = r.i
+	r.section(in, sectionEventData, build)
+	at[sectionActions] = r.i
+	r.section(in, sectionActions, build)
 	e.Priority = r.str("event.priority")
 	e.OccurredAt = r.time("event.occurred_at")
 	e.ExpiresAt = r.time("event.expires_at")
-	in.Baseline.Verdict = r.str("baseline.verdict")
-	in.Baseline.Reason = r.str("baseline.reason")
+	r.strs(baselineFields[:], &in.Baseline.Verdict, &in.Baseline.Reason)
 	in.Baseline.Enforced = r.bool("baseline.enforced")
-	section(sectionSettings)
-	section(sectionPreferences)
-	section(sectionDevices)
-	section(sectionRecent)
-	section(sectionPrior)
+	for s := sectionSettings; s <= sectionPrior; s++ {
+		at[s] = r.i
+		r.section(in, s, build)
+	}
 	if v := r.uvarint("config"); v > 0 {
 		in.Config = r.bytes("config", v-1)
 	}
@@ -527,34 +531,48 @@ func (dec *InputDecoder) decodeCompact(b []byte, in *Input, pick func(config []b
 	return nil
 }
 
+// Field names of the strings read in a row (strs, skip), for errors.
+var (
+	eventFields    = [...]string{"event.id", "event.workspace", "event.user", "event.type", "event.title", "event.body"}
+	baselineFields = [...]string{"baseline.verdict", "baseline.reason"}
+	dataFields     = [...]string{"event.data", "event.data"}
+	actionsFields  = [...]string{"event.actions"}
+	settingsFields = [...]string{"workspace.settings", "workspace.settings"}
+	prefsFields    = [...]string{"user.preferences"}
+	deviceFields   = [...]string{"user.devices.id", "user.devices.platform", "user.devices.app"}
+	recentFields   = [...]string{"user.recent"}
+	countFields    = [...]string{"user.recent.1m", "user.recent.10m", "user.recent.1h"}
+	priorFields    = [...]string{"prior.plugin", "prior.verdict", "prior.reason"}
+)
+
 // section reads section s of an input: into in when build is set, else
-// only over it (checking it all the same).
+// only over it (checking it all the same, and naming the same fields in
+// errors).
 func (r *creader) section(in *Input, s int, build bool) {
+	if !build {
+		r.skipSection(s)
+		return
+	}
 	switch s {
 	case sectionEventData:
-		in.Event.Data = r.strMap("event.data", false, build)
+		in.Event.Data = r.strMap("event.data", false, true)
 	case sectionActions:
-		in.Event.Actions = r.list("event.actions", false, build)
+		in.Event.Actions = r.list("event.actions", false, true)
 	case sectionSettings:
-		in.Workspace.Settings = r.strMap("workspace.settings", false, build)
+		in.Workspace.Settings = r.strMap("workspace.settings", false, true)
 	case sectionPreferences:
 		n := r.count("user.preferences")
 		if n < 0 {
 			return
 		}
-		var m map[string]bool
-		if build {
-			m = make(map[string]bool, n)
-		}
+		m := make(map[string]bool, n)
 		for range n {
 			k := r.str("user.preferences")
 			v := r.bool("user.preferences")
 			if r.err != nil {
 				return
 			}
-			if build {
-				m[k] = v
-			}
+			m[k] = v
 		}
 		in.User.Preferences = m
 	case sectionDevices:
@@ -562,17 +580,10 @@ func (r *creader) section(in *Input, s int, build bool) {
 		if n < 0 {
 			return
 		}
-		var ds []Device
-		if build {
-			ds = make([]Device, n)
-		}
-		for i := range n {
-			id := r.str("user.devices.id")
-			platform := r.str("user.devices.platform")
-			app := r.str("user.devices.app")
-			if build {
-				ds[i] = Device{ID: id, Platform: platform, App: app}
-			}
+		ds := make([]Device, n)
+		for i := range ds {
+			d := &ds[i]
+			r.strs(deviceFields[:], &d.ID, &d.Platform, &d.App)
 		}
 		in.User.Devices = ds
 	case sectionRecent:
@@ -580,19 +591,14 @@ func (r *creader) section(in *Input, s int, build bool) {
 		if n < 0 {
 			return
 		}
-		var m map[string]Recent
-		if build {
-			m = make(map[string]Recent, n)
-		}
+		m := make(map[string]Recent, n)
 		for range n {
 			k := r.str("user.recent")
 			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
 			if r.err != nil {
 				return
 			}
-			if build {
-				m[k] = v
-			}
+			m[k] = v
 		}
 		in.User.Recent = m
 	case sectionPrior:
@@ -600,17 +606,83 @@ func (r *creader) section(in *Input, s int, build bool) {
 		if n < 0 {
 			return
 		}
-		var ps []Prior
-		if build {
-			ps = make([]Prior, n)
-		}
-		for i := range n {
-			p := Prior{Plugin: r.str("prior.plugin"), Verdict: r.str("prior.verdict"), Reason: r.str("prior.reason")}
-			if build {
-				ps[i] = p
-			}
+		ps := make([]Prior, n)
+		for i := range ps {
+			p := &ps[i]
+			r.strs(priorFields[:], &p.Plugin, &p.Verdict, &p.Reason)
 		}
 		in.Prior = ps
+	}
+}
+
+// skipSection reads over section s with as few calls as it can: in a
+// guest a call costs more than reading a short string.
+func (r *creader) skipSection(s int) {
+	switch s {
+	case sectionEventData:
+		r.skip(dataFields[:], r.count("event.data"))
+	case sectionActions:
+		r.skip(actionsFields[:], r.count("event.actions"))
+	case sectionSettings:
+		r.skip(settingsFields[:], r.count("workspace.settings"))
+	case sectionPreferences:
+		for range r.count("user.preferences") {
+			r.skip(prefsFields[:], 1)
+			if r.bool("user.preferences"); r.err != nil {
+				return
+			}
+		}
+	case sectionDevices:
+		r.skip(deviceFields[:], r.count("user.devices"))
+	case sectionRecent:
+		for range r.count("user.recent") {
+			r.skip(recentFields[:], 1)
+			for _, f := range countFields {
+				if i := r.i; i < len(r.b) && r.b[i] < 0x80 { // one byte: in range
+					r.i = i + 1
+					continue
+				}
+				r.int(f)
+			}
+			if r.err != nil {
+				return
+			}
+		}
+	case sectionPrior:
+		r.skip(priorFields[:], r.count("prior"))
+	}
+}
+
+// strs reads len(dst) strings into dst, named fields[k] in errors. A
+// string shorter than 128 bytes (one length byte) is read inline.
+func (r *creader) strs(fields []string, dst ...*string) {
+	for k, p := range dst {
+		if i := r.i; i < len(r.b) {
+			if n := int(r.b[i]); n < 0x80 && n < len(r.b)-i {
+				r.i = i + 1 + n
+				*p = alias(r.b[i+1 : i+1+n])
+				continue
+			}
+		}
+		*p = r.strSlow(fields[k])
+	}
+}
+
+// skip reads over n groups of len(fields) strings (nothing for n < 0, a
+// nil section), naming fields[k] in errors.
+func (r *creader) skip(fields []string, n int) {
+	for range n {
+		for _, f := range fields {
+			if i := r.i; i < len(r.b) {
+				if l := int(r.b[i]); l < 0x80 && l < len(r.b)-i {
+					r.i = i + 1 + l
+					continue
+				}
+			}
+			if r.strSlow(f); r.err != nil {
+				return
+			}
+		}
 	}
 }
 
