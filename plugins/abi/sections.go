@@ -23,6 +23,16 @@ const (
 	AllSections Sections = 1<<iota - 1
 )
 
+// ExportInputSections is the optional export (ptr i32, len i32) -> i32:
+// given a config (the manifest's config {} block as JSON at [ptr, ptr+len),
+// len 0 when there is none, in the relay_alloc buffer), it returns the
+// Sections the plugin reads with that config. The host may then send the
+// other sections empty (nil), sparing both sides encoding and walking
+// them. Unknown bits are ignored; a section the plugin does not name (one
+// a newer host adds, too) may be left out. Without the export, or if the
+// call fails, the host sends everything.
+const ExportInputSections = "relay_input_sections"
+
 // Section indexes, in the order the compact input carries them.
 const (
 	sectionEventData = iota

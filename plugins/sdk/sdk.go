@@ -213,6 +213,25 @@ func relayABIVersion() int32 { return abi.Version }
 //go:wasmexport relay_encoding
 func relayEncoding() int32 { return abi.EncodingCompact }
 
+// relayInputSections tells the host which input sections the rule for a
+// config reads (Reads), so that it need not send the others.
+//
+//go:wasmexport relay_input_sections
+func relayInputSections(ptr unsafe.Pointer, n int32) int32 {
+	if pick == nil || n < 0 || (n > 0 && ptr == nil) {
+		return int32(abi.AllSections)
+	}
+	var config []byte
+	if n > 0 {
+		config = unsafe.Slice((*byte)(ptr), n)
+	}
+	r := pick(config) // remembers config by a copy
+	if r.err != nil {
+		return int32(abi.AllSections) // the error shows on relay_evaluate
+	}
+	return int32(r.reads)
+}
+
 //go:wasmexport relay_alloc
 func relayAlloc(size int32) unsafe.Pointer {
 	if size < 0 || size > MaxInputBytes {

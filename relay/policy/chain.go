@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -137,6 +138,9 @@ type Set struct {
 	// every event of that type (abi.Output.IgnoreType): its reason. A new
 	// Set (any reload) starts empty.
 	ignored []sync.Map
+	// sections[i] is 1<<32 | the input sections entries[i] reads with its
+	// config (Plugin.InputSections), once asked; 0 before.
+	sections []atomic.Uint64
 }
 
 // NewSet sorts entries by manifest order, then name, and returns the chain.
@@ -169,7 +173,8 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 		}
 		return 0
 	})
-	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]sync.Map, len(es))}
+	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]sync.Map, len(es)),
+		sections: make([]atomic.Uint64, len(es))}
 }
 
 // Entries returns the chain in order.
@@ -227,7 +232,11 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 			}
 			continue
 		}
-		out, err := s.call(ctx, p, in, now)
+		secs, err := s.inputSections(ctx, i, ev.Workspace)
+		if err != nil {
+			return Result{}, err
+		}
+		out, err := s.call(ctx, p, in, secs, now)
 		// The event's logger, only when there is something to log (most
 		// calls log nothing, and it allocates).
 		log := func() hclog.Logger {
@@ -336,12 +345,12 @@ var errBreakerOpen = errors.New("circuit breaker open")
 
 // call evaluates one plugin unless its breaker is open, and keeps the
 // breaker's count.
-func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, now time.Time) (abi.Output, error) {
+func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, secs abi.Sections, now time.Time) (abi.Output, error) {
 	if !p.breaker.allow(now) {
 		return abi.Output{}, errBreakerOpen
 	}
 	start := time.Now()
-	out, err := p.Evaluate(ctx, in)
+	out, err := p.evaluateInput(ctx, in, secs)
 	if s.opts.Observe != nil {
 		s.opts.Observe(p.name, time.Since(start))
 	}
@@ -356,6 +365,29 @@ func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, now time.Time)
 		}
 	}
 	return out, err
+}
+
+// inputSections returns the input sections entries[i] reads with its
+// config, asking the plugin on the first event that reaches it (an
+// instance of that event's workspace answers: the call sees only the
+// config). A plugin that fails to answer gets the whole input; the error is
+// non-nil only when ctx ends or the plugin was closed.
+func (s *Set) inputSections(ctx context.Context, i int, ws string) (abi.Sections, error) {
+	if v := s.sections[i].Load(); v != 0 {
+		return abi.Sections(uint32(v)), nil
+	}
+	e := &s.entries[i]
+	secs, err := e.Plugin.InputSections(ctx, ws, e.Manifest.Config)
+	if err != nil {
+		if errors.Is(err, relay.ErrClosed) || ctx.Err() != nil {
+			return abi.AllSections, err
+		}
+		s.log.Warn("policy did not say which input it reads: sending all of it",
+			relay.LogKeyPolicy, e.Plugin.name, relay.LogKeyError, err)
+		secs = abi.AllSections
+	}
+	s.sections[i].Store(1<<32 | uint64(secs))
+	return secs, nil
 }
 
 // failureReason is the short reason recorded for a failed plugin.
