@@ -137,7 +137,7 @@ type Set struct {
 	// ignored[i] holds, by event type, the answer entries[i] said it gives
 	// every event of that type (abi.Output.IgnoreType): its reason. A new
 	// Set (any reload) starts empty.
-	ignored []sync.Map
+	ignored []ignoredTypes
 	// sections[i] is 1<<32 | the input sections entries[i] reads with its
 	// config (Plugin.InputSections), once asked; 0 before.
 	sections []atomic.Uint64
@@ -173,7 +173,7 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 		}
 		return 0
 	})
-	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]sync.Map, len(es)),
+	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]ignoredTypes, len(es)),
 		sections: make([]atomic.Uint64, len(es))}
 }
 
@@ -222,10 +222,10 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		in.Config = m.Config
 		shadow := m.Mode == ModeShadow
 		dec := relay.PluginDecision{Name: p.name, Hash: e.hash, Shadow: shadow}
-		if reason, ok := s.ignored[i].Load(ev.Type); ok {
+		if reason, ok := s.ignored[i].load(ev.Type); ok {
 			// The plugin said it allows every event of this type
 			// unchanged: record its answer without the call.
-			dec.Verdict, dec.Reason = abi.VerdictAllow, reason.(string)
+			dec.Verdict, dec.Reason = abi.VerdictAllow, reason
 			res.Plugins = append(res.Plugins, dec)
 			if !shadow {
 				in.Prior = append(in.Prior, abi.Prior{Plugin: p.name, Verdict: dec.Verdict, Reason: dec.Reason})
@@ -284,7 +284,7 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		}
 		dec.Verdict, dec.Reason = out.Verdict, out.Reason
 		if out.IgnoreType { // validated: an unchanged allow
-			s.ignored[i].Store(ev.Type, out.Reason)
+			s.ignored[i].store(ev.Type, out.Reason)
 		}
 		if shadow {
 			res.Plugins = append(res.Plugins, dec)
@@ -365,6 +365,41 @@ func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, secs abi.Secti
 		}
 	}
 	return out, err
+}
+
+// ignoredTypes maps event types to the reason a plugin gives every event
+// of the type (abi.Output.IgnoreType). It is read on every event and
+// written once per type, so readers load an immutable map and a writer
+// replaces it with a copy (a sync.Map's lookup cost a few times more).
+type ignoredTypes struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[map[string]string]
+}
+
+func (t *ignoredTypes) load(typ string) (string, bool) {
+	m := t.m.Load()
+	if m == nil {
+		return "", false
+	}
+	reason, ok := (*m)[typ]
+	return reason, ok
+}
+
+func (t *ignoredTypes) store(typ, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	m := make(map[string]string, 1)
+	if old != nil {
+		if r, ok := (*old)[typ]; ok && r == reason {
+			return
+		}
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[typ] = reason
+	t.m.Store(&m)
 }
 
 // inputSections returns the input sections entries[i] reads with its
