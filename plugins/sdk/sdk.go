@@ -139,29 +139,28 @@ const maxConfigs = 64
 
 // configured returns a picker that builds the rule for each config it
 // meets once, with build, and remembers it (or the error) by the config's
-// bytes. The last config is compared first: most instances only ever see
-// one.
+// bytes. It scans the few configs it knows (a bundle's instance serves
+// its policies in turn): comparing mostly stops at the length, which in a
+// guest is cheaper than hashing the config for a map.
 func configured(build func(raw []byte) (func(abi.Input) abi.Output, abi.Sections, error)) func([]byte) *rule {
-	var (
-		last    []byte
-		lastR   *rule
-		started bool
-		seen    = map[string]*rule{}
-	)
+	type known struct {
+		config []byte
+		r      *rule
+	}
+	var rules []known
 	return func(config []byte) *rule {
-		if !started || !bytes.Equal(last, config) {
-			r, ok := seen[string(config)]
-			if !ok {
-				if len(seen) >= maxConfigs {
-					clear(seen)
-				}
-				r = &rule{}
-				r.h, r.reads, r.err = build(config)
-				seen[string(config)] = r
+		for _, k := range rules {
+			if bytes.Equal(k.config, config) {
+				return k.r
 			}
-			last, lastR, started = append(last[:0], config...), r, true
 		}
-		return lastR
+		if len(rules) >= maxConfigs {
+			rules = rules[:0]
+		}
+		r := &rule{}
+		r.h, r.reads, r.err = build(config)
+		rules = append(rules, known{config: bytes.Clone(config), r: r})
+		return r
 	}
 }
 
