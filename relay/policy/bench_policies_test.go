@@ -85,6 +85,7 @@ func policyInput(name string, m *Manifest) *abi.Input {
 	}
 	s := NewSet(SetOptions{}, nil)
 	in := s.input(req, t0)
+	withSettings(in, req)
 	in.Config = m.Config
 	return in
 }

@@ -236,6 +236,9 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		if secs&abi.SectionSettings != 0 {
+			withSettings(in, req)
+		}
 		out, err := s.call(ctx, p, in, secs, now)
 		// The event's logger, only when there is something to log (most
 		// calls log nothing, and it allocates).
@@ -458,7 +461,8 @@ func checkDevices(narrow []string, have []abi.Device) error {
 	return nil
 }
 
-// input builds the abi.Input for req.
+// input builds the abi.Input for req, but for workspace.settings, which
+// needs a copy and most plugins do not read (withSettings).
 func (s *Set) input(req *Request, now time.Time) *abi.Input {
 	ev := req.Event
 	in := &abi.Input{
@@ -469,12 +473,6 @@ func (s *Set) input(req *Request, now time.Time) *abi.Input {
 			Priority: string(ev.Priority), OccurredAt: ev.OccurredAt, ExpiresAt: ev.ExpiresAt},
 		Baseline: abi.Baseline{Verdict: string(req.Baseline.Verdict), Reason: req.Baseline.Reason,
 			Enforced: req.Baseline.Enforced},
-	}
-	if len(req.Settings) > 0 {
-		in.Workspace.Settings = make(map[string]string, len(req.Settings))
-		for k, v := range req.Settings {
-			in.Workspace.Settings[k] = string(v)
-		}
 	}
 	in.User.Preferences = req.Preferences
 	in.User.Devices = make([]abi.Device, 0, len(req.Devices))
@@ -488,6 +486,17 @@ func (s *Set) input(req *Request, now time.Time) *abi.Input {
 		in.User.Recent = s.opts.Recent.Lookup(ev.Workspace, ev.User, now)
 	}
 	return in
+}
+
+// withSettings fills in's workspace.settings from req, once.
+func withSettings(in *abi.Input, req *Request) {
+	if in.Workspace.Settings != nil || len(req.Settings) == 0 {
+		return
+	}
+	in.Workspace.Settings = make(map[string]string, len(req.Settings))
+	for k, v := range req.Settings {
+		in.Workspace.Settings[k] = string(v)
+	}
 }
 
 // mergeSet returns a copy of base with add's fields applied over it.
