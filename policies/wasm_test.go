@@ -179,7 +179,7 @@ func loadPath(tb testing.TB, path string, cod bool) *plugin {
 	for export, sig := range map[string]string{
 		abi.ExportInitialize: "()->()", abi.ExportAbiVersion: "()->(i32)",
 		abi.ExportAlloc: "(i32)->(i32)", abi.ExportEvaluate: "(i32,i32)->(i64)",
-		abi.ExportEncoding: "()->(i32)",
+		abi.ExportEncoding: "()->(i32)", abi.ExportInputSections: "(i32,i32)->(i32)",
 	} {
 		f, ok := exports[export]
 		if !ok && export == abi.ExportInitialize {

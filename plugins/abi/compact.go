@@ -240,19 +240,28 @@ type creader struct {
 	field string // the field being read, for the error
 }
 
+// fail records the first error. It also cuts b where the reader stands,
+// so the inlined fast paths (which check only the length) stop reading.
 func (r *creader) fail(field string, err error) {
 	if r.err == nil {
 		r.field, r.err = field, err
+		r.b = r.b[:r.i]
 	}
 }
 
+// uvarint reads a varint; the common one-byte case is inlined (in a guest
+// a call costs more than the read).
 func (r *creader) uvarint(field string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	if i := r.i; i < len(r.b) && r.b[i] < 0x80 { // one byte: the common case
+	if i := r.i; i < len(r.b) && r.b[i] < 0x80 {
 		r.i = i + 1
 		return uint64(r.b[i])
+	}
+	return r.uvarintSlow(field)
+}
+
+func (r *creader) uvarintSlow(field string) uint64 {
+	if r.err != nil {
+		return 0
 	}
 	v, n := binary.Uvarint(r.b[r.i:])
 	if n <= 0 {
@@ -291,15 +300,19 @@ func (r *creader) bytes(field string, n uint64) []byte {
 	return s
 }
 
+// str reads a string. One shorter than 128 bytes (one length byte) is
+// read inline: in a guest a call costs more than reading the string.
 func (r *creader) str(field string) string {
-	// A string shorter than 128 bytes (one length byte) without a call
-	// more: in a guest a call costs more than reading the string.
-	if i := r.i; r.err == nil && i < len(r.b) {
+	if i := r.i; i < len(r.b) {
 		if n := int(r.b[i]); n < 0x80 && n < len(r.b)-i {
 			r.i = i + 1 + n
 			return alias(r.b[i+1 : i+1+n])
 		}
 	}
+	return r.strSlow(field)
+}
+
+func (r *creader) strSlow(field string) string {
 	return alias(r.bytes(field, r.uvarint(field)))
 }
 
@@ -387,12 +400,17 @@ func (r *creader) time(field string) time.Time {
 	return time.Unix(sec, int64(ns)).UTC()
 }
 
-func (r *creader) strMap(field string, check bool) map[string]string {
+// strMap reads a map, returning it when build is set (else nil, having
+// read over it).
+func (r *creader) strMap(field string, check, build bool) map[string]string {
 	n := r.count(field)
 	if n < 0 {
 		return nil
 	}
-	m := make(map[string]string, n)
+	var m map[string]string
+	if build {
+		m = make(map[string]string, n)
+	}
 	for range n {
 		var k, v string
 		if check {
@@ -403,22 +421,33 @@ func (r *creader) strMap(field string, check bool) map[string]string {
 		if r.err != nil {
 			return nil
 		}
-		m[k] = v
+		if build {
+			m[k] = v
+		}
 	}
 	return m
 }
 
-func (r *creader) list(field string, check bool) []string {
+// list reads a list, returning it when build is set (else nil, having
+// read over it).
+func (r *creader) list(field string, check, build bool) []string {
 	n := r.count(field)
 	if n < 0 {
 		return nil
 	}
-	ss := make([]string, n)
-	for i := range ss {
+	var ss []string
+	if build {
+		ss = make([]string, n)
+	}
+	for i := range n {
+		var s string
 		if check {
-			ss[i] = r.checkedStr(field)
+			s = r.checkedStr(field)
 		} else {
-			ss[i] = r.str(field)
+			s = r.str(field)
+		}
+		if build {
+			ss[i] = s
 		}
 	}
 	return ss
@@ -436,69 +465,52 @@ func (r *creader) error(doc string) error {
 // afterwards. Bytes after the fields it knows are ignored (a newer host's
 // additions). The host writes valid UTF-8, which is not checked again.
 func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
+	return dec.decodeCompact(b, in, nil)
+}
+
+// DecodeCompactSections is DecodeCompact for a reader of some sections
+// only: it calls pick with the input's config (nil when there is none) and
+// builds only the sections pick returns; the others are left nil, as if
+// the host had sent none. The whole document is still checked. In a
+// standard-Go guest each map costs about as much as a shipped policy's own
+// work, and most policies read one of the six (a bundle learns which
+// policy runs from the config, which the compact form carries last; pick
+// sees it before any section is built). pick is not called when the
+// document does not decode.
+func (dec *InputDecoder) DecodeCompactSections(b []byte, in *Input, pick func(config []byte) Sections) error {
+	if pick == nil {
+		return dec.decodeCompact(b, in, nil)
+	}
+	return dec.decodeCompact(b, in, pick)
+}
+
+// decodeCompact is DecodeCompact, building every section on the way when
+// pick is nil and otherwise skipping them, remembering where each starts,
+// and building those pick asks for at the end.
+func (dec *InputDecoder) decodeCompact(b []byte, in *Input, pick func(config []byte) Sections) error {
 	*in = Input{}
 	if len(b) < 2 || b[0] != compactInputTag || b[1] != compactFormat {
 		return fieldErr("", "not a compact input document (format %d)", compactFormat)
 	}
 	r := &creader{b: clone(b), i: 2}
+	build := pick == nil
+	var at [numSections]int // where each section starts
 	in.ABI = r.int("abi")
 	in.Now = r.time("now")
 	e := &in.Event
-	e.ID = r.str("event.id")
-	e.Workspace = r.str("event.workspace")
-	e.User = r.str("event.user")
-	e.Type = r.str("event.type")
-	e.Title = r.str("event.title")
-	e.Body = r.str("event.body")
-	e.Data = r.strMap("event.data", false)
-	e.Actions = r.list("event.actions", false)
+	r.strs(eventFields[:], &e.ID, &e.Workspace, &e.User, &e.Type, &e.Title, &e.Body)
+	at[sectionEventData] = r.i
+	r.section(in, sectionEventData, build)
+	at[sectionActions] = r.i
+	r.section(in, sectionActions, build)
 	e.Priority = r.str("event.priority")
 	e.OccurredAt = r.time("event.occurred_at")
 	e.ExpiresAt = r.time("event.expires_at")
-	in.Baseline.Verdict = r.str("baseline.verdict")
-	in.Baseline.Reason = r.str("baseline.reason")
+	r.strs(baselineFields[:], &in.Baseline.Verdict, &in.Baseline.Reason)
 	in.Baseline.Enforced = r.bool("baseline.enforced")
-	in.Workspace.Settings = r.strMap("workspace.settings", false)
-	u := &in.User
-	if n := r.count("user.preferences"); n >= 0 {
-		u.Preferences = make(map[string]bool, n)
-		for range n {
-			k := r.str("user.preferences")
-			v := r.bool("user.preferences")
-			if r.err != nil {
-				break
-			}
-			u.Preferences[k] = v
-		}
-	}
-	if n := r.count("user.devices"); n >= 0 {
-		u.Devices = make([]Device, n)
-		for i := range u.Devices {
-			d := &u.Devices[i]
-			d.ID = r.str("user.devices.id")
-			d.Platform = r.str("user.devices.platform")
-			d.App = r.str("user.devices.app")
-		}
-	}
-	if n := r.count("user.recent"); n >= 0 {
-		u.Recent = make(map[string]Recent, n)
-		for range n {
-			k := r.str("user.recent")
-			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
-			if r.err != nil {
-				break
-			}
-			u.Recent[k] = v
-		}
-	}
-	if n := r.count("prior"); n >= 0 {
-		in.Prior = make([]Prior, n)
-		for i := range in.Prior {
-			p := &in.Prior[i]
-			p.Plugin = r.str("prior.plugin")
-			p.Verdict = r.str("prior.verdict")
-			p.Reason = r.str("prior.reason")
-		}
+	for s := sectionSettings; s <= sectionPrior; s++ {
+		at[s] = r.i
+		r.section(in, s, build)
 	}
 	if v := r.uvarint("config"); v > 0 {
 		in.Config = r.bytes("config", v-1)
@@ -507,7 +519,171 @@ func (dec *InputDecoder) DecodeCompact(b []byte, in *Input) error {
 		*in = Input{}
 		return err
 	}
+	if !build {
+		want := pick(in.Config)
+		for s := range numSections {
+			if want&(1<<s) != 0 {
+				sr := &creader{b: r.b, i: at[s]}
+				sr.section(in, s, true) // checked by the first walk
+			}
+		}
+	}
 	return nil
+}
+
+// Field names of the strings read in a row (strs, skip), for errors.
+var (
+	eventFields    = [...]string{"event.id", "event.workspace", "event.user", "event.type", "event.title", "event.body"}
+	baselineFields = [...]string{"baseline.verdict", "baseline.reason"}
+	dataFields     = [...]string{"event.data", "event.data"}
+	actionsFields  = [...]string{"event.actions"}
+	settingsFields = [...]string{"workspace.settings", "workspace.settings"}
+	prefsFields    = [...]string{"user.preferences"}
+	deviceFields   = [...]string{"user.devices.id", "user.devices.platform", "user.devices.app"}
+	recentFields   = [...]string{"user.recent"}
+	countFields    = [...]string{"user.recent.1m", "user.recent.10m", "user.recent.1h"}
+	priorFields    = [...]string{"prior.plugin", "prior.verdict", "prior.reason"}
+)
+
+// section reads section s of an input: into in when build is set, else
+// only over it (checking it all the same, and naming the same fields in
+// errors).
+func (r *creader) section(in *Input, s int, build bool) {
+	if !build {
+		r.skipSection(s)
+		return
+	}
+	switch s {
+	case sectionEventData:
+		in.Event.Data = r.strMap("event.data", false, true)
+	case sectionActions:
+		in.Event.Actions = r.list("event.actions", false, true)
+	case sectionSettings:
+		in.Workspace.Settings = r.strMap("workspace.settings", false, true)
+	case sectionPreferences:
+		n := r.count("user.preferences")
+		if n < 0 {
+			return
+		}
+		m := make(map[string]bool, n)
+		for range n {
+			k := r.str("user.preferences")
+			v := r.bool("user.preferences")
+			if r.err != nil {
+				return
+			}
+			m[k] = v
+		}
+		in.User.Preferences = m
+	case sectionDevices:
+		n := r.count("user.devices")
+		if n < 0 {
+			return
+		}
+		ds := make([]Device, n)
+		for i := range ds {
+			d := &ds[i]
+			r.strs(deviceFields[:], &d.ID, &d.Platform, &d.App)
+		}
+		in.User.Devices = ds
+	case sectionRecent:
+		n := r.count("user.recent")
+		if n < 0 {
+			return
+		}
+		m := make(map[string]Recent, n)
+		for range n {
+			k := r.str("user.recent")
+			v := Recent{M1: r.int("user.recent.1m"), M10: r.int("user.recent.10m"), H1: r.int("user.recent.1h")}
+			if r.err != nil {
+				return
+			}
+			m[k] = v
+		}
+		in.User.Recent = m
+	case sectionPrior:
+		n := r.count("prior")
+		if n < 0 {
+			return
+		}
+		ps := make([]Prior, n)
+		for i := range ps {
+			p := &ps[i]
+			r.strs(priorFields[:], &p.Plugin, &p.Verdict, &p.Reason)
+		}
+		in.Prior = ps
+	}
+}
+
+// skipSection reads over section s with as few calls as it can: in a
+// guest a call costs more than reading a short string.
+func (r *creader) skipSection(s int) {
+	switch s {
+	case sectionEventData:
+		r.skip(dataFields[:], r.count("event.data"))
+	case sectionActions:
+		r.skip(actionsFields[:], r.count("event.actions"))
+	case sectionSettings:
+		r.skip(settingsFields[:], r.count("workspace.settings"))
+	case sectionPreferences:
+		for range r.count("user.preferences") {
+			r.skip(prefsFields[:], 1)
+			if r.bool("user.preferences"); r.err != nil {
+				return
+			}
+		}
+	case sectionDevices:
+		r.skip(deviceFields[:], r.count("user.devices"))
+	case sectionRecent:
+		for range r.count("user.recent") {
+			r.skip(recentFields[:], 1)
+			for _, f := range countFields {
+				if i := r.i; i < len(r.b) && r.b[i] < 0x80 { // one byte: in range
+					r.i = i + 1
+					continue
+				}
+				r.int(f)
+			}
+			if r.err != nil {
+				return
+			}
+		}
+	case sectionPrior:
+		r.skip(priorFields[:], r.count("prior"))
+	}
+}
+
+// strs reads len(dst) strings into dst, named fields[k] in errors. A
+// string shorter than 128 bytes (one length byte) is read inline.
+func (r *creader) strs(fields []string, dst ...*string) {
+	for k, p := range dst {
+		if i := r.i; i < len(r.b) {
+			if n := int(r.b[i]); n < 0x80 && n < len(r.b)-i {
+				r.i = i + 1 + n
+				*p = alias(r.b[i+1 : i+1+n])
+				continue
+			}
+		}
+		*p = r.strSlow(fields[k])
+	}
+}
+
+// skip reads over n groups of len(fields) strings (nothing for n < 0, a
+// nil section), naming fields[k] in errors.
+func (r *creader) skip(fields []string, n int) {
+	for range n {
+		for _, f := range fields {
+			if i := r.i; i < len(r.b) {
+				if l := int(r.b[i]); l < 0x80 && l < len(r.b)-i {
+					r.i = i + 1 + l
+					continue
+				}
+			}
+			if r.strSlow(f); r.err != nil {
+				return
+			}
+		}
+	}
 }
 
 // DecodeOutputCompact decodes the compact output b (AppendOutputCompact)
@@ -547,16 +723,16 @@ func DecodeOutputCompact(b []byte, out *Output) error {
 		s.Sound = r.opt("set.sound", true)
 		s.Category = r.opt("set.category", true)
 		s.ThreadID = r.opt("set.thread_id", true)
-		s.Data = r.strMap("set.data", true)
+		s.Data = r.strMap("set.data", true, true)
 		out.Set = s
 	default:
 		r.fail("set", errors.New("bad presence tag"))
 	}
-	out.Devices = r.list("devices", true)
+	out.Devices = r.list("devices", true, true)
 	switch r.byte("notice") {
 	case 0:
 	case 1:
-		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true)}
+		out.Notice = &Notice{Title: r.checkedStr("notice.title"), Body: r.checkedStr("notice.body"), Data: r.strMap("notice.data", true, true)}
 	default:
 		r.fail("notice", errors.New("bad presence tag"))
 	}

@@ -171,6 +171,17 @@ func FuzzDecodeCompactInput(f *testing.F) {
 		if !utf8.ValidString(y.Event.Title) || !utf8.ValidString(y.Event.Body) {
 			t.Fatalf("the encoder let invalid UTF-8 through: %q %q", y.Event.Title, y.Event.Body)
 		}
+		// A reader of some sections sees the same document without the
+		// others.
+		for _, s := range []Sections{0, SectionEventData | SectionRecent, AllSections &^ SectionEventData} {
+			var p Input
+			if err := dec.DecodeCompactSections(b, &p, func([]byte) Sections { return s }); err != nil {
+				t.Fatalf("DecodeCompact accepts what DecodeCompactSections refuses: %v", err)
+			}
+			if want := x.Only(s); !reflect.DeepEqual(p, want) {
+				t.Fatalf("sections %b:\n got  %#v\n want %#v", s, p, want)
+			}
+		}
 	})
 }
 
@@ -195,4 +206,58 @@ func FuzzDecodeCompactOutput(f *testing.F) {
 			t.Fatalf("json of a valid compact output: %v\n x %#v\n z %#v", err, x, z)
 		}
 	})
+}
+
+func TestDecodeCompactSections(t *testing.T) {
+	picks := []Sections{0, AllSections, SectionEventData, SectionRecent, SectionEventData | SectionPrior,
+		SectionActions | SectionSettings | SectionPreferences | SectionDevices}
+	for i, in := range compactInputs() {
+		doc := AppendInputCompact(nil, &in)
+		var dec InputDecoder
+		var full Input
+		if err := dec.DecodeCompact(doc, &full); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		for _, s := range picks {
+			var got Input
+			var sawConfig []byte
+			calls := 0
+			err := dec.DecodeCompactSections(doc, &got, func(config []byte) Sections {
+				calls++
+				sawConfig = config
+				return s
+			})
+			if err != nil {
+				t.Fatalf("%d, sections %b: %v", i, s, err)
+			}
+			if calls != 1 || string(sawConfig) != string(in.Config) {
+				t.Errorf("%d, sections %b: pick called %d times with config %q, want once with %q", i, s, calls, sawConfig, in.Config)
+			}
+			if want := full.Only(s); !reflect.DeepEqual(got, want) {
+				t.Errorf("%d, sections %b:\n got  %#v\n want %#v", i, s, got, want)
+			}
+		}
+	}
+}
+
+// An error in a section nobody reads is still an error, named as
+// DecodeCompact names it, and pick is not asked.
+func TestDecodeCompactSectionsChecksSkippedSections(t *testing.T) {
+	in := sampleInput()
+	in.Config = nil
+	doc := AppendInputCompact(nil, &in)
+	// Every cut of the document ends inside some field.
+	var dec InputDecoder
+	for n := len(doc) - 1; n > 2; n-- {
+		var full, part Input
+		errFull := dec.DecodeCompact(doc[:n], &full)
+		called := false
+		errPart := dec.DecodeCompactSections(doc[:n], &part, func([]byte) Sections { called = true; return 0 })
+		if (errFull == nil) != (errPart == nil) || (errFull != nil && errFull.Error() != errPart.Error()) {
+			t.Fatalf("cut at %d: DecodeCompact: %v; DecodeCompactSections: %v", n, errFull, errPart)
+		}
+		if errPart != nil && (called || !reflect.DeepEqual(part, Input{})) {
+			t.Fatalf("cut at %d: failed decode called pick (%v) or left %#v", n, called, part)
+		}
+	}
 }

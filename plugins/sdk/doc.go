@@ -3,8 +3,9 @@
 // Package sdk is the guest side of the edgerelay plugin ABI for Go plugins
 // built with the standard toolchain (GOOS=wasip1 GOARCH=wasm
 // -buildmode=c-shared). Importing it exports relay_abi_version, relay_alloc,
-// relay_evaluate and relay_encoding (asking for the compact encoding) from
-// the module (Go's //go:wasmexport works from any package linked into a
+// relay_evaluate, relay_encoding (asking for the compact encoding) and
+// relay_input_sections (telling the host which input sections the rule
+// reads, Reads) from the module (Go's //go:wasmexport works from any package linked into a
 // c-shared module); the Go linker adds _initialize and memory. A plugin registers its rule once, from init:
 //
 //	package main
@@ -14,7 +15,7 @@
 //		"github.com/edgerelay/edgerelay/plugins/sdk"
 //	)
 //
-//	func init() { sdk.Handle(Evaluate) }
+//	func init() { sdk.Handle(Evaluate, sdk.Reads(abi.SectionEventData)) }
 //
 //	func Evaluate(in abi.Input) abi.Output {
 //		if in.Event.Data["owner"] == "bot@corp.example" {

@@ -63,6 +63,11 @@ func (c *Config) Internal(owner string) bool {
 	return false
 }
 
+// Reads are the input sections Evaluate reads (event.data): the
+// module asks for only these (sdk.Reads), which saves the guest building
+// the others on every call.
+const Reads = abi.SectionEventData
+
 // Evaluate applies the policy to one event.
 func Evaluate(in abi.Input, c *Config) abi.Output {
 	if in.Event.Type == "account_shared" && c.Internal(in.Event.Data["owner"]) {

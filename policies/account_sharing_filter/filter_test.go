@@ -1,6 +1,7 @@
 package accountsharingfilter
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -27,7 +28,7 @@ func TestEvaluate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := abi.Input{Event: abi.Event{Type: tc.typ, Data: map[string]string{"owner": tc.owner}}}
-			out := Evaluate(in, cfg)
+			out := evaluate(t, in, cfg)
 			if out.Verdict != tc.verdict {
 				t.Fatalf("verdict %q, want %q", out.Verdict, tc.verdict)
 			}
@@ -40,7 +41,7 @@ func TestEvaluate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out := Evaluate(abi.Input{Event: abi.Event{Type: "account_shared", Data: map[string]string{"owner": "a@b"}}}, none); out.Verdict != "allow" {
+	if out := evaluate(t, abi.Input{Event: abi.Event{Type: "account_shared", Data: map[string]string{"owner": "a@b"}}}, none); out.Verdict != "allow" {
 		t.Errorf("empty config: %+v", out)
 	}
 }
@@ -54,4 +55,16 @@ func TestParseConfigErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.json, err, tc.want)
 		}
 	}
+}
+
+// evaluate runs Evaluate as the module does, on only the input sections
+// the policy declares (Reads), and checks that it answers as it does with
+// the whole input.
+func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
+	t.Helper()
+	out := Evaluate(in.Only(Reads), c)
+	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
+		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package newdeviceescalation
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -43,7 +44,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := Evaluate(tc.in, tc.cfg)
+			out := evaluate(t, tc.in, tc.cfg)
 			if out.Verdict != abi.VerdictAllow {
 				t.Fatalf("verdict %q", out.Verdict)
 			}
@@ -73,4 +74,16 @@ func TestParseConfigErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.json, err, tc.want)
 		}
 	}
+}
+
+// evaluate runs Evaluate as the module does, on only the input sections
+// the policy declares (Reads), and checks that it answers as it does with
+// the whole input.
+func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
+	t.Helper()
+	out := Evaluate(in.Only(Reads), c)
+	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
+		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
+	}
+	return out
 }

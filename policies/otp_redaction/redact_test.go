@@ -1,6 +1,7 @@
 package otpredaction
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -69,7 +70,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := Evaluate(abi.Input{Event: tc.ev}, cfg)
+			out := evaluate(t, abi.Input{Event: tc.ev}, cfg)
 			if err := out.Validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +94,7 @@ func TestEvaluate(t *testing.T) {
 			}
 		})
 	}
-	if out := Evaluate(abi.Input{Event: abi.Event{Type: "account_shared", Title: "123456"}}, cfg); out.Set != nil {
+	if out := evaluate(t, abi.Input{Event: abi.Event{Type: "account_shared", Title: "123456"}}, cfg); out.Set != nil {
 		t.Errorf("other type changed: %+v", out)
 	}
 }
@@ -137,7 +138,7 @@ func TestCodeNeverReachesLockScreen(t *testing.T) {
 	}
 	for _, title := range []string{"Code 123.456 for GitHub", "Code 123,456 for GitHub", "Code 123_456 for GitHub",
 		"Code 123/456 for GitHub", "Code 123  456 for GitHub", "Code １２３４５６ for GitHub", "Code ١٢٣٤٥٦ for GitHub"} {
-		out := Evaluate(abi.Input{Event: abi.Event{Type: "otp_received", Title: title, Body: "Use " + title,
+		out := evaluate(t, abi.Input{Event: abi.Event{Type: "otp_received", Title: title, Body: "Use " + title,
 			Data: map[string]string{"account": "github"}}}, cfg)
 		if out.Set == nil || out.Set.Title == nil || *out.Set.Title != "Code •••• for GitHub" {
 			t.Errorf("%q: title %v", title, out.Set)
@@ -146,4 +147,16 @@ func TestCodeNeverReachesLockScreen(t *testing.T) {
 			t.Errorf("%q: body %v", title, out.Set.Body)
 		}
 	}
+}
+
+// evaluate runs Evaluate as the module does, on only the input sections
+// the policy declares (Reads), and checks that it answers as it does with
+// the whole input.
+func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
+	t.Helper()
+	out := Evaluate(in.Only(Reads), c)
+	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
+		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
+	}
+	return out
 }

@@ -43,6 +43,11 @@ func ParseConfig(raw []byte) (*Config, error) {
 	return c, nil
 }
 
+// Reads are the input sections Evaluate reads (user.recent): the
+// module asks for only these (sdk.Reads), which saves the guest building
+// the others on every call.
+const Reads = abi.SectionRecent
+
 // Evaluate applies the policy to one event.
 func Evaluate(in abi.Input, c *Config) abi.Output {
 	if in.Event.Type != "identity_verification" {

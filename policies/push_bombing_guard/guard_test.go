@@ -1,6 +1,7 @@
 package pushbombingguard
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := Evaluate(tc.in, tc.cfg)
+			out := evaluate(t, tc.in, tc.cfg)
 			if out.Verdict != tc.verdict || out.Reason != tc.reason {
 				t.Fatalf("got %q/%q, want %q/%q", out.Verdict, out.Reason, tc.verdict, tc.reason)
 			}
@@ -74,4 +75,16 @@ func TestParseConfigErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.json, err, tc.want)
 		}
 	}
+}
+
+// evaluate runs Evaluate as the module does, on only the input sections
+// the policy declares (Reads), and checks that it answers as it does with
+// the whole input.
+func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
+	t.Helper()
+	out := Evaluate(in.Only(Reads), c)
+	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
+		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package quiethours
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := Evaluate(tc.in, tc.cfg)
+			out := evaluate(t, tc.in, tc.cfg)
 			if out.Verdict != tc.verdict {
 				t.Fatalf("verdict %q, want %q (%+v)", out.Verdict, tc.verdict, out)
 			}
@@ -84,7 +85,7 @@ func TestDSTGap(t *testing.T) {
 	// 03:00): the end must still be a real instant after now.
 	c := mustParse(t, []byte(`{"default":{"start":"22:00","end":"02:30","tz":"Europe/Paris"}}`))
 	in := input("2026-03-29T00:30:00Z", "account_shared", "u", false) // 01:30 CET
-	out := Evaluate(in, c)
+	out := evaluate(t, in, c)
 	if out.Verdict != "defer" || !out.DeferUntil.After(in.Now) || out.DeferUntil.Sub(in.Now) > 2*time.Hour {
 		t.Fatalf("got %+v", out)
 	}
@@ -156,7 +157,7 @@ func TestIgnoreTypeOnlyForExemptTypes(t *testing.T) {
 		{"not exempt, outside", input("2026-11-27T12:00:00Z", "account_shared", "u-1", false), false},
 		{"not exempt, enforced", input("2026-11-27T23:30:00Z", "account_shared", "u-1", true), false},
 	} {
-		out := Evaluate(tc.in, cfg)
+		out := evaluate(t, tc.in, cfg)
 		if out.IgnoreType != tc.ignore || out.Verdict != abi.VerdictAllow {
 			t.Errorf("%s: %+v, want allow with ignore_type %v", tc.name, out, tc.ignore)
 		}
@@ -164,4 +165,16 @@ func TestIgnoreTypeOnlyForExemptTypes(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
+}
+
+// evaluate runs Evaluate as the module does, on only the input sections
+// the policy declares (Reads), and checks that it answers as it does with
+// the whole input.
+func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
+	t.Helper()
+	out := Evaluate(in.Only(Reads), c)
+	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
+		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
+	}
+	return out
 }

@@ -41,6 +41,7 @@ func benchInput() *abi.Input {
 	req := testRequest(relay.TypeAccountShared, false)
 	req.Event.Data = map[string]string{"owner": "alice@partner.example", "item": "vault-7"}
 	in := s.input(req, time.Now())
+	withSettings(in, req)
 	in.Config = []byte(`{"internal_owners":["@corp.example"]}`)
 	return in
 }

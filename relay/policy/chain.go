@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -136,7 +137,10 @@ type Set struct {
 	// ignored[i] holds, by event type, the answer entries[i] said it gives
 	// every event of that type (abi.Output.IgnoreType): its reason. A new
 	// Set (any reload) starts empty.
-	ignored []sync.Map
+	ignored []ignoredTypes
+	// sections[i] is 1<<32 | the input sections entries[i] reads with its
+	// config (Plugin.InputSections), once asked; 0 before.
+	sections []atomic.Uint64
 }
 
 // NewSet sorts entries by manifest order, then name, and returns the chain.
@@ -169,7 +173,8 @@ func NewSet(opts SetOptions, entries []Entry) *Set {
 		}
 		return 0
 	})
-	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]sync.Map, len(es))}
+	return &Set{opts: opts, log: opts.Logger, entries: es, ignored: make([]ignoredTypes, len(es)),
+		sections: make([]atomic.Uint64, len(es))}
 }
 
 // Entries returns the chain in order.
@@ -217,17 +222,24 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		in.Config = m.Config
 		shadow := m.Mode == ModeShadow
 		dec := relay.PluginDecision{Name: p.name, Hash: e.hash, Shadow: shadow}
-		if reason, ok := s.ignored[i].Load(ev.Type); ok {
+		if reason, ok := s.ignored[i].load(ev.Type); ok {
 			// The plugin said it allows every event of this type
 			// unchanged: record its answer without the call.
-			dec.Verdict, dec.Reason = abi.VerdictAllow, reason.(string)
+			dec.Verdict, dec.Reason = abi.VerdictAllow, reason
 			res.Plugins = append(res.Plugins, dec)
 			if !shadow {
 				in.Prior = append(in.Prior, abi.Prior{Plugin: p.name, Verdict: dec.Verdict, Reason: dec.Reason})
 			}
 			continue
 		}
-		out, err := s.call(ctx, p, in, now)
+		secs, err := s.inputSections(ctx, i, ev.Workspace)
+		if err != nil {
+			return Result{}, err
+		}
+		if secs&abi.SectionSettings != 0 {
+			withSettings(in, req)
+		}
+		out, err := s.call(ctx, p, in, secs, now)
 		// The event's logger, only when there is something to log (most
 		// calls log nothing, and it allocates).
 		log := func() hclog.Logger {
@@ -275,7 +287,7 @@ func (s *Set) Evaluate(ctx context.Context, req *Request) (Result, error) {
 		}
 		dec.Verdict, dec.Reason = out.Verdict, out.Reason
 		if out.IgnoreType { // validated: an unchanged allow
-			s.ignored[i].Store(ev.Type, out.Reason)
+			s.ignored[i].store(ev.Type, out.Reason)
 		}
 		if shadow {
 			res.Plugins = append(res.Plugins, dec)
@@ -336,12 +348,12 @@ var errBreakerOpen = errors.New("circuit breaker open")
 
 // call evaluates one plugin unless its breaker is open, and keeps the
 // breaker's count.
-func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, now time.Time) (abi.Output, error) {
+func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, secs abi.Sections, now time.Time) (abi.Output, error) {
 	if !p.breaker.allow(now) {
 		return abi.Output{}, errBreakerOpen
 	}
 	start := time.Now()
-	out, err := p.Evaluate(ctx, in)
+	out, err := p.evaluateInput(ctx, in, secs)
 	if s.opts.Observe != nil {
 		s.opts.Observe(p.name, time.Since(start))
 	}
@@ -356,6 +368,64 @@ func (s *Set) call(ctx context.Context, p *Plugin, in *abi.Input, now time.Time)
 		}
 	}
 	return out, err
+}
+
+// ignoredTypes maps event types to the reason a plugin gives every event
+// of the type (abi.Output.IgnoreType). It is read on every event and
+// written once per type, so readers load an immutable map and a writer
+// replaces it with a copy (a sync.Map's lookup cost a few times more).
+type ignoredTypes struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[map[string]string]
+}
+
+func (t *ignoredTypes) load(typ string) (string, bool) {
+	m := t.m.Load()
+	if m == nil {
+		return "", false
+	}
+	reason, ok := (*m)[typ]
+	return reason, ok
+}
+
+func (t *ignoredTypes) store(typ, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	m := make(map[string]string, 1)
+	if old != nil {
+		if r, ok := (*old)[typ]; ok && r == reason {
+			return
+		}
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[typ] = reason
+	t.m.Store(&m)
+}
+
+// inputSections returns the input sections entries[i] reads with its
+// config, asking the plugin on the first event that reaches it (an
+// instance of that event's workspace answers: the call sees only the
+// config). A plugin that fails to answer gets the whole input; the error is
+// non-nil only when ctx ends or the plugin was closed.
+func (s *Set) inputSections(ctx context.Context, i int, ws string) (abi.Sections, error) {
+	if v := s.sections[i].Load(); v != 0 {
+		return abi.Sections(uint32(v)), nil
+	}
+	e := &s.entries[i]
+	secs, err := e.Plugin.InputSections(ctx, ws, e.Manifest.Config)
+	if err != nil {
+		if errors.Is(err, relay.ErrClosed) || ctx.Err() != nil {
+			return abi.AllSections, err
+		}
+		s.log.Warn("policy did not say which input it reads: sending all of it",
+			relay.LogKeyPolicy, e.Plugin.name, relay.LogKeyError, err)
+		secs = abi.AllSections
+	}
+	s.sections[i].Store(1<<32 | uint64(secs))
+	return secs, nil
 }
 
 // failureReason is the short reason recorded for a failed plugin.
@@ -391,7 +461,8 @@ func checkDevices(narrow []string, have []abi.Device) error {
 	return nil
 }
 
-// input builds the abi.Input for req.
+// input builds the abi.Input for req, but for workspace.settings, which
+// needs a copy and most plugins do not read (withSettings).
 func (s *Set) input(req *Request, now time.Time) *abi.Input {
 	ev := req.Event
 	in := &abi.Input{
@@ -402,12 +473,6 @@ func (s *Set) input(req *Request, now time.Time) *abi.Input {
 			Priority: string(ev.Priority), OccurredAt: ev.OccurredAt, ExpiresAt: ev.ExpiresAt},
 		Baseline: abi.Baseline{Verdict: string(req.Baseline.Verdict), Reason: req.Baseline.Reason,
 			Enforced: req.Baseline.Enforced},
-	}
-	if len(req.Settings) > 0 {
-		in.Workspace.Settings = make(map[string]string, len(req.Settings))
-		for k, v := range req.Settings {
-			in.Workspace.Settings[k] = string(v)
-		}
 	}
 	in.User.Preferences = req.Preferences
 	in.User.Devices = make([]abi.Device, 0, len(req.Devices))
@@ -421,6 +486,17 @@ func (s *Set) input(req *Request, now time.Time) *abi.Input {
 		in.User.Recent = s.opts.Recent.Lookup(ev.Workspace, ev.User, now)
 	}
 	return in
+}
+
+// withSettings fills in's workspace.settings from req, once.
+func withSettings(in *abi.Input, req *Request) {
+	if in.Workspace.Settings != nil || len(req.Settings) == 0 {
+		return
+	}
+	in.Workspace.Settings = make(map[string]string, len(req.Settings))
+	for k, v := range req.Settings {
+		in.Workspace.Settings[k] = string(v)
+	}
 }
 
 // mergeSet returns a copy of base with add's fields applied over it.

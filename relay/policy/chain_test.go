@@ -268,6 +268,7 @@ func TestChainInput(t *testing.T) {
 	s := NewSet(SetOptions{Recent: rec}, nil)
 	req := testRequest(relay.TypeIdentityVerification, true)
 	in := s.input(req, t0)
+	withSettings(in, req)
 	b := abi.AppendInput(nil, in)
 	var back abi.Input
 	if err := abi.DecodeInput(b, &back); err != nil {

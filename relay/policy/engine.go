@@ -123,9 +123,10 @@ type sharedModule struct {
 	files    []string // its compilation cache files
 	refs     int      // guarded by Engine.modMu
 
-	initMu  sync.Mutex // held while the first plugin checks and prewarms it
-	ready   bool       // checked and prewarmed (guarded by initMu)
-	compact bool       // reads and writes the compact encoding; set before ready
+	initMu   sync.Mutex // held while the first plugin checks and prewarms it
+	ready    bool       // checked and prewarmed (guarded by initMu)
+	compact  bool       // reads and writes the compact encoding; set before ready
+	sections bool       // exports relay_input_sections; set before ready
 
 	mu   sync.Mutex
 	idle []*instance // least recently used first

@@ -138,6 +138,12 @@ func TestLoadRejects(t *testing.T) {
 			m.Func("relay_encoding", wasmtest.I32T, wasmtest.I32T, nil, wasmtest.I32Const(1))
 			return m.Bytes()
 		}(), `export "relay_encoding" has signature (i32) -> (i32), want () -> (i32)`},
+		{"input sections signature", func() []byte {
+			m := wasmtest.ABIModule(1)
+			m.Func("relay_evaluate", wasmtest.PairT, wasmtest.I64T, nil, wasmtest.I64Const(0))
+			m.Func("relay_input_sections", wasmtest.NoT, wasmtest.I32T, nil, wasmtest.I32Const(1))
+			return m.Bytes()
+		}(), `export "relay_input_sections" has signature () -> (i32), want (i32,i32) -> (i32)`},
 		{"foreign import", foreign(), "plugin x imports env.foo: only wasi_snapshot_preview1 is allowed"},
 		{"bad signature", badSig(), `export "relay_evaluate" has signature (i32) -> (i32), want (i32,i32) -> (i64)`},
 		{"no memory", noMemory(), `missing export "memory"`},

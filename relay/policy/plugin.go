@@ -29,6 +29,7 @@ const (
 	exportEvaluate    = abi.ExportEvaluate
 	exportInitialize  = abi.ExportInitialize
 	exportEncoding    = abi.ExportEncoding
+	exportSections    = abi.ExportInputSections
 	wasiModule        = abi.ImportModule
 	minInitTimeout    = 2 * time.Second
 	initTimeoutFactor = 5
@@ -107,10 +108,12 @@ type instance struct {
 	mem    api.Memory
 	alloc  api.Function
 	eval   api.Function
-	out    *ring
-	stack  [2]uint64
-	bufPtr uint32
-	bufCap uint32
+	// sections is relay_input_sections, nil when the module has none.
+	sections api.Function
+	out      *ring
+	stack    [2]uint64
+	bufPtr   uint32
+	bufCap   uint32
 }
 
 // Load compiles wasm, checks it against ABI version 1 (exports and their
@@ -190,6 +193,7 @@ func validate(name string, m wazero.CompiledModule) error {
 		{exportEvaluate, []api.ValueType{i32, i32}, []api.ValueType{i64}, false},
 		{exportInitialize, nil, nil, true},
 		{exportEncoding, nil, []api.ValueType{i32}, true},
+		{exportSections, []api.ValueType{i32, i32}, []api.ValueType{i32}, true},
 	}
 	for _, w := range want {
 		def, ok := fns[w.name]
@@ -266,6 +270,7 @@ func (p *Plugin) prewarm(ctx context.Context) error {
 				p.name, exportEncoding, v, abi.EncodingJSON, abi.EncodingCompact)
 		}
 	}
+	p.mod.sections = first.sections != nil
 	for len(insts) < min(p.eng.opts.Prewarm, p.eng.opts.PoolSize) {
 		inst, err := p.newInstance(ctx)
 		if err != nil {
@@ -312,6 +317,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	inst.mem = mod.ExportedMemory(exportMemory)
 	inst.alloc = mod.ExportedFunction(exportAlloc)
 	inst.eval = mod.ExportedFunction(exportEvaluate)
+	inst.sections = mod.ExportedFunction(exportSections) // nil when not exported
 	return inst, nil
 }
 
@@ -344,13 +350,24 @@ func (p *Plugin) EvaluateRaw(ctx context.Context, in []byte) ([]byte, error) {
 // asked for the compact encoding). Output that does not decode or validate is a
 // failure of kind bad_output, like a trap: the instance is discarded.
 func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error) {
+	return p.evaluateInput(ctx, in, abi.AllSections)
+}
+
+// evaluateInput is Evaluate sending only the input sections in secs (the
+// others empty), as the plugin asked (InputSections).
+func (p *Plugin) evaluateInput(ctx context.Context, in *abi.Input, secs abi.Sections) (abi.Output, error) {
+	send := in
+	if secs&abi.AllSections != abi.AllSections {
+		only := in.Only(secs)
+		send = &only
+	}
 	bp := bufPool.Get().(*[]byte)
 	decode := abi.DecodeOutput
 	if p.mod.compact {
-		*bp = abi.AppendInputCompact((*bp)[:0], in)
+		*bp = abi.AppendInputCompact((*bp)[:0], send)
 		decode = abi.DecodeOutputCompact
 	} else {
-		*bp = abi.AppendInput((*bp)[:0], in)
+		*bp = abi.AppendInput((*bp)[:0], send)
 	}
 	var out abi.Output
 	_, err := p.evaluate(ctx, in.Event.Workspace, *bp, func(b []byte) error {
@@ -363,6 +380,57 @@ func (p *Plugin) Evaluate(ctx context.Context, in *abi.Input) (abi.Output, error
 		bufPool.Put(bp)
 	}
 	return out, err
+}
+
+// InputSections asks the plugin which input sections it reads with config
+// (its manifest's config JSON, nil when none), through its optional
+// relay_input_sections export, on an instance of workspace ws. A plugin
+// without the export reads them all. A failed call returns the failure
+// (*Error; the instance is discarded) with abi.AllSections; it is not
+// counted as a failed evaluation.
+func (p *Plugin) InputSections(ctx context.Context, ws string, config []byte) (abi.Sections, error) {
+	if !p.mod.sections {
+		return abi.AllSections, nil
+	}
+	if len(config) > MaxInputBytes {
+		return abi.AllSections, fmt.Errorf("policy %s: config is %d bytes, limit %d", p.name, len(config), MaxInputBytes)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return abi.AllSections, fmt.Errorf("policy %s: %w", p.name, relay.ErrClosed)
+	}
+	if err := p.eng.acquire(ctx); err != nil {
+		return abi.AllSections, fmt.Errorf("policy %s: wait for a slot: %w", p.name, err)
+	}
+	defer p.eng.release()
+	inst, err := p.get(ctx, ws)
+	if err != nil {
+		return abi.AllSections, err
+	}
+	secs, err := p.callSections(ctx, inst, config)
+	if err != nil {
+		ferr := p.failure(err, inst)
+		p.discard(inst)
+		return abi.AllSections, ferr
+	}
+	p.put(inst)
+	return secs, nil
+}
+
+// callSections is one relay_input_sections call on inst.
+func (p *Plugin) callSections(ctx context.Context, inst *instance, config []byte) (abi.Sections, error) {
+	inst.cs.arm(ctx, p.eng.opts.Timeout)
+	defer inst.cs.disarm()
+	inst.out.Reset()
+	if err := p.write(inst, config); err != nil {
+		return 0, err
+	}
+	inst.stack[0], inst.stack[1] = uint64(inst.bufPtr), uint64(len(config))
+	if err := inst.sections.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
+		return 0, fmt.Errorf("call %s: %w", exportSections, err)
+	}
+	return abi.Sections(uint32(inst.stack[0])), nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -427,23 +495,10 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 	defer inst.cs.disarm()
 	cctx := inst.ctx
 	inst.out.Reset()
-	n := uint32(len(in))
-	if n > inst.bufCap {
-		inst.stack[0] = uint64(n)
-		if err := inst.alloc.CallWithStack(cctx, inst.stack[:1]); err != nil {
-			return nil, fmt.Errorf("call %s: %w", exportAlloc, err)
-		}
-		ptr := uint32(inst.stack[0])
-		if ptr == 0 {
-			return nil, badOutput("%s(%d) returned 0", exportAlloc, n)
-		}
-		inst.bufPtr, inst.bufCap = ptr, n
+	if err := p.write(inst, in); err != nil {
+		return nil, err
 	}
-	if !inst.mem.Write(inst.bufPtr, in) {
-		return nil, badOutput("%s buffer [%d, +%d) is outside memory of %d bytes",
-			exportAlloc, inst.bufPtr, n, inst.mem.Size())
-	}
-	inst.stack[0], inst.stack[1] = uint64(inst.bufPtr), uint64(n)
+	inst.stack[0], inst.stack[1] = uint64(inst.bufPtr), uint64(len(in))
 	if err := inst.eval.CallWithStack(cctx, inst.stack[:]); err != nil {
 		return nil, fmt.Errorf("call %s: %w", exportEvaluate, err)
 	}
@@ -461,6 +516,28 @@ func (p *Plugin) call(ctx context.Context, inst *instance, in []byte) ([]byte, e
 			exportEvaluate, optr, olen, inst.mem.Size())
 	}
 	return view, nil
+}
+
+// write puts b in inst's input buffer (relay_alloc), growing it when b is
+// larger than any before. The caller has armed the kill switch.
+func (p *Plugin) write(inst *instance, b []byte) error {
+	n := max(uint32(len(b)), 1)
+	if n > inst.bufCap {
+		inst.stack[0] = uint64(n)
+		if err := inst.alloc.CallWithStack(inst.ctx, inst.stack[:1]); err != nil {
+			return fmt.Errorf("call %s: %w", exportAlloc, err)
+		}
+		ptr := uint32(inst.stack[0])
+		if ptr == 0 {
+			return badOutput("%s(%d) returned 0", exportAlloc, n)
+		}
+		inst.bufPtr, inst.bufCap = ptr, n
+	}
+	if !inst.mem.Write(inst.bufPtr, b) {
+		return badOutput("%s buffer [%d, +%d) is outside memory of %d bytes",
+			exportAlloc, inst.bufPtr, len(b), inst.mem.Size())
+	}
+	return nil
 }
 
 // get returns an idle instance that served ws before, or one that never

@@ -8,6 +8,8 @@ import (
 	accountsharingfilter "github.com/edgerelay/edgerelay/policies/account_sharing_filter"
 )
 
-func init() { sdk.HandleConfig(accountsharingfilter.ParseConfig, accountsharingfilter.Evaluate) }
+func init() {
+	sdk.HandleConfig(accountsharingfilter.ParseConfig, accountsharingfilter.Evaluate, sdk.Reads(accountsharingfilter.Reads))
+}
 
 func main() {}

@@ -16,11 +16,11 @@ import (
 )
 
 func init() {
-	sdk.Policy("account_sharing_filter", accountsharingfilter.ParseConfig, accountsharingfilter.Evaluate)
-	sdk.Policy("new_device_escalation", newdeviceescalation.ParseConfig, newdeviceescalation.Evaluate)
-	sdk.Policy("otp_redaction", otpredaction.ParseConfig, otpredaction.Evaluate)
-	sdk.Policy("push_bombing_guard", pushbombingguard.ParseConfig, pushbombingguard.Evaluate)
-	sdk.Policy("quiet_hours", quiethours.ParseConfig, quiethours.Evaluate)
+	sdk.Policy("account_sharing_filter", accountsharingfilter.ParseConfig, accountsharingfilter.Evaluate, sdk.Reads(accountsharingfilter.Reads))
+	sdk.Policy("new_device_escalation", newdeviceescalation.ParseConfig, newdeviceescalation.Evaluate, sdk.Reads(newdeviceescalation.Reads))
+	sdk.Policy("otp_redaction", otpredaction.ParseConfig, otpredaction.Evaluate, sdk.Reads(otpredaction.Reads))
+	sdk.Policy("push_bombing_guard", pushbombingguard.ParseConfig, pushbombingguard.Evaluate, sdk.Reads(pushbombingguard.Reads))
+	sdk.Policy("quiet_hours", quiethours.ParseConfig, quiethours.Evaluate, sdk.Reads(quiethours.Reads))
 }
 
 func main() {}

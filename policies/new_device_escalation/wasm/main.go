@@ -8,6 +8,8 @@ import (
 	newdeviceescalation "github.com/edgerelay/edgerelay/policies/new_device_escalation"
 )
 
-func init() { sdk.HandleConfig(newdeviceescalation.ParseConfig, newdeviceescalation.Evaluate) }
+func init() {
+	sdk.HandleConfig(newdeviceescalation.ParseConfig, newdeviceescalation.Evaluate, sdk.Reads(newdeviceescalation.Reads))
+}
 
 func main() {}

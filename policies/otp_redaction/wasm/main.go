@@ -8,6 +8,8 @@ import (
 	otpredaction "github.com/edgerelay/edgerelay/policies/otp_redaction"
 )
 
-func init() { sdk.HandleConfig(otpredaction.ParseConfig, otpredaction.Evaluate) }
+func init() {
+	sdk.HandleConfig(otpredaction.ParseConfig, otpredaction.Evaluate, sdk.Reads(otpredaction.Reads))
+}
 
 func main() {}

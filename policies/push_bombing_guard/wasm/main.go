@@ -8,6 +8,8 @@ import (
 	pushbombingguard "github.com/edgerelay/edgerelay/policies/push_bombing_guard"
 )
 
-func init() { sdk.HandleConfig(pushbombingguard.ParseConfig, pushbombingguard.Evaluate) }
+func init() {
+	sdk.HandleConfig(pushbombingguard.ParseConfig, pushbombingguard.Evaluate, sdk.Reads(pushbombingguard.Reads))
+}
 
 func main() {}

@@ -10,6 +10,8 @@ import (
 	quiethours "github.com/edgerelay/edgerelay/policies/quiet_hours"
 )
 
-func init() { sdk.HandleConfig(quiethours.ParseConfig, quiethours.Evaluate) }
+func init() {
+	sdk.HandleConfig(quiethours.ParseConfig, quiethours.Evaluate, sdk.Reads(quiethours.Reads))
+}
 
 func main() {}
