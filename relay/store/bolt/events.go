@@ -83,8 +83,8 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	undecided := make([]bool, len(events))
 	err = s.write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
-		counts := countDeltas{}
-		c := evb.Cursor() // one cursor for the duplicate checks: Get makes one each
+		w := s.wtx(tx)
+		c := w.cursor(bucketEvents) // for the duplicate checks: Get makes a cursor each
 		var prev []byte
 		for _, i := range order {
 			k := keys[i]
@@ -103,7 +103,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			if err := evb.Put(k, values[i]); err != nil {
 				return fmt.Errorf("put event: %w", err)
 			}
-			if err := d.apply(tx, k, counts); err != nil {
+			if err := d.apply(w, k, true); err != nil {
 				return err
 			}
 		}
@@ -123,7 +123,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 				return fmt.Errorf("put undecided: %w", err)
 			}
 		}
-		return counts.flush(tx)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("add events: %w", err)
@@ -220,7 +220,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := tx.Bucket(bucketUndecided).Delete(seqKey(seq)); err != nil {
 			return fmt.Errorf("delete undecided: %w", err)
 		}
-		return dec.apply(tx, k, nil)
+		return dec.apply(s.wtx(tx), k, false)
 	})
 	if err != nil {
 		return fmt.Errorf("decide event %s: %w", key, err)
@@ -276,9 +276,10 @@ func prepareDecision(key relay.EventKey, d relay.Decision, alert *relay.Alert, j
 }
 
 // apply writes the decision of the event stored under k, its jobs and
-// their schedule entries. counts is set when the event is new in this
-// write (see schedule); nil: the jobs may be scheduled already.
-func (d *decision) apply(tx *bbolt.Tx, k []byte, counts countDeltas) error {
+// their schedule entries. fresh: the event is new in this write (see
+// schedule); false: its jobs may be scheduled already.
+func (d *decision) apply(w *wtx, k []byte, fresh bool) error {
+	tx := w.tx
 	if err := history(tx, bucketDecisions).Put(k, d.value); err != nil {
 		return fmt.Errorf("put decision: %w", err)
 	}
@@ -297,7 +298,7 @@ func (d *decision) apply(tx *bbolt.Tx, k []byte, counts countDeltas) error {
 			return fmt.Errorf("put job: %w", err)
 		}
 		if !j.State.Final() {
-			if err := schedule(tx, p.key, &j, d.rank, counts); err != nil {
+			if err := schedule(w, p.key, &j, d.rank, fresh); err != nil {
 				return err
 			}
 		}

@@ -82,88 +82,52 @@ func parseSchedKey(k []byte) (prefix []byte, due uint64, jk []byte, err error) {
 	return k[:i+2], binary.BigEndian.Uint64(k[i+2:]), k[i+2+dueLen:], nil
 }
 
-func laneOfPrefix(prefix []byte) string { return string(prefix[:len(prefix)-2]) }
-
-// addCount adds delta to a lane's open job count of one rank.
-func addCount(tx *bbolt.Tx, lane string, rank byte, delta int64) error {
-	b := tx.Bucket(bucketSchedCount)
-	k := append([]byte(lane), sep, rank)
-	var n int64
-	if v := b.Get(k); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
-	}
-	n += delta
-	if n <= 0 {
-		return b.Delete(k)
-	}
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
-}
-
-// countDeltas collects a write's changes to the open job counts, so a
-// batch of new jobs updates each lane's count once (addCount is a read and
-// a write of the count per call).
-type countDeltas map[string]int64
-
-func (c countDeltas) add(lane string, rank byte, delta int64) {
-	c[lane+string([]byte{sep, rank})] += delta
-}
-
-// flush applies the deltas.
-func (c countDeltas) flush(tx *bbolt.Tx) error {
-	for k, d := range c {
-		lane, rank := k[:len(k)-2], k[len(k)-1]
-		if err := addCount(tx, lane, rank, d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // schedule puts the open job j (stored under jk) into the schedule of its
-// lane with rank, due at store.DueAt, replacing any entry it had. With
-// counts, j is a job of an event stored in this same write, so it has no
-// entry yet (an event is deleted only once its jobs are closed, and a
-// closed job has none): its count goes to counts and no old entry is
-// looked up.
-func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte, counts countDeltas) error {
-	jobs := tx.Bucket(bucketSchedJobs)
-	if counts != nil {
-		counts.add(j.Lane(), rank, 1)
-	} else if old := jobs.Get(jk); old != nil {
-		if err := unschedule(tx, jk, old, false); err != nil {
+// lane with rank, due at store.DueAt, replacing any entry it had. fresh: j
+// is a job of an event stored in this same write, so it has no entry yet
+// (an event is deleted only once its jobs are closed, and a closed job has
+// none) and no old entry is looked up.
+func schedule(w *wtx, jk []byte, j *relay.Job, rank byte, fresh bool) error {
+	if fresh {
+		w.addJob(j.App, string(j.Platform), rank, 1)
+	} else if old := w.get(bucketSchedJobs, jk); old != nil {
+		if err := unschedule(w, jk, old, false); err != nil {
 			return err
 		}
-	} else if err := addCount(tx, j.Lane(), rank, 1); err != nil {
-		return err
+	} else {
+		w.addJob(j.App, string(j.Platform), rank, 1)
 	}
+	// k is also the sched_jobs value, which bbolt keeps until the commit:
+	// its own allocation.
 	k := schedKey(j.Lane(), rank, store.DueAt(j), jk)
-	if err := tx.Bucket(bucketSched).Put(k, nil); err != nil {
+	if err := w.tx.Bucket(bucketSched).Put(k, nil); err != nil {
 		return fmt.Errorf("put sched: %w", err)
 	}
-	return jobs.Put(jk, k)
+	return w.tx.Bucket(bucketSchedJobs).Put(jk, k)
 }
 
 // unschedule removes job jk's sched entry sk (and its lease); closed also
-// drops it from the counts and the job index.
-func unschedule(tx *bbolt.Tx, jk, sk []byte, closed bool) error {
+// drops it from the counts and the job index. sk must not be w's scratch.
+func unschedule(w *wtx, jk, sk []byte, closed bool) error {
 	prefix, _, _, err := parseSchedKey(sk)
 	if err != nil {
 		return err
 	}
-	lane := laneOfPrefix(prefix)
-	if err := tx.Bucket(bucketSched).Delete(sk); err != nil {
+	lane := prefix[:len(prefix)-2]
+	if err := w.del(bucketSched, sk); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketSchedLeases).Delete(append([]byte(lane+"\x00"), jk...)); err != nil {
+	if err := w.del(bucketSchedLeases, w.keyOf(lane, jk)); err != nil {
 		return err
 	}
 	if !closed {
 		return nil
 	}
-	if err := tx.Bucket(bucketSchedJobs).Delete(jk); err != nil {
+	if err := w.del(bucketSchedJobs, jk); err != nil {
 		return err
 	}
-	return addCount(tx, lane, prefix[len(prefix)-1], -1)
+	w.counts.add(lane, prefix[len(prefix)-1], -1)
+	return nil
 }
 
 // scheduleLane returns the lane of job j: its App and Platform, or for a
@@ -211,7 +175,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	// fsyncing) an empty write.
 	var due bool
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		due, next = laneDue(tx.Bucket(bucketSched), req.Lane, now)
+		due, next = laneDue(tx.Bucket(bucketSched).Cursor(), req.Lane, now)
 		return nil
 	})
 	if err != nil || !due {
@@ -220,41 +184,52 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		}
 		return nil, next, err
 	}
+	owner := []byte(req.Owner) // a sched value: kept by bbolt until the commit
+	var found []byte           // the due keys, back to back
+	var ends []int
 	// The lease need not be on disk before its jobs are sent: Open
 	// releases every lease (one relay per file), so a crash sends them
 	// again either way. The jobs go out while the lease commits.
 	err = s.writeUnsynced(func(tx *bbolt.Tx) error {
 		out, next = out[:0], time.Time{}
+		w := s.wtx(tx)
 		sched := tx.Bucket(bucketSched)
-		var found [][]byte
+		c := w.cursor(bucketSched)
+		found, ends = found[:0], ends[:0]
 		for _, rank := range []byte{rankHigh, rankNormal} {
 			prefix := lanePrefix(req.Lane, rank)
-			c := sched.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(found) < req.Max; k, _ = c.Next() {
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ends) < req.Max; k, _ = c.Next() {
 				if binary.BigEndian.Uint64(k[len(prefix):]) > now {
 					break
 				}
-				found = append(found, bytes.Clone(k))
+				found = append(found, k...)
+				ends = append(ends, len(found))
 			}
 		}
-		rd := newRecordReader(tx, &s.devices)
-		for _, k := range found {
+		rd := newRecordReader(w, &s.devices)
+		start := 0
+		for _, end := range ends {
+			k := found[start:end]
+			start = end
 			prefix, _, jk, err := parseSchedKey(k)
 			if err != nil {
 				return err
 			}
-			nk := append(bytes.Clone(prefix), binary.BigEndian.AppendUint64(nil, dueNanos(until))...)
+			// nk is a value (sched_jobs, sched_leases) and the ticket:
+			// its own allocation.
+			nk := make([]byte, 0, len(k))
+			nk = binary.BigEndian.AppendUint64(append(nk, prefix...), dueNanos(until))
 			nk = append(nk, jk...)
-			if err := sched.Delete(k); err != nil {
+			if err := w.del(bucketSched, k); err != nil {
 				return err
 			}
-			if err := sched.Put(nk, []byte(req.Owner)); err != nil {
+			if err := sched.Put(nk, owner); err != nil {
 				return err
 			}
 			if err := tx.Bucket(bucketSchedJobs).Put(jk, nk); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketSchedLeases).Put(append([]byte(req.Lane+"\x00"), jk...), nk); err != nil {
+			if err := tx.Bucket(bucketSchedLeases).Put(w.keyOf(prefix[:len(prefix)-2], jk), nk); err != nil {
 				return err
 			}
 			l, err := rd.leased(jk)
@@ -264,7 +239,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			l.Ticket = nk
 			out = append(out, l)
 		}
-		_, next = laneDue(sched, req.Lane, now)
+		_, next = laneDue(c, req.Lane, now)
 		return nil
 	})
 	if err != nil {
@@ -275,11 +250,11 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 
 // laneDue reports whether a lane has a job due at now, and when its next
 // job is due (the earliest of its first high and normal entries; zero:
-// none).
-func laneDue(sched *bbolt.Bucket, lane string, now uint64) (due bool, next time.Time) {
+// none). c is a cursor on the sched bucket.
+func laneDue(c *bbolt.Cursor, lane string, now uint64) (due bool, next time.Time) {
 	for _, rank := range []byte{rankHigh, rankNormal} {
 		prefix := lanePrefix(lane, rank)
-		if k, _ := sched.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			at := binary.BigEndian.Uint64(k[len(prefix):])
 			due = due || at <= now
 			if t := time.Unix(0, int64(at)); next.IsZero() || t.Before(next) {
@@ -290,14 +265,16 @@ func laneDue(sched *bbolt.Bucket, lane string, now uint64) (due bool, next time.
 	return due, next
 }
 
-// recordReader reads what a lease carries, caching per event and device
-// within one transaction.
+// recordReader reads what a lease carries. Jobs of one event are next to
+// each other in the schedule (same due time, keys sharing the event's), so
+// it keeps the last event's owner; devices come decoded from the store's
+// cache.
 type recordReader struct {
-	tx      *bbolt.Tx
-	cache   *deviceCache
-	dec     jobDecoder
-	owners  map[string]owner
-	devices map[string]relay.Device
+	w      *wtx
+	cache  *deviceCache
+	dec    jobDecoder
+	lastEK []byte
+	last   owner
 }
 
 type owner struct {
@@ -306,12 +283,12 @@ type owner struct {
 	accepted time.Time
 }
 
-func newRecordReader(tx *bbolt.Tx, cache *deviceCache) *recordReader {
-	return &recordReader{tx: tx, cache: cache, owners: map[string]owner{}, devices: map[string]relay.Device{}}
+func newRecordReader(w *wtx, cache *deviceCache) *recordReader {
+	return &recordReader{w: w, cache: cache}
 }
 
 func (r *recordReader) leased(jk []byte) (store.Leased, error) {
-	v := r.tx.Bucket(bucketJobsOpen).Get(jk)
+	v := r.w.get(bucketJobsOpen, jk)
 	if v == nil {
 		return store.Leased{}, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
 	}
@@ -319,39 +296,36 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 	if err != nil {
 		return store.Leased{}, err
 	}
-	ek := eventKey(j.Event)
-	o, ok := r.owners[string(ek)]
-	if !ok {
-		if ev := r.tx.Bucket(bucketEvents).Get(ek); ev != nil {
+	ek := jk[:bytes.LastIndexByte(jk, sep)] // ws \0 id: decode checked the parts
+	if r.lastEK == nil || !bytes.Equal(ek, r.lastEK) {
+		var o owner
+		if ev := r.w.get(bucketEvents, ek); ev != nil {
 			u, at, err := eventUser(ev)
 			if err != nil {
 				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
 			}
 			o.user, o.accepted = u, at
 		}
-		if dv := r.tx.Bucket(bucketDecisions).Get(ek); dv != nil {
+		if dv := r.w.get(bucketDecisions, ek); dv != nil {
 			d, err := decodeDecision(dv)
 			if err != nil {
 				return store.Leased{}, err
 			}
 			o.alert = d.Alert
 		}
-		r.owners[string(ek)] = o
+		r.lastEK, r.last = append(r.lastEK[:0], ek...), o
 	}
+	o := r.last
 	l := store.Leased{Job: j, User: o.user, Alert: o.alert, AcceptedAt: o.accepted}
 	if o.user != "" {
-		dk := joinKey(j.Event.Workspace, o.user, j.DeviceID)
-		d, ok := r.devices[string(dk)]
-		if !ok {
-			if dv := r.tx.Bucket(bucketDevices).Get(dk); dv != nil {
-				var err error
-				if d, err = r.cache.decode(dv); err != nil {
-					return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
-				}
+		dk := r.w.keyOfStrings(j.Event.Workspace, o.user, j.DeviceID)
+		if dv := r.w.get(bucketDevices, dk); dv != nil {
+			d, err := r.cache.decode(dv)
+			if err != nil {
+				return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
 			}
-			r.devices[string(dk)] = d
+			l.Device = d
 		}
-		l.Device = d
 	}
 	return l, nil
 }
@@ -388,14 +362,15 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	}
 	err = write(func(tx *bbolt.Tx) error {
 		lost = false
-		if cur := tx.Bucket(bucketSchedJobs).Get(jk); cur == nil || !bytes.Equal(cur, ticket) {
+		w := s.wtx(tx)
+		if cur := w.get(bucketSchedJobs, jk); cur == nil || !bytes.Equal(cur, ticket) {
 			lost = true
 			return nil
 		}
-		if err := unschedule(tx, jk, ticket, j.State.Final()); err != nil {
+		if err := unschedule(w, jk, ticket, j.State.Final()); err != nil {
 			return err
 		}
-		if ok, err := updateJob(tx, jk, jv, &j); err != nil || !ok {
+		if ok, err := updateJob(w, jk, jv, &j); err != nil || !ok {
 			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
 		}
 		switch {
@@ -406,7 +381,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			if err != nil {
 				return err
 			}
-			return schedule(tx, jk, &j, prefix[len(prefix)-1], nil)
+			return schedule(w, jk, &j, prefix[len(prefix)-1], false)
 		}
 		return nil
 	})
@@ -651,7 +626,8 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	rd := newRecordReader(tx, &deviceCache{}) // at open: no store yet
+	w := newWtx(tx)                          // at open: no committer yet
+	rd := newRecordReader(w, &deviceCache{}) // nor a store
 	for _, e := range open {
 		j, err := decodeJob(e.k, e.v)
 		if err != nil {
@@ -665,9 +641,12 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := schedule(tx, e.k, &j, rankOf(l.Alert), nil); err != nil {
+		if err := schedule(w, e.k, &j, rankOf(l.Alert), false); err != nil {
 			return 0, err
 		}
+	}
+	if err := w.flush(); err != nil {
+		return 0, err
 	}
 	return len(open), tx.DeleteBucket(old)
 }

@@ -79,6 +79,9 @@ type Store struct {
 	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
 	devices  deviceCache    // decoded devices (devcache.go)
+	// cur is the transaction the committer is running (wtx.go); only
+	// the committer goroutine touches it.
+	cur *wtx
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
