@@ -90,7 +90,7 @@ func decodeEvent(b []byte) (eventValue, error) {
 		}
 		return v, nil
 	}
-	r := byteReader{b: b[eventHeaderLen:]}
+	r := stringReader(b[eventHeaderLen:])
 	e := &v.Event
 	e.ID, e.Workspace, e.User, e.Type = r.string(), r.string(), r.string(), r.string()
 	e.Title, e.Body = r.string(), r.string()
@@ -146,8 +146,21 @@ func eventUser(b []byte) (string, time.Time, error) {
 		}
 		return eu.Event.User, eu.ReceivedAt, nil
 	}
-	v, err := decodeEvent(b)
-	return v.Event.User, v.ReceivedAt, err
+	// Only the user and the receive time: a lease needs nothing else.
+	r := byteReader{b: b[eventHeaderLen:]}
+	r.skip(2) // id, workspace
+	user := r.string()
+	r.skip(3) // type, title, body
+	r.skipMap()
+	r.skipStrings()
+	r.skip(1) // priority
+	r.time()
+	r.time()
+	at := r.time()
+	if err := r.end(); err != nil {
+		return "", time.Time{}, fmt.Errorf("decode event: %w", err)
+	}
+	return user, at, nil
 }
 
 // decisionValue is a decisions value decoded.
@@ -200,7 +213,7 @@ func decodeDecision(b []byte) (decisionValue, error) {
 		}
 		return v, nil
 	}
-	r := byteReader{b: b}
+	r := stringReader(b)
 	if f := r.byte(); f != decisionFormat {
 		return v, fmt.Errorf("decode decision: %w: unknown format %d", errCorrupt, f)
 	}
@@ -444,7 +457,14 @@ func intern(b []byte) string {
 type byteReader struct {
 	b   []byte
 	err error
+	// s, when set, holds the bytes b started with: strings are cut from
+	// it instead of copied one by one (one allocation per value, not per
+	// string; the strings keep the whole value alive).
+	s string
 }
+
+// stringReader reads b with its strings cut from one copy of b.
+func stringReader(b []byte) byteReader { return byteReader{b: b, s: string(b)} }
 
 func (r *byteReader) fail(what string) {
 	if r.err == nil {
@@ -494,7 +514,14 @@ func (r *byteReader) bytes() []byte {
 	return s
 }
 
-func (r *byteReader) string() string { return string(r.bytes()) }
+func (r *byteReader) string() string {
+	b := r.bytes()
+	if r.s == "" || len(b) == 0 {
+		return string(b)
+	}
+	end := len(r.s) - len(r.b)
+	return r.s[end-len(b) : end]
+}
 
 // skip reads past n strings.
 func (r *byteReader) skip(n int) {
