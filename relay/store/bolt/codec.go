@@ -49,6 +49,12 @@ type eventValue struct {
 // encodeEvent returns an events value with room for the seq, which
 // setEventSeq fills in inside the transaction.
 func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
+	return appendEvent(make([]byte, 0, eventSize(&e)), e, receivedAt), nil
+}
+
+// eventSize is about the size of e's events value (at least it, for
+// strings shorter than 128 bytes).
+func eventSize(e *relay.Event) int {
 	n := eventHeaderLen + len(e.ID) + len(e.Workspace) + len(e.User) + len(e.Type) + len(e.Title) + len(e.Body) + len(e.Priority) + 4*15 + 16
 	for k, v := range e.Data {
 		n += len(k) + len(v) + 4
@@ -56,8 +62,13 @@ func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
 	for _, a := range e.Actions {
 		n += len(a) + 2
 	}
-	b := make([]byte, eventHeaderLen, n)
-	b[0] = eventFormat
+	return n
+}
+
+// appendEvent appends e's events value to b.
+func appendEvent(b []byte, e relay.Event, receivedAt time.Time) []byte {
+	b = append(b, eventFormat)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // the seq (setEventSeq)
 	for _, s := range [...]string{e.ID, e.Workspace, e.User, e.Type, e.Title, e.Body} {
 		b = appendString(b, s)
 	}
@@ -66,7 +77,7 @@ func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
 	b = appendString(b, string(e.Priority))
 	b = appendTime(b, e.OccurredAt)
 	b = appendTime(b, e.ExpiresAt)
-	return appendTime(b, receivedAt), nil
+	return appendTime(b, receivedAt)
 }
 
 func setEventSeq(b []byte, seq uint64) { binary.BigEndian.PutUint64(b[1:eventHeaderLen], seq) }
@@ -170,7 +181,30 @@ type decisionValue struct {
 }
 
 func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
-	b := make([]byte, 0, 256)
+	return appendDecision(make([]byte, 0, decisionSize(&d, a)), d, a), nil
+}
+
+// decisionSize is about the size of a decisions value.
+func decisionSize(d *relay.Decision, a *relay.Alert) int {
+	n := 32 + len(d.Verdict) + len(d.Reason)
+	for _, p := range d.Plugins {
+		n += 8 + len(p.Name) + len(p.Hash) + len(p.Verdict) + len(p.Reason)
+	}
+	if a != nil {
+		n += 64 + len(a.EventID) + len(a.Workspace) + len(a.Type) + len(a.Title) + len(a.Body) + len(a.Category) +
+			len(a.Priority) + len(a.InterruptionLevel) + len(a.Sound) + len(a.ThreadID) + len(a.CollapseID)
+		for k, v := range a.Data {
+			n += len(k) + len(v) + 4
+		}
+		for _, s := range a.Actions {
+			n += len(s) + 2
+		}
+	}
+	return n
+}
+
+// appendDecision appends a decisions value to b.
+func appendDecision(b []byte, d relay.Decision, a *relay.Alert) []byte {
 	b = append(b, decisionFormat)
 	b = appendString(b, string(d.Verdict))
 	b = appendString(b, d.Reason)
@@ -188,7 +222,7 @@ func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
 		}
 	}
 	if a == nil {
-		return append(b, 0), nil
+		return append(b, 0)
 	}
 	b = append(b, 1)
 	for _, s := range [...]string{a.EventID, a.Workspace, a.Type, a.Title, a.Body} {
@@ -202,7 +236,7 @@ func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
 	}
 	b = appendTime(b, a.ExpiresAt)
 	b = appendBool(b, a.Silent)
-	return appendBool(b, a.MutableContent), nil
+	return appendBool(b, a.MutableContent)
 }
 
 func decodeDecision(b []byte) (decisionValue, error) {
@@ -347,8 +381,15 @@ const (
 	jobFormat   = 2
 )
 
-func encodeJob(j *relay.Job) []byte {
-	b := make([]byte, 0, 1+4+len(j.Platform)+len(j.State)+len(j.LastError)+len(j.App)+3*15+4)
+func encodeJob(j *relay.Job) []byte { return appendJob(make([]byte, 0, jobSize(j)), j) }
+
+// jobSize is the most a job value takes.
+func jobSize(j *relay.Job) int {
+	return 1 + 4*binary.MaxVarintLen64 + len(j.Platform) + len(j.State) + len(j.LastError) + len(j.App) + binary.MaxVarintLen64 + 3*(1+2*binary.MaxVarintLen64)
+}
+
+// appendJob appends j's job value to b.
+func appendJob(b []byte, j *relay.Job) []byte {
 	b = append(b, jobFormat)
 	b = appendString(b, string(j.Platform))
 	b = appendString(b, string(j.State))

@@ -207,6 +207,9 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			}
 		}
 		rd := newRecordReader(w, &s.devices)
+		if cap(out) < len(ends) {
+			out = make([]store.Leased, 0, len(ends)) // a Leased is ~0.5 KB: no doubling
+		}
 		start := 0
 		for _, end := range ends {
 			k := found[start:end]

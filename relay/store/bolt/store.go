@@ -82,6 +82,7 @@ type Store struct {
 	// cur is the transaction the committer is running (wtx.go); only
 	// the committer goroutine touches it.
 	cur *wtx
+	leaveFn func() // s.leave, made once: a method value allocates
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
@@ -156,7 +157,9 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 	}
 	opts.Logger.Debug("store opened", "path", path)
-	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), maxBatch: opts.MaxBatchSize, fault: opts.WriteFault}, nil
+	s := &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), maxBatch: opts.MaxBatchSize, fault: opts.WriteFault}
+	s.leaveFn = s.leave
+	return s, nil
 }
 
 // Ping reports whether the store can take writes: a write transaction
@@ -211,7 +214,7 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 	}
 	s.wg.Add(1)
 	s.inflight.Add(1)
-	return s.leave, nil
+	return s.leaveFn, nil
 }
 
 func (s *Store) leave() {
