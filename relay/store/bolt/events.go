@@ -309,7 +309,7 @@ func (s *slab) take(n int) []byte {
 	}
 	l := len(s.buf)
 	s.buf = s.buf[:l+n]
-	return s.buf[l:l:l+n]
+	return s.buf[l : l : l+n]
 }
 
 // key returns parts joined with NUL (see joinKey).

@@ -81,7 +81,7 @@ type Store struct {
 	devices  deviceCache    // decoded devices (devcache.go)
 	// cur is the transaction the committer is running (wtx.go); only
 	// the committer goroutine touches it.
-	cur *wtx
+	cur     *wtx
 	leaveFn func() // s.leave, made once: a method value allocates
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
