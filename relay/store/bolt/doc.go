@@ -20,7 +20,10 @@
 // the same commit fails),
 // so every write function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
-// through those results, never by returning an error.
+// through those results, never by returning an error. The functions of one
+// commit share a wtx (wtx.go): a cursor per bucket for point reads and
+// deletes, scratch key buffers, and the open-job count changes, written
+// once at the end of the commit (a retried batch starts a fresh one).
 //
 // # Layout
 //
