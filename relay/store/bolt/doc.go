@@ -47,7 +47,8 @@
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
 //	audit_log  8-byte big-endian seq     JSON relay.AuditEntry (append-only; pruned by age)
-//	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)
+//	sched, sched_jobs, sched_count: the job schedule (sched.go; sched_leases
+//	is left empty: files from before 2026-12 indexed leases there)
 //
 // A job lives in exactly one of jobs_open and jobs_done, chosen by
 // relay.DeliveryState.Final; an open job also has one entry in the

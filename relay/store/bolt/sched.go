@@ -22,14 +22,20 @@ import (
 //
 //	sched        lane \0 rank due job-key   owner of the lease, or empty
 //	sched_jobs   job-key                    its sched key
-//	sched_leases lane \0 job-key            its sched key while leased
 //	sched_count  lane \0 rank               8-byte big-endian open jobs
 //
 // rank is 0 for high priority, 1 for normal, so a cursor over a lane's keys
 // meets every high-priority job before any normal one, each in due order
 // (due: 8-byte big-endian Unix nanoseconds). A lease rewrites the job's key
-// with due = the lease's end, so it is not leased again before then; if the
-// lease is not settled by then, any Lease takes the job again.
+// with the rank's leased variant (2 high, 3 normal: rank|rankLeased) and
+// due = the lease's end, so it is not leased again before then, and the
+// leases of a lane are found in two short ranges (start-up releases them,
+// LaneStats counts them) without an index of their own; if the lease is
+// not settled by then, any Lease takes the job again, before the rank's
+// other due jobs. Counts are by plain rank. (Until 2026-12 a leased key
+// kept its rank and bucket sched_leases indexed it, lane \0 job-key → sched
+// key: one more write and delete per delivery. Open releases what such a
+// file holds.)
 var (
 	bucketSched       = []byte("sched")
 	bucketSchedJobs   = []byte("sched_jobs")
@@ -40,7 +46,16 @@ var (
 const (
 	rankHigh   byte = 0
 	rankNormal byte = 1
+	// rankLeased marks a leased job's rank.
+	rankLeased byte = 2
 )
+
+// plainRank is the priority rank of a sched key's rank byte.
+func plainRank(r byte) byte { return r &^ rankLeased }
+
+// laneRanks are a lane's sched ranges in the order Lease takes them:
+// expired leases of a rank first (they waited longest), then its due jobs.
+var laneRanks = [...]byte{rankHigh | rankLeased, rankHigh, rankNormal | rankLeased, rankNormal}
 
 func rankOf(a *relay.Alert) byte {
 	if store.PriorityOf(a) == relay.PriorityHigh {
@@ -117,16 +132,13 @@ func unschedule(w *wtx, jk, sk []byte, closed bool) error {
 	if err := w.del(bucketSched, sk); err != nil {
 		return err
 	}
-	if err := w.del(bucketSchedLeases, w.keyOf(lane, jk)); err != nil {
-		return err
-	}
 	if !closed {
 		return nil
 	}
 	if err := w.del(bucketSchedJobs, jk); err != nil {
 		return err
 	}
-	w.counts.add(lane, prefix[len(prefix)-1], -1)
+	w.counts.add(lane, plainRank(prefix[len(prefix)-1]), -1)
 	return nil
 }
 
@@ -196,7 +208,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		sched := tx.Bucket(bucketSched)
 		c := w.cursor(bucketSched)
 		found, ends = found[:0], ends[:0]
-		for _, rank := range []byte{rankHigh, rankNormal} {
+		for _, rank := range laneRanks {
 			prefix := lanePrefix(req.Lane, rank)
 			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ends) < req.Max; k, _ = c.Next() {
 				if binary.BigEndian.Uint64(k[len(prefix):]) > now {
@@ -218,10 +230,11 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			if err != nil {
 				return err
 			}
-			// nk is a value (sched_jobs, sched_leases) and the ticket:
-			// its own allocation.
+			// nk is a value (sched_jobs) and the ticket: its own
+			// allocation.
 			nk := make([]byte, 0, len(k))
-			nk = binary.BigEndian.AppendUint64(append(nk, prefix...), dueNanos(until))
+			nk = append(append(nk, prefix[:len(prefix)-1]...), prefix[len(prefix)-1]|rankLeased)
+			nk = binary.BigEndian.AppendUint64(nk, dueNanos(until))
 			nk = append(nk, jk...)
 			if err := w.del(bucketSched, k); err != nil {
 				return err
@@ -230,9 +243,6 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 				return err
 			}
 			if err := tx.Bucket(bucketSchedJobs).Put(jk, nk); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketSchedLeases).Put(w.keyOf(prefix[:len(prefix)-2], jk), nk); err != nil {
 				return err
 			}
 			l, err := rd.leased(jk)
@@ -252,10 +262,10 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 }
 
 // laneDue reports whether a lane has a job due at now, and when its next
-// job is due (the earliest of its first high and normal entries; zero:
-// none). c is a cursor on the sched bucket.
+// job is due (the earliest first entry of its ranges, a lease's end
+// included; zero: none). c is a cursor on the sched bucket.
 func laneDue(c *bbolt.Cursor, lane string, now uint64) (due bool, next time.Time) {
-	for _, rank := range []byte{rankHigh, rankNormal} {
+	for _, rank := range laneRanks {
 		prefix := lanePrefix(lane, rank)
 		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			at := binary.BigEndian.Uint64(k[len(prefix):])
@@ -384,7 +394,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			if err != nil {
 				return err
 			}
-			return schedule(w, jk, &j, prefix[len(prefix)-1], false)
+			return schedule(w, jk, &j, plainRank(prefix[len(prefix)-1]), false)
 		}
 		return nil
 	})
@@ -466,18 +476,27 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 		sched := tx.Bucket(bucketSched)
 		nowN := dueNanos(now)
 		for lane, st := range byLane {
-			for _, rank := range []byte{rankHigh, rankNormal} {
+			for _, rank := range laneRanks {
 				prefix := lanePrefix(lane, rank)
+				leased := rank&rankLeased != 0
 				c := sched.Cursor()
 				n := 0
 				for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxStatsScan; k, v = c.Next() {
+					n++
 					due := binary.BigEndian.Uint64(k[len(prefix):])
 					if due > nowN {
-						break
+						if !leased {
+							break
+						}
+						// A lease running: its end is its due.
+						st.Leased++
+						if st.Owners == nil {
+							st.Owners = map[string]int{}
+						}
+						st.Owners[string(v)]++
+						continue
 					}
-					n++
-					_ = v
-					st.Due++
+					st.Due++ // due, or a lease that ended
 					at := time.Unix(0, int64(due))
 					if st.OldestDue.IsZero() || at.Before(st.OldestDue) {
 						st.OldestDue = at
@@ -489,26 +508,6 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 			if err := s.laneAge(tx, lane, now, st); err != nil {
 				return err
 			}
-		}
-		c := tx.Bucket(bucketSchedLeases).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			i := bytes.IndexByte(k, sep)
-			if i < 0 {
-				return fmt.Errorf("%w: lease key %q", errCorrupt, k)
-			}
-			_, due, _, err := parseSchedKey(v)
-			if err != nil {
-				return err
-			}
-			if due <= nowN {
-				continue // ended; counted as due above
-			}
-			st := get(string(k[:i]))
-			st.Leased++
-			if st.Owners == nil {
-				st.Owners = map[string]int{}
-			}
-			st.Owners[string(sched.Get(v))]++
 		}
 		return nil
 	})
@@ -537,7 +536,7 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 	type times struct{ received, expires time.Time }
 	seen := map[string]times{} // by event key: one read per event, not per device
 	n := 0
-	for _, rank := range []byte{rankHigh, rankNormal} {
+	for _, rank := range laneRanks {
 		prefix := lanePrefix(lane, rank)
 		c := sched.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxAgeScan; k, _ = c.Next() {
@@ -578,39 +577,68 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 // time (the file lock), so any lease left in it belongs to a relay that
 // stopped, and its jobs are due again at once.
 func releaseLeases(tx *bbolt.Tx) (int, error) {
-	leases := tx.Bucket(bucketSchedLeases)
-	type lease struct{ k, sk []byte }
-	var all []lease
-	if err := leases.ForEach(func(k, v []byte) error {
-		all = append(all, lease{bytes.Clone(k), bytes.Clone(v)})
+	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
+	// release makes the job under sched key sk due now with plain rank.
+	release := func(sk []byte) error {
+		prefix, _, jk, err := parseSchedKey(sk)
+		if err != nil {
+			return err
+		}
+		if err := sched.Delete(sk); err != nil {
+			return err
+		}
+		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, sk) {
+			return nil // settled meanwhile: sk was stray
+		}
+		nk := append(append(prefix[:len(prefix)-1:len(prefix)-1], plainRank(prefix[len(prefix)-1])), make([]byte, dueLen)...)
+		nk = append(nk, jk...)
+		if err := sched.Put(nk, nil); err != nil {
+			return err
+		}
+		return jobs.Put(jk, nk)
+	}
+	var leased [][]byte
+	// Files written before leased ranks: their leases are indexed in
+	// sched_leases (value: the sched key) and keep their rank.
+	old := tx.Bucket(bucketSchedLeases)
+	var oldKeys [][]byte
+	if err := old.ForEach(func(k, v []byte) error {
+		oldKeys = append(oldKeys, bytes.Clone(k))
+		leased = append(leased, bytes.Clone(v))
 		return nil
 	}); err != nil {
 		return 0, err
 	}
-	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
-	for _, l := range all {
-		prefix, _, jk, err := parseSchedKey(l.sk)
-		if err != nil {
-			return 0, err
-		}
-		if err := leases.Delete(l.k); err != nil {
-			return 0, err
-		}
-		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, l.sk) {
-			continue // settled meanwhile
-		}
-		nk := append(append(bytes.Clone(prefix), make([]byte, dueLen)...), jk...)
-		if err := sched.Delete(l.sk); err != nil {
-			return 0, err
-		}
-		if err := sched.Put(nk, nil); err != nil {
-			return 0, err
-		}
-		if err := jobs.Put(jk, nk); err != nil {
+	for _, k := range oldKeys {
+		if err := old.Delete(k); err != nil {
 			return 0, err
 		}
 	}
-	return len(all), nil
+	// The leased ranges of every lane with open jobs.
+	lanes := map[string]bool{}
+	if err := tx.Bucket(bucketSchedCount).ForEach(func(k, _ []byte) error {
+		if len(k) > 2 {
+			lanes[string(k[:len(k)-2])] = true
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	c := sched.Cursor()
+	for lane := range lanes {
+		for _, rank := range []byte{rankHigh | rankLeased, rankNormal | rankLeased} {
+			prefix := lanePrefix(lane, rank)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				leased = append(leased, bytes.Clone(k))
+			}
+		}
+	}
+	for _, sk := range leased {
+		if err := release(sk); err != nil {
+			return 0, err
+		}
+	}
+	return len(leased), nil
 }
 
 // migrateSchedule builds the schedule of a file written before it existed
