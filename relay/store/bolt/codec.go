@@ -436,10 +436,13 @@ func (d *jobDecoder) decode(k, v []byte) (relay.Job, error) {
 		d.ws = string(ws)
 	}
 	if string(id) != d.id {
-		d.id = string(id)
+		// The id and the device from one copy.
+		rest := string(k[i+1:])
+		d.id, j.DeviceID = rest[:n], rest[n+1:]
+	} else {
+		j.DeviceID = string(dev)
 	}
 	j.Event = relay.EventKey{Workspace: d.ws, ID: d.id}
-	j.DeviceID = string(dev)
 	if err := decodeJobValue(&j, v); err != nil {
 		return j, fmt.Errorf("decode job %s/%s: %w", j.Event, j.DeviceID, err)
 	}

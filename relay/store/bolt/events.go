@@ -45,14 +45,21 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	// The keys and values of the whole call come from a few blocks (they
 	// live until the commit), the decisions and their job puts from one
 	// slice each: a batch of 50 made ~7 allocations per event before.
-	var sl slab
 	decs := make([]decision, len(events))
-	njobs := 0
-	for _, d := range decided {
-		if d != nil {
+	njobs, size := 0, 0
+	for i := range events {
+		e := &events[i]
+		size += eventSize(e) + len(e.Workspace) + len(e.ID) + 1
+		if i < len(decided) && decided[i] != nil {
+			d := decided[i]
+			size += decisionSize(&d.Decision, d.Alert)
+			for j := range d.Jobs {
+				size += len(e.Workspace) + len(e.ID) + len(d.Jobs[j].DeviceID) + 2 + jobSize(&d.Jobs[j])
+			}
 			njobs += len(d.Jobs)
 		}
 	}
+	sl := &slab{buf: make([]byte, 0, size)}
 	puts := make([]jobPut, njobs)
 	valid := 0
 	for i := range events {
@@ -66,7 +73,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 		if i < len(decided) && decided[i] != nil {
 			d := decided[i]
 			n := len(d.Jobs)
-			if err := decs[i].prepare(&sl, puts[:n:n], k, d.Decision, d.Alert, d.Jobs); err != nil {
+			if err := decs[i].prepare(sl, puts[:n:n], k, d.Decision, d.Alert, d.Jobs); err != nil {
 				results[i] = fmt.Errorf("decide event %s: %w", k, err)
 				continue
 			}
@@ -290,13 +297,15 @@ func (dec *decision) prepare(sl *slab, puts []jobPut, key relay.EventKey, d rela
 	return nil
 }
 
-// slab hands out byte slices cut from larger blocks, for values and keys
-// that live as long as one another (one write's): one allocation per
-// block instead of one per value. A nil slab allocates each.
+// slab hands out byte slices cut from a buffer sized for one write's keys
+// and values (they live as long as one another): one allocation instead of
+// one per value. When the buffer runs out (a size guessed short) it goes on
+// in blocks of slabBlock. A nil slab allocates each.
 type slab struct{ buf []byte }
 
-// slabBlock is the size of a slab's blocks; bigger values get their own.
-const slabBlock = 16 << 10
+// slabBlock is the size of a slab's further blocks; bigger values get
+// their own.
+const slabBlock = 4 << 10
 
 // take returns an empty slice with room for n bytes (appending more is
 // safe: append then copies).

@@ -362,7 +362,10 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
 	}
 	defer leave()
-	jk, jv := jobKey(j.Event, j.DeviceID), encodeJob(&j)
+	// The key and the value in one allocation (bbolt keeps the value).
+	sl := slab{buf: make([]byte, 0, len(j.Event.Workspace)+len(j.Event.ID)+len(j.DeviceID)+2+jobSize(&j))}
+	jk := sl.key(j.Event.Workspace, j.Event.ID, j.DeviceID)
+	jv := appendJob(sl.take(jobSize(&j)), &j)
 	var lost bool
 	// A final state need not be on disk before the queue goes on: a
 	// crash before its commit sends the job again, as a crash between
