@@ -186,8 +186,9 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	// due, answer from a read transaction instead of committing (and
 	// fsyncing) an empty write.
 	var due bool
+	prefix := lanePrefix(req.Lane, rankHigh) // one buffer for the lane's ranges
 	err = s.db.View(func(tx *bbolt.Tx) error {
-		due, next = laneDue(tx.Bucket(bucketSched).Cursor(), req.Lane, now)
+		due, next = laneDue(tx.Bucket(bucketSched).Cursor(), prefix, now)
 		return nil
 	})
 	if err != nil || !due {
@@ -209,7 +210,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		c := w.cursor(bucketSched)
 		found, ends = found[:0], ends[:0]
 		for _, rank := range laneRanks {
-			prefix := lanePrefix(req.Lane, rank)
+			prefix[len(prefix)-1] = rank
 			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ends) < req.Max; k, _ = c.Next() {
 				if binary.BigEndian.Uint64(k[len(prefix):]) > now {
 					break
@@ -226,14 +227,14 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		for _, end := range ends {
 			k := found[start:end]
 			start = end
-			prefix, _, jk, err := parseSchedKey(k)
+			kp, _, jk, err := parseSchedKey(k)
 			if err != nil {
 				return err
 			}
 			// nk is a value (sched_jobs) and the ticket: its own
 			// allocation.
 			nk := make([]byte, 0, len(k))
-			nk = append(append(nk, prefix[:len(prefix)-1]...), prefix[len(prefix)-1]|rankLeased)
+			nk = append(append(nk, kp[:len(kp)-1]...), kp[len(kp)-1]|rankLeased)
 			nk = binary.BigEndian.AppendUint64(nk, dueNanos(until))
 			nk = append(nk, jk...)
 			if err := w.del(bucketSched, k); err != nil {
@@ -252,7 +253,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			l.Ticket = nk
 			out = append(out, l)
 		}
-		_, next = laneDue(c, req.Lane, now)
+		_, next = laneDue(c, prefix, now)
 		return nil
 	})
 	if err != nil {
@@ -263,10 +264,11 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 
 // laneDue reports whether a lane has a job due at now, and when its next
 // job is due (the earliest first entry of its ranges, a lease's end
-// included; zero: none). c is a cursor on the sched bucket.
-func laneDue(c *bbolt.Cursor, lane string, now uint64) (due bool, next time.Time) {
+// included; zero: none). c is a cursor on the sched bucket, prefix a
+// lanePrefix of the lane (its rank byte is overwritten).
+func laneDue(c *bbolt.Cursor, prefix []byte, now uint64) (due bool, next time.Time) {
 	for _, rank := range laneRanks {
-		prefix := lanePrefix(lane, rank)
+		prefix[len(prefix)-1] = rank
 		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			at := binary.BigEndian.Uint64(k[len(prefix):])
 			due = due || at <= now
