@@ -42,7 +42,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	keys := make([][]byte, len(events))
 	values := make([][]byte, len(events))
 	decisions := make([]*decision, len(events))
-	// The keys and values of the whole call come from a few blocks (they
+	// The keys and values of the whole call come from one buffer (they
 	// live until the commit), the decisions and their job puts from one
 	// slice each: a batch of 50 made ~7 allocations per event before.
 	decs := make([]decision, len(events))
