@@ -146,3 +146,38 @@ func TestOpenReleasesLeases(t *testing.T) {
 		t.Fatalf("open jobs %+v, %v", n, err)
 	}
 }
+
+// TestLeaseBacklogMark: a lease that leaves due jobs behind marks its lane,
+// so the next lease goes straight to its write; a lease that leaves none
+// (or a mark gone stale: the jobs erased meanwhile) clears it, and a lane
+// with nothing due is again answered from a read, without a commit.
+func TestLeaseBacklogMark(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	lane := relay.Lane("demo", relay.PlatformIOS)
+	addLeaseable(t, s, relay.PriorityHigh, "e1", "e2", "e3")
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 1 || !s.backlog.has(lane) {
+		t.Fatalf("leased %v, backlog mark %v; want one and the mark", got, s.backlog.has(lane))
+	}
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 1 || !s.backlog.has(lane) {
+		t.Fatalf("leased %v, backlog mark %v", got, s.backlog.has(lane))
+	}
+	// The last due job goes away behind the mark's back.
+	if _, err := s.Erase(ctx, "acme", "u-42"); err != nil {
+		t.Fatal(err)
+	}
+	before := lastTxID(t, s)
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 0 || s.backlog.has(lane) {
+		t.Fatalf("leased %v after the erase, mark %v", got, s.backlog.has(lane))
+	}
+	s.waitUnsynced() // the lease returned before its commit
+	if n := lastTxID(t, s) - before; n != 1 {
+		t.Fatalf("the stale mark cost %d commits, want 1", n)
+	}
+	before = lastTxID(t, s)
+	got := leaseIDs(t, s, "r1", t0, 1)
+	s.waitUnsynced()
+	if len(got) != 0 || lastTxID(t, s) != before {
+		t.Fatalf("leased %v, %d commits with nothing due", got, lastTxID(t, s)-before)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -185,18 +186,23 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	// A lane asks after every send and every new event: when nothing is
 	// due, answer from a read transaction instead of committing (and
 	// fsyncing) an empty write.
-	var due bool
 	prefix := lanePrefix(req.Lane, rankHigh) // one buffer for the lane's ranges
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		due, next = laneDue(tx.Bucket(bucketSched).Cursor(), prefix, now)
-		return nil
-	})
-	if err != nil || !due {
-		if err != nil {
-			err = fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+	// At saturation the lane's last lease left due jobs behind
+	// (s.backlog): they are still due, so the read is skipped.
+	if !s.backlog.has(req.Lane) {
+		var due bool
+		err = s.db.View(func(tx *bbolt.Tx) error {
+			due, next = laneDue(tx.Bucket(bucketSched).Cursor(), prefix, now)
+			return nil
+		})
+		if err != nil || !due {
+			if err != nil {
+				err = fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+			}
+			return nil, next, err
 		}
-		return nil, next, err
 	}
+	var more bool              // due jobs left after this lease
 	owner := []byte(req.Owner) // a sched value: kept by bbolt until the commit
 	var found []byte           // the due keys, back to back
 	var ends []int
@@ -253,13 +259,44 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			l.Ticket = nk
 			out = append(out, l)
 		}
-		_, next = laneDue(c, prefix, now)
+		more, next = laneDue(c, prefix, now)
 		return nil
 	})
 	if err != nil {
+		s.backlog.set(req.Lane, false)
 		return nil, time.Time{}, fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
 	}
+	s.backlog.set(req.Lane, more)
 	return out, next, nil
+}
+
+// laneBacklog remembers the lanes whose last lease left due jobs behind:
+// their next lease need not read first whether anything is due. (One
+// relay per file: jobs leave the schedule only through this store. A
+// stale mark costs one empty write, after which it is cleared.)
+type laneBacklog struct {
+	mu    sync.Mutex
+	lanes map[string]bool
+}
+
+func (b *laneBacklog) has(lane string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lanes[lane]
+}
+
+func (b *laneBacklog) set(lane string, more bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case more && !b.lanes[lane]:
+		if b.lanes == nil {
+			b.lanes = map[string]bool{}
+		}
+		b.lanes[lane] = true
+	case !more && b.lanes[lane]:
+		delete(b.lanes, lane)
+	}
 }
 
 // laneDue reports whether a lane has a job due at now, and when its next

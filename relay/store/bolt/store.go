@@ -82,7 +82,8 @@ type Store struct {
 	// cur is the transaction the committer is running (wtx.go); only
 	// the committer goroutine touches it.
 	cur     *wtx
-	leaveFn func() // s.leave, made once: a method value allocates
+	leaveFn func()      // s.leave, made once: a method value allocates
+	backlog laneBacklog // lanes with due jobs left by their last lease (sched.go)
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
