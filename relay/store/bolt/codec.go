@@ -49,6 +49,12 @@ type eventValue struct {
 // encodeEvent returns an events value with room for the seq, which
 // setEventSeq fills in inside the transaction.
 func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
+	return appendEvent(make([]byte, 0, eventSize(&e)), e, receivedAt), nil
+}
+
+// eventSize is about the size of e's events value (at least it, for
+// strings shorter than 128 bytes).
+func eventSize(e *relay.Event) int {
 	n := eventHeaderLen + len(e.ID) + len(e.Workspace) + len(e.User) + len(e.Type) + len(e.Title) + len(e.Body) + len(e.Priority) + 4*15 + 16
 	for k, v := range e.Data {
 		n += len(k) + len(v) + 4
@@ -56,8 +62,13 @@ func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
 	for _, a := range e.Actions {
 		n += len(a) + 2
 	}
-	b := make([]byte, eventHeaderLen, n)
-	b[0] = eventFormat
+	return n
+}
+
+// appendEvent appends e's events value to b.
+func appendEvent(b []byte, e relay.Event, receivedAt time.Time) []byte {
+	b = append(b, eventFormat)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // the seq (setEventSeq)
 	for _, s := range [...]string{e.ID, e.Workspace, e.User, e.Type, e.Title, e.Body} {
 		b = appendString(b, s)
 	}
@@ -66,7 +77,7 @@ func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
 	b = appendString(b, string(e.Priority))
 	b = appendTime(b, e.OccurredAt)
 	b = appendTime(b, e.ExpiresAt)
-	return appendTime(b, receivedAt), nil
+	return appendTime(b, receivedAt)
 }
 
 func setEventSeq(b []byte, seq uint64) { binary.BigEndian.PutUint64(b[1:eventHeaderLen], seq) }
@@ -90,7 +101,7 @@ func decodeEvent(b []byte) (eventValue, error) {
 		}
 		return v, nil
 	}
-	r := byteReader{b: b[eventHeaderLen:]}
+	r := stringReader(b[eventHeaderLen:])
 	e := &v.Event
 	e.ID, e.Workspace, e.User, e.Type = r.string(), r.string(), r.string(), r.string()
 	e.Title, e.Body = r.string(), r.string()
@@ -146,8 +157,21 @@ func eventUser(b []byte) (string, time.Time, error) {
 		}
 		return eu.Event.User, eu.ReceivedAt, nil
 	}
-	v, err := decodeEvent(b)
-	return v.Event.User, v.ReceivedAt, err
+	// Only the user and the receive time: a lease needs nothing else.
+	r := byteReader{b: b[eventHeaderLen:]}
+	r.skip(2) // id, workspace
+	user := r.string()
+	r.skip(3) // type, title, body
+	r.skipMap()
+	r.skipStrings()
+	r.skip(1) // priority
+	r.time()
+	r.time()
+	at := r.time()
+	if err := r.end(); err != nil {
+		return "", time.Time{}, fmt.Errorf("decode event: %w", err)
+	}
+	return user, at, nil
 }
 
 // decisionValue is a decisions value decoded.
@@ -157,7 +181,30 @@ type decisionValue struct {
 }
 
 func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
-	b := make([]byte, 0, 256)
+	return appendDecision(make([]byte, 0, decisionSize(&d, a)), d, a), nil
+}
+
+// decisionSize is about the size of a decisions value.
+func decisionSize(d *relay.Decision, a *relay.Alert) int {
+	n := 32 + len(d.Verdict) + len(d.Reason)
+	for _, p := range d.Plugins {
+		n += 8 + len(p.Name) + len(p.Hash) + len(p.Verdict) + len(p.Reason)
+	}
+	if a != nil {
+		n += 64 + len(a.EventID) + len(a.Workspace) + len(a.Type) + len(a.Title) + len(a.Body) + len(a.Category) +
+			len(a.Priority) + len(a.InterruptionLevel) + len(a.Sound) + len(a.ThreadID) + len(a.CollapseID)
+		for k, v := range a.Data {
+			n += len(k) + len(v) + 4
+		}
+		for _, s := range a.Actions {
+			n += len(s) + 2
+		}
+	}
+	return n
+}
+
+// appendDecision appends a decisions value to b.
+func appendDecision(b []byte, d relay.Decision, a *relay.Alert) []byte {
 	b = append(b, decisionFormat)
 	b = appendString(b, string(d.Verdict))
 	b = appendString(b, d.Reason)
@@ -175,7 +222,7 @@ func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
 		}
 	}
 	if a == nil {
-		return append(b, 0), nil
+		return append(b, 0)
 	}
 	b = append(b, 1)
 	for _, s := range [...]string{a.EventID, a.Workspace, a.Type, a.Title, a.Body} {
@@ -189,7 +236,7 @@ func encodeDecision(d relay.Decision, a *relay.Alert) ([]byte, error) {
 	}
 	b = appendTime(b, a.ExpiresAt)
 	b = appendBool(b, a.Silent)
-	return appendBool(b, a.MutableContent), nil
+	return appendBool(b, a.MutableContent)
 }
 
 func decodeDecision(b []byte) (decisionValue, error) {
@@ -200,7 +247,7 @@ func decodeDecision(b []byte) (decisionValue, error) {
 		}
 		return v, nil
 	}
-	r := byteReader{b: b}
+	r := stringReader(b)
 	if f := r.byte(); f != decisionFormat {
 		return v, fmt.Errorf("decode decision: %w: unknown format %d", errCorrupt, f)
 	}
@@ -334,8 +381,15 @@ const (
 	jobFormat   = 2
 )
 
-func encodeJob(j *relay.Job) []byte {
-	b := make([]byte, 0, 1+4+len(j.Platform)+len(j.State)+len(j.LastError)+len(j.App)+3*15+4)
+func encodeJob(j *relay.Job) []byte { return appendJob(make([]byte, 0, jobSize(j)), j) }
+
+// jobSize is the most a job value takes.
+func jobSize(j *relay.Job) int {
+	return 1 + 4*binary.MaxVarintLen64 + len(j.Platform) + len(j.State) + len(j.LastError) + len(j.App) + binary.MaxVarintLen64 + 3*(1+2*binary.MaxVarintLen64)
+}
+
+// appendJob appends j's job value to b.
+func appendJob(b []byte, j *relay.Job) []byte {
 	b = append(b, jobFormat)
 	b = appendString(b, string(j.Platform))
 	b = appendString(b, string(j.State))
@@ -382,10 +436,13 @@ func (d *jobDecoder) decode(k, v []byte) (relay.Job, error) {
 		d.ws = string(ws)
 	}
 	if string(id) != d.id {
-		d.id = string(id)
+		// The id and the device from one copy.
+		rest := string(k[i+1:])
+		d.id, j.DeviceID = rest[:n], rest[n+1:]
+	} else {
+		j.DeviceID = string(dev)
 	}
 	j.Event = relay.EventKey{Workspace: d.ws, ID: d.id}
-	j.DeviceID = string(dev)
 	if err := decodeJobValue(&j, v); err != nil {
 		return j, fmt.Errorf("decode job %s/%s: %w", j.Event, j.DeviceID, err)
 	}
@@ -444,7 +501,14 @@ func intern(b []byte) string {
 type byteReader struct {
 	b   []byte
 	err error
+	// s, when set, holds the bytes b started with: strings are cut from
+	// it instead of copied one by one (one allocation per value, not per
+	// string; the strings keep the whole value alive).
+	s string
 }
+
+// stringReader reads b with its strings cut from one copy of b.
+func stringReader(b []byte) byteReader { return byteReader{b: b, s: string(b)} }
 
 func (r *byteReader) fail(what string) {
 	if r.err == nil {
@@ -494,7 +558,14 @@ func (r *byteReader) bytes() []byte {
 	return s
 }
 
-func (r *byteReader) string() string { return string(r.bytes()) }
+func (r *byteReader) string() string {
+	b := r.bytes()
+	if r.s == "" || len(b) == 0 {
+		return string(b)
+	}
+	end := len(r.s) - len(r.b)
+	return r.s[end-len(b) : end]
+}
 
 // skip reads past n strings.
 func (r *byteReader) skip(n int) {

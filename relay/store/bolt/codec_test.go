@@ -184,13 +184,22 @@ func TestCheckValueAgreesWithDecode(t *testing.T) {
 	}
 	decEvent := func(b []byte) error { _, err := decodeEvent(b); return err }
 	decDecision := func(b []byte) error { _, err := decodeDecision(b); return err }
+	// eventUser reads only two fields but must reject what decodeEvent does.
+	decEventUser := func(b []byte) error {
+		u, at, err := eventUser(b)
+		if v, derr := decodeEvent(b); err == nil && derr == nil && (u != v.Event.User || !at.Equal(v.ReceivedAt)) {
+			t.Fatalf("eventUser %x = %q, %v; decodeEvent: %q, %v", b, u, at, v.Event.User, v.ReceivedAt)
+		}
+		return err
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, v := range []struct {
 		name   string
 		b      []byte
 		check  func([]byte) error
 		decode func([]byte) error
-	}{{"event", ev, checkEventValue, decEvent}, {"decision", dec, checkDecisionValue, decDecision}} {
+	}{{"event", ev, checkEventValue, decEvent}, {"decision", dec, checkDecisionValue, decDecision},
+		{"event user", ev, decEvent, decEventUser}} {
 		if err := v.check(v.b); err != nil {
 			t.Fatalf("valid %s: %v", v.name, err)
 		}
@@ -204,5 +213,44 @@ func TestCheckValueAgreesWithDecode(t *testing.T) {
 			}
 			agree(v.name+" changed", b, v.check, v.decode)
 		}
+	}
+}
+
+// TestDecodedStringsOwnTheirBytes: decoded events and decisions cut their
+// strings from one copy of the value, never from the value itself (bbolt's
+// values are its mmap, valid only inside the transaction).
+func TestDecodedStringsOwnTheirBytes(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	e := relay.Event{ID: "evt-1", Workspace: "acme", User: "u-42", Type: relay.TypeOTPReceived, Title: "Code", Body: "Tap",
+		Data: map[string]string{"account": "github"}, Actions: []string{"approve"}, Priority: relay.PriorityHigh, ExpiresAt: at}
+	a := &relay.Alert{EventID: "evt-1", Workspace: "acme", Type: "t", Title: "Code", Body: "Tap", Data: map[string]string{"account": "github"},
+		Actions: []string{"approve"}, Priority: relay.PriorityHigh, CollapseID: "c", ExpiresAt: at}
+	ev, err := encodeEvent(e, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv, err := encodeDecision(relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enabled"}, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotEv, err := decodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotDec, err := decodeDecision(dv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _, err := eventUser(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(ev) // as a remapped or reused page would
+	clear(dv)
+	if !reflect.DeepEqual(gotEv.Event, e) || user != "u-42" {
+		t.Errorf("event after its value changed: %+v, user %q", gotEv.Event, user)
+	}
+	if !reflect.DeepEqual(gotDec.Alert, a) || gotDec.Decision.Reason != "enabled" {
+		t.Errorf("decision after its value changed: %+v", gotDec)
 	}
 }

@@ -219,11 +219,17 @@ func (s *Store) commit(batch []*writeCall, seq uint64) {
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bbolt.Tx) error {
+			s.cur = newWtx(tx)
+			defer func() { s.cur = nil }()
 			for i, c := range batch {
 				if err := runCall(c, tx); err != nil {
 					failed = i
 					return err
 				}
+			}
+			// The open-job counts the functions changed, once.
+			if err := s.cur.flush(); err != nil {
+				return fmt.Errorf("write open job counts: %w", err)
 			}
 			// Every function succeeded: this transaction commits
 			// unless the commit itself fails.

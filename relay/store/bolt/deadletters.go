@@ -79,7 +79,7 @@ func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) 
 	var outcome error // an ordinary outcome (not found, replayed, expired)
 	err = s.write(func(tx *bbolt.Tx) error {
 		out, outcome = relay.Job{}, nil
-		err := replayTx(tx, dk, now, &out)
+		err := replayTx(s.wtx(tx), dk, now, &out)
 		if errors.Is(err, relay.ErrNotFound) || errors.Is(err, store.ErrReplayed) || errors.Is(err, relay.ErrExpired) {
 			// Reported through outcome, not by failing the commit: a
 			// failed function makes bbolt re-run its whole batch.
@@ -97,7 +97,8 @@ func (s *Store) ReplayDeadLetter(ctx context.Context, id string, now time.Time) 
 }
 
 // replayTx is ReplayDeadLetter's transaction.
-func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *relay.Job) error {
+func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
+	tx := w.tx
 	{
 		b := tx.Bucket(bucketDeadLetters)
 		dv := b.Get(dk)
@@ -134,7 +135,7 @@ func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *relay.Job) error {
 		}
 		j.State, j.Attempts, j.LastError, j.NextAt, j.UpdatedAt = relay.StatePending, 0, "", time.Time{}, now
 		scheduleLane(tx, &j)
-		if _, err := updateJob(tx, jk, encodeJob(&j), &j); err != nil {
+		if _, err := updateJob(w, jk, encodeJob(&j), &j); err != nil {
 			return err
 		}
 		var alert *relay.Alert
@@ -145,7 +146,7 @@ func replayTx(tx *bbolt.Tx, dk []byte, now time.Time, out *relay.Job) error {
 			}
 			alert = d.Alert
 		}
-		if err := schedule(tx, jk, &j, rankOf(alert), nil); err != nil {
+		if err := schedule(w, jk, &j, rankOf(alert), false); err != nil {
 			return err
 		}
 		dl.ReplayedAt = now

@@ -20,7 +20,10 @@
 // the same commit fails),
 // so every write function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
-// through those results, never by returning an error.
+// through those results, never by returning an error. The functions of one
+// commit share a wtx (wtx.go): a cursor per bucket for point reads and
+// deletes, scratch key buffers, and the open-job count changes, written
+// once at the end of the commit (a retried batch starts a fresh one).
 //
 // # Layout
 //
@@ -44,7 +47,8 @@
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
 //	audit_log  8-byte big-endian seq     JSON relay.AuditEntry (append-only; pruned by age)
-//	sched, sched_jobs, sched_leases, sched_count: the job schedule (sched.go)
+//	sched, sched_jobs, sched_count: the job schedule (sched.go; sched_leases
+//	is left empty: files from before 2026-12 indexed leases there)
 //
 // A job lives in exactly one of jobs_open and jobs_done, chosen by
 // relay.DeliveryState.Final; an open job also has one entry in the

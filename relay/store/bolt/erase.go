@@ -85,7 +85,7 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 				}
 			}
 		}
-		erased, err := eraseEvents(tx, workspace, user)
+		erased, err := eraseEvents(s.wtx(tx), workspace, user)
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,8 @@ func deleteCounted(b *bbolt.Bucket, prefix []byte) (int, error) {
 // eraseEvents deletes the workspace's events of user (all with user ""),
 // with their undecided entry, decision, jobs, schedule entries and first
 // answer. It returns the erased events' keys.
-func eraseEvents(tx *bbolt.Tx, workspace, user string) (map[string]bool, error) {
+func eraseEvents(w *wtx, workspace, user string) (map[string]bool, error) {
+	tx := w.tx
 	events := tx.Bucket(bucketEvents)
 	var keys [][]byte
 	var seqs []uint64
@@ -155,7 +156,7 @@ func eraseEvents(tx *bbolt.Tx, workspace, user string) (map[string]bool, error) 
 		}
 		for _, jk := range open {
 			if sk := tx.Bucket(bucketSchedJobs).Get(jk); sk != nil {
-				if err := unschedule(tx, jk, bytes.Clone(sk), true); err != nil {
+				if err := unschedule(w, jk, bytes.Clone(sk), true); err != nil {
 					return nil, err
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -22,14 +23,20 @@ import (
 //
 //	sched        lane \0 rank due job-key   owner of the lease, or empty
 //	sched_jobs   job-key                    its sched key
-//	sched_leases lane \0 job-key            its sched key while leased
 //	sched_count  lane \0 rank               8-byte big-endian open jobs
 //
 // rank is 0 for high priority, 1 for normal, so a cursor over a lane's keys
 // meets every high-priority job before any normal one, each in due order
 // (due: 8-byte big-endian Unix nanoseconds). A lease rewrites the job's key
-// with due = the lease's end, so it is not leased again before then; if the
-// lease is not settled by then, any Lease takes the job again.
+// with the rank's leased variant (2 high, 3 normal: rank|rankLeased) and
+// due = the lease's end, so it is not leased again before then, and the
+// leases of a lane are found in two short ranges (start-up releases them,
+// LaneStats counts them) without an index of their own; if the lease is
+// not settled by then, any Lease takes the job again, before the rank's
+// other due jobs. Counts are by plain rank. (Until 2026-12 a leased key
+// kept its rank and bucket sched_leases indexed it, lane \0 job-key → sched
+// key: one more write and delete per delivery. Open releases what such a
+// file holds.)
 var (
 	bucketSched       = []byte("sched")
 	bucketSchedJobs   = []byte("sched_jobs")
@@ -40,7 +47,16 @@ var (
 const (
 	rankHigh   byte = 0
 	rankNormal byte = 1
+	// rankLeased marks a leased job's rank.
+	rankLeased byte = 2
 )
+
+// plainRank is the priority rank of a sched key's rank byte.
+func plainRank(r byte) byte { return r &^ rankLeased }
+
+// laneRanks are a lane's sched ranges in the order Lease takes them:
+// expired leases of a rank first (they waited longest), then its due jobs.
+var laneRanks = [...]byte{rankHigh | rankLeased, rankHigh, rankNormal | rankLeased, rankNormal}
 
 func rankOf(a *relay.Alert) byte {
 	if store.PriorityOf(a) == relay.PriorityHigh {
@@ -82,88 +98,49 @@ func parseSchedKey(k []byte) (prefix []byte, due uint64, jk []byte, err error) {
 	return k[:i+2], binary.BigEndian.Uint64(k[i+2:]), k[i+2+dueLen:], nil
 }
 
-func laneOfPrefix(prefix []byte) string { return string(prefix[:len(prefix)-2]) }
-
-// addCount adds delta to a lane's open job count of one rank.
-func addCount(tx *bbolt.Tx, lane string, rank byte, delta int64) error {
-	b := tx.Bucket(bucketSchedCount)
-	k := append([]byte(lane), sep, rank)
-	var n int64
-	if v := b.Get(k); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
-	}
-	n += delta
-	if n <= 0 {
-		return b.Delete(k)
-	}
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
-}
-
-// countDeltas collects a write's changes to the open job counts, so a
-// batch of new jobs updates each lane's count once (addCount is a read and
-// a write of the count per call).
-type countDeltas map[string]int64
-
-func (c countDeltas) add(lane string, rank byte, delta int64) {
-	c[lane+string([]byte{sep, rank})] += delta
-}
-
-// flush applies the deltas.
-func (c countDeltas) flush(tx *bbolt.Tx) error {
-	for k, d := range c {
-		lane, rank := k[:len(k)-2], k[len(k)-1]
-		if err := addCount(tx, lane, rank, d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // schedule puts the open job j (stored under jk) into the schedule of its
-// lane with rank, due at store.DueAt, replacing any entry it had. With
-// counts, j is a job of an event stored in this same write, so it has no
-// entry yet (an event is deleted only once its jobs are closed, and a
-// closed job has none): its count goes to counts and no old entry is
-// looked up.
-func schedule(tx *bbolt.Tx, jk []byte, j *relay.Job, rank byte, counts countDeltas) error {
-	jobs := tx.Bucket(bucketSchedJobs)
-	if counts != nil {
-		counts.add(j.Lane(), rank, 1)
-	} else if old := jobs.Get(jk); old != nil {
-		if err := unschedule(tx, jk, old, false); err != nil {
+// lane with rank, due at store.DueAt, replacing any entry it had. fresh: j
+// is a job of an event stored in this same write, so it has no entry yet
+// (an event is deleted only once its jobs are closed, and a closed job has
+// none) and no old entry is looked up.
+func schedule(w *wtx, jk []byte, j *relay.Job, rank byte, fresh bool) error {
+	if fresh {
+		w.addJob(j.App, string(j.Platform), rank, 1)
+	} else if old := w.get(bucketSchedJobs, jk); old != nil {
+		if err := unschedule(w, jk, old, false); err != nil {
 			return err
 		}
-	} else if err := addCount(tx, j.Lane(), rank, 1); err != nil {
-		return err
+	} else {
+		w.addJob(j.App, string(j.Platform), rank, 1)
 	}
+	// k is also the sched_jobs value, which bbolt keeps until the commit:
+	// its own allocation.
 	k := schedKey(j.Lane(), rank, store.DueAt(j), jk)
-	if err := tx.Bucket(bucketSched).Put(k, nil); err != nil {
+	if err := w.tx.Bucket(bucketSched).Put(k, nil); err != nil {
 		return fmt.Errorf("put sched: %w", err)
 	}
-	return jobs.Put(jk, k)
+	return w.tx.Bucket(bucketSchedJobs).Put(jk, k)
 }
 
 // unschedule removes job jk's sched entry sk (and its lease); closed also
-// drops it from the counts and the job index.
-func unschedule(tx *bbolt.Tx, jk, sk []byte, closed bool) error {
+// drops it from the counts and the job index. sk must not be w's scratch.
+func unschedule(w *wtx, jk, sk []byte, closed bool) error {
 	prefix, _, _, err := parseSchedKey(sk)
 	if err != nil {
 		return err
 	}
-	lane := laneOfPrefix(prefix)
-	if err := tx.Bucket(bucketSched).Delete(sk); err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketSchedLeases).Delete(append([]byte(lane+"\x00"), jk...)); err != nil {
+	lane := prefix[:len(prefix)-2]
+	if err := w.del(bucketSched, sk); err != nil {
 		return err
 	}
 	if !closed {
 		return nil
 	}
-	if err := tx.Bucket(bucketSchedJobs).Delete(jk); err != nil {
+	if err := w.del(bucketSchedJobs, jk); err != nil {
 		return err
 	}
-	return addCount(tx, lane, prefix[len(prefix)-1], -1)
+	w.counts.add(lane, plainRank(prefix[len(prefix)-1]), -1)
+	return nil
 }
 
 // scheduleLane returns the lane of job j: its App and Platform, or for a
@@ -209,52 +186,70 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	// A lane asks after every send and every new event: when nothing is
 	// due, answer from a read transaction instead of committing (and
 	// fsyncing) an empty write.
-	var due bool
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		due, next = laneDue(tx.Bucket(bucketSched), req.Lane, now)
-		return nil
-	})
-	if err != nil || !due {
-		if err != nil {
-			err = fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+	prefix := lanePrefix(req.Lane, rankHigh) // one buffer for the lane's ranges
+	// At saturation the lane's last lease left due jobs behind
+	// (s.backlog): they are still due, so the read is skipped.
+	if !s.backlog.has(req.Lane) {
+		var due bool
+		err = s.db.View(func(tx *bbolt.Tx) error {
+			due, next = laneDue(tx.Bucket(bucketSched).Cursor(), prefix, now)
+			return nil
+		})
+		if err != nil || !due {
+			if err != nil {
+				err = fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
+			}
+			return nil, next, err
 		}
-		return nil, next, err
 	}
+	var more bool              // due jobs left after this lease
+	owner := []byte(req.Owner) // a sched value: kept by bbolt until the commit
+	var found []byte           // the due keys, back to back
+	var ends []int
 	// The lease need not be on disk before its jobs are sent: Open
 	// releases every lease (one relay per file), so a crash sends them
 	// again either way. The jobs go out while the lease commits.
 	err = s.writeUnsynced(func(tx *bbolt.Tx) error {
 		out, next = out[:0], time.Time{}
+		w := s.wtx(tx)
 		sched := tx.Bucket(bucketSched)
-		var found [][]byte
-		for _, rank := range []byte{rankHigh, rankNormal} {
-			prefix := lanePrefix(req.Lane, rank)
-			c := sched.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(found) < req.Max; k, _ = c.Next() {
+		c := w.cursor(bucketSched)
+		found, ends = found[:0], ends[:0]
+		for _, rank := range laneRanks {
+			prefix[len(prefix)-1] = rank
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(ends) < req.Max; k, _ = c.Next() {
 				if binary.BigEndian.Uint64(k[len(prefix):]) > now {
 					break
 				}
-				found = append(found, bytes.Clone(k))
+				found = append(found, k...)
+				ends = append(ends, len(found))
 			}
 		}
-		rd := newRecordReader(tx, &s.devices)
-		for _, k := range found {
-			prefix, _, jk, err := parseSchedKey(k)
+		rd := newRecordReader(w, &s.devices)
+		if cap(out) < len(ends) {
+			out = make([]store.Leased, 0, len(ends)) // a Leased is ~0.5 KB: no doubling
+		}
+		start := 0
+		for _, end := range ends {
+			k := found[start:end]
+			start = end
+			kp, _, jk, err := parseSchedKey(k)
 			if err != nil {
 				return err
 			}
-			nk := append(bytes.Clone(prefix), binary.BigEndian.AppendUint64(nil, dueNanos(until))...)
+			// nk is a value (sched_jobs) and the ticket: its own
+			// allocation.
+			nk := make([]byte, 0, len(k))
+			nk = append(append(nk, kp[:len(kp)-1]...), kp[len(kp)-1]|rankLeased)
+			nk = binary.BigEndian.AppendUint64(nk, dueNanos(until))
 			nk = append(nk, jk...)
-			if err := sched.Delete(k); err != nil {
+			if err := w.del(bucketSched, k); err != nil {
 				return err
 			}
-			if err := sched.Put(nk, []byte(req.Owner)); err != nil {
+			if err := sched.Put(nk, owner); err != nil {
 				return err
 			}
 			if err := tx.Bucket(bucketSchedJobs).Put(jk, nk); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketSchedLeases).Put(append([]byte(req.Lane+"\x00"), jk...), nk); err != nil {
 				return err
 			}
 			l, err := rd.leased(jk)
@@ -264,22 +259,54 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			l.Ticket = nk
 			out = append(out, l)
 		}
-		_, next = laneDue(sched, req.Lane, now)
+		more, next = laneDue(c, prefix, now)
 		return nil
 	})
 	if err != nil {
+		s.backlog.set(req.Lane, false)
 		return nil, time.Time{}, fmt.Errorf("lease jobs of lane %s: %w", req.Lane, err)
 	}
+	s.backlog.set(req.Lane, more)
 	return out, next, nil
 }
 
+// laneBacklog remembers the lanes whose last lease left due jobs behind:
+// their next lease need not read first whether anything is due. (One
+// relay per file: jobs leave the schedule only through this store. A
+// stale mark costs one empty write, after which it is cleared.)
+type laneBacklog struct {
+	mu    sync.Mutex
+	lanes map[string]bool
+}
+
+func (b *laneBacklog) has(lane string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lanes[lane]
+}
+
+func (b *laneBacklog) set(lane string, more bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case more && !b.lanes[lane]:
+		if b.lanes == nil {
+			b.lanes = map[string]bool{}
+		}
+		b.lanes[lane] = true
+	case !more && b.lanes[lane]:
+		delete(b.lanes, lane)
+	}
+}
+
 // laneDue reports whether a lane has a job due at now, and when its next
-// job is due (the earliest of its first high and normal entries; zero:
-// none).
-func laneDue(sched *bbolt.Bucket, lane string, now uint64) (due bool, next time.Time) {
-	for _, rank := range []byte{rankHigh, rankNormal} {
-		prefix := lanePrefix(lane, rank)
-		if k, _ := sched.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+// job is due (the earliest first entry of its ranges, a lease's end
+// included; zero: none). c is a cursor on the sched bucket, prefix a
+// lanePrefix of the lane (its rank byte is overwritten).
+func laneDue(c *bbolt.Cursor, prefix []byte, now uint64) (due bool, next time.Time) {
+	for _, rank := range laneRanks {
+		prefix[len(prefix)-1] = rank
+		if k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 			at := binary.BigEndian.Uint64(k[len(prefix):])
 			due = due || at <= now
 			if t := time.Unix(0, int64(at)); next.IsZero() || t.Before(next) {
@@ -290,14 +317,16 @@ func laneDue(sched *bbolt.Bucket, lane string, now uint64) (due bool, next time.
 	return due, next
 }
 
-// recordReader reads what a lease carries, caching per event and device
-// within one transaction.
+// recordReader reads what a lease carries. Jobs of one event are next to
+// each other in the schedule (same due time, keys sharing the event's), so
+// it keeps the last event's owner; devices come decoded from the store's
+// cache.
 type recordReader struct {
-	tx      *bbolt.Tx
-	cache   *deviceCache
-	dec     jobDecoder
-	owners  map[string]owner
-	devices map[string]relay.Device
+	w      *wtx
+	cache  *deviceCache
+	dec    jobDecoder
+	lastEK []byte
+	last   owner
 }
 
 type owner struct {
@@ -306,12 +335,12 @@ type owner struct {
 	accepted time.Time
 }
 
-func newRecordReader(tx *bbolt.Tx, cache *deviceCache) *recordReader {
-	return &recordReader{tx: tx, cache: cache, owners: map[string]owner{}, devices: map[string]relay.Device{}}
+func newRecordReader(w *wtx, cache *deviceCache) *recordReader {
+	return &recordReader{w: w, cache: cache}
 }
 
 func (r *recordReader) leased(jk []byte) (store.Leased, error) {
-	v := r.tx.Bucket(bucketJobsOpen).Get(jk)
+	v := r.w.get(bucketJobsOpen, jk)
 	if v == nil {
 		return store.Leased{}, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
 	}
@@ -319,39 +348,36 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 	if err != nil {
 		return store.Leased{}, err
 	}
-	ek := eventKey(j.Event)
-	o, ok := r.owners[string(ek)]
-	if !ok {
-		if ev := r.tx.Bucket(bucketEvents).Get(ek); ev != nil {
+	ek := jk[:bytes.LastIndexByte(jk, sep)] // ws \0 id: decode checked the parts
+	if r.lastEK == nil || !bytes.Equal(ek, r.lastEK) {
+		var o owner
+		if ev := r.w.get(bucketEvents, ek); ev != nil {
 			u, at, err := eventUser(ev)
 			if err != nil {
 				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
 			}
 			o.user, o.accepted = u, at
 		}
-		if dv := r.tx.Bucket(bucketDecisions).Get(ek); dv != nil {
+		if dv := r.w.get(bucketDecisions, ek); dv != nil {
 			d, err := decodeDecision(dv)
 			if err != nil {
 				return store.Leased{}, err
 			}
 			o.alert = d.Alert
 		}
-		r.owners[string(ek)] = o
+		r.lastEK, r.last = append(r.lastEK[:0], ek...), o
 	}
+	o := r.last
 	l := store.Leased{Job: j, User: o.user, Alert: o.alert, AcceptedAt: o.accepted}
 	if o.user != "" {
-		dk := joinKey(j.Event.Workspace, o.user, j.DeviceID)
-		d, ok := r.devices[string(dk)]
-		if !ok {
-			if dv := r.tx.Bucket(bucketDevices).Get(dk); dv != nil {
-				var err error
-				if d, err = r.cache.decode(dv); err != nil {
-					return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
-				}
+		dk := r.w.keyOfStrings(j.Event.Workspace, o.user, j.DeviceID)
+		if dv := r.w.get(bucketDevices, dk); dv != nil {
+			d, err := r.cache.decode(dv)
+			if err != nil {
+				return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
 			}
-			r.devices[string(dk)] = d
+			l.Device = d
 		}
-		l.Device = d
 	}
 	return l, nil
 }
@@ -375,7 +401,10 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
 	}
 	defer leave()
-	jk, jv := jobKey(j.Event, j.DeviceID), encodeJob(&j)
+	// The key and the value in one allocation (bbolt keeps the value).
+	sl := slab{buf: make([]byte, 0, len(j.Event.Workspace)+len(j.Event.ID)+len(j.DeviceID)+2+jobSize(&j))}
+	jk := sl.key(j.Event.Workspace, j.Event.ID, j.DeviceID)
+	jv := appendJob(sl.take(jobSize(&j)), &j)
 	var lost bool
 	// A final state need not be on disk before the queue goes on: a
 	// crash before its commit sends the job again, as a crash between
@@ -388,14 +417,15 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	}
 	err = write(func(tx *bbolt.Tx) error {
 		lost = false
-		if cur := tx.Bucket(bucketSchedJobs).Get(jk); cur == nil || !bytes.Equal(cur, ticket) {
+		w := s.wtx(tx)
+		if cur := w.get(bucketSchedJobs, jk); cur == nil || !bytes.Equal(cur, ticket) {
 			lost = true
 			return nil
 		}
-		if err := unschedule(tx, jk, ticket, j.State.Final()); err != nil {
+		if err := unschedule(w, jk, ticket, j.State.Final()); err != nil {
 			return err
 		}
-		if ok, err := updateJob(tx, jk, jv, &j); err != nil || !ok {
+		if ok, err := updateJob(w, jk, jv, &j); err != nil || !ok {
 			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
 		}
 		switch {
@@ -406,7 +436,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			if err != nil {
 				return err
 			}
-			return schedule(tx, jk, &j, prefix[len(prefix)-1], nil)
+			return schedule(w, jk, &j, plainRank(prefix[len(prefix)-1]), false)
 		}
 		return nil
 	})
@@ -488,18 +518,27 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 		sched := tx.Bucket(bucketSched)
 		nowN := dueNanos(now)
 		for lane, st := range byLane {
-			for _, rank := range []byte{rankHigh, rankNormal} {
+			for _, rank := range laneRanks {
 				prefix := lanePrefix(lane, rank)
+				leased := rank&rankLeased != 0
 				c := sched.Cursor()
 				n := 0
 				for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxStatsScan; k, v = c.Next() {
+					n++
 					due := binary.BigEndian.Uint64(k[len(prefix):])
 					if due > nowN {
-						break
+						if !leased {
+							break
+						}
+						// A lease running: its end is its due.
+						st.Leased++
+						if st.Owners == nil {
+							st.Owners = map[string]int{}
+						}
+						st.Owners[string(v)]++
+						continue
 					}
-					n++
-					_ = v
-					st.Due++
+					st.Due++ // due, or a lease that ended
 					at := time.Unix(0, int64(due))
 					if st.OldestDue.IsZero() || at.Before(st.OldestDue) {
 						st.OldestDue = at
@@ -511,26 +550,6 @@ func (s *Store) LaneStats(ctx context.Context, now time.Time) ([]store.LaneStats
 			if err := s.laneAge(tx, lane, now, st); err != nil {
 				return err
 			}
-		}
-		c := tx.Bucket(bucketSchedLeases).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			i := bytes.IndexByte(k, sep)
-			if i < 0 {
-				return fmt.Errorf("%w: lease key %q", errCorrupt, k)
-			}
-			_, due, _, err := parseSchedKey(v)
-			if err != nil {
-				return err
-			}
-			if due <= nowN {
-				continue // ended; counted as due above
-			}
-			st := get(string(k[:i]))
-			st.Leased++
-			if st.Owners == nil {
-				st.Owners = map[string]int{}
-			}
-			st.Owners[string(sched.Get(v))]++
 		}
 		return nil
 	})
@@ -559,7 +578,7 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 	type times struct{ received, expires time.Time }
 	seen := map[string]times{} // by event key: one read per event, not per device
 	n := 0
-	for _, rank := range []byte{rankHigh, rankNormal} {
+	for _, rank := range laneRanks {
 		prefix := lanePrefix(lane, rank)
 		c := sched.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxAgeScan; k, _ = c.Next() {
@@ -600,39 +619,68 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 // time (the file lock), so any lease left in it belongs to a relay that
 // stopped, and its jobs are due again at once.
 func releaseLeases(tx *bbolt.Tx) (int, error) {
-	leases := tx.Bucket(bucketSchedLeases)
-	type lease struct{ k, sk []byte }
-	var all []lease
-	if err := leases.ForEach(func(k, v []byte) error {
-		all = append(all, lease{bytes.Clone(k), bytes.Clone(v)})
+	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
+	// release makes the job under sched key sk due now with plain rank.
+	release := func(sk []byte) error {
+		prefix, _, jk, err := parseSchedKey(sk)
+		if err != nil {
+			return err
+		}
+		if err := sched.Delete(sk); err != nil {
+			return err
+		}
+		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, sk) {
+			return nil // settled meanwhile: sk was stray
+		}
+		nk := append(append(prefix[:len(prefix)-1:len(prefix)-1], plainRank(prefix[len(prefix)-1])), make([]byte, dueLen)...)
+		nk = append(nk, jk...)
+		if err := sched.Put(nk, nil); err != nil {
+			return err
+		}
+		return jobs.Put(jk, nk)
+	}
+	var leased [][]byte
+	// Files written before leased ranks: their leases are indexed in
+	// sched_leases (value: the sched key) and keep their rank.
+	old := tx.Bucket(bucketSchedLeases)
+	var oldKeys [][]byte
+	if err := old.ForEach(func(k, v []byte) error {
+		oldKeys = append(oldKeys, bytes.Clone(k))
+		leased = append(leased, bytes.Clone(v))
 		return nil
 	}); err != nil {
 		return 0, err
 	}
-	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
-	for _, l := range all {
-		prefix, _, jk, err := parseSchedKey(l.sk)
-		if err != nil {
-			return 0, err
-		}
-		if err := leases.Delete(l.k); err != nil {
-			return 0, err
-		}
-		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, l.sk) {
-			continue // settled meanwhile
-		}
-		nk := append(append(bytes.Clone(prefix), make([]byte, dueLen)...), jk...)
-		if err := sched.Delete(l.sk); err != nil {
-			return 0, err
-		}
-		if err := sched.Put(nk, nil); err != nil {
-			return 0, err
-		}
-		if err := jobs.Put(jk, nk); err != nil {
+	for _, k := range oldKeys {
+		if err := old.Delete(k); err != nil {
 			return 0, err
 		}
 	}
-	return len(all), nil
+	// The leased ranges of every lane with open jobs.
+	lanes := map[string]bool{}
+	if err := tx.Bucket(bucketSchedCount).ForEach(func(k, _ []byte) error {
+		if len(k) > 2 {
+			lanes[string(k[:len(k)-2])] = true
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	c := sched.Cursor()
+	for lane := range lanes {
+		for _, rank := range []byte{rankHigh | rankLeased, rankNormal | rankLeased} {
+			prefix := lanePrefix(lane, rank)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				leased = append(leased, bytes.Clone(k))
+			}
+		}
+	}
+	for _, sk := range leased {
+		if err := release(sk); err != nil {
+			return 0, err
+		}
+	}
+	return len(leased), nil
 }
 
 // migrateSchedule builds the schedule of a file written before it existed
@@ -651,7 +699,8 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	rd := newRecordReader(tx, &deviceCache{}) // at open: no store yet
+	w := newWtx(tx)                          // at open: no committer yet
+	rd := newRecordReader(w, &deviceCache{}) // nor a store
 	for _, e := range open {
 		j, err := decodeJob(e.k, e.v)
 		if err != nil {
@@ -665,9 +714,12 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := schedule(tx, e.k, &j, rankOf(l.Alert), nil); err != nil {
+		if err := schedule(w, e.k, &j, rankOf(l.Alert), false); err != nil {
 			return 0, err
 		}
+	}
+	if err := w.flush(); err != nil {
+		return 0, err
 	}
 	return len(open), tx.DeleteBucket(old)
 }

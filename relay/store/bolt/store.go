@@ -79,6 +79,11 @@ type Store struct {
 	maxBatch int            // write calls per commit at most
 	fault    func() error   // Options.WriteFault
 	devices  deviceCache    // decoded devices (devcache.go)
+	// cur is the transaction the committer is running (wtx.go); only
+	// the committer goroutine touches it.
+	cur     *wtx
+	leaveFn func()      // s.leave, made once: a method value allocates
+	backlog laneBacklog // lanes with due jobs left by their last lease (sched.go)
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
@@ -153,7 +158,9 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), db.Close())
 	}
 	opts.Logger.Debug("store opened", "path", path)
-	return &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), maxBatch: opts.MaxBatchSize, fault: opts.WriteFault}, nil
+	s := &Store{db: db, path: path, log: opts.Logger, done: make(chan struct{}), maxBatch: opts.MaxBatchSize, fault: opts.WriteFault}
+	s.leaveFn = s.leave
+	return s, nil
 }
 
 // Ping reports whether the store can take writes: a write transaction
@@ -208,7 +215,7 @@ func (s *Store) enter(ctx context.Context) (func(), error) {
 	}
 	s.wg.Add(1)
 	s.inflight.Add(1)
-	return s.leave, nil
+	return s.leaveFn, nil
 }
 
 func (s *Store) leave() {

@@ -1,0 +1,183 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
+)
+
+// addLeaseable stores decided events with one pending iOS job each, in
+// lane demo/ios.
+func addLeaseable(t *testing.T, s *Store, prio relay.Priority, ids ...string) {
+	t.Helper()
+	var evs []relay.Event
+	var ds []*store.Decided
+	for _, id := range ids {
+		e := ev("acme", id)
+		e.Priority = prio
+		j := job(e.Key(), "phone", relay.StatePending)
+		j.App = "demo"
+		evs = append(evs, e)
+		ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled},
+			Alert: &relay.Alert{EventID: id, Workspace: "acme", Priority: prio, ExpiresAt: e.ExpiresAt}, Jobs: []relay.Job{j}})
+	}
+	res, err := s.AddDecided(context.Background(), evs, ds, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r != nil {
+			t.Fatal(r)
+		}
+	}
+}
+
+func leaseIDs(t *testing.T, s *Store, owner string, now time.Time, max int) []string {
+	t.Helper()
+	ls, _, err := s.Lease(context.Background(), store.LeaseRequest{Lane: relay.Lane("demo", relay.PlatformIOS), Owner: owner, Now: now, TTL: time.Minute, Max: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.Job.Event.ID)
+	}
+	return out
+}
+
+// TestLeasesInTheirOwnRanges: a leased job's sched key moves to its rank's
+// leased range (no lease index), which LaneStats counts as leased with its
+// owner while the lease runs and as due once it ended; an ended lease is
+// taken again before the rank's other due jobs, and after every high one
+// only if it is normal.
+func TestLeasesInTheirOwnRanges(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	addLeaseable(t, s, relay.PriorityNormal, "n1")
+	addLeaseable(t, s, relay.PriorityHigh, "h1")
+	if got := leaseIDs(t, s, "r1", t0, 2); len(got) != 2 || got[0] != "h1" || got[1] != "n1" {
+		t.Fatalf("leased %v, want h1 then n1", got)
+	}
+	addLeaseable(t, s, relay.PriorityNormal, "n2")
+	addLeaseable(t, s, relay.PriorityHigh, "h2")
+	lane := relay.Lane("demo", relay.PlatformIOS)
+	st, err := s.LaneStats(ctx, t0)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("lane stats %+v, %v", st, err)
+	}
+	if got := st[0]; got.Lane != lane || got.High != 2 || got.Normal != 2 || got.Leased != 2 || got.Owners["r1"] != 2 || got.Due != 2 {
+		t.Fatalf("lane stats while leased %+v", got)
+	}
+	// A minute and more later the leases ended: due again.
+	later := t0.Add(2 * time.Minute)
+	st, err = s.LaneStats(ctx, later)
+	if err != nil || st[0].Leased != 0 || st[0].Due != 4 {
+		t.Fatalf("lane stats after the leases ended %+v, %v", st, err)
+	}
+	if got := leaseIDs(t, s, "r2", later, 4); len(got) != 4 || got[0] != "h1" || got[1] != "h2" || got[2] != "n1" || got[3] != "n2" {
+		t.Fatalf("leased %v after the leases ended, want h1 h2 n1 n2", got)
+	}
+	if n, err := s.OpenJobs(ctx); err != nil || n.High != 2 || n.Normal != 2 {
+		t.Fatalf("open jobs %+v, %v", n, err)
+	}
+}
+
+// TestOpenReleasesLeases: open makes every leased job due at once, those
+// in the leased ranges and those a file written before them indexed in
+// sched_leases.
+func TestOpenReleasesLeases(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addLeaseable(t, s, relay.PriorityHigh, "new", "old")
+	if got := leaseIDs(t, s, "r1", t0, 2); len(got) != 2 {
+		t.Fatalf("leased %v", got)
+	}
+	// Rewrite "old"'s lease as an older relayd wrote it: the rank kept,
+	// the lease indexed in sched_leases.
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		jk := jobKey(relay.EventKey{Workspace: "acme", ID: "old"}, "phone")
+		sk := tx.Bucket(bucketSchedJobs).Get(jk)
+		prefix, _, _, err := parseSchedKey(sk)
+		if err != nil {
+			return err
+		}
+		ok := bytes.Clone(sk)
+		ok[len(prefix)-1] = plainRank(prefix[len(prefix)-1])
+		owner := bytes.Clone(tx.Bucket(bucketSched).Get(sk))
+		if err := tx.Bucket(bucketSched).Delete(bytes.Clone(sk)); err != nil {
+			return err
+		}
+		return errors.Join(tx.Bucket(bucketSched).Put(ok, owner), tx.Bucket(bucketSchedJobs).Put(jk, ok),
+			tx.Bucket(bucketSchedLeases).Put(append([]byte("demo/ios\x00"), jk...), ok))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leaseIDs(t, s, "r1", t0, 2); len(got) != 0 {
+		t.Fatalf("leased %v while leased", got)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path)
+	if got := leaseIDs(t, s, "r2", t0, 2); len(got) != 2 {
+		t.Fatalf("after reopen leased %v, want both", got)
+	}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		if n := tx.Bucket(bucketSchedLeases).Stats().KeyN; n != 0 {
+			t.Errorf("sched_leases keeps %d entries", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.OpenJobs(context.Background()); err != nil || n.High != 2 {
+		t.Fatalf("open jobs %+v, %v", n, err)
+	}
+}
+
+// TestLeaseBacklogMark: a lease that leaves due jobs behind marks its lane,
+// so the next lease goes straight to its write; a lease that leaves none
+// (or a mark gone stale: the jobs erased meanwhile) clears it, and a lane
+// with nothing due is again answered from a read, without a commit.
+func TestLeaseBacklogMark(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	lane := relay.Lane("demo", relay.PlatformIOS)
+	addLeaseable(t, s, relay.PriorityHigh, "e1", "e2", "e3")
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 1 || !s.backlog.has(lane) {
+		t.Fatalf("leased %v, backlog mark %v; want one and the mark", got, s.backlog.has(lane))
+	}
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 1 || !s.backlog.has(lane) {
+		t.Fatalf("leased %v, backlog mark %v", got, s.backlog.has(lane))
+	}
+	// The last due job goes away behind the mark's back.
+	if _, err := s.Erase(ctx, "acme", "u-42"); err != nil {
+		t.Fatal(err)
+	}
+	before := lastTxID(t, s)
+	if got := leaseIDs(t, s, "r1", t0, 1); len(got) != 0 || s.backlog.has(lane) {
+		t.Fatalf("leased %v after the erase, mark %v", got, s.backlog.has(lane))
+	}
+	s.waitUnsynced() // the lease returned before its commit
+	if n := lastTxID(t, s) - before; n != 1 {
+		t.Fatalf("the stale mark cost %d commits, want 1", n)
+	}
+	before = lastTxID(t, s)
+	got := leaseIDs(t, s, "r1", t0, 1)
+	s.waitUnsynced()
+	if len(got) != 0 || lastTxID(t, s) != before {
+		t.Fatalf("leased %v, %d commits with nothing due", got, lastTxID(t, s)-before)
+	}
+}
