@@ -47,7 +47,7 @@ type sendPool[T any] struct {
 
 const (
 	// poolMin is a pool's smallest limit.
-	poolMin = 32
+	poolMin = 64
 	// poolWindow is how often a pool's limit follows the load.
 	poolWindow = 100 * time.Millisecond
 )
