@@ -81,13 +81,11 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, li
 		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
 	}
 	defer leave()
-	defer s.devices.reset()
 
 	self := joinKey(d.Workspace, d.User, d.ID)
-	prefix := prefixKey(d.Workspace)
-	// The token as it appears in the JSON value, to skip most devices
-	// without decoding them.
-	needle, _ := json.Marshal(d.Token)
+	// The token's holders, from the token index (tokenidx.go): one seek,
+	// whatever the workspace's size.
+	prefix := tokenIndexPrefix(d.Workspace, d.Token)
 	var taken []relay.Device
 	err = s.write(func(tx *bbolt.Tx) error {
 		taken = nil
@@ -102,27 +100,45 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, li
 				return fmt.Errorf("%w: %d of %d", store.ErrTooManyDevices, n, limit)
 			}
 		}
-		var drop [][]byte
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if bytes.Equal(k, self) || !bytes.Contains(v, needle) {
+		var drop, stale [][]byte
+		idx := tx.Bucket(bucketDeviceTokens)
+		c := idx.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			dk := indexedDeviceKey(prefix, k)
+			if bytes.Equal(dk, self) {
+				continue
+			}
+			v := b.Get(dk)
+			if v == nil {
+				// Not written by this store (the index is kept in every
+				// write of the devices): drop the entry rather than
+				// refuse the token for good.
+				stale = append(stale, bytes.Clone(k))
 				continue
 			}
 			var o relay.Device
 			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode device %q: %w", k, err)
+				return fmt.Errorf("decode device %q: %w", dk, err)
 			}
 			if o.Token != d.Token {
-				continue
+				if !bytes.Equal(tokenIndexKey(dk, o.Token), k) {
+					stale = append(stale, bytes.Clone(k))
+				}
+				continue // or another token with the same hash prefix
 			}
 			if o.User != d.User && !moveUsers {
 				return &relay.TokenHeldError{Holder: o}
 			}
 			taken = append(taken, o)
-			drop = append(drop, bytes.Clone(k))
+			drop = append(drop, dk)
+		}
+		for _, k := range stale {
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
 		}
 		for _, k := range drop {
-			if err := b.Delete(k); err != nil {
+			if _, err := deleteDeviceKey(tx, k); err != nil {
 				return err
 			}
 		}
@@ -145,7 +161,7 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, li
 		if err := moves.Delete(self); err != nil {
 			return err
 		}
-		return b.Put(self, v)
+		return putDeviceValue(tx, self, v)
 	})
 	var held *relay.TokenHeldError
 	if errors.As(err, &held) {
@@ -153,6 +169,12 @@ func (s *Store) register(ctx context.Context, d relay.Device, moveUsers bool, li
 	}
 	if err != nil {
 		return nil, fmt.Errorf("register device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
+	}
+	if len(taken) > 0 {
+		// Removed devices leave the cache; a registration that removes
+		// none keeps it (it is keyed by the stored bytes, so the new
+		// value is never confused with the old).
+		s.devices.reset()
 	}
 	return taken, nil
 }

@@ -11,8 +11,11 @@ import (
 // decision reads the user's devices and every lease its job's device, and
 // decoding the JSON was ~4% of relayd's CPU at load; the directory rarely
 // changes. Keyed by the value itself, an entry is never stale; it is
-// emptied after every write to the devices so that removed (erased)
-// devices do not linger in memory, and when it is full.
+// emptied after every write that removes devices (delete, token removal,
+// prune, erase, a registration that takes another device's token) so that
+// removed (erased) devices do not linger in memory, and when it is full.
+// A registration that removes nothing keeps it: apps register at every
+// start, and emptying it there made every decision decode again.
 type deviceCache struct {
 	mu sync.Mutex
 	m  map[string]relay.Device
@@ -41,7 +44,7 @@ func (c *deviceCache) decode(v []byte) (relay.Device, error) {
 	return d, nil
 }
 
-// reset empties the cache; called after a write to the devices.
+// reset empties the cache; called after a write that removes devices.
 func (c *deviceCache) reset() {
 	c.mu.Lock()
 	c.m = nil

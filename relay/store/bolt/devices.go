@@ -33,9 +33,8 @@ func (s *Store) PutDevice(ctx context.Context, d relay.Device) error {
 	defer leave()
 
 	k := joinKey(d.Workspace, d.User, d.ID)
-	defer s.devices.reset()
 	err = s.write(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevices).Put(k, v)
+		return putDeviceValue(tx, k, v)
 	})
 	if err != nil {
 		return fmt.Errorf("put device %s/%s/%s: %w", d.Workspace, d.User, d.ID, err)
@@ -114,12 +113,9 @@ func (s *Store) DeleteDevice(ctx context.Context, workspace, user, id string) er
 	k := joinKey(workspace, user, id)
 	var found bool
 	err = s.write(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDevices)
-		found = b.Get(k) != nil
-		if !found {
-			return nil
-		}
-		return b.Delete(k)
+		var err error
+		found, err = deleteDeviceKey(tx, k)
+		return err
 	})
 	if err == nil && !found {
 		err = relay.ErrNotFound
@@ -163,7 +159,8 @@ func (s *Store) RemoveDeviceToken(ctx context.Context, workspace, user, id, toke
 			return nil
 		}
 		removed = true
-		return b.Delete(k)
+		_, err := deleteDeviceKey(tx, k)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("remove device token %s/%s/%s: %w", workspace, user, id, err)

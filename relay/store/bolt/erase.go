@@ -49,7 +49,7 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 			scope = prefixKey(workspace, user)
 		}
 		var err error
-		if out.Devices, err = deleteCounted(tx.Bucket(bucketDevices), scope); err != nil {
+		if out.Devices, err = eraseDevices(tx, workspace, user); err != nil {
 			return err
 		}
 		// Token move notices, pending proofs (created on first use) and
@@ -100,6 +100,51 @@ func (s *Store) Erase(ctx context.Context, workspace, user string) (store.Erased
 		return store.Erased{}, fmt.Errorf("erase %s/%s: %w", workspace, user, err)
 	}
 	return out, nil
+}
+
+// eraseDevices deletes the workspace's devices of user (all with user
+// ""), with their token index entries, and returns how many devices.
+func eraseDevices(tx *bbolt.Tx, workspace, user string) (int, error) {
+	if user == "" {
+		if _, err := deleteCounted(tx.Bucket(bucketDeviceTokens), prefixKey(workspace)); err != nil {
+			return 0, err
+		}
+		return deleteCounted(tx.Bucket(bucketDevices), prefixKey(workspace))
+	}
+	var keys [][]byte
+	unreadable := false
+	own := prefixKey(workspace, user)
+	c := tx.Bucket(bucketDevices).Cursor()
+	for k, v := c.Seek(own); k != nil && bytes.HasPrefix(k, own); k, v = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+		if _, err := deviceToken(v); err != nil {
+			unreadable = true
+		}
+	}
+	for _, k := range keys {
+		if _, err := deleteDeviceKey(tx, k); err != nil {
+			return 0, err
+		}
+	}
+	if unreadable {
+		// A device whose token cannot be read may still have an index
+		// entry, which names the user: find it by its key's tail.
+		idx := tx.Bucket(bucketDeviceTokens)
+		ws := prefixKey(workspace)
+		var drop [][]byte
+		c := idx.Cursor()
+		for k, _ := c.Seek(ws); k != nil && bytes.HasPrefix(k, ws); k, _ = c.Next() {
+			if len(k) > len(ws)+tokenHashLen && bytes.HasPrefix(k[len(ws)+tokenHashLen:], prefixKey(user)) {
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+		for _, k := range drop {
+			if err := idx.Delete(k); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(keys), nil
 }
 
 // deleteCounted deletes b's keys under prefix and returns how many.

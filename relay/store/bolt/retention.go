@@ -22,7 +22,7 @@ func (s *Store) PruneDeadLetters(ctx context.Context, before time.Time) (int, er
 			return false, err
 		}
 		return dl.FailedAt.Before(before), nil
-	})
+	}, nil)
 }
 
 // PruneDevices implements store.Directory: devices last registered before
@@ -35,14 +35,15 @@ func (s *Store) PruneDevices(ctx context.Context, before time.Time) (int, error)
 			return false, err
 		}
 		return d.UpdatedAt.Before(before), nil
-	})
+	}, deleteDeviceKey)
 }
 
 // pruneWhere deletes the entries of bucket for which old says so: read in
 // a read transaction, then deleted in chunks of short writes that check
 // each value again (it may have been written meanwhile). An entry that
-// cannot be decoded is kept.
-func (s *Store) pruneWhere(ctx context.Context, bucket []byte, what string, old func(v []byte) (bool, error)) (int, error) {
+// cannot be decoded is kept. del, when set, deletes an entry (and what is
+// derived from it: the devices' token index).
+func (s *Store) pruneWhere(ctx context.Context, bucket []byte, what string, old func(v []byte) (bool, error), del func(tx *bbolt.Tx, k []byte) (bool, error)) (int, error) {
 	leave, err := s.enter(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("prune %s: %w", what, err)
@@ -79,7 +80,11 @@ func (s *Store) pruneWhere(ctx context.Context, bucket []byte, what string, old 
 				if ok, err := old(v); err != nil || !ok {
 					continue
 				}
-				if err := b.Delete(k); err != nil {
+				if del != nil {
+					if _, err := del(tx, k); err != nil {
+						return err
+					}
+				} else if err := b.Delete(k); err != nil {
 					return err
 				}
 				removed++

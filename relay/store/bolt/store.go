@@ -145,6 +145,13 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return fmt.Errorf("build the job schedule: %w", err)
 		}
+		indexed, err := buildTokenIndex(tx)
+		if err != nil {
+			return fmt.Errorf("build the device token index: %w", err)
+		}
+		if indexed > 0 {
+			opts.Logger.Info("device token index built", "devices", indexed)
+		}
 		released, err := releaseLeases(tx)
 		if err != nil {
 			return fmt.Errorf("release leases: %w", err)
