@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 		{"Devices", testDevices},
 		{"RegisterDeviceTakesToken", testRegisterDeviceTakesToken},
 		{"RegisterUserDeviceKeepsOthersToken", testRegisterUserDeviceKeepsOthersToken},
+		{"TokenMovesAmongManyDevices", testTokenMovesAmongManyDevices},
 		{"TokenProofSingleUse", testTokenProofSingleUse},
 		{"SettingsAndPreferences", testSettingsAndPreferences},
 		{"PreferencesFromTwoRelays", testPreferencesFromTwoRelays},
@@ -591,6 +592,91 @@ func testRegisterUserDeviceKeepsOthersToken(t *testing.T, h Harness) {
 	if m, err := p.DeviceMoves(ctx, ws, user); err != nil || len(m) != 0 {
 		t.Fatalf("notice kept after re-registration: %v %v", m, err)
 	}
+}
+
+// One token moving between users' devices in a workspace of many: each
+// move takes exactly the current holder, the other devices stay, and a
+// token given up (new token, delete, removal) is free again.
+func testTokenMovesAmongManyDevices(t *testing.T, h Harness) {
+	b := h.open(t)
+	p := h.peer(t, b)
+	const n = 40
+	dev := func(u, id, token string) relay.Device {
+		d := device(id, relay.PlatformIOS)
+		d.User, d.Token = u, token
+		return d
+	}
+	for i := range n {
+		register(t, b, dev(fmt.Sprintf("u-%02d", i), "phone", fmt.Sprintf("tok-%02d", i)))
+	}
+	const moving = "tok-moving"
+	holder := ""
+	for i, u := range []string{"u-03", "u-17", "u-03", "u-29", "u-17", "u-03"} {
+		id := fmt.Sprintf("tablet-%d", i)
+		taken, err := []store.Directory{b, p}[i%2].RegisterDevice(ctx, dev(u, id, moving))
+		if err != nil {
+			t.Fatalf("move %d to %s: %v", i, u, err)
+		}
+		var got []string
+		for _, o := range taken {
+			got = append(got, o.User+"/"+o.ID)
+		}
+		var want []string // the first registration takes nothing
+		if holder != "" {
+			want = []string{holder}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("move %d to %s took %v, want %v", i, u, got, want)
+		}
+		holder = u + "/" + id
+		_, err = p.RegisterUserDevice(ctx, dev("u-39", "spare", moving))
+		var held *relay.TokenHeldError
+		if !errors.As(err, &held) || held.Holder.User+"/"+held.Holder.ID != holder {
+			t.Fatalf("after move %d: another user registering the token: %v, want it held by %s", i, err, holder)
+		}
+	}
+	for i := range n {
+		u := fmt.Sprintf("u-%02d", i)
+		ds, err := p.Devices(ctx, ws, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tokens []string
+		for _, d := range ds {
+			tokens = append(tokens, d.ID+"="+d.Token)
+		}
+		want := []string{"phone=" + fmt.Sprintf("tok-%02d", i)}
+		if u == "u-03" {
+			want = append(want, "tablet-5="+moving)
+		}
+		if !slices.Equal(tokens, want) {
+			t.Fatalf("devices of %s: %v, want %v", u, tokens, want)
+		}
+	}
+	// Given up three ways, the token is free each time.
+	free := func(how string) {
+		t.Helper()
+		taken, err := b.RegisterUserDevice(ctx, dev("u-39", "spare", moving))
+		if err != nil || len(taken) != 0 {
+			t.Fatalf("after %s: registering the token took %v, %v; want it free", how, taken, err)
+		}
+		if taken, err := p.RegisterUserDevice(ctx, dev("u-39", "spare", "tok-spare")); err != nil || len(taken) != 0 {
+			t.Fatalf("after %s: a new token for the spare: %v, %v", how, taken, err)
+		}
+		if taken, err := b.RegisterDevice(ctx, dev("u-03", "tablet-5", moving)); err != nil || len(taken) != 0 {
+			t.Fatalf("after %s: the token back to u-03: %v, %v", how, taken, err)
+		}
+	}
+	register(t, b, dev("u-03", "tablet-5", "tok-newer"))
+	free("a new token")
+	if err := p.DeleteDevice(ctx, ws, "u-03", "tablet-5"); err != nil {
+		t.Fatal(err)
+	}
+	free("a delete")
+	if ok, err := b.RemoveDeviceToken(ctx, ws, "u-03", "tablet-5", moving); err != nil || !ok {
+		t.Fatalf("remove token: %v %v", ok, err)
+	}
+	free("a token removal")
 }
 
 // A pending proof is one per user, readable, and taken exactly once.
