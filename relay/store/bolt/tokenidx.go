@@ -75,7 +75,12 @@ func putDeviceValue(tx *bbolt.Tx, k, v []byte) error {
 	if old := devices.Get(k); old != nil {
 		// An undecodable old value has no entry to drop (it was never
 		// indexed, or its entry is checked on use).
-		if ot, err := deviceToken(old); err == nil && ot != token {
+		if ot, err := deviceToken(old); err == nil {
+			if ot == token {
+				// The common registration (an app start): the entry is
+				// there, and leaving it spares the commit its pages.
+				return devices.Put(k, v)
+			}
 			if err := idx.Delete(tokenIndexKey(k, ot)); err != nil {
 				return err
 			}
