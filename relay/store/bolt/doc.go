@@ -40,6 +40,7 @@
 //	jobs_open  ws \0 id \0 device        job value           (pending, deferred)
 //	jobs_done  ws \0 id \0 device        job value           (final states)
 //	devices    ws \0 user \0 device      JSON relay.Device
+//	device_tokens ws \0 h user \0 device  empty: the token index, h = SHA-256(token)[:16] (tokenidx.go)
 //	settings   ws                        JSON {type: setting}
 //	prefs      ws \0 user                JSON {type: bool}
 //	recent     ws \0 user                JSON {type: store.RecentCounter} (user.recent)
