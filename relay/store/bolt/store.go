@@ -145,12 +145,12 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return fmt.Errorf("build the job schedule: %w", err)
 		}
-		indexed, err := buildTokenIndex(tx)
+		indexed, err := openTokenIndex(tx)
 		if err != nil {
 			return fmt.Errorf("build the device token index: %w", err)
 		}
 		if indexed > 0 {
-			opts.Logger.Info("device token index built", "devices", indexed)
+			opts.Logger.Info("device token index rebuilt (the file was not closed cleanly by this version)", "devices", indexed)
 		}
 		released, err := releaseLeases(tx)
 		if err != nil {
@@ -200,6 +200,10 @@ func (s *Store) Close(ctx context.Context) error {
 	s.once.Do(func() {
 		s.wg.Wait()
 		s.commits.loops.Wait() // the committer ends once the queue is empty
+		if err := s.db.Update(markTokenIndex); err != nil {
+			// The next open rebuilds the index.
+			s.log.Warn("could not mark the device token index current", "error", err)
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 			return

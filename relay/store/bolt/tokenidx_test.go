@@ -1,15 +1,19 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -184,26 +188,57 @@ func TestTokenIndexKeptByEveryWrite(t *testing.T) {
 	step("other workspace untouched", reg(tokDev("other", "zed", "z1", "t1"), "ann/a1"))
 }
 
+// openLogged opens the store at path with its log lines in the returned
+// buffer.
+func openLogged(t *testing.T, path string) (*Store, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	s, err := Open(path, Options{Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, &buf
+}
+
+func closeStore(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawUpdate writes the file as a relayd without the index (older, or from
+// before it) would.
+func rawUpdate(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(db.Update(fn), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const rebuiltLog = "device token index rebuilt"
+
 // TestTokenIndexBuiltAtOpen: a file from before the index (devices, no
 // device_tokens bucket) gets it at open, and a registration then finds
 // the token's holder.
 func TestTokenIndexBuiltAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "relay.db")
-	s, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openLogged(t, path)
 	fillDevices(t, s, 300, func(i int) relay.Device {
 		return tokDev("acme", fmt.Sprintf("u%03d", i), "p", fmt.Sprintf("tok-%d", i))
 	})
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketDeviceTokens) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	closeStore(t, s)
+	rawUpdate(t, path, func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketDeviceTokens) })
 
-	s = openAt(t, path)
+	s, log := openLogged(t, path)
+	defer closeStore(t, s)
+	if !strings.Contains(log.String(), rebuiltLog) || !strings.Contains(log.String(), "devices=300") {
+		t.Errorf("open logged %q, want the index built for 300 devices", log)
+	}
 	checkTokenIndex(t, s, "open")
 	taken, err := s.RegisterDevice(context.Background(), tokDev("acme", "new", "p", "tok-123"))
 	if err != nil || len(taken) != 1 || taken[0].User != "u123" {
@@ -213,6 +248,71 @@ func TestTokenIndexBuiltAtOpen(t *testing.T) {
 		t.Fatalf("registering u007's token: %v, want ErrTokenHeld", err)
 	}
 	checkTokenIndex(t, s, "registrations")
+}
+
+// TestTokenIndexAfterOlderRelayd: the index is kept over a clean restart,
+// and rebuilt when a relayd without it (going back, then forward again)
+// wrote the devices meanwhile, or when the file was not closed cleanly
+// (a backup's copy).
+func TestTokenIndexAfterOlderRelayd(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s, _ := openLogged(t, path)
+	for _, d := range []relay.Device{tokDev("acme", "ann", "a1", "t1"), tokDev("acme", "bob", "b1", "t2"), tokDev("acme", "cy", "c1", "t3")} {
+		if _, err := s.RegisterDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeStore(t, s)
+
+	s, log := openLogged(t, path)
+	if strings.Contains(log.String(), rebuiltLog) {
+		t.Errorf("a clean restart rebuilt the index: %q", log)
+	}
+	checkTokenIndex(t, s, "a clean restart")
+	closeStore(t, s)
+
+	// An older relayd: a new device holding t9, bob's device gone, cy's
+	// token changed, none of it in the index.
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		put := func(d relay.Device) error {
+			v, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			return b.Put(joinKey(d.Workspace, d.User, d.ID), v)
+		}
+		return errors.Join(put(tokDev("acme", "dee", "d1", "t9")), b.Delete(joinKey("acme", "bob", "b1")), put(tokDev("acme", "cy", "c1", "t4")))
+	})
+	s, log = openLogged(t, path)
+	if !strings.Contains(log.String(), rebuiltLog) {
+		t.Errorf("open after an older relayd logged %q, want the index rebuilt", log)
+	}
+	checkTokenIndex(t, s, "an older relayd's writes")
+	if _, err := s.RegisterUserDevice(ctx, tokDev("acme", "eve", "e1", "t9")); !errors.Is(err, relay.ErrTokenHeld) {
+		t.Fatalf("registering the token the older relayd stored: %v, want ErrTokenHeld", err)
+	}
+
+	// A backup is a snapshot of an open store: its copy rebuilds.
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	f, err := os.Create(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backup(ctx, f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	c, log := openLogged(t, copyPath)
+	defer closeStore(t, c)
+	if !strings.Contains(log.String(), rebuiltLog) {
+		t.Errorf("opening a backup logged %q, want the index rebuilt", log)
+	}
+	checkTokenIndex(t, c, "a backup's copy")
 }
 
 // TestTokenIndexStaleEntries: index entries no write of this store leaves
