@@ -52,13 +52,18 @@ const (
 	poolWindow = 100 * time.Millisecond
 )
 
-// newSendPool returns a pool of at most most goroutines running do.
+// newSendPool returns a pool of at most most goroutines running do; its
+// limiter follows sample, or without one (nil) the limit is most.
 func newSendPool[T any](wg *sync.WaitGroup, most int, now func() time.Time, urgent func(T) bool,
 	sample func() (time.Duration, time.Duration, bool), do func(T)) *sendPool[T] {
 	most = max(most, 1)
+	limit := most
+	if sample != nil {
+		limit = min(poolMin, most)
+	}
 	t := now()
 	return &sendPool[T]{do: do, urgent: urgent, sample: sample, wg: wg, now: now,
-		lim: limiter{limit: float64(min(poolMin, most)), max: most}, start: t, last: t}
+		lim: limiter{limit: float64(limit), max: most}, start: t, last: t}
 }
 
 // run hands v to an idle goroutine, starts one, or queues v for the next
@@ -145,6 +150,9 @@ func (p *sendPool[T]) next(ch chan T) (T, bool) {
 // idle goroutines beyond the limit, those idle the longest first, or
 // starts goroutines for the values waiting (p.mu held).
 func (p *sendPool[T]) tick() {
+	if p.sample == nil {
+		return // a fixed limit
+	}
 	now := p.now()
 	if d := now.Sub(p.last); d > 0 {
 		p.area += float64(p.busy) * float64(d)
@@ -154,11 +162,7 @@ func (p *sendPool[T]) tick() {
 	if span < poolWindow {
 		return
 	}
-	var mean, least time.Duration
-	ok := false
-	if p.sample != nil {
-		mean, least, ok = p.sample()
-	}
+	mean, least, ok := p.sample()
 	p.lim.window(p.area/float64(span), mean, least, ok, p.waited)
 	p.start, p.area = p.last, 0
 	limit := p.lim.n()

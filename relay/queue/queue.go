@@ -255,11 +255,20 @@ func (q *Queue) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loops.Go(func() { q.runCounts(ctx) })
 	for _, l := range q.lanes {
+		// A settle runs on a pool of its own, so the sender goes back to
+		// its pool while the store commits; a goroutine per settle grew
+		// a new stack each time through JetStream's client.
+		l.settles = newSendPool(&q.settling, l.Concurrency, time.Now, nil, nil, func(r settleReq) {
+			q.record(r.ctx, l, r.lj, r.j, r.next, r.took)
+		})
 		loops.Go(func() { q.runLane(ctx, sendCtx, l, &sends) })
 	}
 	loops.Wait()
-	sends.Wait()
-	q.settling.Wait() // the sends started their last settles
+	sends.Wait() // the sends handed their last settles over
+	for _, l := range q.lanes {
+		l.settles.close()
+	}
+	q.settling.Wait()
 	cancelSends()
 	return nil
 }
@@ -560,9 +569,9 @@ func (q *Queue) dropToken(ctx context.Context, l *lane, lj store.Leased, err err
 	q.settle(ctx, l, lj, relay.StateTokenRemoved, time.Time{}, err.Error(), took, false)
 }
 
-// settle records a job's new state and ends its lease, on a goroutine of
-// its own: the sender goes back to its pool while the store commits, and
-// the lane's send slot is freed once the state is recorded. An open state
+// settle records a job's new state and ends its lease, on the lane's
+// settle pool: the sender goes back to its pool while the store commits,
+// and the lane's send slot is freed once the state is recorded. An open state
 // due at or after the alert's expiry is recorded as expired instead.
 func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.DeliveryState, next time.Time, lastErr string, took time.Duration, probe bool) {
 	if probe {
@@ -577,11 +586,21 @@ func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.De
 	if !s.Final() {
 		j.NextAt = next
 	}
-	q.settling.Go(func() { q.record(ctx, l, lj, j, s, next, took) })
+	l.settles.run(settleReq{ctx, lj, j, next, took})
+}
+
+// settleReq is a settle handed to the lane's settle pool.
+type settleReq struct {
+	ctx  context.Context
+	lj   store.Leased
+	j    relay.Job
+	next time.Time
+	took time.Duration
 }
 
 // record settles lj with j and frees its lane's slot.
-func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Job, s relay.DeliveryState, next time.Time, took time.Duration) {
+func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Job, next time.Time, took time.Duration) {
+	s := j.State
 	defer q.done(l)
 	if err := q.opts.Schedule.Settle(ctx, lj, j); err != nil {
 		lvl := hclog.Error
@@ -652,6 +671,8 @@ type lane struct {
 
 	inFlight int
 	br       breaker
+
+	settles *sendPool[settleReq] // the lane's settles (set by Run)
 
 	// The sends since the pool last looked (pushSample): their time, how
 	// many, and the shortest.
