@@ -1,11 +1,11 @@
 package otpredaction
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
+	"github.com/edgerelay/edgerelay/policies/internal/readstest"
 )
 
 func TestRedact(t *testing.T) {
@@ -154,9 +154,5 @@ func TestCodeNeverReachesLockScreen(t *testing.T) {
 // the whole input.
 func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
 	t.Helper()
-	out := Evaluate(in.Only(Reads), c)
-	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
-		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
-	}
-	return out
+	return readstest.Evaluate(t, Evaluate, Reads, in, c)
 }

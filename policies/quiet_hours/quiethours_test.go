@@ -1,12 +1,12 @@
 package quiethours
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
+	"github.com/edgerelay/edgerelay/policies/internal/readstest"
 )
 
 const cfgJSON = `{"default":{"start":"22:00","end":"07:00","tz":"Europe/Paris"},
@@ -172,9 +172,5 @@ func TestIgnoreTypeOnlyForExemptTypes(t *testing.T) {
 // the whole input.
 func evaluate(t *testing.T, in abi.Input, c *Config) abi.Output {
 	t.Helper()
-	out := Evaluate(in.Only(Reads), c)
-	if full := Evaluate(in, c); !reflect.DeepEqual(out, full) {
-		t.Errorf("with only the sections in Reads: %+v; with the whole input: %+v", out, full)
-	}
-	return out
+	return readstest.Evaluate(t, Evaluate, Reads, in, c)
 }
