@@ -77,26 +77,25 @@ func (w *wtx) del(name, k []byte) error {
 // keyOf builds a key of parts in the scratch buffer, valid until the next
 // call.
 func (w *wtx) keyOf(parts ...[]byte) []byte {
-	w.key = w.key[:0]
-	for i, p := range parts {
-		if i > 0 {
-			w.key = append(w.key, sep)
-		}
-		w.key = append(w.key, p...)
-	}
+	w.key = appendJoined(w.key[:0], parts)
 	return w.key
 }
 
 // keyOfStrings is keyOf for string parts.
 func (w *wtx) keyOfStrings(parts ...string) []byte {
-	w.key = w.key[:0]
+	w.key = appendJoined(w.key[:0], parts)
+	return w.key
+}
+
+// appendJoined appends parts to dst, sep between them.
+func appendJoined[S ~string | ~[]byte](dst []byte, parts []S) []byte {
 	for i, p := range parts {
 		if i > 0 {
-			w.key = append(w.key, sep)
+			dst = append(dst, sep)
 		}
-		w.key = append(w.key, p...)
+		dst = append(dst, p...)
 	}
-	return w.key
+	return dst
 }
 
 // countDeltas collects changes to the open job counts (lane \0 rank) until
