@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -93,5 +94,65 @@ func TestKeysAreTokens(t *testing.T) {
 	}
 	if tok("") == tok("_") {
 		t.Fatal("empty and _ collide")
+	}
+}
+
+// A high-priority consumer that does not answer (just created, between
+// leaders) must not let a lease take the lane's normal jobs ahead of its
+// high ones: the lease holds back until the high consumer answers again.
+// (CI once leased [n0 n1 n2 h0] on a three-node cluster.)
+func TestLeaseHoldsNormalWhileHighUnanswered(t *testing.T) {
+	servers := natsdtest.Start(t, 1, natsdtest.Config{})
+	nc, err := servers[0].Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Conn: nc, Prefix: "hold"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	now := time.Now()
+	var lane string
+	for i, prio := range []relay.Priority{relay.PriorityNormal, relay.PriorityHigh} {
+		ev := relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeOTPReceived,
+			Priority: prio, OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+		if _, err := s.AddEvents(ctx, []relay.Event{ev}, now); err != nil {
+			t.Fatal(err)
+		}
+		job := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformIOS, App: "demo", State: relay.StatePending,
+			ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+		alert := &relay.Alert{EventID: ev.ID, Workspace: ev.Workspace, Type: ev.Type, Priority: prio, ExpiresAt: ev.ExpiresAt}
+		if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, alert, []relay.Job{job}); err != nil {
+			t.Fatal(err)
+		}
+		lane = job.Lane()
+	}
+	// The relay knows both consumers; then the high one stops answering.
+	for _, p := range prios {
+		if _, err := s.consumer(ctx, lane, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.jobs.DeleteConsumer(ctx, laneToken(lane)+"_"+prioHigh); err != nil {
+		t.Fatal(err)
+	}
+	req := store.LeaseRequest{Lane: lane, Owner: "r1", Now: time.Now(), TTL: time.Minute, Max: 10}
+	got, _, err := s.Lease(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("leased %s while the high consumer did not answer", got[0].Job.Event.ID)
+	}
+	// Asked again, the high consumer is made anew and answers first.
+	req.Now = time.Now()
+	if got, _, err = s.Lease(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Job.Event.ID != "e1" || got[1].Job.Event.ID != "e0" {
+		t.Fatalf("leased %d jobs (%v), want e1 (high) then e0", len(got), got)
 	}
 }

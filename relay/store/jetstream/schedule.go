@@ -153,13 +153,16 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		case <-bell:
 		default:
 		}
-		out, err := s.leaseNow(ctx, req)
+		out, held, err := s.leaseNow(ctx, req)
 		if err != nil || len(out) > 0 {
 			return out, time.Time{}, err
 		}
 		wait := time.Until(deadline)
 		if wait < 10*time.Millisecond {
 			return nil, time.Time{}, nil
+		}
+		if held {
+			wait = min(wait, heldRetry)
 		}
 		if rung > 0 && rung <= len(ringRetry) {
 			// The bell rang but the consumer had nothing yet (a message
@@ -178,6 +181,10 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 		t.Stop()
 	}
 }
+
+// heldRetry is how soon a lease held back by a silent consumer (see
+// holdLower) looks again.
+const heldRetry = 20 * time.Millisecond
 
 // ringRetry spaces the looks after a ring that found nothing.
 var ringRetry = []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
@@ -213,15 +220,14 @@ func (s *Store) doorbell(lane string) (<-chan struct{}, error) {
 }
 
 // leaseNow leases what the lane's consumers hold now, high first.
-func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.Leased, error) {
-	var out []store.Leased
+func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) (out []store.Leased, held bool, err error) {
 	for _, p := range prios {
 		if len(out) >= req.Max {
 			break // the lease clock runs: no consumer set-up past this point
 		}
 		c, err := s.consumer(ctx, req.Lane, p)
 		if err != nil {
-			return out, fmt.Errorf("lease %s: %w", req.Lane, err)
+			return out, false, fmt.Errorf("lease %s: %w", req.Lane, err)
 		}
 		for range maxFetchRounds {
 			if len(out) >= req.Max {
@@ -229,7 +235,7 @@ func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.L
 			}
 			batch, err := c.FetchNoWait(req.Max - len(out))
 			if err != nil {
-				return out, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, false, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
 			var msgs []jetstream.Msg
 			for msg := range batch.Messages() {
@@ -239,22 +245,57 @@ func (s *Store) leaseNow(ctx context.Context, req store.LeaseRequest) ([]store.L
 			got, takeErr := s.takeAll(ctx, req, msgs)
 			out = append(out, got...)
 			if takeErr != nil {
-				return out, takeErr
+				return out, false, takeErr
 			}
 			if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
 				// A consumer just created, or between leaders: nothing to
-				// lease from it now; it is looked up again next time.
+				// lease from it now; it is looked up again next time. Its
+				// jobs may outrank the next priority's: hold those back
+				// for a while rather than lease them first.
 				s.forgetConsumer(req.Lane, p)
+				if p != prios[len(prios)-1] && s.holdLower(req.Lane, p) {
+					return out, true, nil
+				}
 				break
 			} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				return out, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
+				return out, false, fmt.Errorf("lease %s: fetch: %w", req.Lane, err)
 			}
+			s.answered(req.Lane, p)
 			if n == 0 {
 				break
 			}
 		}
 	}
-	return out, nil
+	return out, false, nil
+}
+
+// priorityHold bounds how long a priority's consumer that does not answer
+// holds back the priorities below it: past that, a lane whose high
+// consumer lost its leader still delivers its normal jobs.
+const priorityHold = 2 * time.Second
+
+// holdLower reports whether the priorities below p wait for p's consumer,
+// which did not answer: yes until it has been silent for priorityHold.
+func (s *Store) holdLower(lane, p string) bool {
+	name := laneToken(lane) + "_" + p
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since, ok := s.unanswered[name]
+	if !ok {
+		since = time.Now()
+		s.unanswered[name] = since
+	}
+	return time.Since(since) < priorityHold
+}
+
+// answered clears p's silence (see holdLower).
+func (s *Store) answered(lane, p string) {
+	name := laneToken(lane) + "_" + p
+	s.mu.Lock()
+	if _, ok := s.unanswered[name]; ok {
+		delete(s.unanswered, name)
+	}
+	s.mu.Unlock()
 }
 
 // takeParallel bounds the messages of one fetch checked and leased at once.

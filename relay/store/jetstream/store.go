@@ -96,8 +96,11 @@ type Store struct {
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by consumer name
 	bells     map[string]chan struct{}      // by lane: see doorbell
-	bellSubs  []*nats.Subscription
-	closed    bool
+	// unanswered: since when a consumer (by name) has not answered a
+	// fetch; see holdLower.
+	unanswered map[string]time.Time
+	bellSubs   []*nats.Subscription
+	closed     bool
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -126,7 +129,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.FetchAckWait <= 0 {
 		opts.FetchAckWait = DefaultFetchAckWait
 	}
-	s := &Store{opts: opts, log: opts.Logger, consumers: map[string]jetstream.Consumer{}, bells: map[string]chan struct{}{}}
+	s := &Store{opts: opts, log: opts.Logger, consumers: map[string]jetstream.Consumer{}, bells: map[string]chan struct{}{},
+		unanswered: map[string]time.Time{}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
