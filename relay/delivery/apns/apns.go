@@ -26,6 +26,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/delivery"
+	"github.com/edgerelay/edgerelay/relay/delivery/coalesce"
 	"github.com/edgerelay/edgerelay/relay/jsonstr"
 )
 
@@ -206,12 +207,20 @@ func (c *Client) newPool(host string, conns, inFlight int, tlsCfg *tls.Config) *
 	return p
 }
 
+// dialTLS dials APNs. The connection's writes are coalesced: the HTTP/2
+// client flushes each push's HEADERS and DATA frames separately, and with
+// many pushes in flight the frames written during one write leave in the
+// next (package coalesce).
 func dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 	d := &tls.Dialer{
 		NetDialer: &net.Dialer{Timeout: apns2.TLSDialTimeout, KeepAlive: apns2.TCPKeepAlive},
 		Config:    cfg,
 	}
-	return d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return coalesce.New(c, 0), nil
 }
 
 // Close closes idle connections. Pushes in flight are not interrupted.
