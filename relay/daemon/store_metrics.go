@@ -48,6 +48,15 @@ func (t timedStore) Decide(ctx context.Context, key relay.EventKey, d relay.Deci
 	return err
 }
 
+// ReadUsers passes store.UsersReader through (the embedded interface hides
+// it), or says the backend cannot.
+func (t timedStore) ReadUsers(ctx context.Context, workspace string, users []string) ([]map[string]bool, [][]relay.Device, error) {
+	if r, ok := t.Backend.(store.UsersReader); ok {
+		return r.ReadUsers(ctx, workspace, users)
+	}
+	return nil, nil, errors.ErrUnsupported
+}
+
 func (t timedStore) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leased, time.Time, error) {
 	start := time.Now()
 	jobs, next, err := t.Backend.Lease(ctx, req)

@@ -276,6 +276,9 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	decided := make([]*judged, len(ok))
 	stored := make([]*store.Decided, len(ok))
 	reads := &directoryReads{}
+	if p.opts.DecideOnAccept {
+		p.readUsers(ctx, ok, reads)
+	}
 	in := p.inliner()
 	in.claim(ctx, ok)
 	// The events the plugins judge here, prepared: their plugin calls run
@@ -945,6 +948,47 @@ type directoryReads struct {
 	// inline: the event may be judged by the plugins here (none of its
 	// user's earlier events is with the deciders: inliner).
 	inline bool
+}
+
+// readUsers reads the preferences and devices of the events' users into
+// reads, in one read per workspace, when the store can (store.UsersReader);
+// otherwise, or if that read fails, prepare reads them one by one.
+func (p *Pipeline) readUsers(ctx context.Context, events []relay.Event, reads *directoryReads) {
+	r, ok := p.opts.Store.(store.UsersReader)
+	if !ok {
+		return
+	}
+	var workspaces []string
+	users := map[string][]string{}
+	seen := make(map[userKey]bool, len(events))
+	for _, ev := range events {
+		k := userKey{ev.Workspace, ev.User}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if _, ok := users[ev.Workspace]; !ok {
+			workspaces = append(workspaces, ev.Workspace)
+		}
+		users[ev.Workspace] = append(users[ev.Workspace], ev.User)
+	}
+	for _, ws := range workspaces {
+		prefs, devices, err := r.ReadUsers(ctx, ws, users[ws])
+		if err != nil {
+			if !errors.Is(err, errors.ErrUnsupported) {
+				p.log.Debug("batch read of users failed: reading them one by one", relay.LogKeyError, err)
+			}
+			continue
+		}
+		if reads.prefs == nil {
+			reads.prefs = make(map[userKey]map[string]bool, len(seen))
+			reads.devices = make(map[userKey][]relay.Device, len(seen))
+		}
+		for i, u := range users[ws] {
+			reads.prefs[userKey{ws, u}] = prefs[i]
+			reads.devices[userKey{ws, u}] = devices[i]
+		}
+	}
 }
 
 // cached returns m[k], or reads it with read and keeps it in *m.

@@ -467,10 +467,21 @@ func TestAcceptLeavesCountedEventsToDeciders(t *testing.T) {
 // countingStore counts the store writes that carry events.
 type countingStore struct {
 	*bolt.Store
-	mu      sync.Mutex
-	writes  [][]string // event ids of each AddDecided call
-	devices int        // Devices calls
+	mu        sync.Mutex
+	writes    [][]string // event ids of each AddDecided call
+	devices   int        // Devices calls
+	readUsers [][]string // the users of each ReadUsers call
 }
+
+func (s *countingStore) ReadUsers(ctx context.Context, workspace string, users []string) ([]map[string]bool, [][]relay.Device, error) {
+	s.mu.Lock()
+	s.readUsers = append(s.readUsers, slices.Clone(users))
+	s.mu.Unlock()
+	return s.Store.ReadUsers(ctx, workspace, users)
+}
+
+// oneByOne is a store that cannot read many users at once.
+type oneByOne struct{ Store }
 
 func (s *countingStore) Devices(ctx context.Context, workspace, user string) ([]relay.Device, error) {
 	s.mu.Lock()
@@ -558,32 +569,58 @@ func TestDerivedEventsStoredWithTheDecision(t *testing.T) {
 }
 
 // TestAcceptReadsEachUserOnce: deciding a batch on accept reads each
-// user's devices once, and every event still gets its own user's.
+// user's preferences and devices once — all of them in one read when the
+// store can (store.UsersReader) — and every event still gets its own
+// user's.
 func TestAcceptReadsEachUserOnce(t *testing.T) {
-	_, bst, q := newPipeline(t)
-	st := &countingStore{Store: bst}
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
-	ctx := t.Context()
-	for _, u := range []string{"a", "b"} {
-		if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: u, ID: "phone-" + u, Platform: relay.PlatformAndroid, Token: "tok-" + u, App: "demo"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var evs []relay.Event
-	for i := range 10 {
-		evs = append(evs, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: []string{"a", "b"}[i%2], Type: relay.TypeIdentityVerification})
-	}
-	if _, err := p.Accept(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	if st.devices != 2 {
-		t.Fatalf("Devices read %d times for 10 events of 2 users, want 2", st.devices)
-	}
-	for _, ev := range evs {
-		rec, err := bst.Event(ctx, ev.Key())
-		if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "phone-"+ev.User {
-			t.Fatalf("event %s of %s: %+v, %v", ev.ID, ev.User, rec, err)
-		}
+	for _, batch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batch-read=%v", batch), func(t *testing.T) {
+			_, bst, q := newPipeline(t)
+			st := &countingStore{Store: bst}
+			var pst Store = st
+			if !batch {
+				pst = oneByOne{st}
+			}
+			p := New(Options{Config: testConfig(t), Store: pst, Queue: q, DecideOnAccept: true})
+			ctx := t.Context()
+			for _, u := range []string{"a", "b"} {
+				if _, err := bst.RegisterDevice(ctx, relay.Device{Workspace: "w", User: u, ID: "phone-" + u, Platform: relay.PlatformAndroid, Token: "tok-" + u, App: "demo"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// b turned account_shared off.
+			if err := bst.PutPreferences(ctx, "w", "b", map[string]bool{relay.TypeAccountShared: false}); err != nil {
+				t.Fatal(err)
+			}
+			var evs []relay.Event
+			for i := range 10 {
+				evs = append(evs, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: []string{"a", "b"}[i%2], Type: relay.TypeAccountShared})
+			}
+			if _, err := p.Accept(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case batch && (st.devices != 0 || !reflect.DeepEqual(st.readUsers, [][]string{{"a", "b"}})):
+				t.Fatalf("Devices read %d times, ReadUsers %v: want one ReadUsers of a and b", st.devices, st.readUsers)
+			case !batch && st.devices != 2:
+				t.Fatalf("Devices read %d times for 10 events of 2 users, want 2", st.devices)
+			}
+			for _, ev := range evs {
+				rec, err := bst.Event(ctx, ev.Key())
+				if err != nil || rec.Decision == nil {
+					t.Fatalf("event %s of %s: %+v, %v", ev.ID, ev.User, rec, err)
+				}
+				if ev.User == "b" {
+					if rec.Decision.Reason != relay.ReasonUserOptOut || len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateSuppressed {
+						t.Fatalf("event %s of b (opted out): %+v", ev.ID, rec)
+					}
+					continue
+				}
+				if len(rec.Jobs) != 1 || rec.Jobs[0].DeviceID != "phone-a" || rec.Jobs[0].State != relay.StatePending {
+					t.Fatalf("event %s of a: %+v", ev.ID, rec)
+				}
+			}
+		})
 	}
 }
 

@@ -80,6 +80,17 @@ type Decided struct {
 	Jobs     []relay.Job
 }
 
+// UsersReader is implemented by a backend that reads many users'
+// preferences and devices at once. The pipeline reads a batch's users
+// through it when it can (one read transaction on bolt, instead of two per
+// user), and one by one otherwise.
+type UsersReader interface {
+	// ReadUsers returns, for each of users (of workspace), what
+	// Preferences and Devices would return. An error wrapping
+	// errors.ErrUnsupported means the backend cannot: read one by one.
+	ReadUsers(ctx context.Context, workspace string, users []string) (prefs []map[string]bool, devices [][]relay.Device, err error)
+}
+
 // Directory keeps devices, workspace settings and user preferences. Writes
 // never lose each other: two relays writing the same user's preferences
 // both land (merge), and a device registration is all-or-nothing.

@@ -97,6 +97,53 @@ func (s *Store) Devices(ctx context.Context, workspace, user string) ([]relay.De
 	return devices, nil
 }
 
+// ReadUsers implements store.UsersReader: the users' preferences and
+// devices in one read transaction.
+func (s *Store) ReadUsers(ctx context.Context, workspace string, users []string) ([]map[string]bool, [][]relay.Device, error) {
+	if err := checkPart("workspace", workspace); err != nil {
+		return nil, nil, fmt.Errorf("read users: %w", err)
+	}
+	for _, u := range users {
+		if err := checkPart("user", u); err != nil {
+			return nil, nil, fmt.Errorf("read users of %s: %w", workspace, err)
+		}
+	}
+	leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read users of %s: %w", workspace, err)
+	}
+	defer leave()
+	prefs := make([]map[string]bool, len(users))
+	devices := make([][]relay.Device, len(users))
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		pc, dc := tx.Bucket(bucketPrefs).Cursor(), tx.Bucket(bucketDevices).Cursor()
+		for i, u := range users {
+			key := joinKey(workspace, u)
+			prefs[i] = map[string]bool{}
+			if k, v := pc.Seek(key); bytes.Equal(k, key) {
+				if err := json.Unmarshal(v, &prefs[i]); err != nil {
+					return fmt.Errorf("decode %s: %w", bucketPrefs, err)
+				}
+			}
+			prefix := append(key, sep)
+			list := []relay.Device{}
+			for k, v := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = dc.Next() {
+				d, err := s.devices.decode(v)
+				if err != nil {
+					return fmt.Errorf("decode device %q: %w", k, err)
+				}
+				list = append(list, d)
+			}
+			devices[i] = list
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read users of %s: %w", workspace, err)
+	}
+	return prefs, devices, nil
+}
+
 // DeleteDevice removes a device; an error wrapping relay.ErrNotFound if it
 // is absent.
 func (s *Store) DeleteDevice(ctx context.Context, workspace, user, id string) error {

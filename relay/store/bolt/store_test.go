@@ -817,3 +817,48 @@ func TestFreelistSynced(t *testing.T) {
 	}
 	checkDB(t, openAt(t, path).db)
 }
+
+// ReadUsers answers, user by user, what Preferences and Devices answer: a
+// user whose id is a prefix of another's gets only their own devices, and
+// a user with nothing stored gets empty ones.
+func TestReadUsersMatchesOneByOne(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for _, d := range []relay.Device{
+		{Workspace: "w", User: "u", ID: "phone", Platform: relay.PlatformIOS, Token: "t1", App: "demo"},
+		{Workspace: "w", User: "u", ID: "tablet", Platform: relay.PlatformAndroid, Token: "t2", App: "demo"},
+		{Workspace: "w", User: "u2", ID: "phone", Platform: relay.PlatformIOS, Token: "t3", App: "demo"},
+		{Workspace: "w2", User: "u", ID: "other", Platform: relay.PlatformIOS, Token: "t4", App: "demo"},
+	} {
+		if _, err := s.RegisterDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutPreferences(ctx, "w", "u2", map[string]bool{relay.TypeOTPReceived: false}); err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"u2", "nobody", "u"}
+	prefs, devices, err := s.ReadUsers(ctx, "w", users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range users {
+		wantP, err := s.Preferences(ctx, "w", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantD, err := s.Devices(ctx, "w", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(prefs[i], wantP) || !reflect.DeepEqual(devices[i], wantD) {
+			t.Fatalf("user %s: ReadUsers %v %+v, one by one %v %+v", u, prefs[i], devices[i], wantP, wantD)
+		}
+	}
+	if len(devices[2]) != 2 || len(devices[0]) != 1 || devices[1] == nil || prefs[1] == nil {
+		t.Fatalf("devices %+v prefs %v", devices, prefs)
+	}
+	if _, _, err := s.ReadUsers(ctx, "w", []string{"ok", ""}); err == nil || !strings.Contains(err.Error(), "user") {
+		t.Fatalf("empty user id: %v, want an error naming the user", err)
+	}
+}
