@@ -1165,6 +1165,28 @@ func (p *Pipeline) finish(ctx context.Context, pr *prepared, now time.Time) (*ju
 
 // Scheduled tells q of the open jobs just decided, per lane.
 func Scheduled(q Queue, prio relay.Priority, jobs []relay.Job) {
+	// Most events' open jobs share one lane (one device, or one app and
+	// platform): one call then, without a map.
+	var first *relay.Job
+	n := 0
+	for i := range jobs {
+		j := &jobs[i]
+		if j.State.Final() {
+			continue
+		}
+		if first != nil && (j.App != first.App || j.Platform != first.Platform) {
+			first = nil
+			break
+		}
+		if first == nil {
+			first = j
+		}
+		n++
+	}
+	if first != nil {
+		q.Scheduled(first.Lane(), prio, n)
+		return
+	}
 	lanes := map[string]int{}
 	for i := range jobs {
 		if !jobs[i].State.Final() {

@@ -1064,3 +1064,32 @@ func TestConcurrentAcceptsCountEachEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// Scheduled tells the queue of each lane's open jobs, whether they share
+// one lane or not; final jobs are not counted.
+func TestScheduledCountsOpenJobsPerLane(t *testing.T) {
+	job := func(app string, p relay.Platform, s relay.DeliveryState) relay.Job {
+		return relay.Job{App: app, Platform: p, State: s}
+	}
+	for _, tc := range []struct {
+		jobs []relay.Job
+		want map[string]int
+	}{
+		{nil, nil},
+		{[]relay.Job{job("demo", relay.PlatformIOS, relay.StateSuppressed)}, nil},
+		{[]relay.Job{job("demo", relay.PlatformIOS, relay.StatePending)}, map[string]int{"demo/ios": 1}},
+		{[]relay.Job{job("demo", relay.PlatformIOS, relay.StateExpired), job("demo", relay.PlatformIOS, relay.StatePending),
+			job("demo", relay.PlatformIOS, relay.StateDeferred)}, map[string]int{"demo/ios": 2}},
+		{[]relay.Job{job("demo", relay.PlatformIOS, relay.StatePending), job("demo", relay.PlatformAndroid, relay.StatePending),
+			job("demo", relay.PlatformIOS, relay.StatePending), job("other", relay.PlatformIOS, relay.StateSuppressed)},
+			map[string]int{"demo/ios": 2, "demo/android": 1}},
+		{[]relay.Job{job("demo", relay.PlatformIOS, relay.StatePending), job("other", relay.PlatformIOS, relay.StatePending)},
+			map[string]int{"demo/ios": 1, "other/ios": 1}},
+	} {
+		q := &captureQueue{}
+		Scheduled(q, relay.PriorityNormal, tc.jobs)
+		if !reflect.DeepEqual(q.scheduled, tc.want) {
+			t.Errorf("jobs %+v: scheduled %v, want %v", tc.jobs, q.scheduled, tc.want)
+		}
+	}
+}

@@ -73,6 +73,9 @@ const (
 
 // answerOf classifies a send's error for the breaker, with a short reason.
 func answerOf(err error) (answer, string) {
+	if err == nil {
+		return answered, "" // and no errors.As target on the heap per send
+	}
 	o, _ := delivery.Classify(err)
 	var de *delivery.Error
 	isDE := errors.As(err, &de)
