@@ -205,6 +205,12 @@ func Check(path string) error {
 		if len(problems) == 0 {
 			problems = checkValues(tx, 10)
 		}
+		if len(problems) == 0 {
+			problems = checkSchedule(tx, 10)
+		}
+		if len(problems) == 0 {
+			problems = checkTokenIndexBucket(tx, 10)
+		}
 		return nil
 	})
 	if err != nil {
@@ -281,6 +287,120 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 	}
 	for _, b := range [][]byte{bucketDevices, bucketSettings, bucketPrefs, bucketRecent} {
 		check(b, jsonValue)
+	}
+	return problems
+}
+
+// checkSchedule checks the schedule's buckets against the open jobs they
+// index (see sched.go): every open job has exactly one entry in sched and
+// sched_jobs, every entry belongs to an open job, and sched_count holds the
+// entries' counts. They are written in the same transactions as the jobs,
+// so a mismatch is damage that bbolt's page check cannot see, or a bug —
+// and an open job without an entry would never be sent. It returns up to
+// max problems.
+func checkSchedule(tx *bbolt.Tx, max int) []error {
+	open, idx, sched, counts := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketSchedJobs), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
+	if open == nil || idx == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil {
+		return nil // a file from before the schedule: open builds it
+	}
+	var problems []error
+	add := func(format string, args ...any) {
+		if len(problems) < max {
+			problems = append(problems, fmt.Errorf("schedule: "+format, args...))
+		}
+	}
+	// jobs_open and sched_jobs have the same keys: walk them side by side.
+	oc, ic := open.Cursor(), idx.Cursor()
+	ok, _ := oc.First()
+	ik, iv := ic.First()
+	for ok != nil || ik != nil {
+		switch c := compareOrLast(ok, ik); {
+		case c < 0:
+			add("open job %q has no entry: it would never be sent", ok)
+			ok, _ = oc.Next()
+		case c > 0:
+			add("entry of job %q, which is not open", ik)
+			ik, iv = ic.Next()
+		default:
+			if sched.Get(iv) == nil {
+				add("open job %q: its entry %q is missing: it would never be sent", ok, iv)
+			}
+			ok, _ = oc.Next()
+			ik, iv = ic.Next()
+		}
+	}
+	// Every sched key is its job's entry; count them by lane and rank.
+	want := map[string]uint64{}
+	_ = sched.ForEach(func(k, _ []byte) error {
+		prefix, _, jk, err := parseSchedKey(k)
+		if err != nil {
+			add("%v", err)
+			return nil
+		}
+		if v := idx.Get(jk); !bytes.Equal(v, k) {
+			add("entry %q is not its job's (the job's is %q)", k, v)
+		}
+		want[string(prefix[:len(prefix)-1])+string(plainRank(prefix[len(prefix)-1]))]++
+		return nil
+	})
+	_ = counts.ForEach(func(k, v []byte) error {
+		if len(v) != 8 {
+			add("count %q: value of %d bytes, want 8", k, len(v))
+			return nil
+		}
+		if n := binary.BigEndian.Uint64(v); n != want[string(k)] {
+			add("count %q is %d, the schedule has %d", k, n, want[string(k)])
+		}
+		delete(want, string(k))
+		return nil
+	})
+	for k, n := range want {
+		add("count %q is missing, the schedule has %d", k, n)
+	}
+	return problems
+}
+
+// compareOrLast is bytes.Compare where nil (a cursor at its end) comes
+// after every key.
+func compareOrLast(a, b []byte) int {
+	switch {
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	return bytes.Compare(a, b)
+}
+
+// checkTokenIndexBucket checks the token index against the devices when open
+// would trust it (the file's last write was a clean Close of a relayd
+// that keeps it: see openTokenIndex); otherwise open rebuilds it and
+// there is nothing to check. It returns up to max problems.
+func checkTokenIndexBucket(tx *bbolt.Tx, max int) []error {
+	idx, devices := tx.Bucket(bucketDeviceTokens), tx.Bucket(bucketDevices)
+	if idx == nil || devices == nil || idx.Sequence() != uint64(tx.ID()) {
+		return nil
+	}
+	var problems []error
+	add := func(format string, args ...any) {
+		if len(problems) < max {
+			problems = append(problems, fmt.Errorf("token index: "+format, args...))
+		}
+	}
+	indexed := 0
+	_ = devices.ForEach(func(k, v []byte) error {
+		token, err := deviceToken(v)
+		if err != nil {
+			return nil // checkValues reports it
+		}
+		indexed++
+		if idx.Get(tokenIndexKey(k, token)) == nil {
+			add("device %q is not indexed by its token", k)
+		}
+		return nil
+	})
+	if n := idx.Stats().KeyN; n != indexed {
+		add("%d entries for %d devices", n, indexed)
 	}
 	return problems
 }

@@ -1,17 +1,22 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
 )
 
 // writeStore makes a closed store file holding a few events.
@@ -155,4 +160,102 @@ func FuzzVerifyFile(f *testing.F) {
 			t.Fatalf("not a damage error: %v", err)
 		}
 	})
+}
+
+// writeScheduled makes a closed store file (closed cleanly, so its token
+// index is trusted) holding open jobs of both priorities, some leased, one
+// settled, and the devices they go to.
+func writeScheduled(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s, err := Open(path, Options{Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, user := range []string{"u-1", "u-2", "u-3"} {
+		d := relay.Device{Workspace: "acme", User: user, ID: "phone", Platform: relay.PlatformIOS, Token: fmt.Sprintf("tok-%d", i), App: "demo"}
+		if _, err := s.RegisterDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addLeaseable(t, s, relay.PriorityHigh, "h1", "h2")
+	addLeaseable(t, s, relay.PriorityNormal, "n1", "n2", "n3")
+	ls, _, err := s.Lease(ctx, store.LeaseRequest{Lane: relay.Lane("demo", relay.PlatformIOS), Owner: "r1", Now: t0.Add(time.Second), TTL: time.Minute, Max: 3})
+	if err != nil || len(ls) != 3 {
+		t.Fatalf("lease: %d, %v", len(ls), err)
+	}
+	j := ls[0].Job
+	j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, t0.Add(2*time.Second)
+	if err := s.Settle(ctx, ls[0], j); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The check compares the schedule and the token index with what they
+// index: a sound file passes; each kind of mismatch is reported as damage,
+// naming what is wrong.
+func TestCheckFindsScheduleAndIndexMismatches(t *testing.T) {
+	if err := Check(writeScheduled(t)); err != nil {
+		t.Fatalf("sound file: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(tx *bbolt.Tx) error
+		want string // "" : no problem reported
+	}{
+		{"job without its index entry", func(tx *bbolt.Tx) error {
+			k, _ := tx.Bucket(bucketSchedJobs).Cursor().First()
+			return tx.Bucket(bucketSchedJobs).Delete(k)
+		}, "has no entry: it would never be sent"},
+		{"job without its sched key", func(tx *bbolt.Tx) error {
+			k, _ := tx.Bucket(bucketSched).Cursor().Last()
+			return tx.Bucket(bucketSched).Delete(bytes.Clone(k))
+		}, "is missing: it would never be sent"},
+		{"entry of a closed job", func(tx *bbolt.Tx) error {
+			k, _ := tx.Bucket(bucketJobsOpen).Cursor().First()
+			return tx.Bucket(bucketJobsOpen).Delete(bytes.Clone(k))
+		}, "which is not open"},
+		{"wrong count", func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucketSchedCount)
+			k, _ := b.Cursor().First()
+			return b.Put(bytes.Clone(k), binary.BigEndian.AppendUint64(nil, 42))
+		}, "is 42, the schedule has"},
+		{"trusted token index missing a device", func(tx *bbolt.Tx) error {
+			idx := tx.Bucket(bucketDeviceTokens)
+			k, _ := idx.Cursor().First()
+			if err := idx.Delete(bytes.Clone(k)); err != nil {
+				return err
+			}
+			return idx.SetSequence(uint64(tx.ID())) // as a clean Close leaves it
+		}, "token index: device"},
+		{"untrusted token index (open rebuilds it)", func(tx *bbolt.Tx) error {
+			idx := tx.Bucket(bucketDeviceTokens)
+			k, _ := idx.Cursor().First()
+			return idx.Delete(bytes.Clone(k))
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeScheduled(t)
+			db, err := bbolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(tc.edit); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			err = Check(path)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("check: %v, want no problem", err)
+			case tc.want != "" && (!errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("check: %v, want damage naming %q", err, tc.want)
+			}
+		})
+	}
 }
