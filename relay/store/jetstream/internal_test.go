@@ -11,23 +11,31 @@ import (
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
-// A relay dying between publishing a decision's job messages and writing
-// the decision leaves messages pointing at an undecided event: they are
-// put back until the event is decided, then lead to exactly one lease of
-// the job (the record's lease generation arbitrates the duplicate).
-func TestJobMessagesBeforeDecision(t *testing.T) {
+// openOneNode opens a store on prefix through a one-node server of its
+// own, closed with the test.
+func openOneNode(t *testing.T, prefix string) *Store {
+	t.Helper()
 	servers := natsdtest.Start(t, 1, natsdtest.Config{})
 	nc, err := servers[0].Conn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	ctx := context.Background()
-	s, err := Open(ctx, Options{Conn: nc, Prefix: "stray"})
+	t.Cleanup(nc.Close)
+	s, err := Open(context.Background(), Options{Conn: nc, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close(ctx)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+// A relay dying between publishing a decision's job messages and writing
+// the decision leaves messages pointing at an undecided event: they are
+// put back until the event is decided, then lead to exactly one lease of
+// the job (the record's lease generation arbitrates the duplicate).
+func TestJobMessagesBeforeDecision(t *testing.T) {
+	ctx := context.Background()
+	s := openOneNode(t, "stray")
 	now := time.Now()
 	ev := relay.Event{ID: "e1", Workspace: "acme", User: "u-1", Type: relay.TypeOTPReceived, OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
 	if _, err := s.AddEvents(ctx, []relay.Event{ev}, now); err != nil {
@@ -102,18 +110,8 @@ func TestKeysAreTokens(t *testing.T) {
 // high ones: the lease holds back until the high consumer answers again.
 // (CI once leased [n0 n1 n2 h0] on a three-node cluster.)
 func TestLeaseHoldsNormalWhileHighUnanswered(t *testing.T) {
-	servers := natsdtest.Start(t, 1, natsdtest.Config{})
-	nc, err := servers[0].Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	ctx := context.Background()
-	s, err := Open(ctx, Options{Conn: nc, Prefix: "hold"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := openOneNode(t, "hold")
 	now := time.Now()
 	var lane string
 	for i, prio := range []relay.Priority{relay.PriorityNormal, relay.PriorityHigh} {

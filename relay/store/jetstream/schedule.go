@@ -290,10 +290,9 @@ func (s *Store) holdLower(lane, p string) bool {
 
 // answered clears p's silence (see holdLower).
 func (s *Store) answered(lane, p string) {
-	name := laneToken(lane) + "_" + p
 	s.mu.Lock()
-	if _, ok := s.unanswered[name]; ok {
-		delete(s.unanswered, name)
+	if len(s.unanswered) > 0 { // most often empty: no name to build
+		delete(s.unanswered, laneToken(lane)+"_"+p)
 	}
 	s.mu.Unlock()
 }
