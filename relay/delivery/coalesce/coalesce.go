@@ -82,12 +82,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) writeLoop() {
 	defer close(c.done)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for {
 		for len(c.queued) == 0 && c.err == nil && !c.closed {
 			c.work.Wait()
 		}
 		if c.err != nil || c.closed {
+			c.mu.Unlock()
 			return
 		}
 		// One round of the scheduler first: the senders already runnable
@@ -98,6 +98,7 @@ func (c *Conn) writeLoop() {
 		runtime.Gosched()
 		c.mu.Lock()
 		if c.err != nil || c.closed {
+			c.mu.Unlock()
 			return
 		}
 		out := c.queued
@@ -111,9 +112,13 @@ func (c *Conn) writeLoop() {
 		c.spare = out[:0]
 		if err != nil && c.err == nil {
 			c.err = err
-			// Nobody may be writing: the next read must learn it too.
-			c.Conn.Close()
 			c.room.Broadcast()
+			c.mu.Unlock()
+			// Nobody may be writing any more: the reads and the requests
+			// waiting on them must learn it too. (Not under mu: a TLS
+			// close may try to send its alert.)
+			c.Conn.Close()
+			return
 		}
 	}
 }

@@ -213,6 +213,7 @@ func TestFailedWriteIsReturnedAndCloses(t *testing.T) {
 	if _, err := c.Write([]byte("next")); !errors.Is(err, boom) {
 		t.Fatalf("next write: %v, want boom", err)
 	}
+	<-c.done // the writer closed the connection as it ended
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("read after a failed write succeeded")
 	}
