@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 
 	bbolt "go.etcd.io/bbolt"
@@ -372,35 +373,52 @@ func compareOrLast(a, b []byte) int {
 	return bytes.Compare(a, b)
 }
 
-// checkTokenIndexBucket checks the token index against the devices when open
-// would trust it (the file's last write was a clean Close of a relayd
+// checkTokenIndexBucket checks the token index against the devices when
+// open would trust it (the file's last write was a clean Close of a relayd
 // that keeps it: see openTokenIndex); otherwise open rebuilds it and
 // there is nothing to check. It returns up to max problems.
 func checkTokenIndexBucket(tx *bbolt.Tx, max int) []error {
-	idx, devices := tx.Bucket(bucketDeviceTokens), tx.Bucket(bucketDevices)
-	if idx == nil || devices == nil || idx.Sequence() != uint64(tx.ID()) {
+	idx := tx.Bucket(bucketDeviceTokens)
+	if idx == nil || tx.Bucket(bucketDevices) == nil || idx.Sequence() != uint64(tx.ID()) {
 		return nil
 	}
 	var problems []error
-	add := func(format string, args ...any) {
-		if len(problems) < max {
-			problems = append(problems, fmt.Errorf("token index: "+format, args...))
+	for _, p := range tokenIndexProblems(tx) {
+		if len(problems) == max {
+			break
 		}
+		problems = append(problems, errors.New("token index: "+p))
 	}
-	indexed := 0
-	_ = devices.ForEach(func(k, v []byte) error {
-		token, err := deviceToken(v)
-		if err != nil {
-			return nil // checkValues reports it
-		}
-		indexed++
-		if idx.Get(tokenIndexKey(k, token)) == nil {
-			add("device %q is not indexed by its token", k)
+	return problems
+}
+
+// tokenIndexProblems compares the token index with one rebuilt from the
+// devices bucket and describes every difference, sorted. (A device whose
+// value does not decode is left out, as open leaves it out; checkValues
+// reports it.)
+func tokenIndexProblems(tx *bbolt.Tx) []string {
+	want := map[string]bool{}
+	_ = tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+		if token, err := deviceToken(v); err == nil {
+			want[string(tokenIndexKey(k, token))] = true
 		}
 		return nil
 	})
-	if n := idx.Stats().KeyN; n != indexed {
-		add("%d entries for %d devices", n, indexed)
+	idx := tx.Bucket(bucketDeviceTokens)
+	if idx == nil {
+		return []string{"no token index"}
 	}
+	var problems []string
+	_ = idx.ForEach(func(k, _ []byte) error {
+		if !want[string(k)] {
+			problems = append(problems, fmt.Sprintf("extra entry %q", k))
+		}
+		delete(want, string(k))
+		return nil
+	})
+	for k := range want {
+		problems = append(problems, fmt.Sprintf("missing entry %q", k))
+	}
+	slices.Sort(problems)
 	return problems
 }

@@ -232,7 +232,7 @@ func TestCheckFindsScheduleAndIndexMismatches(t *testing.T) {
 				return err
 			}
 			return idx.SetSequence(uint64(tx.ID())) // as a clean Close leaves it
-		}, "token index: device"},
+		}, "token index: missing entry"},
 		{"untrusted token index (open rebuilds it)", func(tx *bbolt.Tx) error {
 			idx := tx.Bucket(bucketDeviceTokens)
 			k, _ := idx.Cursor().First()

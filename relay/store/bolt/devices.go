@@ -78,21 +78,27 @@ func (s *Store) Devices(ctx context.Context, workspace, user string) ([]relay.De
 	}
 	defer leave()
 
-	devices := []relay.Device{}
-	prefix := prefixKey(workspace, user)
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketDevices).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			d, err := s.devices.decode(v)
-			if err != nil {
-				return fmt.Errorf("decode device %q: %w", k, err)
-			}
-			devices = append(devices, d)
-		}
-		return nil
+	var devices []relay.Device
+	err = s.db.View(func(tx *bbolt.Tx) (err error) {
+		devices, err = s.devicesUnder(tx.Bucket(bucketDevices).Cursor(), prefixKey(workspace, user))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list devices %s/%s: %w", workspace, user, err)
+	}
+	return devices, nil
+}
+
+// devicesUnder decodes the devices whose keys start with prefix (a user's:
+// prefixKey(ws, user)), in key order; none is an empty slice.
+func (s *Store) devicesUnder(c *bbolt.Cursor, prefix []byte) ([]relay.Device, error) {
+	devices := []relay.Device{}
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		d, err := s.devices.decode(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode device %q: %w", k, err)
+		}
+		devices = append(devices, d)
 	}
 	return devices, nil
 }
@@ -125,16 +131,10 @@ func (s *Store) ReadUsers(ctx context.Context, workspace string, users []string)
 					return fmt.Errorf("decode %s: %w", bucketPrefs, err)
 				}
 			}
-			prefix := append(key, sep)
-			list := []relay.Device{}
-			for k, v := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = dc.Next() {
-				d, err := s.devices.decode(v)
-				if err != nil {
-					return fmt.Errorf("decode device %q: %w", k, err)
-				}
-				list = append(list, d)
+			var err error
+			if devices[i], err = s.devicesUnder(dc, append(key, sep)); err != nil {
+				return err
 			}
-			devices[i] = list
 		}
 		return nil
 	})

@@ -20,35 +20,6 @@ import (
 	"github.com/edgerelay/edgerelay/relay/store"
 )
 
-// tokenIndexProblems compares the token index with one rebuilt from the
-// devices bucket and describes every difference.
-func tokenIndexProblems(tx *bbolt.Tx) []string {
-	want := map[string]bool{}
-	_ = tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
-		if token, err := deviceToken(v); err == nil {
-			want[string(tokenIndexKey(k, token))] = true
-		}
-		return nil
-	})
-	var problems []string
-	idx := tx.Bucket(bucketDeviceTokens)
-	if idx == nil {
-		return []string{"no token index"}
-	}
-	_ = idx.ForEach(func(k, v []byte) error {
-		if !want[string(k)] {
-			problems = append(problems, fmt.Sprintf("extra entry %q", k))
-		}
-		delete(want, string(k))
-		return nil
-	})
-	for k := range want {
-		problems = append(problems, fmt.Sprintf("missing entry %q", k))
-	}
-	slices.Sort(problems)
-	return problems
-}
-
 func checkTokenIndex(tb testing.TB, s *Store, after string) {
 	tb.Helper()
 	var problems []string
