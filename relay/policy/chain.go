@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -391,15 +392,14 @@ func (t *ignoredTypes) load(typ string) (string, bool) {
 func (t *ignoredTypes) store(typ, reason string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.m.Load()
-	m := make(map[string]string, 1)
-	if old != nil {
+	var m map[string]string
+	if old := t.m.Load(); old != nil {
 		if r, ok := (*old)[typ]; ok && r == reason {
 			return
 		}
-		for k, v := range *old {
-			m[k] = v
-		}
+		m = maps.Clone(*old)
+	} else {
+		m = make(map[string]string, 1)
 	}
 	m[typ] = reason
 	t.m.Store(&m)

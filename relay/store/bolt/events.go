@@ -49,12 +49,12 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	njobs, size := 0, 0
 	for i := range events {
 		e := &events[i]
-		size += eventSize(e) + len(e.Workspace) + len(e.ID) + 1
+		size += eventSize(e) + keyLen(e.Workspace, e.ID)
 		if i < len(decided) && decided[i] != nil {
 			d := decided[i]
 			size += decisionSize(&d.Decision, d.Alert)
 			for j := range d.Jobs {
-				size += len(e.Workspace) + len(e.ID) + len(d.Jobs[j].DeviceID) + 2 + jobSize(&d.Jobs[j])
+				size += keyLen(e.Workspace, e.ID, d.Jobs[j].DeviceID) + jobSize(&d.Jobs[j])
 			}
 			njobs += len(d.Jobs)
 		}

@@ -34,13 +34,18 @@ func checkEventKey(k relay.EventKey) error {
 	return errors.Join(checkPart("workspace", k.Workspace), checkPart("id", k.ID))
 }
 
-// joinKey joins checked parts with NUL.
-func joinKey(parts ...string) []byte {
+// keyLen is the length of joinKey(parts...).
+func keyLen(parts ...string) int {
 	n := len(parts) - 1
 	for _, p := range parts {
 		n += len(p)
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// joinKey joins checked parts with NUL.
+func joinKey(parts ...string) []byte {
+	b := make([]byte, 0, keyLen(parts...))
 	for i, p := range parts {
 		if i > 0 {
 			b = append(b, sep)

@@ -402,7 +402,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	}
 	defer leave()
 	// The key and the value in one allocation (bbolt keeps the value).
-	sl := slab{buf: make([]byte, 0, len(j.Event.Workspace)+len(j.Event.ID)+len(j.DeviceID)+2+jobSize(&j))}
+	sl := slab{buf: make([]byte, 0, keyLen(j.Event.Workspace, j.Event.ID, j.DeviceID)+jobSize(&j))}
 	jk := sl.key(j.Event.Workspace, j.Event.ID, j.DeviceID)
 	jv := appendJob(sl.take(jobSize(&j)), &j)
 	var lost bool
