@@ -195,7 +195,8 @@ func withCustomSection(wasm []byte, name string, payload []byte) []byte {
 }
 
 // TestHotReloadUnderLoad swaps a plugin 50 times (atomic rename) while
-// 10,000 events flow: no event is lost, and every decision names exactly
+// events flow (10,000, then more until the last version judges): no event
+// is lost, and every decision names exactly
 // one complete version of the plugin by its hash.
 func TestHotReloadUnderLoad(t *testing.T) {
 	if testing.Short() {
@@ -254,10 +255,34 @@ func TestHotReloadUnderLoad(t *testing.T) {
 			n++
 		}
 	}()
+	// loaded returns the version the relay judges with now (-1: unknown).
+	loaded := func() int {
+		code, body := h.do("GET", "/v1/plugins", "", nil)
+		var v struct {
+			Plugins []struct {
+				DecisionHash string `json:"decision_hash"`
+			}
+		}
+		if code != 200 || json.Unmarshal(body, &v) != nil || len(v.Plugins) != 1 {
+			return -1
+		}
+		if ver, ok := hashes[v.Plugins[0].DecisionHash]; ok {
+			return ver
+		}
+		return -1
+	}
+	// Post at least events, spread over the swaps, and go on (slower)
+	// until the last version judges: compiling a version takes 0.3-2 s
+	// here, so a fixed count could end before the first swap took effect.
 	const batch = 100
-	for lo := 0; lo < events; lo += batch {
+	deadline := time.Now().Add(2 * time.Minute)
+	posted := 0
+	for lastSeen := false; !lastSeen; posted += batch {
+		// Sampled before the batch: if the last version judged already,
+		// this batch (decided on accept) is judged by it.
+		lastSeen = posted >= events && loaded() == swaps
 		var evs []map[string]any
-		for i := lo; i < lo+batch; i++ {
+		for i := posted; i < posted+batch; i++ {
 			evs = append(evs, map[string]any{"id": fmt.Sprintf("h-%d", i), "workspace": "hot", "user": fmt.Sprintf("u-%d", i%10), "type": "account_shared", "title": "x"})
 		}
 		for _, r := range h.post(evs...) {
@@ -265,12 +290,20 @@ func TestHotReloadUnderLoad(t *testing.T) {
 				t.Fatalf("%+v", r)
 			}
 		}
-		time.Sleep(10 * time.Millisecond) // spread the load over the swaps
+		if time.Now().After(deadline) {
+			t.Fatalf("version %d not loaded after %d events (now judging with %d)", swaps, posted, loaded())
+		}
+		if posted < events {
+			time.Sleep(10 * time.Millisecond) // spread the load over the swaps
+		} else {
+			time.Sleep(250 * time.Millisecond) // waiting for the last load
+		}
 	}
 	close(done)
 	if n := <-swapped; n != swaps {
 		t.Fatalf("%d swaps, want %d", n, swaps)
 	}
+	events = posted
 
 	seen := map[int]int{} // version -> events judged
 	for i := range events {
