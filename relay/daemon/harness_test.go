@@ -43,6 +43,9 @@ func buildRelayd() (string, func(), error) {
 	}
 	bin := filepath.Join(dir, "relayd")
 	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/edgerelay/edgerelay/cmd/relayd")
+	// Static, as make build, dist and the Dockerfile build it: the tests
+	// and benchmarks run the binary operators do.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(dir)
