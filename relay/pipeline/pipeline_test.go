@@ -420,7 +420,7 @@ func TestAcceptDecidesWhatNeedsNoPlugin(t *testing.T) {
 		if ev.ID != "plugin" {
 			t.Fatalf("decider got %s, want plugin", ev.ID)
 		}
-		if err := p.Decide(ctx, ev); err != nil {
+		if err := p.Decide(ctx, *ev); err != nil {
 			t.Fatal(err)
 		}
 	default:
@@ -544,7 +544,7 @@ func TestDerivedEventsStoredWithTheDecision(t *testing.T) {
 		t.Fatalf("scheduled %v, want the quick event's job and the derived one", q.scheduled)
 	}
 	// A decider's decision: its derived event in one write after it.
-	ev := <-p.in
+	ev := *<-p.in
 	if err := p.Decide(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -700,7 +700,7 @@ func TestAcceptJudgesWithPlugins(t *testing.T) {
 		t.Fatalf("decided on accept: u4 %v, u5 %v, u6 %v; want only u4", decided("u4"), decided("u5"), decided("u6"))
 	}
 	for _, id := range []string{"u5", "u6"} {
-		ev := <-p.inHigh
+		ev := *<-p.inHigh
 		if ev.ID != id {
 			t.Fatalf("decider got %s, want %s", ev.ID, id)
 		}
@@ -825,7 +825,7 @@ func TestRetriedDecisionCountedOnce(t *testing.T) {
 	if _, err := p.Accept(ctx, []relay.Event{{ID: "mfa", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil {
 		t.Fatal(err)
 	}
-	p.decideWithRetry(ctx, <-p.inHigh, nil)
+	p.decideWithRetry(ctx, *<-p.inHigh, nil)
 	if !fs.failed.Load() {
 		t.Fatal("the first decision did not fail")
 	}
@@ -870,14 +870,14 @@ func TestDeciderPassesUserOnOnceJudged(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { p.decideQueued(ctx, <-p.inHigh); close(done) }()
+	go func() { p.decideQueued(ctx, *<-p.inHigh); close(done) }()
 	<-bs.entered // p1 is judged; its decision is being written
 	select {
 	case ev := <-p.inHigh:
 		if ev.ID != "p2" {
 			t.Fatalf("next event %s, want p2", ev.ID)
 		}
-		p.decideQueued(ctx, ev)
+		p.decideQueued(ctx, *ev)
 	case <-time.After(5 * time.Second):
 		close(bs.release)
 		t.Fatal("p2 was not passed on while p1's decision was being written")
@@ -956,7 +956,7 @@ func TestLeftEventKeepsItsPlace(t *testing.T) {
 	}
 	close(ps.release)
 	<-first
-	ev := <-p.inHigh // the decider's turn
+	ev := *<-p.inHigh // the decider's turn
 	if ev.ID != "u1" {
 		t.Fatalf("decider got %s, want u1", ev.ID)
 	}
