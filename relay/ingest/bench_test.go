@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -136,5 +137,34 @@ func BenchmarkConcurrentMaxBatches(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPostBatch posts an NDJSON batch of 50 small events (the end-to-end
+// benchmark's shape) straight to the handler, with an acceptor that stores
+// nothing: what the socket API itself costs per batch.
+func BenchmarkPostBatch(b *testing.B) {
+	var body bytes.Buffer
+	for i := range 50 {
+		fmt.Fprintf(&body, `{"id":"e-%d","workspace":"bench","user":"u-%d","type":"account_shared","title":"Sign-in","body":"Approve sign-in from 203.0.113.9?"}`+"\n", i, i%10)
+	}
+	s := New(Options{
+		Path: "unused",
+		Acceptor: AcceptorFunc(func(_ context.Context, events []relay.Event) ([]error, error) {
+			return make([]error, len(events)), nil
+		}),
+		Store:    newMemStore(),
+		Types:    func() map[string]relay.Setting { return testTypes },
+		KnownApp: func(a string) bool { return a == "demo" },
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Content-Type", MediaTypeNDJSON)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
 	}
 }
