@@ -767,3 +767,49 @@ func TestLimiter(t *testing.T) {
 		t.Fatalf("no sends done: limit %d, want 100", l.n())
 	}
 }
+
+// TestFIFO: values come out in order, a drained queue reuses its slice,
+// and a full one half taken slides down instead of growing.
+func TestFIFO(t *testing.T) {
+	var q fifo[int]
+	for i := range 8 {
+		q.push(i)
+	}
+	buf := q.buf[:cap(q.buf)]
+	for want := range 8 {
+		if v, ok := q.pop(); !ok || v != want {
+			t.Fatalf("pop %d, %v: want %d", v, ok, want)
+		}
+	}
+	if _, ok := q.pop(); ok || q.len() != 0 {
+		t.Fatalf("drained queue gave a value (len %d)", q.len())
+	}
+	q.push(8)
+	if &q.buf[0] != &buf[0] {
+		t.Fatal("a drained queue grew a new slice")
+	}
+	// Fill to capacity, take more than half, push: it slides.
+	for i := 9; q.len() < cap(q.buf); i++ {
+		q.push(i)
+	}
+	c := cap(q.buf)
+	for range c/2 + 1 {
+		q.pop()
+	}
+	first := c/2 + 1 + 8
+	q.push(-1)
+	if cap(q.buf) != c || q.head != 0 {
+		t.Fatalf("cap %d head %d after a push into a half-taken full queue, want cap %d head 0", cap(q.buf), q.head, c)
+	}
+	for want := first; q.len() > 1; want++ {
+		if v, _ := q.pop(); v != want {
+			t.Fatalf("after sliding: pop %d, want %d", v, want)
+		}
+	}
+	if v, _ := q.pop(); v != -1 {
+		t.Fatalf("last pop %d, want -1", v)
+	}
+	if slices.ContainsFunc(buf, func(v int) bool { return v != 0 }) {
+		t.Fatalf("taken values left in the slice: %v", buf)
+	}
+}
