@@ -513,3 +513,32 @@ func TestDecodeEventAlreadyExpired(t *testing.T) {
 		t.Fatal("expires_at before occurred_at accepted")
 	}
 }
+
+// TestBatchEventsOutliveTheLineBuffer: a batch's events keep their fields
+// after its reader is released and the pooled line buffer is read into by
+// the next batch (decoded strings must not alias the buffer).
+func TestBatchEventsOutliveTheLineBuffer(t *testing.T) {
+	batch := func(tag string) []byte {
+		var b bytes.Buffer
+		for i := range 20 {
+			fmt.Fprintf(&b, `{"id":"%s-%d","workspace":"w-%s","user":"u-%s","type":"account_shared","title":"%s title","body":"%s body","data":{"k":"%s"}}`+"\n", tag, i, tag, tag, tag, tag, tag)
+		}
+		return b.Bytes()
+	}
+	first, err := DecodeBatch(bytes.NewReader(batch("aaaa")), knownTestType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // the next batches reuse the buffer (sync.Pool, same P)
+		if _, err := DecodeBatch(bytes.NewReader(batch("zzzz")), knownTestType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, l := range first {
+		e := l.Event
+		if l.Err != nil || e.ID != fmt.Sprintf("aaaa-%d", i) || e.Workspace != "w-aaaa" || e.User != "u-aaaa" ||
+			e.Title != "aaaa title" || e.Body != "aaaa body" || e.Data["k"] != "aaaa" {
+			t.Fatalf("line %d changed after the buffer was reused: %+v (%v)", l.N, e, l.Err)
+		}
+	}
+}
