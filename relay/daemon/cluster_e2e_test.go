@@ -435,16 +435,29 @@ func TestClusterLeaseTakeover(t *testing.T) {
 		}
 	}
 	// Wait until a relay holds sends in flight at the slow APNs (whichever
-	// leased the jobs), then kill it.
+	// leased the jobs), then kill it. In flight at the relay is not yet at
+	// the fake (a loaded machine took longer to dial than the poll): the
+	// fake must hold requests too, a moment later, and the relay still
+	// count them in flight (the fake holds each for 2 s).
 	var victim, live *harness
+	inFlight := func(h *harness) bool {
+		_, lanes := h.queueState()
+		for _, l := range lanes {
+			if f, _ := l["in_flight"].(float64); l["lane"] == "demo/ios" && f > 0 {
+				return true
+			}
+		}
+		return false
+	}
 	waitFor(t, 30*time.Second, func() error {
 		for i, h := range hs {
-			_, lanes := h.queueState()
-			for _, l := range lanes {
-				if f, _ := l["in_flight"].(float64); l["lane"] == "demo/ios" && f > 0 {
-					victim, live = h, hs[(i+1)%len(hs)]
+			if inFlight(h) {
+				victim, live = h, hs[(i+1)%len(hs)]
+				time.Sleep(200 * time.Millisecond)
+				if hs[0].APNs.Holding() > 0 && inFlight(h) {
 					return nil
 				}
+				return fmt.Errorf("relay %d sends, the fake holds %d requests", i, hs[0].APNs.Holding())
 			}
 		}
 		return fmt.Errorf("no relay sends yet")

@@ -204,6 +204,10 @@ func (f *FakeAPNs) Reset() { f.srv.rec.reset() }
 // Requests counts the requests received on the push endpoint.
 func (f *FakeAPNs) Requests() int { return int(f.srv.rec.requests.Load()) }
 
+// Holding counts the requests a rule's latency holds now (received, not
+// yet answered).
+func (f *FakeAPNs) Holding() int { return int(f.srv.rec.holding.Load()) }
+
 // Connections counts the TCP connections accepted.
 func (f *FakeAPNs) Connections() int { return int(f.srv.rec.conns.Load()) }
 

@@ -190,6 +190,10 @@ func (f *FakeFCM) Reset() { f.srv.rec.reset() }
 // Requests counts the requests received on the send endpoint.
 func (f *FakeFCM) Requests() int { return int(f.srv.rec.requests.Load()) }
 
+// Holding counts the requests a rule's latency holds now (received, not
+// yet answered).
+func (f *FakeFCM) Holding() int { return int(f.srv.rec.holding.Load()) }
+
 // TokenRequests counts the requests received on the token endpoint.
 func (f *FakeFCM) TokenRequests() int { return int(f.tokenReqs.Load()) }
 

@@ -166,6 +166,7 @@ type recorder struct {
 
 	requests atomic.Int64
 	conns    atomic.Int64
+	holding  atomic.Int64 // requests a rule's latency holds now
 	// abandoned: requests whose client went away while a rule's latency
 	// held them (never answered, not in pushes).
 	abandoned []Push

@@ -255,15 +255,32 @@ func TestFakeAPNsConnectionActions(t *testing.T) {
 	if f.Connections() < 2 {
 		t.Fatalf("Connections() = %d, want a reconnect", f.Connections())
 	}
-	// Latency is cut by the request's context.
+	// Latency is cut by the request's context; Holding counts the request
+	// while the latency holds it.
 	f.Script(tok1, Rule{Latency: time.Hour, Times: 1})
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", f.URL+"/3/device/"+tok1, strings.NewReader("{}"))
 	req.Header.Set("apns-topic", testTopic)
 	req.Header.Set("authorization", "bearer "+good)
-	if _, err := c.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+	done := make(chan error, 1)
+	go func() { _, err := c.Do(req); done <- err }()
+	for deadline := time.Now().Add(10 * time.Second); f.Holding() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Holding() = %d while a request is held, want 1", f.Holding())
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("latency: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); f.Holding() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Holding() = %d after the client went away, want 0", f.Holding())
+		}
+	}
+	if len(f.Abandoned()) != 1 {
+		t.Fatalf("Abandoned() = %d requests, want the one held", len(f.Abandoned()))
 	}
 }
 

@@ -110,6 +110,8 @@ func (s *server) sleep(r *http.Request, d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
+	s.rec.holding.Add(1)
+	defer s.rec.holding.Add(-1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
