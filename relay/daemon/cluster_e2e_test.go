@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -82,12 +83,21 @@ func startCluster(t testing.TB, b backend, o harnessOptions) []*harness {
 		}
 		hs[i] = newHarness(t, oi)
 	}
-	done := make(chan struct{}, len(hs))
+	// A relay waits for the others' NATS servers: on a loaded machine
+	// (CI, other packages testing beside) a cluster took over a minute to
+	// form. A start that fails ends the test here, on its goroutine.
+	errs := make(chan error, len(hs))
 	for _, h := range hs {
-		go func() { h.startWith(60 * time.Second); done <- struct{}{} }()
+		go func() { errs <- h.tryStart(3 * time.Minute) }()
 	}
+	var failed []error
 	for range hs {
-		<-done
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		t.Fatal(errors.Join(failed...))
 	}
 	return hs
 }

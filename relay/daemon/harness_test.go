@@ -265,6 +265,15 @@ func (h *harness) start() {
 // startWith runs relayd and waits up to timeout for its socket.
 func (h *harness) startWith(timeout time.Duration) {
 	h.t.Helper()
+	if err := h.tryStart(timeout); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// tryStart is startWith returning its failure instead of ending the test,
+// for starts on goroutines other than the test's (t.Fatal there would
+// leave the test waiting for them).
+func (h *harness) tryStart(timeout time.Duration) error {
 	h.mu.Lock()
 	cmd := exec.Command(relaydBin, "-config", h.cfgPath)
 	logs := &lockedBuffer{}
@@ -280,7 +289,7 @@ func (h *harness) startWith(timeout time.Duration) {
 	})
 	if err := cmd.Start(); err != nil {
 		h.mu.Unlock()
-		h.t.Fatal(err)
+		return err
 	}
 	h.cmd = cmd
 	exited := make(chan struct{})
@@ -293,16 +302,16 @@ func (h *harness) startWith(timeout time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-exited:
-			h.t.Fatalf("relayd exited during start:\n%s", h.logs.String())
+			return fmt.Errorf("relayd %s exited during start:\n%s", h.dir, h.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("relayd not ready after %v:\n%s", timeout, h.logs.String())
+			return fmt.Errorf("relayd %s not ready after %v:\n%s", h.dir, timeout, h.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
