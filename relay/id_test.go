@@ -32,7 +32,7 @@ func TestInternalIDOutsideUpstreamIDs(t *testing.T) {
 	for _, id := range []string{"evt-1", "x~withdraw", "okta/7", "a~b", strings.Repeat("é", relay.MaxIDLen)} {
 		made := map[string]string{
 			"withdraw":    relay.WithdrawID(id),
-			"expired":     relay.ExpiryWithdrawID(id),
+			"expired":     relay.InternalID(relay.InternalExpired, id),
 			"notice":      relay.NoticeID(id, "push_bombing_guard"),
 			"notice2":     relay.NoticeID(id, "other"),
 			"token-proof": relay.InternalID(relay.InternalTokenProof, id),

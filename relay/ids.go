@@ -19,8 +19,10 @@ const (
 	// InternalWithdraw carries the silent push that withdraws an answered
 	// (or cancelled) prompt from the user's devices.
 	InternalWithdraw = "withdraw"
-	// InternalExpired carries the withdraw push sent when an actionable
-	// prompt expires unanswered.
+	// InternalExpired carried the withdraw push sent when an actionable
+	// prompt expired unanswered. Relays since 2026-12-06 send that push
+	// from the prompt's own job (relay.StateWithdrawDue); stores keep such
+	// events until they are pruned.
 	InternalExpired = "expired"
 	// InternalNotice carries a notice a plugin asked for (the push-bombing
 	// guard's warning).
@@ -40,10 +42,6 @@ func InternalID(kind, id string) string {
 // WithdrawID is the id of the derived event that carries the silent
 // "withdraw the prompt" push of event id.
 func WithdrawID(id string) string { return InternalID(InternalWithdraw, id) }
-
-// ExpiryWithdrawID is the id of the derived event that carries the
-// withdraw push sent when actionable event id expires unanswered.
-func ExpiryWithdrawID(id string) string { return InternalID(InternalExpired, id) }
 
 // NoticeID is the id of the derived event that carries the notice plugin
 // asked for while judging event id: one per event and plugin. (Two pairs

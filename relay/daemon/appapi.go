@@ -51,68 +51,45 @@ type withdrawStore interface {
 func (w *withdrawer) onAnswer(ctx context.Context, a relay.Answer, rec *store.Record) {
 	// The answer is already stored; the withdraw must not depend on the
 	// phone's request staying open.
-	w.push(context.WithoutCancel(ctx), rec, a, "", relay.WithdrawID(rec.Event.ID), api.WithdrawDevices(rec, a), time.Time{})
+	w.push(context.WithoutCancel(ctx), rec, a, "", relay.WithdrawID(rec.Event.ID), api.WithdrawDevices(rec, a))
 }
 
 // onCancel withdraws a cancelled alert from every device it was sent or is
 // being sent to. It returns the devices the push goes to.
 func (w *withdrawer) onCancel(ctx context.Context, cancel relay.Answer, rec *store.Record) []string {
 	ids := api.WithdrawDevices(rec, cancel)
-	if !w.push(context.WithoutCancel(ctx), rec, cancel, withdrawCancelled, relay.WithdrawID(rec.Event.ID), ids, time.Time{}) {
+	if !w.push(context.WithoutCancel(ctx), rec, cancel, relay.WithdrawCancelled, relay.WithdrawID(rec.Event.ID), ids) {
 		return []string{}
 	}
 	return ids
 }
 
-// deriveExpiry returns, for an actionable alert being decided, the
-// withdraw push its devices get when it expires unanswered: a derived
-// event with deferred jobs due at expires_at, which the pipeline stores
-// with the decision (pipeline.Options.Derive; on accept, in the same
-// commit). The send is skipped (answerGate) if an answer or a cancel
-// withdrew the alert before.
-func (w *withdrawer) deriveExpiry(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []pipeline.Derived {
-	if len(alert.Actions) == 0 || alert.Silent {
-		return nil
-	}
-	rec := &store.Record{Event: ev, Alert: alert, Jobs: jobs}
-	expiry := relay.Answer{Event: ev.Key(), Action: withdrawExpired, AnsweredAt: ev.ExpiresAt}
-	device := func(id string) (relay.Device, error) {
-		for _, j := range jobs {
-			if j.DeviceID == id {
-				return relay.Device{ID: id, Platform: j.Platform, App: j.App}, nil
-			}
-		}
-		return relay.Device{}, relay.ErrNotFound
-	}
-	d, ok := withdrawRecord(rec, expiry, withdrawExpired, relay.ExpiryWithdrawID(ev.ID), api.WithdrawDevices(rec, expiry), ev.ExpiresAt, now, device)
-	if !ok {
-		return nil
-	}
-	return []pipeline.Derived{d}
-}
-
-// A withdraw push's data "action" is the answer's action; a push that is
-// not an answer's also carries data "reason": why the alert went away.
-const (
-	withdrawReasonKey = "reason"
-	withdrawExpired   = "expired"   // expired unanswered (data "action" too)
-	withdrawCancelled = "cancelled" // the upstream cancelled it
-)
-
 // push stores the derived event id carrying rec's withdraw push to the
-// devices ids, due at due (zero: now), with data "reason" when reason is
-// set, and schedules it. It reports
-// whether it scheduled a push (false: nothing to withdraw, done before,
-// or an error, logged).
-func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer, reason, id string, ids []string, due time.Time) bool {
-	now := w.now()
-	d, ok := withdrawRecord(rec, a, reason, id, ids, due, now, func(id string) (relay.Device, error) {
-		return w.st.Device(ctx, rec.Event.Workspace, rec.Event.User, id)
-	})
-	if !ok {
+// devices ids, with data "reason" when reason is set, and schedules it. It
+// reports whether it scheduled a push (false: nothing to withdraw, done
+// before, or an error, logged). (An alert that expires unanswered is
+// withdrawn by its own job: queue.Options.WithdrawOnExpiry.)
+func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer, reason, id string, ids []string) bool {
+	alert := api.WithdrawAlert(rec, a)
+	if alert == nil || len(ids) == 0 {
 		return false
 	}
-	errs, err := w.st.AddEvents(ctx, []relay.Event{d.Event}, now)
+	if reason != "" {
+		alert.Data[relay.WithdrawReasonKey] = reason
+	}
+	now := w.now()
+	ev := relay.Event{ID: id, Workspace: rec.Event.Workspace, User: rec.Event.User,
+		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
+	var jobs []relay.Job
+	for _, id := range ids {
+		d, err := w.st.Device(ctx, rec.Event.Workspace, rec.Event.User, id)
+		if err != nil {
+			continue // no longer registered: nothing to withdraw from
+		}
+		jobs = append(jobs, relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, App: d.App,
+			State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now})
+	}
+	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
 	if err != nil || (len(errs) > 0 && errs[0] != nil) {
 		if err == nil && errors.Is(errs[0], relay.ErrDuplicate) {
 			return false
@@ -120,57 +97,19 @@ func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer
 		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, errors.Join(err, errs[0]))
 		return false
 	}
-	if err := w.st.Decide(ctx, d.Event.Key(), d.Decided.Decision, d.Decided.Alert, d.Decided.Jobs); err != nil {
+	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
+	if err := w.st.Decide(ctx, ev.Key(), dec, alert, jobs); err != nil {
 		w.log.Error("record withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
 		return false
 	}
-	pipeline.Scheduled(w.q, d.Decided.Alert.Priority, d.Decided.Jobs)
+	pipeline.Scheduled(w.q, alert.Priority, jobs)
 	return true
-}
-
-// withdrawRecord builds the derived event id carrying rec's withdraw push
-// to the devices ids (device gives each one's platform and app; those it
-// does not know are left out), due at due (zero: now), with data "reason"
-// when reason is set, and its decision. false: nothing to withdraw.
-func withdrawRecord(rec *store.Record, a relay.Answer, reason, id string, ids []string, due, now time.Time, device func(id string) (relay.Device, error)) (pipeline.Derived, bool) {
-	alert := api.WithdrawAlert(rec, a)
-	if alert == nil || len(ids) == 0 {
-		return pipeline.Derived{}, false
-	}
-	if reason != "" {
-		alert.Data[withdrawReasonKey] = reason
-	}
-	ev := relay.Event{ID: id, Workspace: rec.Event.Workspace, User: rec.Event.User,
-		Type: withdrawType, ExpiresAt: alert.ExpiresAt, OccurredAt: now}
-	state := relay.StatePending
-	if due.After(now) {
-		state = relay.StateDeferred
-	}
-	var jobs []relay.Job
-	for _, id := range ids {
-		d, err := device(id)
-		if err != nil {
-			continue
-		}
-		j := relay.Job{Event: ev.Key(), DeviceID: id, Platform: d.Platform, App: d.App,
-			State: state, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
-		if state == relay.StateDeferred {
-			j.NextAt = due
-		}
-		jobs = append(jobs, j)
-	}
-	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
-	if state == relay.StateDeferred {
-		dec = relay.Decision{Verdict: relay.VerdictDefer, Reason: "withdraw at expiry", DeferUntil: due, Plugins: []relay.PluginDecision{}}
-	}
-	return pipeline.Derived{Event: ev, Decided: store.Decided{Decision: dec, Alert: alert, Jobs: jobs}}, true
 }
 
 // answerGate holds back sends that an answer or a cancel made pointless:
 // a prompt the upstream cancelled (its jobs not yet sent end expired), and
 // the expiry withdraw of an alert already withdrawn by its answer or
-// cancel, or that never reached the device (an outage: nothing to
-// withdraw, and no pile of withdraw pushes after it).
+// cancel.
 type answerGate struct {
 	next delivery.Notifier
 	st   answeredReader
@@ -178,18 +117,14 @@ type answerGate struct {
 
 type answeredReader interface {
 	Answered(ctx context.Context, key relay.EventKey) (relay.Answer, error)
-	Event(ctx context.Context, key relay.EventKey) (*store.Record, error)
 }
 
 func (g answerGate) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
 	key := relay.EventKey{Workspace: a.Workspace, ID: a.EventID}
 	switch {
-	case a.Silent && a.Data["action"] == withdrawExpired && a.Data[withdrawReasonKey] == withdrawExpired:
+	case a.Silent && a.Data["action"] == relay.WithdrawExpired && a.Data[relay.WithdrawReasonKey] == relay.WithdrawExpired:
 		if _, err := g.st.Answered(ctx, key); err == nil {
 			return fmt.Errorf("withdrawn when answered or cancelled: %w", relay.ErrExpired)
-		}
-		if rec, err := g.st.Event(ctx, key); err == nil && !deliveredTo(rec, d.ID) {
-			return fmt.Errorf("the prompt never reached this device: %w", relay.ErrExpired)
 		}
 	case !a.Silent && len(a.Actions) > 0:
 		if ans, err := g.st.Answered(ctx, key); err == nil && ans.Cancelled {
@@ -197,16 +132,6 @@ func (g answerGate) Notify(ctx context.Context, d relay.Device, a *relay.Alert) 
 		}
 	}
 	return g.next.Notify(ctx, d, a)
-}
-
-// deliveredTo reports whether rec's alert was delivered to device id.
-func deliveredTo(rec *store.Record, id string) bool {
-	for _, j := range rec.Jobs {
-		if j.DeviceID == id {
-			return j.State == relay.StateDelivered
-		}
-	}
-	return false
 }
 
 // sealingNotifier seals an alert to the device's public key when the type's

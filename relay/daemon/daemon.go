@@ -103,6 +103,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		OnFinal:      d.metrics.final,
 		OnBreaker:    d.metrics.onBreaker,
 		MaxOpenJobs:  cfg.Queue.MaxOpenJobs,
+		// A prompt left on screen after it expired invites a late
+		// approve: it is withdrawn (answerGate skips the withdraw of an
+		// alert its answer or cancel withdrew already).
+		WithdrawOnExpiry: true,
 	})
 	engine, err := policy.Open(ctx, policy.Options{
 		CacheDir:    filepath.Join(cfg.DataDir, "wazero-cache"),
@@ -158,7 +162,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		// relay of a cluster counts into it.
 		Recent:    st,
 		OnNotices: notices.send,
-		Derive:    wd.deriveExpiry,
 		OnDecided: d.metrics.decided,
 		// Zero: the pipeline's defaults.
 		SweepInterval: d.sweepEvery,

@@ -372,7 +372,7 @@ func eventStatus(rec *store.Record) EventStatus {
 		st.Deliveries = append(st.Deliveries, Delivery{
 			DeviceID:  j.DeviceID,
 			Platform:  j.Platform,
-			State:     j.State,
+			State:     j.State.Public(),
 			Attempts:  j.Attempts,
 			LastError: j.LastError,
 			UpdatedAt: j.UpdatedAt,

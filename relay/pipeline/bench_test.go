@@ -11,15 +11,13 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/ingest"
-	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 // BenchmarkAcceptBatch is the durable accept path below the socket: an
 // NDJSON batch of 1,000 events decoded and validated (ingest.BatchReader),
 // filled, decided on accept and stored in a real bolt file (one fsync'd
-// commit per batch), with the expiry withdraw of the actionable ones
-// derived into the same commit as relayd does. 50 users with a phone each;
+// commit per batch). 50 users with a phone each;
 // the four notification types in turn, as in BenchmarkEndToEnd.
 //
 //	go test -run '^$' -bench AcceptBatch -benchtime 20x ./relay/pipeline/
@@ -36,22 +34,7 @@ func BenchmarkAcceptBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	derive := func(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []Derived {
-		if len(alert.Actions) == 0 {
-			return nil
-		}
-		id := "withdraw-" + ev.ID
-		var dj []relay.Job
-		for _, j := range jobs {
-			dj = append(dj, relay.Job{Event: relay.EventKey{Workspace: ev.Workspace, ID: id}, DeviceID: j.DeviceID, Platform: j.Platform, App: j.App,
-				State: relay.StateDeferred, NextAt: ev.ExpiresAt, ExpiresAt: ev.ExpiresAt.Add(time.Minute), UpdatedAt: now})
-		}
-		return []Derived{{Event: relay.Event{ID: id, Workspace: ev.Workspace, User: ev.User, Type: "withdraw", ExpiresAt: ev.ExpiresAt.Add(time.Minute)},
-			Decided: store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDefer, DeferUntil: ev.ExpiresAt, Plugins: []relay.PluginDecision{}},
-				Alert: &relay.Alert{EventID: ev.ID, Workspace: ev.Workspace, Type: ev.Type, Data: map[string]string{"action": "expired"}, Priority: relay.PriorityNormal,
-					CollapseID: alert.CollapseID, ExpiresAt: ev.ExpiresAt.Add(time.Minute), Silent: true}, Jobs: dj}}}
-	}
-	p := New(Options{Config: testConfig(b), Store: st, Queue: &captureQueue{}, DecideOnAccept: true, Derive: derive})
+	p := New(Options{Config: testConfig(b), Store: st, Queue: &captureQueue{}, DecideOnAccept: true})
 	types := []string{relay.TypeOTPReceived, relay.TypeAccountShared, relay.TypeNewTrustedDevice, relay.TypeIdentityVerification}
 	known := func(t string) bool { return p.cfg.Load().Notifications[t] != nil }
 	var body bytes.Buffer

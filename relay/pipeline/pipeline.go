@@ -60,13 +60,6 @@ type Notice struct {
 	Data   map[string]string
 }
 
-// Derived is an event a decision brings with it (Options.Derive), with
-// its own decision and jobs.
-type Derived struct {
-	Event   relay.Event
-	Decided store.Decided
-}
-
 // Store is what the pipeline needs: the event log and the directory.
 type Store interface {
 	store.EventLog
@@ -140,13 +133,6 @@ type Options struct {
 	// OnScheduled, when set, is called after a decision that sends (jobs
 	// pending or deferred) is recorded, with the alert and the jobs.
 	OnScheduled func(ctx context.Context, ev relay.Event, alert *relay.Alert, jobs []relay.Job)
-	// Derive, when set, is called for a decision that sends (jobs pending
-	// or deferred) before it is recorded, with the alert and the jobs; the
-	// events it returns (the withdraw push an actionable alert gets at
-	// expiry) are stored already decided: in the same commit as the
-	// event when it is decided on accept (one fsync for both), in one
-	// commit right after the decision otherwise.
-	Derive func(ev relay.Event, alert *relay.Alert, jobs []relay.Job, now time.Time) []Derived
 	// OnDecided, when set, is called with each decision this relay
 	// recorded (not those another relay or an earlier sweep recorded
 	// first): decision metrics.
@@ -342,34 +328,11 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	// The users whose events go to the deciders are busy from now on, so
 	// no other call judges their later events before these.
 	defer in.release(in.reserve()) // after the dispatches below: their lines go on
-	// The events the decisions bring along go into the same write. (A
-	// duplicate event's are most often duplicates too; when they are not,
-	// the original was not sent to those devices, and the withdraw is
-	// dropped at send time.)
-	events, all := ok, stored
-	var derived []Derived
-	if p.opts.Derive != nil {
-		derived = make([]Derived, 0, len(ok))
-	}
-	for k, j := range decided {
-		if j != nil {
-			derived = append(derived, p.derive(ok[k], j, now)...)
-		}
-	}
-	if len(derived) > 0 {
-		events = slices.Grow(slices.Clip(ok), len(derived))
-		all = slices.Grow(slices.Clip(stored), len(derived))
-		for i := range derived {
-			events, all = append(events, derived[i].Event), append(all, &derived[i].Decided)
-		}
-	}
-	res, err := p.opts.Store.AddDecided(ctx, events, all, now)
+	res, err := p.opts.Store.AddDecided(ctx, ok, stored, now)
 	in.stored()
 	if err != nil {
 		return nil, fmt.Errorf("store events: %w", err)
 	}
-	p.derivedStored(derived, res[len(ok):])
-	res = res[:len(ok)]
 	for k, e := range res {
 		errs[idx[k]] = e
 		if e != nil {
@@ -655,49 +618,8 @@ func (p *Pipeline) decide(ctx context.Context, ev relay.Event, judged func()) er
 		}
 		return fmt.Errorf("record decision: %w", err)
 	}
-	if derived := p.derive(ev, j, now); len(derived) > 0 {
-		events := make([]relay.Event, len(derived))
-		all := make([]*store.Decided, len(derived))
-		for i := range derived {
-			events[i], all[i] = derived[i].Event, &derived[i].Decided
-		}
-		res, err := p.opts.Store.AddDecided(ctx, events, all, now)
-		if err != nil {
-			// The decision stands; only what it brings along is lost
-			// (as when the derived write came after the hooks).
-			p.log.Error("store derived events", relay.LogKeyEventID, ev.ID, relay.LogKeyWorkspace, ev.Workspace, relay.LogKeyError, err)
-		} else {
-			p.derivedStored(derived, res)
-		}
-	}
 	p.decided(ctx, ev, j)
 	return nil
-}
-
-// derive returns the events j brings along (Options.Derive), if it sends.
-func (p *Pipeline) derive(ev relay.Event, j *judged, now time.Time) []Derived {
-	if p.opts.Derive == nil || j.final || len(j.jobs) == 0 {
-		return nil
-	}
-	return p.opts.Derive(ev, j.alert, j.jobs, now)
-}
-
-// derivedStored wakes the lanes of the derived events stored (res: their
-// results) and logs those that could not be.
-func (p *Pipeline) derivedStored(derived []Derived, res []error) {
-	for i, err := range res {
-		d := &derived[i]
-		switch {
-		case err == nil:
-			prio := relay.PriorityNormal
-			if a := d.Decided.Alert; a != nil {
-				prio = a.Priority
-			}
-			Scheduled(p.opts.Queue, prio, d.Decided.Jobs)
-		case !errors.Is(err, relay.ErrDuplicate):
-			p.log.Error("store derived event", relay.LogKeyEventID, d.Event.ID, relay.LogKeyWorkspace, d.Event.Workspace, relay.LogKeyError, err)
-		}
-	}
 }
 
 // judged is a decision ready to be recorded.

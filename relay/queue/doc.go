@@ -20,7 +20,11 @@
 //	                                    └─► token_removed  (the provider says the token is dead)
 //	suppressed, expired at decision time: final, never queued (package pipeline).
 //
-// pending and deferred are open; the others are final. "In flight" is a
+// A delivered actionable alert, with Options.WithdrawOnExpiry, stays open
+// as withdraw_due (shown as delivered) until it expires; then the device
+// gets its expiry withdraw and the job ends delivered.
+//
+// pending, deferred and withdraw_due are open; the others are final. "In flight" is a
 // lease (Options.LeaseTTL): a job whose relay dies mid-send is leased again
 // once the lease ends, by any relay (at-least-once; the stable collapse id
 // makes a duplicate replace the first copy on the phone). A send never

@@ -99,6 +99,14 @@ type Options struct {
 	// OnBreaker, when set, is called when a lane's breaker opens (open
 	// true, with the provider's reason) or closes.
 	OnBreaker func(lane string, open bool, reason string)
+	// WithdrawOnExpiry keeps the job of a delivered actionable alert
+	// (relay.Withdrawable) in the schedule until the alert expires
+	// (relay.StateWithdrawDue), then sends the device the alert's expiry
+	// withdraw (relay.ExpiryWithdraw) and ends the job delivered, however
+	// that send ends. The lane's notifier decides whether the withdraw is
+	// still wanted (an answered or cancelled alert was withdrawn already):
+	// an error wrapping relay.ErrExpired drops it.
+	WithdrawOnExpiry bool
 }
 
 // Queue sends the jobs of the schedule: each lane leases due jobs (high
@@ -475,7 +483,12 @@ func (q *Queue) process(ctx, lctx context.Context, l *lane, lj store.Leased, pro
 			return
 		}
 	}
-	q.send(ctx, lctx, l, lj, probe, j)
+	alert := lj.Alert
+	if j.State == relay.StateWithdrawDue {
+		// The alert was delivered and has expired: send its withdraw.
+		alert = relay.ExpiryWithdraw(alert)
+	}
+	q.send(ctx, lctx, l, lj, alert, probe, j)
 }
 
 // done frees a lane's send slot.
@@ -486,10 +499,11 @@ func (q *Queue) done(l *lane) {
 	l.signal()
 }
 
-// send makes one attempt and settles the lease with its outcome.
-func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe bool, j relay.Job) {
+// send makes one attempt to send alert (the lease's, or its withdraw) and
+// settles the lease with its outcome.
+func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert *relay.Alert, probe bool, j relay.Job) {
 	now := q.opts.Now()
-	if !now.Before(lj.Alert.ExpiresAt) {
+	if !now.Before(alert.ExpiresAt) {
 		q.breakerResult(l, probe, noAnswer, "")
 		q.settle(ctx, l, lj, relay.StateExpired, time.Time{}, j.LastError, 0, false)
 		return
@@ -497,11 +511,11 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe 
 	// A send ends before the alert expires and before the lease does
 	// (lctx).
 	sctx, cancel := lctx, context.CancelFunc(func() {})
-	if end, _ := lctx.Deadline(); lj.Alert.ExpiresAt.Before(end) {
-		sctx, cancel = context.WithDeadline(lctx, lj.Alert.ExpiresAt)
+	if end, _ := lctx.Deadline(); alert.ExpiresAt.Before(end) {
+		sctx, cancel = context.WithDeadline(lctx, alert.ExpiresAt)
 	}
 	start := time.Now()
-	err := l.Notifier.Notify(sctx, lj.Device, lj.Alert)
+	err := l.Notifier.Notify(sctx, lj.Device, alert)
 	cancel()
 	took := time.Since(start)
 	l.pushed(took)
@@ -511,10 +525,17 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe 
 		q.settle(context.WithoutCancel(ctx), l, lj, relay.StatePending, q.opts.Now(), j.LastError, 0, false)
 		return
 	}
-	lj.Job.Attempts++
+	withdrawing := j.State == relay.StateWithdrawDue
+	if !withdrawing {
+		lj.Job.Attempts++ // attempts count the alert's sends, not its withdraw's
+	}
 	a, reason := answerOf(err)
 	q.breakerResult(l, probe, a, reason)
 	if err == nil {
+		if !withdrawing && q.opts.WithdrawOnExpiry && relay.Withdrawable(alert) {
+			q.settle(ctx, l, lj, relay.StateWithdrawDue, lj.Alert.ExpiresAt, "", took, false)
+			return
+		}
 		q.settle(ctx, l, lj, relay.StateDelivered, time.Time{}, "", took, false)
 		return
 	}
@@ -530,7 +551,11 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, probe 
 	case delivery.DropToken:
 		q.dropToken(ctx, l, lj, err, took, log)
 	case delivery.Permanent:
-		log.Warn("delivery failed permanently; job moved to dead letters", relay.LogKeyError, err)
+		if withdrawing {
+			log.Warn("expiry withdraw failed permanently; not sent", relay.LogKeyError, err)
+		} else {
+			log.Warn("delivery failed permanently; job moved to dead letters", relay.LogKeyError, err)
+		}
 		q.settle(ctx, l, lj, relay.StateFailed, time.Time{}, err.Error(), took, false)
 	default: // Retry, ConfigError
 		now := q.opts.Now()
@@ -572,14 +597,31 @@ func (q *Queue) dropToken(ctx context.Context, l *lane, lj store.Leased, err err
 // settle records a job's new state and ends its lease, on the lane's
 // settle pool: the sender goes back to its pool while the store commits,
 // and the lane's send slot is freed once the state is recorded. An open state
-// due at or after the alert's expiry is recorded as expired instead.
+// due at or after the alert's expiry is recorded as expired instead. The
+// withdraw of a job in StateWithdrawDue ends it delivered whatever its
+// outcome (the alert was), or leaves it due again (a retry), keeping the
+// alert's last error.
 func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.DeliveryState, next time.Time, lastErr string, took time.Duration, probe bool) {
 	if probe {
 		q.breakerResult(l, true, noAnswer, "")
 	}
 	j := lj.Job
-	if !s.Final() && lj.Alert != nil && !next.Before(lj.Alert.ExpiresAt) {
-		s = relay.StateExpired
+	if s != relay.StateWithdrawDue && !s.Final() && lj.Alert != nil {
+		expires := lj.Alert.ExpiresAt
+		if j.State == relay.StateWithdrawDue {
+			expires = expires.Add(relay.WithdrawTTL) // the withdraw's (relay.ExpiryWithdraw)
+		}
+		if !next.Before(expires) {
+			s = relay.StateExpired
+		}
+	}
+	if j.State == relay.StateWithdrawDue {
+		if s.Final() {
+			s = relay.StateDelivered
+		} else {
+			s = relay.StateWithdrawDue
+		}
+		lastErr = j.LastError
 	}
 	j.State, j.LastError, j.UpdatedAt = s, lastErr, q.opts.Now()
 	j.NextAt = time.Time{}
@@ -611,6 +653,13 @@ func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Jo
 			relay.LogKeyDevice, j.DeviceID, "state", s, relay.LogKeyError, err)
 		return
 	}
+	if s == relay.StateWithdrawDue && lj.Job.State != relay.StateWithdrawDue {
+		// Delivered; the job stays open for the withdraw. The outcome is
+		// the delivery.
+		j.State = relay.StateDelivered
+		q.outcome(lj, j, took)
+		return
+	}
 	if !s.Final() {
 		if !next.After(q.opts.Now()) {
 			l.signal()
@@ -622,6 +671,14 @@ func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Jo
 	} else {
 		q.openNormal.Add(-1)
 	}
+	if lj.Job.State == relay.StateWithdrawDue {
+		return // the outcome was reported when the alert was delivered
+	}
+	q.outcome(lj, j, took)
+}
+
+// outcome reports a job's outcome (Options.OnOutcome, OnFinal).
+func (q *Queue) outcome(lj store.Leased, j relay.Job, took time.Duration) {
 	if q.opts.OnOutcome != nil {
 		q.opts.OnOutcome(j, took)
 	}

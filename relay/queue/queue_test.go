@@ -813,3 +813,147 @@ func TestFIFO(t *testing.T) {
 		t.Fatalf("taken values left in the slice: %v", buf)
 	}
 }
+
+// alertNotifier records the alerts it is asked to send and answers each
+// with answer (nil: success).
+type alertNotifier struct {
+	mu     sync.Mutex
+	alerts []relay.Alert
+	answer func(a *relay.Alert) error
+}
+
+func (n *alertNotifier) Notify(_ context.Context, _ relay.Device, a *relay.Alert) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.alerts = append(n.alerts, *a)
+	if n.answer != nil {
+		return n.answer(a)
+	}
+	return nil
+}
+
+func (n *alertNotifier) sent() []relay.Alert {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.alerts)
+}
+
+// schedulePrompt stores an actionable prompt (approve, deny) for user u's
+// iPhone, expiring after ttl, and decides it with one pending job.
+func schedulePrompt(t *testing.T, st *bolt.Store, id string, ttl time.Duration, actions ...string) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	dev := relay.Device{Workspace: "ws", User: "u", ID: "d-ios", App: "demo", Platform: relay.PlatformIOS, Token: "tok-ios"}
+	if _, err := st.RegisterDevice(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	ev := relay.Event{ID: id, Workspace: "ws", User: "u", Type: relay.TypeIdentityVerification, Actions: actions,
+		Priority: relay.PriorityHigh, OccurredAt: now, ExpiresAt: now.Add(ttl)}
+	if res, err := st.AddEvents(ctx, []relay.Event{ev}, now); err != nil || res[0] != nil {
+		t.Fatalf("add %s: %v %v", id, res, err)
+	}
+	a := &relay.Alert{EventID: id, Workspace: "ws", Type: ev.Type, Title: "Sign-in", Actions: actions, Category: "APPROVE_DENY",
+		Priority: relay.PriorityHigh, ExpiresAt: ev.ExpiresAt, CollapseID: "c-" + id, ThreadID: "t"}
+	j := relay.Job{Event: ev.Key(), DeviceID: dev.ID, Platform: dev.Platform, App: "demo", State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+	if err := st.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enforced"}, a, []relay.Job{j}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWithdrawOnExpiry: a delivered actionable alert's job stays open
+// (withdraw_due, shown as delivered) until the alert expires; then the
+// device gets the silent expiry withdraw with the alert's collapse id, and
+// the job ends delivered whatever the withdraw's outcome: sent, retried,
+// or dropped by the notifier (an answered alert). The delivery is reported
+// once. An alert that offers no actions, or never reached the device, gets
+// no withdraw, nor does any alert without Options.WithdrawOnExpiry.
+func TestWithdrawOnExpiry(t *testing.T) {
+	withdraw := func(a *relay.Alert) bool { return a.Silent }
+	tests := []struct {
+		name    string
+		actions []string
+		off     bool  // WithdrawOnExpiry false
+		prompt  error // the prompt's every send
+		wd      []error
+		sends   int // withdraw sends
+	}{
+		{name: "sent", actions: []string{"approve", "deny"}, sends: 1},
+		{name: "retried", actions: []string{"approve", "deny"}, wd: []error{&delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry}}, sends: 2},
+		{name: "dropped when answered", actions: []string{"approve", "deny"}, wd: []error{fmt.Errorf("withdrawn when answered: %w", relay.ErrExpired)}, sends: 1},
+		{name: "permanent failure", actions: []string{"approve", "deny"}, wd: []error{&delivery.Error{Provider: "apns", Status: 400, Reason: "BadTopic", Outcome: delivery.Permanent}}, sends: 1},
+		{name: "no actions", sends: 0},
+		{name: "option off", actions: []string{"approve", "deny"}, off: true, sends: 0},
+		{name: "never delivered", actions: []string{"approve", "deny"}, prompt: &delivery.Error{Provider: "apns", Status: 400, Reason: "BadTopic", Outcome: delivery.Permanent}, sends: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := openStore(t)
+				wd := slices.Clone(tc.wd)
+				n := &alertNotifier{answer: func(a *relay.Alert) error {
+					if !withdraw(a) {
+						return tc.prompt
+					}
+					if len(wd) == 0 {
+						return nil
+					}
+					err := wd[0]
+					wd = wd[1:]
+					return err
+				}}
+				schedulePrompt(t, st, "e", time.Minute, tc.actions...)
+				o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}})
+				o.WithdrawOnExpiry = !tc.off
+				var outcomes atomic.Int32
+				o.OnOutcome = func(relay.Job, time.Duration) { outcomes.Add(1) }
+				q, stop := run(t, o)
+				defer stop()
+				time.Sleep(30 * time.Second)
+				synctest.Wait()
+				j := job(t, st, "e")
+				wantOpen := tc.sends > 0
+				if wantOpen && (j.State != relay.StateWithdrawDue || !j.NextAt.Equal(j.ExpiresAt) || j.Attempts != 1) {
+					t.Fatalf("before expiry: job %+v, want withdraw_due at the expiry after 1 attempt", j)
+				}
+				if got := q.Open() > 0; got != wantOpen {
+					t.Errorf("before expiry: queue counts %d open jobs", q.Open())
+				}
+				time.Sleep(2 * time.Minute)
+				synctest.Wait()
+				j = job(t, st, "e")
+				want := relay.StateDelivered
+				if tc.prompt != nil {
+					want = relay.StateFailed
+				}
+				if j.State != want || (tc.prompt == nil && j.Attempts != 1) || (tc.prompt == nil && j.LastError != "") {
+					t.Fatalf("after expiry: job %+v, want %s after 1 attempt, no error", j, want)
+				}
+				if got := outcomes.Load(); got != 1 {
+					t.Errorf("%d outcomes reported, want 1", got)
+				}
+				if q.Open() != 0 {
+					t.Errorf("after expiry: queue counts %d open jobs", q.Open())
+				}
+				if dls, _ := st.DeadLetters(context.Background(), "", 10); len(dls) != 0 && tc.prompt == nil {
+					t.Errorf("a failed withdraw made dead letters: %+v", dls)
+				}
+				var withdraws []relay.Alert
+				for _, a := range n.sent() {
+					if withdraw(&a) {
+						withdraws = append(withdraws, a)
+					}
+				}
+				if len(withdraws) != tc.sends {
+					t.Fatalf("%d withdraw sends, want %d: %+v", len(withdraws), tc.sends, withdraws)
+				}
+				for _, w := range withdraws {
+					if w.EventID != "e" || w.CollapseID != "c-e" || w.ThreadID != "t" || w.Priority != relay.PriorityNormal || len(w.Actions) != 0 ||
+						w.Data["action"] != relay.WithdrawExpired || w.Data[relay.WithdrawReasonKey] != relay.WithdrawExpired {
+						t.Errorf("withdraw %+v", w)
+					}
+				}
+			})
+		})
+	}
+}

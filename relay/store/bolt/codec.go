@@ -487,7 +487,7 @@ func intern(b []byte) string {
 		string(relay.PlatformIOS), string(relay.PlatformAndroid),
 		string(relay.StatePending), string(relay.StateDeferred), string(relay.StateDelivered),
 		string(relay.StateSuppressed), string(relay.StateExpired), string(relay.StateFailed),
-		string(relay.StateTokenRemoved), string(relay.PriorityHigh), string(relay.PriorityNormal),
+		string(relay.StateTokenRemoved), string(relay.StateWithdrawDue), string(relay.PriorityHigh), string(relay.PriorityNormal),
 	} {
 		if string(b) == s {
 			return s

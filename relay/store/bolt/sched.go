@@ -410,9 +410,11 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	// crash before its commit sends the job again, as a crash between
 	// the send and the settle always did. It shares the next commit.
 	// A job scheduled again is written at once: the lane's next lease
-	// must see it due.
+	// must see it due. A delivered alert waiting for its expiry withdraw
+	// (StateWithdrawDue) is not due before the alert expires: it shares
+	// the next commit too.
 	write := s.write
-	if j.State.Final() {
+	if j.State.Final() || j.State == relay.StateWithdrawDue {
 		write = s.writeDeferred
 	}
 	err = write(func(tx *bbolt.Tx) error {
@@ -572,9 +574,10 @@ const maxAgeScan = 20_000
 
 // laneAge fills st.OldestOpen and st.Expired from the events of the lane's
 // open jobs, whatever their due time: jobs parked behind an open breaker
-// or waiting for a retry are not due, yet they wait.
+// or waiting for a retry are not due, yet they wait. Delivered alerts
+// waiting for their expiry withdraw (relay.StateWithdrawDue) do not.
 func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.LaneStats) error {
-	sched, events := tx.Bucket(bucketSched), tx.Bucket(bucketEvents)
+	sched, events, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketEvents), tx.Bucket(bucketJobsOpen)
 	type times struct{ received, expires time.Time }
 	seen := map[string]times{} // by event key: one read per event, not per device
 	n := 0
@@ -590,6 +593,15 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 			i := bytes.LastIndexByte(jk, sep)
 			if i < 0 {
 				return fmt.Errorf("%w: job key %q", errCorrupt, jk)
+			}
+			if v := jobs.Get(jk); v != nil {
+				var j relay.Job
+				if err := decodeJobValue(&j, v); err != nil {
+					return err
+				}
+				if j.State == relay.StateWithdrawDue {
+					continue
+				}
 			}
 			t, ok := seen[string(jk[:i])]
 			if !ok {

@@ -630,12 +630,15 @@ func (s *Store) scanLane(ctx context.Context, lane string, now time.Time, st *st
 		if j == nil || j.State.Final() {
 			continue
 		}
-		// Open, due or not (parked, retrying, leased): it waits.
-		if !r.ReceivedAt.IsZero() && (st.OldestOpen.IsZero() || r.ReceivedAt.Before(st.OldestOpen)) {
-			st.OldestOpen = r.ReceivedAt
-		}
-		if !j.ExpiresAt.IsZero() && !now.Before(j.ExpiresAt) {
-			st.Expired++
+		// Open, due or not (parked, retrying, leased): it waits. A
+		// delivered alert waiting for its expiry withdraw does not.
+		if j.State != relay.StateWithdrawDue {
+			if !r.ReceivedAt.IsZero() && (st.OldestOpen.IsZero() || r.ReceivedAt.Before(st.OldestOpen)) {
+				st.OldestOpen = r.ReceivedAt
+			}
+			if !j.ExpiresAt.IsZero() && !now.Before(j.ExpiresAt) {
+				st.Expired++
+			}
 		}
 		if j.LeaseUntil.After(wall) {
 			st.Leased++

@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"LeaseExclusive", testLeaseExclusive},
 		{"LeaseExpires", testLeaseExpires},
 		{"SettleRetryAndFinal", testSettleRetryAndFinal},
+		{"SettleWithdrawDue", testSettleWithdrawDue},
 		{"DeadLettersAndReplay", testDeadLetters},
 		{"CountsAndLaneStats", testCountsAndLaneStats},
 		{"LaneStatsAgeOfJobsNotDue", testLaneStatsAge},
@@ -946,6 +947,52 @@ func testSettleRetryAndFinal(t *testing.T, h Harness) {
 	}
 	if more := lease(t, b, lane, "r1", time.Minute, 1); len(more) != 0 {
 		t.Fatalf("delivered job leased again: %v", ids(more))
+	}
+}
+
+// testSettleWithdrawDue: a delivered alert waiting for its expiry
+// withdraw (relay.StateWithdrawDue) is an open job due at its NextAt, with
+// its alert, that LaneStats does not count as waiting or expired.
+func testSettleWithdrawDue(t *testing.T, h Harness) {
+	b := h.open(t)
+	e := event("evt-1", relay.PriorityHigh)
+	schedule(t, b, e, time.Time{}, device("d-1", relay.PlatformIOS))
+	lane := relay.Lane(app, relay.PlatformIOS)
+	got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("leased %v", ids(got))
+	}
+	settle(t, b, got[0], relay.StateWithdrawDue, time.Now().Add(700*time.Millisecond), "")
+	rec, err := b.Event(ctx, e.Key())
+	if err != nil || rec.Jobs[0].State != relay.StateWithdrawDue || rec.Jobs[0].Attempts != 1 {
+		t.Fatalf("after delivery: %+v %v", rec.Jobs, err)
+	}
+	if c, err := b.OpenJobs(ctx); err != nil || c.High != 1 || c.Total() != 1 {
+		t.Fatalf("open jobs %+v %v, want the high-priority one", c, err)
+	}
+	stats, err := b.LaneStats(ctx, e.ExpiresAt.Add(time.Minute))
+	if err != nil || len(stats) != 1 || stats[0].Expired != 0 || !stats[0].OldestOpen.IsZero() {
+		t.Fatalf("lane stats past the expiry %+v %v: want no job waiting or expired", stats, err)
+	}
+	if early := lease(t, b, lane, "r1", time.Minute, 1); len(early) != 0 {
+		t.Fatalf("leased %v before its withdraw was due", ids(early))
+	}
+	got = leaseAll(t, b, lane, "r1", time.Minute, 1, 10*time.Second)
+	if len(got) != 1 || got[0].Job.State != relay.StateWithdrawDue || got[0].Alert == nil || got[0].Alert.CollapseID != "c-evt-1" {
+		t.Fatalf("withdraw lease %+v", got)
+	}
+	l := got[0]
+	j := l.Job
+	j.State, j.NextAt, j.UpdatedAt = relay.StateDelivered, time.Time{}, time.Now()
+	if err := b.Settle(ctx, l, j); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = b.Event(ctx, e.Key())
+	if err != nil || rec.Jobs[0].State != relay.StateDelivered || rec.Jobs[0].Attempts != 1 {
+		t.Fatalf("after the withdraw: %+v %v", rec.Jobs, err)
+	}
+	if c, err := b.OpenJobs(ctx); err != nil || c.Total() != 0 {
+		t.Fatalf("open jobs %+v %v, want none", c, err)
 	}
 }
 
