@@ -13,8 +13,10 @@ import (
 
 // FillDelivered stores n delivered sign-in prompts for 1,000 users of
 // workspace "bench" (an iPhone each, app "demo", push token token(user)),
-// as a relay that sent them leaves them: decided on accept, then leased
-// and settled delivered, 1,000 at a time. For benchmarks of a big store.
+// as a relay that sent them leaves them once they expired unanswered:
+// decided on accept, leased and settled delivered (withdraw_due), then
+// leased at their expiry and settled delivered (the expiry withdraw sent),
+// 1,000 at a time. For benchmarks of a big store.
 func FillDelivered(tb testing.TB, s store.Backend, n int, now time.Time, token func(user string) string) {
 	tb.Helper()
 	ctx := context.Background()
@@ -42,20 +44,35 @@ func FillDelivered(tb testing.TB, s store.Backend, n int, now time.Time, token f
 		if _, err := s.AddDecided(ctx, evs, ds, now); err != nil {
 			tb.Fatal(err)
 		}
-		leased, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r", Now: time.Now(), TTL: time.Minute, Max: 1000})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		for _, l := range leased {
-			wg.Go(func() {
-				j := l.Job
-				j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, time.Now()
-				if err := s.Settle(ctx, l, j); err != nil {
-					tb.Error(err)
-				}
-			})
-		}
-		wg.Wait()
+		// Delivered: each job waits for its prompt's expiry (withdraw_due),
+		// then its expiry withdraw is sent and it ends delivered.
+		settleAll(tb, s, lane, time.Now(), func(j *relay.Job) {
+			j.State, j.Attempts, j.NextAt, j.UpdatedAt = relay.StateWithdrawDue, 1, j.ExpiresAt, time.Now()
+		})
+		settleAll(tb, s, lane, now.Add(3*time.Minute), func(j *relay.Job) {
+			j.State, j.NextAt, j.UpdatedAt = relay.StateDelivered, time.Time{}, time.Now()
+		})
 	}
+}
+
+// settleAll leases up to 1,000 jobs of lane due at now and settles each
+// as set changes it, concurrently (as a relay's send pool does).
+func settleAll(tb testing.TB, s store.Backend, lane string, now time.Time, set func(*relay.Job)) {
+	tb.Helper()
+	ctx := context.Background()
+	leased, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r", Now: now, TTL: time.Minute, Max: 1000})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, l := range leased {
+		wg.Go(func() {
+			j := l.Job
+			set(&j)
+			if err := s.Settle(ctx, l, j); err != nil {
+				tb.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
