@@ -226,6 +226,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 
 func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration, android bool, rate, batch int) loadResult {
 	b.StopTimer()
+	if os.Getenv("EDGERELAY_BENCH_COLD_BINARY") != "" {
+		b.Logf("binary: %s", dropFromPageCache(b, relaydBin))
+	}
 	hs := startCluster(b, be, harnessOptions{logLevel: "warn", metrics: true})
 	for _, h := range hs[1:] {
 		defer h.stop(syscall.SIGTERM)
