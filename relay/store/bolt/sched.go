@@ -107,12 +107,24 @@ func schedule(w *wtx, jk []byte, j *relay.Job, rank byte, fresh bool) error {
 	if fresh {
 		w.addJob(j.App, string(j.Platform), rank, 1)
 	} else if old := w.get(bucketSchedJobs, jk); old != nil {
-		if err := unschedule(w, jk, old, false); err != nil {
-			return err
-		}
+		return reschedule(w, jk, old, j, rank)
 	} else {
 		w.addJob(j.App, string(j.Platform), rank, 1)
 	}
+	return putSched(w, jk, j, rank)
+}
+
+// reschedule moves the open job j (stored under jk) from its sched entry
+// old to its new due time, with rank.
+func reschedule(w *wtx, jk, old []byte, j *relay.Job, rank byte) error {
+	if err := unschedule(w, jk, old, false); err != nil {
+		return err
+	}
+	return putSched(w, jk, j, rank)
+}
+
+// putSched writes job j's sched entry and its sched_jobs index.
+func putSched(w *wtx, jk []byte, j *relay.Job, rank byte) error {
 	// k is also the sched_jobs value, which bbolt keeps until the commit:
 	// its own allocation.
 	k := schedKey(j.Lane(), rank, store.DueAt(j), jk)
@@ -424,21 +436,23 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			lost = true
 			return nil
 		}
-		if err := unschedule(w, jk, ticket, j.State.Final()); err != nil {
-			return err
-		}
 		if ok, err := updateJob(w, jk, jv, &j); err != nil || !ok {
 			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
 		}
-		switch {
-		case j.State == relay.StateFailed:
-			return putDeadLetter(tx, &j)
-		case !j.State.Final():
+		if !j.State.Final() {
+			// Due again (a retry, a parked job, an expiry withdraw):
+			// the lease's entry moves to the new due time.
 			prefix, _, _, err := parseSchedKey(ticket)
 			if err != nil {
 				return err
 			}
-			return schedule(w, jk, &j, plainRank(prefix[len(prefix)-1]), false)
+			return reschedule(w, jk, ticket, &j, plainRank(prefix[len(prefix)-1]))
+		}
+		if err := unschedule(w, jk, ticket, true); err != nil {
+			return err
+		}
+		if j.State == relay.StateFailed {
+			return putDeadLetter(tx, &j)
 		}
 		return nil
 	})
