@@ -559,7 +559,12 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		q.settle(ctx, l, lj, relay.StateFailed, time.Time{}, err.Error(), took, false)
 	default: // Retry, ConfigError
 		now := q.opts.Now()
-		next := now.Add(q.backoff.Load().Delay(lj.Job.Attempts, retryAfter))
+		b := q.backoff.Load()
+		retry := lj.Job.Attempts
+		if withdrawing {
+			retry = withdrawRetry(now.Sub(lj.Alert.ExpiresAt), b.Initial)
+		}
+		next := now.Add(b.Delay(retry, retryAfter))
 		if until, open := q.breakerUntil(l); open && until.After(next) {
 			next = until // wait for the breaker's probe
 		}
@@ -570,6 +575,21 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		}
 		q.settle(ctx, l, lj, relay.StatePending, next, err.Error(), took, false)
 	}
+}
+
+// withdrawRetry is the retry number of an expiry withdraw that failed
+// since after it became due: the job keeps its alert's attempts, so a
+// withdraw backs off by the time since the expiry instead (retry n comes
+// about initial·2^(n-1) after the one before).
+func withdrawRetry(since, initial time.Duration) int {
+	if initial <= 0 {
+		initial = time.Second
+	}
+	n := 1
+	for d := initial; d <= since && n < 62; d *= 2 {
+		n++
+	}
+	return n
 }
 
 // dropToken handles a dead token: the device is removed unless it

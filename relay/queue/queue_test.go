@@ -819,6 +819,7 @@ func TestFIFO(t *testing.T) {
 type alertNotifier struct {
 	mu     sync.Mutex
 	alerts []relay.Alert
+	at     []time.Time
 	answer func(a *relay.Alert) error
 }
 
@@ -826,6 +827,7 @@ func (n *alertNotifier) Notify(_ context.Context, _ relay.Device, a *relay.Alert
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.alerts = append(n.alerts, *a)
+	n.at = append(n.at, time.Now())
 	if n.answer != nil {
 		return n.answer(a)
 	}
@@ -880,6 +882,7 @@ func TestWithdrawOnExpiry(t *testing.T) {
 	}{
 		{name: "sent", actions: []string{"approve", "deny"}, sends: 1},
 		{name: "retried", actions: []string{"approve", "deny"}, wd: []error{&delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry}}, sends: 2},
+		{name: "retries back off", actions: []string{"approve", "deny"}, wd: slices.Repeat([]error{errors.New("connection reset")}, 4), sends: 5},
 		{name: "dropped when answered", actions: []string{"approve", "deny"}, wd: []error{fmt.Errorf("withdrawn when answered: %w", relay.ErrExpired)}, sends: 1},
 		{name: "permanent failure", actions: []string{"approve", "deny"}, wd: []error{&delivery.Error{Provider: "apns", Status: 400, Reason: "BadTopic", Outcome: delivery.Permanent}}, sends: 1},
 		{name: "no actions", sends: 0},
@@ -946,6 +949,23 @@ func TestWithdrawOnExpiry(t *testing.T) {
 				}
 				if len(withdraws) != tc.sends {
 					t.Fatalf("%d withdraw sends, want %d: %+v", len(withdraws), tc.sends, withdraws)
+				}
+				// Retries of the withdraw back off: 1 s, 2 s, 4 s, 8 s
+				// (Backoff Initial 1 s, no jitter).
+				var gaps []time.Duration
+				var last time.Time
+				for i, a := range n.sent() {
+					if withdraw(&a) {
+						if !last.IsZero() {
+							gaps = append(gaps, n.at[i].Sub(last))
+						}
+						last = n.at[i]
+					}
+				}
+				for i, g := range gaps {
+					if want := time.Second << i; g != want {
+						t.Errorf("withdraw retry %d after %v, want %v (gaps %v)", i+1, g, want, gaps)
+					}
 				}
 				for _, w := range withdraws {
 					if w.EventID != "e" || w.CollapseID != "c-e" || w.ThreadID != "t" || w.Priority != relay.PriorityNormal || len(w.Actions) != 0 ||
