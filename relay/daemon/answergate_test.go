@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
@@ -82,3 +83,42 @@ func TestAnswerGate(t *testing.T) {
 		}
 	}
 }
+
+// failingAdds is a real store whose AddEvents fails as a store does when
+// its disk is gone: no per-event results, an error.
+type failingAdds struct{ *bolt.Store }
+
+func (failingAdds) AddEvents(context.Context, []relay.Event, time.Time) ([]error, error) {
+	return nil, errors.New("disk gone")
+}
+
+// TestWithdrawPushStoreFailure: a withdraw push the store cannot keep is
+// logged and reported not sent; it does not panic.
+func TestWithdrawPushStoreFailure(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	ctx := t.Context()
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, App: "demo", Token: "tok"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rec := &store.Record{Event: relay.Event{ID: "e", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification},
+		Alert: &relay.Alert{EventID: "e", Workspace: "w", Type: relay.TypeIdentityVerification, Actions: []string{"approve", "deny"}, ExpiresAt: now.Add(time.Minute)}}
+	var logged []string
+	w := &withdrawer{st: failingAdds{st}, now: time.Now, log: logFunc(func(msg string, _ ...any) { logged = append(logged, msg) })}
+	a := relay.Answer{Event: relay.EventKey{Workspace: "w", ID: "e"}, User: "u", DeviceID: "phone", Action: "approve", AnsweredAt: now}
+	if w.push(ctx, rec, a, "", relay.WithdrawID("e"), []string{"pixel"}) {
+		t.Fatal("push reported sent with the store failing")
+	}
+	if len(logged) != 1 || logged[0] != "store withdraw push" {
+		t.Fatalf("logged %q", logged)
+	}
+}
+
+// logFunc is an Error logger.
+type logFunc func(msg string, args ...any)
+
+func (f logFunc) Error(msg string, args ...any) { f(msg, args...) }

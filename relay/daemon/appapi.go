@@ -90,11 +90,14 @@ func (w *withdrawer) push(ctx context.Context, rec *store.Record, a relay.Answer
 			State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now})
 	}
 	errs, err := w.st.AddEvents(ctx, []relay.Event{ev}, now)
-	if err != nil || (len(errs) > 0 && errs[0] != nil) {
-		if err == nil && errors.Is(errs[0], relay.ErrDuplicate) {
-			return false
-		}
-		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, errors.Join(err, errs[0]))
+	if err == nil && len(errs) > 0 {
+		err = errs[0] // the event's own result
+	}
+	if errors.Is(err, relay.ErrDuplicate) {
+		return false // sent before
+	}
+	if err != nil {
+		w.log.Error("store withdraw push", relay.LogKeyEventID, rec.Event.ID, relay.LogKeyError, err)
 		return false
 	}
 	dec := relay.Decision{Verdict: relay.VerdictDeliver, Reason: "withdraw", Plugins: []relay.PluginDecision{}}
