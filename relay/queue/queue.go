@@ -483,12 +483,16 @@ func (q *Queue) process(ctx, lctx context.Context, l *lane, lj store.Leased, pro
 			return
 		}
 	}
-	alert := lj.Alert
-	if j.State == relay.StateWithdrawDue {
-		// The alert was delivered and has expired: send its withdraw.
-		alert = relay.ExpiryWithdraw(alert)
+	q.send(ctx, lctx, l, lj, toSend(lj), probe, j)
+}
+
+// toSend is what a leased job sends: its alert, or, once the alert was
+// delivered and has expired (StateWithdrawDue), the alert's withdraw.
+func toSend(lj store.Leased) *relay.Alert {
+	if lj.Job.State == relay.StateWithdrawDue {
+		return relay.ExpiryWithdraw(lj.Alert)
 	}
-	q.send(ctx, lctx, l, lj, alert, probe, j)
+	return lj.Alert
 }
 
 // done frees a lane's send slot.
@@ -617,7 +621,8 @@ func (q *Queue) dropToken(ctx context.Context, l *lane, lj store.Leased, err err
 // settle records a job's new state and ends its lease, on the lane's
 // settle pool: the sender goes back to its pool while the store commits,
 // and the lane's send slot is freed once the state is recorded. An open state
-// due at or after the alert's expiry is recorded as expired instead. The
+// due at or after the expiry of what the job sends (toSend) is recorded as
+// expired instead. The
 // withdraw of a job in StateWithdrawDue ends it delivered whatever its
 // outcome (the alert was), or leaves it due again (a retry), keeping the
 // alert's last error.
@@ -626,14 +631,8 @@ func (q *Queue) settle(ctx context.Context, l *lane, lj store.Leased, s relay.De
 		q.breakerResult(l, true, noAnswer, "")
 	}
 	j := lj.Job
-	if s != relay.StateWithdrawDue && !s.Final() && lj.Alert != nil {
-		expires := lj.Alert.ExpiresAt
-		if j.State == relay.StateWithdrawDue {
-			expires = expires.Add(relay.WithdrawTTL) // the withdraw's (relay.ExpiryWithdraw)
-		}
-		if !next.Before(expires) {
-			s = relay.StateExpired
-		}
+	if s != relay.StateWithdrawDue && !s.Final() && lj.Alert != nil && !next.Before(toSend(lj).ExpiresAt) {
+		s = relay.StateExpired
 	}
 	if j.State == relay.StateWithdrawDue {
 		if s.Final() {
