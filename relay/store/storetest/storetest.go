@@ -916,15 +916,23 @@ func testLeaseExpires(t *testing.T, h Harness) {
 	}
 }
 
-func testSettleRetryAndFinal(t *testing.T, h Harness) {
-	b := h.open(t)
-	e := event("evt-1", relay.PriorityHigh)
+// leaseOne opens a backend, schedules one high-priority event for one
+// iPhone and leases its job (as relay "r1", for a minute).
+func leaseOne(t *testing.T, h Harness) (b store.Backend, e relay.Event, lane string, got []store.Leased) {
+	t.Helper()
+	b = h.open(t)
+	e = event("evt-1", relay.PriorityHigh)
 	schedule(t, b, e, time.Time{}, device("d-1", relay.PlatformIOS))
-	lane := relay.Lane(app, relay.PlatformIOS)
-	got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
+	lane = relay.Lane(app, relay.PlatformIOS)
+	got = leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
 	if len(got) != 1 {
 		t.Fatalf("leased %v", ids(got))
 	}
+	return b, e, lane, got
+}
+
+func testSettleRetryAndFinal(t *testing.T, h Harness) {
+	b, e, lane, got := leaseOne(t, h)
 	settle(t, b, got[0], relay.StatePending, time.Now().Add(700*time.Millisecond), "503 ServiceUnavailable")
 	rec, err := b.Event(ctx, e.Key())
 	if err != nil || rec.Jobs[0].Attempts != 1 || rec.Jobs[0].LastError != "503 ServiceUnavailable" || rec.Jobs[0].State != relay.StatePending {
@@ -954,14 +962,7 @@ func testSettleRetryAndFinal(t *testing.T, h Harness) {
 // withdraw (relay.StateWithdrawDue) is an open job due at its NextAt, with
 // its alert, that LaneStats does not count as waiting or expired.
 func testSettleWithdrawDue(t *testing.T, h Harness) {
-	b := h.open(t)
-	e := event("evt-1", relay.PriorityHigh)
-	schedule(t, b, e, time.Time{}, device("d-1", relay.PlatformIOS))
-	lane := relay.Lane(app, relay.PlatformIOS)
-	got := leaseAll(t, b, lane, "r1", time.Minute, 1, 5*time.Second)
-	if len(got) != 1 {
-		t.Fatalf("leased %v", ids(got))
-	}
+	b, e, lane, got := leaseOne(t, h)
 	settle(t, b, got[0], relay.StateWithdrawDue, time.Now().Add(700*time.Millisecond), "")
 	rec, err := b.Event(ctx, e.Key())
 	if err != nil || rec.Jobs[0].State != relay.StateWithdrawDue || rec.Jobs[0].Attempts != 1 {
