@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/errorutils"
 	"firebase.google.com/go/v4/messaging"
 	"github.com/hashicorp/go-hclog"
@@ -138,11 +137,7 @@ func New(ctx context.Context, cfg *config.FCM, opts Options) (*Client, error) {
 		}
 		fopts = append(fopts, option.WithEndpoint(ep+"/v1"))
 	}
-	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: cfg.ProjectID}, fopts...)
-	if err != nil {
-		return nil, fmt.Errorf("new fcm client: %w", err)
-	}
-	mc, err := app.Messaging(ctx)
+	mc, err := newMessagingClient(ctx, cfg.ProjectID, fopts)
 	if err != nil {
 		return nil, fmt.Errorf("new fcm client: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,12 +135,37 @@ func TestNotifyMapsEachType(t *testing.T) {
 			if got := p.Header.Get("Authorization"); !strings.HasPrefix(got, "Bearer ya29.fake-") {
 				t.Errorf("Authorization = %q", got)
 			}
+			// What firebase.App.Messaging's client sends (sdk.go).
+			check("X-Firebase-Client", p.Header.Get("X-Firebase-Client"), "fire-admin-go/"+fcm.SDKVersion())
 		})
 	}
 	// One OAuth exchange, at the credentials file's token_uri, served all
 	// four sends.
 	if n := e.fake.TokenRequests(); n != 1 {
 		t.Fatalf("TokenRequests() = %d, want 1", n)
+	}
+}
+
+// TestRelaydLinksNoOtherFirebaseService guards sdk.go's reason to be: the
+// SDK's root package links Cloud Storage, Firestore and gRPC's xDS into
+// relayd (24 MB of binary, 13–14 MiB of resident memory).
+func TestRelaydLinksNoOtherFirebaseService(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	out, err := exec.CommandContext(t.Context(), gobin, "list", "-deps", "github.com/edgerelay/edgerelay/cmd/relayd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "firebase.google.com/go/v4/messaging") {
+		t.Fatalf("relayd does not link the SDK's messaging package; go list -deps:\n%s", out)
+	}
+	for _, unwanted := range []string{"firebase.google.com/go/v4", "cloud.google.com/go/storage", "cloud.google.com/go/firestore"} {
+		if slices.Contains(deps, unwanted) {
+			t.Errorf("relayd links %s", unwanted)
+		}
 	}
 }
 
