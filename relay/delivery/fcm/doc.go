@@ -1,5 +1,6 @@
 // Package fcm delivers alerts through Firebase Cloud Messaging (HTTP v1),
-// using firebase.google.com/go/v4's messaging client.
+// using firebase.google.com/go/v4's messaging client, built without the
+// SDK's root package and the services it links (sdk.go, RATIONALE.md).
 //
 // It owns the mapping from relay.Alert to an FCM message (notification
 // messages for informational alerts, data-only messages for actionable and
