@@ -116,10 +116,37 @@ type Watcher struct {
 	slots    map[string]*slot
 	closed   bool
 	pruned   bool // the compilation cache was pruned after a rescan
+	// read: the stamp and hash of each NAME.wasm as last read, for the
+	// rescans to skip the files that did not change (unchanged).
+	read map[string]readFile
+	// stableAfter: a file changed more recently than this before it was
+	// read may change again within its timestamps' granularity; its stamp
+	// is not trusted (the "racy" files of git's index).
+	stableAfter time.Duration
 
 	stateMu sync.Mutex // guards lastErr for List
 	lastErr map[string]string
 }
+
+// readFile is a NAME.wasm as a rescan last read it.
+type readFile struct {
+	stamp fileStamp
+	hash  string
+}
+
+// fileStamp identifies a version of a file without reading it. The change
+// time is set by the kernel on every write, rename or chmod; nothing can
+// set it back, so a file rewritten in place with its old size and
+// modification time still gets a new stamp.
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // ns since the epoch
+}
+
+// defaultStableAfter covers the coarsest timestamps relayd may meet (FAT's
+// 2 s); on ext4 or XFS a jiffy would do.
+const defaultStableAfter = 2 * time.Second
 
 // slot is what the watcher knows about one NAME.
 type slot struct {
@@ -145,7 +172,8 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	if opts.Set.Logger == nil {
 		opts.Set.Logger = opts.Logger
 	}
-	w := &Watcher{opts: opts, log: opts.Logger, slots: make(map[string]*slot), lastErr: make(map[string]string)}
+	w := &Watcher{opts: opts, log: opts.Logger, slots: make(map[string]*slot), lastErr: make(map[string]string),
+		read: make(map[string]readFile), stableAfter: defaultStableAfter}
 	w.cur.Store(NewSet(opts.Set, nil))
 	return w
 }
@@ -359,6 +387,7 @@ func (w *Watcher) Reload() error {
 			continue
 		}
 		delete(w.slots, name)
+		delete(w.read, name)
 		w.setErr(name, "")
 		if sl.plugin != nil {
 			changes = append(changes, PluginChange{Name: name, Before: versionOf(sl)})
@@ -457,7 +486,9 @@ func (w *Watcher) setErr(name, msg string) {
 }
 
 // scan reads every NAME.wasm (following symlinks that stay inside the
-// directory) and its NAME.hcl.
+// directory) and its NAME.hcl. A NAME.wasm whose loaded version is still
+// the file's (unchanged) is not read again: its fileVersion has the hash
+// and no bytes.
 func (w *Watcher) scan() (map[string]*fileVersion, error) {
 	ents, err := os.ReadDir(w.opts.Dir)
 	if err != nil {
@@ -472,15 +503,27 @@ func (w *Watcher) scan() (map[string]*fileVersion, error) {
 		name := strings.TrimSuffix(fn, ".wasm")
 		fv := &fileVersion{}
 		path := filepath.Join(w.opts.Dir, fn)
-		fv.wasm, fv.err = readCapped(w.opts.Dir, path, MaxModuleBytes)
-		if fv.err != nil {
-			if errors.Is(fv.err, os.ErrNotExist) {
-				continue // removed (or a dangling symlink) between ReadDir and here
+		if hash, ok := w.unchanged(name, path); ok {
+			fv.wasmHash = hash
+		} else {
+			var stamp fileStamp
+			var stable bool
+			fv.wasm, stamp, stable, fv.err = w.readModule(path)
+			if fv.err != nil {
+				delete(w.read, name)
+				if errors.Is(fv.err, os.ErrNotExist) {
+					continue // removed (or a dangling symlink) between ReadDir and here
+				}
+				fv.err = fmt.Errorf("read policy %s: %w", path, fv.err)
 			}
-			fv.err = fmt.Errorf("read policy %s: %w", path, fv.err)
+			sum := sha256.Sum256(fv.wasm)
+			fv.wasmHash = hex.EncodeToString(sum[:])
+			if stable {
+				w.read[name] = readFile{stamp: stamp, hash: fv.wasmHash}
+			} else {
+				delete(w.read, name)
+			}
 		}
-		sum := sha256.Sum256(fv.wasm)
-		fv.wasmHash = hex.EncodeToString(sum[:])
 		fv.manPath = filepath.Join(w.opts.Dir, name+".hcl")
 		src, err := readCapped(w.opts.Dir, fv.manPath, MaxManifestBytes)
 		switch {
@@ -499,9 +542,51 @@ func (w *Watcher) scan() (map[string]*fileVersion, error) {
 	return found, nil
 }
 
+// unchanged reports whether name's loaded module is still what path holds,
+// by the file's stamp, and returns its hash. Only a stamp read from a file
+// that had been stable for stableAfter counts (readModule).
+func (w *Watcher) unchanged(name, path string) (string, bool) {
+	sl, rf := w.slots[name], w.read[name]
+	if sl == nil || sl.plugin == nil || rf.hash == "" || rf.hash != sl.wasmHash {
+		return "", false
+	}
+	if fsperm.WithinDir(w.opts.Dir, path) != nil {
+		return "", false // readModule reports why
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", false
+	}
+	st, ok := stampOf(fi)
+	return rf.hash, ok && st == rf.stamp
+}
+
+// readModule reads a NAME.wasm like readCapped, with the file's stamp.
+// stable is false when the stamp must not be trusted: the file changed
+// while it was read, or less than stableAfter before.
+func (w *Watcher) readModule(path string) (b []byte, stamp fileStamp, stable bool, err error) {
+	start := time.Now()
+	var before, after os.FileInfo
+	b, err = readCappedStat(w.opts.Dir, path, MaxModuleBytes, &before, &after)
+	if err != nil {
+		return nil, fileStamp{}, false, err
+	}
+	s1, ok1 := stampOf(before)
+	s2, ok2 := stampOf(after)
+	stable = ok1 && ok2 && s1 == s2 && s1.size == int64(len(b)) &&
+		time.Unix(0, s1.ctime).Before(start.Add(-w.stableAfter))
+	return b, s1, stable, nil
+}
+
 // readCapped reads path, which must resolve inside dir (no symlink out of
-// the plugin directory).
+// it), refusing more than limit bytes.
 func readCapped(dir, path string, limit int64) ([]byte, error) {
+	return readCappedStat(dir, path, limit, nil, nil)
+}
+
+// readCappedStat is readCapped, also returning the open file's FileInfo
+// from before and after the read when before and after are not nil.
+func readCappedStat(dir, path string, limit int64, before, after *os.FileInfo) ([]byte, error) {
 	if err := fsperm.WithinDir(dir, path); err != nil {
 		return nil, err
 	}
@@ -510,12 +595,36 @@ func readCapped(dir, path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
+	var size int64
+	if before != nil {
+		if *before, err = f.Stat(); err != nil {
+			return nil, err
+		}
+		size = (*before).Size()
+	}
+	// One buffer of the file's size when it is known (as os.ReadFile).
+	b := make([]byte, 0, min(size, limit)+512)
+	r := io.LimitReader(f, limit+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	if after != nil {
+		if *after, err = f.Stat(); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
