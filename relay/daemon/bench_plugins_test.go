@@ -201,6 +201,13 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 			f.Close()
 		}()
 	}
+	if path := os.Getenv("EDGERELAY_BENCH_HEAPPROFILE"); path != "" {
+		// The heap 1 s into the load, as BenchmarkEndToEnd saves it.
+		t := time.AfterFunc(time.Second, func() {
+			saveProfile(b, "http://"+h.metricsAddr+"/debug/pprof/heap?gc=1", path+"."+strings.NewReplacer("/", "_", "=", "").Replace(name))
+		})
+		defer t.Stop()
+	}
 	defer h.stop(syscall.SIGTERM)
 	if plugins {
 		code, body := h.do("GET", "/v1/plugins", "", nil)

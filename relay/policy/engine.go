@@ -108,6 +108,7 @@ type Engine struct {
 
 	modMu   sync.Mutex               // serializes module lookups and compiles
 	modules map[string]*sharedModule // module key -> the compiled module plugins share
+	byInput map[string]*sharedModule // sha256 of a loaded plugin's file -> its module
 }
 
 // sharedModule is one compiled module, its pool of instances and the
@@ -120,6 +121,8 @@ type Engine struct {
 // SDK keeps each config's parsed rule apart.
 type sharedModule struct {
 	compiled wazero.CompiledModule
+	key      string   // sha256 of the compiled (instrumented) bytes
+	input    string   // sha256 of the file's bytes they came from
 	files    []string // its compilation cache files
 	refs     int      // guarded by Engine.modMu
 
@@ -140,10 +143,24 @@ func (m *sharedModule) closeInstance(inst *instance) {
 	m.live.Add(-1)
 }
 
-// module returns the compiled module for code (key is its sha256),
-// compiling it unless a loaded plugin already did. Every successful call
-// must be matched by releaseModule.
-func (e *Engine) module(ctx context.Context, key string, code []byte) (*sharedModule, error) {
+// moduleOf returns, with one more use, the module of a loaded plugin whose
+// file's sha256 is input; nil when there is none. A non-nil result must be
+// matched by releaseModule.
+func (e *Engine) moduleOf(input string) *sharedModule {
+	e.modMu.Lock()
+	defer e.modMu.Unlock()
+	m := e.byInput[input]
+	if m != nil {
+		m.refs++
+	}
+	return m
+}
+
+// module returns the compiled module for code (key is its sha256; input
+// the sha256 of the file it was made from), compiling it unless a loaded
+// plugin already did. Every successful call must be matched by
+// releaseModule.
+func (e *Engine) module(ctx context.Context, key, input string, code []byte) (*sharedModule, error) {
 	e.modMu.Lock()
 	defer e.modMu.Unlock()
 	if m, ok := e.modules[key]; ok {
@@ -158,8 +175,9 @@ func (e *Engine) module(ctx context.Context, key string, code []byte) (*sharedMo
 	if err != nil {
 		return nil, err
 	}
-	m := &sharedModule{compiled: compiled, files: files, refs: 1}
+	m := &sharedModule{compiled: compiled, key: key, input: input, files: files, refs: 1}
 	e.modules[key] = m
+	e.byInput[input] = m
 	return m, nil
 }
 
@@ -177,6 +195,9 @@ func (e *Engine) releaseModule(ctx context.Context, key string) error {
 		return nil
 	}
 	delete(e.modules, key)
+	if e.byInput[m.input] == m {
+		delete(e.byInput, m.input)
+	}
 	e.modMu.Unlock()
 	m.mu.Lock()
 	idle := m.idle
@@ -231,6 +252,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		pages:   uint32(pages),
 		plugins: make(map[*Plugin]struct{}),
 		modules: make(map[string]*sharedModule),
+		byInput: make(map[string]*sharedModule),
 	}
 	// No WithCloseOnContextDone: the kill switch is the load-time rewrite
 	// (killswitch.go), which costs a few instructions per loop iteration

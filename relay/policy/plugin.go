@@ -126,24 +126,30 @@ func (e *Engine) Load(name string, wasm []byte) (*Plugin, error) {
 		return nil, fmt.Errorf("load policy %s: module is %d bytes, limit %d", name, len(wasm), MaxModuleBytes)
 	}
 	start := time.Now()
-	code := wasm
-	if !e.opts.noDeadline {
+	hash := sha256hex(wasm)
+	// The same bytes as a loaded plugin's (the shipped policies are one
+	// bundle): its module, without instrumenting them again.
+	m := e.moduleOf(hash)
+	if m == nil {
+		code := wasm
+		if !e.opts.noDeadline {
+			var err error
+			if code, err = guard.Instrument(wasm); err != nil {
+				return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
+			}
+		}
 		var err error
-		if code, err = guard.Instrument(wasm); err != nil {
-			return nil, fmt.Errorf("load policy %s: refused: %w", name, err)
+		if m, err = e.module(ctx, sha256hex(code), hash, code); err != nil {
+			return nil, fmt.Errorf("compile policy %s: %w", name, err)
 		}
 	}
-	key := sha256hex(code)
-	m, err := e.module(ctx, key, code)
-	if err != nil {
-		return nil, fmt.Errorf("compile policy %s: %w", name, err)
-	}
+	key := m.key
 	if err := validate(name, m.compiled); err != nil {
 		return nil, errors.Join(err, e.releaseModule(ctx, key))
 	}
 	p := &Plugin{
 		name:     name,
-		hash:     sha256hex(wasm),
+		hash:     hash,
 		size:     len(wasm),
 		eng:      e,
 		mod:      m,
