@@ -132,14 +132,14 @@ func BenchmarkEndToEndPlugins(b *testing.B) {
 		return
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-26s %8s %10s %14s %9s %9s %16s %10s %10s\n", "scenario", "events", "deliveries", "deliveries/s", "p50", "p99", "cpu-µs/delivery", "idle-RSS", "peak-RSS")
+	fmt.Fprintf(&sb, "\n%-26s %8s %10s %14s %9s %9s %16s %10s %10s %12s\n", "scenario", "events", "deliveries", "deliveries/s", "p50", "p99", "cpu-µs/delivery", "idle-RSS", "peak-RSS", "alloc-KB/del")
 	by := map[string]loadResult{}
 	var without []float64 // no-plugins deliveries/s, by round
 	var ratios []float64  // with / without, by round
 	for _, r := range results {
 		by[r.name] = r
-		fmt.Fprintf(&sb, "%-26s %8d %10d %14.0f %9s %9s %16.0f %8.1fMiB %8.1fMiB\n", r.name, r.events, r.deliveries, r.deliverPerSec,
-			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.idleRSSMiB, r.peakRSSMiB)
+		fmt.Fprintf(&sb, "%-26s %8d %10d %14.0f %9s %9s %16.0f %8.1fMiB %8.1fMiB %12.1f\n", r.name, r.events, r.deliveries, r.deliverPerSec,
+			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.idleRSSMiB, r.peakRSSMiB, r.allocPerDel/1024)
 		switch r.name {
 		case "no-plugins":
 			without = append(without, r.deliverPerSec)
@@ -222,6 +222,7 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		h.put("/v1/workspaces/bench/users/"+user+"/devices/iphone", map[string]string{"platform": "ios", "token": hexToken(user), "app": "demo"})
 	}
 	cpu0 := procCPU(b, h.pid())
+	alloc0 := allocatedBytes(b, h.metricsAddr)
 
 	const batch = 50
 	posters := 8
@@ -286,6 +287,7 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		}
 	}
 	cpu := procCPU(b, h.pid()) - cpu0
+	alloc := allocatedBytes(b, h.metricsAddr) - alloc0
 	rss := peakRSS(b, h.pid())
 	if plugins {
 		// Every call must have succeeded: a failing plugin would be
@@ -325,5 +327,6 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		p50:           pct(lat, 0.50), p99: pct(lat, 0.99),
 		cpuPer1k:   cpu.Seconds() / float64(len(pushes)) * 1000,
 		peakRSSMiB: rss, idleRSSMiB: idle,
+		allocPerDel: alloc / float64(len(pushes)),
 	}
 }

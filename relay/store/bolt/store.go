@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,12 @@ type Store struct {
 // (a damaged file gives an error matching ErrDamaged). Missing parent
 // directories are created with mode 0700 and a new file with mode 0600. If
 // another process holds the file, Open gives up after opts.LockTimeout.
+// initialMmapSize is the size bbolt maps the store file with at open (4
+// GiB on 64-bit platforms; on 32-bit ones, whose address space is too
+// small to reserve, bbolt's default). A store that outgrows it is mapped
+// again, larger, as before.
+const initialMmapSize = (strconv.IntSize / 64) * 4 << 30
+
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -128,6 +135,12 @@ func Open(path string, opts Options) (*Store, error) {
 		// reading every page of the file: a restart on a 1.8 GB store
 		// showed 1.85 GB resident and read it all from disk.
 		NoFreelistSync: false,
+		// Room to grow without remapping: a remap waits for every read
+		// transaction, and a backup holds one for as long as its copy
+		// takes, so without it accepts stalled behind a backup once the
+		// file outgrew its map. Address space only: pages count in RSS
+		// when read.
+		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: store %s is locked by another relayd (waited %s): %w", path, opts.LockTimeout, err)
