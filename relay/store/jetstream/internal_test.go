@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/natsd/natsdtest"
 	"github.com/edgerelay/edgerelay/relay/store"
@@ -153,4 +155,65 @@ func TestLeaseHoldsNormalWhileHighUnanswered(t *testing.T) {
 	if len(got) != 2 || got[0].Job.Event.ID != "e1" || got[1].Job.Event.ID != "e0" {
 		t.Fatalf("leased %d jobs (%v), want e1 (high) then e0", len(got), got)
 	}
+}
+
+// TestDirectGetOnlyWithoutReplicas: a single-replica store reads through
+// direct get (the only server has every acknowledged write); a replicated
+// one never does (a replica may lag). A single-replica store made before
+// this setting gets it at the next open.
+func TestDirectGetOnlyWithoutReplicas(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, s *Store, want bool) {
+		t.Helper()
+		streams := []jetstream.Stream{s.eventsStr, s.dirStr, s.jobs, s.answer, s.accept, s.audit}
+		for _, str := range streams {
+			info, err := str.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Config.AllowDirect != want || str.CachedInfo().Config.AllowDirect != want {
+				t.Errorf("stream %s (replicas %d): direct get %t (cached %t), want %t", info.Config.Name,
+					info.Config.Replicas, info.Config.AllowDirect, str.CachedInfo().Config.AllowDirect, want)
+			}
+		}
+		recent, err := s.js.Stream(ctx, "KV_"+s.opts.Prefix+"_recent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := recent.CachedInfo().Config.AllowDirect; got != want {
+			t.Errorf("recent bucket: direct get %t, want %t", got, want)
+		}
+	}
+	t.Run("one replica", func(t *testing.T) {
+		s := openOneNode(t, "direct1")
+		check(t, s, true)
+		// As a store made before: direct get off. The next open turns it on.
+		for _, str := range []jetstream.Stream{s.eventsStr, s.dirStr} {
+			cfg := str.CachedInfo().Config
+			cfg.AllowDirect = false
+			if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again, err := Open(ctx, Options{Conn: s.nc, Prefix: "direct1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer again.Close(ctx)
+		check(t, again, true)
+	})
+	t.Run("three replicas", func(t *testing.T) {
+		servers := natsdtest.Start(t, 3, natsdtest.Config{})
+		nc, err := servers[0].Conn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		s, err := Open(ctx, Options{Conn: nc, Prefix: "direct3", Replicas: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(ctx)
+		check(t, s, false)
+	})
 }

@@ -239,16 +239,16 @@ func (s *Store) setup(ctx context.Context) error {
 	}{
 		{&s.jobs, jetstream.StreamConfig{Name: p + "_jobs", Subjects: []string{s.subj.jobs + ".>"},
 			Description: "edgerelay job schedule: one message per open job, by lane and priority",
-			Retention:   jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: r}},
+			Retention:   jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Replicas: r, AllowDirect: directGet(r)}},
 		{&s.answer, jetstream.StreamConfig{Name: p + "_answers", Subjects: []string{s.subj.answers + ".>"},
 			Description: "edgerelay answer log: the sequence is the actions stream's id",
-			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r, AllowDirect: directGet(r)}},
 		{&s.accept, jetstream.StreamConfig{Name: p + "_accepted", Subjects: []string{s.subj.accepted},
 			Description: "edgerelay undecided index: accepted event keys, deleted once decided",
-			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r, AllowDirect: directGet(r)}},
 		{&s.audit, jetstream.StreamConfig{Name: p + "_audit", Subjects: []string{s.subj.audit},
 			Description: "edgerelay audit log: changes by operators and admins, append-only",
-			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r}},
+			Retention:   jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: r, AllowDirect: directGet(r)}},
 	}
 	for _, st := range streams {
 		str, err := s.js.CreateOrUpdateStream(ctx, st.cfg)
@@ -260,12 +260,40 @@ func (s *Store) setup(ctx context.Context) error {
 	return nil
 }
 
-// bucket binds a KV bucket, creating it if missing. Reads must see every
-// acknowledged write, whichever server a relay talks to, so the bucket's
-// stream has direct get off: a get goes to the stream leader, not to a
-// replica that may lag. The stream is created with that setting (the
-// configuration nats.go's CreateKeyValue makes, but AllowDirect), so no
-// relay ever binds a bucket that still has direct get on.
+// directGet is a stream's AllowDirect for its replica count. Reads must
+// see every acknowledged write, whichever server a relay talks to. With
+// replicas a direct get may be answered by a replica that lags, so it is
+// off there and a get goes to the stream leader through the JetStream API.
+// A stream of one replica has only the server that acknowledged the write
+// to answer it, and a direct get skips the API's JSON request and reply
+// (allocations per delivery of a single-node relayd: 190 → 107–112 KB).
+func directGet(replicas int) bool { return replicas <= 1 }
+
+// setDirectGet makes str's AllowDirect directGet of its replicas, and
+// returns the stream as updated.
+func (s *Store) setDirectGet(ctx context.Context, str jetstream.Stream, name string) (jetstream.Stream, error) {
+	cfg := str.CachedInfo().Config
+	want := directGet(cfg.Replicas)
+	if cfg.AllowDirect == want {
+		return str, nil
+	}
+	if !want {
+		// Made by something else (an older version, a tool): relays that
+		// bound it before this update must be restarted.
+		s.log.Warn("bucket had direct get on; turning it off (restart relays started before this one)", "bucket", name)
+	}
+	cfg.AllowDirect = want
+	str, err := s.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: set direct get %t: %w", name, want, err)
+	}
+	return str, nil
+}
+
+// bucket binds a KV bucket, creating it if missing, with direct get as
+// directGet says (the configuration nats.go's CreateKeyValue makes, but
+// AllowDirect): no relay binds a replicated bucket that has direct get
+// on.
 func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyValue, jetstream.Stream, error) {
 	str, err := s.js.Stream(ctx, "KV_"+name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -273,7 +301,7 @@ func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyVal
 			Name: "KV_" + name, Description: desc, Subjects: []string{"$KV." + name + ".>"},
 			MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1,
 			Storage: jetstream.FileStorage, Replicas: s.opts.Replicas, AllowRollup: true, DenyDelete: true,
-			Duplicates: 2 * time.Minute, AllowDirect: false, Discard: jetstream.DiscardNew,
+			Duplicates: 2 * time.Minute, AllowDirect: directGet(s.opts.Replicas), Discard: jetstream.DiscardNew,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			str, err = s.js.Stream(ctx, "KV_"+name)
@@ -282,14 +310,8 @@ func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyVal
 	if err != nil {
 		return nil, nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
-	if cfg := str.CachedInfo().Config; cfg.AllowDirect {
-		// Made by something else (an older version, a tool): relays that
-		// bound it before this update must be restarted.
-		s.log.Warn("bucket had direct get on; turning it off (restart relays started before this one)", "bucket", name)
-		cfg.AllowDirect = false
-		if str, err = s.js.UpdateStream(ctx, cfg); err != nil {
-			return nil, nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
-		}
+	if str, err = s.setDirectGet(ctx, str, name); err != nil {
+		return nil, nil, err
 	}
 	kv, err := s.js.KeyValue(ctx, name)
 	if err != nil {
@@ -301,8 +323,8 @@ func (s *Store) bucket(ctx context.Context, name, desc string) (jetstream.KeyVal
 // recentBucket binds or creates the bucket of user.recent counters: in
 // memory (no fsync on the path of every event; counts are lost only when
 // every replica restarts), a key idle for an hour expires. Like the other
-// buckets, direct get is off: a decision must see the count its own event
-// just added, whichever server the read reaches.
+// buckets, direct get is on only without replicas: a decision must see the
+// count its own event just added, whichever server the read reaches.
 func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
 	str, err := s.js.Stream(ctx, "KV_"+name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -310,7 +332,7 @@ func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyVal
 			Name: "KV_" + name, Description: "edgerelay user.recent counters", Subjects: []string{"$KV." + name + ".>"},
 			MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgSize: -1, MaxMsgs: -1, MaxConsumers: -1, MaxAge: time.Hour,
 			Storage: jetstream.MemoryStorage, Replicas: s.opts.Replicas, AllowRollup: true, DenyDelete: true,
-			Duplicates: 2 * time.Minute, AllowDirect: false, Discard: jetstream.DiscardNew,
+			Duplicates: 2 * time.Minute, AllowDirect: directGet(s.opts.Replicas), Discard: jetstream.DiscardNew,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			str, err = s.js.Stream(ctx, "KV_"+name)
@@ -319,11 +341,8 @@ func (s *Store) recentBucket(ctx context.Context, name string) (jetstream.KeyVal
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
-	if cfg := str.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("bucket %s: turn direct get off: %w", name, err)
-		}
+	if _, err := s.setDirectGet(ctx, str, name); err != nil {
+		return nil, err
 	}
 	kv, err := s.js.KeyValue(ctx, name)
 	if err != nil {
