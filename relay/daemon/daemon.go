@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgerelay/edgerelay/relay"
@@ -328,7 +327,7 @@ func (d *Daemon) openProviders(ctx context.Context, st answeredReader) (map[stri
 
 func (d *Daemon) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", metricsHandler(d.metrics.reg, d.log.Named("metrics")))
 	// Probes over TCP, for orchestrators that cannot reach the socket.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})

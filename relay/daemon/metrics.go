@@ -2,11 +2,16 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/pipeline"
@@ -192,6 +197,26 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.brk, prometheus.GaugeValue, open, p.Name)
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, p.Name, p.Hash, p.Mode)
 	}
+}
+
+// metricsHandler serves reg. A collector that fails (the queue's lane
+// statistics when the store cannot answer in time) is logged and counted
+// (promhttp_metric_handler_errors_total) and the other metrics are still
+// served: answering 500 for one would blind the operator's monitoring
+// exactly when the relay is under stress.
+func metricsHandler(reg *prometheus.Registry, log hclog.Logger) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      scrapeLogger{log},
+		Registry:      reg,
+	})
+}
+
+// scrapeLogger logs promhttp's errors.
+type scrapeLogger struct{ log hclog.Logger }
+
+func (l scrapeLogger) Println(v ...any) {
+	l.log.Warn("metrics scrape: " + strings.TrimSpace(fmt.Sprintln(v...)))
 }
 
 // queueCollector exports the queue's backlog at scrape time.
