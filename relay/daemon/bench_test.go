@@ -23,8 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/net/http2"
@@ -553,17 +551,7 @@ func allocatedBytes(tb testing.TB, addr string) float64 {
 	if addr == "" {
 		return 0
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		tb.Fatalf("parse /metrics: %v", err)
-	}
-	f := fams["go_memstats_alloc_bytes_total"]
+	f := scrape(tb, addr)["go_memstats_alloc_bytes_total"]
 	if f == nil || len(f.GetMetric()) == 0 {
 		tb.Fatal("relayd's /metrics has no go_memstats_alloc_bytes_total")
 	}
