@@ -5,6 +5,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 // TestAuditSettings checks that an admin's settings change is recorded
@@ -12,7 +13,7 @@ import (
 // and that a user changing their own preferences is not (only changes by
 // someone else are audited).
 func TestAuditSettings(t *testing.T) {
-	audit := openStore(t)
+	audit := bolttest.Open(t)
 	ts := startServer(t, func(o *Options) { o.Audit = audit })
 	admin := ts.token("acme", "boss", RoleAdmin)
 	expect(t, ts.do("PUT", "/v1/workspace/settings", admin, map[string]string{"otp_received": "enforced"}), 200, "")

@@ -23,6 +23,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -47,16 +48,6 @@ func testConfig(tb testing.TB, dir string) *config.Config {
 	}
 	cfg.Auth = config.Auth{Issuer: testIssuer, Audience: testAudience, HS256SecretFile: secret, MaxTokenLifetime: config.DefaultMaxTokenLifetime}
 	return cfg
-}
-
-func openStore(tb testing.TB) *bolt.Store {
-	tb.Helper()
-	st, err := bolt.Open(filepath.Join(tb.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close(context.Background()) })
-	return st
 }
 
 // testServer is a running app API on a loopback port, with its store.
@@ -93,7 +84,7 @@ func (c *clock) Add(d time.Duration) {
 func startServer(tb testing.TB, edit func(*Options)) *testServer {
 	tb.Helper()
 	dir := tb.TempDir()
-	ts := &testServer{tb: tb, st: openStore(tb), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}}
+	ts := &testServer{tb: tb, st: bolttest.Open(tb), clock: &clock{now: time.Now().UTC().Truncate(time.Second)}}
 	opts := Options{
 		Config:    testConfig(tb, dir),
 		Store:     ts.st,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 // claims returns valid claims at now; edit changes them.
@@ -189,7 +190,7 @@ func TestNewRefusesWeakKeys(t *testing.T) {
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("tooshort\n"), 0o600)
 	cfg.Auth.HS256SecretFile = short
-	if _, err := New(Options{Config: cfg, Store: openStore(t)}); err == nil || !strings.Contains(err.Error(), "at least 32") {
+	if _, err := New(Options{Config: cfg, Store: bolttest.Open(t)}); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Fatalf("short secret: %v", err)
 	}
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
@@ -197,7 +198,7 @@ func TestNewRefusesWeakKeys(t *testing.T) {
 	f := filepath.Join(dir, "small.pem")
 	os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
 	cfg.Auth = config.Auth{Issuer: "i", Audience: "a", PublicKeyFile: f}
-	if _, err := New(Options{Config: cfg, Store: openStore(t)}); err == nil || !strings.Contains(err.Error(), "2048") {
+	if _, err := New(Options{Config: cfg, Store: bolttest.Open(t)}); err == nil || !strings.Contains(err.Error(), "2048") {
 		t.Fatalf("1024-bit RSA key: %v", err)
 	}
 }

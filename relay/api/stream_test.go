@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 // sseEvent is one parsed Server-Sent Event (or a comment block).
@@ -112,7 +113,7 @@ type streamFixture struct {
 }
 
 func newStreamFixture(t *testing.T, heartbeat time.Duration) *streamFixture {
-	f := &streamFixture{st: openStore(t), hub: NewHub()}
+	f := &streamFixture{st: bolttest.Open(t), hub: NewHub()}
 	srv := httptest.NewServer(StreamHandler(f.st, StreamOptions{Hub: f.hub, Heartbeat: heartbeat, Batch: 7}))
 	t.Cleanup(func() {
 		f.hub.Close()

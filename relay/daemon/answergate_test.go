@@ -3,26 +3,14 @@ package daemon
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
-
-// openBolt opens a bolt store in a temporary directory, closed when the
-// test ends.
-func openBolt(t *testing.T) *bolt.Store {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
-	return st
-}
 
 type countingNotifier struct{ sent []string }
 
@@ -37,7 +25,7 @@ func (c *countingNotifier) Notify(_ context.Context, _ relay.Device, a *relay.Al
 // cancel withdrew the alert, and sent otherwise (the queue sends it only
 // for a delivered alert: queue.TestWithdrawOnExpiry).
 func TestAnswerGate(t *testing.T) {
-	st := openBolt(t)
+	st := bolttest.Open(t)
 	ctx := t.Context()
 	now := time.Now().UTC()
 	answer := func(id string, cancelled bool) {
@@ -103,7 +91,7 @@ func (failingAdds) AddEvents(context.Context, []relay.Event, time.Time) ([]error
 // TestWithdrawPushStoreFailure: a withdraw push the store cannot keep is
 // logged and reported not sent; it does not panic.
 func TestWithdrawPushStoreFailure(t *testing.T) {
-	st := openBolt(t)
+	st := bolttest.Open(t)
 	ctx := t.Context()
 	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, App: "demo", Token: "tok"}); err != nil {
 		t.Fatal(err)

@@ -6,14 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
-	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 func TestSettings(t *testing.T) {
@@ -218,15 +217,7 @@ func TestDevices(t *testing.T) {
 // TestBoltStore runs the event and admin endpoints on the real embedded
 // store.
 func TestBoltStore(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	st := bolttest.Open(t)
 	ts := startServer(t, func(o *Options) { o.Store = st; o.Acceptor = storeAcceptor(st) })
 	got := results(t, postNDJSON(t, ts, strings.ReplaceAll(sampleEvent, "\n", "")+"\n"+ev("")+"\n"+ev("")))
 	want := []Result{{Line: 1, ID: "evt-123", Status: StatusAccepted}, {Line: 2, ID: "a", Status: StatusAccepted}, {Line: 3, ID: "a", Status: StatusDuplicate}}

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/ingest"
-	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 // BenchmarkAcceptBatch is the durable accept path below the socket: an
@@ -22,11 +21,7 @@ import (
 //
 //	go test -run '^$' -bench AcceptBatch -benchtime 20x ./relay/pipeline/
 func BenchmarkAcceptBatch(b *testing.B) {
-	st, err := bolt.Open(filepath.Join(b.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close(context.Background())
+	st := bolttest.Open(b)
 	ctx := context.Background()
 	const users = 50
 	for u := range users {

@@ -20,6 +20,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/config"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -77,11 +78,7 @@ notification "identity_verification" { default = "enforced" }
 
 func newPipeline(t *testing.T) (*Pipeline, *bolt.Store, *captureQueue) {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
+	st := bolttest.Open(t)
 	q := &captureQueue{}
 	return New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true}), st, q
 }

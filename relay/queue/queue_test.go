@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/edgerelay/edgerelay/relay/delivery"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
+	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,17 +28,6 @@ var (
 	iosLane     = relay.Lane("demo", relay.PlatformIOS)
 	androidLane = relay.Lane("demo", relay.PlatformAndroid)
 )
-
-// openStore opens a bolt store in a temporary directory.
-func openStore(t *testing.T) *bolt.Store {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "relay.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
-	return st
-}
 
 // schedule stores an event for user u's device and decides it with one job
 // of the given state, due at next (zero: now).
@@ -138,7 +127,7 @@ func opts(st *bolt.Store, lanes map[string]Lane) Options {
 
 func TestQueueRetriesThenDelivers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := openStore(t)
+		st := bolttest.Open(t)
 		n := &notifier{errs: []error{
 			&delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry},
 			&delivery.Error{Provider: "apns", Status: 429, Outcome: delivery.Retry, RetryAfter: 10 * time.Second},
@@ -183,7 +172,7 @@ func TestQueueOutcomes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := openStore(t)
+				st := bolttest.Open(t)
 				var errs []error
 				if tc.err != nil {
 					for range 50 {
@@ -218,7 +207,7 @@ func TestQueueOutcomes(t *testing.T) {
 
 func TestQueueDeferredWaitsUntilDue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := openStore(t)
+		st := bolttest.Open(t)
 		n := &notifier{}
 		now := time.Now()
 		schedule(t, st, "e", relay.PriorityNormal, relay.PlatformIOS, time.Hour, now.Add(10*time.Minute))
@@ -241,7 +230,7 @@ func TestQueueDeferredWaitsUntilDue(t *testing.T) {
 }
 
 func TestQueueShutdownHandsBackCutSends(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	n := &notifier{block: make(chan struct{})}
 	schedule(t, st, "cut", relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Time{})
 	o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}})
@@ -273,7 +262,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // An OTP scheduled behind a backlog of normal-priority alerts is sent next.
 func TestQueueHighPriorityJumpsTheBacklog(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	n := &notifier{block: make(chan struct{})}
 	for i := range 200 {
 		schedule(t, st, fmt.Sprintf("share-%03d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
@@ -296,7 +285,7 @@ func TestQueueHighPriorityJumpsTheBacklog(t *testing.T) {
 
 // A lane whose provider hangs does not hold up another lane.
 func TestQueueLanesIndependent(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	slow := &notifier{block: make(chan struct{})}
 	fast := &notifier{}
 	for i := range 20 {
@@ -312,7 +301,7 @@ func TestQueueLanesIndependent(t *testing.T) {
 }
 
 func TestQueueAdmitRefusesNormalFirst(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	for i := range 9 {
 		schedule(t, st, fmt.Sprintf("s%d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Now().Add(time.Hour))
 	}
@@ -338,7 +327,7 @@ func TestQueueAdmitRefusesNormalFirst(t *testing.T) {
 // with no attempts spent until a probe succeeds.
 func TestQueueBreakerLeavesBacklogInSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := openStore(t)
+		st := bolttest.Open(t)
 		cfgErr := &delivery.Error{Provider: "apns", Status: 403, Reason: "InvalidProviderToken", Outcome: delivery.ConfigError}
 		n := &notifier{errs: []error{cfgErr, cfgErr, cfgErr, cfgErr}}
 		for i := range 30 {
@@ -372,7 +361,7 @@ func TestQueueBreakerLeavesBacklogInSchedule(t *testing.T) {
 // A relay that dies holding leases: another relay sends its jobs once the
 // leases end.
 func TestQueueTakesOverExpiredLeases(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	for i := range 5 {
 		schedule(t, st, fmt.Sprintf("e%d", i), relay.PriorityHigh, relay.PlatformIOS, time.Hour, time.Time{})
 	}
@@ -399,7 +388,7 @@ func TestQueueTakesOverExpiredLeases(t *testing.T) {
 // (it showed "0s" for 1,501 parked jobs).
 func TestQueueStatsAgeDuringOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := openStore(t)
+		st := bolttest.Open(t)
 		down := &delivery.Error{Provider: "apns", Status: 503, Outcome: delivery.Retry, RetryAfter: 4 * time.Minute}
 		n := &notifier{errs: slices.Repeat([]error{down}, 100)}
 		for i := range 10 {
@@ -455,7 +444,7 @@ func (n *goroutineNotifier) Notify(context.Context, relay.Device, *relay.Alert) 
 // goroutines, reused from send to send (not one new goroutine per send,
 // whose stack grows again every time), and they exit with Run (goleak).
 func TestQueueSendsOnALanePool(t *testing.T) {
-	st := openStore(t)
+	st := bolttest.Open(t)
 	for i := range 20 {
 		schedule(t, st, fmt.Sprintf("e-%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
 	}
@@ -550,7 +539,7 @@ func (n *ctxNotifier) Notify(ctx context.Context, _ relay.Device, a *relay.Alert
 // lease's sends share ends once they are all done.
 func TestSendEndsBeforeTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := openStore(t)
+		st := bolttest.Open(t)
 		schedule(t, st, "long", relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
 		schedule(t, st, "short", relay.PriorityNormal, relay.PlatformIOS, 5*time.Second, time.Time{})
 		leased := time.Now()
@@ -892,7 +881,7 @@ func TestWithdrawOnExpiry(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st := openStore(t)
+				st := bolttest.Open(t)
 				wd := slices.Clone(tc.wd)
 				n := &alertNotifier{answer: func(a *relay.Alert) error {
 					if !withdraw(a) {

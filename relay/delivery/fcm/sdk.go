@@ -34,14 +34,15 @@ const sdkModule = "firebase.google.com/go/v4"
 // a service-only constructor.
 func newMessagingClient(ctx context.Context, projectID string, opts []option.ClientOption) (*messaging.Client, error) {
 	fn := reflect.ValueOf(messaging.NewClient)
+	version := sdkVersion()
 	cfgPtr, err := newMessagingConfig(fn.Type())
 	if err != nil {
-		return nil, fmt.Errorf("firebase SDK %s: messaging.NewClient: %w", sdkVersion(), err)
+		return nil, fmt.Errorf("firebase SDK %s: messaging.NewClient: %w", version, err)
 	}
 	cfg := cfgPtr.Elem()
 	cfg.FieldByName("ProjectID").SetString(projectID)
 	cfg.FieldByName("Opts").Set(reflect.ValueOf(opts))
-	cfg.FieldByName("Version").SetString(sdkVersion())
+	cfg.FieldByName("Version").SetString(version)
 	out := fn.Call([]reflect.Value{reflect.ValueOf(ctx), cfgPtr})
 	if e := out[1].Interface(); e != nil {
 		return nil, e.(error)
