@@ -266,10 +266,9 @@ func testClusterKill(t *testing.T, restart bool) {
 	waitFor(t, 2*time.Minute, func() error {
 		lost = 0
 		var examples []string
-		for i := range n {
-			id := fmt.Sprintf("e-%d", i)
+		for i, v := range live.events("acme", n, eventID) {
+			id := eventID(i)
 			expires[pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: id})] = expiresAt
-			v, _ := live.event("acme", id)
 			if len(v.Deliveries) != 2 {
 				lost++
 				examples = append(examples, fmt.Sprintf("%s: %d deliveries (decision %+v)", id, len(v.Deliveries), v.Decision))

@@ -41,7 +41,7 @@ func (h *harness) registerUsers(ws string, n int) {
 func loadEvents(ws string, n, users int, expires time.Time) []map[string]any {
 	out := make([]map[string]any, n)
 	for i := range out {
-		out[i] = map[string]any{"id": fmt.Sprintf("e-%d", i), "workspace": ws, "user": fmt.Sprintf("u-%d", i%users),
+		out[i] = map[string]any{"id": eventID(i), "workspace": ws, "user": fmt.Sprintf("u-%d", i%users),
 			"type": relay.TypeAccountShared, "title": "shared", "expires_at": expires.UTC().Format(time.RFC3339Nano)}
 	}
 	return out
@@ -91,19 +91,44 @@ func (h *harness) queueState() (open int, lanes []map[string]any) {
 	return q.Open, q.Lanes
 }
 
-// drained waits until no job is open and every event is decided.
-func (h *harness) drained(timeout time.Duration, ws string, n int) {
+// drained waits until no job is open and every event e-0..e-(n-1) is
+// decided and settled, and returns them.
+func (h *harness) drained(timeout time.Duration, ws string, n int) []eventView {
 	h.t.Helper()
+	deadline := time.Now().Add(timeout)
 	waitFor(h.t, timeout, func() error {
 		if open, _ := h.queueState(); open > 0 {
 			return fmt.Errorf("%d jobs open", open)
 		}
 		return nil
 	})
-	for i := range n {
-		id := fmt.Sprintf("e-%d", i)
-		waitFor(h.t, timeout, func() error { return h.settled(ws, id) })
+	for {
+		vs := h.events(ws, n, eventID)
+		err := settledAll(ws, vs)
+		if err == nil {
+			return vs
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// settledAll reports the first event still undecided or with an open
+// delivery.
+func settledAll(ws string, vs []eventView) error {
+	for _, v := range vs {
+		if v.Decision == nil {
+			return fmt.Errorf("event %s/%s not decided", ws, v.ID)
+		}
+		for _, d := range v.Deliveries {
+			if d.State == "pending" || d.State == "deferred" {
+				return fmt.Errorf("event %s/%s device %s still %s", ws, v.ID, d.DeviceID, d.State)
+			}
+		}
+	}
+	return nil
 }
 
 // pushStats counts, per provider, accepted pushes by (token, collapse id):
@@ -174,10 +199,9 @@ func TestFaultInjection(t *testing.T) {
 			expires[pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: e["id"].(string)})] = expiresAt
 		}
 	}
-	h.drained(3*time.Minute, "acme", n)
+	vs := h.drained(3*time.Minute, "acme", n)
 	took := time.Since(start)
-	for i := range n {
-		v, _ := h.event("acme", fmt.Sprintf("e-%d", i))
+	for i, v := range vs {
 		for _, d := range v.Deliveries {
 			if d.State != "delivered" {
 				t.Fatalf("event e-%d device %s: %s (%s)", i, d.DeviceID, d.State, d.LastError)
@@ -269,13 +293,12 @@ func TestCrashSIGKILL(t *testing.T) {
 	if accepted != n {
 		t.Fatalf("%d of %d events accepted", accepted, n)
 	}
-	h.drained(2*time.Minute, "acme", n)
+	vs := h.drained(2*time.Minute, "acme", n)
 	expires := map[string]time.Time{}
 	lost := 0
-	for i := range n {
-		id := fmt.Sprintf("e-%d", i)
+	for i, v := range vs {
+		id := eventID(i)
 		expires[pipeline.CollapseID(relay.EventKey{Workspace: "acme", ID: id})] = expiresAt
-		v, _ := h.event("acme", id)
 		if len(v.Deliveries) != 2 {
 			t.Errorf("event %s has %d deliveries, want 2", id, len(v.Deliveries))
 		}
@@ -293,6 +316,9 @@ func TestCrashSIGKILL(t *testing.T) {
 	t.Logf("crash test: %d events, %d SIGKILLs, lost %d, duplicates apns %d fcm %d (pushes repeated after a kill, same collapse id)",
 		n, kills, lost, apns.duplicates, fcm.duplicates)
 }
+
+// eventID names the crash and fault tests' events.
+func eventID(i int) string { return fmt.Sprintf("e-%d", i) }
 
 // TestOTPExpiresDuringOutage: an OTP living 3 s while the providers fail
 // for 5 s is never delivered and reads expired.

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/edgerelay/edgerelay/relay/ingest"
 	"github.com/edgerelay/edgerelay/relay/relaytest"
 	"github.com/edgerelay/edgerelay/relay/relaytest/openapitest"
@@ -431,6 +433,34 @@ func (h *harness) event(ws, id string) (eventView, int) {
 		}
 	}
 	return v, code
+}
+
+// events fetches the events ws/id(0)..id(n-1), four at a time (checking
+// thousands one by one was most of the crash tests' time under -race). A
+// missing event fails the test.
+func (h *harness) events(ws string, n int, id func(int) string) []eventView {
+	h.t.Helper()
+	vs := make([]eventView, n)
+	var g errgroup.Group
+	g.SetLimit(4)
+	for i := range n {
+		g.Go(func() error {
+			resp, err := h.hc.Get("http://relayd/v1/events/" + ws + "/" + id(i))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 {
+				return fmt.Errorf("event %s/%s: %d %s %v", ws, id(i), resp.StatusCode, body, err)
+			}
+			return json.Unmarshal(body, &vs[i])
+		})
+	}
+	if err := g.Wait(); err != nil {
+		h.t.Fatal(err)
+	}
+	return vs
 }
 
 // waitFor polls f until it returns nil or the timeout passes.
