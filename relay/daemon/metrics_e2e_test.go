@@ -194,6 +194,11 @@ auth {
 			t.Errorf("edgerelay_api_requests_total: no route %q in %q", want, values("edgerelay_api_requests_total", "route"))
 		}
 	}
+	// Accepting the events (decided in the same write) is timed: the
+	// operator's view of accept latency.
+	if !slices.Contains(values("edgerelay_store_commit_seconds", "op"), "add_events") {
+		t.Errorf("edgerelay_store_commit_seconds: ops %q, want add_events", values("edgerelay_store_commit_seconds", "op"))
+	}
 	if !slices.Contains(values("edgerelay_decisions_total", "reason"), "enabled") {
 		t.Errorf("edgerelay_decisions_total: reasons %q, want enabled", values("edgerelay_decisions_total", "reason"))
 	}

@@ -37,6 +37,15 @@ func (t timedStore) AddEvents(ctx context.Context, events []relay.Event, receive
 	return res, err
 }
 
+// AddDecided is timed as add_events too: it is how events are accepted
+// (with the decisions made on accept in the same write).
+func (t timedStore) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time) ([]error, error) {
+	start := time.Now()
+	res, err := t.Backend.AddDecided(ctx, events, decided, receivedAt)
+	t.observe("add_events", start, err)
+	return res, err
+}
+
 func (t timedStore) Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error {
 	start := time.Now()
 	err := t.Backend.Decide(ctx, key, d, alert, jobs)
