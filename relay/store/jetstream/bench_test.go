@@ -219,3 +219,62 @@ func BenchmarkLeaseSettle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLaneStats measures one LaneStats call (what /metrics and GET
+// /v1/queue cost) over a lane with 2,000 open jobs.
+//
+//	go test -run XXX -bench LaneStats -benchtime 5x ./relay/store/jetstream/
+func BenchmarkLaneStats(b *testing.B) {
+	const open = 2000
+	for _, setup := range benchSetups {
+		if setup.sync {
+			continue // reads: fsync does not matter
+		}
+		b.Run(setup.name, func(b *testing.B) {
+			servers := natsdtest.Start(b, setup.nodes, natsdtest.Config{})
+			nc, err := servers[0].Conn()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			ctx := context.Background()
+			s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: setup.replicas, Prefix: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close(ctx)
+			now := time.Now()
+			evs := make([]relay.Event, open)
+			for i := range evs {
+				evs[i] = relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
+					OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+			}
+			if _, err := s.AddEvents(ctx, evs, now); err != nil {
+				b.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			for _, ev := range evs {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo",
+						State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+					if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			for b.Loop() {
+				st, err := s.LaneStats(ctx, time.Now())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(st) != 1 || st[0].Normal != open || st[0].Due != open {
+					b.Fatalf("lane stats %+v, want %d open and due", st, open)
+				}
+			}
+		})
+	}
+}
