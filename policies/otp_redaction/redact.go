@@ -21,9 +21,16 @@ const Mask = "••••"
 // DefaultBody is the body template when the config has none.
 const DefaultBody = "Tap to view your code for {account}"
 
+// accountField is replaced in the body by the (redacted) account name.
+const accountField = "{account}"
+
 // Config is the policy's configuration.
 type Config struct {
 	Body string `json:"body"`
+
+	// parts is Body split at "{account}" (ParseConfig): Evaluate joins
+	// them around the account with one allocation.
+	parts []string
 }
 
 // ParseConfig decodes and validates the plugin config. Unknown fields are
@@ -43,6 +50,7 @@ func ParseConfig(raw []byte) (*Config, error) {
 	if Redact(c.Body, "") != c.Body {
 		return nil, fmt.Errorf("otp_redaction config: body: must not contain anything that looks like a code (4 or more digits, or letters mixed with digits)")
 	}
+	c.parts = strings.Split(c.Body, accountField)
 	return c, nil
 }
 
@@ -66,7 +74,7 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 	set := &struct {
 		abi.Set
 		body, title string
-	}{body: strings.ReplaceAll(c.Body, "{account}", account)}
+	}{body: c.body(account)}
 	set.Body = &set.body
 	if t := Redact(in.Event.Title, code); t != in.Event.Title {
 		set.title = clip(t, abi.MaxTitleLen)
@@ -76,6 +84,17 @@ func Evaluate(in abi.Input, c *Config) abi.Output {
 	out.Reason = Reason
 	out.Set = &set.Set
 	return out
+}
+
+// body returns the body template with account in place of {account}.
+func (c *Config) body(account string) string {
+	if c.parts == nil { // a Config not made by ParseConfig
+		return strings.ReplaceAll(c.Body, accountField, account)
+	}
+	if len(c.parts) == 2 { // the usual template: one allocation
+		return c.parts[0] + account + c.parts[1]
+	}
+	return strings.Join(c.parts, account)
 }
 
 // Redact masks in s the code (the event's data "code", however s spells
@@ -91,6 +110,125 @@ func Redact(s, code string) string {
 		// account name costs one pass over its bytes.
 		return s
 	}
+	var wantBuf [32]byte
+	if want, ok := asciiWant(wantBuf[:0], s, code); ok {
+		return redactASCII(s, want)
+	}
+	return redactUnicode(s, code)
+}
+
+// asciiWant returns the letters (lower case) and digits of code, and
+// whether redactASCII can judge s with them: s and code all ASCII, and the
+// code long enough to be looked for letter by letter (3 or more).
+func asciiWant(want []byte, s, code string) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return nil, false
+		}
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if c >= 0x80 {
+			return nil, false
+		}
+		if asciiKind[c] != 0 {
+			want = append(want, asciiFold[c])
+		}
+	}
+	return want, len(want) >= 3
+}
+
+// redactASCII is Redact for ASCII text (the usual title), with want the
+// code's letters and digits (3 or more). It gives what redactUnicode does
+// (FuzzRedactASCII) with fewer passes and no intermediate string (in a
+// guest each costs): the code's spans count as the separators the mask's
+// four bullets would be, instead of being masked first.
+func redactASCII(s string, want []byte) string {
+	var spanBuf [8][2]int
+	spans := spanBuf[:0]
+	// Where s spells the code, skipping what is neither letter nor digit.
+	for i := 0; i < len(s); {
+		if c := s[i]; asciiKind[c] == 0 || asciiFold[c] != want[0] {
+			i++
+			continue
+		}
+		j, k := i+1, 1
+		for k < len(want) && j < len(s) {
+			c := s[j]
+			if asciiKind[c] == 0 {
+				j++
+				continue
+			}
+			if asciiFold[c] != want[k] {
+				break
+			}
+			j++
+			k++
+		}
+		if k == len(want) {
+			spans = append(spans, [2]int{i, j})
+			i = j
+			continue
+		}
+		i++
+	}
+	codeSpans := len(spans)
+	// The tokens (runs of letters and digits) outside the code's spans,
+	// judged as they end: runs of digit groups joined by up to 3
+	// separators with 4 or more digits, and words mixing letters and
+	// digits.
+	next, gap := 0, 0 // the next code span; separators since the last token
+	run, runEnd, runDigits := -1, 0, 0
+	for i := 0; i < len(s); {
+		if next < codeSpans && i == spans[next][0] {
+			i = spans[next][1]
+			next++
+			gap += len(Mask) / len("•") // the mask's bullets would separate
+			continue
+		}
+		if asciiKind[s[i]] == 0 {
+			i++
+			gap++
+			continue
+		}
+		end := len(s)
+		if next < codeSpans {
+			end = spans[next][0]
+		}
+		start, digits := i, 0
+		for ; i < end && asciiKind[s[i]] != 0; i++ {
+			if asciiKind[s[i]] == 'd' {
+				digits++
+			}
+		}
+		letters := i - start - digits
+		switch {
+		case letters == 0 && run >= 0 && gap <= 3:
+			runEnd, runDigits = i, runDigits+digits
+		case letters == 0:
+			if runDigits >= 4 {
+				spans = append(spans, [2]int{run, runEnd})
+			}
+			run, runEnd, runDigits = start, i, digits
+		default:
+			if runDigits >= 4 {
+				spans = append(spans, [2]int{run, runEnd})
+			}
+			run, runDigits = -1, 0
+			if digits >= 2 && (i-start <= 16 || digits >= 4) {
+				spans = append(spans, [2]int{start, i})
+			}
+		}
+		gap = 0
+	}
+	if runDigits >= 4 {
+		spans = append(spans, [2]int{run, runEnd})
+	}
+	return mask(s, spans)
+}
+
+// redactUnicode is Redact for any text.
+func redactUnicode(s, code string) string {
 	// Fixed-size backing arrays keep a typical title off the heap (in a
 	// guest every allocation counts).
 	var tokBuf [32]token

@@ -130,6 +130,31 @@ func FuzzRedact(f *testing.F) {
 	})
 }
 
+// FuzzRedactASCII: the ASCII path answers exactly as the general one.
+func FuzzRedactASCII(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"Code 482913 for GitHub", "482913"},
+		{"Your code is 123 456", "123-456"},
+		{"AB482913CD and 12 34 and 1 2 3 4", "482913"},
+		{"x12y 1234567890123456789 ab12cd34ef56gh78ij90", "AbC"},
+		{"4829134829 13", "482913"},
+		{"12.482913.34 56", "482913"},
+		{"a1b2c3d4e5f6g7h8i9j0k1", "zzz"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, s, code string) {
+		var buf [32]byte
+		want, ok := asciiWant(buf[:0], s, code)
+		if !ok {
+			t.Skip("not the ASCII path's input")
+		}
+		if got, exp := redactASCII(s, want), redactUnicode(s, code); got != exp {
+			t.Fatalf("Redact(%q, %q): ASCII path %q, general path %q", s, code, got, exp)
+		}
+	})
+}
+
 // TestCodeNeverReachesLockScreen: the example, through Evaluate.
 func TestCodeNeverReachesLockScreen(t *testing.T) {
 	cfg, err := ParseConfig(nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/plugins/abi"
 	"github.com/edgerelay/edgerelay/relay"
+	"github.com/edgerelay/edgerelay/relay/policy/guard"
 	"github.com/edgerelay/edgerelay/relay/policy/internal/wasmtest"
 )
 
@@ -125,6 +126,13 @@ func BenchmarkShippedPolicies(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				work := 0.0
+				if mode == "armed" {
+					work = workPerCall(b, func() error {
+						_, err := p.evaluateInput(ctx, in, secs)
+						return err
+					})
+				}
 				lat := make([]time.Duration, 0, 1<<16)
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
@@ -152,6 +160,9 @@ func BenchmarkShippedPolicies(b *testing.B) {
 				// CPU time of this thread per call: what the call costs
 				// whatever else the machine is doing.
 				b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
+				if work > 0 {
+					b.ReportMetric(work, "work/op")
+				}
 				if testing.Verbose() {
 					fmt.Fprintf(os.Stderr, "%-24s %-5s p50 %8.2f µs  p99 %8.2f µs\n", name, mode,
 						float64(p50.Nanoseconds())/1000, float64(p99.Nanoseconds())/1000)
@@ -159,6 +170,28 @@ func BenchmarkShippedPolicies(b *testing.B) {
 			})
 		}
 	}
+}
+
+// workPerCall returns the work one call of call does, in the kill switch's
+// fuel units (each count's weight is an upper bound on the instructions
+// its block runs): a measure of a guest's cost that does not move with the
+// machine's speed or load. The grant is lowered to 64 while it counts.
+func workPerCall(b *testing.B, call func() error) float64 {
+	const grant, calls = 64, 200
+	fuelGrant.Store(grant)
+	defer fuelGrant.Store(guard.Fuel)
+	for range 2 { // use up the fuel granted before
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	checks := fuelChecks.Load()
+	for range calls {
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64((fuelChecks.Load()-checks)*grant) / calls
 }
 
 // threadCPU returns the calling thread's user+system CPU time.

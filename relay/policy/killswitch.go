@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -51,6 +52,16 @@ func (cs *callState) arm(ctx context.Context, timeout time.Duration) {
 // disarm forgets the caller's context once the call is over.
 func (cs *callState) disarm() { cs.ctx = nil }
 
+// fuelGrant is the fuel guardCheck hands out: guard.Fuel. Benchmarks
+// lower it and count the checks (fuelChecks) to measure the work a call
+// does, in the guard's units, whatever the machine's speed (workPerCall).
+var (
+	fuelGrant  atomic.Uint32
+	fuelChecks atomic.Uint64
+)
+
+func init() { fuelGrant.Store(guard.Fuel) }
+
 // guardCheck is guard.Func: (reason i32) -> fuel i32.
 func guardCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	cs, _ := ctx.Value(callStateKey{}).(*callState)
@@ -72,7 +83,8 @@ func guardCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	if time.Now().After(cs.deadline) {
 		panic(errKillSwitch)
 	}
-	stack[0] = guard.Fuel
+	fuelChecks.Add(1)
+	stack[0] = uint64(fuelGrant.Load())
 }
 
 // instantiateGuard adds the guard host module to rt.
