@@ -178,6 +178,9 @@ func TestRefusals(t *testing.T) {
 		{"tail call", body([]byte{0x12, 0x00}), "unsupported instruction 0x12"},
 		{"global out of range", body([]byte{0x23, 0x00, wasmtest.OpDrop}), "global 0 out of range"},
 		{"call out of range", body(wasmtest.Call(1)), "function 1 out of range"},
+		// Found by FuzzInstrument: the export would name the fuel counter
+		// the rewrite appends, making an invalid module valid.
+		{"export of a global out of range", []byte("\x00asm\x01\x00\x00\x00\x07\x05\x01\x01g\x03\x00"), "export of global 0 out of range"},
 		{"reserved import", reserved.Bytes(), `"edgerelay_guard" is reserved`},
 		{"truncated", valid[:len(valid)-2], "unexpected end"},
 		{"trailing bytes in code", append(valid[:len(valid):len(valid)], 0x0a, 0x01, 0x00), "out of order or repeated"},
