@@ -88,6 +88,10 @@ type loadResult struct {
 	// change that the CPU columns' noise hides. The garbage collector's
 	// work follows it.
 	allocPerDel float64
+	// writerBusy: the share of the run the store's writer spent
+	// committing (bolt's edgerelay_store_commit_busy_seconds_total; 0 for
+	// JetStream). Near 1, writes queue behind the disk.
+	writerBusy float64
 }
 
 // BenchmarkEndToEnd loads relayd (a subprocess) through its socket and
@@ -156,6 +160,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(r.storeBytes, "store-B/event")
 			b.ReportMetric(float64(r.acceptCPU.Nanoseconds())/1000, "accept-cpu-µs/event")
 			b.ReportMetric(r.allocPerDel, "alloc-B/delivery")
+			if r.writerBusy > 0 {
+				b.ReportMetric(r.writerBusy, "writer-busy")
+			}
 		})
 		return r
 	}
@@ -211,11 +218,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if p50, p99, err := syncLatency(b.TempDir(), 500); err == nil {
 		fmt.Fprintf(&sb, "\nthis disk: fdatasync of 4 KiB p50 %s, p99 %s (500 syncs, where the store lives)", p50.Round(time.Microsecond), p99.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del")
+	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s %11s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del", "writer-busy")
 	for _, r := range append(results, bares...) {
-		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f %10.0f%%\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
 			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes, r.peakAnonMiB, r.peakFileMiB,
-			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024)
+			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024, r.writerBusy*100)
 	}
 	var ratios []float64
 	for i := range min(len(ratioRelay), len(bares)) {
@@ -282,6 +289,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		cpu0 += procCPU(b, h.pid())
 		alloc0 += allocatedBytes(b, h.metricsAddr)
 	}
+	busy0, _ := counter(b, h.metricsAddr, "edgerelay_store_commit_busy_seconds_total")
 
 	// Posters send NDJSON batches; each event's send time is kept to
 	// measure socket-to-fake latency.
@@ -404,6 +412,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		rss = max(rss, peakRSS(b, h.pid()))
 		alloc += allocatedBytes(b, h.metricsAddr)
 	}
+	busy, _ := counter(b, h.metricsAddr, "edgerelay_store_commit_busy_seconds_total")
 
 	// Latency: collapse id → event index.
 	index := make(map[string]int, n)
@@ -430,6 +439,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		storeBytes:  float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
 		acceptCPU:   acceptCPU / time.Duration(n),
 		allocPerDel: alloc / float64(len(all)),
+		writerBusy:  (busy - busy0) / last.Sub(start).Seconds(),
 	}
 }
 
@@ -551,11 +561,22 @@ func allocatedBytes(tb testing.TB, addr string) float64 {
 	if addr == "" {
 		return 0
 	}
-	f := scrape(tb, addr)["go_memstats_alloc_bytes_total"]
-	if f == nil || len(f.GetMetric()) == 0 {
+	v, ok := counter(tb, addr, "go_memstats_alloc_bytes_total")
+	if !ok {
 		tb.Fatal("relayd's /metrics has no go_memstats_alloc_bytes_total")
 	}
-	return f.GetMetric()[0].GetCounter().GetValue()
+	return v
+}
+
+// counter returns the value of relayd's unlabelled counter name, and
+// whether it exports it.
+func counter(tb testing.TB, addr, name string) (float64, bool) {
+	tb.Helper()
+	f := scrape(tb, addr)[name]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0, false
+	}
+	return f.GetMetric()[0].GetCounter().GetValue(), true
 }
 
 // procCPU returns a process's user+system CPU time from /proc.

@@ -89,6 +89,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.metrics.knownType = func(t string) bool { return cfg.Notifications[t] != nil }
 	timed := timedStore{Backend: st, m: d.metrics}
+	if gc, ok := st.(groupCommitter); ok {
+		d.metrics.reg.MustRegister(newCommitCollector(gc))
+	}
 	q := queue.New(queue.Options{
 		Schedule:     timed,
 		Devices:      st,

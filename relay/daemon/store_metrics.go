@@ -5,8 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/store"
+	"github.com/edgerelay/edgerelay/relay/store/bolt"
 )
 
 // storeOps are the store operations watched on the delivery path: the
@@ -89,3 +92,38 @@ func (t timedStore) Settle(ctx context.Context, l store.Leased, j relay.Job) err
 
 func errorsIsConflict(err error) bool  { return err != nil && errors.Is(err, relay.ErrConflict) }
 func errorsIsLeaseLost(err error) bool { return err != nil && errors.Is(err, store.ErrLeaseLost) }
+
+// groupCommitter is a backend with a group commit (bolt).
+type groupCommitter interface {
+	CommitStats() bolt.CommitStats
+}
+
+// commitCollector exports a group commit's work: the rate of
+// edgerelay_store_commit_busy_seconds_total is the share of time the
+// store's one writer is busy; near 1, writes queue behind the disk.
+type commitCollector struct {
+	gc                    groupCommitter
+	commits, writes, busy *prometheus.Desc
+}
+
+func newCommitCollector(gc groupCommitter) *commitCollector {
+	return &commitCollector{
+		gc:      gc,
+		commits: prometheus.NewDesc("edgerelay_store_commits_total", "Group commits the store ran (each one transaction and its fsyncs).", nil, nil),
+		writes:  prometheus.NewDesc("edgerelay_store_commit_writes_total", "Store writes the group commits carried (writes / commits: writes per commit).", nil, nil),
+		busy:    prometheus.NewDesc("edgerelay_store_commit_busy_seconds_total", "Time the store's writer spent committing, fsyncs included (rate near 1: the writer never rests).", nil, nil),
+	}
+}
+
+func (c *commitCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.commits
+	ch <- c.writes
+	ch <- c.busy
+}
+
+func (c *commitCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.gc.CommitStats()
+	ch <- prometheus.MustNewConstMetric(c.commits, prometheus.CounterValue, float64(st.Commits))
+	ch <- prometheus.MustNewConstMetric(c.writes, prometheus.CounterValue, float64(st.Writes))
+	ch <- prometheus.MustNewConstMetric(c.busy, prometheus.CounterValue, st.Busy.Seconds())
+}

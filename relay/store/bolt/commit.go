@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -51,6 +52,23 @@ type committer struct {
 	synced                   *sync.Cond
 	// kick starts the committer for deferred writes left alone.
 	kick *time.Timer
+	// What the committer did (CommitStats).
+	commits, writes, busyNanos atomic.Uint64
+}
+
+// CommitStats is what the store's group commit has done since it opened.
+type CommitStats struct {
+	Commits uint64        // transactions committed (or rolled back)
+	Writes  uint64        // write calls they carried
+	Busy    time.Duration // time spent in them, fsyncs included
+}
+
+// CommitStats reports the group commit's work. Busy growing as fast as the
+// clock means the committer never rests: writes queue behind the disk
+// (docs/metrics.md).
+func (s *Store) CommitStats() CommitStats {
+	cm := &s.commits
+	return CommitStats{Commits: cm.commits.Load(), Writes: cm.writes.Load(), Busy: time.Duration(cm.busyNanos.Load())}
 }
 
 // waitUnsynced waits until every unsynced write returned so far is
@@ -204,7 +222,11 @@ func (s *Store) commitLoop() {
 		cm.seq++
 		seq := cm.seq
 		cm.mu.Unlock()
+		start := time.Now()
 		s.commit(batch, seq)
+		cm.busyNanos.Add(uint64(time.Since(start)))
+		cm.commits.Add(1)
+		cm.writes.Add(uint64(n))
 		cm.mu.Lock()
 		cm.committed = seq
 		cm.cond().Broadcast()

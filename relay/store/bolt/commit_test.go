@@ -277,3 +277,38 @@ func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	s.beforeCommit = nil
 	mu.Unlock()
 }
+
+// TestCommitStatsCountTheGroupCommits: writes queued while a commit runs
+// share the next one, and CommitStats counts commits, the writes they
+// carried and the time they took.
+func TestCommitStatsCountTheGroupCommits(t *testing.T) {
+	s := openTest(t)
+	before := s.CommitStats()
+	// A first write holds the committer while three more queue up.
+	held, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
+			t.Error(err)
+		}
+	})
+	<-held
+	for i := range 3 {
+		wg.Go(func() {
+			if err := s.write(func(*bbolt.Tx) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+		waitPending(t, s, i+1)
+	}
+	time.Sleep(10 * time.Millisecond) // the first commit is busy this long at least
+	close(release)
+	wg.Wait()
+	got := s.CommitStats()
+	if c, w := got.Commits-before.Commits, got.Writes-before.Writes; c != 2 || w != 4 {
+		t.Errorf("%d commits carrying %d writes, want 2 carrying 4", c, w)
+	}
+	if busy := got.Busy - before.Busy; busy < 10*time.Millisecond {
+		t.Errorf("busy %v, want at least the 10 ms the first commit was held", busy)
+	}
+}
