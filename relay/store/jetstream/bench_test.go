@@ -150,44 +150,10 @@ func BenchmarkAddEvents(b *testing.B) {
 func BenchmarkLeaseSettle(b *testing.B) {
 	for _, setup := range benchSetups {
 		b.Run(setup.name, func(b *testing.B) {
-			servers := natsdtest.Start(b, setup.nodes, natsdtest.Config{SyncAlways: setup.sync})
-			nc, err := servers[0].Conn()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
+			s := storeWithOpenJobs(b, setup.nodes, setup.sync, setup.replicas, b.N)
 			ctx := context.Background()
-			s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: setup.replicas, Prefix: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close(ctx)
-			now := time.Now()
-			evs := make([]relay.Event, b.N)
-			for i := range evs {
-				evs[i] = relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
-					OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
-			}
-			for start := 0; start < len(evs); start += 1000 {
-				if _, err := s.AddEvents(ctx, evs[start:min(start+1000, len(evs))], now); err != nil {
-					b.Fatal(err)
-				}
-			}
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 32)
-			for _, ev := range evs {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo",
-						State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
-					if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
-						b.Error(err)
-					}
-				})
-			}
-			wg.Wait()
 			lane := relay.Lane("demo", relay.PlatformAndroid)
+			var wg sync.WaitGroup
 			var done atomic.Int64
 			b.ResetTimer()
 			for w := range 4 {
@@ -231,41 +197,8 @@ func BenchmarkLaneStats(b *testing.B) {
 			continue // reads: fsync does not matter
 		}
 		b.Run(setup.name, func(b *testing.B) {
-			servers := natsdtest.Start(b, setup.nodes, natsdtest.Config{})
-			nc, err := servers[0].Conn()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
+			s := storeWithOpenJobs(b, setup.nodes, false, setup.replicas, open)
 			ctx := context.Background()
-			s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: setup.replicas, Prefix: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close(ctx)
-			now := time.Now()
-			evs := make([]relay.Event, open)
-			for i := range evs {
-				evs[i] = relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
-					OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
-			}
-			if _, err := s.AddEvents(ctx, evs, now); err != nil {
-				b.Fatal(err)
-			}
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 32)
-			for _, ev := range evs {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo",
-						State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
-					if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
-						b.Error(err)
-					}
-				})
-			}
-			wg.Wait()
 			for b.Loop() {
 				st, err := s.LaneStats(ctx, time.Now())
 				if err != nil {
@@ -277,4 +210,48 @@ func BenchmarkLaneStats(b *testing.B) {
 			}
 		})
 	}
+}
+
+// storeWithOpenJobs opens a store on a fresh cluster of nodes and gives it
+// n accepted events, each decided with one pending Android job (lane
+// demo/android), due now. The store and servers close with b.
+func storeWithOpenJobs(b *testing.B, nodes int, syncAlways bool, replicas, n int) *jetstream.Store {
+	servers := natsdtest.Start(b, nodes, natsdtest.Config{SyncAlways: syncAlways})
+	nc, err := servers[0].Conn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	ctx := context.Background()
+	s, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Replicas: replicas, Prefix: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close(ctx) })
+	now := time.Now()
+	evs := make([]relay.Event, n)
+	for i := range evs {
+		evs[i] = relay.Event{ID: fmt.Sprintf("e%d", i), Workspace: "acme", User: "u-1", Type: relay.TypeAccountShared,
+			OccurredAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	for start := 0; start < len(evs); start += 1000 {
+		if _, err := s.AddEvents(ctx, evs[start:min(start+1000, len(evs))], now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for _, ev := range evs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			j := relay.Job{Event: ev.Key(), DeviceID: "d-1", Platform: relay.PlatformAndroid, App: "demo",
+				State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}
+			if err := s.Decide(ctx, ev.Key(), relay.Decision{Verdict: relay.VerdictDeliver}, nil, []relay.Job{j}); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	return s
 }
