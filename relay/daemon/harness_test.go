@@ -413,6 +413,11 @@ type eventView struct {
 	Decision  *struct {
 		Verdict string `json:"verdict"`
 		Reason  string `json:"reason"`
+		Plugins []struct {
+			Name    string `json:"name"`
+			Hash    string `json:"hash"`
+			Verdict string `json:"verdict"`
+		} `json:"plugins"`
 	} `json:"decision"`
 	Deliveries []struct {
 		DeviceID  string `json:"device_id"`
@@ -485,12 +490,18 @@ func (h *harness) settled(ws, id string) error {
 	if code != 200 {
 		return fmt.Errorf("event %s/%s: status %d", ws, id, code)
 	}
+	return v.open(ws)
+}
+
+// open reports an error while the event is undecided or any of its
+// deliveries is open.
+func (v *eventView) open(ws string) error {
 	if v.Decision == nil {
-		return fmt.Errorf("event %s/%s not decided", ws, id)
+		return fmt.Errorf("event %s/%s not decided", ws, v.ID)
 	}
 	for _, d := range v.Deliveries {
 		if d.State == "pending" || d.State == "deferred" {
-			return fmt.Errorf("event %s/%s device %s still %s", ws, id, d.DeviceID, d.State)
+			return fmt.Errorf("event %s/%s device %s still %s", ws, v.ID, d.DeviceID, d.State)
 		}
 	}
 	return nil

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/edgerelay/edgerelay/relay/policy"
 )
 
@@ -307,79 +305,24 @@ func TestHotReloadUnderLoad(t *testing.T) {
 	}
 	events = posted
 
-	// Check every event, four at a time (one GET per poll: checking 10,000
-	// events one by one was most of this test's time under -race).
-	versionOf := make([]int, events)
-	var g errgroup.Group
-	g.SetLimit(4)
-	for i := range events {
-		g.Go(func() error {
-			ver, err := judgedBy(h, "hot", fmt.Sprintf("h-%d", i), hashes)
-			versionOf[i] = ver
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
 	seen := map[int]int{} // version -> events judged
-	for _, ver := range versionOf {
+	for _, v := range h.drained(time.Minute, "hot", events, func(i int) string { return fmt.Sprintf("h-%d", i) }) {
+		if ps := v.Decision.Plugins; len(ps) != 1 || ps[0].Name != "swapper" || ps[0].Verdict != "allow" {
+			t.Fatalf("%s: plugins %+v, want exactly one allow by swapper", v.ID, ps)
+		}
+		ver, ok := hashes[v.Decision.Plugins[0].Hash]
+		if !ok {
+			t.Fatalf("%s: judged by unknown hash %s (a half-written file?)", v.ID, v.Decision.Plugins[0].Hash)
+		}
 		seen[ver]++
+		if len(v.Deliveries) != 1 || v.Deliveries[0].State != "delivered" {
+			t.Fatalf("%s: deliveries %+v", v.ID, v.Deliveries)
+		}
 	}
 	if len(seen) < 2 {
 		t.Errorf("all events judged by one version (%v): the swaps did not take effect", seen)
 	}
 	t.Logf("events judged per plugin version: %v (%d versions seen)", seen, len(seen))
-}
-
-// judgedBy waits (up to a minute) for the event to settle and returns the
-// version (by decision hash, in hashes) of the one plugin that judged it;
-// the event must have been allowed by it and delivered to its one device.
-// It returns errors instead of failing the test: it runs off the test's
-// goroutine.
-func judgedBy(h *harness, ws, id string, hashes map[string]int) (int, error) {
-	var v struct {
-		Decision *struct {
-			Plugins []struct{ Name, Hash, Verdict string }
-		}
-		Deliveries []struct{ State string }
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(25 * time.Millisecond) {
-		resp, err := h.hc.Get("http://relayd/v1/events/" + ws + "/" + id)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", id, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 {
-			return 0, fmt.Errorf("%s: %d %s %v", id, resp.StatusCode, body, err)
-		}
-		v.Decision, v.Deliveries = nil, nil
-		if err := json.Unmarshal(body, &v); err != nil {
-			return 0, fmt.Errorf("%s: %w: %s", id, err, body)
-		}
-		open := v.Decision == nil
-		for _, d := range v.Deliveries {
-			open = open || d.State == "pending" || d.State == "deferred"
-		}
-		if !open {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%s not settled after a minute: %s", id, body)
-		}
-	}
-	if ps := v.Decision.Plugins; len(ps) != 1 || ps[0].Name != "swapper" || ps[0].Verdict != "allow" {
-		return 0, fmt.Errorf("%s: plugins %+v, want exactly one allow by swapper", id, ps)
-	}
-	ver, ok := hashes[v.Decision.Plugins[0].Hash]
-	if !ok {
-		return 0, fmt.Errorf("%s: judged by unknown hash %s (a half-written file?)", id, v.Decision.Plugins[0].Hash)
-	}
-	if len(v.Deliveries) != 1 || v.Deliveries[0].State != "delivered" {
-		return 0, fmt.Errorf("%s: deliveries %+v", id, v.Deliveries)
-	}
-	return ver, nil
 }
 
 // TestMisbehavingPluginsEndToEnd: plugins that loop, panic, exhaust memory
