@@ -222,7 +222,7 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		h.put("/v1/workspaces/bench/users/"+user+"/devices/iphone", map[string]string{"platform": "ios", "token": hexToken(user), "app": "demo"})
 	}
 	cpu0 := procCPU(b, h.pid())
-	alloc0 := allocatedBytes(b, h.metricsAddr)
+	alloc0 := countersOf(b, h.metricsAddr).alloc
 
 	const batch = 50
 	posters := 8
@@ -287,7 +287,7 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 		}
 	}
 	cpu := procCPU(b, h.pid()) - cpu0
-	alloc := allocatedBytes(b, h.metricsAddr) - alloc0
+	alloc := countersOf(b, h.metricsAddr).alloc - alloc0
 	rss := peakRSS(b, h.pid())
 	if plugins {
 		// Every call must have succeeded: a failing plugin would be

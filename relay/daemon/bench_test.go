@@ -284,12 +284,15 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		perEvent = 2
 	}
 	var cpu0 time.Duration
-	var alloc0 float64
-	for _, h := range hs {
+	var alloc0, busy0 float64
+	for i, h := range hs {
 		cpu0 += procCPU(b, h.pid())
-		alloc0 += allocatedBytes(b, h.metricsAddr)
+		c := countersOf(b, h.metricsAddr)
+		alloc0 += c.alloc
+		if i == 0 {
+			busy0 = c.busy
+		}
 	}
-	busy0, _ := counter(b, h.metricsAddr, "edgerelay_store_commit_busy_seconds_total")
 
 	// Posters send NDJSON batches; each event's send time is kept to
 	// measure socket-to-fake latency.
@@ -406,13 +409,16 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 	binMiB, storeMiB := mappedMiB(h.pid(), "/relayd", "/relay.db")
 	cpu := -cpu0
 	rss := 0.0
-	alloc := -alloc0
-	for _, h := range hs {
+	alloc, busy := -alloc0, -busy0
+	for i, h := range hs {
 		cpu += procCPU(b, h.pid())
 		rss = max(rss, peakRSS(b, h.pid()))
-		alloc += allocatedBytes(b, h.metricsAddr)
+		c := countersOf(b, h.metricsAddr)
+		alloc += c.alloc
+		if i == 0 {
+			busy += c.busy // the writer of the relay the writer-busy column is about
+		}
 	}
-	busy, _ := counter(b, h.metricsAddr, "edgerelay_store_commit_busy_seconds_total")
 
 	// Latency: collapse id → event index.
 	index := make(map[string]int, n)
@@ -439,7 +445,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		storeBytes:  float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
 		acceptCPU:   acceptCPU / time.Duration(n),
 		allocPerDel: alloc / float64(len(all)),
-		writerBusy:  (busy - busy0) / last.Sub(start).Seconds(),
+		writerBusy:  busy / last.Sub(start).Seconds(),
 	}
 }
 
@@ -554,29 +560,29 @@ func (h *harness) pid() int {
 	return h.cmd.Process.Pid
 }
 
-// allocatedBytes returns relayd's go_memstats_alloc_bytes_total, from its
-// metrics listener at addr; 0 when it serves none (bare apns2).
-func allocatedBytes(tb testing.TB, addr string) float64 {
-	tb.Helper()
-	if addr == "" {
-		return 0
-	}
-	v, ok := counter(tb, addr, "go_memstats_alloc_bytes_total")
-	if !ok {
-		tb.Fatal("relayd's /metrics has no go_memstats_alloc_bytes_total")
-	}
-	return v
+// runCounters are what a run reads from relayd's /metrics before and
+// after it.
+type runCounters struct {
+	alloc float64 // go_memstats_alloc_bytes_total
+	busy  float64 // edgerelay_store_commit_busy_seconds_total (bolt; else 0)
 }
 
-// counter returns the value of relayd's unlabelled counter name, and
-// whether it exports it.
-func counter(tb testing.TB, addr, name string) (float64, bool) {
+// countersOf scrapes relayd's metrics listener at addr once for the run's
+// counters.
+func countersOf(tb testing.TB, addr string) runCounters {
 	tb.Helper()
-	f := scrape(tb, addr)[name]
-	if f == nil || len(f.GetMetric()) == 0 {
-		return 0, false
+	fams := scrape(tb, addr)
+	value := func(name string) float64 {
+		if f := fams[name]; f != nil && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+		return 0
 	}
-	return f.GetMetric()[0].GetCounter().GetValue(), true
+	c := runCounters{alloc: value("go_memstats_alloc_bytes_total"), busy: value("edgerelay_store_commit_busy_seconds_total")}
+	if c.alloc == 0 {
+		tb.Fatal("relayd's /metrics has no go_memstats_alloc_bytes_total")
+	}
+	return c
 }
 
 // procCPU returns a process's user+system CPU time from /proc.
