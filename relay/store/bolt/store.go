@@ -95,16 +95,16 @@ type Store struct {
 	closeErr   error
 }
 
-// Open opens (creating if needed) the store file at path, after VerifyFile
-// (a damaged file gives an error matching ErrDamaged). Missing parent
-// directories are created with mode 0700 and a new file with mode 0600. If
-// another process holds the file, Open gives up after opts.LockTimeout.
 // initialMmapSize is the size bbolt maps the store file with at open (4
 // GiB on 64-bit platforms; on 32-bit ones, whose address space is too
 // small to reserve, bbolt's default). A store that outgrows it is mapped
 // again, larger, as before.
 const initialMmapSize = (strconv.IntSize / 64) * 4 << 30
 
+// Open opens (creating if needed) the store file at path, after VerifyFile
+// (a damaged file gives an error matching ErrDamaged). Missing parent
+// directories are created with mode 0700 and a new file with mode 0600. If
+// another process holds the file, Open gives up after opts.LockTimeout.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
