@@ -34,16 +34,16 @@ var (
 	buildErr  error
 )
 
-// compiled is shared by every runtime the tests make: a module is
+// compileCache is shared by every runtime the tests make: a module is
 // compiled once, not once per load (under -race a compile of the bundle
 // takes seconds, and TestPoliciesWasm loads it for each policy). wazero
 // keys a compiled module by its bytes and the runtime's settings, so
 // loads with and without close-on-context-done stay apart.
-var compiled = wazero.NewCompilationCache()
+var compileCache = wazero.NewCompilationCache()
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	compiled.Close(context.Background())
+	compileCache.Close(context.Background())
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
@@ -172,7 +172,7 @@ func loadPath(tb testing.TB, path string, cod bool) *plugin {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &plugin{rt: wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(cod).WithMemoryLimitPages(512).WithCompilationCache(compiled))}
+	p := &plugin{rt: wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(cod).WithMemoryLimitPages(512).WithCompilationCache(compileCache))}
 	tb.Cleanup(func() { p.rt.Close(ctx) })
 	compiled, err := p.rt.CompileModule(ctx, bin)
 	if err != nil {

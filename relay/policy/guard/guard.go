@@ -272,8 +272,8 @@ func analyse(secs []section) (*module, error) {
 					}
 					m.exportSites = append(m.exportSites, site{off: off, end: r.i, idx: idx})
 				}
-				// The rewrite appends its globals: an export of one past
-				// the module's own would name the fuel counter.
+				// The rewrite appends its globals: an export of a global
+				// past the module's own would name the fuel counter.
 				if kind == 3 && r.err == nil && idx >= m.totalGlobs() {
 					return nil, refuse("export of global %d out of range", idx)
 				}

@@ -58,7 +58,7 @@ type committer struct {
 
 // CommitStats is what the store's group commit has done since it opened.
 type CommitStats struct {
-	Commits uint64        // transactions committed (or rolled back)
+	Commits uint64        // group commits run (a batch retried after a failed write counts once)
 	Writes  uint64        // write calls they carried
 	Busy    time.Duration // time spent in them, fsyncs included
 }
