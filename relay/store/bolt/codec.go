@@ -16,17 +16,26 @@ import (
 
 // Events and decisions values are binary since format 2 (a lease decodes
 // the decision and the event's user of every job it hands out, and JSON
-// was the largest part of that and of the accept commit). Values written
-// in format 1 (JSON) are still read.
+// was the largest part of that and of the accept commit). Since format 3
+// an event's decision lives in its events value, not in the decisions
+// bucket: a commit that accepts or decides events then writes one B-tree
+// fewer (the group commit's time grows with the pages it writes, and a
+// bucket's leaf and branches were a sixth of them). Values written in
+// formats 1 and 2, and decisions in the decisions bucket, are still read.
 const (
-	// eventFormatJSON: 0x01, 8-byte seq, JSON {event, received_at}.
+	// eventFormatJSON: 0x01, 8-byte seq, JSON {event, received_at}; its
+	// decision in the decisions bucket.
 	eventFormatJSON = 1
-	// eventFormat: 0x02, 8-byte seq, then id, workspace, user, type,
-	// title, body (strings: uvarint length + bytes), data (uvarint count,
-	// then key and value strings in key order), actions (uvarint count,
-	// then strings), priority, occurred_at, expires_at, received_at (times
-	// as in job values).
-	eventFormat = 2
+	// eventFormatSeparate: 0x02, 8-byte seq, then id, workspace, user,
+	// type, title, body (strings: uvarint length + bytes), data (uvarint
+	// count, then key and value strings in key order), actions (uvarint
+	// count, then strings), priority, occurred_at, expires_at,
+	// received_at (times as in job values); its decision in the
+	// decisions bucket.
+	eventFormatSeparate = 2
+	// eventFormat: 0x03, 8-byte seq, the decision (a string: empty while
+	// undecided, else a decisions value), then the fields of format 2.
+	eventFormat = 3
 	// decisionFormat is the first byte of a binary decisions value (a JSON
 	// one starts with '{'): verdict, reason, enforced (byte), defer_until,
 	// plugins (uvarint count+1, 0 for none; name, hash, verdict, reason,
@@ -46,16 +55,16 @@ type eventValue struct {
 	ReceivedAt time.Time   `json:"received_at"`
 }
 
-// encodeEvent returns an events value with room for the seq, which
-// setEventSeq fills in inside the transaction.
+// encodeEvent returns an undecided events value with room for the seq,
+// which setEventSeq fills in inside the transaction.
 func encodeEvent(e relay.Event, receivedAt time.Time) ([]byte, error) {
-	return appendEvent(make([]byte, 0, eventSize(&e)), e, receivedAt), nil
+	return appendEvent(make([]byte, 0, eventSize(&e, nil)), e, receivedAt, nil), nil
 }
 
-// eventSize is about the size of e's events value (at least it, for
-// strings shorter than 128 bytes).
-func eventSize(e *relay.Event) int {
-	n := eventHeaderLen + len(e.ID) + len(e.Workspace) + len(e.User) + len(e.Type) + len(e.Title) + len(e.Body) + len(e.Priority) + 4*15 + 16
+// eventSize is about the size of e's events value with decision (at least
+// it, for strings shorter than 128 bytes).
+func eventSize(e *relay.Event, decision []byte) int {
+	n := eventHeaderLen + binary.MaxVarintLen32 + len(decision) + len(e.ID) + len(e.Workspace) + len(e.User) + len(e.Type) + len(e.Title) + len(e.Body) + len(e.Priority) + 4*15 + 16
 	for k, v := range e.Data {
 		n += len(k) + len(v) + 4
 	}
@@ -65,10 +74,13 @@ func eventSize(e *relay.Event) int {
 	return n
 }
 
-// appendEvent appends e's events value to b.
-func appendEvent(b []byte, e relay.Event, receivedAt time.Time) []byte {
+// appendEvent appends e's events value to b, with its decision (a
+// decisions value, or nil while undecided).
+func appendEvent(b []byte, e relay.Event, receivedAt time.Time, decision []byte) []byte {
 	b = append(b, eventFormat)
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // the seq (setEventSeq)
+	b = binary.AppendUvarint(b, uint64(len(decision)))
+	b = append(b, decision...)
 	for _, s := range [...]string{e.ID, e.Workspace, e.User, e.Type, e.Title, e.Body} {
 		b = appendString(b, s)
 	}
@@ -84,15 +96,64 @@ func setEventSeq(b []byte, seq uint64) { binary.BigEndian.PutUint64(b[1:eventHea
 
 // eventSeq returns the undecided seq of an events value.
 func eventSeq(b []byte) (uint64, error) {
-	if len(b) < eventHeaderLen || (b[0] != eventFormat && b[0] != eventFormatJSON) {
+	if len(b) < eventHeaderLen || b[0] < eventFormatJSON || b[0] > eventFormat {
 		return 0, fmt.Errorf("decode event: unknown format (%d bytes)", len(b))
 	}
 	return binary.BigEndian.Uint64(b[1:eventHeaderLen]), nil
 }
 
+// eventParts splits an events value into the binary fields of its event
+// (nil in format 1, which is JSON) and its decision: nil while undecided,
+// and in formats 1 and 2, whose decision is in the decisions bucket
+// (decisionOf reads either).
+func eventParts(b []byte) (fields, decision []byte, err error) {
+	if _, err := eventSeq(b); err != nil {
+		return nil, nil, err
+	}
+	switch b[0] {
+	case eventFormatJSON:
+		return nil, nil, nil
+	case eventFormatSeparate:
+		return b[eventHeaderLen:], nil, nil
+	}
+	r := byteReader{b: b[eventHeaderLen:]}
+	decision = r.bytes()
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("decode event: %w", r.err)
+	}
+	if len(decision) == 0 {
+		decision = nil
+	}
+	return r.b, decision, nil
+}
+
+// withDecision returns a new events value: ev, undecided, with decision.
+func withDecision(ev, decision []byte) ([]byte, error) {
+	fields, _, err := eventParts(ev)
+	if err != nil {
+		return nil, err
+	}
+	if ev[0] == eventFormatJSON {
+		v, err := decodeEvent(ev)
+		if err != nil {
+			return nil, err
+		}
+		b := appendEvent(make([]byte, 0, eventSize(&v.Event, decision)), v.Event, v.ReceivedAt, decision)
+		copy(b[1:eventHeaderLen], ev[1:eventHeaderLen])
+		return b, nil
+	}
+	b := make([]byte, 0, eventHeaderLen+binary.MaxVarintLen32+len(decision)+len(fields))
+	b = append(b, eventFormat)
+	b = append(b, ev[1:eventHeaderLen]...)
+	b = binary.AppendUvarint(b, uint64(len(decision)))
+	b = append(b, decision...)
+	return append(b, fields...), nil
+}
+
 func decodeEvent(b []byte) (eventValue, error) {
 	var v eventValue
-	if _, err := eventSeq(b); err != nil {
+	fields, _, err := eventParts(b)
+	if err != nil {
 		return v, err
 	}
 	if b[0] == eventFormatJSON {
@@ -101,7 +162,7 @@ func decodeEvent(b []byte) (eventValue, error) {
 		}
 		return v, nil
 	}
-	r := stringReader(b[eventHeaderLen:])
+	r := stringReader(fields)
 	e := &v.Event
 	e.ID, e.Workspace, e.User, e.Type = r.string(), r.string(), r.string(), r.string()
 	e.Title, e.Body = r.string(), r.string()
@@ -115,17 +176,24 @@ func decodeEvent(b []byte) (eventValue, error) {
 	return v, nil
 }
 
-// checkEventValue reports whether b decodes as decodeEvent decodes it,
-// without building the event (the start-up check reads every value).
+// checkEventValue reports whether b decodes as decodeEvent decodes it, and
+// its decision as decodeDecision does, without building either (the
+// start-up check reads every value).
 func checkEventValue(b []byte) error {
-	if _, err := eventSeq(b); err != nil {
+	fields, decision, err := eventParts(b)
+	if err != nil {
 		return err
 	}
 	if b[0] == eventFormatJSON {
 		_, err := decodeEvent(b)
 		return err
 	}
-	r := byteReader{b: b[eventHeaderLen:]}
+	if decision != nil {
+		if err := checkDecisionValue(decision); err != nil {
+			return err
+		}
+	}
+	r := byteReader{b: fields}
 	r.skip(6) // id, workspace, user, type, title, body
 	r.skipMap()
 	r.skipStrings()
@@ -142,7 +210,8 @@ func checkEventValue(b []byte) error {
 // eventUser returns the user and receive time of an events value (a lease
 // reads them for every event it hands out).
 func eventUser(b []byte) (string, time.Time, error) {
-	if _, err := eventSeq(b); err != nil {
+	fields, _, err := eventParts(b)
+	if err != nil {
 		return "", time.Time{}, err
 	}
 	if b[0] == eventFormatJSON {
@@ -158,7 +227,7 @@ func eventUser(b []byte) (string, time.Time, error) {
 		return eu.Event.User, eu.ReceivedAt, nil
 	}
 	// Only the user and the receive time: a lease needs nothing else.
-	r := byteReader{b: b[eventHeaderLen:]}
+	r := byteReader{b: fields}
 	r.skip(2) // id, workspace
 	user := r.string()
 	r.skip(3) // type, title, body

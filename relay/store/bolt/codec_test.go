@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -192,6 +193,18 @@ func TestCheckValueAgreesWithDecode(t *testing.T) {
 		}
 		return err
 	}
+	// A decided value (format 3) holds its decision: the check checks it.
+	decided, err := withDecision(ev, dec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decEventAndDecision := func(b []byte) error {
+		_, d, err := eventParts(b)
+		if err == nil && d != nil {
+			_, err = decodeDecision(d)
+		}
+		return errors.Join(err, decEvent(b))
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, v := range []struct {
 		name   string
@@ -199,7 +212,7 @@ func TestCheckValueAgreesWithDecode(t *testing.T) {
 		check  func([]byte) error
 		decode func([]byte) error
 	}{{"event", ev, checkEventValue, decEvent}, {"decision", dec, checkDecisionValue, decDecision},
-		{"event user", ev, decEvent, decEventUser}} {
+		{"event user", ev, decEvent, decEventUser}, {"decided event", decided, checkEventValue, decEventAndDecision}} {
 		if err := v.check(v.b); err != nil {
 			t.Fatalf("valid %s: %v", v.name, err)
 		}

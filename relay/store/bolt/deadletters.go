@@ -139,8 +139,12 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 			return err
 		}
 		var alert *relay.Alert
-		if v := tx.Bucket(bucketDecisions).Get(ek); v != nil {
-			d, err := decodeDecision(v)
+		decv, err := decisionOf(tx, ek, ev)
+		if err != nil {
+			return err
+		}
+		if decv != nil {
+			d, err := decodeDecision(decv)
 			if err != nil {
 				return err
 			}

@@ -34,8 +34,8 @@
 // ids come back sorted.
 //
 //	bucket     key                       value
-//	events     ws \0 id                  0x01, 8-byte big-endian undecided seq, JSON {event, received_at}
-//	decisions  ws \0 id                  JSON {decision, alert}
+//	events     ws \0 id                  format byte, 8-byte big-endian undecided seq, the decision (empty while undecided), the event (codec.go)
+//	decisions  ws \0 id                  {decision, alert} of events stored before format 3 (read, never written)
 //	undecided  8-byte big-endian seq     ws \0 id           (walked oldest first)
 //	jobs_open  ws \0 id \0 device        job value           (pending, deferred)
 //	jobs_done  ws \0 id \0 device        job value           (final states)
@@ -58,8 +58,10 @@
 // (codec.go; JSON decoding was most of a 1M-job recovery walk). Events,
 // decisions, devices and maps stay JSON.
 //
-// Events are immutable once stored; Decide writes the decisions bucket, the
-// event's jobs and removes its undecided entry in one transaction.
+// An event's fields are immutable once stored; Decide adds the decision to
+// the event's value, writes its jobs and removes its undecided entry in one
+// transaction. (Until 2026-12-07 decisions had a bucket of their own: one
+// more B-tree written by every commit that accepts or decides.)
 //
 // # Walks
 //

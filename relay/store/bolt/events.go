@@ -49,10 +49,10 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	njobs, size := 0, 0
 	for i := range events {
 		e := &events[i]
-		size += eventSize(e) + keyLen(e.Workspace, e.ID)
+		size += eventSize(e, nil) + keyLen(e.Workspace, e.ID)
 		if i < len(decided) && decided[i] != nil {
 			d := decided[i]
-			size += decisionSize(&d.Decision, d.Alert)
+			size += 2 * decisionSize(&d.Decision, d.Alert) // encoded, then in the event's value
 			for j := range d.Jobs {
 				size += keyLen(e.Workspace, e.ID, d.Jobs[j].DeviceID) + jobSize(&d.Jobs[j])
 			}
@@ -69,7 +69,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			results[i] = fmt.Errorf("event %d: %w", i, err)
 			continue
 		}
-		v := appendEvent(sl.take(eventSize(e)), *e, receivedAt)
+		var dv []byte
 		if i < len(decided) && decided[i] != nil {
 			d := decided[i]
 			n := len(d.Jobs)
@@ -79,8 +79,9 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			}
 			puts = puts[n:]
 			decisions[i] = &decs[i]
+			dv = decs[i].value
 		}
-		keys[i], values[i] = sl.key(k.Workspace, k.ID), v
+		keys[i], values[i] = sl.key(k.Workspace, k.ID), appendEvent(sl.take(eventSize(e, dv)), *e, receivedAt, dv)
 		valid++
 	}
 	if valid == 0 {
@@ -122,7 +123,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			if err := evb.Put(k, values[i]); err != nil {
 				return fmt.Errorf("put event: %w", err)
 			}
-			if err := d.apply(w, k, true); err != nil {
+			if err := d.applyJobs(w, true); err != nil {
 				return err
 			}
 		}
@@ -175,7 +176,11 @@ func (s *Store) Event(ctx context.Context, key relay.EventKey) (*store.Record, e
 			return err
 		}
 		rec = &store.Record{Event: ev.Event, ReceivedAt: ev.ReceivedAt}
-		if v := tx.Bucket(bucketDecisions).Get(k); v != nil {
+		v, err = decisionOf(tx, k, v)
+		if err != nil {
+			return err
+		}
+		if v != nil {
 			dv, err := decodeDecision(v)
 			if err != nil {
 				return err
@@ -228,9 +233,9 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if !found {
 			return nil
 		}
-		if tx.Bucket(bucketDecisions).Get(k) != nil {
-			decided = true // the first decision wins
-			return nil
+		if d, err := decisionOf(tx, k, ev); err != nil || d != nil {
+			decided = err == nil // the first decision wins
+			return err
 		}
 		seq, err := eventSeq(ev)
 		if err != nil {
@@ -239,7 +244,14 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := tx.Bucket(bucketUndecided).Delete(seqKey(seq)); err != nil {
 			return fmt.Errorf("delete undecided: %w", err)
 		}
-		return dec.apply(s.wtx(tx), k, false)
+		nv, err := withDecision(ev, dec.value)
+		if err != nil {
+			return err
+		}
+		if err := history(tx, bucketEvents).Put(k, nv); err != nil {
+			return fmt.Errorf("put event: %w", err)
+		}
+		return dec.applyJobs(s.wtx(tx), false)
 	})
 	if err != nil {
 		return fmt.Errorf("decide event %s: %w", key, err)
@@ -251,6 +263,17 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		return fmt.Errorf("decide event %s: %w", key, relay.ErrNotFound)
 	}
 	return nil
+}
+
+// decisionOf returns the decisions value of the event stored under k with
+// value ev, nil while it is undecided: in ev since format 3, in the
+// decisions bucket for values written before.
+func decisionOf(tx *bbolt.Tx, k, ev []byte) ([]byte, error) {
+	_, d, err := eventParts(ev)
+	if err != nil || ev[0] == eventFormat {
+		return d, err
+	}
+	return tx.Bucket(bucketDecisions).Get(k), nil
 }
 
 // decision is a decision encoded and checked outside the transaction.
@@ -337,14 +360,11 @@ func (s *slab) key(parts ...string) []byte {
 	return b
 }
 
-// apply writes the decision of the event stored under k, its jobs and
-// their schedule entries. fresh: the event is new in this write (see
-// schedule); false: its jobs may be scheduled already.
-func (d *decision) apply(w *wtx, k []byte, fresh bool) error {
+// applyJobs writes the jobs of a decision and their schedule entries (the
+// decision itself goes into its event's value). fresh: the event is new in
+// this write (see schedule); false: its jobs may be scheduled already.
+func (d *decision) applyJobs(w *wtx, fresh bool) error {
 	tx := w.tx
-	if err := history(tx, bucketDecisions).Put(k, d.value); err != nil {
-		return fmt.Errorf("put decision: %w", err)
-	}
 	for _, p := range d.puts {
 		j := p.job
 		value := p.value

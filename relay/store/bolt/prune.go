@@ -68,9 +68,14 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 				open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
 				answers := tx.Bucket(bucketAnswers) // nil until the first answer
 				for _, k := range keys {
-					if decisions.Get(k) == nil {
-						continue // not decided yet
+					ev := events.Get(k)
+					if ev == nil {
+						continue
 					}
+					if d, err := decisionOf(tx, k, ev); err != nil || d == nil {
+						continue // not decided yet, or unreadable
+					}
+					separate := ev[0] != eventFormat // its decision in the decisions bucket
 					prefix := append(bytes.Clone(k), sep)
 					if ck, _ := open.Cursor().Seek(prefix); ck != nil && bytes.HasPrefix(ck, prefix) {
 						continue // a job is still open
@@ -78,8 +83,10 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 					if err := deletePrefix(done, prefix); err != nil {
 						return err
 					}
-					if err := decisions.Delete(k); err != nil {
-						return err
+					if separate {
+						if err := decisions.Delete(k); err != nil {
+							return err
+						}
 					}
 					if err := events.Delete(k); err != nil {
 						return err

@@ -369,13 +369,17 @@ func (r *recordReader) leased(jk []byte) (store.Leased, error) {
 				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
 			}
 			o.user, o.accepted = u, at
-		}
-		if dv := r.w.get(bucketDecisions, ek); dv != nil {
-			d, err := decodeDecision(dv)
+			dv, err := decisionOf(r.w.tx, ek, ev)
 			if err != nil {
-				return store.Leased{}, err
+				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
 			}
-			o.alert = d.Alert
+			if dv != nil {
+				d, err := decodeDecision(dv)
+				if err != nil {
+					return store.Leased{}, err
+				}
+				o.alert = d.Alert
+			}
 		}
 		r.lastEK, r.last = append(r.lastEK[:0], ek...), o
 	}
