@@ -222,11 +222,7 @@ func (s *Store) commitLoop() {
 		cm.seq++
 		seq := cm.seq
 		cm.mu.Unlock()
-		start := time.Now()
 		s.commit(batch, seq)
-		cm.busyNanos.Add(uint64(time.Since(start)))
-		cm.commits.Add(1)
-		cm.writes.Add(uint64(n))
 		cm.mu.Lock()
 		cm.committed = seq
 		cm.cond().Broadcast()
@@ -238,6 +234,7 @@ func (s *Store) commitLoop() {
 // gets its own error and leaves the batch; the others run again in a new
 // transaction, as bbolt's DB.Batch does.
 func (s *Store) commit(batch []*writeCall, seq uint64) {
+	start, n := time.Now(), len(batch)
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -278,11 +275,21 @@ func (s *Store) commit(batch []*writeCall, seq uint64) {
 			batch = append(batch[:failed:failed], batch[failed+1:]...)
 			continue
 		}
+		s.countCommit(start, n) // before the callers go on: a write that returned is counted
 		for _, c := range batch {
 			s.finish(c, err) // nil, or the commit itself failed
 		}
 		return
 	}
+	s.countCommit(start, n) // every write failed
+}
+
+// countCommit adds a commit of n writes that began at start to CommitStats.
+func (s *Store) countCommit(start time.Time, n int) {
+	cm := &s.commits
+	cm.busyNanos.Add(uint64(time.Since(start)))
+	cm.commits.Add(1)
+	cm.writes.Add(uint64(n))
 }
 
 // finish ends a write call with err.
