@@ -293,16 +293,16 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 }
 
 // checkSchedule checks the schedule's buckets against the open jobs they
-// index (see sched.go): every open job has exactly one entry in sched and
-// sched_jobs, every entry belongs to an open job, and sched_count holds the
-// entries' counts. They are written in the same transactions as the jobs,
-// so a mismatch is damage that bbolt's page check cannot see, or a bug —
-// and an open job without an entry would never be sent. It returns up to
-// max problems.
+// schedule (see sched.go): every open job records a place and has exactly
+// that entry in sched, every entry belongs to the open job whose place it
+// is, and sched_count holds the entries' counts. They are written in the
+// same transactions as the jobs, so a mismatch is damage that bbolt's page
+// check cannot see, or a bug — and an open job without an entry would
+// never be sent. It returns up to max problems.
 func checkSchedule(tx *bbolt.Tx, max int) []error {
-	open, idx, sched, counts := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketSchedJobs), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
-	if open == nil || idx == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil {
-		return nil // a file from before the schedule: open builds it
+	open, sched, counts := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
+	if open == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil || tx.Bucket(bucketSchedJobs) != nil {
+		return nil // a file from before the schedule or its places: open builds them
 	}
 	var problems []error
 	add := func(format string, args ...any) {
@@ -310,26 +310,22 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 			problems = append(problems, fmt.Errorf("schedule: "+format, args...))
 		}
 	}
-	// jobs_open and sched_jobs have the same keys: walk them side by side.
-	oc, ic := open.Cursor(), idx.Cursor()
-	ok, _ := oc.First()
-	ik, iv := ic.First()
-	for ok != nil || ik != nil {
-		switch c := compareOrLast(ok, ik); {
-		case c < 0:
-			add("open job %q has no entry: it would never be sent", ok)
-			ok, _ = oc.Next()
-		case c > 0:
-			add("entry of job %q, which is not open", ik)
-			ik, iv = ic.Next()
+	sc := sched.Cursor()
+	_ = open.ForEach(func(jk, v []byte) error {
+		place, err := jobPlace(v)
+		switch {
+		case err != nil:
+			add("open job %q: %v", jk, err)
+		case place == nil:
+			add("open job %q has no place in the schedule: it would never be sent", jk)
 		default:
-			if sched.Get(iv) == nil {
-				add("open job %q: its entry %q is missing: it would never be sent", ok, iv)
+			k := append(bytes.Clone(place), jk...)
+			if got, _ := sc.Seek(k); !bytes.Equal(got, k) {
+				add("open job %q: its entry %q is missing: it would never be sent", jk, k)
 			}
-			ok, _ = oc.Next()
-			ik, iv = ic.Next()
 		}
-	}
+		return nil
+	})
 	// Every sched key is its job's entry; count them by lane and rank.
 	want := map[string]uint64{}
 	_ = sched.ForEach(func(k, _ []byte) error {
@@ -338,8 +334,11 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 			add("%v", err)
 			return nil
 		}
-		if v := idx.Get(jk); !bytes.Equal(v, k) {
-			add("entry %q is not its job's (the job's is %q)", k, v)
+		v := open.Get(jk)
+		if v == nil {
+			add("entry of job %q, which is not open", jk)
+		} else if place, _ := jobPlace(v); !bytes.Equal(place, k[:len(k)-len(jk)]) {
+			add("entry %q is not its job's (the job's place is %q)", k, place)
 		}
 		want[string(prefix[:len(prefix)-1])+string(plainRank(prefix[len(prefix)-1]))]++
 		return nil
@@ -359,18 +358,6 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 		add("count %q is missing, the schedule has %d", k, n)
 	}
 	return problems
-}
-
-// compareOrLast is bytes.Compare where nil (a cursor at its end) comes
-// after every key.
-func compareOrLast(a, b []byte) int {
-	switch {
-	case a == nil:
-		return 1
-	case b == nil:
-		return -1
-	}
-	return bytes.Compare(a, b)
 }
 
 // checkTokenIndexBucket checks the token index against the devices when

@@ -224,10 +224,22 @@ func TestCheckFindsScheduleAndIndexMismatches(t *testing.T) {
 		edit func(tx *bbolt.Tx) error
 		want string // "" : no problem reported
 	}{
-		{"job without its index entry", func(tx *bbolt.Tx) error {
-			k, _ := tx.Bucket(bucketSchedJobs).Cursor().First()
-			return tx.Bucket(bucketSchedJobs).Delete(k)
-		}, "has no entry: it would never be sent"},
+		{"job without its place", func(tx *bbolt.Tx) error {
+			k, v := tx.Bucket(bucketJobsOpen).Cursor().First()
+			j, err := decodeJob(k, v)
+			if err != nil {
+				return err
+			}
+			return tx.Bucket(bucketJobsOpen).Put(bytes.Clone(k), appendJob(nil, &j, nil))
+		}, "has no place in the schedule: it would never be sent"},
+		{"job whose place is not its entry's", func(tx *bbolt.Tx) error {
+			k, v := tx.Bucket(bucketJobsOpen).Cursor().First()
+			j, err := decodeJob(k, v)
+			if err != nil {
+				return err
+			}
+			return tx.Bucket(bucketJobsOpen).Put(bytes.Clone(k), appendJob(nil, &j, schedPlace(j.Lane(), rankNormal, t0.Add(time.Hour))))
+		}, "is not its job's"},
 		{"job without its sched key", func(tx *bbolt.Tx) error {
 			k, _ := tx.Bucket(bucketSched).Cursor().Last()
 			return tx.Bucket(bucketSched).Delete(bytes.Clone(k))

@@ -440,26 +440,35 @@ func appendStrings(b []byte, ss []string) []byte {
 // (BenchmarkOpenJobs), and JSON decoding was most of that time. Layout:
 //
 //	jobFormat (1 byte)
+//	place: uvarint length + bytes (format 3): an open job's place in the
+//	    schedule, its sched key without the job key (lane \0 rank due);
+//	    empty for a closed job
 //	platform, state, last_error: uvarint length + bytes each
 //	attempts: varint
 //	next_at, expires_at, updated_at: 0 for the zero time, else 1, varint
 //	    Unix seconds, uvarint nanoseconds (times come back in UTC)
-//	app: uvarint length + bytes (format 2; format 1 values have none)
+//	app: uvarint length + bytes (formats 2 and 3; format 1 values have none)
+//
+// An open job's value finds its sched entry, so a delivery writes no index
+// from job to entry (bucket sched_jobs until 2026-12-07: one more B-tree in
+// every commit that accepts, leases or settles).
 const (
 	jobFormatV1 = 1
-	jobFormat   = 2
+	jobFormatV2 = 2
+	jobFormat   = 3
 )
 
-func encodeJob(j *relay.Job) []byte { return appendJob(make([]byte, 0, jobSize(j)), j) }
-
-// jobSize is the most a job value takes.
-func jobSize(j *relay.Job) int {
-	return 1 + 4*binary.MaxVarintLen64 + len(j.Platform) + len(j.State) + len(j.LastError) + len(j.App) + binary.MaxVarintLen64 + 3*(1+2*binary.MaxVarintLen64)
+// jobSize is the most a job value with place takes.
+func jobSize(j *relay.Job, place []byte) int {
+	return 1 + binary.MaxVarintLen32 + len(place) + 4*binary.MaxVarintLen64 + len(j.Platform) + len(j.State) + len(j.LastError) + len(j.App) + binary.MaxVarintLen64 + 3*(1+2*binary.MaxVarintLen64)
 }
 
-// appendJob appends j's job value to b.
-func appendJob(b []byte, j *relay.Job) []byte {
+// appendJob appends j's job value to b, with its place in the schedule
+// (nil for a closed job).
+func appendJob(b []byte, j *relay.Job, place []byte) []byte {
 	b = append(b, jobFormat)
+	b = binary.AppendUvarint(b, uint64(len(place)))
+	b = append(b, place...)
 	b = appendString(b, string(j.Platform))
 	b = appendString(b, string(j.State))
 	b = appendString(b, j.LastError)
@@ -468,6 +477,45 @@ func appendJob(b []byte, j *relay.Job) []byte {
 		b = appendTime(b, t)
 	}
 	return appendString(b, j.App)
+}
+
+// jobPlace returns the place in the schedule a job value records: nil for
+// a closed job, and for values written before format 3 (whose place was
+// in sched_jobs: open migrates them, see migrateSchedIndex).
+func jobPlace(v []byte) ([]byte, error) {
+	if len(v) == 0 || v[0] != jobFormat {
+		if len(v) > 0 && (v[0] == jobFormatV1 || v[0] == jobFormatV2) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: unknown format", errCorrupt)
+	}
+	r := byteReader{b: v[1:]}
+	place := r.bytes()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(place) == 0 {
+		return nil, nil
+	}
+	return place, nil
+}
+
+// withPlace returns a new job value: v with place.
+func withPlace(v, place []byte) ([]byte, error) {
+	var j relay.Job
+	if err := decodeJobValue(&j, v); err != nil {
+		return nil, err
+	}
+	if v[0] != jobFormat {
+		return appendJob(make([]byte, 0, jobSize(&j, place)), &j, place), nil
+	}
+	r := byteReader{b: v[1:]}
+	r.bytes() // the old place: decodeJobValue read it
+	b := make([]byte, 0, 1+binary.MaxVarintLen32+len(place)+len(r.b))
+	b = append(b, jobFormat)
+	b = binary.AppendUvarint(b, uint64(len(place)))
+	b = append(b, place...)
+	return append(b, r.b...), nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -529,15 +577,18 @@ var errCorrupt = errors.New("corrupt job value")
 func decodeJobValue(j *relay.Job, v []byte) error {
 	r := byteReader{b: v}
 	f := r.byte()
-	if f != jobFormat && f != jobFormatV1 {
+	if f != jobFormat && f != jobFormatV2 && f != jobFormatV1 {
 		return fmt.Errorf("%w: unknown format %d", errCorrupt, f)
+	}
+	if f == jobFormat {
+		r.bytes() // the place (jobPlace)
 	}
 	j.Platform = relay.Platform(intern(r.bytes()))
 	j.State = relay.DeliveryState(intern(r.bytes()))
 	j.LastError = string(r.bytes())
 	j.Attempts = int(r.varint())
 	j.NextAt, j.ExpiresAt, j.UpdatedAt = r.time(), r.time(), r.time()
-	if f == jobFormat {
+	if f != jobFormatV1 {
 		j.App = intern(r.bytes())
 	}
 	if r.err != nil {

@@ -12,6 +12,9 @@ import (
 	"github.com/edgerelay/edgerelay/relay"
 )
 
+// encodeJob is a closed job's value.
+func encodeJob(j *relay.Job) []byte { return appendJob(nil, j, nil) }
+
 func TestJobCodecRoundTrip(t *testing.T) {
 	k := relay.EventKey{Workspace: "acme", ID: "evt-1"}
 	tests := []relay.Job{
@@ -46,12 +49,32 @@ func FuzzDecodeJob(f *testing.F) {
 	j := job(k, "p", relay.StateDeferred)
 	j.LastError, j.Attempts, j.NextAt = "429", 7, t0
 	f.Add(encodeJob(&j))
+	f.Add(appendJob(nil, &j, schedPlace("demo/ios", rankHigh, t0)))
 	f.Add([]byte{jobFormat, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, v []byte) {
+		place, perr := jobPlace(v)
 		got, err := decodeJob(jobKey(k, "p"), v)
 		if err != nil {
 			return
+		}
+		if perr != nil {
+			t.Fatalf("decodes, but its place does not: %v", perr)
+		}
+		// A new place keeps the job.
+		want := schedPlace("demo/ios", rankNormal|rankLeased, t0)
+		if bytes.Equal(place, want) {
+			want = schedPlace("demo/android", rankHigh, t0)
+		}
+		moved, err := withPlace(v, want)
+		if err != nil {
+			t.Fatalf("with a new place: %v", err)
+		}
+		if p, err := jobPlace(moved); err != nil || !bytes.Equal(p, want) {
+			t.Fatalf("place after withPlace: %q, %v; want %q", p, err, want)
+		}
+		if j, err := decodeJob(jobKey(k, "p"), moved); err != nil || !reflect.DeepEqual(j, got) {
+			t.Fatalf("job after withPlace:\n%+v (%v)\nwant %+v", j, err, got)
 		}
 		again, err := decodeJob(jobKey(k, "p"), encodeJob(&got))
 		if err != nil {

@@ -135,9 +135,6 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 		}
 		j.State, j.Attempts, j.LastError, j.NextAt, j.UpdatedAt = relay.StatePending, 0, "", time.Time{}, now
 		scheduleLane(tx, &j)
-		if _, err := updateJob(w, jk, encodeJob(&j), &j); err != nil {
-			return err
-		}
 		var alert *relay.Alert
 		decv, err := decisionOf(tx, ek, ev)
 		if err != nil {
@@ -150,7 +147,11 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 			}
 			alert = d.Alert
 		}
-		if err := schedule(w, jk, &j, rankOf(alert), false); err != nil {
+		place := placeOf(&j, rankOf(alert))
+		if _, err := updateJob(w, jk, appendJob(nil, &j, place), &j); err != nil {
+			return err
+		}
+		if err := moveSched(w, jk, nil, place, nil); err != nil {
 			return err
 		}
 		dl.ReplayedAt = now

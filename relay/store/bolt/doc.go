@@ -48,15 +48,17 @@
 //	answer_log 8-byte big-endian seq     answers in commit order (the actions stream; pruned)
 //	deadletters 8-byte big-endian seq    JSON store.DeadLetter
 //	audit_log  8-byte big-endian seq     JSON relay.AuditEntry (append-only; pruned by age)
-//	sched, sched_jobs, sched_count: the job schedule (sched.go; sched_leases
-//	is left empty: files from before 2026-12 indexed leases there)
+//	sched, sched_count: the job schedule (sched.go; sched_leases is left
+//	empty: files from before 2026-12 indexed leases there)
 //
 // A job lives in exactly one of jobs_open and jobs_done, chosen by
 // relay.DeliveryState.Final; an open job also has one entry in the
-// schedule (sched.go), written in the same transaction. A job value holds what its key does not: platform,
-// state, attempts, last error and times, in a small binary encoding
-// (codec.go; JSON decoding was most of a 1M-job recovery walk). Events,
-// decisions, devices and maps stay JSON.
+// schedule (sched.go), written in the same transaction, and its value
+// records where. A job value holds what its key does not: its place in
+// the schedule, platform, state, attempts, last error and times, in a
+// small binary encoding (codec.go; JSON decoding was most of a 1M-job
+// recovery walk). Events and decisions are binary too; devices and maps
+// stay JSON.
 //
 // An event's fields are immutable once stored; Decide adds the decision to
 // the event's value, writes its jobs and removes its undecided entry in one

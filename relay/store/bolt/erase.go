@@ -200,8 +200,11 @@ func eraseEvents(w *wtx, workspace, user string) (map[string]bool, error) {
 			open = append(open, bytes.Clone(jk))
 		}
 		for _, jk := range open {
-			if sk := tx.Bucket(bucketSchedJobs).Get(jk); sk != nil {
-				if err := unschedule(w, jk, bytes.Clone(sk), true); err != nil {
+			// A job without a place has no entry to remove: erase
+			// it all the same.
+			place, _ := jobPlace(w.get(bucketJobsOpen, jk))
+			if place != nil {
+				if err := moveSched(w, jk, bytes.Clone(place), nil, nil); err != nil {
 					return nil, err
 				}
 			}

@@ -54,7 +54,7 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			d := decided[i]
 			size += 2 * decisionSize(&d.Decision, d.Alert) // encoded, then in the event's value
 			for j := range d.Jobs {
-				size += keyLen(e.Workspace, e.ID, d.Jobs[j].DeviceID) + jobSize(&d.Jobs[j])
+				size += keyLen(e.Workspace, e.ID, d.Jobs[j].DeviceID) + jobSize(&d.Jobs[j], nil) + 32 // and its place
 			}
 			njobs += len(d.Jobs)
 		}
@@ -285,7 +285,7 @@ type decision struct {
 
 type jobPut struct {
 	key, value []byte
-	bucket     []byte
+	place      []byte // of an open job in the schedule (nil: closed, or to be found)
 	job        relay.Job
 }
 
@@ -298,6 +298,7 @@ func prepareDecision(key relay.EventKey, d relay.Decision, alert *relay.Alert, j
 // prepare checks and encodes a decision of event key into dec, its job
 // puts into puts (len(jobs) of them) and its keys and values into sl.
 func (dec *decision) prepare(sl *slab, puts []jobPut, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error {
+	rank := rankOf(alert)
 	for i := range jobs {
 		j := jobs[i]
 		if j.Event == (relay.EventKey{}) {
@@ -314,9 +315,14 @@ func (dec *decision) prepare(sl *slab, puts []jobPut, key relay.EventKey, d rela
 				return fmt.Errorf("job %d: device_id %q: appears twice", i, j.DeviceID)
 			}
 		}
-		puts[i] = jobPut{key: sl.key(key.Workspace, key.ID, j.DeviceID), value: appendJob(sl.take(jobSize(&j)), &j), bucket: jobBucket(j.State), job: j}
+		var place []byte
+		if !j.State.Final() && j.App != "" { // else applyJobs finds its lane
+			place = placeOf(&j, rank)
+		}
+		puts[i] = jobPut{key: sl.key(key.Workspace, key.ID, j.DeviceID), value: appendJob(sl.take(jobSize(&j, place)), &j, place),
+			place: place, job: j}
 	}
-	*dec = decision{value: appendDecision(sl.take(decisionSize(&d, alert)), d, alert), rank: rankOf(alert), puts: puts}
+	*dec = decision{value: appendDecision(sl.take(decisionSize(&d, alert)), d, alert), rank: rank, puts: puts}
 	return nil
 }
 
@@ -362,38 +368,40 @@ func (s *slab) key(parts ...string) []byte {
 
 // applyJobs writes the jobs of a decision and their schedule entries (the
 // decision itself goes into its event's value). fresh: the event is new in
-// this write (see schedule); false: its jobs may be scheduled already.
+// this write, so its jobs have no entry yet (an event is deleted only once
+// its jobs are closed, and a closed job has none); false: an open job may
+// have one, which moves.
 func (d *decision) applyJobs(w *wtx, fresh bool) error {
 	tx := w.tx
 	for _, p := range d.puts {
 		j := p.job
-		value := p.value
-		if !j.State.Final() && j.App == "" {
+		if j.State.Final() {
+			if err := history(tx, bucketJobsDone).Put(p.key, p.value); err != nil {
+				return fmt.Errorf("put job: %w", err)
+			}
+			continue
+		}
+		value, place := p.value, p.place
+		if place == nil { // a job from before jobs had an App: its device's
 			scheduleLane(tx, &j)
-			value = encodeJob(&j)
+			place = placeOf(&j, d.rank)
+			value = appendJob(make([]byte, 0, jobSize(&j, place)), &j, place)
 		}
-		b := tx.Bucket(p.bucket)
-		if bytes.Equal(p.bucket, bucketJobsDone) {
-			b = history(tx, bucketJobsDone)
-		}
-		if err := b.Put(p.key, value); err != nil {
-			return fmt.Errorf("put job: %w", err)
-		}
-		if !j.State.Final() {
-			if err := schedule(w, p.key, &j, d.rank, fresh); err != nil {
+		var from []byte
+		if !fresh {
+			var err error
+			if from, err = openPlace(w, p.key); err != nil {
 				return err
 			}
 		}
+		if err := tx.Bucket(bucketJobsOpen).Put(p.key, value); err != nil {
+			return fmt.Errorf("put job: %w", err)
+		}
+		if err := moveSched(w, p.key, from, place, nil); err != nil {
+			return err
+		}
 	}
 	return nil
-}
-
-// jobBucket returns the bucket a job in state st lives in.
-func jobBucket(st relay.DeliveryState) []byte {
-	if st.Final() {
-		return bucketJobsDone
-	}
-	return bucketJobsOpen
 }
 
 // deletePrefix deletes every key of b starting with prefix.

@@ -104,10 +104,16 @@ func TestOpenReleasesLeases(t *testing.T) {
 		t.Fatalf("leased %v", got)
 	}
 	// Rewrite "old"'s lease as an older relayd wrote it: the rank kept,
-	// the lease indexed in sched_leases.
+	// the lease indexed in sched_leases; and the places of both jobs in
+	// sched_jobs, as relayds before 2026-12-07 kept them.
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		jk := jobKey(relay.EventKey{Workspace: "acme", ID: "old"}, "phone")
-		sk := tx.Bucket(bucketSchedJobs).Get(jk)
+		v := tx.Bucket(bucketJobsOpen).Get(jk)
+		place, err := jobPlace(v)
+		if err != nil {
+			return err
+		}
+		sk := append(bytes.Clone(place), jk...)
 		prefix, _, _, err := parseSchedKey(sk)
 		if err != nil {
 			return err
@@ -115,11 +121,15 @@ func TestOpenReleasesLeases(t *testing.T) {
 		ok := bytes.Clone(sk)
 		ok[len(prefix)-1] = plainRank(prefix[len(prefix)-1])
 		owner := bytes.Clone(tx.Bucket(bucketSched).Get(sk))
-		if err := tx.Bucket(bucketSched).Delete(bytes.Clone(sk)); err != nil {
+		if err := tx.Bucket(bucketSched).Delete(sk); err != nil {
 			return err
 		}
-		return errors.Join(tx.Bucket(bucketSched).Put(ok, owner), tx.Bucket(bucketSchedJobs).Put(jk, ok),
-			tx.Bucket(bucketSchedLeases).Put(append([]byte("demo/ios\x00"), jk...), ok))
+		nv, err := withPlace(v, ok[:len(place)])
+		if err != nil {
+			return err
+		}
+		return errors.Join(tx.Bucket(bucketSched).Put(ok, owner), tx.Bucket(bucketJobsOpen).Put(jk, nv),
+			tx.Bucket(bucketSchedLeases).Put(append([]byte("demo/ios\x00"), jk...), ok), withSchedIndex(tx))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +155,52 @@ func TestOpenReleasesLeases(t *testing.T) {
 	if n, err := s.OpenJobs(context.Background()); err != nil || n.High != 2 {
 		t.Fatalf("open jobs %+v, %v", n, err)
 	}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketSchedJobs) != nil {
+			t.Error("sched_jobs kept after open moved it into the jobs")
+		}
+		for _, err := range checkSchedule(tx, 10) {
+			t.Error(err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withSchedIndex rewrites the open jobs of tx as a relayd before
+// 2026-12-07 stored them: values in format 2, without a place, and the
+// places in bucket sched_jobs (job key → sched key).
+func withSchedIndex(tx *bbolt.Tx) error {
+	idx, err := tx.CreateBucketIfNotExists(bucketSchedJobs)
+	if err != nil {
+		return err
+	}
+	open := tx.Bucket(bucketJobsOpen)
+	type kv struct{ k, v, sk []byte }
+	var jobs []kv
+	err = open.ForEach(func(k, v []byte) error {
+		j, err := decodeJob(k, v)
+		if err != nil {
+			return err
+		}
+		place, err := jobPlace(v)
+		if err != nil {
+			return err
+		}
+		v2 := append([]byte{jobFormatV2}, appendJob(nil, &j, nil)[2:]...) // format 3 with no place, less its format byte and empty place
+		jobs = append(jobs, kv{bytes.Clone(k), v2, append(bytes.Clone(place), k...)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if err := errors.Join(open.Put(j.k, j.v), idx.Put(j.k, j.sk)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TestLeaseBacklogMark: a lease that leaves due jobs behind marks its lane,

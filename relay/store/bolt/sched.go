@@ -22,8 +22,13 @@ import (
 // The schedule (see doc.go for the layout):
 //
 //	sched        lane \0 rank due job-key   owner of the lease, or empty
-//	sched_jobs   job-key                    its sched key
 //	sched_count  lane \0 rank               8-byte big-endian open jobs
+//
+// An open job's value records its place, its sched key without the job
+// key (jobPlace), so its entry is found from the job. (Until 2026-12-07
+// bucket sched_jobs indexed job key → sched key: one more B-tree written
+// per accept, lease and settle. Open moves such an index into the jobs:
+// migrateSchedIndex.)
 //
 // rank is 0 for high priority, 1 for normal, so a cursor over a lane's keys
 // meets every high-priority job before any normal one, each in due order
@@ -83,9 +88,26 @@ func dueNanos(t time.Time) uint64 {
 }
 
 func schedKey(lane string, rank byte, due time.Time, jk []byte) []byte {
-	b := lanePrefix(lane, rank)
-	b = binary.BigEndian.AppendUint64(b, dueNanos(due))
-	return append(b, jk...)
+	return append(schedPlace(lane, rank, due), jk...)
+}
+
+// schedPlace is a job's place in its lane's schedule: its sched key
+// without the job key. An open job's value records it (jobPlace).
+func schedPlace(lane string, rank byte, due time.Time) []byte {
+	return binary.BigEndian.AppendUint64(lanePrefix(lane, rank), dueNanos(due))
+}
+
+// placeOf is the place of job j in its lane's schedule with rank: due at
+// store.DueAt.
+func placeOf(j *relay.Job, rank byte) []byte { return schedPlace(j.Lane(), rank, store.DueAt(j)) }
+
+// splitPlace returns the lane and the rank byte of a place.
+func splitPlace(place []byte) (lane []byte, rank byte, err error) {
+	n := len(place) - dueLen - 2
+	if n < 0 || place[n] != sep {
+		return nil, 0, fmt.Errorf("%w: schedule place %q", errCorrupt, place)
+	}
+	return place[:n], place[n+1], nil
 }
 
 // parseSchedKey splits a sched key into its lane prefix (lane \0 rank), due
@@ -98,61 +120,57 @@ func parseSchedKey(k []byte) (prefix []byte, due uint64, jk []byte, err error) {
 	return k[:i+2], binary.BigEndian.Uint64(k[i+2:]), k[i+2+dueLen:], nil
 }
 
-// schedule puts the open job j (stored under jk) into the schedule of its
-// lane with rank, due at store.DueAt, replacing any entry it had. fresh: j
-// is a job of an event stored in this same write, so it has no entry yet
-// (an event is deleted only once its jobs are closed, and a closed job has
-// none) and no old entry is looked up.
-func schedule(w *wtx, jk []byte, j *relay.Job, rank byte, fresh bool) error {
-	if fresh {
-		w.addJob(j.App, string(j.Platform), rank, 1)
-	} else if old := w.get(bucketSchedJobs, jk); old != nil {
-		return reschedule(w, jk, old, j, rank)
-	} else {
-		w.addJob(j.App, string(j.Platform), rank, 1)
+// moveSched moves job jk's sched entry from place from to place to, with
+// owner as its value (the lease's owner, nil when not leased), and keeps
+// the lanes' open-job counts: from nil, the job enters the schedule; to
+// nil, it leaves it. The job's value must record to (jobPlace): the
+// caller writes it.
+func moveSched(w *wtx, jk, from, to, owner []byte) error {
+	var fromLane, toLane []byte
+	var fromRank, toRank byte
+	var err error
+	if from != nil {
+		if fromLane, fromRank, err = splitPlace(from); err != nil {
+			return err
+		}
+		w.key = append(append(w.key[:0], from...), jk...)
+		if err := w.del(bucketSched, w.key); err != nil {
+			return fmt.Errorf("delete sched: %w", err)
+		}
 	}
-	return putSched(w, jk, j, rank)
-}
-
-// reschedule moves the open job j (stored under jk) from its sched entry
-// old to its new due time, with rank.
-func reschedule(w *wtx, jk, old []byte, j *relay.Job, rank byte) error {
-	if err := unschedule(w, jk, old, false); err != nil {
-		return err
+	if to != nil {
+		if toLane, toRank, err = splitPlace(to); err != nil {
+			return err
+		}
+		w.key = append(append(w.key[:0], to...), jk...) // Put copies the key
+		if err := w.tx.Bucket(bucketSched).Put(w.key, owner); err != nil {
+			return fmt.Errorf("put sched: %w", err)
+		}
 	}
-	return putSched(w, jk, j, rank)
-}
-
-// putSched writes job j's sched entry and its sched_jobs index.
-func putSched(w *wtx, jk []byte, j *relay.Job, rank byte) error {
-	// k is also the sched_jobs value, which bbolt keeps until the commit:
-	// its own allocation.
-	k := schedKey(j.Lane(), rank, store.DueAt(j), jk)
-	if err := w.tx.Bucket(bucketSched).Put(k, nil); err != nil {
-		return fmt.Errorf("put sched: %w", err)
+	if from != nil && to != nil && bytes.Equal(fromLane, toLane) && plainRank(fromRank) == plainRank(toRank) {
+		return nil // counted where it was
 	}
-	return w.tx.Bucket(bucketSchedJobs).Put(jk, k)
-}
-
-// unschedule removes job jk's sched entry sk (and its lease); closed also
-// drops it from the counts and the job index. sk must not be w's scratch.
-func unschedule(w *wtx, jk, sk []byte, closed bool) error {
-	prefix, _, _, err := parseSchedKey(sk)
-	if err != nil {
-		return err
+	if from != nil {
+		w.counts.add(fromLane, plainRank(fromRank), -1)
 	}
-	lane := prefix[:len(prefix)-2]
-	if err := w.del(bucketSched, sk); err != nil {
-		return err
+	if to != nil {
+		w.counts.add(toLane, plainRank(toRank), 1)
 	}
-	if !closed {
-		return nil
-	}
-	if err := w.del(bucketSchedJobs, jk); err != nil {
-		return err
-	}
-	w.counts.add(lane, plainRank(prefix[len(prefix)-1]), -1)
 	return nil
+}
+
+// openPlace returns the place of the open job stored under jk, cloned (it
+// outlives the writes that follow), or nil if no such job is open.
+func openPlace(w *wtx, jk []byte) ([]byte, error) {
+	v := w.get(bucketJobsOpen, jk)
+	if v == nil {
+		return nil, nil
+	}
+	place, err := jobPlace(v)
+	if err == nil && place == nil {
+		err = fmt.Errorf("%w: open job %q has no place in the schedule", errCorrupt, jk)
+	}
+	return bytes.Clone(place), err
 }
 
 // scheduleLane returns the lane of job j: its App and Platform, or for a
@@ -224,7 +242,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	err = s.writeUnsynced(func(tx *bbolt.Tx) error {
 		out, next = out[:0], time.Time{}
 		w := s.wtx(tx)
-		sched := tx.Bucket(bucketSched)
+		sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketJobsOpen)
 		c := w.cursor(bucketSched)
 		found, ends = found[:0], ends[:0]
 		for _, rank := range laneRanks {
@@ -249,23 +267,27 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			if err != nil {
 				return err
 			}
-			// nk is a value (sched_jobs) and the ticket: its own
-			// allocation.
+			// nk is the ticket, and its place is in the job's value:
+			// its own allocation.
 			nk := make([]byte, 0, len(k))
 			nk = append(append(nk, kp[:len(kp)-1]...), kp[len(kp)-1]|rankLeased)
 			nk = binary.BigEndian.AppendUint64(nk, dueNanos(until))
 			nk = append(nk, jk...)
+			l, v, err := rd.leased(jk)
+			if err != nil {
+				return err
+			}
+			nv, err := withPlace(v, nk[:len(nk)-len(jk)])
+			if err != nil {
+				return fmt.Errorf("lease job %q: %w", jk, err)
+			}
 			if err := w.del(bucketSched, k); err != nil {
 				return err
 			}
 			if err := sched.Put(nk, owner); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketSchedJobs).Put(jk, nk); err != nil {
-				return err
-			}
-			l, err := rd.leased(jk)
-			if err != nil {
+			if err := jobs.Put(jk, nv); err != nil {
 				return err
 			}
 			l.Ticket = nk
@@ -351,11 +373,18 @@ func newRecordReader(w *wtx, cache *deviceCache) *recordReader {
 	return &recordReader{w: w, cache: cache}
 }
 
-func (r *recordReader) leased(jk []byte) (store.Leased, error) {
+// leased returns what a lease of the open job stored under jk carries, and
+// the job's value (valid until the next write).
+func (r *recordReader) leased(jk []byte) (store.Leased, []byte, error) {
 	v := r.w.get(bucketJobsOpen, jk)
 	if v == nil {
-		return store.Leased{}, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
+		return store.Leased{}, nil, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
 	}
+	l, err := r.leasedJob(jk, v)
+	return l, v, err
+}
+
+func (r *recordReader) leasedJob(jk, v []byte) (store.Leased, error) {
 	j, err := r.dec.decode(jk, v)
 	if err != nil {
 		return store.Leased{}, err
@@ -417,10 +446,26 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
 	}
 	defer leave()
+	// The ticket is the lease's sched key: the job's place while leased,
+	// then its key.
+	prefix, _, tjk, err := parseSchedKey(ticket)
+	if err != nil {
+		return fmt.Errorf("settle job %s/%s: %w", j.Event, j.DeviceID, err)
+	}
+	leasedAt := ticket[:len(ticket)-len(tjk)]
+	var to []byte // the job's place from now on: none once final
+	if !j.State.Final() {
+		// Due again (a retry, a parked job, an expiry withdraw): the
+		// lease's entry moves to the new due time.
+		to = placeOf(&j, plainRank(prefix[len(prefix)-1]))
+	}
 	// The key and the value in one allocation (bbolt keeps the value).
-	sl := slab{buf: make([]byte, 0, keyLen(j.Event.Workspace, j.Event.ID, j.DeviceID)+jobSize(&j))}
+	sl := slab{buf: make([]byte, 0, keyLen(j.Event.Workspace, j.Event.ID, j.DeviceID)+jobSize(&j, to))}
 	jk := sl.key(j.Event.Workspace, j.Event.ID, j.DeviceID)
-	jv := appendJob(sl.take(jobSize(&j)), &j)
+	if !bytes.Equal(jk, tjk) {
+		return fmt.Errorf("settle job %s/%s: the ticket is for job %q", j.Event, j.DeviceID, tjk)
+	}
+	jv := appendJob(sl.take(jobSize(&j, to)), &j, to)
 	var lost bool
 	// A final state need not be on disk before the queue goes on: a
 	// crash before its commit sends the job again, as a crash between
@@ -436,23 +481,20 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 	err = write(func(tx *bbolt.Tx) error {
 		lost = false
 		w := s.wtx(tx)
-		if cur := w.get(bucketSchedJobs, jk); cur == nil || !bytes.Equal(cur, ticket) {
+		// The lease holds while the job is open at the lease's place.
+		cur := w.get(bucketJobsOpen, jk)
+		if cur == nil {
 			lost = true
 			return nil
+		}
+		if place, err := jobPlace(cur); err != nil || !bytes.Equal(place, leasedAt) {
+			lost = err == nil
+			return err
 		}
 		if ok, err := updateJob(w, jk, jv, &j); err != nil || !ok {
 			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
 		}
-		if !j.State.Final() {
-			// Due again (a retry, a parked job, an expiry withdraw):
-			// the lease's entry moves to the new due time.
-			prefix, _, _, err := parseSchedKey(ticket)
-			if err != nil {
-				return err
-			}
-			return reschedule(w, jk, ticket, &j, plainRank(prefix[len(prefix)-1]))
-		}
-		if err := unschedule(w, jk, ticket, true); err != nil {
+		if err := moveSched(w, jk, leasedAt, to, nil); err != nil {
 			return err
 		}
 		if j.State == relay.StateFailed {
@@ -649,7 +691,7 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 // time (the file lock), so any lease left in it belongs to a relay that
 // stopped, and its jobs are due again at once.
 func releaseLeases(tx *bbolt.Tx) (int, error) {
-	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketSchedJobs)
+	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketJobsOpen)
 	// release makes the job under sched key sk due now with plain rank.
 	release := func(sk []byte) error {
 		prefix, _, jk, err := parseSchedKey(sk)
@@ -659,15 +701,22 @@ func releaseLeases(tx *bbolt.Tx) (int, error) {
 		if err := sched.Delete(sk); err != nil {
 			return err
 		}
-		if cur := jobs.Get(jk); cur == nil || !bytes.Equal(cur, sk) {
+		v := jobs.Get(jk)
+		if v == nil {
 			return nil // settled meanwhile: sk was stray
 		}
-		nk := append(append(prefix[:len(prefix)-1:len(prefix)-1], plainRank(prefix[len(prefix)-1])), make([]byte, dueLen)...)
-		nk = append(nk, jk...)
-		if err := sched.Put(nk, nil); err != nil {
+		if place, err := jobPlace(v); err != nil || !bytes.Equal(place, sk[:len(sk)-len(jk)]) {
+			return err // nil: not the job's place, sk was stray
+		}
+		place := append(append(prefix[:len(prefix)-1:len(prefix)-1], plainRank(prefix[len(prefix)-1])), make([]byte, dueLen)...)
+		nv, err := withPlace(v, place)
+		if err != nil {
 			return err
 		}
-		return jobs.Put(jk, nk)
+		if err := sched.Put(append(place, jk...), nil); err != nil {
+			return err
+		}
+		return jobs.Put(jk, nv)
 	}
 	var leased [][]byte
 	// Files written before leased ranks: their leases are indexed in
@@ -737,14 +786,15 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 			return 0, err
 		}
 		scheduleLane(tx, &j)
-		if err := tx.Bucket(bucketJobsOpen).Put(e.k, encodeJob(&j)); err != nil {
-			return 0, err
-		}
-		l, err := rd.leased(e.k)
+		l, _, err := rd.leased(e.k)
 		if err != nil {
 			return 0, err
 		}
-		if err := schedule(w, e.k, &j, rankOf(l.Alert), false); err != nil {
+		place := placeOf(&j, rankOf(l.Alert))
+		if err := tx.Bucket(bucketJobsOpen).Put(e.k, appendJob(nil, &j, place)); err != nil {
+			return 0, err
+		}
+		if err := moveSched(w, e.k, nil, place, nil); err != nil {
 			return 0, err
 		}
 	}
@@ -752,6 +802,41 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 		return 0, err
 	}
 	return len(open), tx.DeleteBucket(old)
+}
+
+// migrateSchedIndex moves the schedule's index of a file written before
+// job values recorded their place (bucket sched_jobs, job key → sched
+// key) into the open jobs' values, and drops it. It runs before
+// releaseLeases, which reads the places.
+func migrateSchedIndex(tx *bbolt.Tx) (int, error) {
+	idx := tx.Bucket(bucketSchedJobs)
+	if idx == nil {
+		return 0, nil
+	}
+	jobs := tx.Bucket(bucketJobsOpen)
+	type kv struct{ k, v []byte }
+	var moved []kv
+	err := idx.ForEach(func(jk, sk []byte) error {
+		v := jobs.Get(jk)
+		if v == nil || !bytes.HasSuffix(sk, jk) {
+			return nil // stray: the check reports an entry without its job
+		}
+		nv, err := withPlace(v, sk[:len(sk)-len(jk)])
+		if err != nil {
+			return fmt.Errorf("job %q: %w", jk, err)
+		}
+		moved = append(moved, kv{bytes.Clone(jk), nv})
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range moved {
+		if err := jobs.Put(m.k, m.v); err != nil {
+			return 0, err
+		}
+	}
+	return len(moved), tx.DeleteBucket(bucketSchedJobs)
 }
 
 // Dead letters: bucket deadletters, key 8-byte big-endian sequence number

@@ -61,7 +61,7 @@ var (
 var allBuckets = [][]byte{
 	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
 	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketRecent, bucketDeadLetters,
-	bucketSched, bucketSchedJobs, bucketSchedLeases, bucketSchedCount,
+	bucketSched, bucketSchedLeases, bucketSchedCount,
 }
 
 // Store is a store.Store on one bbolt file. Its methods are safe for
@@ -158,6 +158,10 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return fmt.Errorf("build the job schedule: %w", err)
 		}
+		placed, err := migrateSchedIndex(tx)
+		if err != nil {
+			return fmt.Errorf("move the schedule's index into the jobs: %w", err)
+		}
 		indexed, err := openTokenIndex(tx)
 		if err != nil {
 			return fmt.Errorf("build the device token index: %w", err)
@@ -169,8 +173,8 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return fmt.Errorf("release leases: %w", err)
 		}
-		if migrated > 0 || released > 0 {
-			opts.Logger.Info("job schedule ready", "migrated_jobs", migrated, "released_leases", released)
+		if migrated > 0 || placed > 0 || released > 0 {
+			opts.Logger.Info("job schedule ready", "migrated_jobs", migrated+placed, "released_leases", released)
 		}
 		return nil
 	})
