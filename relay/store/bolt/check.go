@@ -277,7 +277,7 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 		_, err := splitEventKey(v)
 		return err
 	})
-	for _, b := range [][]byte{bucketJobsOpen, bucketJobsDone} {
+	for _, b := range [][]byte{bucketJobs, bucketJobsOpen} { // jobs_open: a file open has not merged yet
 		check(b, func(k, v []byte) error {
 			if bytes.Count(k, []byte{sep}) < 2 {
 				return fmt.Errorf("job key %q: want 3 parts", k)
@@ -292,16 +292,16 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 	return problems
 }
 
-// checkSchedule checks the schedule's buckets against the open jobs they
+// checkSchedule checks the schedule's buckets against the jobs they
 // schedule (see sched.go): every open job records a place and has exactly
-// that entry in sched, every entry belongs to the open job whose place it
-// is, and sched_count holds the entries' counts. They are written in the
+// that entry in sched, no closed job records one, every entry belongs to
+// the job whose place it is, and sched_count holds the entries' counts. They are written in the
 // same transactions as the jobs, so a mismatch is damage that bbolt's page
 // check cannot see, or a bug — and an open job without an entry would
 // never be sent. It returns up to max problems.
 func checkSchedule(tx *bbolt.Tx, max int) []error {
-	open, sched, counts := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
-	if open == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil || tx.Bucket(bucketSchedJobs) != nil {
+	jobs, sched, counts := tx.Bucket(bucketJobs), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
+	if jobs == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil || tx.Bucket(bucketSchedJobs) != nil || tx.Bucket(bucketJobsOpen) != nil {
 		return nil // a file from before the schedule or its places: open builds them
 	}
 	var problems []error
@@ -311,11 +311,18 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 		}
 	}
 	sc := sched.Cursor()
-	_ = open.ForEach(func(jk, v []byte) error {
+	var j relay.Job
+	_ = jobs.ForEach(func(jk, v []byte) error {
 		place, err := jobPlace(v)
+		if err == nil {
+			err = decodeJobValue(&j, v)
+		}
 		switch {
 		case err != nil:
-			add("open job %q: %v", jk, err)
+			add("job %q: %v", jk, err)
+		case j.State.Final() && place != nil:
+			add("job %q is %s, yet has a place in the schedule %q", jk, j.State, place)
+		case j.State.Final():
 		case place == nil:
 			add("open job %q has no place in the schedule: it would never be sent", jk)
 		default:
@@ -334,10 +341,10 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 			add("%v", err)
 			return nil
 		}
-		v := open.Get(jk)
-		if v == nil {
+		v := jobs.Get(jk)
+		if place, _ := jobPlace(v); v == nil || place == nil {
 			add("entry of job %q, which is not open", jk)
-		} else if place, _ := jobPlace(v); !bytes.Equal(place, k[:len(k)-len(jk)]) {
+		} else if !bytes.Equal(place, k[:len(k)-len(jk)]) {
 			add("entry %q is not its job's (the job's place is %q)", k, place)
 		}
 		want[string(prefix[:len(prefix)-1])+string(plainRank(prefix[len(prefix)-1]))]++

@@ -212,6 +212,23 @@ func writeScheduled(t *testing.T) string {
 	return path
 }
 
+// firstOpenJob returns the key and the job of the first open job in tx.
+func firstOpenJob(t *testing.T, tx *bbolt.Tx) ([]byte, relay.Job) {
+	t.Helper()
+	c := tx.Bucket(bucketJobs).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if place, _ := jobPlace(v); place != nil {
+			j, err := decodeJob(k, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return bytes.Clone(k), j
+		}
+	}
+	t.Fatal("no open job")
+	return nil, relay.Job{}
+}
+
 // The check compares the schedule and the token index with what they
 // index: a sound file passes; each kind of mismatch is reported as damage,
 // naming what is wrong.
@@ -225,28 +242,25 @@ func TestCheckFindsScheduleAndIndexMismatches(t *testing.T) {
 		want string // "" : no problem reported
 	}{
 		{"job without its place", func(tx *bbolt.Tx) error {
-			k, v := tx.Bucket(bucketJobsOpen).Cursor().First()
-			j, err := decodeJob(k, v)
-			if err != nil {
-				return err
-			}
-			return tx.Bucket(bucketJobsOpen).Put(bytes.Clone(k), appendJob(nil, &j, nil))
+			k, j := firstOpenJob(t, tx)
+			return tx.Bucket(bucketJobs).Put(k, appendJob(nil, &j, nil))
 		}, "has no place in the schedule: it would never be sent"},
 		{"job whose place is not its entry's", func(tx *bbolt.Tx) error {
-			k, v := tx.Bucket(bucketJobsOpen).Cursor().First()
-			j, err := decodeJob(k, v)
-			if err != nil {
-				return err
-			}
-			return tx.Bucket(bucketJobsOpen).Put(bytes.Clone(k), appendJob(nil, &j, schedPlace(j.Lane(), rankNormal, t0.Add(time.Hour))))
+			k, j := firstOpenJob(t, tx)
+			return tx.Bucket(bucketJobs).Put(k, appendJob(nil, &j, schedPlace(j.Lane(), rankNormal, t0.Add(time.Hour))))
 		}, "is not its job's"},
+		{"closed job with a place", func(tx *bbolt.Tx) error {
+			k, j := firstOpenJob(t, tx)
+			j.State = relay.StateDelivered
+			return tx.Bucket(bucketJobs).Put(k, appendJob(nil, &j, schedPlace(j.Lane(), rankHigh, t0)))
+		}, "yet has a place in the schedule"},
 		{"job without its sched key", func(tx *bbolt.Tx) error {
 			k, _ := tx.Bucket(bucketSched).Cursor().Last()
 			return tx.Bucket(bucketSched).Delete(bytes.Clone(k))
 		}, "is missing: it would never be sent"},
 		{"entry of a closed job", func(tx *bbolt.Tx) error {
-			k, _ := tx.Bucket(bucketJobsOpen).Cursor().First()
-			return tx.Bucket(bucketJobsOpen).Delete(bytes.Clone(k))
+			k, _ := firstOpenJob(t, tx)
+			return tx.Bucket(bucketJobs).Delete(k)
 		}, "which is not open"},
 		{"wrong count", func(tx *bbolt.Tx) error {
 			b := tx.Bucket(bucketSchedCount)

@@ -125,13 +125,16 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 			return fmt.Errorf("event %s expired at %s: %w", dl.Event, evv.Event.ExpiresAt.Format(time.RFC3339), relay.ErrExpired)
 		}
 		jk := jobKey(dl.Event, dl.DeviceID)
-		jv := tx.Bucket(bucketJobsDone).Get(jk)
+		jv := tx.Bucket(bucketJobs).Get(jk)
 		if jv == nil {
-			return fmt.Errorf("job %s/%s is not finished: %w", dl.Event, dl.DeviceID, relay.ErrNotFound)
+			return fmt.Errorf("job %s/%s: %w", dl.Event, dl.DeviceID, relay.ErrNotFound)
 		}
 		j, err := decodeJob(jk, jv)
 		if err != nil {
 			return err
+		}
+		if !j.State.Final() {
+			return fmt.Errorf("job %s/%s is not finished: %w", dl.Event, dl.DeviceID, relay.ErrNotFound)
 		}
 		j.State, j.Attempts, j.LastError, j.NextAt, j.UpdatedAt = relay.StatePending, 0, "", time.Time{}, now
 		scheduleLane(tx, &j)
@@ -148,7 +151,7 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 			alert = d.Alert
 		}
 		place := placeOf(&j, rankOf(alert))
-		if _, err := updateJob(w, jk, appendJob(nil, &j, place), &j); err != nil {
+		if _, err := updateJob(w, jk, appendJob(nil, &j, place)); err != nil {
 			return err
 		}
 		if err := moveSched(w, jk, nil, place, nil); err != nil {

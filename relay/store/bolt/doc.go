@@ -37,8 +37,7 @@
 //	events     ws \0 id                  format byte, 8-byte big-endian undecided seq, the decision (empty while undecided), the event (codec.go)
 //	decisions  ws \0 id                  {decision, alert} of events stored before format 3 (read, never written)
 //	undecided  8-byte big-endian seq     ws \0 id           (walked oldest first)
-//	jobs_open  ws \0 id \0 device        job value           (pending, deferred)
-//	jobs_done  ws \0 id \0 device        job value           (final states)
+//	jobs_done  ws \0 id \0 device        job value           (every job: the name is from when open jobs had a bucket, jobs_open)
 //	devices    ws \0 user \0 device      JSON relay.Device
 //	device_tokens ws \0 h user \0 device  empty: the token index, h = SHA-256(token)[:16] (tokenidx.go)
 //	settings   ws                        JSON {type: setting}
@@ -51,10 +50,11 @@
 //	sched, sched_count: the job schedule (sched.go; sched_leases is left
 //	empty: files from before 2026-12 indexed leases there)
 //
-// A job lives in exactly one of jobs_open and jobs_done, chosen by
-// relay.DeliveryState.Final; an open job also has one entry in the
+// An open job (relay.DeliveryState.Final false) has one entry in the
 // schedule (sched.go), written in the same transaction, and its value
-// records where. A job value holds what its key does not: its place in
+// records where; a closed one has none. (Until 2026-12-07 open jobs lived
+// in bucket jobs_open and moved to jobs_done when closed: one more B-tree
+// written per delivery. Open merges such a file's jobs_open.) A job value holds what its key does not: its place in
 // the schedule, platform, state, attempts, last error and times, in a
 // small binary encoding (codec.go; JSON decoding was most of a 1M-job
 // recovery walk). Events and decisions are binary too; devices and maps

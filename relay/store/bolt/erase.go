@@ -193,26 +193,23 @@ func eraseEvents(w *wtx, workspace, user string) (map[string]bool, error) {
 	erased := make(map[string]bool, len(keys))
 	for i, k := range keys {
 		jobs := append(bytes.Clone(k), sep)
-		// Open jobs leave the schedule (counts, leases) first.
-		oc := tx.Bucket(bucketJobsOpen).Cursor()
-		var open [][]byte
-		for jk, _ := oc.Seek(jobs); jk != nil && bytes.HasPrefix(jk, jobs); jk, _ = oc.Next() {
-			open = append(open, bytes.Clone(jk))
-		}
-		for _, jk := range open {
-			// A job without a place has no entry to remove: erase
-			// it all the same.
-			place, _ := jobPlace(w.get(bucketJobsOpen, jk))
-			if place != nil {
-				if err := moveSched(w, jk, bytes.Clone(place), nil, nil); err != nil {
-					return nil, err
-				}
+		// Open jobs leave the schedule (counts, leases) first. A job
+		// whose place cannot be read has no entry to remove: it is
+		// erased all the same.
+		type placed struct{ jk, place []byte }
+		var open []placed
+		jc := tx.Bucket(bucketJobs).Cursor()
+		for jk, jv := jc.Seek(jobs); jk != nil && bytes.HasPrefix(jk, jobs); jk, jv = jc.Next() {
+			if place, _ := jobPlace(jv); place != nil {
+				open = append(open, placed{bytes.Clone(jk), bytes.Clone(place)})
 			}
-			if err := tx.Bucket(bucketJobsOpen).Delete(jk); err != nil {
+		}
+		for _, o := range open {
+			if err := moveSched(w, o.jk, o.place, nil, nil); err != nil {
 				return nil, err
 			}
 		}
-		if err := deletePrefix(tx.Bucket(bucketJobsDone), jobs); err != nil {
+		if err := deletePrefix(tx.Bucket(bucketJobs), jobs); err != nil {
 			return nil, err
 		}
 		for _, b := range []*bbolt.Bucket{tx.Bucket(bucketDecisions), events, answers} {

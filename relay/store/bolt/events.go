@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -188,17 +187,14 @@ func (s *Store) Event(ctx context.Context, key relay.EventKey) (*store.Record, e
 			rec.Decision, rec.Alert = &dv.Decision, dv.Alert
 		}
 		prefix := prefixKey(key.Workspace, key.ID)
-		for _, name := range [][]byte{bucketJobsOpen, bucketJobsDone} {
-			c := tx.Bucket(name).Cursor()
-			for jk, jv := c.Seek(prefix); jk != nil && bytes.HasPrefix(jk, prefix); jk, jv = c.Next() {
-				j, err := decodeJob(jk, jv)
-				if err != nil {
-					return err
-				}
-				rec.Jobs = append(rec.Jobs, j)
+		c := tx.Bucket(bucketJobs).Cursor()
+		for jk, jv := c.Seek(prefix); jk != nil && bytes.HasPrefix(jk, prefix); jk, jv = c.Next() {
+			j, err := decodeJob(jk, jv)
+			if err != nil {
+				return err
 			}
+			rec.Jobs = append(rec.Jobs, j) // in device id order: the keys'
 		}
-		slices.SortFunc(rec.Jobs, func(a, b relay.Job) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 		return nil
 	})
 	if err != nil {
@@ -375,8 +371,9 @@ func (d *decision) applyJobs(w *wtx, fresh bool) error {
 	tx := w.tx
 	for _, p := range d.puts {
 		j := p.job
+		jobs := history(tx, bucketJobs)
 		if j.State.Final() {
-			if err := history(tx, bucketJobsDone).Put(p.key, p.value); err != nil {
+			if err := jobs.Put(p.key, p.value); err != nil {
 				return fmt.Errorf("put job: %w", err)
 			}
 			continue
@@ -394,7 +391,7 @@ func (d *decision) applyJobs(w *wtx, fresh bool) error {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketJobsOpen).Put(p.key, value); err != nil {
+		if err := jobs.Put(p.key, value); err != nil {
 			return fmt.Errorf("put job: %w", err)
 		}
 		if err := moveSched(w, p.key, from, place, nil); err != nil {

@@ -5,39 +5,49 @@ import (
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
-
-	"github.com/edgerelay/edgerelay/relay"
 )
 
-// updateJob stores value v of job j under key k, moving it between the open
-// and done buckets as its state says (the schedule is the caller's). It
-// reports false, writing nothing, for an unknown job.
-func updateJob(w *wtx, k, v []byte, j *relay.Job) (bool, error) {
-	open, done := w.tx.Bucket(bucketJobsOpen), history(w.tx, bucketJobsDone)
-	to := open
-	if j.State.Final() {
-		to = done
+// updateJob stores value v under key k of a job stored before (the
+// schedule is the caller's). It reports false, writing nothing, for an
+// unknown job.
+func updateJob(w *wtx, k, v []byte) (bool, error) {
+	if !bytesEqualSeek(w.cursor(bucketJobs), k) {
+		return false, nil
 	}
-	// Delete through the cursor that found the job: no second search.
-	if c := w.cursor(bucketJobsOpen); bytesEqualSeek(c, k) {
-		if to != open {
-			if err := c.Delete(); err != nil {
-				return false, fmt.Errorf("delete job: %w", err)
-			}
-		}
-	} else if c := w.cursor(bucketJobsDone); bytesEqualSeek(c, k) {
-		if to != done {
-			if err := c.Delete(); err != nil {
-				return false, fmt.Errorf("delete job: %w", err)
-			}
-		}
-	} else {
-		return false, nil // unknown job
-	}
-	if err := to.Put(k, v); err != nil {
+	if err := history(w.tx, bucketJobs).Put(k, v); err != nil {
 		return false, fmt.Errorf("put job: %w", err)
 	}
 	return true, nil
+}
+
+// mergeOpenJobs moves the open jobs of a file written before 2026-12-07
+// (bucket jobs_open) into bucketJobs, and drops jobs_open. It runs after
+// the schedule's places are in the jobs' values (migrateSchedIndex).
+func mergeOpenJobs(tx *bbolt.Tx) error {
+	open := tx.Bucket(bucketJobsOpen)
+	if open == nil {
+		return nil
+	}
+	jobs := history(tx, bucketJobs)
+	if err := open.ForEach(func(k, v []byte) error {
+		return jobs.Put(k, bytes.Clone(v)) // Put keeps v until the commit
+	}); err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bucketJobsOpen)
+}
+
+// hasOpenJob reports whether an event's jobs (keys with prefix) include an
+// open one: one with a place in the schedule, or one whose value does not
+// read (never deleted as if closed).
+func hasOpenJob(jobs *bbolt.Bucket, prefix []byte) bool {
+	c := jobs.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if place, err := jobPlace(v); err != nil || place != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // bytesEqualSeek moves c to k and reports whether k is there.
@@ -47,7 +57,7 @@ func bytesEqualSeek(c *bbolt.Cursor, k []byte) bool {
 }
 
 // historyFill is the fill percent of the buckets that only grow until
-// pruning (events, decisions, finished jobs): bbolt's default (0.5) splits
+// pruning (events, decisions, jobs): bbolt's default (0.5) splits
 // a full page in two halves, which left these buckets' pages half empty.
 const historyFill = 0.9
 

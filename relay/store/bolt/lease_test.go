@@ -108,7 +108,7 @@ func TestOpenReleasesLeases(t *testing.T) {
 	// sched_jobs, as relayds before 2026-12-07 kept them.
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		jk := jobKey(relay.EventKey{Workspace: "acme", ID: "old"}, "phone")
-		v := tx.Bucket(bucketJobsOpen).Get(jk)
+		v := tx.Bucket(bucketJobs).Get(jk)
 		place, err := jobPlace(v)
 		if err != nil {
 			return err
@@ -128,7 +128,7 @@ func TestOpenReleasesLeases(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return errors.Join(tx.Bucket(bucketSched).Put(ok, owner), tx.Bucket(bucketJobsOpen).Put(jk, nv),
+		return errors.Join(tx.Bucket(bucketSched).Put(ok, owner), tx.Bucket(bucketJobs).Put(jk, nv),
 			tx.Bucket(bucketSchedLeases).Put(append([]byte("demo/ios\x00"), jk...), ok), withSchedIndex(tx))
 	})
 	if err != nil {
@@ -156,8 +156,8 @@ func TestOpenReleasesLeases(t *testing.T) {
 		t.Fatalf("open jobs %+v, %v", n, err)
 	}
 	if err := s.db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketSchedJobs) != nil {
-			t.Error("sched_jobs kept after open moved it into the jobs")
+		if tx.Bucket(bucketSchedJobs) != nil || tx.Bucket(bucketJobsOpen) != nil {
+			t.Error("sched_jobs or jobs_open kept after open moved them into the jobs")
 		}
 		for _, err := range checkSchedule(tx, 10) {
 			t.Error(err)
@@ -169,24 +169,28 @@ func TestOpenReleasesLeases(t *testing.T) {
 }
 
 // withSchedIndex rewrites the open jobs of tx as a relayd before
-// 2026-12-07 stored them: values in format 2, without a place, and the
-// places in bucket sched_jobs (job key → sched key).
+// 2026-12-07 stored them: in bucket jobs_open, values in format 2 without
+// a place, and the places in bucket sched_jobs (job key → sched key).
 func withSchedIndex(tx *bbolt.Tx) error {
 	idx, err := tx.CreateBucketIfNotExists(bucketSchedJobs)
 	if err != nil {
 		return err
 	}
-	open := tx.Bucket(bucketJobsOpen)
+	open, err := tx.CreateBucketIfNotExists(bucketJobsOpen)
+	if err != nil {
+		return err
+	}
+	all := tx.Bucket(bucketJobs)
 	type kv struct{ k, v, sk []byte }
 	var jobs []kv
-	err = open.ForEach(func(k, v []byte) error {
+	err = all.ForEach(func(k, v []byte) error {
 		j, err := decodeJob(k, v)
 		if err != nil {
 			return err
 		}
 		place, err := jobPlace(v)
-		if err != nil {
-			return err
+		if err != nil || place == nil {
+			return err // closed: stays
 		}
 		v2 := append([]byte{jobFormatV2}, appendJob(nil, &j, nil)[2:]...) // format 3 with no place, less its format byte and empty place
 		jobs = append(jobs, kv{bytes.Clone(k), v2, append(bytes.Clone(place), k...)})
@@ -196,7 +200,7 @@ func withSchedIndex(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, j := range jobs {
-		if err := errors.Join(open.Put(j.k, j.v), idx.Put(j.k, j.sk)); err != nil {
+		if err := errors.Join(all.Delete(j.k), open.Put(j.k, j.v), idx.Put(j.k, j.sk)); err != nil {
 			return err
 		}
 	}

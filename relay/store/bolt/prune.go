@@ -65,7 +65,7 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 			err := s.write(func(tx *bbolt.Tx) error {
 				removed = 0 // Batch may run fn again
 				events, decisions := tx.Bucket(bucketEvents), tx.Bucket(bucketDecisions)
-				open, done := tx.Bucket(bucketJobsOpen), tx.Bucket(bucketJobsDone)
+				jobs := tx.Bucket(bucketJobs)
 				answers := tx.Bucket(bucketAnswers) // nil until the first answer
 				for _, k := range keys {
 					ev := events.Get(k)
@@ -77,10 +77,10 @@ func (s *Store) PruneEvents(ctx context.Context, before time.Time) (int, error) 
 					}
 					separate := ev[0] != eventFormat // its decision in the decisions bucket
 					prefix := append(bytes.Clone(k), sep)
-					if ck, _ := open.Cursor().Seek(prefix); ck != nil && bytes.HasPrefix(ck, prefix) {
-						continue // a job is still open
+					if hasOpenJob(jobs, prefix) {
+						continue
 					}
-					if err := deletePrefix(done, prefix); err != nil {
+					if err := deletePrefix(jobs, prefix); err != nil {
 						return err
 					}
 					if separate {

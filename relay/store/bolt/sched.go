@@ -159,17 +159,14 @@ func moveSched(w *wtx, jk, from, to, owner []byte) error {
 	return nil
 }
 
-// openPlace returns the place of the open job stored under jk, cloned (it
-// outlives the writes that follow), or nil if no such job is open.
+// openPlace returns the place of the job stored under jk, cloned (it
+// outlives the writes that follow): nil if it is closed or unknown.
 func openPlace(w *wtx, jk []byte) ([]byte, error) {
-	v := w.get(bucketJobsOpen, jk)
+	v := w.get(bucketJobs, jk)
 	if v == nil {
 		return nil, nil
 	}
 	place, err := jobPlace(v)
-	if err == nil && place == nil {
-		err = fmt.Errorf("%w: open job %q has no place in the schedule", errCorrupt, jk)
-	}
 	return bytes.Clone(place), err
 }
 
@@ -242,7 +239,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	err = s.writeUnsynced(func(tx *bbolt.Tx) error {
 		out, next = out[:0], time.Time{}
 		w := s.wtx(tx)
-		sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketJobsOpen)
+		sched, jobs := tx.Bucket(bucketSched), history(tx, bucketJobs)
 		c := w.cursor(bucketSched)
 		found, ends = found[:0], ends[:0]
 		for _, rank := range laneRanks {
@@ -376,9 +373,9 @@ func newRecordReader(w *wtx, cache *deviceCache) *recordReader {
 // leased returns what a lease of the open job stored under jk carries, and
 // the job's value (valid until the next write).
 func (r *recordReader) leased(jk []byte) (store.Leased, []byte, error) {
-	v := r.w.get(bucketJobsOpen, jk)
+	v := r.w.get(bucketJobs, jk)
 	if v == nil {
-		return store.Leased{}, nil, fmt.Errorf("%w: scheduled job %q is not open", errCorrupt, jk)
+		return store.Leased{}, nil, fmt.Errorf("%w: scheduled job %q is not stored", errCorrupt, jk)
 	}
 	l, err := r.leasedJob(jk, v)
 	return l, v, err
@@ -482,7 +479,7 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 		lost = false
 		w := s.wtx(tx)
 		// The lease holds while the job is open at the lease's place.
-		cur := w.get(bucketJobsOpen, jk)
+		cur := w.get(bucketJobs, jk)
 		if cur == nil {
 			lost = true
 			return nil
@@ -491,8 +488,8 @@ func (s *Store) Settle(ctx context.Context, l store.Leased, j relay.Job) error {
 			lost = err == nil
 			return err
 		}
-		if ok, err := updateJob(w, jk, jv, &j); err != nil || !ok {
-			return errors.Join(err, fmt.Errorf("%w: leased job has no record", errCorrupt))
+		if err := history(tx, bucketJobs).Put(jk, jv); err != nil {
+			return fmt.Errorf("put job: %w", err)
 		}
 		if err := moveSched(w, jk, leasedAt, to, nil); err != nil {
 			return err
@@ -637,7 +634,7 @@ const maxAgeScan = 20_000
 // or waiting for a retry are not due, yet they wait. Delivered alerts
 // waiting for their expiry withdraw (relay.StateWithdrawDue) do not.
 func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.LaneStats) error {
-	sched, events, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketEvents), tx.Bucket(bucketJobsOpen)
+	sched, events, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketEvents), tx.Bucket(bucketJobs)
 	type times struct{ received, expires time.Time }
 	seen := map[string]times{} // by event key: one read per event, not per device
 	n := 0
@@ -691,7 +688,7 @@ func (s *Store) laneAge(tx *bbolt.Tx, lane string, now time.Time, st *store.Lane
 // time (the file lock), so any lease left in it belongs to a relay that
 // stopped, and its jobs are due again at once.
 func releaseLeases(tx *bbolt.Tx) (int, error) {
-	sched, jobs := tx.Bucket(bucketSched), tx.Bucket(bucketJobsOpen)
+	sched, jobs := tx.Bucket(bucketSched), history(tx, bucketJobs)
 	// release makes the job under sched key sk due now with plain rank.
 	release := func(sk []byte) error {
 		prefix, _, jk, err := parseSchedKey(sk)
@@ -772,26 +769,40 @@ func migrateSchedule(tx *bbolt.Tx) (int, error) {
 	}
 	type kv struct{ k, v []byte }
 	var open []kv
-	if err := tx.Bucket(bucketJobsOpen).ForEach(func(k, v []byte) error {
+	jobs := tx.Bucket(bucketJobsOpen) // mergeOpenJobs moves them on
+	if jobs == nil {
+		return 0, tx.DeleteBucket(old)
+	}
+	if err := jobs.ForEach(func(k, v []byte) error {
 		open = append(open, kv{bytes.Clone(k), bytes.Clone(v)})
 		return nil
 	}); err != nil {
 		return 0, err
 	}
-	w := newWtx(tx)                          // at open: no committer yet
-	rd := newRecordReader(w, &deviceCache{}) // nor a store
+	w := newWtx(tx) // at open: no committer yet
 	for _, e := range open {
 		j, err := decodeJob(e.k, e.v)
 		if err != nil {
 			return 0, err
 		}
 		scheduleLane(tx, &j)
-		l, _, err := rd.leased(e.k)
-		if err != nil {
-			return 0, err
+		var alert *relay.Alert
+		ek := eventKey(j.Event)
+		if ev := tx.Bucket(bucketEvents).Get(ek); ev != nil {
+			dv, err := decisionOf(tx, ek, ev)
+			if err != nil {
+				return 0, err
+			}
+			if dv != nil {
+				d, err := decodeDecision(dv)
+				if err != nil {
+					return 0, err
+				}
+				alert = d.Alert
+			}
 		}
-		place := placeOf(&j, rankOf(l.Alert))
-		if err := tx.Bucket(bucketJobsOpen).Put(e.k, appendJob(nil, &j, place)); err != nil {
+		place := placeOf(&j, rankOf(alert))
+		if err := jobs.Put(e.k, appendJob(nil, &j, place)); err != nil {
 			return 0, err
 		}
 		if err := moveSched(w, e.k, nil, place, nil); err != nil {

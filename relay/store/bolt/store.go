@@ -50,17 +50,20 @@ var (
 	bucketEvents    = []byte("events")
 	bucketDecisions = []byte("decisions")
 	bucketUndecided = []byte("undecided")
-	bucketJobsOpen  = []byte("jobs_open")
-	bucketJobsDone  = []byte("jobs_done")
-	bucketDevices   = []byte("devices")
-	bucketSettings  = []byte("settings")
-	bucketPrefs     = []byte("prefs")
-	bucketRecent    = []byte("recent")
+	// bucketJobs holds every job, open and closed. (Its name is from
+	// before 2026-12-07, when open jobs had a bucket of their own,
+	// jobs_open: open moves what such a file holds, see mergeOpenJobs.)
+	bucketJobs     = []byte("jobs_done")
+	bucketJobsOpen = []byte("jobs_open")
+	bucketDevices  = []byte("devices")
+	bucketSettings = []byte("settings")
+	bucketPrefs    = []byte("prefs")
+	bucketRecent   = []byte("recent")
 )
 
 var allBuckets = [][]byte{
-	bucketEvents, bucketDecisions, bucketUndecided, bucketJobsOpen,
-	bucketJobsDone, bucketDevices, bucketSettings, bucketPrefs, bucketRecent, bucketDeadLetters,
+	bucketEvents, bucketDecisions, bucketUndecided,
+	bucketJobs, bucketDevices, bucketSettings, bucketPrefs, bucketRecent, bucketDeadLetters,
 	bucketSched, bucketSchedLeases, bucketSchedCount,
 }
 
@@ -161,6 +164,9 @@ func Open(path string, opts Options) (*Store, error) {
 		placed, err := migrateSchedIndex(tx)
 		if err != nil {
 			return fmt.Errorf("move the schedule's index into the jobs: %w", err)
+		}
+		if err := mergeOpenJobs(tx); err != nil {
+			return fmt.Errorf("move the open jobs to the jobs bucket: %w", err)
 		}
 		indexed, err := openTokenIndex(tx)
 		if err != nil {

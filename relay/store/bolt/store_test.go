@@ -226,9 +226,11 @@ func openJobs(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketJobsOpen).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			j, err := decodeJob(k, v)
-			out = append(out, j.Event.String()+"#"+j.DeviceID+":"+string(j.State))
+			if place, _ := jobPlace(v); place != nil {
+				out = append(out, j.Event.String()+"#"+j.DeviceID+":"+string(j.State))
+			}
 			return err
 		})
 	})
