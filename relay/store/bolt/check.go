@@ -203,11 +203,12 @@ func Check(path string) error {
 				problems = append(problems, err)
 			}
 		}
+		var scheduled []scheduledJob
 		if len(problems) == 0 {
-			problems = checkValues(tx, 10)
+			problems, scheduled = checkValues(tx, 10)
 		}
 		if len(problems) == 0 {
-			problems = checkSchedule(tx, 10)
+			problems = checkSchedule(tx, scheduled, 10)
 		}
 		if len(problems) == 0 {
 			problems = checkTokenIndexBucket(tx, 10)
@@ -240,8 +241,10 @@ func prefetch(path string) error {
 // checkValues decodes every entry of the buckets relayd reads at start-up
 // and when serving, as the store would, and returns up to max problems: a
 // damaged value that bbolt's page check cannot see (random bytes inside a
-// value) would otherwise stop the recovery walk at every start.
-func checkValues(tx *bbolt.Tx, max int) []error {
+// value) would otherwise stop the recovery walk at every start. It also
+// returns the jobs that are open or record a place in the schedule, for
+// checkSchedule (one pass over a million jobs, not two).
+func checkValues(tx *bbolt.Tx, max int) ([]error, []scheduledJob) {
 	var problems []error
 	check := func(bucket []byte, fn func(k, v []byte) error) {
 		b := tx.Bucket(bucket)
@@ -277,29 +280,43 @@ func checkValues(tx *bbolt.Tx, max int) []error {
 		_, err := splitEventKey(v)
 		return err
 	})
+	var scheduled []scheduledJob
 	for _, b := range [][]byte{bucketJobs, bucketJobsOpen} { // jobs_open: a file open has not merged yet
 		check(b, func(k, v []byte) error {
 			if bytes.Count(k, []byte{sep}) < 2 {
 				return fmt.Errorf("job key %q: want 3 parts", k)
 			}
 			var j relay.Job
-			return decodeJobValue(&j, v)
+			if err := decodeJobValue(&j, v); err != nil {
+				return err
+			}
+			if place, _ := jobPlace(v); place != nil || !j.State.Final() {
+				scheduled = append(scheduled, scheduledJob{bytes.Clone(k), bytes.Clone(place), j.State})
+			}
+			return nil
 		})
 	}
 	for _, b := range [][]byte{bucketDevices, bucketSettings, bucketPrefs, bucketRecent} {
 		check(b, jsonValue)
 	}
-	return problems
+	return problems, scheduled
+}
+
+// scheduledJob is a job that is open or records a place in the schedule.
+type scheduledJob struct {
+	key, place []byte
+	state      relay.DeliveryState
 }
 
 // checkSchedule checks the schedule's buckets against the jobs they
-// schedule (see sched.go): every open job records a place and has exactly
-// that entry in sched, no closed job records one, every entry belongs to
-// the job whose place it is, and sched_count holds the entries' counts. They are written in the
+// schedule (see sched.go), given the jobs checkValues found open or
+// placed: every open job records a place and has exactly that entry in
+// sched, no closed job records one, every entry belongs to the job whose
+// place it is, and sched_count holds the entries' counts. They are written in the
 // same transactions as the jobs, so a mismatch is damage that bbolt's page
 // check cannot see, or a bug — and an open job without an entry would
 // never be sent. It returns up to max problems.
-func checkSchedule(tx *bbolt.Tx, max int) []error {
+func checkSchedule(tx *bbolt.Tx, scheduled []scheduledJob, max int) []error {
 	jobs, sched, counts := tx.Bucket(bucketJobs), tx.Bucket(bucketSched), tx.Bucket(bucketSchedCount)
 	if jobs == nil || sched == nil || counts == nil || tx.Bucket([]byte("jobs_due")) != nil || tx.Bucket(bucketSchedJobs) != nil || tx.Bucket(bucketJobsOpen) != nil {
 		return nil // a file from before the schedule or its places: open builds them
@@ -311,28 +328,20 @@ func checkSchedule(tx *bbolt.Tx, max int) []error {
 		}
 	}
 	sc := sched.Cursor()
-	var j relay.Job
-	_ = jobs.ForEach(func(jk, v []byte) error {
-		place, err := jobPlace(v)
-		if err == nil {
-			err = decodeJobValue(&j, v)
-		}
+	for _, sj := range scheduled {
+		jk, place := sj.key, sj.place
 		switch {
-		case err != nil:
-			add("job %q: %v", jk, err)
-		case j.State.Final() && place != nil:
-			add("job %q is %s, yet has a place in the schedule %q", jk, j.State, place)
-		case j.State.Final():
+		case sj.state.Final():
+			add("job %q is %s, yet has a place in the schedule %q", jk, sj.state, place)
 		case place == nil:
 			add("open job %q has no place in the schedule: it would never be sent", jk)
 		default:
-			k := append(bytes.Clone(place), jk...)
+			k := append(place, jk...)
 			if got, _ := sc.Seek(k); !bytes.Equal(got, k) {
 				add("open job %q: its entry %q is missing: it would never be sent", jk, k)
 			}
 		}
-		return nil
-	})
+	}
 	// Every sched key is its job's entry; count them by lane and rank.
 	want := map[string]uint64{}
 	_ = sched.ForEach(func(k, _ []byte) error {

@@ -61,9 +61,20 @@ func bytesEqualSeek(c *bbolt.Cursor, k []byte) bool {
 // a full page in two halves, which left these buckets' pages half empty.
 const historyFill = 0.9
 
-// history returns one of the history buckets of tx, filled to historyFill.
+// jobsFill is the fill percent of bucketJobs. A job's value grows after
+// it is first written (a delivered prompt waiting for its expiry withdraw
+// records its due time and a longer state), and a page filled to
+// historyFill then splits in two half-empty ones: a store of delivered
+// prompts took twice the pages. At 0.8 the grown values still fit.
+const jobsFill = 0.8
+
+// history returns one of the history buckets of tx, filled to historyFill
+// (bucketJobs to jobsFill).
 func history(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 	b := tx.Bucket(name)
 	b.FillPercent = historyFill
+	if bytes.Equal(name, bucketJobs) {
+		b.FillPercent = jobsFill
+	}
 	return b
 }
