@@ -49,6 +49,20 @@ func (t timedStore) AddDecided(ctx context.Context, events []relay.Event, decide
 	return res, err
 }
 
+// AddDecidedLeasing times an accept that leases (store.AcceptLeaser) as
+// AddDecided. A backend that cannot lease stores the events without: the
+// caller then gets no leases and gives its send slots back.
+func (t timedStore) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
+	al, ok := t.Backend.(store.AcceptLeaser)
+	if !ok {
+		return t.AddDecided(ctx, events, decided, receivedAt)
+	}
+	start := time.Now()
+	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, lease)
+	t.observe("add_events", start, err)
+	return res, err
+}
+
 func (t timedStore) Decide(ctx context.Context, key relay.EventKey, d relay.Decision, alert *relay.Alert, jobs []relay.Job) error {
 	start := time.Now()
 	err := t.Backend.Decide(ctx, key, d, alert, jobs)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -328,7 +329,7 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 	// The users whose events go to the deciders are busy from now on, so
 	// no other call judges their later events before these.
 	defer in.release(in.reserve()) // after the dispatches below: their lines go on
-	res, err := p.opts.Store.AddDecided(ctx, ok, stored, now)
+	res, err := p.storeDecided(ctx, ok, stored, now)
 	in.stored()
 	if err != nil {
 		return nil, fmt.Errorf("store events: %w", err)
@@ -357,6 +358,86 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 }
 
 type userKey struct{ ws, user string }
+
+// leasingQueue is a queue that takes jobs leased for it in an accept's
+// write (queue.Queue: Reserve, Offer, see store.AcceptLeaser).
+type leasingQueue interface {
+	LeaseTerms() (owner string, ttl time.Duration)
+	Reserve(lane string, n int) int
+	Unreserve(lane string, n int)
+	Offer(lane string, jobs []store.Leased, until time.Time)
+}
+
+// storeDecided stores the accepted events, with the decisions made here
+// (nil: none). With a store that can lease in that write and a queue that
+// takes such leases, the decided jobs due now that have a free send slot
+// are leased to this relay in the same write and sent as soon as the
+// write is sure to commit, while it syncs: their pushes wait for neither
+// the fsync nor a lease's commit after it (store.AcceptLeaser says what a
+// crash then can do).
+func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time) ([]error, error) {
+	al, ok := p.opts.Store.(store.AcceptLeaser)
+	lq, qok := p.opts.Queue.(leasingQueue)
+	if !ok || !qok {
+		return p.opts.Store.AddDecided(ctx, events, decided, receivedAt)
+	}
+	now := p.opts.Now()
+	due := func(j *relay.Job) bool { return !j.State.Final() && j.App != "" && !store.DueAt(j).After(now) }
+	need := map[string]int{}
+	for _, d := range decided {
+		if d == nil {
+			continue
+		}
+		for i := range d.Jobs {
+			if due(&d.Jobs[i]) {
+				need[d.Jobs[i].Lane()]++
+			}
+		}
+	}
+	slots := make(map[string]int, len(need))
+	for lane, n := range need {
+		if got := lq.Reserve(lane, n); got > 0 {
+			slots[lane] = got
+		}
+	}
+	if len(slots) == 0 {
+		return p.opts.Store.AddDecided(ctx, events, decided, receivedAt)
+	}
+	left := maps.Clone(slots)
+	want := make([][]bool, len(decided))
+	for k, d := range decided {
+		if d == nil {
+			continue
+		}
+		for i := range d.Jobs {
+			if j := &d.Jobs[i]; due(j) && left[j.Lane()] > 0 {
+				if want[k] == nil {
+					want[k] = make([]bool, len(d.Jobs))
+				}
+				want[k][i] = true
+				left[j.Lane()]--
+			}
+		}
+	}
+	owner, ttl := lq.LeaseTerms()
+	until := now.Add(ttl)
+	offered := map[string]int{} // written by Ready, before AddDecidedLeasing returns
+	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, store.AcceptLease{Owner: owner, Until: until, Want: want,
+		Ready: func(leased []store.Leased) {
+			byLane := map[string][]store.Leased{}
+			for _, l := range leased {
+				byLane[l.Job.Lane()] = append(byLane[l.Job.Lane()], l)
+			}
+			for lane, jobs := range byLane {
+				offered[lane] += len(jobs)
+				lq.Offer(lane, jobs, until)
+			}
+		}})
+	for lane, n := range slots {
+		lq.Unreserve(lane, n-offered[lane]) // duplicates', and all of a write that failed before Ready
+	}
+	return res, err
+}
 
 // dispatch hands an event holding a slot to the deciders, behind the
 // user's events accepted before it.

@@ -1023,3 +1023,76 @@ func TestScheduledCountsOpenJobsPerLane(t *testing.T) {
 		}
 	}
 }
+
+// slotQueue is a captureQueue that takes jobs leased at accept: it
+// grants slots up to free, and records what it was offered and given back.
+type slotQueue struct {
+	captureQueue
+	free     int
+	reserved int
+	offered  []store.Leased
+}
+
+func (q *slotQueue) LeaseTerms() (string, time.Duration) { return "r1", time.Minute }
+
+func (q *slotQueue) Reserve(_ string, n int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, q.free-q.reserved)
+	q.reserved += n
+	return n
+}
+
+func (q *slotQueue) Unreserve(_ string, n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.reserved -= n
+}
+
+func (q *slotQueue) Offer(_ string, jobs []store.Leased, _ time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.offered = append(q.offered, jobs...)
+}
+
+// TestAcceptLeasesWhatItDecided: with a store that leases in the accept's
+// write and a queue that takes such leases, the decided jobs due now are
+// offered to the queue as far as it has slots (a duplicate's are not),
+// the slots not used go back, and the rest wait in the schedule.
+func TestAcceptLeasesWhatItDecided(t *testing.T) {
+	st := bolttest.Open(t)
+	q := &slotQueue{free: 3}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	ctx := t.Context()
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Accept(ctx, []relay.Event{{ID: "0", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil {
+		t.Fatal(err)
+	}
+	errs, err := p.Accept(ctx, []relay.Event{
+		{ID: "0", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}, // a duplicate
+		{ID: "1", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification},
+		{ID: "2", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification},
+	})
+	if err != nil || !errors.Is(errs[0], relay.ErrDuplicate) || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("accept: %v, %v", errs, err)
+	}
+	// "0" took a slot at its own accept; of the two left, "0"'s duplicate
+	// reserved one (given back: it stores nothing) and "1" the other.
+	// "2" waits in the schedule.
+	var ids []string
+	for _, l := range q.offered {
+		if l.Ticket == nil || l.Device.Token != "tok" || l.Alert == nil {
+			t.Errorf("offered lease %+v", l)
+		}
+		ids = append(ids, l.Job.Event.ID)
+	}
+	if !slices.Equal(ids, []string{"0", "1"}) || q.reserved != 2 {
+		t.Fatalf("offered %v with %d slots held, want 0 and 1 with 2", ids, q.reserved)
+	}
+	leased, _, err := st.Lease(ctx, store.LeaseRequest{Lane: relay.Lane("demo", relay.PlatformAndroid), Owner: "r1", Now: time.Now(), TTL: time.Minute, Max: 10})
+	if err != nil || len(leased) != 1 || leased[0].Job.Event.ID != "2" {
+		t.Fatalf("the schedule leased %+v, %v; want 2 only", leased, err)
+	}
+}

@@ -229,6 +229,64 @@ func (q *Queue) Scheduled(lane string, p relay.Priority, n int) {
 	}
 }
 
+// LeaseTerms are the owner and the length of the queue's leases: what an
+// accept that leases jobs for it (store.AcceptLeaser) takes them with.
+func (q *Queue) LeaseTerms() (owner string, ttl time.Duration) {
+	return q.opts.Owner, q.opts.LeaseTTL
+}
+
+// Reserve takes up to n of lane's send slots for jobs an accept is about
+// to lease for this relay, and returns how many it took: none for a lane
+// that is unknown, not running, or whose breaker is open (its jobs then
+// wait in the schedule as usual). Each slot taken is given back with
+// Unreserve or handed a job with Offer.
+func (q *Queue) Reserve(lane string, n int) int {
+	l := q.lanes[lane]
+	if l == nil || n <= 0 {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l.offer == nil || l.br.state != breakerClosed {
+		return 0
+	}
+	n = min(n, l.Concurrency-l.inFlight)
+	if n <= 0 {
+		return 0
+	}
+	l.inFlight += n
+	return n
+}
+
+// Unreserve gives back n slots Reserve took and no job was offered for.
+func (q *Queue) Unreserve(lane string, n int) {
+	if l := q.lanes[lane]; l != nil && n > 0 {
+		q.done(l, n)
+	}
+}
+
+// Offer sends jobs leased for this relay until until, in slots Reserve
+// took for them, as the lane's own leases are sent. It never blocks. A
+// lane that stopped meanwhile leaves them leased: they are sent once the
+// lease ends (after a restart, the store releases it at once).
+func (q *Queue) Offer(lane string, jobs []store.Leased, until time.Time) {
+	l := q.lanes[lane]
+	if l == nil || len(jobs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	if l.offer != nil {
+		// Under q.mu: the lane unsets offer under it before its pool
+		// closes. The pool only queues or hands over (no q.mu).
+		l.offer(jobs, until)
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	q.log.Warn("jobs leased at accept for a lane that stopped: they are sent when their lease ends", "lane", lane, "jobs", len(jobs))
+	q.done(l, len(jobs))
+}
+
 // Open returns the number of open jobs (the schedule's, across relays, as
 // last counted).
 func (q *Queue) Open() int {
@@ -341,6 +399,21 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 			it.lease.done()
 		})
 	defer pool.close()
+	// Jobs an accept leased for this lane join its sends (Offer). Unset
+	// before the pool closes: no job is handed to a closed pool.
+	q.mu.Lock()
+	l.offer = func(jobs []store.Leased, until time.Time) {
+		lc := newLeaseContext(sendCtx, until.Add(-q.opts.LeaseTTL/10), len(jobs))
+		for _, lj := range jobs {
+			pool.run(item{lj, false, lc})
+		}
+	}
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		l.offer = nil
+		q.mu.Unlock()
+	}()
 	failures := 0
 	for {
 		if ctx.Err() != nil {
@@ -495,10 +568,10 @@ func toSend(lj store.Leased) *relay.Alert {
 	return lj.Alert
 }
 
-// done frees a lane's send slot.
-func (q *Queue) done(l *lane) {
+// done frees n of a lane's send slots.
+func (q *Queue) done(l *lane, n int) {
 	q.mu.Lock()
-	l.inFlight--
+	l.inFlight -= n
 	q.mu.Unlock()
 	l.signal()
 }
@@ -662,7 +735,7 @@ type settleReq struct {
 // record settles lj with j and frees its lane's slot.
 func (q *Queue) record(ctx context.Context, l *lane, lj store.Leased, j relay.Job, next time.Time, took time.Duration) {
 	s := j.State
-	defer q.done(l)
+	defer q.done(l, 1)
 	if err := q.opts.Schedule.Settle(ctx, lj, j); err != nil {
 		lvl := hclog.Error
 		if errors.Is(err, store.ErrLeaseLost) {
@@ -747,6 +820,9 @@ type lane struct {
 
 	inFlight int
 	br       breaker
+	// offer sends jobs an accept leased for the lane (Offer), under a
+	// lease ending at until; nil while the lane does not run.
+	offer func(jobs []store.Leased, until time.Time)
 
 	settles *sendPool[settleReq] // the lane's settles (set by Run)
 

@@ -966,3 +966,54 @@ func TestWithdrawOnExpiry(t *testing.T) {
 		})
 	}
 }
+
+// TestOfferSendsJobsLeasedAtAccept: Reserve takes free send slots (none
+// beyond the lane's concurrency, none while its breaker is open); jobs an
+// accept leased into them (store.AcceptLeaser) and handed over with Offer
+// are sent and settled as the lane's own leases are.
+func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
+	st := bolttest.Open(t)
+	n := &notifier{}
+	q, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
+	defer stop()
+	var got int
+	waitFor(t, func() bool { got = q.Reserve(iosLane, 5); return got > 0 }) // once the lane runs
+	if got != 2 || q.Reserve(iosLane, 1) != 0 {
+		t.Fatalf("reserved %d of 2 slots, then more", got)
+	}
+	if q.Reserve("demo/web", 1) != 0 {
+		t.Fatal("reserved a slot of an unknown lane")
+	}
+
+	ctx := context.Background()
+	now := time.Now()
+	dev := relay.Device{Workspace: "ws", User: "u", ID: "d-ios", App: "demo", Platform: relay.PlatformIOS, Token: "tok-ios"}
+	if _, err := st.RegisterDevice(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	ev := relay.Event{ID: "e1", Workspace: "ws", User: "u", Type: relay.TypeAccountShared, Priority: relay.PriorityHigh, OccurredAt: now, ExpiresAt: now.Add(time.Minute)}
+	d := &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: "enabled"},
+		Alert: &relay.Alert{EventID: "e1", Workspace: "ws", Type: ev.Type, Priority: ev.Priority, ExpiresAt: ev.ExpiresAt},
+		Jobs:  []relay.Job{{Event: ev.Key(), DeviceID: dev.ID, Platform: dev.Platform, App: "demo", State: relay.StatePending, ExpiresAt: ev.ExpiresAt, UpdatedAt: now}}}
+	owner, ttl := q.LeaseTerms()
+	until := now.Add(ttl)
+	offered := 0
+	res, err := st.AddDecidedLeasing(ctx, []relay.Event{ev}, []*store.Decided{d}, now, store.AcceptLease{Owner: owner, Until: until, Want: [][]bool{{true}},
+		Ready: func(ls []store.Leased) { offered += len(ls); q.Offer(iosLane, ls, until) }})
+	if err != nil || res[0] != nil || offered != 1 {
+		t.Fatalf("accept: %v %v, %d offered", res, err, offered)
+	}
+	q.Unreserve(iosLane, got-offered)
+	waitFor(t, func() bool { return job(t, st, "e1").State == relay.StateDelivered })
+	if n.count() != 1 {
+		t.Fatalf("%d sends, want 1", n.count())
+	}
+	// The slots came back: the send's, and the one given back.
+	waitFor(t, func() bool {
+		if r := q.Reserve(iosLane, 2); r > 0 {
+			q.Unreserve(iosLane, r)
+			return r == 2
+		}
+		return false
+	})
+}

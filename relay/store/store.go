@@ -80,6 +80,34 @@ type Decided struct {
 	Jobs     []relay.Job
 }
 
+// AcceptLeaser is a backend that can lease jobs of the events it stores
+// with their decisions in the same write, and hand the leases out as soon
+// as that write is sure to commit: before it is durable (bolt). The
+// caller sends them while the write syncs, so a push need not wait for
+// its event's fsync and then for a lease's commit. A crash before the
+// write is durable may then have sent a push whose event is not stored
+// (the poster got no answer and posts it again); a write that fails after
+// the hand-out leaves the leases' settles failing. Both are the
+// at-least-once of a crash between a send and its settle.
+type AcceptLeaser interface {
+	// AddDecidedLeasing is EventLog.AddDecided that also leases the open
+	// jobs lease.Want names, of the events it stores (not of duplicates).
+	AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*Decided, receivedAt time.Time, lease AcceptLease) ([]error, error)
+}
+
+// AcceptLease says which jobs AcceptLeaser.AddDecidedLeasing leases, to
+// whom, and where the leases go.
+type AcceptLease struct {
+	Owner string
+	Until time.Time // the leases' end
+	// Want[i][j]: lease job j of decided[i] (it must be open).
+	Want [][]bool
+	// Ready receives the leases once the write's functions all ran, before
+	// its fsync, at most once per call; it must not block (it runs on the
+	// backend's committer). Not called when no job was leased.
+	Ready func([]Leased)
+}
+
 // UsersReader is implemented by a backend that reads many users'
 // preferences and devices at once. The pipeline reads a batch's users
 // through it when it can (one read transaction on bolt, instead of two per

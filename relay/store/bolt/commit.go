@@ -37,6 +37,10 @@ type writeCall struct {
 	released bool
 	// deferred: fn may wait up to deferDelay for company (writeDeferred).
 	deferred bool
+	// applied, when set, is called once fn ran in a transaction whose
+	// functions all succeeded, before that transaction's fsync
+	// (writeApplied).
+	applied func()
 }
 
 // committer is the queue of writes and whether a goroutine is committing it.
@@ -102,6 +106,24 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 		}
 	}
 	c := &writeCall{fn: fn, done: make(chan struct{})}
+	s.queue(c)
+	<-c.done
+	if c.panic != nil {
+		panic(c.panic)
+	}
+	return c.err
+}
+
+// writeApplied is write, calling applied (on the committer) once fn ran in
+// a transaction that will commit unless the commit itself fails, before
+// its fsync: what fn wrote may be acted on while it syncs (AddDecidedLeasing).
+func (s *Store) writeApplied(fn func(*bbolt.Tx) error, applied func()) error {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return err
+		}
+	}
+	c := &writeCall{fn: fn, done: make(chan struct{}), applied: applied}
 	s.queue(c)
 	<-c.done
 	if c.panic != nil {
@@ -263,6 +285,9 @@ func (s *Store) commit(batch []*writeCall, seq uint64) {
 				if c.early {
 					c.released = true
 					close(c.done)
+				}
+				if c.applied != nil {
+					c.applied()
 				}
 			}
 			if s.beforeCommit != nil {

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -31,6 +32,18 @@ func (s *Store) AddEvents(ctx context.Context, events []relay.Event, receivedAt 
 // entries) go into the same commit, and the event never enters the
 // undecided set — one fsync instead of two (see store.EventLog).
 func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time) ([]error, error) {
+	return s.addDecided(ctx, events, decided, receivedAt, nil)
+}
+
+// AddDecidedLeasing is AddDecided that also leases the open jobs lease.Want
+// names, in the same commit, and hands the leases to lease.Ready once the
+// commit's functions all ran, before its fsync (see store.AcceptLeaser).
+// A leased job's entry is in its rank's leased range, as Lease leaves it.
+func (s *Store) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
+	return s.addDecided(ctx, events, decided, receivedAt, &lease)
+}
+
+func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease *store.AcceptLease) ([]error, error) {
 	leave, err := s.enter(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("add events: %w", err)
@@ -100,9 +113,27 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
 	undecided := make([]bool, len(events))
-	err = s.write(func(tx *bbolt.Tx) error {
+	var al *acceptLease
+	var leased []store.Leased // this write's leases, for lease.Ready
+	if lease != nil {
+		al = &acceptLease{owner: []byte(lease.Owner), until: lease.Until}
+	}
+	write := s.write
+	if lease != nil && lease.Ready != nil {
+		write = func(fn func(*bbolt.Tx) error) error {
+			return s.writeApplied(fn, func() {
+				if len(leased) > 0 {
+					lease.Ready(leased)
+				}
+			})
+		}
+	}
+	err = write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
 		w := s.wtx(tx)
+		if al != nil {
+			al.keys, leased = al.keys[:0], nil // reset: a commit may run this function again
+		}
 		c := w.cursor(bucketEvents) // for the duplicate checks: Get makes a cursor each
 		var prev []byte
 		for _, i := range order {
@@ -122,7 +153,12 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			if err := evb.Put(k, values[i]); err != nil {
 				return fmt.Errorf("put event: %w", err)
 			}
-			if err := d.applyJobs(w, true); err != nil {
+			var l *acceptLease
+			if al != nil && i < len(lease.Want) {
+				al.want = lease.Want[i]
+				l = al
+			}
+			if err := d.applyJobs(w, true, l); err != nil {
 				return err
 			}
 		}
@@ -141,6 +177,24 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 			if err := und.Put(seqKey(seq), k); err != nil {
 				return fmt.Errorf("put undecided: %w", err)
 			}
+		}
+		if al == nil || len(al.keys) == 0 {
+			return nil
+		}
+		// What a lease of these jobs carries, read back from this write.
+		rd := newRecordReader(w, &s.devices)
+		leased = make([]store.Leased, 0, len(al.keys))
+		for _, jk := range al.keys {
+			l, v, err := rd.leased(jk)
+			if err != nil {
+				return err
+			}
+			place, err := jobPlace(v)
+			if err != nil {
+				return err
+			}
+			l.Ticket = append(bytes.Clone(place), jk...)
+			leased = append(leased, l)
 		}
 		return nil
 	})
@@ -247,7 +301,7 @@ func (s *Store) Decide(ctx context.Context, key relay.EventKey, d relay.Decision
 		if err := history(tx, bucketEvents).Put(k, nv); err != nil {
 			return fmt.Errorf("put event: %w", err)
 		}
-		return dec.applyJobs(s.wtx(tx), false)
+		return dec.applyJobs(s.wtx(tx), false, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("decide event %s: %w", key, err)
@@ -367,9 +421,13 @@ func (s *slab) key(parts ...string) []byte {
 // this write, so its jobs have no entry yet (an event is deleted only once
 // its jobs are closed, and a closed job has none); false: an open job may
 // have one, which moves.
-func (d *decision) applyJobs(w *wtx, fresh bool) error {
+//
+// With lease (an accept that leases: AddDecidedLeasing), the open jobs it
+// wants are written leased to its owner until its end, and their keys
+// appended to lease.keys.
+func (d *decision) applyJobs(w *wtx, fresh bool, lease *acceptLease) error {
 	tx := w.tx
-	for _, p := range d.puts {
+	for i, p := range d.puts {
 		j := p.job
 		jobs := history(tx, bucketJobs)
 		if j.State.Final() {
@@ -384,6 +442,15 @@ func (d *decision) applyJobs(w *wtx, fresh bool) error {
 			place = placeOf(&j, d.rank)
 			value = appendJob(make([]byte, 0, jobSize(&j, place)), &j, place)
 		}
+		var owner []byte
+		if lease.wants(i) {
+			// The rank's leased variant, due at the lease's end (see
+			// sched.go), as Lease writes it.
+			place = binary.BigEndian.AppendUint64(append(bytes.Clone(place[:len(place)-dueLen-1]), place[len(place)-dueLen-1]|rankLeased), dueNanos(lease.until))
+			value = appendJob(make([]byte, 0, jobSize(&j, place)), &j, place)
+			owner = lease.owner
+			lease.keys = append(lease.keys, p.key)
+		}
 		var from []byte
 		if !fresh {
 			var err error
@@ -394,12 +461,23 @@ func (d *decision) applyJobs(w *wtx, fresh bool) error {
 		if err := jobs.Put(p.key, value); err != nil {
 			return fmt.Errorf("put job: %w", err)
 		}
-		if err := moveSched(w, p.key, from, place, nil); err != nil {
+		if err := moveSched(w, p.key, from, place, owner); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// acceptLease is a store.AcceptLease for one event's decision in a write.
+type acceptLease struct {
+	owner []byte // a sched value: kept by bbolt until the commit
+	until time.Time
+	want  []bool   // by job
+	keys  [][]byte // the keys of the jobs leased so far in the write
+}
+
+// wants reports whether job i is to be leased (false for a nil lease).
+func (l *acceptLease) wants(i int) bool { return l != nil && i < len(l.want) && l.want[i] }
 
 // deletePrefix deletes every key of b starting with prefix.
 func deletePrefix(b *bbolt.Bucket, prefix []byte) error {

@@ -242,3 +242,65 @@ func TestLeaseBacklogMark(t *testing.T) {
 		t.Fatalf("leased %v, %d commits with nothing due", got, lastTxID(t, s)-before)
 	}
 }
+
+// TestAddDecidedLeasing: an accept that leases hands the wanted jobs out
+// (with what a lease carries) before its call returns, and not those of a
+// duplicate; Lease does not take them again while leased, Settle takes
+// their tickets, and the schedule stays consistent.
+func TestAddDecidedLeasing(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	d := relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}
+	if _, err := s.RegisterDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	addLeaseable(t, s, relay.PriorityHigh, "dup")
+	var evs []relay.Event
+	var ds []*store.Decided
+	var want [][]bool
+	for _, id := range []string{"a", "b", "dup"} {
+		e := ev("acme", id)
+		j := job(e.Key(), "phone", relay.StatePending)
+		j.App = "demo"
+		evs = append(evs, e)
+		ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled},
+			Alert: &relay.Alert{EventID: id, Workspace: "acme", Priority: relay.PriorityHigh, ExpiresAt: e.ExpiresAt}, Jobs: []relay.Job{j}})
+		want = append(want, []bool{id != "b"}) // "b" is left to Lease
+	}
+	var ready []store.Leased
+	calls := 0
+	res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
+		Ready: func(ls []store.Leased) { calls++; ready = ls }})
+	if err != nil || res[0] != nil || res[1] != nil || !errors.Is(res[2], relay.ErrDuplicate) {
+		t.Fatalf("add: %v, %v", res, err)
+	}
+	if calls != 1 || len(ready) != 1 {
+		t.Fatalf("Ready called %d times with %d leases, want once with a's", calls, len(ready))
+	}
+	l := ready[0]
+	if l.Job.Event.ID != "a" || l.User != "u-42" || l.Alert == nil || l.Alert.EventID != "a" || l.Device.Token != "tok" || !l.AcceptedAt.Equal(t0) {
+		t.Fatalf("lease of a: %+v", l)
+	}
+	// Lease takes the jobs not leased: b, and dup's (from its first add).
+	if got := leaseIDs(t, s, "r1", t0.Add(time.Second), 10); len(got) != 2 || got[0] != "b" || got[1] != "dup" {
+		t.Fatalf("Lease took %v, want b and dup: a is leased", got)
+	}
+	j := l.Job
+	j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, t0.Add(time.Second)
+	if err := s.Settle(ctx, l, j); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Event(ctx, relay.EventKey{Workspace: "acme", ID: "a"})
+	if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateDelivered {
+		t.Fatalf("a after its settle: %+v, %v", rec, err)
+	}
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		problems, scheduled := checkValues(tx, 10)
+		for _, err := range append(problems, checkSchedule(tx, scheduled, 10)...) {
+			t.Error(err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
