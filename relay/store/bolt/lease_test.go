@@ -159,6 +159,18 @@ func TestOpenReleasesLeases(t *testing.T) {
 		if tx.Bucket(bucketSchedJobs) != nil || tx.Bucket(bucketJobsOpen) != nil {
 			t.Error("sched_jobs or jobs_open kept after open moved them into the jobs")
 		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkScheduleOf(t, s)
+}
+
+// checkScheduleOf fails t with what the start-up check finds wrong in the
+// values and the schedule of the open store s.
+func checkScheduleOf(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.db.View(func(tx *bbolt.Tx) error {
 		problems, scheduled := checkValues(tx, 10)
 		for _, err := range append(problems, checkSchedule(tx, scheduled, 10)...) {
 			t.Error(err)
@@ -294,13 +306,5 @@ func TestAddDecidedLeasing(t *testing.T) {
 	if err != nil || len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateDelivered {
 		t.Fatalf("a after its settle: %+v, %v", rec, err)
 	}
-	if err := s.db.View(func(tx *bbolt.Tx) error {
-		problems, scheduled := checkValues(tx, 10)
-		for _, err := range append(problems, checkSchedule(tx, scheduled, 10)...) {
-			t.Error(err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	checkScheduleOf(t, s)
 }
