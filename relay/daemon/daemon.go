@@ -102,6 +102,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		Logger:       d.log.Named("queue"),
 		DrainTimeout: cfg.ShutdownTimeout,
 		OnOutcome:    d.metrics.outcome,
+		OnOffered:    d.metrics.acceptLeases,
 		OnFinal:      d.metrics.final,
 		OnBreaker:    d.metrics.onBreaker,
 		MaxOpenJobs:  cfg.Queue.MaxOpenJobs,

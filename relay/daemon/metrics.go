@@ -28,6 +28,7 @@ type metrics struct {
 	sendTime   *prometheus.HistogramVec // platform
 	breaker    *prometheus.GaugeVec     // lane: 1 while open
 	breakerOps *prometheus.CounterVec   // lane: times opened
+	offered    *prometheus.CounterVec   // lane: jobs leased in their accept's write
 	latency    *prometheus.HistogramVec // type, platform: accepted to delivered
 	decisions  *prometheus.CounterVec   // type, verdict, reason
 	pluginTime *prometheus.HistogramVec // plugin
@@ -61,6 +62,9 @@ func newMetrics() *metrics {
 		breakerOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgerelay_breaker_opened_total", Help: "Times a lane's circuit breaker opened.",
 		}, []string{"lane"}),
+		offered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgerelay_accept_leases_total", Help: "Jobs leased in their event's accept write and sent while it synced, by lane (bolt).",
+		}, []string{"lane"}),
 	}
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "edgerelay_accept_to_deliver_seconds", Help: "Time from an event's acceptance on the socket to the provider's acceptance of its push, per delivered job.",
@@ -91,7 +95,7 @@ func newMetrics() *metrics {
 		m.storeErrs.WithLabelValues(op) // every op has a series from the start: rate() sees the first error
 	}
 	m.reg.MustRegister(m.latency, m.decisions, m.pluginTime, m.apiReqs, m.apiTime, m.storeTime, m.storeErrs)
-	m.reg.MustRegister(m.events, m.deliveries, m.sendTime, m.breaker, m.breakerOps,
+	m.reg.MustRegister(m.events, m.deliveries, m.sendTime, m.breaker, m.breakerOps, m.offered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -104,6 +108,9 @@ func (m *metrics) onBreaker(lane string, open bool, _ string) {
 	}
 	m.breaker.WithLabelValues(lane).Set(0)
 }
+
+// acceptLeases counts jobs sent while their accept synced.
+func (m *metrics) acceptLeases(lane string, n int) { m.offered.WithLabelValues(lane).Add(float64(n)) }
 
 func (m *metrics) outcome(j relay.Job, took time.Duration) {
 	m.deliveries.WithLabelValues(string(j.Platform), string(j.State)).Inc()

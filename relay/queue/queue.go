@@ -96,6 +96,9 @@ type Options struct {
 	// with the lease the job was sent under (its alert's type, when its
 	// event was accepted): the accept-to-deliver latency.
 	OnFinal func(lj store.Leased, j relay.Job)
+	// OnOffered, when set, is called with the jobs an accept leased for a
+	// lane and handed over (Offer).
+	OnOffered func(lane string, n int)
 	// OnBreaker, when set, is called when a lane's breaker opens (open
 	// true, with the provider's reason) or closes.
 	OnBreaker func(lane string, open bool, reason string)
@@ -280,6 +283,9 @@ func (q *Queue) Offer(lane string, jobs []store.Leased, until time.Time) {
 		// closes. The pool only queues or hands over (no q.mu).
 		l.offer(jobs, until)
 		q.mu.Unlock()
+		if q.opts.OnOffered != nil {
+			q.opts.OnOffered(lane, len(jobs))
+		}
 		return
 	}
 	q.mu.Unlock()

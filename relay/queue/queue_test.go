@@ -974,7 +974,14 @@ func TestWithdrawOnExpiry(t *testing.T) {
 func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
 	st := bolttest.Open(t)
 	n := &notifier{}
-	q, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
+	o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}})
+	var counted atomic.Int64
+	o.OnOffered = func(lane string, n int) {
+		if lane == iosLane {
+			counted.Add(int64(n))
+		}
+	}
+	q, stop := run(t, o)
 	defer stop()
 	var got int
 	waitFor(t, func() bool { got = q.Reserve(iosLane, 5); return got > 0 }) // once the lane runs
@@ -1000,8 +1007,8 @@ func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
 	offered := 0
 	res, err := st.AddDecidedLeasing(ctx, []relay.Event{ev}, []*store.Decided{d}, now, store.AcceptLease{Owner: owner, Until: until, Want: [][]bool{{true}},
 		Ready: func(ls []store.Leased) { offered += len(ls); q.Offer(iosLane, ls, until) }})
-	if err != nil || res[0] != nil || offered != 1 {
-		t.Fatalf("accept: %v %v, %d offered", res, err, offered)
+	if err != nil || res[0] != nil || offered != 1 || counted.Load() != 1 {
+		t.Fatalf("accept: %v %v, %d offered, %d counted", res, err, offered, counted.Load())
 	}
 	q.Unreserve(iosLane, got-offered)
 	waitFor(t, func() bool { return job(t, st, "e1").State == relay.StateDelivered })
