@@ -359,6 +359,14 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 
 type userKey struct{ ws, user string }
 
+// maxAcceptLeases bounds the jobs one Accept call leases in its write. Their
+// sends run while the write syncs, on the cores that write and the POST's
+// answer need: a batch of 50 events for two devices each (100 sends at
+// once) delayed its own 202 from 4.7 to 14 ms. Beyond the bound, jobs are
+// leased after the commit as before; a POST of a few events, the latency
+// case, is leased whole.
+const maxAcceptLeases = 8
+
 // leasingQueue is a queue that takes jobs leased for it in an accept's
 // write (queue.Queue: Reserve, Offer, see store.AcceptLeaser).
 type leasingQueue interface {
@@ -395,9 +403,11 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 		}
 	}
 	slots := make(map[string]int, len(need))
+	budget := maxAcceptLeases
 	for lane, n := range need {
-		if got := lq.Reserve(lane, n); got > 0 {
+		if got := lq.Reserve(lane, min(n, budget)); got > 0 {
 			slots[lane] = got
+			budget -= got
 		}
 	}
 	if len(slots) == 0 {

@@ -1096,3 +1096,26 @@ func TestAcceptLeasesWhatItDecided(t *testing.T) {
 		t.Fatalf("the schedule leased %+v, %v; want 2 only", leased, err)
 	}
 }
+
+// TestAcceptLeasesAFewPerCall: one Accept call leases at most
+// maxAcceptLeases jobs in its write (their sends share the cores with the
+// write's sync and the POST's answer); the rest wait in the schedule.
+func TestAcceptLeasesAFewPerCall(t *testing.T) {
+	st := bolttest.Open(t)
+	q := &slotQueue{free: 100}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	ctx := t.Context()
+	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	var events []relay.Event
+	for i := range 3 * maxAcceptLeases {
+		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
+	}
+	if _, err := p.Accept(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.offered) != maxAcceptLeases || q.reserved != maxAcceptLeases {
+		t.Fatalf("offered %d jobs, %d slots held; want %d of each", len(q.offered), q.reserved, maxAcceptLeases)
+	}
+}
