@@ -500,17 +500,22 @@ func jobPlace(v []byte) ([]byte, error) {
 	return place, nil
 }
 
-// withPlace returns a new job value: v with place.
+// withPlace returns a new job value: v with place. A format-3 value's
+// fields are copied as they are (a lease calls it for every job, which it
+// decoded already); an older one is decoded and written in format 3.
 func withPlace(v, place []byte) ([]byte, error) {
-	var j relay.Job
-	if err := decodeJobValue(&j, v); err != nil {
-		return nil, err
-	}
-	if v[0] != jobFormat {
+	if len(v) == 0 || v[0] != jobFormat {
+		var j relay.Job
+		if err := decodeJobValue(&j, v); err != nil {
+			return nil, err
+		}
 		return appendJob(make([]byte, 0, jobSize(&j, place)), &j, place), nil
 	}
 	r := byteReader{b: v[1:]}
-	r.bytes() // the old place: decodeJobValue read it
+	r.bytes() // the old place
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: job place", errCorrupt)
+	}
 	b := make([]byte, 0, 1+binary.MaxVarintLen32+len(place)+len(r.b))
 	b = append(b, jobFormat)
 	b = binary.AppendUvarint(b, uint64(len(place)))

@@ -151,8 +151,8 @@ func replayTx(w *wtx, dk []byte, now time.Time, out *relay.Job) error {
 			alert = d.Alert
 		}
 		place := placeOf(&j, rankOf(alert))
-		if _, err := updateJob(w, jk, appendJob(nil, &j, place)); err != nil {
-			return err
+		if err := history(tx, bucketJobs).Put(jk, appendJob(nil, &j, place)); err != nil {
+			return fmt.Errorf("put job: %w", err)
 		}
 		if err := moveSched(w, jk, nil, place, nil); err != nil {
 			return err

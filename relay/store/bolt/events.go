@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -444,9 +443,7 @@ func (d *decision) applyJobs(w *wtx, fresh bool, lease *acceptLease) error {
 		}
 		var owner []byte
 		if lease.wants(i) {
-			// The rank's leased variant, due at the lease's end (see
-			// sched.go), as Lease writes it.
-			place = binary.BigEndian.AppendUint64(append(bytes.Clone(place[:len(place)-dueLen-1]), place[len(place)-dueLen-1]|rankLeased), dueNanos(lease.until))
+			place = leasedPlace(place, lease.until) // as Lease writes it
 			value = appendJob(make([]byte, 0, jobSize(&j, place)), &j, place)
 			owner = lease.owner
 			lease.keys = append(lease.keys, p.key)

@@ -2,23 +2,9 @@ package bolt
 
 import (
 	"bytes"
-	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
 )
-
-// updateJob stores value v under key k of a job stored before (the
-// schedule is the caller's). It reports false, writing nothing, for an
-// unknown job.
-func updateJob(w *wtx, k, v []byte) (bool, error) {
-	if !bytesEqualSeek(w.cursor(bucketJobs), k) {
-		return false, nil
-	}
-	if err := history(w.tx, bucketJobs).Put(k, v); err != nil {
-		return false, fmt.Errorf("put job: %w", err)
-	}
-	return true, nil
-}
 
 // mergeOpenJobs moves the open jobs of a file written before 2026-12-07
 // (bucket jobs_open) into bucketJobs, and drops jobs_open. It runs after
@@ -48,12 +34,6 @@ func hasOpenJob(jobs *bbolt.Bucket, prefix []byte) bool {
 		}
 	}
 	return false
-}
-
-// bytesEqualSeek moves c to k and reports whether k is there.
-func bytesEqualSeek(c *bbolt.Cursor, k []byte) bool {
-	got, _ := c.Seek(k)
-	return bytes.Equal(got, k)
 }
 
 // historyFill is the fill percent of the buckets that only grow until

@@ -101,6 +101,16 @@ func schedPlace(lane string, rank byte, due time.Time) []byte {
 // store.DueAt.
 func placeOf(j *relay.Job, rank byte) []byte { return schedPlace(j.Lane(), rank, store.DueAt(j)) }
 
+// leasedPlace is the place of a job at place while leased until until:
+// its rank's leased variant, due at the lease's end (a new slice, with
+// room for the job key).
+func leasedPlace(place []byte, until time.Time) []byte {
+	n := len(place) - dueLen - 1 // the rank byte
+	b := make([]byte, 0, len(place)+64)
+	b = append(append(b, place[:n]...), place[n]|rankLeased)
+	return binary.BigEndian.AppendUint64(b, dueNanos(until))
+}
+
 // splitPlace returns the lane and the rank byte of a place.
 func splitPlace(place []byte) (lane []byte, rank byte, err error) {
 	n := len(place) - dueLen - 2
@@ -266,15 +276,13 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			}
 			// nk is the ticket, and its place is in the job's value:
 			// its own allocation.
-			nk := make([]byte, 0, len(k))
-			nk = append(append(nk, kp[:len(kp)-1]...), kp[len(kp)-1]|rankLeased)
-			nk = binary.BigEndian.AppendUint64(nk, dueNanos(until))
-			nk = append(nk, jk...)
+			place := leasedPlace(k[:len(kp)+dueLen], until)
+			nk := append(place, jk...)
 			l, v, err := rd.leased(jk)
 			if err != nil {
 				return err
 			}
-			nv, err := withPlace(v, nk[:len(nk)-len(jk)])
+			nv, err := withPlace(v, place)
 			if err != nil {
 				return fmt.Errorf("lease job %q: %w", jk, err)
 			}
@@ -377,14 +385,9 @@ func (r *recordReader) leased(jk []byte) (store.Leased, []byte, error) {
 	if v == nil {
 		return store.Leased{}, nil, fmt.Errorf("%w: scheduled job %q is not stored", errCorrupt, jk)
 	}
-	l, err := r.leasedJob(jk, v)
-	return l, v, err
-}
-
-func (r *recordReader) leasedJob(jk, v []byte) (store.Leased, error) {
 	j, err := r.dec.decode(jk, v)
 	if err != nil {
-		return store.Leased{}, err
+		return store.Leased{}, nil, err
 	}
 	ek := jk[:bytes.LastIndexByte(jk, sep)] // ws \0 id: decode checked the parts
 	if r.lastEK == nil || !bytes.Equal(ek, r.lastEK) {
@@ -392,17 +395,17 @@ func (r *recordReader) leasedJob(jk, v []byte) (store.Leased, error) {
 		if ev := r.w.get(bucketEvents, ek); ev != nil {
 			u, at, err := eventUser(ev)
 			if err != nil {
-				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
+				return store.Leased{}, nil, fmt.Errorf("event %s: %w", j.Event, err)
 			}
 			o.user, o.accepted = u, at
 			dv, err := decisionOf(r.w.tx, ek, ev)
 			if err != nil {
-				return store.Leased{}, fmt.Errorf("event %s: %w", j.Event, err)
+				return store.Leased{}, nil, fmt.Errorf("event %s: %w", j.Event, err)
 			}
 			if dv != nil {
 				d, err := decodeDecision(dv)
 				if err != nil {
-					return store.Leased{}, err
+					return store.Leased{}, nil, err
 				}
 				o.alert = d.Alert
 			}
@@ -416,12 +419,12 @@ func (r *recordReader) leasedJob(jk, v []byte) (store.Leased, error) {
 		if dv := r.w.get(bucketDevices, dk); dv != nil {
 			d, err := r.cache.decode(dv)
 			if err != nil {
-				return store.Leased{}, fmt.Errorf("decode device %q: %w", dk, err)
+				return store.Leased{}, nil, fmt.Errorf("decode device %q: %w", dk, err)
 			}
 			l.Device = d
 		}
 	}
-	return l, nil
+	return l, v, nil
 }
 
 // Settle records the new state of a leased job and ends its lease, in one
