@@ -167,11 +167,15 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 
 	br := NewBatchReader(http.MaxBytesReader(w, r.Body, s.opts.MaxBatchBytes), s.knownType())
 	defer br.Release()
-	cp := chunks.Get().(*[]Line)
+	pool := &chunks
+	if known && r.ContentLength <= smallBatchBytes {
+		pool = &smallChunks
+	}
+	cp := pool.Get().(*[]Line)
 	used := 0 // the most lines the chunk held
 	defer func() {
 		clear((*cp)[:min(used, cap(*cp))]) // the pool must not keep events alive
-		chunks.Put(cp)
+		pool.Put(cp)
 	}()
 	var (
 		results  []Result
@@ -291,6 +295,20 @@ var chunks = sync.Pool{New: func() any {
 	c := make([]Line, 0, batchChunkEvents)
 	return &c
 }}
+
+// smallChunks recycles the chunks of small batches (a body of at most
+// smallBatchBytes): a full chunk is 108 KB, and at one event per POST the
+// ones the GC took from the pool were a seventh of relayd's allocations.
+// A small batch with more lines than smallChunkEvents grows its chunk.
+var smallChunks = sync.Pool{New: func() any {
+	c := make([]Line, 0, smallChunkEvents)
+	return &c
+}}
+
+const (
+	smallBatchBytes  = 2 << 10
+	smallChunkEvents = 8
+)
 
 // accept hands events to the Acceptor. On failure it answers the request
 // and returns false.

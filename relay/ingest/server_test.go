@@ -126,6 +126,34 @@ func TestPostBatch(t *testing.T) {
 	}
 }
 
+// A small body is decoded into a small pooled chunk: one with more lines
+// than that chunk holds grows it, and a chunk used by a bigger batch before
+// carries nothing into the next.
+func TestPostSmallBatchGrowsItsChunk(t *testing.T) {
+	ts := startServer(t, nil)
+	batch := func(prefix string, n int) (string, []Result) {
+		var b strings.Builder
+		var want []Result
+		for i := range n {
+			fmt.Fprintf(&b, `{"id":"%s%d","workspace":"w","user":"u","type":"otp_received"}`+"\n", prefix, i)
+			want = append(want, Result{Line: i + 1, ID: fmt.Sprintf("%s%d", prefix, i), Status: StatusAccepted})
+		}
+		return b.String(), want
+	}
+	for round, n := range []int{smallChunkEvents * 3, 1, smallChunkEvents + 1, 600, 2} {
+		body, want := batch(fmt.Sprintf("r%d-", round), n)
+		if n <= smallChunkEvents*3 && len(body) > smallBatchBytes {
+			t.Fatalf("round %d: body of %d bytes is not a small batch", round, len(body))
+		}
+		if got := results(t, postNDJSON(t, ts, body)); !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d (%d events): results\n%+v\nwant\n%+v", round, n, got, want)
+		}
+	}
+	if want := smallChunkEvents*3 + 1 + smallChunkEvents + 1 + 600 + 2; len(ts.store.events) != want {
+		t.Fatalf("%d events stored, want %d", len(ts.store.events), want)
+	}
+}
+
 func TestPostBatchAllRejected(t *testing.T) {
 	called := false
 	ts := startServer(t, func(o *Options) {
