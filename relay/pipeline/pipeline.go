@@ -360,7 +360,7 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 type userKey struct{ ws, user string }
 
 // maxAcceptLeases bounds the jobs one Accept call leases in its write. Their
-// sends run while the write syncs, on the cores that write and the POST's
+// sends run while the write commits, on the cores that write and the POST's
 // answer need: a batch of 50 events for two devices each (100 sends at
 // once) delayed its own 202 from 4.7 to 14 ms. Beyond the bound, jobs are
 // leased after the commit as before; a POST of a few events, the latency
@@ -379,10 +379,9 @@ type leasingQueue interface {
 // storeDecided stores the accepted events, with the decisions made here
 // (nil: none). With a store that can lease in that write and a queue that
 // takes such leases, the decided jobs due now that have a free send slot
-// are leased to this relay in the same write and sent as soon as the
-// write is sure to commit, while it syncs: their pushes wait for neither
-// the fsync nor a lease's commit after it (store.AcceptLeaser says what a
-// crash then can do).
+// are leased to this relay in the same write and sent before it is
+// durable: their pushes wait for neither the commits nor a lease's commit
+// after them (store.AcceptLeaser says when, and what a crash then can do).
 func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time) ([]error, error) {
 	al, ok := p.opts.Store.(store.AcceptLeaser)
 	lq, qok := p.opts.Queue.(leasingQueue)

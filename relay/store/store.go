@@ -81,14 +81,18 @@ type Decided struct {
 }
 
 // AcceptLeaser is a backend that can lease jobs of the events it stores
-// with their decisions in the same write, and hand the leases out as soon
-// as that write is sure to commit: before it is durable (bolt). The
-// caller sends them while the write syncs, so a push need not wait for
-// its event's fsync and then for a lease's commit. A crash before the
-// write is durable may then have sent a push whose event is not stored
-// (the poster got no answer and posts it again); a write that fails after
-// the hand-out leaves the leases' settles failing. Both are the
-// at-least-once of a crash between a send and its settle.
+// with their decisions in the same write, and hand the leases out before
+// that write is durable: bolt hands them out as soon as the write is
+// queued, before it runs (after a failed commit, only once the write is
+// on disk). The caller sends them at once, so a push waits
+// neither for the commit in progress, its event's write and fsync, nor a
+// lease's commit after them: its latency does not depend on the disk's.
+// A crash before the write is durable may then have sent a push whose
+// event is not stored (the poster got no answer and posts it again); a
+// write that fails after the hand-out leaves the leases' settles failing.
+// Both are the at-least-once of a crash between a send and its settle.
+// An event already stored, or being stored by another call, gets no
+// early lease: a duplicate sends nothing.
 type AcceptLeaser interface {
 	// AddDecidedLeasing is EventLog.AddDecided that also leases the open
 	// jobs lease.Want names, of the events it stores (not of duplicates).
@@ -102,9 +106,10 @@ type AcceptLease struct {
 	Until time.Time // the leases' end
 	// Want[i][j]: lease job j of decided[i] (it must be open).
 	Want [][]bool
-	// Ready receives the leases once the write's functions all ran, before
-	// its fsync, at most once per call; it must not block (it runs on the
-	// backend's committer). Not called when no job was leased.
+	// Ready receives the leases before the write is durable (see
+	// AcceptLeaser for when), at most once per call; it must not block
+	// (it may run on the backend's committer). Not called when no job was
+	// leased.
 	Ready func([]Leased)
 }
 

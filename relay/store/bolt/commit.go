@@ -37,10 +37,6 @@ type writeCall struct {
 	released bool
 	// deferred: fn may wait up to deferDelay for company (writeDeferred).
 	deferred bool
-	// applied, when set, is called once fn ran in a transaction whose
-	// functions all succeeded, before that transaction's fsync
-	// (writeApplied).
-	applied func()
 }
 
 // committer is the queue of writes and whether a goroutine is committing it.
@@ -114,17 +110,18 @@ func (s *Store) write(fn func(*bbolt.Tx) error) error {
 	return c.err
 }
 
-// writeApplied is write, calling applied (on the committer) once fn ran in
-// a transaction that will commit unless the commit itself fails, before
-// its fsync: what fn wrote may be acted on while it syncs (AddDecidedLeasing).
-func (s *Store) writeApplied(fn func(*bbolt.Tx) error, applied func()) error {
+// writeQueued is write, calling queued once fn is queued for a commit,
+// before it runs: a write queued after it (a settle of a job fn writes)
+// runs after it, in the same commit or a later one (AddDecidedLeasing).
+func (s *Store) writeQueued(fn func(*bbolt.Tx) error, queued func()) error {
 	if s.fault != nil {
 		if err := s.fault(); err != nil {
 			return err
 		}
 	}
-	c := &writeCall{fn: fn, done: make(chan struct{}), applied: applied}
+	c := &writeCall{fn: fn, done: make(chan struct{})}
 	s.queue(c)
+	queued()
 	<-c.done
 	if c.panic != nil {
 		panic(c.panic)
@@ -286,15 +283,15 @@ func (s *Store) commit(batch []*writeCall, seq uint64) {
 					c.released = true
 					close(c.done)
 				}
-				if c.applied != nil {
-					c.applied()
-				}
 			}
 			if s.beforeCommit != nil {
 				s.beforeCommit()
 			}
 			return nil
 		})
+		if failed < 0 {
+			s.commitFailed.Store(err != nil)
+		}
 		if failed >= 0 {
 			s.finish(batch[failed], err)
 			batch = append(batch[:failed:failed], batch[failed+1:]...)
@@ -345,4 +342,11 @@ func runCall(c *writeCall, tx *bbolt.Tx) (err error) {
 		}
 	}()
 	return c.fn(tx)
+}
+
+// pendingLen returns how many writes wait for the committer (tests).
+func (cm *committer) pendingLen() int {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	return len(cm.pending)
 }

@@ -35,9 +35,10 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 }
 
 // AddDecidedLeasing is AddDecided that also leases the open jobs lease.Want
-// names, in the same commit, and hands the leases to lease.Ready once the
-// commit's functions all ran, before its fsync (see store.AcceptLeaser).
-// A leased job's entry is in its rank's leased range, as Lease leaves it.
+// names, in the same commit, and hands the leases to lease.Ready as soon as
+// the write is queued, before it runs (acceptlease.go); after a failed
+// commit, only once the write is on disk (see store.AcceptLeaser). A leased job's entry is in its rank's leased range,
+// as Lease leaves it.
 func (s *Store) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
 	return s.addDecided(ctx, events, decided, receivedAt, &lease)
 }
@@ -118,20 +119,49 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 		al = &acceptLease{owner: []byte(lease.Owner), until: lease.Until}
 	}
 	write := s.write
-	if lease != nil && lease.Ready != nil {
+	var want [][]bool // lease.Want, less the jobs a duplicate would lease
+	var early bool    // leases handed out once the write is queued
+	if lease != nil {
+		want = lease.Want
+	}
+	switch {
+	case lease == nil || lease.Ready == nil:
+	case !s.commitFailed.Load():
+		var held [][]byte
+		if leased, held, want, err = s.leaseEarly(events, keys, decisions, decided, receivedAt, lease); err != nil {
+			return nil, fmt.Errorf("add events: %w", err)
+		}
+		defer s.accepting.remove(held)
+		early = true
 		write = func(fn func(*bbolt.Tx) error) error {
-			return s.writeApplied(fn, func() {
+			return s.writeQueued(fn, func() {
 				if len(leased) > 0 {
 					lease.Ready(leased)
 				}
 			})
+		}
+	default:
+		// The last commit failed (a full disk, a failing device): hand
+		// out nothing until this write is on disk, or a store that
+		// refuses every event would still send their pushes.
+		write = func(fn func(*bbolt.Tx) error) error {
+			if err := s.write(fn); err != nil {
+				return err
+			}
+			if len(leased) > 0 {
+				lease.Ready(leased)
+			}
+			return nil
 		}
 	}
 	err = write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
 		w := s.wtx(tx)
 		if al != nil {
-			al.keys, leased = al.keys[:0], nil // reset: a commit may run this function again
+			al.keys = al.keys[:0] // reset: a commit may run this function again
+			if !early {
+				leased = nil
+			}
 		}
 		c := w.cursor(bucketEvents) // for the duplicate checks: Get makes a cursor each
 		var prev []byte
@@ -153,8 +183,8 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				return fmt.Errorf("put event: %w", err)
 			}
 			var l *acceptLease
-			if al != nil && i < len(lease.Want) {
-				al.want = lease.Want[i]
+			if al != nil && i < len(want) {
+				al.want = want[i]
 				l = al
 			}
 			if err := d.applyJobs(w, true, l); err != nil {
@@ -177,7 +207,7 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				return fmt.Errorf("put undecided: %w", err)
 			}
 		}
-		if al == nil || len(al.keys) == 0 {
+		if al == nil || len(al.keys) == 0 || early {
 			return nil
 		}
 		// What a lease of these jobs carries, read back from this write.

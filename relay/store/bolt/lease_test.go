@@ -308,3 +308,140 @@ func TestAddDecidedLeasing(t *testing.T) {
 	}
 	checkScheduleOf(t, s)
 }
+
+// decidedLeasing returns an accept of event id for the device "phone",
+// its job wanted leased.
+func decidedLeasing(id string) ([]relay.Event, []*store.Decided, [][]bool) {
+	e := ev("acme", id)
+	j := job(e.Key(), "phone", relay.StatePending)
+	j.App = "demo"
+	return []relay.Event{e}, []*store.Decided{{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled},
+		Alert: &relay.Alert{EventID: id, Workspace: "acme", Priority: relay.PriorityHigh, ExpiresAt: e.ExpiresAt}, Jobs: []relay.Job{j}}}, [][]bool{{true}}
+}
+
+// holdCommitter runs a write that blocks the committer until the returned
+// func is called.
+func holdCommitter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	running, gate := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.write(func(*bbolt.Tx) error {
+			close(running)
+			<-gate
+			return nil
+		})
+	}()
+	<-running
+	return func() {
+		close(gate)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// An accept's leases are handed out once its write is queued, before it
+// runs: the push does not wait for the commit in progress. A second accept
+// of the same event meanwhile leases nothing (the first is not stored
+// yet), and its write finds the duplicate; the early lease settles.
+func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdCommitter(t, s)
+	type accept struct {
+		res []error
+		err error
+	}
+	add := func(id string, ready chan<- []store.Leased) <-chan accept {
+		out := make(chan accept, 1)
+		evs, ds, want := decidedLeasing(id)
+		go func() {
+			res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
+				Ready: func(ls []store.Leased) { ready <- ls }})
+			out <- accept{res, err}
+		}()
+		return out
+	}
+	readyA, readyB := make(chan []store.Leased, 1), make(chan []store.Leased, 1)
+	a := add("x", readyA)
+	var leased []store.Leased
+	select {
+	case leased = <-readyA:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lease handed out while the committer was busy with another write")
+	}
+	if len(leased) != 1 || leased[0].Job.Event.ID != "x" || leased[0].User != "u-42" || leased[0].Device.Token != "tok" ||
+		leased[0].Alert == nil || !leased[0].AcceptedAt.Equal(t0) {
+		t.Fatalf("early leases %+v", leased)
+	}
+	b := add("x", readyB)
+	for s.commits.pendingLen() < 2 { // b queued behind a
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	ra, rb := <-a, <-b
+	if ra.err != nil || ra.res[0] != nil || rb.err != nil || !errors.Is(rb.res[0], relay.ErrDuplicate) {
+		t.Fatalf("first accept %v %v, second %v %v; want stored, duplicate", ra.res, ra.err, rb.res, rb.err)
+	}
+	select {
+	case ls := <-readyB:
+		t.Fatalf("the duplicate handed out %d leases", len(ls))
+	default:
+	}
+	if got := leaseIDs(t, s, "r2", t0.Add(time.Second), 10); len(got) != 0 {
+		t.Fatalf("Lease took %v: x is leased", got)
+	}
+	j := leased[0].Job
+	j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, t0.Add(time.Second)
+	if err := s.Settle(ctx, leased[0], j); err != nil {
+		t.Fatal(err)
+	}
+	checkScheduleOf(t, s)
+	// Stored now: a third accept of x leases nothing either.
+	third := make(chan []store.Leased, 1)
+	if r := <-add("x", third); r.err != nil || !errors.Is(r.res[0], relay.ErrDuplicate) || len(third) != 0 {
+		t.Fatalf("third accept %v %v, %d leases", r.res, r.err, len(third))
+	}
+}
+
+// After a commit failed, an accept hands its leases out only once its own
+// write is on disk, as the commit may fail again.
+func TestAddDecidedLeasingAfterAFailedCommit(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	s.commitFailed.Store(true)
+	release := holdCommitter(t, s)
+	ready := make(chan []store.Leased, 1)
+	evs, ds, want := decidedLeasing("y")
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
+			Ready: func(ls []store.Leased) { ready <- ls }})
+		done <- err
+	}()
+	for s.commits.pendingLen() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-ready:
+		t.Fatal("leases handed out before the write ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ls := <-ready; len(ls) != 1 || ls[0].Job.Event.ID != "y" {
+		t.Fatalf("leases %+v", ls)
+	}
+	if s.commitFailed.Load() {
+		t.Fatal("a commit succeeded and the store still counts the last one failed")
+	}
+}

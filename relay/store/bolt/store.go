@@ -88,6 +88,11 @@ type Store struct {
 	cur     *wtx
 	leaveFn func()      // s.leave, made once: a method value allocates
 	backlog laneBacklog // lanes with due jobs left by their last lease (sched.go)
+	// accepting holds the events whose jobs an accept leased before its
+	// write ran (acceptlease.go); commitFailed is set while the last
+	// commit failed, when accepts lease nothing before their write runs.
+	accepting    acceptingSet
+	commitFailed atomic.Bool
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
