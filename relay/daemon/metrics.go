@@ -63,7 +63,7 @@ func newMetrics() *metrics {
 			Name: "edgerelay_breaker_opened_total", Help: "Times a lane's circuit breaker opened.",
 		}, []string{"lane"}),
 		offered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgerelay_accept_leases_total", Help: "Jobs leased in their event's accept write and sent while it synced, by lane (bolt).",
+			Name: "edgerelay_accept_leases_total", Help: "Jobs leased in their event's accept write and sent before it was on disk, by lane (bolt).",
 		}, []string{"lane"}),
 	}
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{

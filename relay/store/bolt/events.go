@@ -37,8 +37,8 @@ func (s *Store) AddDecided(ctx context.Context, events []relay.Event, decided []
 // AddDecidedLeasing is AddDecided that also leases the open jobs lease.Want
 // names, in the same commit, and hands the leases to lease.Ready as soon as
 // the write is queued, before it runs (acceptlease.go); after a failed
-// commit, only once the write is on disk (see store.AcceptLeaser). A leased job's entry is in its rank's leased range,
-// as Lease leaves it.
+// commit, only once the write is on disk (see store.AcceptLeaser). A
+// leased job's entry is in its rank's leased range, as Lease leaves it.
 func (s *Store) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
 	return s.addDecided(ctx, events, decided, receivedAt, &lease)
 }
