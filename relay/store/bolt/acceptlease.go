@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"slices"
 	"sync"
 	"time"
@@ -29,11 +30,17 @@ import (
 // leaseEarly returns the leases of the jobs lease.Want names, built as the
 // write will store them, and want with the jobs of events it cannot
 // lease early cleared (already stored, or being accepted by another call,
-// or earlier in this one). It marks the events it leased as being
+// or posted earlier in this one). It marks the events it leased as being
 // accepted: the caller removes held from s.accepting once the write
 // returned.
-func (s *Store) leaseEarly(events []relay.Event, keys [][]byte, decisions []*decision, decided []*store.Decided, receivedAt time.Time, lease *store.AcceptLease) (leased []store.Leased, held [][]byte, want [][]bool, err error) {
+// order is the events' indexes in key order, stable (as the write stores
+// them: of two equal keys the first posted is stored).
+func (s *Store) leaseEarly(events []relay.Event, keys [][]byte, order []int, decisions []*decision, decided []*store.Decided, receivedAt time.Time, lease *store.AcceptLease) (leased []store.Leased, held [][]byte, want [][]bool, err error) {
 	want = slices.Clone(lease.Want)
+	repeated := make([]bool, len(keys)) // a key posted earlier in this call
+	for n := 1; n < len(order); n++ {
+		repeated[order[n]] = bytes.Equal(keys[order[n]], keys[order[n-1]])
+	}
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		evb, devb := tx.Bucket(bucketEvents), tx.Bucket(bucketDevices)
 		var dk []byte
@@ -42,8 +49,7 @@ func (s *Store) leaseEarly(events []relay.Event, keys [][]byte, decisions []*dec
 				continue
 			}
 			k := keys[i]
-			if slices.ContainsFunc(held, func(h []byte) bool { return string(h) == string(k) }) ||
-				evb.Get(k) != nil || !s.accepting.add(k) {
+			if repeated[i] || evb.Get(k) != nil || !s.accepting.add(k) {
 				want[i] = nil // the write decides; Lease sends what it stores
 				continue
 			}

@@ -128,7 +128,7 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 	case lease == nil || lease.Ready == nil:
 	case !s.commitFailed.Load():
 		var held [][]byte
-		if leased, held, want, err = s.leaseEarly(events, keys, decisions, decided, receivedAt, lease); err != nil {
+		if leased, held, want, err = s.leaseEarly(events, keys, order, decisions, decided, receivedAt, lease); err != nil {
 			return nil, fmt.Errorf("add events: %w", err)
 		}
 		defer s.accepting.remove(held)

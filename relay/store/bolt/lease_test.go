@@ -445,3 +445,28 @@ func TestAddDecidedLeasingAfterAFailedCommit(t *testing.T) {
 		t.Fatal("a commit succeeded and the store still counts the last one failed")
 	}
 }
+
+// An event posted twice in one call is stored once, the first time: the
+// second copy leases nothing early, even when only its job is wanted.
+func TestAddDecidedLeasingRepeatInOneCall(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, ds, _ := decidedLeasing("z")
+	evs, ds = append(evs, evs[0]), append(ds, ds[0])
+	var ready []store.Leased
+	res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: [][]bool{{false}, {true}},
+		Ready: func(ls []store.Leased) { ready = ls }})
+	if err != nil || res[0] != nil || !errors.Is(res[1], relay.ErrDuplicate) {
+		t.Fatalf("add: %v, %v", res, err)
+	}
+	if len(ready) != 0 {
+		t.Fatalf("the repeat leased %d jobs", len(ready))
+	}
+	if got := leaseIDs(t, s, "r1", t0.Add(time.Second), 10); len(got) != 1 || got[0] != "z" {
+		t.Fatalf("Lease took %v, want z's job: not leased at accept", got)
+	}
+	checkScheduleOf(t, s)
+}
