@@ -30,11 +30,10 @@ import (
 // leaseEarly returns the leases of the jobs lease.Want names, built as the
 // write will store them, and want with the jobs of events it cannot
 // lease early cleared (already stored, or being accepted by another call,
-// or posted earlier in this one). It marks the events it leased as being
-// accepted: the caller removes held from s.accepting once the write
-// returned.
-// order is the events' indexes in key order, stable (as the write stores
-// them: of two equal keys the first posted is stored).
+// or posted earlier in this one: order is the events' indexes in key
+// order, stable, as the write stores them). It marks the events it leased
+// as being accepted: the caller removes held from s.accepting once the
+// write returned.
 func (s *Store) leaseEarly(events []relay.Event, keys [][]byte, order []int, decisions []*decision, decided []*store.Decided, receivedAt time.Time, lease *store.AcceptLease) (leased []store.Leased, held [][]byte, want [][]bool, err error) {
 	want = slices.Clone(lease.Want)
 	repeated := make([]bool, len(keys)) // a key posted earlier in this call

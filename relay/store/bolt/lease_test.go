@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -394,6 +395,10 @@ func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
 	}
 	if got := leaseIDs(t, s, "r2", t0.Add(time.Second), 10); len(got) != 0 {
 		t.Fatalf("Lease took %v: x is leased", got)
+	}
+	// The lease built before the write carries the job as it was stored.
+	if rec, err := s.Event(ctx, relay.EventKey{Workspace: "acme", ID: "x"}); err != nil || len(rec.Jobs) != 1 || !reflect.DeepEqual(rec.Jobs[0], leased[0].Job) {
+		t.Fatalf("stored job %+v (%v), early lease's %+v", rec, err, leased[0].Job)
 	}
 	j := leased[0].Job
 	j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, t0.Add(time.Second)
