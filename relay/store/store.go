@@ -84,15 +84,15 @@ type Decided struct {
 // with their decisions in the same write, and hand the leases out before
 // that write is durable: bolt hands them out as soon as the write is
 // queued, before it runs (after a failed commit, only once the write is
-// on disk). The caller sends them at once, so a push waits
-// neither for the commit in progress, its event's write and fsync, nor a
-// lease's commit after them: its latency does not depend on the disk's.
-// A crash before the write is durable may then have sent a push whose
-// event is not stored (the poster got no answer and posts it again); a
-// write that fails after the hand-out leaves the leases' settles failing.
-// Both are the at-least-once of a crash between a send and its settle.
-// An event already stored, or being stored by another call, gets no
-// early lease: a duplicate sends nothing.
+// on disk). The caller sends them at once, so a push waits neither for
+// the commit in progress, nor its event's write and fsync, nor a lease's
+// commit after them: while the store is healthy, a push's latency does
+// not follow the disk's. A crash before the write is durable may then
+// have sent a push whose event is not stored (the poster got no answer
+// and posts it again); a write that fails after the hand-out leaves the
+// leases' settles failing. Both are the at-least-once of a crash between
+// a send and its settle. An event already stored, or being stored by
+// another call, gets no early lease: a repeated POST sends nothing.
 type AcceptLeaser interface {
 	// AddDecidedLeasing is EventLog.AddDecided that also leases the open
 	// jobs lease.Want names, of the events it stores (not of duplicates).
