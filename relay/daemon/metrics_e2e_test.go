@@ -127,7 +127,10 @@ auth {
 	var families map[string]*dto.MetricFamily
 	waitFor(t, 15*time.Second, func() error {
 		families = scrape(t, h.metricsAddr)
-		for _, name := range []string{"edgerelay_deliveries_total", "edgerelay_accept_to_deliver_seconds"} {
+		// A delivery's outcome is observed in three families one after
+		// the other, and a scrape collects them concurrently, not at one
+		// instant: one that lands mid-outcome can hold some of them.
+		for _, name := range []string{"edgerelay_deliveries_total", "edgerelay_send_seconds", "edgerelay_accept_to_deliver_seconds"} {
 			if f := families[name]; f == nil || len(f.Metric) == 0 {
 				return fmt.Errorf("no android delivery in %s yet", name)
 			}
