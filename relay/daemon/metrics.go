@@ -109,7 +109,7 @@ func (m *metrics) onBreaker(lane string, open bool, _ string) {
 	m.breaker.WithLabelValues(lane).Set(0)
 }
 
-// acceptLeases counts jobs sent while their accept synced.
+// acceptLeases counts jobs sent before their accept was on disk.
 func (m *metrics) acceptLeases(lane string, n int) { m.offered.WithLabelValues(lane).Add(float64(n)) }
 
 func (m *metrics) outcome(j relay.Job, took time.Duration) {

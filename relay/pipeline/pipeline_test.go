@@ -1055,18 +1055,27 @@ func (q *slotQueue) Offer(_ string, jobs []store.Leased, _ time.Time) {
 	q.offered = append(q.offered, jobs...)
 }
 
+// leasingPipeline returns a pipeline deciding on accept, on a bolt store
+// (which leases in the accept's write) and a queue with free send slots;
+// user u of workspace w has one Android device.
+func leasingPipeline(t *testing.T, free int) (*Pipeline, *bolt.Store, *slotQueue) {
+	t.Helper()
+	st := bolttest.Open(t)
+	q := &slotQueue{free: free}
+	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	if _, err := st.RegisterDevice(t.Context(), relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	return p, st, q
+}
+
 // TestAcceptLeasesWhatItDecided: with a store that leases in the accept's
 // write and a queue that takes such leases, the decided jobs due now are
 // offered to the queue as far as it has slots (a duplicate's are not),
 // the slots not used go back, and the rest wait in the schedule.
 func TestAcceptLeasesWhatItDecided(t *testing.T) {
-	st := bolttest.Open(t)
-	q := &slotQueue{free: 3}
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	p, st, q := leasingPipeline(t, 3)
 	ctx := t.Context()
-	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := p.Accept(ctx, []relay.Event{{ID: "0", Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}}); err != nil {
 		t.Fatal(err)
 	}
@@ -1099,15 +1108,10 @@ func TestAcceptLeasesWhatItDecided(t *testing.T) {
 
 // TestAcceptLeasesAFewPerCall: one Accept call leases at most
 // maxAcceptLeases jobs in its write (their sends share the cores with the
-// write's sync and the POST's answer); the rest wait in the schedule.
+// write and the POST's answer); the rest wait in the schedule.
 func TestAcceptLeasesAFewPerCall(t *testing.T) {
-	st := bolttest.Open(t)
-	q := &slotQueue{free: 100}
-	p := New(Options{Config: testConfig(t), Store: st, Queue: q, DecideOnAccept: true})
+	p, _, q := leasingPipeline(t, 100)
 	ctx := t.Context()
-	if _, err := st.RegisterDevice(ctx, relay.Device{Workspace: "w", User: "u", ID: "pixel", Platform: relay.PlatformAndroid, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	var events []relay.Event
 	for i := range 3 * maxAcceptLeases {
 		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})

@@ -113,56 +113,41 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
 	undecided := make([]bool, len(events))
-	var al *acceptLease
-	var leased []store.Leased // this write's leases, for lease.Ready
-	if lease != nil {
-		al = &acceptLease{owner: []byte(lease.Owner), until: lease.Until}
-	}
+	// An accept that leases builds its leases before the write (see
+	// acceptlease.go) and hands them out once the write is queued. After
+	// a failed commit (a full disk, a failing device) it waits until the
+	// write is on disk: a store that refuses every event must not send
+	// their pushes.
 	write := s.write
-	var want [][]bool // lease.Want, less the jobs a duplicate would lease
-	var early bool    // leases handed out once the write is queued
-	if lease != nil {
-		want = lease.Want
-	}
-	switch {
-	case lease == nil || lease.Ready == nil:
-	case !s.commitFailed.Load():
-		var held [][]byte
-		if leased, held, want, err = s.leaseEarly(events, keys, order, decisions, decided, receivedAt, lease); err != nil {
+	var al *acceptLease
+	var want [][]bool // lease.Want, less the jobs leaseEarly cannot lease
+	if lease != nil && lease.Ready != nil {
+		leased, held, w, err := s.leaseEarly(events, keys, order, decisions, decided, receivedAt, lease)
+		if err != nil {
 			return nil, fmt.Errorf("add events: %w", err)
 		}
 		defer s.accepting.remove(held)
-		early = true
-		write = func(fn func(*bbolt.Tx) error) error {
-			return s.writeQueued(fn, func() {
-				if len(leased) > 0 {
-					lease.Ready(leased)
-				}
-			})
-		}
-	default:
-		// The last commit failed (a full disk, a failing device): hand
-		// out nothing until this write is on disk, or a store that
-		// refuses every event would still send their pushes.
-		write = func(fn func(*bbolt.Tx) error) error {
-			if err := s.write(fn); err != nil {
-				return err
-			}
+		al, want = &acceptLease{owner: []byte(lease.Owner), until: lease.Until}, w
+		ready := func() {
 			if len(leased) > 0 {
 				lease.Ready(leased)
 			}
-			return nil
+		}
+		if !s.commitFailed.Load() {
+			write = func(fn func(*bbolt.Tx) error) error { return s.writeQueued(fn, ready) }
+		} else {
+			write = func(fn func(*bbolt.Tx) error) error {
+				if err := s.write(fn); err != nil {
+					return err
+				}
+				ready()
+				return nil
+			}
 		}
 	}
 	err = write(func(tx *bbolt.Tx) error {
 		evb, und := history(tx, bucketEvents), tx.Bucket(bucketUndecided)
 		w := s.wtx(tx)
-		if al != nil {
-			al.keys = al.keys[:0] // reset: a commit may run this function again
-			if !early {
-				leased = nil
-			}
-		}
 		c := w.cursor(bucketEvents) // for the duplicate checks: Get makes a cursor each
 		var prev []byte
 		for _, i := range order {
@@ -206,24 +191,6 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 			if err := und.Put(seqKey(seq), k); err != nil {
 				return fmt.Errorf("put undecided: %w", err)
 			}
-		}
-		if al == nil || len(al.keys) == 0 || early {
-			return nil
-		}
-		// What a lease of these jobs carries, read back from this write.
-		rd := newRecordReader(w, &s.devices)
-		leased = make([]store.Leased, 0, len(al.keys))
-		for _, jk := range al.keys {
-			l, v, err := rd.leased(jk)
-			if err != nil {
-				return err
-			}
-			place, err := jobPlace(v)
-			if err != nil {
-				return err
-			}
-			l.Ticket = append(bytes.Clone(place), jk...)
-			leased = append(leased, l)
 		}
 		return nil
 	})
@@ -452,8 +419,7 @@ func (s *slab) key(parts ...string) []byte {
 // have one, which moves.
 //
 // With lease (an accept that leases: AddDecidedLeasing), the open jobs it
-// wants are written leased to its owner until its end, and their keys
-// appended to lease.keys.
+// wants are written leased to its owner until its end.
 func (d *decision) applyJobs(w *wtx, fresh bool, lease *acceptLease) error {
 	tx := w.tx
 	for i, p := range d.puts {
@@ -476,7 +442,6 @@ func (d *decision) applyJobs(w *wtx, fresh bool, lease *acceptLease) error {
 			place = leasedPlace(place, lease.until) // as Lease writes it
 			value = appendJob(make([]byte, 0, jobSize(&j, place)), &j, place)
 			owner = lease.owner
-			lease.keys = append(lease.keys, p.key)
 		}
 		var from []byte
 		if !fresh {
@@ -499,8 +464,7 @@ func (d *decision) applyJobs(w *wtx, fresh bool, lease *acceptLease) error {
 type acceptLease struct {
 	owner []byte // a sched value: kept by bbolt until the commit
 	until time.Time
-	want  []bool   // by job
-	keys  [][]byte // the keys of the jobs leased so far in the write
+	want  []bool // by job
 }
 
 // wants reports whether job i is to be leased (false for a nil lease).
