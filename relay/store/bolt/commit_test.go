@@ -189,8 +189,9 @@ func TestWriteDeferredSharesTheNextCommit(t *testing.T) {
 	}
 }
 
-// TestReadsWaitForUnsyncedCommits: once Lease or Settle returned, LaneStats
-// and Event show what they wrote, even while their commit has not ended.
+// TestReadsWaitForUnsyncedCommits: once Lease or Settle returned, LaneStats,
+// Event and the next Lease show what they wrote, even while their commit
+// has not ended.
 func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -212,12 +213,21 @@ func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	// Every commit from here on waits in beforeCommit until released.
 	var mu sync.Mutex
 	gate := make(chan struct{})
+	passAll := false // once the test ends (or fails): the store must close
 	s.beforeCommit = func() {
 		mu.Lock()
-		g := gate
+		g, pass := gate, passAll
 		mu.Unlock()
-		<-g
+		if !pass {
+			<-g
+		}
 	}
+	t.Cleanup(func() {
+		mu.Lock()
+		passAll = true
+		close(gate)
+		mu.Unlock()
+	})
 	release := func() {
 		mu.Lock()
 		close(gate)
@@ -257,6 +267,25 @@ func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	s.commits.mu.Lock()
 	s.deferDelay = time.Millisecond // read by queue, under this lock
 	s.commits.mu.Unlock()
+	// A job settled due again by a deferred write (an expiry withdraw,
+	// or its retry): the lane's next lease must see it, not answer from
+	// a read of the commit before.
+	again := jobs[0].Job
+	again.State, again.Attempts, again.UpdatedAt, again.NextAt = relay.StateWithdrawDue, 1, now, now
+	if err := s.Settle(ctx, jobs[0], again); err != nil {
+		t.Fatal(err)
+	}
+	jobs = noAnswer("Lease", func() any {
+		jobs, _, err := s.Lease(ctx, store.LeaseRequest{Lane: lane, Owner: "r1", Now: now, TTL: time.Minute, Max: 10})
+		if err != nil {
+			return err
+		}
+		return jobs
+	}).([]store.Leased)
+	if len(jobs) != 1 || jobs[0].Job.State != relay.StateWithdrawDue {
+		t.Fatalf("lease after the withdraw's settle: %+v", jobs)
+	}
+	release() // the lease's own commit
 	done := jobs[0].Job
 	done.State, done.Attempts, done.UpdatedAt = relay.StateDelivered, 1, now
 	if err := s.Settle(ctx, jobs[0], done); err != nil {
@@ -272,10 +301,6 @@ func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	if len(rec.Jobs) != 1 || rec.Jobs[0].State != relay.StateDelivered {
 		t.Fatalf("jobs after the settle: %+v", rec.Jobs)
 	}
-	mu.Lock()
-	close(gate) // later commits pass
-	s.beforeCommit = nil
-	mu.Unlock()
 }
 
 // TestCommitStatsCountTheGroupCommits: writes queued while a commit runs

@@ -227,6 +227,11 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 	// At saturation the lane's last lease left due jobs behind
 	// (s.backlog): they are still due, so the read is skipped.
 	if !s.backlog.has(req.Lane) {
+		// The read must see the settles returned so far: a deferred
+		// one (an expiry withdraw or its retry) may still be
+		// committing, and a read before its commit would miss the job
+		// it made due and leave it for the lane's next poll.
+		s.waitUnsynced()
 		var due bool
 		err = s.db.View(func(tx *bbolt.Tx) error {
 			due, next = laneDue(tx.Bucket(bucketSched).Cursor(), prefix, now)
