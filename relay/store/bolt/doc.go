@@ -14,11 +14,12 @@
 // stored survives a crash of the process or the machine. NoSync stays
 // false. Two exceptions, whose loss in a crash only sends a job again:
 // Lease returns once its transaction will commit, before the fsync (open
-// releases every lease anyway), and Settle to a final state also waits up
-// to 1 ms for another write to share its commit. The reads that show jobs
-// wait for those commits (waitUnsynced). A write function may run more than once (when another function of
-// the same commit fails),
-// so every write function here is idempotent: it resets its results at the
+// releases every lease anyway), and Settle to a final state (or to an
+// expiry withdraw) also waits up to 1 ms for another write to share its
+// commit. The reads that show jobs, and Lease's read of what is due, wait
+// for those commits (waitUnsynced). A write function may run more than
+// once (when another function of the same commit fails), so every write
+// function here is idempotent: it resets its results at the
 // start of each run, and reports ordinary outcomes (duplicate, not found)
 // through those results, never by returning an error. The functions of one
 // commit share a wtx (wtx.go): a cursor per bucket for point reads and
