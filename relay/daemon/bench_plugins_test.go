@@ -235,6 +235,9 @@ func runPluginLoad(b *testing.B, name string, n, rate int, plugins bool) loadRes
 	}
 	sent := make([]time.Time, n)
 	var next atomic.Int64
+	if rate > 0 {
+		defer quietInstruments()()
+	}
 	start := time.Now()
 	b.StartTimer()
 	var wg sync.WaitGroup
