@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,4 +329,29 @@ func TestDamagedStoreNeverCrashes(t *testing.T) {
 		t.Logf("%d: %s: refused in %s", i, how, time.Since(t0).Round(time.Millisecond))
 	}
 	t.Logf("started %d times, refused %d times", started, refused)
+}
+
+// TestCollectorTarget: relayd sets its own GOGC only when the environment
+// sets none, and says which applies.
+func TestCollectorTarget(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	if got := collectorTarget(func(string) string { return "" }); got != "200" {
+		t.Errorf("no GOGC: target %q, want 200", got)
+	}
+	if now := debug.SetGCPercent(100); now != defaultGOGC {
+		t.Errorf("no GOGC: the runtime's target is %d, want %d", now, defaultGOGC)
+	}
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	}
+	if got := collectorTarget(env); got != "50" {
+		t.Errorf("GOGC=50: target %q", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("GOGC=50 set in the environment: relayd changed the runtime's target to %d", now)
+	}
 }
