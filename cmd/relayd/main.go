@@ -157,10 +157,10 @@ func countErrors(diags interface{ Errs() []error }) int { return len(diags.Errs(
 
 // defaultGOGC is the collector's target relayd sets when the environment
 // sets no GOGC: the heap may grow to three times what is live between
-// collections instead of twice. relayd's live heap is small (~10 MiB) and
-// it allocates with every event, so at GOGC=100 it collected every ~60 ms
-// at 2,000 events/s, and the slowest events were those a collection
-// caught. Measured (docs/benchmarks.md, "Session 14"): paced p99 −25 %,
+// collections instead of twice. relayd's live heap is small (3–4 MB at
+// 2,000 events/s) and it allocates with every event, so at GOGC=100 it
+// collected every 40–60 ms, and the slowest events were those a
+// collection caught. Measured (docs/benchmarks.md, "Session 14"): paced p99 −25 %,
 // CPU per event −3 %, for 5–10 MiB more peak RSS. GOGC=100 trades back.
 const defaultGOGC = 200
 
