@@ -94,7 +94,7 @@ func run(args []string) int {
 		JSONFormat: cfg.Log.Format == "json",
 		Output:     os.Stderr,
 	})
-	gogc := collectorTarget(os.Getenv)
+	gogc := collectorTarget(os.Getenv, cfg.Store.Kind == config.StoreBolt)
 	log.Info("starting", "version", version, "config", cfg.File, "gogc", gogc)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -155,21 +155,27 @@ func versionLine() string {
 
 func countErrors(diags interface{ Errs() []error }) int { return len(diags.Errs()) }
 
-// defaultGOGC is the collector's target relayd sets when the environment
-// sets no GOGC: the heap may grow to three times what is live between
-// collections instead of twice. relayd's live heap is small (3–4 MB at
-// 2,000 events/s) and it allocates with every event, so at GOGC=100 it
-// collected every 40–60 ms, and the slowest events were those a
-// collection caught. Measured (docs/benchmarks.md, "Session 14"): paced p99 −25 %,
-// CPU per event −3 %, for 5–10 MiB more peak RSS. GOGC=100 trades back.
+// defaultGOGC is the collector's target relayd sets, with the bolt store,
+// when the environment sets no GOGC: the heap may grow to three times what
+// is live between collections instead of twice. relayd's live heap is
+// small (3–4 MB at 2,000 events/s) and it allocates with every event, so
+// at GOGC=100 it collected every 40–60 ms, and the slowest events were
+// those a collection caught. Measured (docs/benchmarks.md, "Session 14"):
+// paced p99 −25 %, CPU per event −3 %, for 5–10 MiB more peak RSS.
+// GOGC=100 trades back. With JetStream the embedded NATS server makes the
+// heap 100–270 MiB under load, and 200 grew it by a third to two thirds:
+// Go's default stays.
 const defaultGOGC = 200
 
-// collectorTarget applies defaultGOGC unless getenv("GOGC") is set (the
-// operator's choice, which the runtime has applied) and returns what
-// applies.
-func collectorTarget(getenv func(string) string) string {
+// collectorTarget applies defaultGOGC when bolt is the store and
+// getenv("GOGC") is unset (a value set is the operator's choice, which the
+// runtime has applied) and returns the target that applies.
+func collectorTarget(getenv func(string) string, bolt bool) string {
 	if v := getenv("GOGC"); v != "" {
 		return v
+	}
+	if !bolt {
+		return "100"
 	}
 	debug.SetGCPercent(defaultGOGC)
 	return strconv.Itoa(defaultGOGC)

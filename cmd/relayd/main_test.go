@@ -331,16 +331,23 @@ func TestDamagedStoreNeverCrashes(t *testing.T) {
 	t.Logf("started %d times, refused %d times", started, refused)
 }
 
-// TestCollectorTarget: relayd sets its own GOGC only when the environment
-// sets none, and says which applies.
+// TestCollectorTarget: relayd sets its own GOGC only with the bolt store
+// and when the environment sets none, and says which applies.
 func TestCollectorTarget(t *testing.T) {
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
-	if got := collectorTarget(func(string) string { return "" }); got != "200" {
-		t.Errorf("no GOGC: target %q, want 200", got)
+	unset := func(string) string { return "" }
+	if got := collectorTarget(unset, true); got != "200" {
+		t.Errorf("bolt, no GOGC: target %q, want 200", got)
 	}
 	if now := debug.SetGCPercent(100); now != defaultGOGC {
-		t.Errorf("no GOGC: the runtime's target is %d, want %d", now, defaultGOGC)
+		t.Errorf("bolt, no GOGC: the runtime's target is %d, want %d", now, defaultGOGC)
+	}
+	if got := collectorTarget(unset, false); got != "100" {
+		t.Errorf("JetStream, no GOGC: target %q, want Go's 100", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("JetStream, no GOGC: relayd changed the runtime's target to %d", now)
 	}
 	env := func(k string) string {
 		if k == "GOGC" {
@@ -348,7 +355,7 @@ func TestCollectorTarget(t *testing.T) {
 		}
 		return ""
 	}
-	if got := collectorTarget(env); got != "50" {
+	if got := collectorTarget(env, true); got != "50" {
 		t.Errorf("GOGC=50: target %q", got)
 	}
 	if now := debug.SetGCPercent(100); now != 100 {
