@@ -93,6 +93,9 @@ type loadResult struct {
 	// committing (bolt's edgerelay_store_commit_busy_seconds_total; 0 for
 	// JetStream). Near 1, writes queue behind the disk.
 	writerBusy float64
+	// commitsPerEvent: the group commits the store ran per event
+	// (bolt; 0 for JetStream). Each costs two fdatasyncs.
+	commitsPerEvent float64
 }
 
 // BenchmarkEndToEnd loads relayd (a subprocess) through its socket and
@@ -163,6 +166,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(r.allocPerDel, "alloc-B/delivery")
 			if r.writerBusy > 0 {
 				b.ReportMetric(r.writerBusy, "writer-busy")
+				b.ReportMetric(r.commitsPerEvent, "commits/event")
 			}
 		})
 		return r
@@ -219,11 +223,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if p50, p99, err := syncLatency(b.TempDir(), 500); err == nil {
 		fmt.Fprintf(&sb, "\nthis disk: fdatasync of 4 KiB p50 %s, p99 %s (500 syncs, where the store lives)", p50.Round(time.Microsecond), p99.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s %11s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del", "writer-busy")
+	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s %11s %13s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del", "writer-busy", "commits/event")
 	for _, r := range append(results, bares...) {
-		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f %10.0f%%\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f %10.0f%% %13.2f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
 			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes, r.peakAnonMiB, r.peakFileMiB,
-			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024, r.writerBusy*100)
+			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024, r.writerBusy*100, r.commitsPerEvent)
 	}
 	var ratios []float64
 	for i := range min(len(ratioRelay), len(bares)) {
@@ -285,13 +289,14 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		perEvent = 2
 	}
 	var cpu0 time.Duration
-	var alloc0, busy0 float64
+	var alloc0 float64
+	var writer0 runCounters // the first relay's store writer
 	for i, h := range hs {
 		cpu0 += procCPU(b, h.pid())
 		c := countersOf(b, h.metricsAddr)
 		alloc0 += c.alloc
 		if i == 0 {
-			busy0 = c.busy
+			writer0 = c
 		}
 	}
 
@@ -413,14 +418,15 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 	binMiB, storeMiB := mappedMiB(h.pid(), "/relayd", "/relay.db")
 	cpu := -cpu0
 	rss := 0.0
-	alloc, busy := -alloc0, -busy0
+	alloc := -alloc0
+	var busy, commits float64 // of the relay the writer columns are about
 	for i, h := range hs {
 		cpu += procCPU(b, h.pid())
 		rss = max(rss, peakRSS(b, h.pid()))
 		c := countersOf(b, h.metricsAddr)
 		alloc += c.alloc
 		if i == 0 {
-			busy += c.busy // the writer of the relay the writer-busy column is about
+			busy, commits = c.busy-writer0.busy, c.commits-writer0.commits
 		}
 	}
 
@@ -446,10 +452,11 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		peakRSSMiB: rss, peakAnonMiB: anon, peakFileMiB: file,
 		binMiB: binMiB, storeMapMiB: storeMiB,
 		postP50: pct(rtts, 0.50), postP99: pct(rtts, 0.99),
-		storeBytes:  float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
-		acceptCPU:   acceptCPU / time.Duration(n),
-		allocPerDel: alloc / float64(len(all)),
-		writerBusy:  busy / last.Sub(start).Seconds(),
+		storeBytes:      float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
+		acceptCPU:       acceptCPU / time.Duration(n),
+		allocPerDel:     alloc / float64(len(all)),
+		writerBusy:      busy / last.Sub(start).Seconds(),
+		commitsPerEvent: commits / float64(n),
 	}
 }
 
@@ -567,8 +574,9 @@ func (h *harness) pid() int {
 // runCounters are what a run reads from relayd's /metrics before and
 // after it.
 type runCounters struct {
-	alloc float64 // go_memstats_alloc_bytes_total
-	busy  float64 // edgerelay_store_commit_busy_seconds_total (bolt; else 0)
+	alloc   float64 // go_memstats_alloc_bytes_total
+	busy    float64 // edgerelay_store_commit_busy_seconds_total (bolt; else 0)
+	commits float64 // edgerelay_store_commits_total (bolt; else 0)
 }
 
 // countersOf scrapes relayd's metrics listener at addr once for the run's
@@ -582,7 +590,7 @@ func countersOf(tb testing.TB, addr string) runCounters {
 		}
 		return 0
 	}
-	c := runCounters{alloc: value("go_memstats_alloc_bytes_total"), busy: value("edgerelay_store_commit_busy_seconds_total")}
+	c := runCounters{alloc: value("go_memstats_alloc_bytes_total"), busy: value("edgerelay_store_commit_busy_seconds_total"), commits: value("edgerelay_store_commits_total")}
 	if c.alloc == 0 {
 		tb.Fatal("relayd's /metrics has no go_memstats_alloc_bytes_total")
 	}
