@@ -210,28 +210,34 @@ func TestReadsWaitForUnsyncedCommits(t *testing.T) {
 	}
 	lane := relay.Lane("demo", relay.PlatformIOS)
 
-	// Every commit from here on waits in beforeCommit until released.
+	// Every commit from here on waits in beforeCommit until released:
+	// release lets one commit through, the one waiting or the next (a
+	// gate replaced at each release had left a commit that reached it
+	// just after the release waiting for the next one).
 	var mu sync.Mutex
-	gate := make(chan struct{})
+	cond := sync.NewCond(&mu)
+	permits := 0
 	passAll := false // once the test ends (or fails): the store must close
 	s.beforeCommit = func() {
 		mu.Lock()
-		g, pass := gate, passAll
-		mu.Unlock()
-		if !pass {
-			<-g
+		defer mu.Unlock()
+		for !passAll && permits == 0 {
+			cond.Wait()
+		}
+		if permits > 0 {
+			permits--
 		}
 	}
 	t.Cleanup(func() {
 		mu.Lock()
 		passAll = true
-		close(gate)
+		cond.Broadcast()
 		mu.Unlock()
 	})
 	release := func() {
 		mu.Lock()
-		close(gate)
-		gate = make(chan struct{})
+		permits++
+		cond.Broadcast()
 		mu.Unlock()
 	}
 	// noAnswer fails if read returns before release, then releases the
@@ -335,5 +341,101 @@ func TestCommitStatsCountTheGroupCommits(t *testing.T) {
 	}
 	if busy := got.Busy - before.Busy; busy < 10*time.Millisecond {
 		t.Errorf("busy %v, want at least the 10 ms the first commit was held", busy)
+	}
+}
+
+// TestCommitLingersForCompanyUnderLoad: a write that finds the writer idle
+// commits at once; a few writes queued during a commit wait for more
+// before theirs, until lingerWrites are queued or lingerDelay passes.
+func TestCommitLingersForCompanyUnderLoad(t *testing.T) {
+	s := openTest(t)
+	s.commits.mu.Lock()
+	s.lingerDelay = time.Hour // only company ends the linger
+	s.commits.mu.Unlock()
+	nop := func(*bbolt.Tx) error { return nil }
+
+	// Alone, one after the other (each queued just as the commit before
+	// released it): no lingering.
+	before := s.CommitStats()
+	alone := make(chan error, 1)
+	go func() {
+		for range 3 {
+			if err := s.write(nop); err != nil {
+				alone <- err
+				return
+			}
+		}
+		alone <- nil
+	}()
+	select {
+	case err := <-alone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone write waited for company")
+	}
+	if got := s.CommitStats(); got.Commits-before.Commits != 3 {
+		t.Fatalf("three lone writes took %d commits, want 3", got.Commits-before.Commits)
+	}
+
+	// One write queued during a commit lingers after it ...
+	before = s.CommitStats()
+	held, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
+			t.Error(err)
+		}
+	})
+	<-held
+	lingered := make(chan error, 1)
+	go func() { lingered <- s.write(nop) }()
+	waitPending(t, s, 1)
+	close(release)
+	wg.Wait()
+	select {
+	case err := <-lingered:
+		t.Fatalf("a write queued during a busy commit did not wait for company (%v)", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	// ... until enough company comes: all of them share one commit.
+	for range lingerWrites - 1 {
+		wg.Go(func() {
+			if err := s.write(nop); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := <-lingered; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got := s.CommitStats()
+	if c, w := got.Commits-before.Commits, got.Writes-before.Writes; c != 2 || w != 1+lingerWrites {
+		t.Errorf("%d commits carrying %d writes, want 2 carrying %d", c, w, 1+lingerWrites)
+	}
+
+	// The linger ends after lingerDelay without company.
+	s.commits.mu.Lock()
+	s.lingerDelay = time.Millisecond
+	s.commits.mu.Unlock()
+	before = s.CommitStats()
+	held, release = make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
+			t.Error(err)
+		}
+	})
+	<-held
+	go func() { lingered <- s.write(nop) }()
+	waitPending(t, s, 1)
+	close(release)
+	wg.Wait()
+	if err := <-lingered; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CommitStats(); got.Commits-before.Commits != 2 {
+		t.Errorf("%d commits, want 2", got.Commits-before.Commits)
 	}
 }

@@ -96,11 +96,12 @@ type Store struct {
 	// beforeCommit, when set (tests), runs after a batch's functions and
 	// before its commit writes and fsyncs.
 	beforeCommit func()
-	// deferDelay, when set (tests), replaces the const deferDelay.
-	deferDelay time.Duration
-	done       chan struct{} // closed by Close: walks stop
-	once       sync.Once
-	closeErr   error
+	// deferDelay, when set (tests), replaces the const deferDelay;
+	// lingerDelay the const lingerDelay (negative: no lingering).
+	deferDelay, lingerDelay time.Duration
+	done                    chan struct{} // closed by Close: walks stop
+	once                    sync.Once
+	closeErr                error
 }
 
 // initialMmapSize is the size bbolt maps the store file with at open (4
