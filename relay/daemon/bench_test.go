@@ -68,8 +68,12 @@ type loadResult struct {
 	deliverPerSec float64
 	p50, p99      time.Duration
 	cpuPer1k      float64 // relayd CPU seconds per 1,000 deliveries
-	peakRSSMiB    float64
-	idleRSSMiB    float64 // after start (plugins loaded), before any load
+	// benchCPUPerDel: this process's CPU per delivery over the same
+	// span: the load generator and the fakes, which share the machine
+	// with relayd (in a deployment they are other machines).
+	benchCPUPerDel time.Duration
+	peakRSSMiB     float64
+	idleRSSMiB     float64 // after start (plugins loaded), before any load
 	// peakAnonMiB, peakFileMiB: the highest anonymous (heap, stacks) and
 	// file-backed (binary, bbolt's mmap) RSS sampled during the run.
 	peakAnonMiB, peakFileMiB float64
@@ -156,6 +160,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 			b.ReportMetric(r.cpuPer1k, "cpu-s/1k-deliveries")
+			b.ReportMetric(float64(r.benchCPUPerDel.Nanoseconds())/1000, "bench-cpu-µs/del")
 			b.ReportMetric(r.peakRSSMiB, "peak-rss-MiB")
 			b.ReportMetric(r.peakAnonMiB, "peak-anon-MiB")
 			b.ReportMetric(r.peakFileMiB, "peak-file-MiB")
@@ -203,6 +208,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 				bare = runBareAPNs(b, n)
 			}
 			b.ReportMetric(bare.deliverPerSec, "deliveries/s")
+			b.ReportMetric(float64(bare.benchCPUPerDel.Nanoseconds())/1000, "bench-cpu-µs/del")
 			b.ReportMetric(float64(bare.p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(bare.p99.Microseconds())/1000, "p99-ms")
 		})
@@ -223,11 +229,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if p50, p99, err := syncLatency(b.TempDir(), 500); err == nil {
 		fmt.Fprintf(&sb, "\nthis disk: fdatasync of 4 KiB p50 %s, p99 %s (500 syncs, where the store lives)", p50.Round(time.Microsecond), p99.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s %11s %13s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del", "writer-busy", "commits/event")
+	fmt.Fprintf(&sb, "\n%-52s %7s %10s %11s %13s %9s %9s %12s %10s %13s %12s %12s %16s %12s %11s %13s %14s\n", "scenario", "events", "deliveries", "accepted/s", "deliveries/s", "p50", "p99", "cpu-µs/del", "peak-RSS", "store-B/event", "anon+file", "bin+store", "POST p50/p99", "alloc-KB/del", "writer-busy", "commits/event", "bench-µs/del")
 	for _, r := range append(results, bares...) {
-		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f %10.0f%% %13.2f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
+		fmt.Fprintf(&sb, "%-52s %7d %10d %11.0f %13.0f %9s %9s %12.0f %7.1fMiB %13.0f %5.1f+%5.1f %5.1f+%5.1f %16s %12.1f %10.0f%% %13.2f %14.0f\n", r.name, r.events, r.deliveries, r.acceptPerSec, r.deliverPerSec,
 			r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPer1k*1000, r.peakRSSMiB, r.storeBytes, r.peakAnonMiB, r.peakFileMiB,
-			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024, r.writerBusy*100, r.commitsPerEvent)
+			r.binMiB, r.storeMapMiB, r.postP50.Round(10*time.Microsecond).String()+"/"+r.postP99.Round(10*time.Microsecond).String(), r.allocPerDel/1024, r.writerBusy*100, r.commitsPerEvent, float64(r.benchCPUPerDel.Nanoseconds())/1000)
 	}
 	var ratios []float64
 	for i := range min(len(ratioRelay), len(bares)) {
@@ -299,6 +305,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 			writer0 = c
 		}
 	}
+	self0 := procCPU(b, os.Getpid())
 
 	// Posters send NDJSON batches; each event's send time is kept to
 	// measure socket-to-fake latency.
@@ -405,6 +412,7 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		}
 	}
 	b.StopTimer()
+	self := procCPU(b, os.Getpid()) - self0
 	all := append(apnsPushes, fcmPushes...)
 	last := start
 	for _, p := range all {
@@ -448,8 +456,9 @@ func runLoad(b *testing.B, be backend, name string, n int, latency time.Duration
 		acceptPerSec:  float64(n) / accepted.Seconds(),
 		deliverPerSec: float64(want) / last.Sub(start).Seconds(),
 		p50:           pct(lat, 0.50), p99: pct(lat, 0.99),
-		cpuPer1k:   cpu.Seconds() / float64(len(all)) * 1000,
-		peakRSSMiB: rss, peakAnonMiB: anon, peakFileMiB: file,
+		cpuPer1k:       cpu.Seconds() / float64(len(all)) * 1000,
+		benchCPUPerDel: self / time.Duration(len(all)),
+		peakRSSMiB:     rss, peakAnonMiB: anon, peakFileMiB: file,
 		binMiB: binMiB, storeMapMiB: storeMiB,
 		postP50: pct(rtts, 0.50), postP99: pct(rtts, 0.99),
 		storeBytes:      float64(dirSize(b, filepath.Join(h.dir, "data"))) / float64(n),
@@ -493,6 +502,7 @@ func runBareAPNs(b *testing.B, n int) loadResult {
 	var next atomic.Int64
 	lat := make([]time.Duration, n)
 	start := time.Now()
+	self0 := procCPU(b, os.Getpid())
 	b.StartTimer()
 	var wg sync.WaitGroup
 	for range 256 {
@@ -519,9 +529,11 @@ func runBareAPNs(b *testing.B, n int) loadResult {
 	wg.Wait()
 	took := time.Since(start)
 	b.StopTimer()
+	self := procCPU(b, os.Getpid()) - self0
 	slices.Sort(lat)
 	return loadResult{name: "bare-apns2/latency=0ms", events: n, deliveries: n,
-		deliverPerSec: float64(n) / took.Seconds(), p50: pct(lat, 0.5), p99: pct(lat, 0.99)}
+		deliverPerSec: float64(n) / took.Seconds(), p50: pct(lat, 0.5), p99: pct(lat, 0.99),
+		benchCPUPerDel: self / time.Duration(n)}
 }
 
 // ratioScenario is the relayd run the relay/bare ratio compares with bare
