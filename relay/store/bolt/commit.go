@@ -28,7 +28,7 @@ import (
 // So when fewer than lingerWrites writes queued during a commit, the
 // committer waits for more, up to lingerDelay or until lingerWrites are
 // queued, before the next one: a quarter fewer commits, the writer busy
-// ~65 % of the time, 3-7 % less CPU per event and a lower tail
+// ~65 % of the time, 2-7 % less CPU per event and a lower tail
 // (docs/benchmarks.md, session 15). A write that finds the writer idle,
 // or that its caller queued after the last commit released it, still
 // commits at once.
