@@ -316,14 +316,8 @@ func TestCommitStatsCountTheGroupCommits(t *testing.T) {
 	s := openTest(t)
 	before := s.CommitStats()
 	// A first write holds the committer while three more queue up.
-	held, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
-			t.Error(err)
-		}
-	})
-	<-held
+	release := holdCommitter(t, s)
 	for i := range 3 {
 		wg.Go(func() {
 			if err := s.write(func(*bbolt.Tx) error { return nil }); err != nil {
@@ -333,7 +327,7 @@ func TestCommitStatsCountTheGroupCommits(t *testing.T) {
 		waitPending(t, s, i+1)
 	}
 	time.Sleep(10 * time.Millisecond) // the first commit is busy this long at least
-	close(release)
+	release()
 	wg.Wait()
 	got := s.CommitStats()
 	if c, w := got.Commits-before.Commits, got.Writes-before.Writes; c != 2 || w != 4 {
@@ -381,19 +375,12 @@ func TestCommitLingersForCompanyUnderLoad(t *testing.T) {
 
 	// One write queued during a commit lingers after it ...
 	before = s.CommitStats()
-	held, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
-			t.Error(err)
-		}
-	})
-	<-held
+	release := holdCommitter(t, s)
 	lingered := make(chan error, 1)
 	go func() { lingered <- s.write(nop) }()
 	waitPending(t, s, 1)
-	close(release)
-	wg.Wait()
+	release()
 	select {
 	case err := <-lingered:
 		t.Fatalf("a write queued during a busy commit did not wait for company (%v)", err)
@@ -421,17 +408,10 @@ func TestCommitLingersForCompanyUnderLoad(t *testing.T) {
 	s.lingerDelay = time.Millisecond
 	s.commits.mu.Unlock()
 	before = s.CommitStats()
-	held, release = make(chan struct{}), make(chan struct{})
-	wg.Go(func() {
-		if err := s.write(func(*bbolt.Tx) error { close(held); <-release; return nil }); err != nil {
-			t.Error(err)
-		}
-	})
-	<-held
+	release = holdCommitter(t, s)
 	go func() { lingered <- s.write(nop) }()
 	waitPending(t, s, 1)
-	close(release)
-	wg.Wait()
+	release()
 	if err := <-lingered; err != nil {
 		t.Fatal(err)
 	}
