@@ -301,7 +301,7 @@ func TestClassification(t *testing.T) {
 		{"InternalServerError", relaytest.Rule{Reason: "InternalServerError"}, 500, delivery.Retry, 0, time.Time{}},
 		{"ServiceUnavailable", relaytest.Rule{Reason: "ServiceUnavailable", RetryAfter: "30"}, 503, delivery.Retry, 30 * time.Second, time.Time{}},
 		{"Shutdown", relaytest.Rule{Reason: "Shutdown"}, 503, delivery.Retry, 0, time.Time{}},
-		{"non-JSON 502", relaytest.Rule{Status: 502, Body: "<html>bad gateway</html>"}, 0, delivery.Retry, 0, time.Time{}},
+		{"non-JSON 502", relaytest.Rule{Status: 502, Body: "<html>bad gateway</html>"}, 502, delivery.Retry, 0, time.Time{}},
 		{"reset stream", relaytest.Rule{Action: relaytest.ActionResetStream}, 0, delivery.Retry, 0, time.Time{}},
 		{"connection closed", relaytest.Rule{Action: relaytest.ActionCloseConn}, 0, delivery.Retry, 0, time.Time{}},
 	}
@@ -320,7 +320,7 @@ func TestClassification(t *testing.T) {
 			if de.Outcome != tc.outcome || de.Status != tc.status || de.RetryAfter != tc.retryAfter || !de.TokenDeadAt.Equal(tc.deadAt) {
 				t.Fatalf("got %v (status %d, retry after %v, dead at %v)", de, de.Status, de.RetryAfter, de.TokenDeadAt)
 			}
-			if tc.status != 0 && de.Reason != tc.name {
+			if tc.rule.Reason != "" && de.Reason != tc.name {
 				t.Fatalf("reason %q, want %q", de.Reason, tc.name)
 			}
 			if got := errors.Is(err, relay.ErrUnregistered); got != (tc.outcome == delivery.DropToken) {

@@ -24,11 +24,8 @@ func TestHostByEnvironment(t *testing.T) {
 	defer c.Close()
 	for env, want := range map[string]string{"": apns2.HostProduction, relay.EnvironmentProduction: apns2.HostProduction, relay.EnvironmentSandbox: apns2.HostDevelopment} {
 		p := c.pool(relay.Device{Environment: env})
-		if len(p.clients) != 3 || p.clients[0].Host != want || cap(p.sem) != 3*DefaultMaxInFlight {
-			t.Errorf("environment %q: %d clients, host %s, cap %d", env, len(p.clients), p.clients[0].Host, cap(p.sem))
-		}
-		if p.clients[0].Token != c.token || p.clients[1].Token != c.token {
-			t.Error("clients do not share one provider token")
+		if len(p.conns) != 3 || "https://"+p.host != want || cap(p.sem) != 3*DefaultMaxInFlight {
+			t.Errorf("environment %q: %d connections, host %s, cap %d", env, len(p.conns), p.host, cap(p.sem))
 		}
 	}
 }
