@@ -359,19 +359,23 @@ func (p *Pipeline) Accept(ctx context.Context, events []relay.Event) ([]error, e
 
 type userKey struct{ ws, user string }
 
-// maxAcceptLeases bounds the jobs one Accept call leases in its write. Their
-// sends run while the write commits, on the cores that write and the POST's
-// answer need: a batch of 50 events for two devices each (100 sends at
-// once) delayed its own 202 from 4.7 to 14 ms. Beyond the bound, jobs are
-// leased after the commit as before; a POST of a few events, the latency
-// case, is leased whole.
-const maxAcceptLeases = 8
+// maxEarlyLeases bounds the jobs one Accept call hands out before its
+// write is durable. Their sends run while the write commits, on the cores
+// that write and the POST's answer need: a batch of 50 events for two
+// devices each (100 sends at once) delayed its own 202 from 4.7 to 14 ms.
+// The others the write leases too (as many as the lanes have free send
+// slots, unless a lane is backlogged) are handed out once it is durable:
+// they need no Lease write of their own, and do not wait for the lane's
+// next one. A POST of a few events, the latency case, goes out whole
+// before the commit.
+const maxEarlyLeases = 8
 
 // leasingQueue is a queue that takes jobs leased for it in an accept's
 // write (queue.Queue: Reserve, Offer, see store.AcceptLeaser).
 type leasingQueue interface {
 	LeaseTerms() (owner string, ttl time.Duration)
 	Reserve(lane string, n int) int
+	Backlogged(lane string) bool
 	Unreserve(lane string, n int)
 	Offer(lane string, jobs []store.Leased, until time.Time)
 }
@@ -401,12 +405,21 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 			}
 		}
 	}
+	// A backlogged lane's free slots go to its older jobs first (the lane
+	// leases them): there the call takes at most maxEarlyLeases in all,
+	// as many as it hands out early.
 	slots := make(map[string]int, len(need))
-	budget := maxAcceptLeases
+	budget := maxEarlyLeases
 	for lane, n := range need {
-		if got := lq.Reserve(lane, min(n, budget)); got > 0 {
+		backlogged := lq.Backlogged(lane)
+		if backlogged {
+			n = min(n, budget)
+		}
+		if got := lq.Reserve(lane, n); got > 0 {
 			slots[lane] = got
-			budget -= got
+			if backlogged {
+				budget -= got
+			}
 		}
 	}
 	if len(slots) == 0 {
@@ -432,7 +445,7 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 	until := now.Add(ttl)
 	offered := map[string]int{} // written by Ready, before AddDecidedLeasing returns
 	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, store.AcceptLease{Owner: owner, Until: until, Want: want,
-		Ready: func(leased []store.Leased) {
+		MaxEarly: maxEarlyLeases, Ready: func(leased []store.Leased) {
 			byLane := map[string][]store.Leased{}
 			for _, l := range leased {
 				byLane[l.Job.Lane()] = append(byLane[l.Job.Lane()], l)

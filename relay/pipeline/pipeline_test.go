@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgerelay/edgerelay/relay"
 	"github.com/edgerelay/edgerelay/relay/config"
+	"github.com/edgerelay/edgerelay/relay/queue"
 	"github.com/edgerelay/edgerelay/relay/store"
 	"github.com/edgerelay/edgerelay/relay/store/bolt"
 	"github.com/edgerelay/edgerelay/relay/store/bolt/bolttest"
@@ -1024,13 +1025,25 @@ func TestScheduledCountsOpenJobsPerLane(t *testing.T) {
 	}
 }
 
+// The daemon's queue takes jobs leased at accept: a method missing here
+// would silently turn leasing at accept off.
+var _ leasingQueue = (*queue.Queue)(nil)
+
 // slotQueue is a captureQueue that takes jobs leased at accept: it
 // grants slots up to free, and records what it was offered and given back.
 type slotQueue struct {
 	captureQueue
-	free     int
-	reserved int
-	offered  []store.Leased
+	free       int
+	reserved   int
+	offered    []store.Leased
+	offers     []int // the jobs of each Offer call
+	backlogged bool
+}
+
+func (q *slotQueue) Backlogged(string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.backlogged
 }
 
 func (q *slotQueue) LeaseTerms() (string, time.Duration) { return "r1", time.Minute }
@@ -1053,6 +1066,7 @@ func (q *slotQueue) Offer(_ string, jobs []store.Leased, _ time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.offered = append(q.offered, jobs...)
+	q.offers = append(q.offers, len(jobs))
 }
 
 // leasingPipeline returns a pipeline deciding on accept, on a bolt store
@@ -1106,20 +1120,51 @@ func TestAcceptLeasesWhatItDecided(t *testing.T) {
 	}
 }
 
-// TestAcceptLeasesAFewPerCall: one Accept call leases at most
-// maxAcceptLeases jobs in its write (their sends share the cores with the
-// write and the POST's answer); the rest wait in the schedule.
-func TestAcceptLeasesAFewPerCall(t *testing.T) {
-	p, _, q := leasingPipeline(t, 100)
+// TestAcceptLeasesPastMaxEarlyOnceStored: one Accept call leases every
+// decided job due now that has a send slot, in its write; it hands out
+// maxEarlyLeases of them before the write is durable (their sends share
+// the cores with the write and the POST's answer) and the rest once it
+// is, in a second offer. None is left to the schedule.
+func TestAcceptLeasesPastMaxEarlyOnceStored(t *testing.T) {
+	p, st, q := leasingPipeline(t, 100)
 	ctx := t.Context()
 	var events []relay.Event
-	for i := range 3 * maxAcceptLeases {
+	for i := range 3 * maxEarlyLeases {
 		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
 	}
 	if _, err := p.Accept(ctx, events); err != nil {
 		t.Fatal(err)
 	}
-	if len(q.offered) != maxAcceptLeases || q.reserved != maxAcceptLeases {
-		t.Fatalf("offered %d jobs, %d slots held; want %d of each", len(q.offered), q.reserved, maxAcceptLeases)
+	if len(q.offered) != 3*maxEarlyLeases || q.reserved != 3*maxEarlyLeases || !slices.Equal(q.offers, []int{maxEarlyLeases, 2 * maxEarlyLeases}) {
+		t.Fatalf("offered %d jobs in calls of %v, %d slots held; want %d in calls of %d and %d", len(q.offered), q.offers, q.reserved,
+			3*maxEarlyLeases, maxEarlyLeases, 2*maxEarlyLeases)
+	}
+	leased, _, err := st.Lease(ctx, store.LeaseRequest{Lane: relay.Lane("demo", relay.PlatformAndroid), Owner: "r2", Now: time.Now(), TTL: time.Minute, Max: 100})
+	if err != nil || len(leased) != 0 {
+		t.Fatalf("the schedule leased %d jobs (%v): every job was leased at accept", len(leased), err)
+	}
+}
+
+// TestAcceptLeasesAFewWhenBacklogged: while the lane is backlogged (its
+// older jobs wait for the free slots), an Accept call leases only the
+// maxEarlyLeases jobs it hands out early; the rest wait in the schedule
+// behind the backlog.
+func TestAcceptLeasesAFewWhenBacklogged(t *testing.T) {
+	p, st, q := leasingPipeline(t, 100)
+	q.backlogged = true
+	ctx := t.Context()
+	var events []relay.Event
+	for i := range 3 * maxEarlyLeases {
+		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
+	}
+	if _, err := p.Accept(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.offered) != maxEarlyLeases || q.reserved != maxEarlyLeases || !slices.Equal(q.offers, []int{maxEarlyLeases}) {
+		t.Fatalf("offered %d jobs in calls of %v, %d slots held; want %d in one", len(q.offered), q.offers, q.reserved, maxEarlyLeases)
+	}
+	leased, _, err := st.Lease(ctx, store.LeaseRequest{Lane: relay.Lane("demo", relay.PlatformAndroid), Owner: "r2", Now: time.Now(), TTL: time.Minute, Max: 100})
+	if err != nil || len(leased) != 2*maxEarlyLeases {
+		t.Fatalf("the schedule leased %d jobs (%v), want the %d not leased at accept", len(leased), err, 2*maxEarlyLeases)
 	}
 }

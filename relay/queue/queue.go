@@ -261,6 +261,21 @@ func (q *Queue) Reserve(lane string, n int) int {
 	return n
 }
 
+// Backlogged reports whether the lane's last lease took all it asked for:
+// jobs accepted before may still be due in the schedule. An accept then
+// leases no more than a few jobs of its own (pipeline), so that new events
+// do not keep the free slots from an older backlog, or from its higher
+// priority jobs.
+func (q *Queue) Backlogged(lane string) bool {
+	l := q.lanes[lane]
+	if l == nil {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return l.backlog
+}
+
 // Unreserve gives back n slots Reserve took and no job was offered for.
 func (q *Queue) Unreserve(lane string, n int) {
 	if l := q.lanes[lane]; l != nil && n > 0 {
@@ -465,6 +480,7 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 			}
 			q.mu.Lock()
 			l.inFlight += len(jobs)
+			l.backlog = len(jobs) == max && err == nil
 			q.mu.Unlock()
 			if len(jobs) > 0 {
 				lc := newLeaseContext(sendCtx, now.Add(q.opts.LeaseTTL*9/10), len(jobs))
@@ -826,6 +842,9 @@ type lane struct {
 
 	inFlight int
 	br       breaker
+	// backlog: the lane's last lease filled its request, so more jobs
+	// may be due in the schedule (Backlogged).
+	backlog bool
 	// offer sends jobs an accept leased for the lane (Offer), under a
 	// lease ending at until; nil while the lane does not run.
 	offer func(jobs []store.Leased, until time.Time)

@@ -967,6 +967,35 @@ func TestWithdrawOnExpiry(t *testing.T) {
 	}
 }
 
+// TestBackloggedWhileLeasesFill: a lane whose leases take all they ask for
+// (more jobs due than send slots) is backlogged; once a lease finds fewer
+// due jobs than it asked for, it is not.
+func TestBackloggedWhileLeasesFill(t *testing.T) {
+	st := bolttest.Open(t)
+	n := &notifier{block: make(chan struct{})}
+	for i := range 6 {
+		schedule(t, st, fmt.Sprintf("e%d", i), relay.PriorityNormal, relay.PlatformIOS, time.Minute, time.Time{})
+	}
+	q, stop := run(t, opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 2}}))
+	defer stop()
+	if q.Backlogged("demo/web") {
+		t.Fatal("an unknown lane is backlogged")
+	}
+	waitFor(t, func() bool { return n.count() == 2 }) // the slots are full, 4 jobs wait
+	if !q.Backlogged(iosLane) {
+		t.Fatal("not backlogged with 4 due jobs waiting for 2 busy slots")
+	}
+	close(n.block)
+	waitFor(t, func() bool {
+		for i := range 6 {
+			if job(t, st, fmt.Sprintf("e%d", i)).State != relay.StateDelivered {
+				return false
+			}
+		}
+		return !q.Backlogged(iosLane)
+	})
+}
+
 // TestOfferSendsJobsLeasedAtAccept: Reserve takes free send slots (none
 // beyond the lane's concurrency, none while its breaker is open); jobs an
 // accept leased into them (store.AcceptLeaser) and handed over with Offer

@@ -106,10 +106,15 @@ type AcceptLease struct {
 	Until time.Time // the leases' end
 	// Want[i][j]: lease job j of decided[i] (it must be open).
 	Want [][]bool
-	// Ready receives the leases before the write is durable (see
-	// AcceptLeaser for when), at most once per call; it must not block
-	// (it may run on the backend's committer). Not called when no job was
-	// leased.
+	// MaxEarly bounds the leases handed out before the write is durable:
+	// the first MaxEarly, in the events' order (0: no bound). The others
+	// are handed out in a second call of Ready once the write is durable,
+	// before AddDecidedLeasing returns; they still need no Lease write.
+	MaxEarly int
+	// Ready receives the leases: before the write is durable (see
+	// AcceptLeaser for when), and those past MaxEarly once it is; at most
+	// twice per call. It must not block (it may run on the backend's
+	// committer). Not called without leases to hand out.
 	Ready func([]Leased)
 }
 

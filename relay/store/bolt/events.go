@@ -128,19 +128,32 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 		}
 		defer s.accepting.remove(held)
 		al, want = &acceptLease{owner: []byte(lease.Owner), until: lease.Until}, w
-		ready := func() {
-			if len(leased) > 0 {
-				lease.Ready(leased)
+		// The first MaxEarly go out once the write is queued, the rest
+		// once it is durable (both only once it is, after a failed
+		// commit).
+		early, late := leased, []store.Leased(nil)
+		if lease.MaxEarly > 0 && len(leased) > lease.MaxEarly {
+			early, late = leased[:lease.MaxEarly:lease.MaxEarly], leased[lease.MaxEarly:]
+		}
+		hand := func(ls []store.Leased) {
+			if len(ls) > 0 {
+				lease.Ready(ls)
 			}
 		}
 		if !s.commitFailed.Load() {
-			write = func(fn func(*bbolt.Tx) error) error { return s.writeQueued(fn, ready) }
+			write = func(fn func(*bbolt.Tx) error) error {
+				if err := s.writeQueued(fn, func() { hand(early) }); err != nil {
+					return err
+				}
+				hand(late)
+				return nil
+			}
 		} else {
 			write = func(fn func(*bbolt.Tx) error) error {
 				if err := s.write(fn); err != nil {
 					return err
 				}
-				ready()
+				hand(leased)
 				return nil
 			}
 		}

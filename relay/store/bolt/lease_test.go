@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,6 +413,83 @@ func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
 	if r := <-add("x", third); r.err != nil || !errors.Is(r.res[0], relay.ErrDuplicate) || len(third) != 0 {
 		t.Fatalf("third accept %v %v, %d leases", r.res, r.err, len(third))
 	}
+}
+
+// Past lease.MaxEarly, an accept's leases are handed out in a second call
+// of Ready, once the write is durable: the first MaxEarly (in the events'
+// order) while the committer is still busy, the rest after the write
+// returned. Lease takes none of them.
+func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []relay.Event
+	var ds []*store.Decided
+	var want [][]bool
+	for _, id := range []string{"a", "b", "c"} {
+		e, d, w := decidedLeasing(id)
+		evs, ds, want = append(evs, e...), append(ds, d...), append(want, w...)
+	}
+	var once sync.Once
+	held := holdCommitter(t, s)
+	release := func() { once.Do(held) }
+	defer release() // a failure below must not leave the committer held (Close waits for it)
+	ready := make(chan []store.Leased, 2)
+	done := make(chan error, 1)
+	go func() {
+		res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
+			MaxEarly: 1, Ready: func(ls []store.Leased) { ready <- ls }})
+		if err == nil && (res[0] != nil || res[1] != nil || res[2] != nil) {
+			err = fmt.Errorf("results %v", res)
+		}
+		done <- err
+	}()
+	var early []store.Leased
+	select {
+	case early = <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lease handed out while the committer was busy with another write")
+	}
+	ids := func(ls []store.Leased) (out []string) {
+		for _, l := range ls {
+			out = append(out, l.Job.Event.ID)
+		}
+		return out
+	}
+	if len(early) != 1 || early[0].Job.Event.ID != "a" {
+		t.Fatalf("early leases of %v, want a's", ids(early))
+	}
+	select {
+	case ls := <-ready:
+		t.Fatalf("%d more leases handed out before the write ran", len(ls))
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var late []store.Leased
+	select {
+	case late = <-ready:
+	default:
+		t.Fatal("the leases past MaxEarly were not handed out by the time the write returned")
+	}
+	if len(late) != 2 || late[0].Job.Event.ID != "b" || late[1].Job.Event.ID != "c" || late[1].Device.Token != "tok" {
+		t.Fatalf("late leases of %v, want b's and c's (with the device)", ids(late))
+	}
+	if got := leaseIDs(t, s, "r2", t0.Add(time.Second), 10); len(got) != 0 {
+		t.Fatalf("Lease took %v: a, b and c are leased", got)
+	}
+	for _, l := range append(early, late...) {
+		j := l.Job
+		j.State, j.Attempts, j.UpdatedAt = relay.StateDelivered, 1, t0.Add(time.Second)
+		if err := s.Settle(ctx, l, j); err != nil {
+			t.Fatalf("settle %s: %v", j.Event.ID, err)
+		}
+	}
+	checkScheduleOf(t, s)
 }
 
 // After a commit failed, an accept hands its leases out only once its own
