@@ -8,6 +8,7 @@ package httpjson
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 )
 
 // ErrorDetail is the "error" object of an error answer.
@@ -35,6 +36,9 @@ func Write(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// A handler may flush the answer before it returns (ingest, for the
+	// work after it): with the length known it is not sent chunked.
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

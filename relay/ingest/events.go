@@ -83,6 +83,16 @@ func (s *Server) knownType() func(string) bool {
 }
 
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	// Work the accept leaves for after the answer (the sends of a batch's
+	// jobs past its first few, pipeline) runs once the answer is sent.
+	ctx, after := relay.WithAfterAnswer(r.Context())
+	r = r.WithContext(ctx)
+	defer func() {
+		if after.Pending() {
+			_ = http.NewResponseController(w).Flush()
+		}
+		after.Close()
+	}()
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil && ct != "" {
@@ -93,7 +103,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	case MediaTypeJSON:
 		s.postEvent(w, r)
 	case MediaTypeNDJSON:
-		s.postBatch(w, r)
+		s.postBatch(w, r, after)
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, fmt.Sprintf("Content-Type %q not supported: use %s (one event) or %s (a batch)", ct, MediaTypeJSON, MediaTypeNDJSON))
 	}
@@ -142,7 +152,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 // Retry-After when it does not fit). When reading stops early (too many
 // events, body too large, the Acceptor fails), the events already handed
 // over keep their results, sent with the error.
-func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, after *relay.AfterAnswer) {
 	if r.ContentLength > s.opts.MaxBatchBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, fmt.Sprintf("batch body larger than %d bytes", s.opts.MaxBatchBytes))
 		return
@@ -250,8 +260,11 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		chunk = append(chunk, l)
 		used = max(used, len(chunk))
 		size += br.Bytes() - before
-		if (len(chunk) == batchChunkEvents || size >= batchChunkBytes) && !flush() {
-			return
+		if len(chunk) == batchChunkEvents || size >= batchChunkBytes {
+			if !flush() {
+				return
+			}
+			after.Run() // the answer waits for the rest of the body
 		}
 	}
 	if len(chunk) > 0 && !flush() {

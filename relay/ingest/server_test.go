@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -767,6 +768,76 @@ func TestSocketNeverReachableBeforeMode(t *testing.T) {
 
 // A batch reaches the Acceptor in chunks as it arrives: the first events
 // are stored before the rest of the body is even sent.
+// Work an accept leaves for after the answer (relay.RunAfterAnswer: the
+// sends of a batch's jobs past its first few) runs once the poster has
+// its answer, for one event and for a batch: here it waits for the answer
+// to arrive, which it could not if it ran first. In a batch of several
+// chunks, a chunk's work does not wait for the rest of the body.
+func TestWorkAfterTheAnswer(t *testing.T) {
+	answered := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var ran []int
+	late := false // the last chunk's work found no answer within 10 s
+	st := newMemStore()
+	ts := startServer(t, func(o *Options) {
+		o.Store = st
+		o.Acceptor = AcceptorFunc(func(ctx context.Context, events []relay.Event) ([]error, error) {
+			n := len(events)
+			queued := relay.RunAfterAnswer(ctx, func() {
+				if n < batchChunkEvents { // the last chunk: after the answer
+					select {
+					case <-answered:
+					case <-time.After(10 * time.Second):
+						mu.Lock()
+						late = true
+						mu.Unlock()
+					}
+				}
+				mu.Lock()
+				ran = append(ran, n)
+				mu.Unlock()
+			})
+			if !queued {
+				return nil, errors.New("no AfterAnswer in the accept's context")
+			}
+			return st.AddEvents(ctx, events, time.Now())
+		})
+	})
+	line := func(i int) string {
+		return fmt.Sprintf(`{"id":"e%d","workspace":"w","user":"u","type":"otp_received"}`, i)
+	}
+	var batch strings.Builder
+	for i := range batchChunkEvents + 3 {
+		batch.WriteString(line(i) + "\n")
+	}
+	for _, tc := range []struct {
+		name, ct, body string
+		want            []int
+	}{
+		{"one event", MediaTypeJSON, line(-1), []int{1}},
+		{"batch", MediaTypeNDJSON, batch.String(), []int{batchChunkEvents, 3}},
+	} {
+		mu.Lock()
+		ran = nil
+		mu.Unlock()
+		r := ts.do(t, http.MethodPost, "/v1/events", tc.ct, []byte(tc.body))
+		answered <- struct{}{}
+		if r.status != http.StatusAccepted {
+			t.Fatalf("%s: %d %s", tc.name, r.status, r.body)
+		}
+		waitFor(t, tc.name+": the work after the answer", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Equal(ran, tc.want)
+		})
+		mu.Lock()
+		if late {
+			t.Fatalf("%s: the work after the answer ran before it", tc.name)
+		}
+		mu.Unlock()
+	}
+}
+
 func TestPostBatchStreamsToAcceptor(t *testing.T) {
 	var mu sync.Mutex
 	var calls []int

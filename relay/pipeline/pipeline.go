@@ -443,18 +443,26 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 	}
 	owner, ttl := lq.LeaseTerms()
 	until := now.Add(ttl)
-	offered := map[string]int{} // written by Ready, before AddDecidedLeasing returns
-	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, store.AcceptLease{Owner: owner, Until: until, Want: want,
-		MaxEarly: maxEarlyLeases, Ready: func(leased []store.Leased) {
-			byLane := map[string][]store.Leased{}
-			for _, l := range leased {
-				byLane[l.Job.Lane()] = append(byLane[l.Job.Lane()], l)
-			}
-			for lane, jobs := range byLane {
-				offered[lane] += len(jobs)
+	offered := map[string]int{} // written by Ready and Durable, before AddDecidedLeasing returns
+	offer := func(leased []store.Leased, now bool) {
+		byLane := map[string][]store.Leased{}
+		for _, l := range leased {
+			byLane[l.Job.Lane()] = append(byLane[l.Job.Lane()], l)
+		}
+		for lane, jobs := range byLane {
+			offered[lane] += len(jobs)
+			// Those handed out once the write is durable are sent once
+			// the POST has its answer (relay.AfterAnswer).
+			if now || !relay.RunAfterAnswer(ctx, func() { lq.Offer(lane, jobs, until) }) {
 				lq.Offer(lane, jobs, until)
 			}
-		}})
+		}
+	}
+	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, store.AcceptLease{Owner: owner, Until: until, Want: want,
+		MaxEarly: maxEarlyLeases,
+		Ready:    func(leased []store.Leased) { offer(leased, true) },
+		Durable:  func(leased []store.Leased) { offer(leased, false) },
+	})
 	for lane, n := range slots {
 		lq.Unreserve(lane, n-offered[lane]) // duplicates', and all of a write that failed before Ready
 	}

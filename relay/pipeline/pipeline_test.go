@@ -1145,6 +1145,29 @@ func TestAcceptLeasesPastMaxEarlyOnceStored(t *testing.T) {
 	}
 }
 
+// TestAcceptSendsTheRestAfterTheAnswer: in a request with an AfterAnswer
+// (a POST), the jobs handed out once the write is durable go to the queue
+// only when the handler runs it, after its answer; their slots stay held
+// meanwhile.
+func TestAcceptSendsTheRestAfterTheAnswer(t *testing.T) {
+	p, _, q := leasingPipeline(t, 100)
+	ctx, after := relay.WithAfterAnswer(t.Context())
+	var events []relay.Event
+	for i := range 3 * maxEarlyLeases {
+		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
+	}
+	if _, err := p.Accept(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(q.offers, []int{maxEarlyLeases}) || q.reserved != 3*maxEarlyLeases {
+		t.Fatalf("before the answer: offers of %v, %d slots held; want one of %d, %d held", q.offers, q.reserved, maxEarlyLeases, 3*maxEarlyLeases)
+	}
+	after.Run()
+	if !slices.Equal(q.offers, []int{maxEarlyLeases, 2 * maxEarlyLeases}) || q.reserved != 3*maxEarlyLeases {
+		t.Fatalf("after the answer: offers of %v, %d slots held", q.offers, q.reserved)
+	}
+}
+
 // TestAcceptLeasesAFewWhenBacklogged: while the lane is backlogged (its
 // older jobs wait for the free slots), an Accept call leases only the
 // maxEarlyLeases jobs it hands out early; the rest wait in the schedule

@@ -108,14 +108,18 @@ type AcceptLease struct {
 	Want [][]bool
 	// MaxEarly bounds the leases handed out before the write is durable:
 	// the first MaxEarly, in the events' order (0: no bound). The others
-	// are handed out in a second call of Ready once the write is durable,
-	// before AddDecidedLeasing returns; they still need no Lease write.
+	// are handed out once the write is durable, before AddDecidedLeasing
+	// returns; they still need no Lease write.
 	MaxEarly int
-	// Ready receives the leases: before the write is durable (see
-	// AcceptLeaser for when), and those past MaxEarly once it is; at most
-	// twice per call. It must not block (it may run on the backend's
-	// committer). Not called without leases to hand out.
+	// Ready receives the leases handed out before the write is durable
+	// (see AcceptLeaser for when), at most once per call. It must not
+	// block (it may run on the backend's committer). Not called without
+	// leases to hand out.
 	Ready func([]Leased)
+	// Durable receives the leases handed out once the write is durable
+	// (those past MaxEarly; all of them after a failed commit), at most
+	// once per call, on the caller's goroutine. Nil: Ready does.
+	Durable func([]Leased)
 }
 
 // UsersReader is implemented by a backend that reads many users'

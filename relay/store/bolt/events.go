@@ -135,17 +135,21 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 		if lease.MaxEarly > 0 && len(leased) > lease.MaxEarly {
 			early, late = leased[:lease.MaxEarly:lease.MaxEarly], leased[lease.MaxEarly:]
 		}
-		hand := func(ls []store.Leased) {
+		durable := lease.Durable
+		if durable == nil {
+			durable = lease.Ready
+		}
+		hand := func(to func([]store.Leased), ls []store.Leased) {
 			if len(ls) > 0 {
-				lease.Ready(ls)
+				to(ls)
 			}
 		}
 		if !s.commitFailed.Load() {
 			write = func(fn func(*bbolt.Tx) error) error {
-				if err := s.writeQueued(fn, func() { hand(early) }); err != nil {
+				if err := s.writeQueued(fn, func() { hand(lease.Ready, early) }); err != nil {
 					return err
 				}
-				hand(late)
+				hand(durable, late)
 				return nil
 			}
 		} else {
@@ -153,7 +157,7 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				if err := s.write(fn); err != nil {
 					return err
 				}
-				hand(leased)
+				hand(durable, leased)
 				return nil
 			}
 		}

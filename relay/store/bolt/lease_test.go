@@ -415,10 +415,10 @@ func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
 	}
 }
 
-// Past lease.MaxEarly, an accept's leases are handed out in a second call
-// of Ready, once the write is durable: the first MaxEarly (in the events'
-// order) while the committer is still busy, the rest after the write
-// returned. Lease takes none of them.
+// Past lease.MaxEarly, an accept's leases are handed out once the write is
+// durable, to lease.Durable: the first MaxEarly (in the events' order) go
+// to Ready while the committer is still busy, the rest to Durable by the
+// time the write returned. Lease takes none of them.
 func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -436,11 +436,11 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 	held := holdCommitter(t, s)
 	release := func() { once.Do(held) }
 	defer release() // a failure below must not leave the committer held (Close waits for it)
-	ready := make(chan []store.Leased, 2)
+	ready, durable := make(chan []store.Leased, 2), make(chan []store.Leased, 2)
 	done := make(chan error, 1)
 	go func() {
 		res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
-			MaxEarly: 1, Ready: func(ls []store.Leased) { ready <- ls }})
+			MaxEarly: 1, Ready: func(ls []store.Leased) { ready <- ls }, Durable: func(ls []store.Leased) { durable <- ls }})
 		if err == nil && (res[0] != nil || res[1] != nil || res[2] != nil) {
 			err = fmt.Errorf("results %v", res)
 		}
@@ -463,7 +463,9 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 	}
 	select {
 	case ls := <-ready:
-		t.Fatalf("%d more leases handed out before the write ran", len(ls))
+		t.Fatalf("%d more leases handed out early", len(ls))
+	case ls := <-durable:
+		t.Fatalf("%d leases handed out as durable before the write ran", len(ls))
 	case <-time.After(50 * time.Millisecond):
 	}
 	release()
@@ -472,9 +474,12 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 	}
 	var late []store.Leased
 	select {
-	case late = <-ready:
+	case late = <-durable:
 	default:
 		t.Fatal("the leases past MaxEarly were not handed out by the time the write returned")
+	}
+	if len(ready) != 0 {
+		t.Fatal("Ready called twice")
 	}
 	if len(late) != 2 || late[0].Job.Event.ID != "b" || late[1].Job.Event.ID != "c" || late[1].Device.Token != "tok" {
 		t.Fatalf("late leases of %v, want b's and c's (with the device)", ids(late))
