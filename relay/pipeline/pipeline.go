@@ -444,7 +444,7 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 	owner, ttl := lq.LeaseTerms()
 	until := now.Add(ttl)
 	offered := map[string]int{} // written by Ready and Durable, before AddDecidedLeasing returns
-	offer := func(leased []store.Leased, now bool) {
+	offer := func(leased []store.Leased, early bool) {
 		byLane := map[string][]store.Leased{}
 		for _, l := range leased {
 			byLane[l.Job.Lane()] = append(byLane[l.Job.Lane()], l)
@@ -453,7 +453,7 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 			offered[lane] += len(jobs)
 			// Those handed out once the write is durable are sent once
 			// the POST has its answer (relay.AfterAnswer).
-			if now || !relay.RunAfterAnswer(ctx, func() { lq.Offer(lane, jobs, until) }) {
+			if early || !relay.RunAfterAnswer(ctx, func() { lq.Offer(lane, jobs, until) }) {
 				lq.Offer(lane, jobs, until)
 			}
 		}

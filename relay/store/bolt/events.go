@@ -144,12 +144,34 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				to(ls)
 			}
 		}
+		// Once the write is durable its results are known: the jobs of an
+		// event it found stored by another call meanwhile are not sent.
+		stored := func(ls []store.Leased) []store.Leased {
+			var lost map[relay.EventKey]bool
+			for i, err := range results {
+				if err != nil && decisions[i] != nil {
+					if lost == nil {
+						lost = map[relay.EventKey]bool{}
+					}
+					lost[events[i].Key()] = true
+				}
+			}
+			if lost == nil {
+				return ls
+			}
+			for i, err := range results {
+				if err == nil && keys[i] != nil { // stored (a key posted twice: its first)
+					delete(lost, events[i].Key())
+				}
+			}
+			return slices.DeleteFunc(ls, func(l store.Leased) bool { return lost[l.Job.Event] })
+		}
 		if !s.commitFailed.Load() {
 			write = func(fn func(*bbolt.Tx) error) error {
 				if err := s.writeQueued(fn, func() { hand(lease.Ready, early) }); err != nil {
 					return err
 				}
-				hand(durable, late)
+				hand(durable, stored(late))
 				return nil
 			}
 		} else {
@@ -157,7 +179,7 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				if err := s.write(fn); err != nil {
 					return err
 				}
-				hand(durable, leased)
+				hand(durable, stored(leased))
 				return nil
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -495,6 +496,70 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 		}
 	}
 	checkScheduleOf(t, s)
+}
+
+// The leases handed out once the write is durable are only those of
+// events it stored: not of an event another call stored first (that call
+// leased nothing, so this one could lease it before either wrote), but of
+// an event posted twice in the call (its first is stored).
+func TestAddDecidedLeasingDurableOnlyWhatItStored(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(ids ...string) (evs []relay.Event, ds []*store.Decided, want [][]bool) {
+		for _, id := range ids {
+			e, d, w := decidedLeasing(id)
+			evs, ds, want = append(evs, e...), append(ds, d...), append(want, w...)
+		}
+		return evs, ds, want
+	}
+	var once sync.Once
+	held := holdCommitter(t, s)
+	release := func() { once.Do(held) }
+	defer release()
+	first := make(chan error, 1)
+	go func() {
+		evs, ds, _ := batch("x")
+		res, err := s.AddDecided(ctx, evs, ds, t0) // no leases
+		if err == nil && res[0] != nil {
+			err = res[0]
+		}
+		first <- err
+	}()
+	for s.commits.pendingLen() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	var durable []string
+	second := make(chan []error, 1)
+	go func() {
+		evs, ds, want := batch("a", "b", "x", "y", "y")
+		res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
+			MaxEarly: 1, Ready: func([]store.Leased) {}, Durable: func(ls []store.Leased) {
+				for _, l := range ls {
+					durable = append(durable, l.Job.Event.ID)
+				}
+			}})
+		if err != nil {
+			res = []error{err}
+		}
+		second <- res
+	}()
+	for s.commits.pendingLen() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	res := <-second
+	if len(res) != 5 || res[0] != nil || res[1] != nil || !errors.Is(res[2], relay.ErrDuplicate) || res[3] != nil || !errors.Is(res[4], relay.ErrDuplicate) {
+		t.Fatalf("second accept: %v; want a, b, y stored, x and y's repeat duplicates", res)
+	}
+	if !slices.Equal(durable, []string{"b", "y"}) {
+		t.Fatalf("handed out once durable: %v, want b and y (a went early, x was stored by the other call)", durable)
+	}
 }
 
 // After a commit failed, an accept hands its leases out only once its own
