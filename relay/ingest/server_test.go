@@ -812,7 +812,7 @@ func TestWorkAfterTheAnswer(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, ct, body string
-		want            []int
+		want           []int
 	}{
 		{"one event", MediaTypeJSON, line(-1), []int{1}},
 		{"batch", MediaTypeNDJSON, batch.String(), []int{batchChunkEvents, 3}},
