@@ -1120,6 +1120,16 @@ func TestAcceptLeasesWhatItDecided(t *testing.T) {
 	}
 }
 
+// signIns returns n identity verification events of user u of workspace w
+// (leasingPipeline's), with ids 0 to n-1.
+func signIns(n int) []relay.Event {
+	events := make([]relay.Event, n)
+	for i := range events {
+		events[i] = relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification}
+	}
+	return events
+}
+
 // TestAcceptLeasesPastMaxEarlyOnceStored: one Accept call leases every
 // decided job due now that has a send slot, in its write; it hands out
 // maxEarlyLeases of them before the write is durable (their sends share
@@ -1128,11 +1138,7 @@ func TestAcceptLeasesWhatItDecided(t *testing.T) {
 func TestAcceptLeasesPastMaxEarlyOnceStored(t *testing.T) {
 	p, st, q := leasingPipeline(t, 100)
 	ctx := t.Context()
-	var events []relay.Event
-	for i := range 3 * maxEarlyLeases {
-		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
-	}
-	if _, err := p.Accept(ctx, events); err != nil {
+	if _, err := p.Accept(ctx, signIns(3*maxEarlyLeases)); err != nil {
 		t.Fatal(err)
 	}
 	if len(q.offered) != 3*maxEarlyLeases || q.reserved != 3*maxEarlyLeases || !slices.Equal(q.offers, []int{maxEarlyLeases, 2 * maxEarlyLeases}) {
@@ -1152,11 +1158,7 @@ func TestAcceptLeasesPastMaxEarlyOnceStored(t *testing.T) {
 func TestAcceptSendsTheRestAfterTheAnswer(t *testing.T) {
 	p, _, q := leasingPipeline(t, 100)
 	ctx, after := relay.WithAfterAnswer(t.Context())
-	var events []relay.Event
-	for i := range 3 * maxEarlyLeases {
-		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
-	}
-	if _, err := p.Accept(ctx, events); err != nil {
+	if _, err := p.Accept(ctx, signIns(3*maxEarlyLeases)); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(q.offers, []int{maxEarlyLeases}) || q.reserved != 3*maxEarlyLeases {
@@ -1176,11 +1178,7 @@ func TestAcceptLeasesAFewWhenBacklogged(t *testing.T) {
 	p, st, q := leasingPipeline(t, 100)
 	q.backlogged = true
 	ctx := t.Context()
-	var events []relay.Event
-	for i := range 3 * maxEarlyLeases {
-		events = append(events, relay.Event{ID: fmt.Sprint(i), Workspace: "w", User: "u", Type: relay.TypeIdentityVerification})
-	}
-	if _, err := p.Accept(ctx, events); err != nil {
+	if _, err := p.Accept(ctx, signIns(3*maxEarlyLeases)); err != nil {
 		t.Fatal(err)
 	}
 	if len(q.offered) != maxEarlyLeases || q.reserved != maxEarlyLeases || !slices.Equal(q.offers, []int{maxEarlyLeases}) {
