@@ -157,7 +157,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	wd := &withdrawer{st: st, q: q, now: time.Now, log: d.log.Named("withdraw")}
 	pl := pipeline.New(pipeline.Options{
 		Config: cfg,
-		Store:  timed,
+		Store:  pipelineStore(timed),
 		Queue:  q,
 		Policy: policyAdapter{w: watcher},
 		Logger: d.log.Named("pipeline"),

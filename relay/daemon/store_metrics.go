@@ -49,16 +49,25 @@ func (t timedStore) AddDecided(ctx context.Context, events []relay.Event, decide
 	return res, err
 }
 
-// AddDecidedLeasing times an accept that leases (store.AcceptLeaser) as
-// AddDecided. A backend that cannot lease stores the events without: the
-// caller then gets no leases and gives its send slots back.
-func (t timedStore) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
-	al, ok := t.Backend.(store.AcceptLeaser)
-	if !ok {
-		return t.AddDecided(ctx, events, decided, receivedAt)
+// pipelineStore is the store the pipeline writes through: timed, and a
+// store.AcceptLeaser only when the backend is one. The pipeline reserves
+// send slots for an accept's leases when its store can lease (a backend
+// that cannot, JetStream, would hold a batch's slots through its write and
+// give them all back).
+func pipelineStore(t timedStore) store.Backend {
+	if _, ok := t.Backend.(store.AcceptLeaser); ok {
+		return timedLeasingStore{t}
 	}
+	return t
+}
+
+// timedLeasingStore is a timedStore over a store.AcceptLeaser.
+type timedLeasingStore struct{ timedStore }
+
+// AddDecidedLeasing times an accept that leases as AddDecided.
+func (t timedLeasingStore) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
 	start := time.Now()
-	res, err := al.AddDecidedLeasing(ctx, events, decided, receivedAt, lease)
+	res, err := t.Backend.(store.AcceptLeaser).AddDecidedLeasing(ctx, events, decided, receivedAt, lease)
 	t.observe("add_events", start, err)
 	return res, err
 }
