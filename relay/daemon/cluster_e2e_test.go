@@ -503,6 +503,7 @@ func TestClusterLeaseTakeover(t *testing.T) {
 		}
 	}
 	var takenOver int
+	minGap := time.Hour
 	for _, p := range live.APNs.Abandoned() {
 		if p.Time.After(killedAt) {
 			continue
@@ -514,14 +515,22 @@ func TestClusterLeaseTakeover(t *testing.T) {
 			continue
 		}
 		takenOver++
-		if gap := at.Sub(p.Time); gap < 3*time.Second {
+		// The lease began before the killed relay's push reached the
+		// fake: its lease write and the message's delay, then the send
+		// (under make test's load up to ~90 ms, a fresh TLS connection
+		// among them). So the push's arrival can be up to that much
+		// after the lease's start, and the takeover as much less than
+		// 3 s after it.
+		const sendLatency = 250 * time.Millisecond
+		if gap := at.Sub(p.Time); gap < 3*time.Second-sendLatency {
 			t.Errorf("%s sent again %v after the killed relay's send: before its 3 s lease ended", k, gap)
 		}
+		minGap = min(minGap, at.Sub(p.Time))
 	}
 	if takenOver == 0 {
 		t.Fatal("no send was in flight at the killed relay")
 	}
-	t.Logf("lease takeover: %d jobs in flight at the killed relay were sent by the others after its lease", takenOver)
+	t.Logf("lease takeover: %d jobs in flight at the killed relay were sent by the others after its lease (%v after its push at the least)", takenOver, minGap)
 }
 
 // TestClusterSharedRecent: the push-bombing guard counts a user's MFA
