@@ -55,19 +55,22 @@ func (t timedStore) AddDecided(ctx context.Context, events []relay.Event, decide
 // that cannot, JetStream, would hold a batch's slots through its write and
 // give them all back).
 func pipelineStore(t timedStore) store.Backend {
-	if _, ok := t.Backend.(store.AcceptLeaser); ok {
-		return timedLeasingStore{t}
+	if al, ok := t.Backend.(store.AcceptLeaser); ok {
+		return timedLeasingStore{t, al}
 	}
 	return t
 }
 
 // timedLeasingStore is a timedStore over a store.AcceptLeaser.
-type timedLeasingStore struct{ timedStore }
+type timedLeasingStore struct {
+	timedStore
+	al store.AcceptLeaser // the backend
+}
 
 // AddDecidedLeasing times an accept that leases as AddDecided.
 func (t timedLeasingStore) AddDecidedLeasing(ctx context.Context, events []relay.Event, decided []*store.Decided, receivedAt time.Time, lease store.AcceptLease) ([]error, error) {
 	start := time.Now()
-	res, err := t.Backend.(store.AcceptLeaser).AddDecidedLeasing(ctx, events, decided, receivedAt, lease)
+	res, err := t.al.AddDecidedLeasing(ctx, events, decided, receivedAt, lease)
 	t.observe("add_events", start, err)
 	return res, err
 }

@@ -464,7 +464,7 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 		Durable:  func(leased []store.Leased) { offer(leased, false) },
 	})
 	for lane, n := range slots {
-		lq.Unreserve(lane, n-offered[lane]) // duplicates', and all of a write that failed before Ready
+		lq.Unreserve(lane, n-offered[lane]) // duplicates', events another call stored first, all of a failed write
 	}
 	return res, err
 }

@@ -144,27 +144,20 @@ func (s *Store) addDecided(ctx context.Context, events []relay.Event, decided []
 				to(ls)
 			}
 		}
-		// Once the write is durable its results are known: the jobs of an
-		// event it found stored by another call meanwhile are not sent.
+		// Once the write is durable its results are known: only the jobs
+		// of events it stored go out (not of one another call stored
+		// meanwhile; of a key posted twice, the first is stored).
 		stored := func(ls []store.Leased) []store.Leased {
-			var lost map[relay.EventKey]bool
-			for i, err := range results {
-				if err != nil && decisions[i] != nil {
-					if lost == nil {
-						lost = map[relay.EventKey]bool{}
-					}
-					lost[events[i].Key()] = true
-				}
-			}
-			if lost == nil {
+			if len(ls) == 0 {
 				return ls
 			}
+			ok := make(map[relay.EventKey]bool, len(events))
 			for i, err := range results {
-				if err == nil && keys[i] != nil { // stored (a key posted twice: its first)
-					delete(lost, events[i].Key())
+				if err == nil && keys[i] != nil {
+					ok[events[i].Key()] = true
 				}
 			}
-			return slices.DeleteFunc(ls, func(l store.Leased) bool { return lost[l.Job.Event] })
+			return slices.DeleteFunc(ls, func(l store.Leased) bool { return !ok[l.Job.Event] })
 		}
 		if !s.commitFailed.Load() {
 			write = func(fn func(*bbolt.Tx) error) error {

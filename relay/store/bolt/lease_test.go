@@ -313,18 +313,25 @@ func TestAddDecidedLeasing(t *testing.T) {
 	checkScheduleOf(t, s)
 }
 
-// decidedLeasing returns an accept of event id for the device "phone",
-// its job wanted leased.
-func decidedLeasing(id string) ([]relay.Event, []*store.Decided, [][]bool) {
-	e := ev("acme", id)
-	j := job(e.Key(), "phone", relay.StatePending)
-	j.App = "demo"
-	return []relay.Event{e}, []*store.Decided{{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled},
-		Alert: &relay.Alert{EventID: id, Workspace: "acme", Priority: relay.PriorityHigh, ExpiresAt: e.ExpiresAt}, Jobs: []relay.Job{j}}}, [][]bool{{true}}
+// decidedLeasing returns an accept of the events ids, each with one job
+// for the device "phone", wanted leased.
+func decidedLeasing(ids ...string) (evs []relay.Event, ds []*store.Decided, want [][]bool) {
+	for _, id := range ids {
+		e := ev("acme", id)
+		j := job(e.Key(), "phone", relay.StatePending)
+		j.App = "demo"
+		evs = append(evs, e)
+		ds = append(ds, &store.Decided{Decision: relay.Decision{Verdict: relay.VerdictDeliver, Reason: relay.ReasonEnabled},
+			Alert: &relay.Alert{EventID: id, Workspace: "acme", Priority: relay.PriorityHigh, ExpiresAt: e.ExpiresAt}, Jobs: []relay.Job{j}})
+		want = append(want, []bool{true})
+	}
+	return evs, ds, want
 }
 
 // holdCommitter runs a write that blocks the committer until the returned
-// func is called.
+// func is called. Calls after the first do nothing, so a test can also
+// defer it: a failure must not leave the committer held (Close waits for
+// it).
 func holdCommitter(t *testing.T, s *Store) (release func()) {
 	t.Helper()
 	running, gate := make(chan struct{}), make(chan struct{})
@@ -337,11 +344,14 @@ func holdCommitter(t *testing.T, s *Store) (release func()) {
 		})
 	}()
 	<-running
+	var once sync.Once
 	return func() {
-		close(gate)
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+		once.Do(func() {
+			close(gate)
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 
@@ -426,17 +436,9 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
 		t.Fatal(err)
 	}
-	var evs []relay.Event
-	var ds []*store.Decided
-	var want [][]bool
-	for _, id := range []string{"a", "b", "c"} {
-		e, d, w := decidedLeasing(id)
-		evs, ds, want = append(evs, e...), append(ds, d...), append(want, w...)
-	}
-	var once sync.Once
-	held := holdCommitter(t, s)
-	release := func() { once.Do(held) }
-	defer release() // a failure below must not leave the committer held (Close waits for it)
+	evs, ds, want := decidedLeasing("a", "b", "c")
+	release := holdCommitter(t, s)
+	defer release()
 	ready, durable := make(chan []store.Leased, 2), make(chan []store.Leased, 2)
 	done := make(chan error, 1)
 	go func() {
@@ -508,20 +510,11 @@ func TestAddDecidedLeasingDurableOnlyWhatItStored(t *testing.T) {
 	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
 		t.Fatal(err)
 	}
-	batch := func(ids ...string) (evs []relay.Event, ds []*store.Decided, want [][]bool) {
-		for _, id := range ids {
-			e, d, w := decidedLeasing(id)
-			evs, ds, want = append(evs, e...), append(ds, d...), append(want, w...)
-		}
-		return evs, ds, want
-	}
-	var once sync.Once
-	held := holdCommitter(t, s)
-	release := func() { once.Do(held) }
+	release := holdCommitter(t, s)
 	defer release()
 	first := make(chan error, 1)
 	go func() {
-		evs, ds, _ := batch("x")
+		evs, ds, _ := decidedLeasing("x")
 		res, err := s.AddDecided(ctx, evs, ds, t0) // no leases
 		if err == nil && res[0] != nil {
 			err = res[0]
@@ -534,7 +527,7 @@ func TestAddDecidedLeasingDurableOnlyWhatItStored(t *testing.T) {
 	var durable []string
 	second := make(chan []error, 1)
 	go func() {
-		evs, ds, want := batch("a", "b", "x", "y", "y")
+		evs, ds, want := decidedLeasing("a", "b", "x", "y", "y")
 		res, err := s.AddDecidedLeasing(ctx, evs, ds, t0, store.AcceptLease{Owner: "r1", Until: t0.Add(time.Minute), Want: want,
 			MaxEarly: 1, Ready: func([]store.Leased) {}, Durable: func(ls []store.Leased) {
 				for _, l := range ls {
