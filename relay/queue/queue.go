@@ -607,6 +607,17 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		q.settle(ctx, l, lj, relay.StateExpired, time.Time{}, j.LastError, 0, false)
 		return
 	}
+	if lctx.Err() != nil {
+		// The lease is (all but) over before the send began: Lease took
+		// most of its TTL to return (a cluster store electing its
+		// leaders), or the job waited that long for a sender. Sending
+		// now would fail at once, and count against the provider (20 in
+		// a row open the lane's breaker) and the job's attempts. Hand it
+		// back, due now, as a send cut by shutdown is.
+		q.breakerResult(l, probe, noAnswer, "")
+		q.settle(ctx, l, lj, relay.StatePending, now, j.LastError, 0, false)
+		return
+	}
 	// A send ends before the alert expires and before the lease does
 	// (lctx).
 	sctx, cancel := lctx, context.CancelFunc(func() {})

@@ -1053,3 +1053,79 @@ func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
 		return false
 	})
 }
+
+// slowLease is a schedule whose first Lease takes longer than a lease
+// lasts before it returns what the store leased (as a cluster store can
+// while it elects its leaders).
+type slowLease struct {
+	*bolt.Store
+	delay time.Duration
+	once  sync.Once
+}
+
+func (s *slowLease) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leased, time.Time, error) {
+	jobs, next, err := s.Store.Lease(ctx, req)
+	if len(jobs) > 0 {
+		s.once.Do(func() { time.Sleep(s.delay) })
+	}
+	return jobs, next, err
+}
+
+// deadlineNotifier fails a send whose context has ended, as a provider
+// client does, and counts the sends it was given.
+type deadlineNotifier struct {
+	mu          sync.Mutex
+	sends, dead int
+}
+
+func (n *deadlineNotifier) Notify(ctx context.Context, _ relay.Device, _ *relay.Alert) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sends++
+	if err := ctx.Err(); err != nil {
+		n.dead++
+		return &delivery.Error{Provider: "apns", Outcome: delivery.Retry, Err: fmt.Errorf("wait for a free stream: %w", err)}
+	}
+	return nil
+}
+
+// TestLeaseThatArrivesLateIsHandedBack: jobs whose lease is (all but)
+// over when Lease returns them are not sent with a dead context, which
+// the provider's client fails and the lane's breaker counted as an
+// outage (20 in a row opened it); they go back to the schedule, due at
+// once and with no attempt counted, and the next lease sends them.
+func TestLeaseThatArrivesLateIsHandedBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := bolttest.Open(t)
+		for i := range 25 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		n := &deadlineNotifier{}
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
+		o.Schedule = &slowLease{Store: st, delay: 28 * time.Second}
+		o.LeaseTTL = 30 * time.Second
+		q, stop := run(t, o)
+		defer stop()
+		time.Sleep(29 * time.Second) // the slow lease has returned
+		synctest.Wait()
+		if br := q.OpenBreakers(); len(br) != 0 {
+			t.Errorf("breakers open: %v", br)
+		}
+		time.Sleep(time.Minute) // past any lease; the schedule's polls
+		synctest.Wait()
+		n.mu.Lock()
+		sends, dead := n.sends, n.dead
+		n.mu.Unlock()
+		if dead != 0 {
+			t.Errorf("%d sends had a dead context", dead)
+		}
+		for i := range 25 {
+			if j := job(t, st, fmt.Sprintf("e%02d", i)); j.State != relay.StateDelivered || j.Attempts != 1 {
+				t.Errorf("job %s: %s after %d attempts, want delivered after 1", j.Event.ID, j.State, j.Attempts)
+			}
+		}
+		if sends != 25 {
+			t.Errorf("%d sends for 25 jobs", sends)
+		}
+	})
+}
