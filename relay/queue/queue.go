@@ -483,7 +483,7 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 			l.backlog = len(jobs) == max && err == nil
 			q.mu.Unlock()
 			if len(jobs) > 0 {
-				lc := newLeaseContext(sendCtx, now.Add(q.opts.LeaseTTL*9/10), len(jobs))
+				lc := newLeaseContext(sendCtx, leaseEnd(jobs, now.Add(q.opts.LeaseTTL)).Add(-q.opts.LeaseTTL/10), len(jobs))
 				for _, lj := range jobs {
 					pool.run(item{lj, probe, lc})
 				}
@@ -526,6 +526,24 @@ func newLeaseContext(parent context.Context, end time.Time, jobs int) *leaseCont
 	lc.ctx, lc.cancel = context.WithDeadline(parent, end)
 	lc.left.Store(int32(jobs))
 	return lc
+}
+
+// leaseEnd is when the first of jobs' leases ends: their Until, or
+// otherwise (a backend that does not say) the request's Now+TTL. A
+// backend that stamps each lease as it takes it may return leases that
+// began well after the request, when taking them was slow.
+func leaseEnd(jobs []store.Leased, requested time.Time) time.Time {
+	var end time.Time
+	for i := range jobs {
+		u := jobs[i].Until
+		if u.IsZero() {
+			u = requested
+		}
+		if end.IsZero() || u.Before(end) {
+			end = u
+		}
+	}
+	return end
 }
 
 // done ends one send; the last ends the context.

@@ -1060,13 +1060,25 @@ func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
 type slowLease struct {
 	*bolt.Store
 	delay time.Duration
-	once  sync.Once
+	// stamp: the leases say they began when Lease returned (Until), as a
+	// backend that stamps each lease as it takes it does.
+	stamp  bool
+	once   sync.Once
+	leased atomic.Int32 // jobs leased
 }
 
 func (s *slowLease) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leased, time.Time, error) {
 	jobs, next, err := s.Store.Lease(ctx, req)
+	s.leased.Add(int32(len(jobs)))
 	if len(jobs) > 0 {
-		s.once.Do(func() { time.Sleep(s.delay) })
+		s.once.Do(func() {
+			time.Sleep(s.delay)
+			if s.stamp {
+				for i := range jobs {
+					jobs[i].Until = time.Now().Add(req.TTL)
+				}
+			}
+		})
 	}
 	return jobs, next, err
 }
@@ -1126,6 +1138,44 @@ func TestLeaseThatArrivesLateIsHandedBack(t *testing.T) {
 		}
 		if sends != 25 {
 			t.Errorf("%d sends for 25 jobs", sends)
+		}
+	})
+}
+
+// TestLateStampedLeaseIsSent: leases that say they end a TTL after Lease
+// returned (a cluster store stamps each lease as it takes it) are sent at
+// once, however long Lease took, with sends bounded by that end.
+func TestLateStampedLeaseIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := bolttest.Open(t)
+		for i := range 5 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		n := &ctxNotifier{ctxs: map[string]context.Context{}}
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
+		sl := &slowLease{Store: st, delay: 28 * time.Second, stamp: true}
+		o.Schedule = sl
+		o.LeaseTTL = 30 * time.Second
+		start := time.Now()
+		_, stop := run(t, o)
+		defer stop()
+		time.Sleep(29 * time.Second) // the slow lease has returned, and its sends
+		synctest.Wait()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if len(n.ctxs) != 5 || sl.leased.Load() != 5 {
+			t.Fatalf("sent %d of 5, leased %d times (want once each: sent on the first lease)", len(n.ctxs), sl.leased.Load())
+		}
+		want := start.Add(28*time.Second + 27*time.Second) // the stamped end less a tenth
+		for id, c := range n.ctxs {
+			if d, _ := c.Deadline(); !d.Equal(want) {
+				t.Errorf("%s: send deadline %v, want %v", id, d.Sub(start), want.Sub(start))
+			}
+		}
+		for i := range 5 {
+			if j := job(t, st, fmt.Sprintf("e%02d", i)); j.State != relay.StateDelivered || j.Attempts != 1 {
+				t.Errorf("job %s: %s after %d attempts, want delivered after 1", j.Event.ID, j.State, j.Attempts)
+			}
 		}
 	})
 }

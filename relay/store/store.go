@@ -219,6 +219,11 @@ type Leased struct {
 	// AcceptedAt is when the job's event was accepted (zero if unknown):
 	// the start of the accept-to-deliver latency.
 	AcceptedAt time.Time
+	// Until is when the lease ends: the job must be sent and settled by
+	// then (after it, another relay may lease the job). A backend that
+	// stamps its leases as it takes them (jetstream) gives each its own
+	// end, which may be later than the request's Now+TTL.
+	Until time.Time
 	// Ticket is the backend's proof of this lease; Settle checks it. Pass
 	// it back unchanged.
 	Ticket any

@@ -66,7 +66,7 @@ func (s *Store) leaseEarly(events []relay.Event, keys [][]byte, order []int, dec
 					continue
 				}
 				l := store.Leased{Job: p.job, User: e.User, Alert: decided[i].Alert, AcceptedAt: receivedAt,
-					Ticket: append(leasedPlace(p.place, lease.Until), p.key...)}
+					Until: lease.Until, Ticket: append(leasedPlace(p.place, lease.Until), p.key...)}
 				dk = appendJoined(dk[:0], []string{e.Workspace, e.User, p.job.DeviceID})
 				if dv := devb.Get(dk); dv != nil {
 					dev, err := s.devices.decode(dv)

@@ -300,7 +300,7 @@ func (s *Store) Lease(ctx context.Context, req store.LeaseRequest) ([]store.Leas
 			if err := jobs.Put(jk, nv); err != nil {
 				return err
 			}
-			l.Ticket = nk
+			l.Ticket, l.Until = nk, until
 			out = append(out, l)
 		}
 		more, next = laneDue(c, prefix, now)

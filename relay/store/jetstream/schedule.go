@@ -411,7 +411,7 @@ func (s *Store) take(ctx context.Context, req store.LeaseRequest, msg jetstream.
 		putBack(req.TTL)
 		t := &ticket{key: key, dev: m.Device, gen: gen, reply: msg.Reply(), rev: nrev}
 		t.rec, _ = json.Marshal(r)
-		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, AcceptedAt: r.ReceivedAt, Ticket: t}
+		l := store.Leased{Job: job, User: r.Event.User, Alert: r.Alert, AcceptedAt: r.ReceivedAt, Until: j.LeaseUntil, Ticket: t}
 		if drev != 0 {
 			l.Device = d
 		}

@@ -830,6 +830,10 @@ func testLeaseCarries(t *testing.T, h Harness) {
 	if l.AcceptedAt.Before(before.Add(-time.Second)) || l.AcceptedAt.After(time.Now()) {
 		t.Fatalf("lease accepted at %v, want when the event was added (after %v)", l.AcceptedAt, before)
 	}
+	// Its end: the TTL after the request, or after the backend took it.
+	if l.Until.Before(before.Add(time.Minute)) || l.Until.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("lease until %v, want a minute after it was asked for (after %v)", l.Until, before)
+	}
 	// A device removed after the decision leases with a zero device.
 	schedule(t, b, event("evt-2", relay.PriorityHigh), time.Time{}, device("d-2", relay.PlatformIOS))
 	if err := b.DeleteDevice(ctx, ws, user, "d-2"); err != nil {
