@@ -1096,7 +1096,7 @@ func (n *deadlineNotifier) Notify(ctx context.Context, _ relay.Device, _ *relay.
 	n.sends++
 	if err := ctx.Err(); err != nil {
 		n.dead++
-		return &delivery.Error{Provider: "apns", Outcome: delivery.Retry, Err: fmt.Errorf("wait for a free stream: %w", err)}
+		return &delivery.Error{Provider: "apns", Outcome: delivery.Retry, Err: fmt.Errorf("push not sent: %w", err)}
 	}
 	return nil
 }

@@ -280,6 +280,11 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 	p := c.pool(d)
 	sctx, cancel := delivery.SendContext(ctx, now, a.ExpiresAt, c.timeout)
 	defer cancel()
+	if err := sctx.Err(); err != nil {
+		// Not a wait for a stream: the caller's time ran out first.
+		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry,
+			Err: fmt.Errorf("push not sent: %w", err)}
+	}
 	select {
 	case p.sem <- struct{}{}:
 	case <-sctx.Done():

@@ -517,3 +517,21 @@ func TestSendTimeoutEndsAHangingPush(t *testing.T) {
 		t.Fatalf("hanging push: %v, want a retry", err)
 	}
 }
+
+// A push whose context has ended before it is sent is not sent, and the
+// error says so (it used to read as a wait for a free stream, which sent
+// operators looking at APNs).
+func TestEndedContextSendsNothing(t *testing.T) {
+	e := setup(t, apns.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 20 { // the old code said "stream" every other time
+		err := e.client.Notify(ctx, device, alertFor(relay.TypeOTPReceived, time.Minute))
+		if o, _ := delivery.Classify(err); o != delivery.Retry || !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "stream") {
+			t.Fatalf("ended context: %v, want a retry that names the context's end", err)
+		}
+	}
+	if n := e.fake.Requests(); n != 0 {
+		t.Fatalf("%d requests reached APNs", n)
+	}
+}
