@@ -200,6 +200,11 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 	}
 	sctx, cancel := delivery.SendContext(ctx, now, a.ExpiresAt, c.timeout)
 	defer cancel()
+	if err := sctx.Err(); err != nil {
+		// Not a wait for a slot: the caller's time ran out first.
+		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry,
+			Err: fmt.Errorf("message not sent: %w", err)}
+	}
 	select {
 	case c.sem <- struct{}{}:
 	case <-sctx.Done():

@@ -530,3 +530,21 @@ func TestMessageTokenProofIsNoWithdraw(t *testing.T) {
 		t.Fatalf("token proof message %+v %+v", m.Data, m.Android)
 	}
 }
+
+// A message whose context has ended before it is sent is not sent, and the
+// error says so (it used to read as a wait for a free send slot half of
+// the time).
+func TestEndedContextSendsNothing(t *testing.T) {
+	e := setup(t, fcm.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 20 {
+		err := e.client.Notify(ctx, android, alertFor(relay.TypeOTPReceived, time.Minute))
+		if o, _ := delivery.Classify(err); o != delivery.Retry || !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "slot") {
+			t.Fatalf("ended context: %v, want a retry that names the context's end", err)
+		}
+	}
+	if n := e.fake.Requests(); n != 0 {
+		t.Fatalf("%d requests reached FCM", n)
+	}
+}
