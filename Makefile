@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOutput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompactInput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompactOutput$$' -fuzztime $(FUZZTIME) ./plugins/abi/
+	$(GO) test -run '^$$' -fuzz '^FuzzUvarintAt$$' -fuzztime $(FUZZTIME) ./plugins/abi/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./relay/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzInstrument$$' -fuzztime $(FUZZTIME) ./relay/policy/guard/
 

@@ -148,8 +148,18 @@ func AppendOutputCompact(dst []byte, out *Output) []byte {
 	default:
 		dst = append(dst, 0)
 	}
-	dst = appendCStr(dst, out.Reason)
-	dst = appendCTime(dst, out.DeferUntil)
+	// The usual output (allow, nothing else) written in place: in a guest
+	// a call costs more than the byte it appends.
+	if out.Reason == "" {
+		dst = append(dst, 0)
+	} else {
+		dst = appendCStr(dst, out.Reason)
+	}
+	if out.DeferUntil.IsZero() {
+		dst = append(dst, 0)
+	} else {
+		dst = appendCTime(dst, out.DeferUntil)
+	}
 	if s := out.Set; s == nil {
 		dst = append(dst, 0)
 	} else {
@@ -162,9 +172,17 @@ func AppendOutputCompact(dst []byte, out *Output) []byte {
 			dst = binary.AppendUvarint(dst, uint64(len(*p))+1)
 			dst = append(dst, *p...)
 		}
-		dst = appendCMap(dst, s.Data)
+		if s.Data == nil {
+			dst = append(dst, 0)
+		} else {
+			dst = appendCMap(dst, s.Data)
+		}
 	}
-	dst = appendCList(dst, out.Devices)
+	if out.Devices == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = appendCList(dst, out.Devices)
+	}
 	if n := out.Notice; n == nil {
 		dst = append(dst, 0)
 	} else {
@@ -263,12 +281,12 @@ func (r *creader) uvarintSlow(field string) uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.b[r.i:])
-	if n <= 0 {
+	v, i, ok := uvarintAt(r.b, r.i)
+	if !ok {
 		r.fail(field, errors.New("bad or truncated varint"))
 		return 0
 	}
-	r.i += n
+	r.i = i
 	return v
 }
 
@@ -380,18 +398,22 @@ func (r *creader) time(field string) time.Time {
 		r.fail(field, errors.New("bad time tag"))
 		return time.Time{}
 	}
-	var sec int64
-	if r.err == nil {
-		var n int
-		if sec, n = binary.Varint(r.b[r.i:]); n <= 0 {
-			r.fail(field, errors.New("bad or truncated varint"))
-		} else {
-			r.i += n
-		}
-	}
-	ns := r.uvarint(field)
 	if r.err != nil {
 		return time.Time{}
+	}
+	ux, i, ok := uvarintAt(r.b, r.i) // seconds, zigzag
+	var ns uint64
+	if ok {
+		ns, i, ok = uvarintAt(r.b, i)
+	}
+	if !ok {
+		r.fail(field, errors.New("bad or truncated varint"))
+		return time.Time{}
+	}
+	r.i = i
+	sec := int64(ux >> 1)
+	if ux&1 != 0 {
+		sec = ^sec
 	}
 	if ns >= 1e9 || sec < -62135596800 || sec > 253402300799 { // years 1..9999
 		r.fail(field, errors.New("out of range"))
@@ -411,12 +433,13 @@ func (r *creader) strMap(field string, check, build bool) map[string]string {
 	if build {
 		m = make(map[string]string, n)
 	}
+	fields := [2]string{field, field}
 	for range n {
 		var k, v string
 		if check {
 			k, v = r.checkedStr(field), r.checkedStr(field)
 		} else {
-			k, v = r.str(field), r.str(field)
+			r.strs(fields[:], &k, &v) // one call for both, short ones read in place
 		}
 		if r.err != nil {
 			return nil
@@ -521,7 +544,8 @@ func (dec *InputDecoder) decodeCompact(b []byte, in *Input, pick func(config []b
 	if v := r.uvarint("config"); v > 0 {
 		in.Config = r.bytes("config", v-1)
 	}
-	if err := r.error("input"); err != nil {
+	if r.err != nil {
+		err := r.error("input")
 		*in = Input{}
 		return err
 	}
@@ -774,4 +798,27 @@ func DecodeOutputCompact(b []byte, out *Output) error {
 // for tools that print what a plugin answered.
 func IsCompactOutput(b []byte) bool {
 	return len(b) >= 2 && b[0] == compactOutputTag && b[1] == compactFormat
+}
+
+// uvarintAt decodes the uvarint at b[i:] as binary.Uvarint does (the same
+// values, the same refusals) and returns the index after it; ok is false
+// for a truncated or overflowing varint. Written out for the guests: a
+// time's two varints were three calls, each costing more than the loop.
+func uvarintAt(b []byte, i int) (x uint64, next int, ok bool) {
+	var s uint
+	for k := range binary.MaxVarintLen64 {
+		if i+k >= len(b) {
+			return 0, i, false
+		}
+		c := b[i+k]
+		if c < 0x80 {
+			if k == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, i, false
+			}
+			return x | uint64(c)<<s, i + k + 1, true
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, i, false
 }

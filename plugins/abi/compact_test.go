@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"slices"
@@ -260,4 +261,23 @@ func TestDecodeCompactSectionsChecksSkippedSections(t *testing.T) {
 			t.Fatalf("cut at %d: failed decode called pick (%v) or left %#v", n, called, part)
 		}
 	}
+}
+
+// uvarintAt decodes what binary.Uvarint decodes and refuses what it
+// refuses, from any offset.
+func FuzzUvarintAt(f *testing.F) {
+	for _, b := range [][]byte{{0}, {0x7f}, {0x80, 1}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2}, {0x80}, {}} {
+		f.Add(b, 0)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, i int) {
+		if i < 0 || i > len(b) {
+			return
+		}
+		want, n := binary.Uvarint(b[i:])
+		got, next, ok := uvarintAt(b, i)
+		if ok != (n > 0) || (ok && (got != want || next != i+n)) || (!ok && (got != 0 || next != i)) {
+			t.Fatalf("uvarintAt(%x, %d) = %d, %d, %v; binary.Uvarint: %d, %d", b, i, got, next, ok, want, n)
+		}
+	})
 }
