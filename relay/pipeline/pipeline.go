@@ -377,7 +377,7 @@ type leasingQueue interface {
 	Reserve(lane string, n int) int
 	Backlogged(lane string) bool
 	Unreserve(lane string, n int)
-	Offer(lane string, jobs []store.Leased, until time.Time)
+	Offer(lane string, jobs []store.Leased)
 }
 
 // storeDecided stores the accepted events, with the decisions made here
@@ -453,8 +453,8 @@ func (p *Pipeline) storeDecided(ctx context.Context, events []relay.Event, decid
 			offered[lane] += len(jobs)
 			// Those handed out once the write is durable are sent once
 			// the POST has its answer (relay.AfterAnswer).
-			if early || !relay.RunAfterAnswer(ctx, func() { lq.Offer(lane, jobs, until) }) {
-				lq.Offer(lane, jobs, until)
+			if early || !relay.RunAfterAnswer(ctx, func() { lq.Offer(lane, jobs) }) {
+				lq.Offer(lane, jobs)
 			}
 		}
 	}

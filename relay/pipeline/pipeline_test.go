@@ -1062,7 +1062,7 @@ func (q *slotQueue) Unreserve(_ string, n int) {
 	q.reserved -= n
 }
 
-func (q *slotQueue) Offer(_ string, jobs []store.Leased, _ time.Time) {
+func (q *slotQueue) Offer(_ string, jobs []store.Leased) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.offered = append(q.offered, jobs...)

@@ -283,11 +283,11 @@ func (q *Queue) Unreserve(lane string, n int) {
 	}
 }
 
-// Offer sends jobs leased for this relay until until, in slots Reserve
-// took for them, as the lane's own leases are sent. It never blocks. A
-// lane that stopped meanwhile leaves them leased: they are sent once the
-// lease ends (after a restart, the store releases it at once).
-func (q *Queue) Offer(lane string, jobs []store.Leased, until time.Time) {
+// Offer sends jobs leased for this relay (until their Until), in slots
+// Reserve took for them, as the lane's own leases are sent. It never
+// blocks. A lane that stopped meanwhile leaves them leased: they are sent
+// once the lease ends (after a restart, the store releases it at once).
+func (q *Queue) Offer(lane string, jobs []store.Leased) {
 	l := q.lanes[lane]
 	if l == nil || len(jobs) == 0 {
 		return
@@ -296,7 +296,7 @@ func (q *Queue) Offer(lane string, jobs []store.Leased, until time.Time) {
 	if l.offer != nil {
 		// Under q.mu: the lane unsets offer under it before its pool
 		// closes. The pool only queues or hands over (no q.mu).
-		l.offer(jobs, until)
+		l.offer(jobs)
 		q.mu.Unlock()
 		if q.opts.OnOffered != nil {
 			q.opts.OnOffered(lane, len(jobs))
@@ -423,8 +423,10 @@ func (q *Queue) runLane(ctx, sendCtx context.Context, l *lane, sends *sync.WaitG
 	// Jobs an accept leased for this lane join its sends (Offer). Unset
 	// before the pool closes: no job is handed to a closed pool.
 	q.mu.Lock()
-	l.offer = func(jobs []store.Leased, until time.Time) {
-		lc := newLeaseContext(sendCtx, until.Add(-q.opts.LeaseTTL/10), len(jobs))
+	l.offer = func(jobs []store.Leased) {
+		// A lease that does not say when it ends is taken to end now:
+		// its jobs go back to the schedule unsent.
+		lc := newLeaseContext(sendCtx, leaseEnd(jobs, q.opts.Now()).Add(-q.opts.LeaseTTL/10), len(jobs))
 		for _, lj := range jobs {
 			pool.run(item{lj, false, lc})
 		}
@@ -529,15 +531,16 @@ func newLeaseContext(parent context.Context, end time.Time, jobs int) *leaseCont
 }
 
 // leaseEnd is when the first of jobs' leases ends: their Until, or
-// otherwise (a backend that does not say) the request's Now+TTL. A
-// backend that stamps each lease as it takes it may return leases that
-// began well after the request, when taking them was slow.
-func leaseEnd(jobs []store.Leased, requested time.Time) time.Time {
+// fallback for a lease that does not say (a lane's own lease: the
+// request's Now+TTL). A backend that stamps each lease as it takes it may
+// return leases that began well after the request, when taking them was
+// slow.
+func leaseEnd(jobs []store.Leased, fallback time.Time) time.Time {
 	var end time.Time
 	for i := range jobs {
 		u := jobs[i].Until
 		if u.IsZero() {
-			u = requested
+			u = fallback
 		}
 		if end.IsZero() || u.Before(end) {
 			end = u
@@ -874,9 +877,9 @@ type lane struct {
 	// backlog: the lane's last lease filled its request, so more jobs
 	// may be due in the schedule (Backlogged).
 	backlog bool
-	// offer sends jobs an accept leased for the lane (Offer), under a
-	// lease ending at until; nil while the lane does not run.
-	offer func(jobs []store.Leased, until time.Time)
+	// offer sends jobs an accept leased for the lane (Offer); nil while
+	// the lane does not run.
+	offer func(jobs []store.Leased)
 
 	settles *sendPool[settleReq] // the lane's settles (set by Run)
 

@@ -1035,7 +1035,7 @@ func TestOfferSendsJobsLeasedAtAccept(t *testing.T) {
 	until := now.Add(ttl)
 	offered := 0
 	res, err := st.AddDecidedLeasing(ctx, []relay.Event{ev}, []*store.Decided{d}, now, store.AcceptLease{Owner: owner, Until: until, Want: [][]bool{{true}},
-		Ready: func(ls []store.Leased) { offered += len(ls); q.Offer(iosLane, ls, until) }})
+		Ready: func(ls []store.Leased) { offered += len(ls); q.Offer(iosLane, ls) }})
 	if err != nil || res[0] != nil || offered != 1 || counted.Load() != 1 {
 		t.Fatalf("accept: %v %v, %d offered, %d counted", res, err, offered, counted.Load())
 	}
