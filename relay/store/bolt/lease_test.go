@@ -328,6 +328,17 @@ func decidedLeasing(ids ...string) (evs []relay.Event, ds []*store.Decided, want
 	return evs, ds, want
 }
 
+// openWithPhone opens a store with the device decidedLeasing's jobs are
+// for.
+func openWithPhone(t *testing.T) *Store {
+	t.Helper()
+	s := openTest(t)
+	if _, err := s.RegisterDevice(context.Background(), relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // holdCommitter runs a write that blocks the committer until the returned
 // func is called. Calls after the first do nothing, so a test can also
 // defer it: a failure must not leave the committer held (Close waits for
@@ -360,11 +371,8 @@ func holdCommitter(t *testing.T, s *Store) (release func()) {
 // of the same event meanwhile leases nothing (the first is not stored
 // yet), and its write finds the duplicate; the early lease settles.
 func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
-	s := openTest(t)
+	s := openWithPhone(t)
 	ctx := context.Background()
-	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	release := holdCommitter(t, s)
 	type accept struct {
 		res []error
@@ -431,11 +439,8 @@ func TestAddDecidedLeasingBeforeTheWriteRuns(t *testing.T) {
 // to Ready while the committer is still busy, the rest to Durable by the
 // time the write returned. Lease takes none of them.
 func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
-	s := openTest(t)
+	s := openWithPhone(t)
 	ctx := context.Background()
-	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	evs, ds, want := decidedLeasing("a", "b", "c")
 	release := holdCommitter(t, s)
 	defer release()
@@ -505,11 +510,8 @@ func TestAddDecidedLeasingPastMaxEarlyOnceDurable(t *testing.T) {
 // leased nothing, so this one could lease it before either wrote), but of
 // an event posted twice in the call (its first is stored).
 func TestAddDecidedLeasingDurableOnlyWhatItStored(t *testing.T) {
-	s := openTest(t)
+	s := openWithPhone(t)
 	ctx := context.Background()
-	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	release := holdCommitter(t, s)
 	defer release()
 	first := make(chan error, 1)
@@ -558,11 +560,8 @@ func TestAddDecidedLeasingDurableOnlyWhatItStored(t *testing.T) {
 // After a commit failed, an accept hands its leases out only once its own
 // write is on disk, as the commit may fail again.
 func TestAddDecidedLeasingAfterAFailedCommit(t *testing.T) {
-	s := openTest(t)
+	s := openWithPhone(t)
 	ctx := context.Background()
-	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	s.commitFailed.Store(true)
 	release := holdCommitter(t, s)
 	ready := make(chan []store.Leased, 1)
@@ -596,11 +595,8 @@ func TestAddDecidedLeasingAfterAFailedCommit(t *testing.T) {
 // An event posted twice in one call is stored once, the first time: the
 // second copy leases nothing early, even when only its job is wanted.
 func TestAddDecidedLeasingRepeatInOneCall(t *testing.T) {
-	s := openTest(t)
+	s := openWithPhone(t)
 	ctx := context.Background()
-	if _, err := s.RegisterDevice(ctx, relay.Device{Workspace: "acme", User: "u-42", ID: "phone", Platform: relay.PlatformIOS, Token: "tok", App: "demo"}); err != nil {
-		t.Fatal(err)
-	}
 	evs, ds, _ := decidedLeasing("z")
 	evs, ds = append(evs, evs[0]), append(ds, ds[0])
 	var ready []store.Leased
