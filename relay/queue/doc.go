@@ -64,7 +64,9 @@
 // parked jobs flow again. Options.OutageThreshold consecutive retryable
 // failures (the provider is down: 5xx, transport errors) open the breaker
 // the same way, with a WARN line, so an outage parks the backlog on disk
-// instead of retrying it in a storm.
+// instead of retrying it in a storm. A send cut by its lease's end after it
+// began with under a third of a lease left is not counted: it shows an
+// overloaded relay, not a provider that does not answer.
 //
 // # Dead letters and token removal
 //

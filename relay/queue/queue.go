@@ -642,8 +642,12 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 	// A send ends before the alert expires and before the lease does
 	// (lctx).
 	sctx, cancel := lctx, context.CancelFunc(func() {})
-	if end, _ := lctx.Deadline(); alert.ExpiresAt.Before(end) {
-		sctx, cancel = context.WithDeadline(lctx, alert.ExpiresAt)
+	leaseLeft := time.Duration(0)
+	if end, ok := lctx.Deadline(); ok {
+		leaseLeft = end.Sub(now)
+		if alert.ExpiresAt.Before(end) {
+			sctx, cancel = context.WithDeadline(lctx, alert.ExpiresAt)
+		}
 	}
 	start := time.Now()
 	err := l.Notifier.Notify(sctx, lj.Device, alert)
@@ -661,6 +665,13 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		lj.Job.Attempts++ // attempts count the alert's sends, not its withdraw's
 	}
 	a, reason := answerOf(err)
+	if a == unavailable && lctx.Err() != nil && leaseLeft < q.opts.LeaseTTL/3 {
+		// The lease's end cut a send that began with little of it left
+		// (the job waited for a sender in an overloaded relay): no answer
+		// in that time says nothing about the provider. A send that had
+		// most of a lease and no answer does count (a hung provider).
+		a = noAnswer
+	}
 	q.breakerResult(l, probe, a, reason)
 	if err == nil {
 		if !withdrawing && q.opts.WithdrawOnExpiry && relay.Withdrawable(alert) {

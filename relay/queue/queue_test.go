@@ -1179,3 +1179,60 @@ func TestLateStampedLeaseIsSent(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseCutOfAShortSendIsNoOutage: sends that began with little of
+// their lease left (the jobs waited ~25 s of a 30 s lease, as in an
+// overloaded cluster) and were cut by its end say nothing about the
+// provider: they are retried, but do not count toward the lane's outage
+// breaker (20 in a row opened it, with APNs answering fine).
+func TestLeaseCutOfAShortSendIsNoOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := bolttest.Open(t)
+		for i := range 25 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		n := &notifier{block: make(chan struct{})} // no answer before the context ends
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
+		o.Schedule = &slowLease{Store: st, delay: 25 * time.Second}
+		o.LeaseTTL = 30 * time.Second
+		q, stop := run(t, o)
+		defer stop()
+		time.Sleep(28 * time.Second) // the sends began at 25 s and were cut at 27 s
+		synctest.Wait()
+		if c := n.count(); c < 25 {
+			t.Fatalf("%d sends, want 25 and their retries", c)
+		}
+		if br := q.OpenBreakers(); len(br) != 0 {
+			t.Errorf("breakers open: %v", br)
+		}
+		for i := range 25 {
+			if j := job(t, st, fmt.Sprintf("e%02d", i)); j.State != relay.StatePending || j.Attempts < 1 {
+				t.Errorf("job %s: %s after %d attempts, want pending (retried) after 1 or more", j.Event.ID, j.State, j.Attempts)
+			}
+		}
+		close(n.block)
+	})
+}
+
+// TestHungProviderOpensTheBreaker: sends that had their whole lease and
+// got no answer are an outage: 20 in a row open the lane's breaker.
+func TestHungProviderOpensTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := bolttest.Open(t)
+		for i := range 25 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		n := &notifier{block: make(chan struct{})}
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
+		o.LeaseTTL = 30 * time.Second
+		o.BreakerCooldown = time.Hour
+		q, stop := run(t, o)
+		defer stop()
+		time.Sleep(28 * time.Second) // every send was cut at 27 s
+		synctest.Wait()
+		if br := q.OpenBreakers(); len(br) != 1 {
+			t.Errorf("breakers open: %v, want the iOS lane's", br)
+		}
+		close(n.block)
+	})
+}
