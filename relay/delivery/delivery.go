@@ -60,6 +60,12 @@ func (o Outcome) String() string {
 	return "none"
 }
 
+// ErrNotSent marks a send that ended before the provider got anything:
+// its context ended in the work before the request (an answer check, a
+// wait for a free stream). It says nothing about the provider, and the job
+// was not attempted (the queue hands it back).
+var ErrNotSent = errors.New("not sent")
+
 // Error is a failed send, classified.
 type Error struct {
 	Provider    string        // "apns" or "fcm"

@@ -654,8 +654,11 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 	cancel()
 	took := time.Since(start)
 	l.pushed(took)
-	if err != nil && ctx.Err() != nil {
-		// Shutdown cut this send: hand the job back, due now, no attempt.
+	if err != nil && (ctx.Err() != nil || errors.Is(err, delivery.ErrNotSent)) {
+		// Shutdown cut this send, or its time ran out before the provider
+		// got anything (in the work before the request: an answer check
+		// on a store under load). Either way it was not an attempt and
+		// says nothing about the provider: hand the job back, due now.
 		q.breakerResult(l, probe, noAnswer, "")
 		q.settle(context.WithoutCancel(ctx), l, lj, relay.StatePending, q.opts.Now(), j.LastError, 0, false)
 		return

@@ -1236,3 +1236,54 @@ func TestHungProviderOpensTheBreaker(t *testing.T) {
 		close(n.block)
 	})
 }
+
+// TestSendNotStartedIsHandedBack: a send whose time ran out before the
+// provider got anything (the answer check before it took the whole lease,
+// say, in a store under load) is not an attempt and not an outage: the
+// job goes back to the schedule, due at once, and the lane's breaker stays
+// closed.
+func TestSendNotStartedIsHandedBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := bolttest.Open(t)
+		for i := range 25 {
+			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+		}
+		var mu sync.Mutex
+		slow := true
+		n := notifierFunc(func(ctx context.Context, _ relay.Device, _ *relay.Alert) error {
+			mu.Lock()
+			s := slow
+			mu.Unlock()
+			if s {
+				<-ctx.Done() // the work before the request takes the whole lease
+				return &delivery.Error{Provider: "apns", Outcome: delivery.Retry, Err: fmt.Errorf("push %w: %w", delivery.ErrNotSent, ctx.Err())}
+			}
+			return nil
+		})
+		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
+		o.LeaseTTL = 30 * time.Second
+		q, stop := run(t, o)
+		defer stop()
+		time.Sleep(28 * time.Second) // every send ran out of time at 27 s
+		synctest.Wait()
+		if br := q.OpenBreakers(); len(br) != 0 {
+			t.Errorf("breakers open: %v", br)
+		}
+		mu.Lock()
+		slow = false
+		mu.Unlock()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		for i := range 25 {
+			if j := job(t, st, fmt.Sprintf("e%02d", i)); j.State != relay.StateDelivered || j.Attempts != 1 {
+				t.Errorf("job %s: %s after %d attempts, want delivered after 1 (the sends not started are not attempts)", j.Event.ID, j.State, j.Attempts)
+			}
+		}
+	})
+}
+
+type notifierFunc func(ctx context.Context, d relay.Device, a *relay.Alert) error
+
+func (f notifierFunc) Notify(ctx context.Context, d relay.Device, a *relay.Alert) error {
+	return f(ctx, d, a)
+}

@@ -283,7 +283,7 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 	if err := sctx.Err(); err != nil {
 		// Not a wait for a stream: the caller's time ran out first.
 		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry,
-			Err: fmt.Errorf("push not sent: %w", err)}
+			Err: fmt.Errorf("push %w: %w", delivery.ErrNotSent, err)}
 	}
 	select {
 	case p.sem <- struct{}{}:

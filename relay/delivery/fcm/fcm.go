@@ -203,7 +203,7 @@ func (c *Client) notify(ctx context.Context, d relay.Device, a *relay.Alert) err
 	if err := sctx.Err(); err != nil {
 		// Not a wait for a slot: the caller's time ran out first.
 		return &delivery.Error{Provider: Provider, Outcome: delivery.Retry,
-			Err: fmt.Errorf("message not sent: %w", err)}
+			Err: fmt.Errorf("message %w: %w", delivery.ErrNotSent, err)}
 	}
 	select {
 	case c.sem <- struct{}{}:
