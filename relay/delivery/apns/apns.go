@@ -205,6 +205,9 @@ func (c *Client) newPool(base string, conns, inFlight int, tlsCfg *tls.Config) *
 			DialTLSContext:  dialTLS,
 			ReadIdleTimeout: apns2.ReadIdleTimeout,
 			PingTimeout:     apns2.ReadIdleTimeout,
+			// APNs answers a few bytes of JSON, never compressed: no
+			// accept-encoding header to encode and send with every push.
+			DisableCompression: true,
 		})
 	}
 	return p
@@ -340,6 +343,7 @@ func (c *Client) refreshToken() {
 // request's header).
 var (
 	contentTypeJSON    = []string{"application/json; charset=utf-8"}
+	noUserAgent        = []string{""} // the transport then sends none (APNs reads none)
 	pushTypeAlert      = []string{string(apns2.PushTypeAlert)}
 	pushTypeBackground = []string{string(apns2.PushTypeBackground)}
 	priorityLow        = []string{strconv.Itoa(apns2.PriorityLow)}
@@ -369,7 +373,8 @@ func (c *Client) request(d relay.Device, a *relay.Alert) (*http.Request, error) 
 		return nil, &delivery.Error{Provider: Provider, Reason: apns2.ReasonPayloadTooLarge, Outcome: delivery.Permanent,
 			Err: fmt.Errorf("payload is %d bytes, limit %d", len(body), MaxPayload)}
 	}
-	h := make(http.Header, 7)
+	h := make(http.Header, 8)
+	h["User-Agent"] = noUserAgent
 	h["Content-Type"] = contentTypeJSON
 	h["Apns-Topic"] = c.topicHeader
 	switch {

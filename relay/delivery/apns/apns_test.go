@@ -129,6 +129,10 @@ func TestNotifyMapsEachType(t *testing.T) {
 			check("apns-collapse-id", h.Get("apns-collapse-id"), "acme/evt-1")
 			check("apns-expiration", h.Get("apns-expiration"), strconv.FormatInt(a.ExpiresAt.Unix(), 10))
 			check("authorization scheme", strings.SplitN(h.Get("authorization"), " ", 2)[0], "bearer")
+			// Nothing APNs does not read: every header is encoded and
+			// sent with every push.
+			check("user-agent", h.Get("user-agent"), "")
+			check("accept-encoding", h.Get("accept-encoding"), "")
 			check("title", p.Title(), a.Title)
 			check("body", p.BodyText(), a.Body)
 			check("category", p.Category(), tc.cat)
