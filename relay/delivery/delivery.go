@@ -60,10 +60,12 @@ func (o Outcome) String() string {
 	return "none"
 }
 
-// ErrNotSent marks a send that ended before the provider got anything:
-// its context ended in the work before the request (an answer check, a
-// wait for a free stream). It says nothing about the provider, and the job
-// was not attempted (the queue hands it back).
+// ErrNotSent marks a send whose context ended before its request began
+// (in the work before it, such as the relay's answer check on a store
+// under load). It says nothing about the provider, and the job was not
+// attempted: the queue hands it back. A send that timed out waiting for a
+// free stream is not marked: every stream busy until then is the
+// provider's doing as often as not.
 var ErrNotSent = errors.New("not sent")
 
 // Error is a failed send, classified.
