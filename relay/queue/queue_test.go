@@ -53,6 +53,17 @@ func schedule(t *testing.T, st *bolt.Store, id string, prio relay.Priority, p re
 	}
 }
 
+// openWithJobs opens a store with n iOS jobs due now, of events e00,
+// e01…, each to expire in an hour.
+func openWithJobs(t *testing.T, n int) *bolt.Store {
+	t.Helper()
+	st := bolttest.Open(t)
+	for i := range n {
+		schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
+	}
+	return st
+}
+
 // job returns the stored state of event id's only job.
 func job(t *testing.T, st *bolt.Store, id string) relay.Job {
 	t.Helper()
@@ -1108,10 +1119,7 @@ func (n *deadlineNotifier) Notify(ctx context.Context, _ relay.Device, _ *relay.
 // once and with no attempt counted, and the next lease sends them.
 func TestLeaseThatArrivesLateIsHandedBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := bolttest.Open(t)
-		for i := range 25 {
-			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
-		}
+		st := openWithJobs(t, 25)
 		n := &deadlineNotifier{}
 		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
 		o.Schedule = &slowLease{Store: st, delay: 28 * time.Second}
@@ -1147,10 +1155,7 @@ func TestLeaseThatArrivesLateIsHandedBack(t *testing.T) {
 // once, however long Lease took, with sends bounded by that end.
 func TestLateStampedLeaseIsSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := bolttest.Open(t)
-		for i := range 5 {
-			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
-		}
+		st := openWithJobs(t, 5)
 		n := &ctxNotifier{ctxs: map[string]context.Context{}}
 		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
 		sl := &slowLease{Store: st, delay: 28 * time.Second, stamp: true}
@@ -1187,10 +1192,7 @@ func TestLateStampedLeaseIsSent(t *testing.T) {
 // breaker (20 in a row opened it, with APNs answering fine).
 func TestLeaseCutOfAShortSendIsNoOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := bolttest.Open(t)
-		for i := range 25 {
-			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
-		}
+		st := openWithJobs(t, 25)
 		n := &notifier{block: make(chan struct{})} // no answer before the context ends
 		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
 		o.Schedule = &slowLease{Store: st, delay: 25 * time.Second}
@@ -1218,10 +1220,7 @@ func TestLeaseCutOfAShortSendIsNoOutage(t *testing.T) {
 // got no answer are an outage: 20 in a row open the lane's breaker.
 func TestHungProviderOpensTheBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := bolttest.Open(t)
-		for i := range 25 {
-			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
-		}
+		st := openWithJobs(t, 25)
 		n := &notifier{block: make(chan struct{})}
 		o := opts(st, map[string]Lane{iosLane: {Notifier: n, Concurrency: 32}})
 		o.LeaseTTL = 30 * time.Second
@@ -1244,10 +1243,7 @@ func TestHungProviderOpensTheBreaker(t *testing.T) {
 // closed.
 func TestSendNotStartedIsHandedBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := bolttest.Open(t)
-		for i := range 25 {
-			schedule(t, st, fmt.Sprintf("e%02d", i), relay.PriorityNormal, relay.PlatformIOS, time.Hour, time.Time{})
-		}
+		st := openWithJobs(t, 25)
 		var mu sync.Mutex
 		slow := true
 		n := notifierFunc(func(ctx context.Context, _ relay.Device, _ *relay.Alert) error {
