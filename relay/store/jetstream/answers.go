@@ -139,7 +139,7 @@ func (s *Store) PruneAnswers(ctx context.Context, before time.Time) (int, error)
 		if _, err := putJSON(ctx, s.events, answerKey(a.Event.Workspace, a.Event.ID), 0, &a); err != nil && !isWrongLast(err) {
 			return n, fmt.Errorf("prune answers: answered mark of %s: %w", a.Event, err)
 		}
-		if err := s.answer.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := s.answer.DeleteMsg(ctx, seq); !msgGone(err) {
 			return n, fmt.Errorf("prune answers: delete %d: %w", seq, err)
 		}
 		n++

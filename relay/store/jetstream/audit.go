@@ -127,7 +127,7 @@ func (s *Store) deleteAudit(ctx context.Context, what string, judge func(e *rela
 		if !del {
 			continue
 		}
-		if err := s.audit.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := s.audit.DeleteMsg(ctx, seq); !msgGone(err) {
 			return n, fmt.Errorf("%s: delete %d: %w", what, seq, err)
 		}
 		n++

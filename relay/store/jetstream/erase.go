@@ -229,7 +229,7 @@ func (s *Store) eraseMessages(ctx context.Context, erased map[relay.EventKey]boo
 		if json.Unmarshal(msg.Data, &m) != nil || !erased[relay.EventKey{Workspace: m.Workspace, ID: m.ID}] {
 			continue
 		}
-		if err := s.jobs.SecureDeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := s.jobs.SecureDeleteMsg(ctx, seq); !msgGone(err) {
 			return fmt.Errorf("job messages: delete %d: %w", seq, err)
 		}
 	}
@@ -260,7 +260,7 @@ func (s *Store) eraseMessages(ctx context.Context, erased map[relay.EventKey]boo
 				return err
 			}
 		}
-		if err := s.accept.SecureDeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := s.accept.SecureDeleteMsg(ctx, seq); !msgGone(err) {
 			return fmt.Errorf("undecided index: delete %d: %w", seq, err)
 		}
 	}

@@ -395,7 +395,7 @@ func (s *Store) walkAccepted(ctx context.Context, fn func(acceptedMsg) (bool, er
 			return err
 		}
 		if done {
-			if err := s.accept.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := s.accept.DeleteMsg(ctx, seq); !msgGone(err) {
 				return fmt.Errorf("trim undecided index: %w", err)
 			}
 		}

@@ -217,3 +217,29 @@ func TestDirectGetOnlyWithoutReplicas(t *testing.T) {
 		check(t, s, false)
 	})
 }
+
+// Deleting a message another relay deleted first (two relays' sweeps trim
+// the same undecided-index message) is done, not a failure: the server
+// answers "message deletion unsuccessful: no message found" (10057), not
+// "message not found", and the sweeps logged it as a WARN every 2 s.
+func TestDeletingADeletedMessageIsDone(t *testing.T) {
+	ctx := context.Background()
+	s := openOneNode(t, "gone")
+	if err := s.index(ctx, acceptedMsg{ReceivedAt: time.Now(), Keys: [][2]string{{"ws", "e1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nextMsg(ctx, s.accept, 0, s.subj.accepted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.accept.DeleteMsg(ctx, msg.Sequence); !msgGone(err) {
+		t.Fatalf("first delete: %v", err)
+	}
+	err = s.accept.DeleteMsg(ctx, msg.Sequence)
+	if err == nil || !msgGone(err) {
+		t.Fatalf("second delete: %v, want an error that says the message is gone", err)
+	}
+	if msgGone(context.DeadlineExceeded) || msgGone(fmt.Errorf("x: %w", jetstream.ErrNoStreamResponse)) {
+		t.Fatal("other errors taken for a deleted message")
+	}
+}

@@ -490,6 +490,22 @@ func isWrongLast(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// msgGone reports whether a delete's error says the message is not there:
+// deleted by another relay first, or never there. The server answers a
+// delete of a deleted message with "message deletion unsuccessful"
+// (10057) and the store's "no message found", not with
+// jetstream.ErrMsgNotFound (10037, what reads return); nats.go keeps only
+// that answer's text (jetstream.ErrMsgDeleteUnsuccessful: "…: nats: API
+// error: code=500 err_code=10057 description=no message found"), so the
+// text is all there is to match.
+func msgGone(err error) bool {
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) &&
+		strings.Contains(err.Error(), "err_code=10057") && strings.HasSuffix(err.Error(), "no message found")
+}
+
 func isNotFound(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
 }
