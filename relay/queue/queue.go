@@ -635,8 +635,7 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		// now would fail at once, and count against the provider (20 in
 		// a row open the lane's breaker) and the job's attempts. Hand it
 		// back, due now, as a send cut by shutdown is.
-		q.breakerResult(l, probe, noAnswer, "")
-		q.settle(ctx, l, lj, relay.StatePending, now, j.LastError, 0, false)
+		q.handBack(ctx, l, lj, probe, j.LastError)
 		return
 	}
 	// A send ends before the alert expires and before the lease does
@@ -659,8 +658,7 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		// got anything (in the work before the request: an answer check
 		// on a store under load). Either way it was not an attempt and
 		// says nothing about the provider: hand the job back, due now.
-		q.breakerResult(l, probe, noAnswer, "")
-		q.settle(context.WithoutCancel(ctx), l, lj, relay.StatePending, q.opts.Now(), j.LastError, 0, false)
+		q.handBack(context.WithoutCancel(ctx), l, lj, probe, j.LastError)
 		return
 	}
 	withdrawing := j.State == relay.StateWithdrawDue
@@ -720,6 +718,14 @@ func (q *Queue) send(ctx, lctx context.Context, l *lane, lj store.Leased, alert 
 		}
 		q.settle(ctx, l, lj, relay.StatePending, next, err.Error(), took, false)
 	}
+}
+
+// handBack returns a leased job whose send never reached the provider to
+// the schedule, due now, keeping its last error: no attempt is spent and
+// the lane's breaker hears no answer.
+func (q *Queue) handBack(ctx context.Context, l *lane, lj store.Leased, probe bool, lastErr string) {
+	q.breakerResult(l, probe, noAnswer, "")
+	q.settle(ctx, l, lj, relay.StatePending, q.opts.Now(), lastErr, 0, false)
 }
 
 // withdrawRetry is the retry number of an expiry withdraw that failed
